@@ -1,0 +1,1 @@
+"""flask-acp platform adapters (installed as ``flask_acp_adapters``)."""

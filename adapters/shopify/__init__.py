@@ -1,0 +1,1 @@
+"""Shopify adapter for flask-acp (see issue: Shopify adapter). Not implemented yet."""

@@ -1,0 +1,1 @@
+"""WooCommerce adapter for flask-acp (see issue: WooCommerce adapter). Not implemented yet."""
