@@ -1,0 +1,78 @@
+"""Example merchant app: flask-acp on the embedded default.
+
+    python example_app.py              # serves http://127.0.0.1:8000
+    gunicorn -w 4 example_app:app      # the same WSGI app, several workers
+
+Embedded default: SQLite for sessions, the catalog adapter reading the demo
+product feed and store file shipped in the package (``ACP_CATALOG_FILE`` and
+``ACP_STORE_FILE`` point it elsewhere), and a simulated payment processor.
+
+Environment:
+
+- ``ACP_API_KEYS``: ``name:token`` pairs, comma-separated (a name may appear
+  twice during key rotation). Unset: a demo key is printed at start-up.
+- ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
+- ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
+- ``HOST`` / ``PORT``: where ``python example_app.py`` listens (127.0.0.1:8000).
+
+Being a local demo, it accepts plain HTTP from loopback clients; anything else
+must come over HTTPS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from flask import Flask
+
+from flask_acp import ACP
+from flask_acp.testing import FakePaymentProcessor
+
+DEMO_KEY = "demo-agent-key-0123456789"
+
+
+def _agents(spec: str | None) -> dict[str, dict[str, list[str]]]:
+    if not spec:
+        return {"demo-agent": {"api_keys": [DEMO_KEY]}}
+    agents: dict[str, dict[str, list[str]]] = {}
+    for pair in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, token = pair.partition(":")
+        if not sep or not name or not token:
+            raise SystemExit(f"ACP_API_KEYS: expected name:token pairs, got {pair!r}")
+        agents.setdefault(name, {"api_keys": []})["api_keys"].append(token)
+    return agents
+
+
+def create_app(config: dict[str, object] | None = None) -> Flask:
+    """Build the example app; ``config`` overrides (tests pass their own)."""
+    app = Flask(__name__)
+    app.config.from_prefixed_env()  # FLASK_ACP_* -> ACP_*
+    for key in ("ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
+    app.config.setdefault("ACP_AGENTS", _agents(os.environ.get("ACP_API_KEYS")))
+    app.config.setdefault("ACP_ALLOW_INSECURE_LOOPBACK", True)
+    app.config.setdefault("ACP_LINKS", [
+        {"type": "terms_of_use", "url": "https://shop.example/terms"},
+        {"type": "privacy_policy", "url": "https://shop.example/privacy"},
+        {"type": "return_policy", "url": "https://shop.example/returns"},
+    ])
+    app.config.update(config or {})
+    ledger = os.path.join(app.instance_path, "fake-payments.sqlite3")
+    os.makedirs(app.instance_path, exist_ok=True)
+    ACP(app, payment_processor=FakePaymentProcessor(ledger))
+    return app
+
+
+app = create_app()
+
+if __name__ == "__main__":
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    print(f"flask-acp demo on http://{host}:{port} (embedded catalog, SQLite, simulated payments)",
+          file=sys.stderr)
+    print("Plain HTTP is accepted from loopback clients only: this is a local demo.", file=sys.stderr)
+    if not os.environ.get("ACP_API_KEYS"):
+        print(f"Demo agent API key: {DEMO_KEY}", file=sys.stderr)
+    app.run(host=host, port=port)

@@ -1,0 +1,153 @@
+"""The platform adapter port: prices, stock, fulfillment, tax and orders.
+
+An adapter maps a checkout session onto a storefront (the embedded catalog,
+Shopify, WooCommerce). It receives and returns the dataclasses of
+:mod:`flask_acp.models`; it never sees Flask, marshmallow or floats. Business
+conditions (unknown item, out of stock, no shipping to the address) are
+returned as :class:`~flask_acp.models.Message` entries in the quote, never
+raised. Infrastructure failures raise :class:`~flask_acp.errors.AdapterError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections.abc as cabc
+import dataclasses
+import datetime as dt
+import typing as t
+
+from .models import JSON
+from .models import CheckoutSession
+from .models import FulfillmentOption
+from .models import LineItemRequest
+from .models import Message
+from .models import Order
+from .models import PaymentRecord
+from .models import Quote
+from .models import SelectedFulfillmentOption
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QuoteRequest:
+    """Everything an adapter needs to price a session.
+
+    :ivar session_id: the ACP checkout session id (hold stock under it).
+    :ivar currency: lowercase ISO 4217 code the agent asked for.
+    :ivar fulfillment_details: the spec's ``FulfillmentDetails`` dict, or None.
+    :ivar selected_fulfillment_options: what the agent asked for (may be empty
+        or invalid; see :func:`choose_fulfillment`).
+    :ivar expires_at: when the session expires; holds should last until then.
+    :ivar adapter_state: what the adapter returned in the previous quote.
+    """
+
+    session_id: str
+    currency: str
+    line_items: tuple[LineItemRequest, ...]
+    fulfillment_details: dict[str, JSON] | None
+    selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...]
+    expires_at: dt.datetime
+    buyer: dict[str, JSON] | None = None
+    adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+
+
+class PlatformAdapter(abc.ABC):
+    """Base class of platform adapters, resolved by name through the
+    ``flask_acp.adapters`` entry-point group or by ``module:Class`` path."""
+
+    #: the registry name, e.g. ``"catalog"``, ``"shopify"``.
+    name: t.ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, config: cabc.Mapping[str, t.Any]) -> PlatformAdapter:
+        """Build the adapter from the Flask app config (``ACP_*`` and its own keys).
+
+        :raises ValueError: naming the missing or bad key.
+        """
+
+    @abc.abstractmethod
+    def quote(self, request: QuoteRequest) -> Quote:
+        """Price the session and hold stock for it until ``request.expires_at``.
+
+        Called on create and on every update; must be idempotent (the hold is
+        *set* to the requested quantities, not added to).
+
+        :raises AdapterUnavailableError: the platform cannot answer now.
+        """
+
+    @abc.abstractmethod
+    def prepare_order(self, session: CheckoutSession) -> Quote:
+        """Re-price the session right before charging; the core refuses to charge
+        when the total differs from the one the agent last saw.
+
+        :raises AdapterUnavailableError: the platform cannot answer now.
+        """
+
+    @abc.abstractmethod
+    def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
+        """Turn the held stock into a paid order. Idempotent per ``session.id``:
+        a second call returns the same order.
+
+        :raises AdapterUnavailableError: retry later; the payment stays recorded.
+        :raises AdapterRejectedError: the order cannot be placed.
+        """
+
+    @abc.abstractmethod
+    def release(self, session: CheckoutSession) -> None:
+        """Release whatever is held for the session (cancel, expiry). Idempotent."""
+
+    def supported_currencies(self) -> list[str]:
+        """Lowercase ISO 4217 codes the store sells in (for discovery)."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (HTTP sessions, connections)."""
+
+
+def choose_fulfillment(
+    options: cabc.Sequence[FulfillmentOption],
+    requested: cabc.Sequence[SelectedFulfillmentOption],
+    line_item_ids: cabc.Mapping[str, str],
+) -> tuple[tuple[SelectedFulfillmentOption, ...], tuple[Message, ...]]:
+    """Resolve the agent's fulfillment choice against the offered options.
+
+    Each requested ``option_id`` must be offered; its ``item_ids`` may name item
+    ids or line item ids (spec defect #7; both accepted) and default to every
+    item the option can fulfil. Items without a valid choice get the cheapest
+    option that covers them, so a session with an address is payable at once
+    (as in the spec's create example).
+
+    :param line_item_ids: line item id -> item id, to accept either form.
+    :returns: the applied selection (item ids are item ids) and messages for
+        invalid choices (code ``invalid``, param ``$.selected_fulfillment_options[i]``).
+    """
+    by_id = {o.id: o for o in options}
+    chosen: list[SelectedFulfillmentOption] = []
+    covered: set[str] = set()
+    messages: list[Message] = []
+    for index, sel in enumerate(requested):
+        option = by_id.get(sel.option_id)
+        if option is None or option.type != sel.type:
+            messages.append(
+                Message(
+                    type="error",
+                    code="invalid",
+                    param=f"$.selected_fulfillment_options[{index}].option_id",
+                    resolution="recoverable",
+                    text_key="fulfillment_option_invalid",
+                    text_args={"option_id": sel.option_id},
+                )
+            )
+            continue
+        wanted = [line_item_ids.get(i, i) for i in sel.item_ids] or list(option.item_ids)
+        items = tuple(i for i in wanted if i in option.item_ids and i not in covered)
+        if items:
+            chosen.append(SelectedFulfillmentOption(type=option.type, option_id=option.id, item_ids=items))
+            covered.update(items)
+    uncovered = {i for o in options for i in o.item_ids} - covered
+    for option in sorted(options, key=lambda o: (o.amount + o.tax, o.id)):
+        items = tuple(i for i in option.item_ids if i in uncovered)
+        if items:
+            chosen.append(SelectedFulfillmentOption(type=option.type, option_id=option.id, item_ids=items))
+            uncovered.difference_update(items)
+    return tuple(chosen), tuple(messages)

@@ -1,0 +1,32 @@
+"""The embedded catalog: an ACP product feed file + a store rules file + SQLite.
+
+Usage (Flask config)::
+
+    ACP_ADAPTER = "catalog"
+    ACP_CATALOG_FILE = "feed.json"      # default: the shipped demo feed
+    ACP_STORE_FILE = "store.json"       # default: the shipped demo store
+    ACP_SQLITE_PATH = "acp.sqlite3"     # required
+
+See :mod:`.feed` for the feed format, :mod:`.store_rules` for the store file
+and :mod:`.adapter` for the quoting rules.
+"""
+
+from __future__ import annotations
+
+from .adapter import MESSAGE_KEYS
+from .adapter import CatalogAdapter
+from .adapter import line_item_id
+from .feed import CatalogItem
+from .feed import load_feed
+from .store_rules import StoreRules
+from .store_rules import load_store
+
+__all__ = [
+    "MESSAGE_KEYS",
+    "CatalogAdapter",
+    "CatalogItem",
+    "StoreRules",
+    "line_item_id",
+    "load_feed",
+    "load_store",
+]

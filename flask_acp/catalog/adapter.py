@@ -1,0 +1,400 @@
+"""The embedded catalog adapter: a product feed file, a store file and SQLite.
+
+* Items are the variants of an ACP product feed (:mod:`.feed`).
+* Prices are the feed's; stock, shipping, tax and order links come from the
+  store file (:mod:`.store_rules`).
+* Holds, sales and orders live in ``acp_catalog_*`` tables of the SQLite file
+  (:mod:`.stock`), so several worker processes never oversell.
+
+Quoting rules:
+
+* Unknown item: ``not_found`` error, line not purchasable.
+* Variant unavailable in the feed, or no units left: ``out_of_stock`` error.
+* Requested units (summed over lines of the same item) above the units
+  available or above ``max_quantity_per_order``: ``quantity_exceeded`` error
+  whose ``available`` arg is the most that can be bought. The quantity is NOT
+  capped silently: the line is not purchasable until the agent changes it.
+* Request currency different from the store's: one ``unsupported`` error on
+  ``$.currency`` and no line is purchasable.
+* Shipping lines without an address: ``missing`` error on
+  ``$.fulfillment_details.address`` and ``needs_fulfillment_details``; an
+  address no method ships to: ``region_restricted`` error.
+* Tax: rate of the shipping address (country, ``state``) per the store file,
+  per line, half-up; no address, no tax.
+* The quote replaces the session's hold with the purchasable quantities, until
+  ``request.expires_at``.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import datetime as dt
+import decimal
+import hashlib
+import pathlib
+import typing as t
+
+from ..adapter import PlatformAdapter
+from ..adapter import QuoteRequest
+from ..adapter import choose_fulfillment
+from ..errors import AdapterRejectedError
+from ..models import JSON
+from ..models import CheckoutSession
+from ..models import FulfillmentOption
+from ..models import LineItemRequest
+from ..models import Message
+from ..models import Order
+from ..models import PaymentRecord
+from ..models import PricedLine
+from ..models import Quote
+from .feed import CatalogItem
+from .feed import load_feed
+from .stock import StockLedger
+from .store_rules import DIGITAL_OPTION_ID
+from .store_rules import load_store
+from .store_rules import tax_amount
+
+DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
+#: the feed and store file used when the config names none.
+DEMO_FEED = DATA_DIR / "demo_feed.json"
+DEMO_STORE = DATA_DIR / "demo_store.json"
+
+#: every ``Message.text_key`` this adapter emits, with the ``text_args`` it sets.
+MESSAGE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("item_not_found", ("item_id",)),
+    ("out_of_stock", ("name",)),
+    ("quantity_exceeded", ("name", "available")),
+    ("low_stock", ("name", "available")),
+    ("currency_unsupported", ("currency",)),
+    ("address_required", ()),
+    ("no_shipping_to_address", ("country",)),
+    ("fulfillment_option_invalid", ("option_id",)),  # from choose_fulfillment
+)
+
+#: feed ``availability.status`` -> checkout ``LineItem.availability_status``.
+_STATUS = {
+    "in_stock": "in_stock",
+    "limited_stock": "low_stock",
+    "low_stock": "low_stock",
+    "backorder": "backorder",
+    "preorder": "pre_order",
+    "pre_order": "pre_order",
+    "out_of_stock": "out_of_stock",
+    "discontinued": "out_of_stock",
+}
+
+
+def line_item_id(item_id: str) -> str:
+    """The core's line item id for an item id: ``li_`` + 12 hex of its SHA-256."""
+    return "li_" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CatalogAdapter(PlatformAdapter):
+    """Sell the variants of a feed file under the rules of a store file.
+
+    :param feed_path: ACP product feed, ``.json`` or ``.jsonl`` (see :mod:`.feed`).
+    :param store_path: store file (see :mod:`.store_rules`).
+    :param db_path: SQLite file for holds, sales and orders (may be shared
+        with the session store).
+    :param clock: returns the current aware UTC time (tests).
+    :raises ValueError: a file is invalid, or they disagree (a price in
+        another currency, a stock or digital entry naming no variant).
+    :raises OSError: a file cannot be read.
+    """
+
+    name = "catalog"
+
+    def __init__(self, feed_path: str | pathlib.Path, store_path: str | pathlib.Path,
+                 db_path: str | pathlib.Path, *,
+                 clock: cabc.Callable[[], dt.datetime] = _utcnow) -> None:
+        self.items: dict[str, CatalogItem] = load_feed(feed_path)
+        self.store = load_store(store_path)
+        for item in self.items.values():
+            if item.currency.lower() != self.store.currency:
+                raise ValueError(
+                    f"feed {feed_path}: variant {item.item_id!r} is priced in {item.currency} but "
+                    f"the store currency ({store_path}) is {self.store.currency.upper()}"
+                )
+        for key, ids in (("stock", self.store.stock), ("digital_items", self.store.digital_items)):
+            unknown = sorted(set(ids) - set(self.items))
+            if unknown:
+                raise ValueError(f"store file {store_path}: {key} names unknown variants {unknown}")
+        self.ledger = StockLedger(str(db_path))
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, config: cabc.Mapping[str, t.Any]) -> CatalogAdapter:
+        """Build from ``ACP_CATALOG_FILE`` (default: the demo feed),
+        ``ACP_STORE_FILE`` (default: the demo store) and ``ACP_SQLITE_PATH`` (required).
+
+        :raises ValueError: naming the missing key, the missing file's key, or
+            the invalid file.
+        """
+        db_path = config.get("ACP_SQLITE_PATH")
+        if not db_path:
+            raise ValueError(
+                "ACP_SQLITE_PATH is required by the catalog adapter (SQLite file for stock"
+                " holds and orders)"
+            )
+        paths = {}
+        for key, default in (("ACP_CATALOG_FILE", DEMO_FEED), ("ACP_STORE_FILE", DEMO_STORE)):
+            path = pathlib.Path(config.get(key) or default)
+            if not path.is_file():
+                raise ValueError(f"{key}: no such file: {path}")
+            paths[key] = path
+        return cls(paths["ACP_CATALOG_FILE"], paths["ACP_STORE_FILE"], db_path)
+
+    # -- quoting -------------------------------------------------------------------
+
+    def quote(self, request: QuoteRequest) -> Quote:
+        """Price ``request`` and set the session's hold (see the module docstring).
+
+        Amounts in the result are minor units of the store currency; delivery
+        times are aware UTC datetimes.
+
+        :raises sqlite3.Error: the stock database failed.
+        """
+        now = self._clock()
+        store = self.store
+        address = _address(request.fulfillment_details)
+        country = str(address["country"]).upper() if address.get("country") else None
+        rate = store.tax_rate(country, address.get("state"))
+        currency_ok = request.currency.lower() == store.currency
+        messages: list[Message] = []
+        if not currency_ok:
+            messages.append(Message(
+                type="error", code="unsupported", param="$.currency", resolution="recoverable",
+                text_key="currency_unsupported", text_args={"currency": request.currency},
+            ))
+
+        on_hand: dict[str, int | None] = {}
+        wanted: dict[str, int] = {}
+        for li in request.line_items:
+            item = self.items.get(li.id)
+            if item is None:
+                continue
+            on_hand[li.id] = store.on_hand(li.id)
+            if currency_ok and item.available:
+                wanted[li.id] = wanted.get(li.id, 0) + li.quantity
+
+        def decide(available: dict[str, int | None]) -> dict[str, int]:
+            return {i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))}
+
+        available, held = self.ledger.reserve(
+            request.session_id, on_hand, decide,
+            expires_at=request.expires_at.timestamp(), now=now.timestamp(),
+        )
+
+        lines: list[PricedLine] = []
+        for index, li in enumerate(request.line_items):
+            line, line_messages = self._price_line(index, li, available, held, wanted, rate)
+            lines.append(line)
+            messages.extend(line_messages)
+
+        options, needs_details, fulfillment_messages = self._fulfillment(lines, country, rate, now)
+        messages.extend(fulfillment_messages)
+        selected, choice_messages = choose_fulfillment(
+            options,
+            request.selected_fulfillment_options,
+            {line_item_id(li.id): li.id for li in request.line_items},
+        )
+        messages.extend(choice_messages)
+        return Quote(
+            lines=tuple(lines),
+            fulfillment_options=tuple(options),
+            selected_fulfillment_options=selected,
+            needs_fulfillment_details=needs_details,
+            messages=tuple(messages),
+        )
+
+    def _cap(self, available: int | None) -> int | None:
+        """Most units one order may take: available units and the per-order max."""
+        limits = [n for n in (available, self.store.max_quantity_per_order) if n is not None]
+        return min(limits) if limits else None
+
+    def _price_line(self, index: int, li: LineItemRequest, available: dict[str, int | None],
+                    held: dict[str, int], wanted: dict[str, int],
+                    rate: decimal.Decimal) -> tuple[PricedLine, list[Message]]:
+        item = self.items.get(li.id)
+        where = f"$.line_items[{index}]"
+        if item is None:
+            return PricedLine(item_id=li.id, quantity=li.quantity, purchasable=False,
+                              requires_shipping=False), [Message(
+                type="error", code="not_found", param=f"{where}.item.id",
+                resolution="recoverable", text_key="item_not_found",
+                text_args={"item_id": li.id},
+            )]
+        units = available.get(li.id)
+        cap = self._cap(units)
+        purchasable = li.id in held
+        status = self._status(item, units)
+        messages: list[Message] = []
+        if not item.available or (li.id in wanted and not purchasable and units == 0):
+            status = "out_of_stock"
+            messages.append(Message(
+                type="error", code="out_of_stock", param=f"{where}.item.id",
+                resolution="requires_buyer_input", text_key="out_of_stock",
+                text_args={"name": item.name},
+            ))
+        elif li.id in wanted and not purchasable:
+            messages.append(Message(
+                type="error", code="quantity_exceeded", param=f"{where}.quantity",
+                resolution="requires_buyer_input", text_key="quantity_exceeded",
+                text_args={"name": item.name, "available": str(cap)},
+            ))
+        elif purchasable and status == "low_stock" and units is not None:
+            messages.append(Message(
+                type="warning", code="low_stock", param=f"{where}.quantity",
+                text_key="low_stock", text_args={"name": item.name, "available": str(units)},
+            ))
+        amount = item.unit_amount * li.quantity
+        line = PricedLine(
+            item_id=li.id,
+            quantity=li.quantity,
+            unit_amount=item.unit_amount,
+            tax=tax_amount(amount, rate) if purchasable else 0,
+            purchasable=purchasable,
+            requires_shipping=self.store.requires_shipping(li.id),
+            name=item.name,
+            description=item.description,
+            images=item.images,
+            product_id=item.product_id,
+            variant_id=item.item_id,
+            availability_status=status,
+            available_quantity=units,
+            max_quantity_per_order=self.store.max_quantity_per_order,
+        )
+        return line, messages
+
+    def _status(self, item: CatalogItem, units: int | None) -> str:
+        if not item.available or units == 0:
+            return "out_of_stock"
+        threshold = self.store.low_stock_threshold
+        if threshold is not None and units is not None and units <= threshold:
+            return "low_stock"
+        return _STATUS.get(item.status, "in_stock")
+
+    def _fulfillment(self, lines: list[PricedLine], country: str | None, rate: decimal.Decimal,
+                     now: dt.datetime) -> tuple[list[FulfillmentOption], bool, list[Message]]:
+        store = self.store
+        sold = [line for line in lines if line.purchasable]
+        shipped = list(dict.fromkeys(line.item_id for line in sold if line.requires_shipping))
+        digital = list(dict.fromkeys(line.item_id for line in sold if not line.requires_shipping))
+        options: list[FulfillmentOption] = []
+        messages: list[Message] = []
+        needs_details = False
+        if shipped and country is None:
+            needs_details = True
+            messages.append(Message(
+                type="error", code="missing", param="$.fulfillment_details.address",
+                resolution="requires_buyer_input", text_key="address_required",
+            ))
+        elif shipped and country is not None:
+            methods = store.methods_for(country)
+            if not methods:
+                needs_details = True
+                messages.append(Message(
+                    type="error", code="region_restricted",
+                    param="$.fulfillment_details.address.country",
+                    resolution="requires_buyer_input", text_key="no_shipping_to_address",
+                    text_args={"country": country},
+                ))
+            subtotal = sum(line.subtotal for line in sold)
+            free = store.free_shipping_over is not None and subtotal >= store.free_shipping_over
+            for method in methods:
+                amount = 0 if free else method.amount
+                options.append(FulfillmentOption(
+                    type="shipping",
+                    id=method.id,
+                    title=method.title,
+                    description=method.description,
+                    carrier=method.carrier,
+                    item_ids=tuple(shipped),
+                    amount=amount,
+                    tax=tax_amount(amount, rate) if store.tax_shipping else 0,
+                    earliest_delivery_time=now + dt.timedelta(days=method.min_days),
+                    latest_delivery_time=now + dt.timedelta(days=method.max_days),
+                ))
+        if digital:
+            options.append(FulfillmentOption(
+                type="digital", id=DIGITAL_OPTION_ID, title=store.digital_title,
+                item_ids=tuple(digital),
+            ))
+        return options, needs_details, messages
+
+    # -- orders --------------------------------------------------------------------
+
+    def prepare_order(self, session: CheckoutSession) -> Quote:
+        """Re-quote the session's stored inputs (refreshing its hold).
+
+        :raises sqlite3.Error: the stock database failed.
+        """
+        return self.quote(QuoteRequest(
+            session_id=session.id,
+            currency=session.currency,
+            line_items=session.line_items,
+            fulfillment_details=session.fulfillment_details,
+            selected_fulfillment_options=session.requested_fulfillment_options,
+            expires_at=session.expires_at,
+            buyer=session.buyer,
+            adapter_state=session.quote.adapter_state,
+        ))
+
+    def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
+        """Sell the purchasable lines of ``session.quote`` and record the order.
+
+        Idempotent per ``session.id``: a second call returns the first order and
+        sells nothing. The order is ``ord_`` + 24 hex of SHA-256(session id),
+        numbered ``#<order_number_start + n - 1>``, linked per ``order_url_template``.
+
+        :raises AdapterRejectedError: the hold expired and the stock is gone,
+            or the session has nothing purchasable.
+        :raises sqlite3.Error: the stock database failed.
+        """
+        wanted: dict[str, int] = {}
+        for line in session.quote.lines:
+            if line.purchasable:
+                wanted[line.item_id] = wanted.get(line.item_id, 0) + line.quantity
+
+        def make_order(number: int) -> Order:
+            order_id = "ord_" + hashlib.sha256(session.id.encode()).hexdigest()[:24]
+            order_number = str(self.store.order_number_start + number - 1)
+            url = self.store.order_url_template.format(
+                order_id=order_id, order_number=order_number, session_id=session.id)
+            return Order(id=order_id, checkout_session_id=session.id, permalink_url=url,
+                         order_number="#" + order_number)
+
+        existing = self.ledger.order_for(session.id)
+        if existing is not None:
+            return existing
+        if not wanted:
+            raise AdapterRejectedError(f"session {session.id} has no purchasable line")
+        return self.ledger.place(
+            session.id, wanted, {i: self.store.on_hand(i) for i in wanted}, make_order,
+            now=self._clock().timestamp(), amount=payment.amount, currency=payment.currency,
+            payment_id=payment.payment_id,
+        )
+
+    def release(self, session: CheckoutSession) -> None:
+        """Delete the session's hold; idempotent. :raises sqlite3.Error: database failure."""
+        self.ledger.release(session.id)
+
+    def supported_currencies(self) -> list[str]:
+        """``[store currency]``, lowercase."""
+        return [self.store.currency]
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _fits(quantity: int, cap: int | None) -> bool:
+    return cap is None or quantity <= cap
+
+
+def _address(details: dict[str, JSON] | None) -> dict[str, t.Any]:
+    address = (details or {}).get("address")
+    return address if isinstance(address, dict) else {}

@@ -1,0 +1,237 @@
+"""Stock holds, sold counters and orders of the embedded catalog, in SQLite.
+
+Tables (in the ``ACP_SQLITE_PATH`` file, next to the session store's)::
+
+    acp_catalog_sold   (item_id PK, quantity)             units sold per variant
+    acp_catalog_holds  (session_id, item_id, quantity, expires_at)
+                       PK (session_id, item_id); expires_at in Unix seconds
+    acp_catalog_orders (number PK, id UNIQUE, session_id UNIQUE, order_number,
+                        permalink_url, lines JSON, amount, currency, payment_id,
+                        created_at)
+
+Units available to a session = on hand (store file) - sold - unexpired holds
+of *other* sessions. Every read-check-write runs in one ``BEGIN IMMEDIATE``
+transaction, which SQLite serializes across threads and processes, so two
+sessions never both get the last unit. Connections are per thread and per
+process (as in :mod:`flask_acp.store.sqlite`), in WAL mode.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+
+from ..errors import AdapterRejectedError
+from ..models import Order
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS acp_catalog_sold (
+    item_id TEXT PRIMARY KEY,
+    quantity INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acp_catalog_holds (
+    session_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (session_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS acp_catalog_holds_item ON acp_catalog_holds (item_id, expires_at);
+CREATE TABLE IF NOT EXISTS acp_catalog_orders (
+    number INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    session_id TEXT NOT NULL UNIQUE,
+    order_number TEXT NOT NULL,
+    permalink_url TEXT NOT NULL,
+    lines TEXT NOT NULL,
+    amount INTEGER,
+    currency TEXT,
+    payment_id TEXT,
+    created_at REAL NOT NULL
+);
+"""
+
+#: ``decide(available)`` -> quantities to hold; ``available`` maps item id to
+#: units available to the session (``None`` = unlimited).
+Decide = cabc.Callable[[dict[str, int | None]], cabc.Mapping[str, int]]
+#: ``make_order(number)`` -> the order to store; ``number`` counts from 1.
+MakeOrder = cabc.Callable[[int], Order]
+
+
+class StockLedger:
+    """Holds, sales and orders in one SQLite file.
+
+    :param path: database file; created with its tables if missing.
+    :param busy_timeout: seconds a writer waits for SQLite's write lock.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        with self._tx() as db:
+            # one statement at a time: executescript() would COMMIT the transaction
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> cabc.Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    @staticmethod
+    def _available(db: sqlite3.Connection, item_id: str, on_hand: int | None,
+                   session_id: str, now: float) -> int | None:
+        if on_hand is None:
+            return None
+        (sold,) = db.execute(
+            "SELECT COALESCE(SUM(quantity), 0) FROM acp_catalog_sold WHERE item_id = ?",
+            (item_id,),
+        ).fetchone()
+        (held,) = db.execute(
+            "SELECT COALESCE(SUM(quantity), 0) FROM acp_catalog_holds"
+            " WHERE item_id = ? AND session_id != ? AND expires_at > ?",
+            (item_id, session_id, now),
+        ).fetchone()
+        return max(on_hand - sold - held, 0)
+
+    def reserve(self, session_id: str, on_hand: cabc.Mapping[str, int | None], decide: Decide,
+                *, expires_at: float, now: float) -> tuple[dict[str, int | None], dict[str, int]]:
+        """Replace the session's hold, atomically.
+
+        :param on_hand: item id -> units on hand per the store file (``None`` =
+            unlimited) for every item to measure.
+        :param decide: called inside the transaction with the units available
+            to this session per item; returns the quantities to hold.
+        :param expires_at: hold expiry, Unix seconds.
+        :param now: current time, Unix seconds (holds with ``expires_at <= now``
+            are expired, ignored and purged).
+        :returns: ``(available, held)``: units available per item before the
+            hold (``None`` = unlimited), and the quantities now held.
+        :raises sqlite3.Error: the database failed (including lock timeouts).
+        """
+        with self._tx() as db:
+            db.execute("DELETE FROM acp_catalog_holds WHERE expires_at <= ?", (now,))
+            available = {
+                item_id: self._available(db, item_id, units, session_id, now)
+                for item_id, units in on_hand.items()
+            }
+            held = {item_id: qty for item_id, qty in decide(dict(available)).items() if qty > 0}
+            db.execute("DELETE FROM acp_catalog_holds WHERE session_id = ?", (session_id,))
+            db.executemany(
+                "INSERT INTO acp_catalog_holds (session_id, item_id, quantity, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(session_id, item_id, qty, expires_at) for item_id, qty in held.items()],
+            )
+        return available, held
+
+    def place(self, session_id: str, wanted: cabc.Mapping[str, int],
+              on_hand: cabc.Mapping[str, int | None], make_order: MakeOrder, *, now: float,
+              amount: int | None = None, currency: str | None = None,
+              payment_id: str | None = None) -> Order:
+        """Turn the session's hold into sold units and record the order, atomically.
+
+        Idempotent per ``session_id``: when the session already has an order it
+        is returned unchanged and nothing else happens. Availability is
+        re-checked (on hand - sold - other sessions' unexpired holds), so an
+        expired hold still succeeds while the stock is there.
+
+        :param wanted: item id -> units to sell.
+        :param on_hand: item id -> units on hand per the store file (``None`` = unlimited).
+        :param make_order: builds the order from its sequence number (1, 2, ...).
+        :param now: current time, Unix seconds.
+        :param amount: minor units paid, kept with the order.
+        :raises AdapterRejectedError: an item no longer has the units.
+        :raises sqlite3.Error: the database failed.
+        """
+        with self._tx() as db:
+            existing = self._order(db, session_id)
+            if existing is not None:
+                return existing
+            for item_id, qty in wanted.items():
+                available = self._available(db, item_id, on_hand.get(item_id, 0), session_id, now)
+                if available is not None and qty > available:
+                    raise AdapterRejectedError(
+                        f"item {item_id!r} is no longer available: {qty} wanted, {available} left"
+                    )
+            db.executemany(
+                "INSERT INTO acp_catalog_sold (item_id, quantity) VALUES (?, ?)"
+                " ON CONFLICT (item_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+                list(wanted.items()),
+            )
+            db.execute("DELETE FROM acp_catalog_holds WHERE session_id = ?", (session_id,))
+            (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM acp_catalog_orders").fetchone()
+            order = make_order(last + 1)
+            db.execute(
+                "INSERT INTO acp_catalog_orders (number, id, session_id, order_number,"
+                " permalink_url, lines, amount, currency, payment_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (last + 1, order.id, session_id, order.order_number, order.permalink_url,
+                 json.dumps(dict(wanted)), amount, currency, payment_id, now),
+            )
+        return order
+
+    def release(self, session_id: str) -> None:
+        """Delete the session's hold; a no-op when there is none."""
+        with self._tx() as db:
+            db.execute("DELETE FROM acp_catalog_holds WHERE session_id = ?", (session_id,))
+
+    # -- inspection ----------------------------------------------------------------
+
+    def order_for(self, session_id: str) -> Order | None:
+        """The order placed for the session, if any."""
+        return self._order(self._conn(), session_id)
+
+    def held(self, session_id: str) -> dict[str, int]:
+        """item id -> units held by the session (expired holds included until purged)."""
+        rows = self._conn().execute(
+            "SELECT item_id, quantity FROM acp_catalog_holds WHERE session_id = ?", (session_id,)
+        )
+        return dict(rows.fetchall())
+
+    def sold(self, item_id: str) -> int:
+        """Units of the item sold through this ledger."""
+        row = self._conn().execute(
+            "SELECT quantity FROM acp_catalog_sold WHERE item_id = ?", (item_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _order(db: sqlite3.Connection, session_id: str) -> Order | None:
+        row = db.execute(
+            "SELECT id, permalink_url, order_number FROM acp_catalog_orders WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Order(id=row[0], checkout_session_id=session_id, permalink_url=row[1],
+                     order_number=row[2])

@@ -1,0 +1,578 @@
+"""The checkout service: the session state machine, with no Flask in it.
+
+Behind it sit three ports: the platform adapter (:mod:`flask_acp.adapter`),
+the payment processor (:mod:`flask_acp.payments`) and the session store
+(:mod:`flask_acp.store`). Views parse a request into one of the ``*Input``
+objects below, call one method, and render the session it returns.
+
+State machine (ACP 2026-04-17 leaves most of it to the merchant, digest §13)::
+
+    create -> not_ready_for_payment <-> ready_for_payment        (update re-quotes)
+    ready_for_payment --complete--> complete_in_progress --> completed
+                                          |--> ready_for_payment + payment_declined message
+    any non-terminal --cancel--> canceled;  --expires_at passed--> expired
+
+``completed``, ``canceled`` and ``expired`` are terminal: update, complete and
+cancel on them raise :class:`~flask_acp.errors.MethodNotAllowedError` (405).
+
+Exactly-once completion: every step of ``complete`` is recorded in the
+session before the next one starts (the attempt before the charge, the charge
+before the order), under a per-session lock, and both the charge (processor
+idempotency key derived from session id + token hash) and the order
+(``place_order`` idempotent per session) are safe to repeat. A retry after a
+crash, with any idempotency key, resumes where the first attempt stopped.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import typing as t
+
+from .adapter import PlatformAdapter
+from .adapter import QuoteRequest
+from .config import Settings
+from .errors import AdapterError
+from .errors import AdapterRejectedError
+from .errors import AdapterUnavailableError
+from .errors import ConflictError
+from .errors import InvalidRequestError
+from .errors import MethodNotAllowedError
+from .errors import NotFoundError
+from .errors import PaymentActionRequiredError
+from .errors import PaymentDeclinedError
+from .errors import PaymentTokenError
+from .errors import PaymentUnavailableError
+from .errors import ServiceUnavailableError
+from .models import JSON
+from .models import CheckoutSession
+from .models import LineItemRequest
+from .models import Message
+from .models import PaymentRecord
+from .models import Quote
+from .models import SelectedFulfillmentOption
+from .models import Status
+from .payments.base import ChargeRequest
+from .payments.base import PaymentProcessor
+from .store.base import LockTimeoutError
+from .store.base import SessionStore
+
+log = logging.getLogger("flask_acp")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def line_item_id(item_id: str) -> str:
+    """The stable line item id of an item id in a session: ``li_`` + 12 hex chars."""
+    return "li_" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
+
+
+# --- inputs (version-independent, already validated) ---------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CreateInput:
+    currency: str
+    line_items: tuple[LineItemRequest, ...]
+    capabilities: dict[str, JSON]
+    buyer: dict[str, JSON] | None = None
+    fulfillment_details: dict[str, JSON] | None = None
+    locale: str | None = None
+    order_notes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateInput:
+    """Fields the agent sent; ``None`` means "not sent, keep as is". Sent
+    values replace the stored ones whole (no merging)."""
+
+    line_items: tuple[LineItemRequest, ...] | None = None
+    buyer: dict[str, JSON] | None = None
+    fulfillment_details: dict[str, JSON] | None = None
+    selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...] | None = None
+    order_notes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteInput:
+    handler_id: str
+    instrument_type: str
+    credential_type: str
+    token: str
+    buyer: dict[str, JSON] | None = None
+    billing_address: dict[str, JSON] | None = None
+    order_notes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CancelInput:
+    reason_code: str | None = None
+    trace_summary: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SweepReport:
+    expired: int = 0
+    recovered: int = 0
+    purged_idempotency: int = 0
+
+
+class CheckoutService:
+    """Create, update, read, complete and cancel checkout sessions.
+
+    :param adapter: the platform adapter.
+    :param payments: the payment processor.
+    :param store: the session store.
+    :param settings: the app's ACP settings (TTL in seconds, lock timings).
+    :param clock: returns the current aware UTC time (tests inject their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        adapter: PlatformAdapter,
+        payments: PaymentProcessor,
+        store: SessionStore,
+        settings: Settings,
+        clock: cabc.Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.adapter = adapter
+        self.payments = payments
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    # -- public operations ---------------------------------------------------------
+
+    def create(self, agent: str, api_version: str, data: CreateInput) -> CheckoutSession:
+        """Open a session, price it and hold its stock.
+
+        :raises ServiceUnavailableError: the platform cannot answer now (503).
+        """
+        now = self.clock()
+        session_id = "cs_" + secrets.token_hex(16)
+        expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
+        quote = self._quote(
+            QuoteRequest(
+                session_id=session_id,
+                currency=data.currency,
+                line_items=data.line_items,
+                fulfillment_details=data.fulfillment_details,
+                selected_fulfillment_options=(),
+                expires_at=expires_at,
+                buyer=data.buyer,
+            )
+        )
+        session = CheckoutSession(
+            id=session_id,
+            agent=agent,
+            api_version=api_version,
+            status=_status_of(quote),
+            currency=data.currency,
+            line_items=data.line_items,
+            quote=quote,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+            buyer=data.buyer,
+            fulfillment_details=data.fulfillment_details,
+            capabilities=data.capabilities,
+            locale=data.locale,
+            order_notes=data.order_notes,
+        )
+        self.store.create(session)
+        return session
+
+    def get(self, agent: str, session_id: str) -> CheckoutSession:
+        """The session as it is now (expired if its time has passed).
+
+        :raises NotFoundError: unknown id, or a session of another agent (404).
+        """
+        session = self._find(agent, session_id)
+        if self._expiry_due(session):
+            with self._locked(session_id):
+                return self._expire_if_due(self._find(agent, session_id))
+        return session
+
+    def update(self, agent: str, session_id: str, data: UpdateInput) -> CheckoutSession:
+        """Replace the fields sent, re-price, re-hold stock, extend the expiry.
+
+        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
+        :raises ConflictError: a completion is running (409).
+        """
+        with self._locked(session_id):
+            session = self._expire_if_due(self._find(agent, session_id))
+            self._require_open(session, "update")
+            now = self.clock()
+            changes: dict[str, t.Any] = {
+                name: value
+                for name, value in (
+                    ("line_items", data.line_items),
+                    ("buyer", data.buyer),
+                    ("fulfillment_details", data.fulfillment_details),
+                    ("requested_fulfillment_options", data.selected_fulfillment_options),
+                    ("order_notes", data.order_notes),
+                )
+                if value is not None
+            }
+            if data.line_items is not None and data.selected_fulfillment_options is None:
+                changes["requested_fulfillment_options"] = session.requested_fulfillment_options
+            session = session.replace(**changes)
+            expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
+            quote = self._quote(self._quote_request(session, expires_at))
+            session = session.replace(
+                quote=quote,
+                status=_status_of(quote),
+                expires_at=expires_at,
+                updated_at=now,
+                extra_messages=(),
+            )
+            return self.store.save(session)
+
+    def complete(self, agent: str, session_id: str, data: CompleteInput) -> CheckoutSession:
+        """Charge the credential for the session's own total and place the order.
+
+        Returns the completed session (with ``order``), or the session still
+        ``ready_for_payment`` with a message when the payment was declined or
+        the price changed, or ``not_ready_for_payment`` unchanged.
+
+        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
+        :raises InvalidRequestError: unknown ``handler_id`` or credential type (400).
+        :raises ServiceUnavailableError: processor or platform unavailable; the
+            outcome is recorded and a retry resumes it (503).
+        """
+        with self._locked(session_id):
+            session = self._expire_if_due(self._find(agent, session_id))
+            self._require_open(session, "complete")
+            self._check_payment_data(data)
+            if session.status is Status.COMPLETE_IN_PROGRESS:
+                return self._resume(session, data)
+            if session.status is not Status.READY_FOR_PAYMENT:
+                return session.replace(extra_messages=session.extra_messages + (
+                    Message(type="error", code="invalid", resolution="recoverable",
+                            text_key="not_ready"),))
+            prepared = self._prepare(session)
+            if prepared is not session:
+                return prepared
+            return self._charge_and_place(session, data)
+
+    def cancel(self, agent: str, session_id: str, data: CancelInput) -> CheckoutSession:
+        """Cancel the session and release its stock. The intent trace is
+        write-only: logged, never returned.
+
+        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
+        :raises ConflictError: a completion is running (409).
+        """
+        with self._locked(session_id):
+            session = self._expire_if_due(self._find(agent, session_id))
+            self._require_open(session, "cancel")
+            if data.reason_code:
+                log.info("checkout %s canceled by agent: reason_code=%s", session.id, data.reason_code)
+            self._release(session)
+            return self.store.save(
+                session.replace(status=Status.CANCELED, updated_at=self.clock(), extra_messages=())
+            )
+
+    def sweep(self, *, stuck_after: float | None = None) -> SweepReport:
+        """Expire due sessions (releasing their stock), finish or roll back
+        completions whose worker died, and purge old idempotency records.
+
+        :param stuck_after: seconds after which a ``complete_in_progress``
+            session counts as abandoned (default: the lock lease).
+        """
+        now = self.clock()
+        expired = recovered = 0
+        open_statuses = (Status.NOT_READY_FOR_PAYMENT.value, Status.READY_FOR_PAYMENT.value)
+        for session_id in self.store.session_ids(statuses=open_statuses, expires_before=now.timestamp()):
+            try:
+                with self._locked(session_id):
+                    session = self.store.get(session_id)
+                    if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
+                        expired += 1
+            except ConflictError:
+                continue
+        stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
+        for session_id in self.store.session_ids(
+            statuses=(Status.COMPLETE_IN_PROGRESS.value,), updated_before=stuck
+        ):
+            try:
+                with self._locked(session_id):
+                    session = self.store.get(session_id)
+                    if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
+                        self._reconcile(session)
+                        recovered += 1
+            except (ConflictError, ServiceUnavailableError) as exc:
+                log.warning("could not recover checkout %s: %s", session_id, exc)
+        purged = self.store.purge(idempotency_before=now.timestamp() - self.settings.idempotency_ttl)
+        return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
+
+    # -- completion steps ----------------------------------------------------------
+
+    def _prepare(self, session: CheckoutSession) -> CheckoutSession:
+        """Re-price before charging; on any change, save and return the new
+        session (no charge). Returns ``session`` itself when nothing changed."""
+        try:
+            fresh = self.adapter.prepare_order(session)
+        except AdapterError as exc:
+            raise _unavailable(exc) from exc
+        old_total, new_total = session.totals.total, _total(fresh)
+        if old_total == new_total and _status_of(fresh) is Status.READY_FOR_PAYMENT:
+            return session
+        warning = Message(
+            type="warning", code="price_change", resolution="requires_buyer_review",
+            param="$.totals", text_key="price_changed",
+            text_args={"old": str(old_total), "new": str(new_total)},
+        )
+        return self.store.save(session.replace(
+            quote=fresh,
+            status=_status_of(fresh),
+            updated_at=self.clock(),
+            extra_messages=(warning,) if old_total != new_total else (),
+        ))
+
+    def _charge_and_place(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
+        token_sha256 = hashlib.sha256(data.token.encode()).hexdigest()
+        record = PaymentRecord(
+            idempotency_key=f"acp-{session.id}-{token_sha256[:32]}",
+            token_sha256=token_sha256,
+            handler_id=data.handler_id,
+            amount=session.totals.total,
+            currency=session.currency,
+        )
+        session = self.store.save(session.replace(
+            status=Status.COMPLETE_IN_PROGRESS,
+            payment=record,
+            buyer=data.buyer or session.buyer,
+            order_notes=data.order_notes or session.order_notes,
+            updated_at=self.clock(),
+            extra_messages=(),
+        ))
+        try:
+            result = self.payments.charge(ChargeRequest(
+                idempotency_key=record.idempotency_key,
+                amount=record.amount,
+                currency=record.currency,
+                token=data.token,
+                handler_id=data.handler_id,
+                checkout_session_id=session.id,
+                metadata={"checkout_session_id": session.id, "acp_agent": session.agent},
+            ))
+        except PaymentUnavailableError as exc:
+            raise ServiceUnavailableError(
+                "The payment processor is unavailable; retry the request.",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from exc
+        except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError) as exc:
+            return self._payment_failed(session, exc)
+        session = self.store.save(session.replace(
+            payment=dataclasses.replace(record, status="succeeded", payment_id=result.payment_id),
+            updated_at=self.clock(),
+        ))
+        return self._place(session)
+
+    def _place(self, session: CheckoutSession) -> CheckoutSession:
+        assert session.payment is not None and session.payment.status == "succeeded"
+        try:
+            order = self.adapter.place_order(session, session.payment)
+        except AdapterUnavailableError as exc:
+            raise _unavailable(exc) from exc
+        except AdapterRejectedError as exc:
+            # Money is taken for an order that cannot exist: surface it loudly.
+            # (Refunding is the payment issue's job; the session stays
+            # complete_in_progress so nothing is lost or charged again.)
+            log.error("checkout %s: paid (%s) but the order was rejected: %s",
+                      session.id, session.payment.payment_id, exc)
+            raise ServiceUnavailableError(
+                "The order could not be placed; the merchant has been alerted.",
+                code="order_not_placed", headers={"Retry-After": "60"},
+            ) from exc
+        return self.store.save(session.replace(
+            status=Status.COMPLETED, order=order, updated_at=self.clock(), extra_messages=(),
+        ))
+
+    def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
+        assert session.payment is not None
+        if isinstance(exc, PaymentTokenError):
+            message = Message(type="error", code="invalid", resolution="requires_buyer_input",
+                              param="$.payment_data.instrument.credential.token",
+                              text_key="payment_token_invalid", text_args={"reason": exc.user_message})
+        elif isinstance(exc, PaymentActionRequiredError):
+            message = Message(type="error", code="requires_3ds", resolution="requires_buyer_input",
+                              param="$.payment_data", text_key="payment_requires_3ds")
+        else:
+            message = Message(type="error", code="payment_declined", resolution="requires_buyer_input",
+                              param="$.payment_data", text_key="payment_declined")
+        return self.store.save(session.replace(
+            status=Status.READY_FOR_PAYMENT,
+            payment=dataclasses.replace(session.payment, status="failed"),
+            updated_at=self.clock(),
+            extra_messages=(message,),
+        ))
+
+    def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
+        """Finish a completion that an earlier request left half-done."""
+        record = session.payment
+        assert record is not None
+        if record.status == "succeeded":
+            return self._place(session)
+        if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
+            # Same credential: re-sending the same charge is safe (same key).
+            return self._charge_and_place(session.replace(status=Status.READY_FOR_PAYMENT), data)
+        reconciled = self._reconcile(session)
+        if reconciled.status is Status.COMPLETED:
+            return reconciled
+        return self._charge_and_place(reconciled, data)
+
+    def _reconcile(self, session: CheckoutSession) -> CheckoutSession:
+        """Settle a pending attempt by asking the processor what happened."""
+        record = session.payment
+        assert record is not None
+        if record.status == "succeeded":
+            return self._place(session)
+        try:
+            found = self.payments.find_charge(record.idempotency_key)
+        except PaymentUnavailableError as exc:
+            raise ServiceUnavailableError(
+                "The payment processor is unavailable; retry the request.",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from exc
+        if found is not None:
+            session = self.store.save(session.replace(
+                payment=dataclasses.replace(record, status="succeeded", payment_id=found.payment_id),
+                updated_at=self.clock(),
+            ))
+            return self._place(session)
+        return self.store.save(session.replace(
+            status=Status.READY_FOR_PAYMENT,
+            payment=dataclasses.replace(record, status="failed"),
+            updated_at=self.clock(),
+        ))
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _find(self, agent: str, session_id: str) -> CheckoutSession:
+        session = self.store.get(session_id)
+        if session is None or session.agent != agent:
+            raise NotFoundError(f"Checkout session '{session_id}' does not exist.",
+                                code="checkout_session_not_found")
+        return session
+
+    def _locked(self, session_id: str) -> t.ContextManager[None]:
+        return _LockGuard(self.store, f"session:{session_id}", self.settings)
+
+    def _expiry_due(self, session: CheckoutSession) -> bool:
+        return (
+            session.status in (Status.NOT_READY_FOR_PAYMENT, Status.READY_FOR_PAYMENT)
+            and self.clock() >= session.expires_at
+        )
+
+    def _expire_if_due(self, session: CheckoutSession) -> CheckoutSession:
+        if not self._expiry_due(session):
+            return session
+        self._release(session)
+        return self.store.save(session.replace(status=Status.EXPIRED, updated_at=self.clock(),
+                                               extra_messages=()))
+
+    def _release(self, session: CheckoutSession) -> None:
+        try:
+            self.adapter.release(session)
+        except AdapterError as exc:
+            raise _unavailable(exc) from exc
+
+    def _require_open(self, session: CheckoutSession, action: str) -> None:
+        if session.status.is_terminal:
+            raise MethodNotAllowedError(
+                f"Cannot {action} a checkout session that is {session.status.value}.",
+                code=f"checkout_session_{session.status.value}",
+            )
+        if session.status is Status.COMPLETE_IN_PROGRESS and action != "complete":
+            raise ConflictError(
+                f"Cannot {action} the checkout session while its payment is being processed.",
+                code="complete_in_progress", headers={"Retry-After": "1"},
+            )
+
+    def _check_payment_data(self, data: CompleteInput) -> None:
+        handlers = {h["id"]: h for h in self.payments.handlers()}
+        if data.handler_id not in handlers:
+            raise InvalidRequestError(
+                f"Unknown payment handler '{data.handler_id}'; use one of "
+                f"{sorted(handlers)} from capabilities.payment.handlers.",
+                code="invalid_payment_handler", param="$.payment_data.handler_id",
+            )
+        if data.credential_type != "spt":
+            raise InvalidRequestError(
+                f"Credential type '{data.credential_type}' is not accepted; send 'spt'.",
+                code="invalid_credential_type", param="$.payment_data.instrument.credential.type",
+            )
+
+    def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
+        return QuoteRequest(
+            session_id=session.id,
+            currency=session.currency,
+            line_items=session.line_items,
+            fulfillment_details=session.fulfillment_details,
+            selected_fulfillment_options=session.requested_fulfillment_options,
+            expires_at=expires_at,
+            buyer=session.buyer,
+            adapter_state=session.quote.adapter_state,
+        )
+
+    def _quote(self, request: QuoteRequest) -> Quote:
+        try:
+            return self.adapter.quote(request)
+        except AdapterError as exc:
+            raise _unavailable(exc) from exc
+
+
+class _LockGuard:
+    def __init__(self, store: SessionStore, name: str, settings: Settings) -> None:
+        self._cm = store.lock(name, lease=settings.lock_lease, wait=settings.lock_wait)
+
+    def __enter__(self) -> None:
+        try:
+            self._cm.__enter__()
+        except LockTimeoutError:
+            raise ConflictError(
+                "Another request on this checkout session is still running; retry shortly.",
+                code="checkout_session_busy", headers={"Retry-After": "1"},
+            ) from None
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+def _unavailable(exc: AdapterError) -> ServiceUnavailableError:
+    retry_after = getattr(exc, "retry_after", None) or 1
+    if isinstance(exc, AdapterRejectedError):
+        return ServiceUnavailableError(f"The store refused the request: {exc}",
+                                       code="platform_rejected", headers={"Retry-After": "5"})
+    return ServiceUnavailableError("The store is temporarily unavailable; retry the request.",
+                                   headers={"Retry-After": str(retry_after)})
+
+
+def _total(quote: Quote) -> int:
+    from .models import Totals
+
+    return Totals.of(quote).total
+
+
+def _status_of(quote: Quote) -> Status:
+    """``ready_for_payment`` iff every line is purchasable, no error message
+    stands, an address exists where one is needed, and every line that the
+    adapter offers fulfillment for has a selected option."""
+    if not quote.lines or quote.needs_fulfillment_details:
+        return Status.NOT_READY_FOR_PAYMENT
+    if any(m.blocks_payment for m in quote.messages) or not all(l.purchasable for l in quote.lines):
+        return Status.NOT_READY_FOR_PAYMENT
+    selected = {i for s in quote.selected_fulfillment_options for i in s.item_ids}
+    needing = {i for o in quote.fulfillment_options for i in o.item_ids}
+    needing |= {line.item_id for line in quote.lines if line.requires_shipping}
+    if needing - selected:
+        return Status.NOT_READY_FOR_PAYMENT
+    return Status.READY_FOR_PAYMENT

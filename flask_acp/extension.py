@@ -1,0 +1,123 @@
+"""The ``ACP`` Flask extension.
+
+Life cycle: ``ACP(app)`` or ``ACP()`` + ``init_app(app)`` reads and validates
+every ``ACP_*`` key once, builds the store, the platform adapter and the
+checkout service, keeps them in ``app.extensions["acp"]`` (an
+:class:`ACPState`), and registers the blueprints. The extension object keeps
+no app, so one instance can serve several apps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import typing as t
+
+from flask import Flask
+from werkzeug.utils import import_string
+
+from .adapter import PlatformAdapter
+from .blueprint import install_routing_errors
+from .blueprint import make_blueprints
+from .checkout import CheckoutService
+from .config import Settings
+from .config import load_settings
+from .payments.base import PaymentProcessor
+from .store.base import SessionStore
+from .store.sqlite import SQLiteSessionStore
+
+ENTRY_POINT_GROUP = "flask_acp.adapters"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ACPState:
+    """Per-app state in ``app.extensions["acp"]``."""
+
+    settings: Settings
+    store: SessionStore
+    adapter: PlatformAdapter
+    payments: PaymentProcessor
+    service: CheckoutService
+
+
+class ACP:
+    """Serve ACP checkout sessions from a Flask app.
+
+    :param app: the app to set up now (or call :meth:`init_app` later).
+    :param adapter: a platform adapter instance; overrides ``ACP_ADAPTER``.
+    :param payment_processor: the payment processor (required until the
+        Stripe processor ships as the default).
+    :param store: a session store; default SQLite at ``ACP_SQLITE_PATH``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        adapter: PlatformAdapter | None = None,
+        payment_processor: PaymentProcessor | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
+        self._adapter = adapter
+        self._payment_processor = payment_processor
+        self._store = store
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate config and register the ACP routes on ``app``.
+
+        Reads every key listed in the README's configuration reference
+        (``ACP_URL_PREFIX``, ``ACP_AGENTS``, ``ACP_API_VERSIONS``, ``ACP_ADAPTER``,
+        ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), applying defaults into
+        ``app.config``.
+
+        :raises RuntimeError: registered twice, or a key is missing or invalid
+            (the message names the key and what to set).
+        """
+        if "acp" in app.extensions:
+            raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
+        settings = load_settings(app.config, instance_path=app.instance_path)
+        if self._payment_processor is None:
+            raise RuntimeError(
+                "flask-acp needs a payment processor: pass ACP(app, payment_processor=...) "
+                "(flask_acp.testing.FakePaymentProcessor for demos and tests).")
+        store = self._store
+        if store is None:
+            directory = os.path.dirname(os.path.abspath(settings.sqlite_path))
+            os.makedirs(directory, exist_ok=True)
+            store = SQLiteSessionStore(settings.sqlite_path)
+        adapter = self._adapter or load_adapter(settings.adapter, app.config)
+        service = CheckoutService(adapter=adapter, payments=self._payment_processor, store=store,
+                                  settings=settings)
+        app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
+                                         payments=self._payment_processor, service=service)
+        checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
+        app.register_blueprint(checkout_bp)
+        app.register_blueprint(discovery_bp)
+        if settings.json_routing_errors:
+            install_routing_errors(app, settings.url_prefix)
+
+
+def load_adapter(name: str, config: t.Mapping[str, t.Any]) -> PlatformAdapter:
+    """Build the adapter named ``name``: an entry point of the
+    ``flask_acp.adapters`` group, or a ``module:Class`` / ``module.Class`` path.
+
+    :raises RuntimeError: unknown name (the message lists the installed ones),
+        not a :class:`PlatformAdapter`, or its config is invalid.
+    """
+    if ":" in name or "." in name:
+        cls = import_string(name.replace(":", "."))
+    else:
+        found = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        if name not in found:
+            raise RuntimeError(f"ACP_ADAPTER: unknown adapter {name!r}; installed: {sorted(found)} "
+                               "(or give a 'module:Class' path)")
+        cls = found[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, PlatformAdapter)):
+        raise RuntimeError(f"ACP_ADAPTER: {name!r} is not a flask_acp.adapter.PlatformAdapter subclass")
+    try:
+        return cls.from_config(config)
+    except ValueError as exc:
+        raise RuntimeError(f"ACP_ADAPTER {name!r}: {exc}") from exc

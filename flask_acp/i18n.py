@@ -1,0 +1,135 @@
+"""Buyer-facing texts (totals labels, message contents) in the agent's language.
+
+The language comes from ``Accept-Language`` (spec §4: "Localize display_text,
+message content"), negotiated with werkzeug's ``best_match`` over
+:data:`LANGUAGES`; English is the fallback. A missing translation falls back to
+English for that text. Platform-provided texts (``Message.content``) are passed
+through unchanged.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+#: languages with a full set of texts, English first (the fallback).
+LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es")
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "total.items_base_amount": "Item(s) total",
+        "total.items_discount": "Item discounts",
+        "total.subtotal": "Subtotal",
+        "total.discount": "Discount",
+        "total.fulfillment": "Fulfillment",
+        "total.tax": "Tax",
+        "total.fee": "Fees",
+        "total.total": "Total",
+        "line.items_base_amount": "Base amount",
+        "line.discount": "Discount",
+        "line.subtotal": "Subtotal",
+        "line.tax": "Tax",
+        "line.total": "Total",
+        "option.total": "Shipping",
+        "option.digital": "Delivery",
+        "item_not_found": "The item '{item_id}' does not exist.",
+        "out_of_stock": "'{name}' is currently out of stock.",
+        "low_stock": "Only {available} of '{name}' left in stock.",
+        "quantity_exceeded": "Only {available} of '{name}' can be ordered.",
+        "currency_unsupported": "This store does not sell in '{currency}'.",
+        "no_shipping_to_address": "This store does not ship to {country}.",
+        "address_required": "A shipping address is needed to offer delivery options.",
+        "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
+        "payment_declined": "Your payment was declined. Please try a different payment method.",
+        "payment_token_invalid": "The payment credential cannot be used: {reason}",
+        "payment_requires_3ds": "The card requires authentication, which this checkout cannot perform. Please try a different payment method.",
+        "price_changed": "The total changed from {old} to {new} minor units; please review before paying.",
+        "not_ready": "The checkout session is not ready for payment yet.",
+        "order_failed": "The order could not be placed: {reason}",
+    },
+    "fr": {
+        "total.items_base_amount": "Total des articles",
+        "total.items_discount": "Remises sur articles",
+        "total.subtotal": "Sous-total",
+        "total.discount": "Remise",
+        "total.fulfillment": "Livraison",
+        "total.tax": "Taxes",
+        "total.fee": "Frais",
+        "total.total": "Total",
+        "line.items_base_amount": "Montant de base",
+        "line.discount": "Remise",
+        "line.subtotal": "Sous-total",
+        "line.tax": "Taxes",
+        "line.total": "Total",
+        "option.total": "Livraison",
+        "option.digital": "Envoi",
+        "item_not_found": "L'article « {item_id} » n'existe pas.",
+        "out_of_stock": "« {name} » est en rupture de stock.",
+        "low_stock": "Plus que {available} « {name} » en stock.",
+        "quantity_exceeded": "Vous pouvez commander au plus {available} « {name} ».",
+        "currency_unsupported": "Cette boutique ne vend pas en « {currency} ».",
+        "no_shipping_to_address": "Cette boutique ne livre pas vers {country}.",
+        "address_required": "Une adresse de livraison est nécessaire pour proposer des options de livraison.",
+        "fulfillment_option_invalid": "L'option de livraison « {option_id} » n'est pas disponible.",
+        "payment_declined": "Votre paiement a été refusé. Essayez un autre moyen de paiement.",
+        "not_ready": "La session de paiement n'est pas encore prête.",
+    },
+    "de": {
+        "total.items_base_amount": "Artikelsumme",
+        "total.items_discount": "Artikelrabatte",
+        "total.subtotal": "Zwischensumme",
+        "total.discount": "Rabatt",
+        "total.fulfillment": "Versand",
+        "total.tax": "Steuern",
+        "total.fee": "Gebühren",
+        "total.total": "Gesamt",
+        "line.items_base_amount": "Grundbetrag",
+        "line.discount": "Rabatt",
+        "line.subtotal": "Zwischensumme",
+        "line.tax": "Steuern",
+        "line.total": "Gesamt",
+        "option.total": "Versand",
+        "option.digital": "Zustellung",
+        "item_not_found": "Den Artikel „{item_id}“ gibt es nicht.",
+        "out_of_stock": "„{name}“ ist derzeit nicht vorrätig.",
+        "quantity_exceeded": "Von „{name}“ können höchstens {available} bestellt werden.",
+        "address_required": "Für Versandoptionen wird eine Lieferadresse benötigt.",
+        "payment_declined": "Ihre Zahlung wurde abgelehnt. Bitte versuchen Sie eine andere Zahlungsart.",
+    },
+    "es": {
+        "total.items_base_amount": "Total de artículos",
+        "total.items_discount": "Descuentos de artículos",
+        "total.subtotal": "Subtotal",
+        "total.discount": "Descuento",
+        "total.fulfillment": "Envío",
+        "total.tax": "Impuestos",
+        "total.fee": "Cargos",
+        "total.total": "Total",
+        "line.items_base_amount": "Importe base",
+        "line.discount": "Descuento",
+        "line.subtotal": "Subtotal",
+        "line.tax": "Impuestos",
+        "line.total": "Total",
+        "option.total": "Envío",
+        "option.digital": "Entrega",
+        "item_not_found": "El artículo «{item_id}» no existe.",
+        "out_of_stock": "«{name}» está agotado.",
+        "quantity_exceeded": "Solo se pueden pedir {available} de «{name}».",
+        "address_required": "Se necesita una dirección de envío para ofrecer opciones de entrega.",
+        "payment_declined": "Su pago fue rechazado. Pruebe con otro método de pago.",
+    },
+}
+
+
+def text(language: str, key: str, args: t.Mapping[str, str] | None = None) -> str:
+    """The text ``key`` in ``language`` (falling back to English), formatted
+    with ``args``. An unknown key renders as the key itself."""
+    template = _TEXTS.get(language, {}).get(key) or _TEXTS["en"].get(key, key)
+    try:
+        return template.format(**(args or {}))
+    except (KeyError, IndexError):
+        return _TEXTS["en"].get(key, key).format_map(_Missing(args or {}))
+
+
+class _Missing(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

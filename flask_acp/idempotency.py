@@ -1,0 +1,115 @@
+"""``Idempotency-Key`` handling for every POST (checkout RFC §6, ACP 2026-04-17).
+
+- Missing key: 400 ``idempotency_key_required``; longer than 255: 400 ``invalid``.
+- Scope: the authenticated agent + the request path.
+- Same key, same body (semantic JSON equality: key order and ``1`` vs ``1.0``
+  do not matter; array order and ``null`` vs absent do): the stored status and
+  body are replayed with ``Idempotent-Replayed: true``; nothing runs again.
+- Same key, another body: 422 ``idempotency_conflict``.
+- Same key while the first request runs: 409 ``idempotency_in_flight`` with
+  ``Retry-After`` (seconds). A claim whose worker died is taken over after
+  ``ACP_IDEMPOTENCY_LEASE`` seconds.
+- 5xx responses, and 409s (transient by nature), are never stored: a retry runs fresh.
+- Stored responses live ``ACP_IDEMPOTENCY_TTL`` seconds (at least 24 h).
+
+Claims and responses live in the session store, so this holds across worker
+processes.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import hashlib
+import json
+import time
+import typing as t
+
+from flask import Response
+
+from .errors import ACPError
+from .errors import ConflictError
+from .errors import InvalidRequestError
+from .errors import UnprocessableError
+from .store.base import SessionStore
+
+#: response headers stored with a response and replayed with it.
+_STORED_HEADERS = ("Content-Type", "Content-Language")
+
+
+def canonical(value: t.Any) -> t.Any:
+    """``value`` with integral floats turned into ints (``1.0`` -> ``1``), so
+    that numerically equal JSON documents serialize the same way."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def fingerprint(body: t.Any, *, present: bool) -> str:
+    """SHA-256 hex of the canonical JSON of a parsed request body
+    (``present=False`` for an empty body, which differs from ``{}``)."""
+    if not present:
+        return "absent"
+    text = json.dumps(canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_idempotent(
+    *,
+    store: SessionStore,
+    scope: str,
+    key: str | None,
+    body_fingerprint: str,
+    lease: float,
+    retention: float,
+    handler: cabc.Callable[[], Response],
+    render_error: cabc.Callable[[ACPError], Response],
+) -> Response:
+    """Run ``handler`` at most once per (``scope``, ``key``) and body.
+
+    :param handler: produces the response; an :class:`ACPError` it raises is
+        rendered with ``render_error`` and stored like any other response.
+    :raises InvalidRequestError: key missing or too long (400).
+    :raises UnprocessableError: same key, another body (422).
+    :raises ConflictError: same key still in flight (409).
+    """
+    if not key:
+        raise InvalidRequestError("Idempotency-Key header is required",
+                                  code="idempotency_key_required")
+    if len(key) > 255:
+        raise InvalidRequestError("Idempotency-Key must be at most 255 characters.",
+                                  param="Idempotency-Key")
+    outcome = store.idempotency_begin(scope, key, body_fingerprint, now=time.time(),
+                                      lease=lease, retention=retention)
+    if outcome.state == "conflict":
+        raise UnprocessableError(
+            "Idempotency-Key has already been used with a different request body",
+            code="idempotency_conflict")
+    if outcome.state == "in_flight":
+        raise ConflictError("A request with this Idempotency-Key is currently being processed",
+                            code="idempotency_in_flight", headers={"Retry-After": "1"})
+    if outcome.state == "replay":
+        assert outcome.body is not None and outcome.status is not None
+        response = Response(outcome.body, status=outcome.status, headers=outcome.headers or {})
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        try:
+            response = handler()
+        except ACPError as exc:
+            response = render_error(exc)
+    except BaseException:
+        store.idempotency_release(scope, key)
+        raise
+    if response.status_code >= 500 or response.status_code == 409:
+        store.idempotency_release(scope, key)
+    else:
+        store.idempotency_finish(
+            scope, key, status=response.status_code, body=response.get_data(),
+            headers={h: response.headers[h] for h in _STORED_HEADERS if h in response.headers},
+            now=time.time(),
+        )
+    return response

@@ -1,0 +1,318 @@
+"""Domain objects of the checkout, version-independent.
+
+Field names are the spec's snake_case names (ACP 2026-04-17,
+``schema.agentic_checkout.json``). Every money amount is an ``int`` in ISO 4217
+minor units of the session's ``currency`` (``100`` = $1.00, ``100`` = ¥100,
+``1000`` = 1.000 KWD); no floats anywhere. Timestamps are timezone-aware UTC
+``datetime`` objects.
+
+The objects are frozen dataclasses; :func:`to_record` and :func:`from_record`
+turn them into JSON-able dicts and back for the session store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import types
+import typing as t
+
+JSON = t.Any  # a JSON-able value (dict/list/str/int/bool/None)
+
+
+class Status(str, enum.Enum):
+    """``CheckoutSession.status`` values this implementation produces (spec §13)."""
+
+    NOT_READY_FOR_PAYMENT = "not_ready_for_payment"
+    READY_FOR_PAYMENT = "ready_for_payment"
+    COMPLETE_IN_PROGRESS = "complete_in_progress"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
+
+
+_frozen = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@_frozen
+class LineItemRequest:
+    """One requested line: an item id (a catalog variant id) and a quantity (>= 1)."""
+
+    id: str
+    quantity: int = 1
+
+
+@_frozen
+class SelectedFulfillmentOption:
+    """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``."""
+
+    type: str
+    option_id: str
+    item_ids: tuple[str, ...] = ()
+
+
+@_frozen
+class Message:
+    """A ``messages[]`` entry (``MessageInfo|MessageWarning|MessageError``).
+
+    The text is either ``content`` verbatim (platform-provided) or produced at
+    render time from ``text_key`` and ``text_args`` in the buyer's language.
+    """
+
+    type: str  # "error" | "warning" | "info"
+    code: str | None = None
+    param: str | None = None
+    severity: str | None = None
+    resolution: str | None = None
+    content: str | None = None
+    text_key: str | None = None
+    text_args: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def blocks_payment(self) -> bool:
+        return self.type == "error"
+
+
+@_frozen
+class PricedLine:
+    """A priced line item as the platform sees it.
+
+    :ivar unit_amount: price of one unit, minor units.
+    :ivar discount: discount on the whole line, minor units (>= 0).
+    :ivar tax: tax on the line after discount, minor units (>= 0).
+    :ivar purchasable: ``False`` when the line cannot be bought as requested
+        (unknown, out of stock...); a message then says why.
+    """
+
+    item_id: str
+    quantity: int
+    unit_amount: int = 0
+    discount: int = 0
+    tax: int = 0
+    purchasable: bool = True
+    requires_shipping: bool = True
+    name: str | None = None
+    description: str | None = None
+    images: tuple[str, ...] = ()
+    product_id: str | None = None
+    variant_id: str | None = None
+    sku: str | None = None
+    availability_status: str | None = None
+    available_quantity: int | None = None
+    max_quantity_per_order: int | None = None
+
+    @property
+    def base_amount(self) -> int:
+        return self.unit_amount * self.quantity
+
+    @property
+    def subtotal(self) -> int:
+        return self.base_amount - self.discount
+
+    @property
+    def total(self) -> int:
+        return self.subtotal + self.tax
+
+
+@_frozen
+class FulfillmentOption:
+    """A fulfillment option offered for some items.
+
+    :ivar amount: price of the option, minor units, tax excluded.
+    :ivar tax: tax on the option if chosen, minor units.
+    :ivar earliest_delivery_time, latest_delivery_time: delivery window (shipping).
+    """
+
+    type: str  # "shipping" | "digital"
+    id: str
+    title: str
+    item_ids: tuple[str, ...]
+    amount: int = 0
+    tax: int = 0
+    description: str | None = None
+    carrier: str | None = None
+    earliest_delivery_time: dt.datetime | None = None
+    latest_delivery_time: dt.datetime | None = None
+
+
+@_frozen
+class Quote:
+    """What the platform adapter computed for a session (see ``CatalogAdapter.quote``).
+
+    :ivar lines: one per requested line, in request order.
+    :ivar fulfillment_options: options available for the current address.
+    :ivar selected_fulfillment_options: the options applied to the quote.
+    :ivar needs_fulfillment_details: an address is needed before payment.
+    :ivar discount: order-level discount, minor units (>= 0).
+    :ivar fee: fees, minor units (>= 0).
+    :ivar adapter_state: JSON-able state the adapter wants back next call
+        (a Shopify draft id, a WooCommerce cart token...).
+    """
+
+    lines: tuple[PricedLine, ...]
+    fulfillment_options: tuple[FulfillmentOption, ...] = ()
+    selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...] = ()
+    needs_fulfillment_details: bool = False
+    messages: tuple[Message, ...] = ()
+    discount: int = 0
+    fee: int = 0
+    adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+
+
+@_frozen
+class Totals:
+    """Session-level totals, all minor units. ``total`` obeys
+    ``subtotal - discount + fulfillment + tax + fee`` and
+    ``subtotal == items_base_amount - items_discount``."""
+
+    items_base_amount: int
+    items_discount: int
+    subtotal: int
+    discount: int
+    fulfillment: int
+    tax: int
+    fee: int
+    total: int
+
+    @classmethod
+    def of(cls, quote: Quote) -> Totals:
+        base = sum(line.base_amount for line in quote.lines if line.purchasable)
+        items_discount = sum(line.discount for line in quote.lines if line.purchasable)
+        chosen = {s.option_id for s in quote.selected_fulfillment_options}
+        options = [o for o in quote.fulfillment_options if o.id in chosen]
+        fulfillment = sum(o.amount for o in options)
+        tax = sum(line.tax for line in quote.lines if line.purchasable) + sum(o.tax for o in options)
+        subtotal = base - items_discount
+        total = subtotal - quote.discount + fulfillment + tax + quote.fee
+        return cls(
+            items_base_amount=base,
+            items_discount=items_discount,
+            subtotal=subtotal,
+            discount=quote.discount,
+            fulfillment=fulfillment,
+            tax=tax,
+            fee=quote.fee,
+            total=total,
+        )
+
+
+@_frozen
+class Order:
+    """The order a completed session produced (``Order`` in the spec)."""
+
+    id: str
+    checkout_session_id: str
+    permalink_url: str
+    order_number: str | None = None
+    status: str = "created"
+
+
+@_frozen
+class PaymentRecord:
+    """The charge attempt of a session, kept so retries never charge twice.
+
+    :ivar idempotency_key: the key sent to the processor; derived from the
+        session id and a hash of the token, so one token charges at most once.
+    :ivar token_sha256: hex SHA-256 of the credential token (never the token).
+    :ivar amount: minor units charged / to charge.
+    :ivar status: ``pending`` (outcome unknown), ``succeeded``, ``failed``.
+    """
+
+    idempotency_key: str
+    token_sha256: str
+    handler_id: str
+    amount: int
+    currency: str
+    status: str = "pending"
+    payment_id: str | None = None
+
+
+@_frozen
+class CheckoutSession:
+    """A checkout session as stored. Inputs are kept as sent (validated), the
+    computed state as the last :class:`Quote`."""
+
+    id: str
+    agent: str
+    api_version: str
+    status: Status
+    currency: str
+    line_items: tuple[LineItemRequest, ...]
+    quote: Quote
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+    buyer: dict[str, JSON] | None = None
+    fulfillment_details: dict[str, JSON] | None = None
+    requested_fulfillment_options: tuple[SelectedFulfillmentOption, ...] = ()
+    capabilities: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    locale: str | None = None
+    order_notes: str | None = None
+    extra_messages: tuple[Message, ...] = ()
+    payment: PaymentRecord | None = None
+    order: Order | None = None
+    revision: int = 0
+
+    @property
+    def totals(self) -> Totals:
+        return Totals.of(self.quote)
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        return self.quote.messages + self.extra_messages
+
+    def replace(self, **changes: t.Any) -> CheckoutSession:
+        return dataclasses.replace(self, **changes)
+
+
+# --- record conversion (for stores) ----------------------------------------------
+
+
+def to_record(obj: t.Any) -> JSON:
+    """Convert a model (nested dataclasses, tuples, enums, datetimes) to JSON-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dt.datetime):
+        return obj.isoformat()
+    if isinstance(obj, (list, tuple)):
+        return [to_record(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_record(v) for k, v in obj.items()}
+    return obj
+
+
+_T = t.TypeVar("_T")
+
+
+def from_record(cls: type[_T], data: JSON) -> _T:
+    """Inverse of :func:`to_record` for a model class."""
+    return t.cast(_T, _convert(cls, data))
+
+
+def _convert(tp: t.Any, value: JSON) -> t.Any:
+    if value is None:
+        return None
+    origin = t.get_origin(tp)
+    if origin in (t.Union, types.UnionType):
+        args = [a for a in t.get_args(tp) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if origin is tuple:
+        (inner, _ellipsis) = t.get_args(tp)
+        return tuple(_convert(inner, v) for v in value)
+    if origin is dict or tp is t.Any:
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = t.get_type_hints(tp)
+        return tp(**{k: _convert(hints[k], v) for k, v in value.items() if k in hints})
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if tp is dt.datetime:
+        return dt.datetime.fromisoformat(value)
+    return value

@@ -1,0 +1,91 @@
+"""The session store port.
+
+A store keeps checkout sessions, the idempotency records of the HTTP layer and
+short-lived named locks. Every method is atomic on its own; implementations
+must be safe with several worker processes.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import dataclasses
+import typing as t
+
+from ..models import CheckoutSession
+
+
+class StaleSessionError(Exception):
+    """The session changed since it was read (revision mismatch)."""
+
+
+class LockTimeoutError(Exception):
+    """A named lock stayed held by someone else for the whole wait."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdempotencyOutcome:
+    """Result of claiming an idempotency key.
+
+    :ivar state: ``new`` (you own it now; run the request), ``replay`` (a stored
+        response follows), ``conflict`` (same key, another body), ``in_flight``
+        (another request with this key is running).
+    """
+
+    state: str
+    status: int | None = None
+    body: bytes | None = None
+    headers: dict[str, str] | None = None
+
+
+class SessionStore(t.Protocol):
+    def create(self, session: CheckoutSession) -> None:
+        """Insert a new session (its ``revision`` is stored as given)."""
+        ...
+
+    def get(self, session_id: str) -> CheckoutSession | None:
+        """The stored session, or None."""
+        ...
+
+    def save(self, session: CheckoutSession) -> CheckoutSession:
+        """Store ``session`` if the stored revision still equals ``session.revision``;
+        returns it with ``revision + 1``.
+
+        :raises StaleSessionError: someone else saved in between.
+        """
+        ...
+
+    def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
+                    updated_before: float | None = None) -> list[str]:
+        """Ids of sessions in one of ``statuses`` (optionally expiring / last
+        updated before a unix time in seconds); for sweepers."""
+        ...
+
+    def lock(self, name: str, *, lease: float, wait: float) -> contextlib.AbstractContextManager[None]:
+        """Hold the named lock for at most ``lease`` seconds, waiting up to
+        ``wait`` seconds for it.
+
+        :raises LockTimeoutError: still held by another owner after ``wait``.
+        """
+        ...
+
+    def idempotency_begin(self, scope: str, key: str, fingerprint: str, *, now: float,
+                          lease: float, retention: float) -> IdempotencyOutcome:
+        """Claim ``key`` in ``scope`` for a request whose body hashes to
+        ``fingerprint``. An in-flight claim older than ``lease`` seconds is
+        considered abandoned (its worker died) and is taken over; a stored
+        response older than ``retention`` seconds is forgotten (all unix seconds)."""
+        ...
+
+    def idempotency_finish(self, scope: str, key: str, *, status: int, body: bytes,
+                           headers: dict[str, str], now: float) -> None:
+        """Store the response of a claimed key for replay."""
+        ...
+
+    def idempotency_release(self, scope: str, key: str) -> None:
+        """Forget a claim without storing a response (5xx outcomes)."""
+        ...
+
+    def purge(self, *, idempotency_before: float) -> int:
+        """Delete idempotency records created before a unix time; returns how many."""
+        ...

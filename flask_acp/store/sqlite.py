@@ -1,0 +1,235 @@
+"""SQLite session store: the embedded default (stdlib ``sqlite3``, WAL mode).
+
+Safe with several worker processes on one machine: every write runs in a
+``BEGIN IMMEDIATE`` transaction, connections are per thread and per process,
+and locks are lease rows that a crashed holder cannot keep forever.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+
+from ..models import CheckoutSession
+from ..models import from_record
+from ..models import to_record
+from .base import IdempotencyOutcome
+from .base import LockTimeoutError
+from .base import StaleSessionError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS acp_sessions (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acp_sessions_status ON acp_sessions (status, expires_at);
+CREATE TABLE IF NOT EXISTS acp_idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status INTEGER,
+    body BLOB,
+    headers TEXT,
+    created_at REAL NOT NULL,
+    claimed_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS acp_locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL
+);
+"""
+
+
+class SQLiteSessionStore:
+    """A :class:`~flask_acp.store.SessionStore` in one SQLite file.
+
+    :param path: database file; created with its tables if missing.
+    :param busy_timeout: seconds a writer waits for SQLite's own write lock.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections ---------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> cabc.Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- sessions ------------------------------------------------------------------
+
+    def create(self, session: CheckoutSession) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO acp_sessions (id, status, revision, expires_at, updated_at, record)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                self._row(session),
+            )
+
+    def get(self, session_id: str) -> CheckoutSession | None:
+        row = self._conn().execute(
+            "SELECT record FROM acp_sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return None if row is None else from_record(CheckoutSession, json.loads(row[0]))
+
+    def save(self, session: CheckoutSession) -> CheckoutSession:
+        saved = session.replace(revision=session.revision + 1)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE acp_sessions SET status = ?, revision = ?, expires_at = ?,"
+                " updated_at = ?, record = ? WHERE id = ? AND revision = ?",
+                (*self._row(saved)[1:], session.id, session.revision),
+            )
+            if cur.rowcount != 1:
+                raise StaleSessionError(session.id)
+        return saved
+
+    def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
+                    updated_before: float | None = None) -> list[str]:
+        statuses = list(statuses)
+        sql = f"SELECT id FROM acp_sessions WHERE status IN ({','.join('?' * len(statuses))})"  # noqa: S608
+        args: list[object] = list(statuses)
+        if expires_before is not None:
+            sql += " AND expires_at < ?"
+            args.append(expires_before)
+        if updated_before is not None:
+            sql += " AND updated_at < ?"
+            args.append(updated_before)
+        return [r[0] for r in self._conn().execute(sql, args)]
+
+    @staticmethod
+    def _row(session: CheckoutSession) -> tuple[object, ...]:
+        return (
+            session.id,
+            session.status.value,
+            session.revision,
+            session.expires_at.timestamp(),
+            session.updated_at.timestamp(),
+            json.dumps(to_record(session), separators=(",", ":")),
+        )
+
+    # -- locks ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, lease: float, wait: float) -> cabc.Iterator[None]:
+        owner = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        delay = 0.005
+        while True:
+            now = time.time()
+            with self._tx() as db:
+                cur = db.execute(
+                    "INSERT INTO acp_locks (name, owner, lease_until) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                    " lease_until = excluded.lease_until WHERE acp_locks.lease_until < ?",
+                    (name, owner, now + lease, now),
+                )
+                acquired = cur.rowcount == 1
+            if acquired:
+                break
+            if time.monotonic() >= deadline:
+                raise LockTimeoutError(name)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            with self._tx() as db:
+                db.execute("DELETE FROM acp_locks WHERE name = ? AND owner = ?", (name, owner))
+
+    # -- idempotency ---------------------------------------------------------------
+
+    def idempotency_begin(self, scope: str, key: str, fingerprint: str, *, now: float,
+                          lease: float, retention: float) -> IdempotencyOutcome:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT fingerprint, state, status, body, headers, claimed_at"
+                " FROM acp_idempotency WHERE scope = ? AND key = ?",
+                (scope, key),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO acp_idempotency (scope, key, fingerprint, state, created_at,"
+                    " claimed_at) VALUES (?, ?, ?, 'in_flight', ?, ?)",
+                    (scope, key, fingerprint, now, now),
+                )
+                return IdempotencyOutcome("new")
+            stored_fingerprint, state, status, body, headers, claimed_at = row
+            if state == "done" and claimed_at + retention < now:
+                db.execute(
+                    "UPDATE acp_idempotency SET fingerprint = ?, state = 'in_flight', status = NULL,"
+                    " body = NULL, headers = NULL, created_at = ?, claimed_at = ?"
+                    " WHERE scope = ? AND key = ?",
+                    (fingerprint, now, now, scope, key),
+                )
+                return IdempotencyOutcome("new")
+            if stored_fingerprint != fingerprint:
+                return IdempotencyOutcome("conflict")
+            if state == "done":
+                return IdempotencyOutcome("replay", status, bytes(body), json.loads(headers))
+            if claimed_at + lease > now:
+                return IdempotencyOutcome("in_flight")
+            db.execute(
+                "UPDATE acp_idempotency SET claimed_at = ? WHERE scope = ? AND key = ?",
+                (now, scope, key),
+            )
+            return IdempotencyOutcome("new")
+
+    def idempotency_finish(self, scope: str, key: str, *, status: int, body: bytes,
+                           headers: dict[str, str], now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE acp_idempotency SET state = 'done', status = ?, body = ?, headers = ?,"
+                " created_at = ?, claimed_at = ? WHERE scope = ? AND key = ?",
+                (status, body, json.dumps(headers), now, now, scope, key),
+            )
+
+    def idempotency_release(self, scope: str, key: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM acp_idempotency WHERE scope = ? AND key = ? AND state = 'in_flight'",
+                (scope, key),
+            )
+
+    def purge(self, *, idempotency_before: float) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM acp_idempotency WHERE state = 'done' AND created_at < ?",
+                (idempotency_before,),
+            )
+            db.execute("DELETE FROM acp_locks WHERE lease_until < ?", (time.time(),))
+            return cur.rowcount

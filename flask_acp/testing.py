@@ -1,0 +1,161 @@
+"""Public test helpers for merchants' own test suites.
+
+- :class:`FakePaymentProcessor`: a payment processor whose outcome is chosen
+  by the token, with a ledger (in memory, or in a SQLite file shared by
+  several processes) that honours idempotency keys like a real processor.
+- :func:`acp_headers`: the headers an agent sends.
+
+Tokens understood by :class:`FakePaymentProcessor` (prefix match):
+
+=====================  ==================================================
+``spt_decline``        declined (``PaymentDeclinedError``)
+``spt_expired``        unusable token (``PaymentTokenError``)
+``spt_3ds``            needs authentication (``PaymentActionRequiredError``)
+``spt_unavailable``    processor down, nothing charged (``PaymentUnavailableError``)
+``spt_lost``           charged, then the response is lost (``PaymentUnavailableError``)
+anything else          charged
+=====================  ==================================================
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import typing as t
+import uuid
+
+from .errors import PaymentActionRequiredError
+from .errors import PaymentDeclinedError
+from .errors import PaymentTokenError
+from .errors import PaymentUnavailableError
+from .models import JSON
+from .payments.base import ChargeRequest
+from .payments.base import ChargeResult
+
+API_VERSION = "2026-04-17"
+
+
+class FakePaymentProcessor:
+    """A deterministic stand-in for a payment processor (never moves money).
+
+    :param ledger_path: SQLite file for the ledger, so that several worker
+        processes share it; ``None`` keeps it in memory.
+    :param handler_id: the ``PaymentHandler.id`` it advertises.
+    :param merchant_id: ``config.merchant_id`` of that handler.
+    """
+
+    def __init__(self, ledger_path: str | None = None, *, handler_id: str = "card_tokenized",
+                 merchant_id: str = "acct_fake") -> None:
+        self.handler_id = handler_id
+        self.merchant_id = merchant_id
+        self._path = ledger_path or ":memory:"
+        self._lock = threading.Lock()
+        self._memory = sqlite3.connect(":memory:", check_same_thread=False) if ledger_path is None else None
+        with self._db() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS fake_charges (idempotency_key TEXT PRIMARY KEY,"
+                       " request TEXT NOT NULL, result TEXT NOT NULL)")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._memory is not None:
+            return self._memory
+        db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def handlers(self) -> list[dict[str, JSON]]:
+        return [{
+            "id": self.handler_id,
+            "name": "dev.acp.tokenized.card",
+            "display_name": "Card (test mode)",
+            "version": "2026-01-22",
+            "spec": "https://acp.dev/handlers/tokenized.card",
+            "requires_delegate_payment": True,
+            "requires_pci_compliance": False,
+            "psp": "stripe",
+            "config_schema": "https://acp.dev/schemas/handlers/tokenized.card/config.json",
+            "instrument_schemas": ["https://acp.dev/schemas/handlers/tokenized.card/instrument.json"],
+            "config": {"merchant_id": self.merchant_id, "psp": "stripe", "environment": "test"},
+        }]
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        token = request.token
+        if token.startswith("spt_unavailable"):
+            raise PaymentUnavailableError("processor unavailable", retry_after=1)
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT request, result FROM fake_charges WHERE idempotency_key = ?",
+                                 (request.idempotency_key,)).fetchone()
+                if row is None:
+                    result = self._decide(request)
+                    db.execute("INSERT INTO fake_charges VALUES (?, ?, ?)", (
+                        request.idempotency_key,
+                        json.dumps({"amount": request.amount, "currency": request.currency}),
+                        json.dumps(result)))
+                else:
+                    stored = json.loads(row[0])
+                    if stored != {"amount": request.amount, "currency": request.currency}:
+                        raise PaymentDeclinedError("idempotency key reused with other parameters")
+                    result = json.loads(row[1])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if token.startswith("spt_lost"):
+            raise PaymentUnavailableError("connection lost after the charge", retry_after=1)
+        return self._outcome(result)
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        row = self._db().execute("SELECT result FROM fake_charges WHERE idempotency_key = ?",
+                                 (idempotency_key,)).fetchone()
+        if row is None:
+            return None
+        result = json.loads(row[0])
+        return None if result["status"] != "succeeded" else self._outcome(result)
+
+    def charges(self) -> list[dict[str, t.Any]]:
+        """Every successful charge: ``[{payment_id, amount, currency, idempotency_key}]``."""
+        rows = self._db().execute("SELECT idempotency_key, result FROM fake_charges").fetchall()
+        out = []
+        for key, result in rows:
+            data = json.loads(result)
+            if data["status"] == "succeeded":
+                out.append({"idempotency_key": key, **data})
+        return out
+
+    @staticmethod
+    def _decide(request: ChargeRequest) -> dict[str, t.Any]:
+        for prefix, status in (("spt_decline", "declined"), ("spt_expired", "token_invalid"),
+                               ("spt_3ds", "requires_action")):
+            if request.token.startswith(prefix):
+                return {"status": status}
+        return {"status": "succeeded", "payment_id": "pi_fake_" + uuid.uuid4().hex[:24],
+                "amount": request.amount, "currency": request.currency}
+
+    @staticmethod
+    def _outcome(result: dict[str, t.Any]) -> ChargeResult:
+        status = result["status"]
+        if status == "declined":
+            raise PaymentDeclinedError("Your card was declined.", decline_code="card_declined")
+        if status == "token_invalid":
+            raise PaymentTokenError("the token has expired", decline_code="token_expired")
+        if status == "requires_action":
+            raise PaymentActionRequiredError("authentication required")
+        return ChargeResult(payment_id=result["payment_id"], amount=result["amount"],
+                            currency=result["currency"])
+
+
+def acp_headers(api_key: str, *, idempotency_key: str | None = None, version: str = API_VERSION,
+                **extra: str) -> dict[str, str]:
+    """Headers of an agent request: bearer auth, ``API-Version``, JSON content
+    type and a fresh ``Idempotency-Key`` (unless one is given)."""
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "API-Version": version,
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
+    }
+    headers.update(extra)
+    return headers

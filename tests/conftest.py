@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import pathlib
+import typing as t
+import uuid
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from flask_acp import ACP
+from flask_acp.testing import FakePaymentProcessor
+from flask_acp.testing import acp_headers
+from tests.spec import validate_response
+
+DATA = pathlib.Path(__file__).parent / "data"
+AGENT_KEY = "agent-one-key-0123456789"
+AGENT_KEY_ROTATED = "agent-one-key-rotated-99999"
+OTHER_KEY = "agent-two-key-0123456789"
+ADDRESS = {"name": "Ada Lovelace", "line_one": "1 Main St", "city": "San Francisco",
+           "state": "CA", "country": "US", "postal_code": "94131"}
+
+
+class ValidatingClient(FlaskClient):
+    """A test client that validates every ACP response body against the
+    official 2026-04-17 JSON Schema before the test sees it."""
+
+    def open(self, *args: t.Any, **kwargs: t.Any) -> TestResponse:  # type: ignore[override]
+        response = super().open(*args, **kwargs)
+        path = response.request.path
+        if path.startswith("/checkout_sessions") or path.startswith("/acp/") or path.endswith("acp.json"):
+            assert response.mimetype == "application/json", (response.status, response.data[:200])
+            validate_response(path, response.status_code, response.get_json())
+        return response
+
+
+def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.test_client_class = ValidatingClient
+    app.config.update(
+        TESTING=True,
+        ACP_AGENTS={
+            "agent-one": {"api_keys": [AGENT_KEY, AGENT_KEY_ROTATED]},
+            "agent-two": {"api_keys": [OTHER_KEY]},
+        },
+        ACP_SQLITE_PATH=str(tmp_path / "acp.sqlite3"),
+        ACP_CATALOG_FILE=str(DATA / "feed.json"),
+        ACP_STORE_FILE=str(DATA / "store.json"),
+        ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
+    )
+    processor = config.pop("payment_processor", None) or FakePaymentProcessor()
+    app.config.update(config)
+    ACP(app, payment_processor=processor)
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: pathlib.Path) -> Flask:
+    return build_app(tmp_path)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Agent:
+    """Drives the ACP API like an agent would, through a test client."""
+
+    def __init__(self, client: FlaskClient, key: str = AGENT_KEY) -> None:
+        self.client = client
+        self.key = key
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return acp_headers(self.key, **extra)
+
+    def post(self, path: str, body: t.Any = None, *, key: str | None = None, **headers: str) -> TestResponse:
+        h = acp_headers(self.key, idempotency_key=key or str(uuid.uuid4()), **headers)
+        data = b"" if body is None else json.dumps(body)
+        return self.client.post(path, data=data, headers=h)
+
+    def create(self, items: list[dict[str, t.Any]] | None = None, **fields: t.Any) -> TestResponse:
+        body = {"currency": "usd", "line_items": items or [{"id": "item_123"}], "capabilities": {}}
+        body.update(fields)
+        return self.post("/checkout_sessions", body)
+
+    def ready_session(self, items: list[dict[str, t.Any]] | None = None) -> dict[str, t.Any]:
+        response = self.create(items, fulfillment_details={"address": ADDRESS})
+        assert response.status_code == 201, response.get_json()
+        body = response.get_json()
+        assert body["status"] == "ready_for_payment", body["messages"]
+        return t.cast(dict[str, t.Any], body)
+
+    def complete(self, session_id: str, token: str = "spt_123", *, key: str | None = None,
+                 handler_id: str = "card_tokenized") -> TestResponse:
+        body = {"payment_data": {"handler_id": handler_id, "instrument": {
+            "type": "card", "credential": {"type": "spt", "token": token}}}}
+        return self.post(f"/checkout_sessions/{session_id}/complete", body, key=key)
+
+
+@pytest.fixture
+def agent(client: FlaskClient) -> Agent:
+    return Agent(client)
