@@ -19,6 +19,8 @@ anything else          charged
 
 from __future__ import annotations
 
+import collections.abc as cabc
+import contextlib
 import json
 import sqlite3
 import threading
@@ -50,18 +52,25 @@ class FakePaymentProcessor:
         self.handler_id = handler_id
         self.merchant_id = merchant_id
         self._path = ledger_path or ":memory:"
-        self._lock = threading.Lock()
-        self._memory = sqlite3.connect(":memory:", check_same_thread=False) if ledger_path is None else None
+        self._lock = threading.RLock()
+        self._memory = (sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+                        if ledger_path is None else None)
         with self._db() as db:
             db.execute("CREATE TABLE IF NOT EXISTS fake_charges (idempotency_key TEXT PRIMARY KEY,"
                        " request TEXT NOT NULL, result TEXT NOT NULL)")
 
-    def _db(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _db(self) -> cabc.Iterator[sqlite3.Connection]:
         if self._memory is not None:
-            return self._memory
+            with self._lock:
+                yield self._memory
+            return
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+        finally:
+            db.close()
 
     def handlers(self) -> list[dict[str, JSON]]:
         return [{
@@ -82,8 +91,7 @@ class FakePaymentProcessor:
         token = request.token
         if token.startswith("spt_unavailable"):
             raise PaymentUnavailableError("processor unavailable", retry_after=1)
-        with self._lock:
-            db = self._db()
+        with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT request, result FROM fake_charges WHERE idempotency_key = ?",
@@ -108,8 +116,9 @@ class FakePaymentProcessor:
         return self._outcome(result)
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
-        row = self._db().execute("SELECT result FROM fake_charges WHERE idempotency_key = ?",
-                                 (idempotency_key,)).fetchone()
+        with self._db() as db:
+            row = db.execute("SELECT result FROM fake_charges WHERE idempotency_key = ?",
+                             (idempotency_key,)).fetchone()
         if row is None:
             return None
         result = json.loads(row[0])
@@ -117,7 +126,8 @@ class FakePaymentProcessor:
 
     def charges(self) -> list[dict[str, t.Any]]:
         """Every successful charge: ``[{payment_id, amount, currency, idempotency_key}]``."""
-        rows = self._db().execute("SELECT idempotency_key, result FROM fake_charges").fetchall()
+        with self._db() as db:
+            rows = db.execute("SELECT idempotency_key, result FROM fake_charges").fetchall()
         out = []
         for key, result in rows:
             data = json.loads(result)
