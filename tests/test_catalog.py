@@ -6,6 +6,7 @@ Real files in tmp_path, a real SQLite file, real processes for the races.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import multiprocessing
 import pathlib
@@ -95,8 +96,10 @@ def feed_doc(currency: str = "USD", **prices: t.Any) -> dict[str, t.Any]:
     return {"products": [{
         "id": "prod_x",
         "title": "X",
-        "variants": [{"id": vid, "title": f"Item {vid}", "price": {"amount": amount, "currency": currency}}
-                     for vid, amount in prices.items()],
+        "variants": [
+            {"id": vid, "title": f"Item {vid}", "price": {"amount": amount, "currency": currency}}
+            for vid, amount in prices.items()
+        ],
     }]}
 
 
@@ -120,8 +123,9 @@ def demo(tmp_path: pathlib.Path) -> CatalogAdapter:
 
 def custom(tmp_path: pathlib.Path, feed: dict[str, t.Any], store: dict[str, t.Any],
            clock: Clock | None = None) -> CatalogAdapter:
-    return CatalogAdapter(write(tmp_path / "feed.json", feed), write(tmp_path / "store.json", store),
-                          tmp_path / "acp.sqlite3", clock=clock or Clock())
+    feed_path = write(tmp_path / "feed.json", feed)
+    store_path = write(tmp_path / "store.json", store)
+    return CatalogAdapter(feed_path, store_path, tmp_path / "acp.sqlite3", clock=clock or Clock())
 
 
 def errors(quote: Quote) -> list[tuple[str | None, str | None]]:
@@ -212,9 +216,11 @@ def test_duplicate_variant_ids_are_rejected(tmp_path: pathlib.Path) -> None:
     ({"shipping_methods": [{"id": "s", "title": "S", "amount": 1, "min_days": 5,
                             "max_days": 2, "countries": ["US"]}]}, "min_days must not exceed"),
     ({"shipping_methods": [{"id": "s", "title": "S", "amount": 1, "min_days": 1,
-                            "max_days": 2, "countries": ["us"]}]}, r"countries\[0\]: must be an uppercase"),
+                            "max_days": 2, "countries": ["us"]}]},
+     r"countries\[0\]: must be an uppercase"),
 ])
-def test_invalid_store_files(tmp_path: pathlib.Path, change: dict[str, t.Any], message: str) -> None:
+def test_invalid_store_files(tmp_path: pathlib.Path, change: dict[str, t.Any],
+                             message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_store(write(tmp_path / "store.json", store_doc(**change)))
 
@@ -240,7 +246,8 @@ def test_line_fields_and_half_up_tax(demo: CatalogAdapter) -> None:
     assert (tee.product_id, tee.variant_id) == ("prod_classic_tee", "tee_red_m")
     assert tee.availability_status == "in_stock"
     assert (tee.available_quantity, tee.max_quantity_per_order) == (25, 10)
-    assert tee.purchasable and tee.requires_shipping
+    assert tee.purchasable
+    assert tee.requires_shipping
     assert errors(quote) == []
     assert demo.quote(request(("tee_red_m", 1), address=NYC)).lines[0].tax == 150  # default US rate
     assert demo.quote(request(("tee_red_m", 1))).lines[0].tax == 0  # no address, no tax
@@ -337,7 +344,8 @@ def test_lines_of_the_same_item_share_the_stock(demo: CatalogAdapter) -> None:
 def test_low_stock_warning(demo: CatalogAdapter) -> None:
     quote = demo.quote(request(("tee_red_l", 1), address=SF))
     line = quote.lines[0]
-    assert line.purchasable and line.availability_status == "low_stock"
+    assert line.purchasable
+    assert line.availability_status == "low_stock"
     (warning,) = quote.messages
     assert (warning.type, warning.code, warning.text_key) == ("warning", "low_stock", "low_stock")
     assert warning.text_args == {"name": "Classic Tee - Red / L", "available": "3"}
@@ -361,7 +369,8 @@ def test_shipping_options_by_country(demo: CatalogAdapter) -> None:
     assert [(o.id, o.amount, o.carrier) for o in us.fulfillment_options] == [
         ("us_standard", 599, "USPS"), ("us_express", 1499, "UPS")]
     standard = us.fulfillment_options[0]
-    assert standard.type == "shipping" and standard.item_ids == ("tee_red_m",)
+    assert standard.type == "shipping"
+    assert standard.item_ids == ("tee_red_m",)
     assert standard.earliest_delivery_time == NOW + dt.timedelta(days=3)
     assert standard.latest_delivery_time == NOW + dt.timedelta(days=5)
     assert standard.earliest_delivery_time.tzinfo is not None
@@ -451,8 +460,7 @@ def test_message_keys_cover_what_the_adapter_says(demo: CatalogAdapter) -> None:
 
 
 def test_line_item_id() -> None:
-    assert line_item_id("tee_red_m") == "li_" + __import__("hashlib").sha256(
-        b"tee_red_m").hexdigest()[:12]
+    assert line_item_id("tee_red_m") == "li_" + hashlib.sha256(b"tee_red_m").hexdigest()[:12]
 
 
 # --- holds --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ class StrictInt(fields.Integer):
             raise ValidationError(f"must be {self.what}, not the float {value!r}")
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError(f"must be {self.what}, not {type(value).__name__} {value!r}")
-        return t.cast(int, super()._deserialize(value, attr, data, **kwargs))
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class MinorUnits(StrictInt):
@@ -41,7 +41,7 @@ class MinorUnits(StrictInt):
     what = "an integer amount in minor units (e.g. 1999 for 19.99)"
 
 
-class DecimalString(fields.Field):
+class DecimalString(fields.Field[decimal.Decimal]):
     """A fraction as a decimal string (``"0.0875"`` = 8.75 %), ``0 <= x < 1``,
     deserialized to :class:`decimal.Decimal`. Floats are refused."""
 

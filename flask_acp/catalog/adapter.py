@@ -34,19 +34,19 @@ import hashlib
 import pathlib
 import typing as t
 
-from ..adapter import PlatformAdapter
-from ..adapter import QuoteRequest
-from ..adapter import choose_fulfillment
-from ..errors import AdapterRejectedError
-from ..models import JSON
-from ..models import CheckoutSession
-from ..models import FulfillmentOption
-from ..models import LineItemRequest
-from ..models import Message
-from ..models import Order
-from ..models import PaymentRecord
-from ..models import PricedLine
-from ..models import Quote
+from flask_acp.adapter import PlatformAdapter
+from flask_acp.adapter import QuoteRequest
+from flask_acp.adapter import choose_fulfillment
+from flask_acp.errors import AdapterRejectedError
+from flask_acp.models import JSON
+from flask_acp.models import CheckoutSession
+from flask_acp.models import FulfillmentOption
+from flask_acp.models import LineItemRequest
+from flask_acp.models import Message
+from flask_acp.models import Order
+from flask_acp.models import PaymentRecord
+from flask_acp.models import PricedLine
+from flask_acp.models import Quote
 from .feed import CatalogItem
 from .feed import load_feed
 from .stock import StockLedger

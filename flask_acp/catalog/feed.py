@@ -182,7 +182,8 @@ def _read_json_lines(text: str) -> tuple[list[t.Any], list[int]]:
 
 
 def _describe(where: str, problem: str, raw: list[t.Any], lines: list[int] | None) -> str:
-    """``products[1].variants[0].price.amount`` -> ``product 1 (id "p"), variant 0 (id "v"): price.amount``."""
+    """``products[1].variants[0].price.amount`` ->
+    ``product 1 (id "p"), variant 0 (id "v"): price.amount``."""
     match = _PATH_RE.match(where)
     if match is None:
         return f"{where}: {problem}" if where else problem
@@ -199,7 +200,8 @@ def _describe(where: str, problem: str, raw: list[t.Any], lines: list[int] | Non
     if match[2] is not None:
         v_index = int(match[2])
         variants = product.get("variants")
-        variant = variants[v_index] if isinstance(variants, list) and v_index < len(variants) else {}
+        in_range = isinstance(variants, list) and v_index < len(variants)
+        variant = variants[v_index] if in_range else {}
         label += f", variant {v_index}"
         if isinstance(variant, dict) and isinstance(variant.get("id"), str):
             label += f" (id {json.dumps(variant['id'])})"

@@ -25,8 +25,8 @@ import os
 import sqlite3
 import threading
 
-from ..errors import AdapterRejectedError
-from ..models import Order
+from flask_acp.errors import AdapterRejectedError
+from flask_acp.models import Order
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS acp_catalog_sold (
@@ -122,7 +122,7 @@ class StockLedger:
             " WHERE item_id = ? AND session_id != ? AND expires_at > ?",
             (item_id, session_id, now),
         ).fetchone()
-        return max(on_hand - sold - held, 0)
+        return max(on_hand - int(sold) - int(held), 0)
 
     def reserve(self, session_id: str, on_hand: cabc.Mapping[str, int | None], decide: Decide,
                 *, expires_at: float, now: float) -> tuple[dict[str, int | None], dict[str, int]]:
@@ -189,7 +189,9 @@ class StockLedger:
                 list(wanted.items()),
             )
             db.execute("DELETE FROM acp_catalog_holds WHERE session_id = ?", (session_id,))
-            (last,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM acp_catalog_orders").fetchone()
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(number), 0) FROM acp_catalog_orders"
+            ).fetchone()
             order = make_order(last + 1)
             db.execute(
                 "INSERT INTO acp_catalog_orders (number, id, session_id, order_number,"

@@ -78,7 +78,8 @@ from ._fields import flatten_errors
 
 DIGITAL_OPTION_ID = "digital"
 
-_COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error='must be an uppercase ISO 3166-1 alpha-2 code like "US"')
+_ALPHA2 = 'must be an uppercase ISO 3166-1 alpha-2 code like "US"'
+_COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error=_ALPHA2)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,8 +183,7 @@ class _ShippingMethod(_Base):
     min_days = StrictInt(required=True)
     max_days = StrictInt(required=True)
     countries = fields.List(
-        fields.String(validate=validate.Regexp(
-            r"^([A-Z]{2}|\*)$", error='must be an uppercase ISO 3166-1 alpha-2 code like "US" or "*"')),
+        fields.String(validate=validate.Regexp(r"^([A-Z]{2}|\*)$", error=_ALPHA2 + ' or "*"')),
         required=True,
         validate=validate.Length(min=1),
     )

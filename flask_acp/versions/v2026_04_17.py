@@ -382,8 +382,8 @@ def render_session(
         ]
     if session.locale:
         out["locale"] = session.locale
-    if session.order_notes:
-        out["order_notes"] = session.order_notes
+    # order_notes is request-only (and OrderConfirmation) in 2026-04-17: the
+    # CheckoutSession schema has additionalProperties: false and no such field.
     if session.order is not None and session.status is Status.COMPLETED:
         order: dict[str, JSON] = {
             "id": session.order.id,

@@ -27,13 +27,13 @@ import threading
 import typing as t
 import uuid
 
-from .errors import PaymentActionRequiredError
-from .errors import PaymentDeclinedError
-from .errors import PaymentTokenError
-from .errors import PaymentUnavailableError
-from .models import JSON
-from .payments.base import ChargeRequest
-from .payments.base import ChargeResult
+from ..errors import PaymentActionRequiredError
+from ..errors import PaymentDeclinedError
+from ..errors import PaymentTokenError
+from ..errors import PaymentUnavailableError
+from ..models import JSON
+from ..payments.base import ChargeRequest
+from ..payments.base import ChargeResult
 
 API_VERSION = "2026-04-17"
 
