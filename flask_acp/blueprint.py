@@ -303,13 +303,14 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     if status == 404:
         return error_response(NotFoundError("No such ACP endpoint."))
     if status == 405:
+        allowed = getattr(exc, "valid_methods", None)
         return error_response(MethodNotAllowedError(
             f"Method {request.method} is not allowed on this endpoint.",
-            headers={"Allow": ", ".join(exc.valid_methods or [])} if getattr(exc, "valid_methods", None) else None))
+            headers={"Allow": ", ".join(allowed)} if allowed else None))
     if status >= 500:
         return error_response(ProcessingError("Internal error."))
-    return error_response(InvalidRequestError(exc.description or exc.name, code=exc.name.lower().replace(" ", "_"),
-                                              status=status))
+    code = exc.name.lower().replace(" ", "_")
+    return error_response(InvalidRequestError(exc.description or exc.name, code=code, status=status))
 
 
 def _handle_unexpected(exc: Exception) -> Response:

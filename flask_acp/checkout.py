@@ -221,8 +221,6 @@ class CheckoutService:
                 )
                 if value is not None
             }
-            if data.line_items is not None and data.selected_fulfillment_options is None:
-                changes["requested_fulfillment_options"] = session.requested_fulfillment_options
             session = session.replace(**changes)
             expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
             quote = self._quote(self._quote_request(session, expires_at))

@@ -49,7 +49,7 @@ class ACPError(Exception):
     :param extra: extra body members the spec allows (``supported_versions``).
     """
 
-    status: t.ClassVar[int] = 400
+    status: int = 400
     type: t.ClassVar[str] = "invalid_request"
     code: str = "invalid"
 

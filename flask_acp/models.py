@@ -36,10 +36,9 @@ class Status(str, enum.Enum):
         return self in (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
 
 
-_frozen = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LineItemRequest:
     """One requested line: an item id (a catalog variant id) and a quantity (>= 1)."""
 
@@ -47,7 +46,7 @@ class LineItemRequest:
     quantity: int = 1
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class SelectedFulfillmentOption:
     """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``."""
 
@@ -56,7 +55,7 @@ class SelectedFulfillmentOption:
     item_ids: tuple[str, ...] = ()
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """A ``messages[]`` entry (``MessageInfo|MessageWarning|MessageError``).
 
@@ -78,7 +77,7 @@ class Message:
         return self.type == "error"
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PricedLine:
     """A priced line item as the platform sees it.
 
@@ -119,7 +118,7 @@ class PricedLine:
         return self.subtotal + self.tax
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class FulfillmentOption:
     """A fulfillment option offered for some items.
 
@@ -140,7 +139,7 @@ class FulfillmentOption:
     latest_delivery_time: dt.datetime | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Quote:
     """What the platform adapter computed for a session (see ``CatalogAdapter.quote``).
 
@@ -164,7 +163,7 @@ class Quote:
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Totals:
     """Session-level totals, all minor units. ``total`` obeys
     ``subtotal - discount + fulfillment + tax + fee`` and
@@ -201,7 +200,7 @@ class Totals:
         )
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
     """The order a completed session produced (``Order`` in the spec)."""
 
@@ -212,7 +211,7 @@ class Order:
     status: str = "created"
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PaymentRecord:
     """The charge attempt of a session, kept so retries never charge twice.
 
@@ -232,7 +231,7 @@ class PaymentRecord:
     payment_id: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CheckoutSession:
     """A checkout session as stored. Inputs are kept as sent (validated), the
     computed state as the last :class:`Quote`."""

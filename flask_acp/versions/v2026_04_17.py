@@ -59,7 +59,7 @@ class StrictInteger(fields.Integer):
     def _validated(self, value: t.Any) -> int:
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        return super()._validated(value)  # type: ignore[no-any-return]
+        return super()._validated(value)
 
 
 class _Base(Schema):
