@@ -25,6 +25,7 @@ from .models import Order
 from .models import PaymentRecord
 from .models import Quote
 from .models import SelectedFulfillmentOption
+from .models import line_item_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +108,7 @@ class PlatformAdapter(abc.ABC):
 def choose_fulfillment(
     options: cabc.Sequence[FulfillmentOption],
     requested: cabc.Sequence[SelectedFulfillmentOption],
-    line_item_ids: cabc.Mapping[str, str],
+    item_ids: cabc.Iterable[str],
 ) -> tuple[tuple[SelectedFulfillmentOption, ...], tuple[Message, ...]]:
     """Resolve the agent's fulfillment choice against the offered options.
 
@@ -117,11 +118,12 @@ def choose_fulfillment(
     option that covers them, so a session with an address is payable at once
     (as in the spec's create example).
 
-    :param line_item_ids: line item id -> item id, to accept either form.
+    :param item_ids: the ids of the session's items.
     :returns: the applied selection (item ids are item ids) and messages for
         invalid choices (code ``invalid``, param ``$.selected_fulfillment_options[i]``).
     """
     by_id = {o.id: o for o in options}
+    line_item_ids = {line_item_id(i): i for i in item_ids}
     chosen: list[SelectedFulfillmentOption] = []
     covered: set[str] = set()
     messages: list[Message] = []

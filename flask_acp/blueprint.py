@@ -113,9 +113,9 @@ def _client_scheme_and_addr() -> tuple[str, str | None]:
     if hops:
         protos = [p.strip() for p in request.headers.get("X-Forwarded-Proto", "").split(",") if p.strip()]
         addrs = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
-        if len(protos) >= hops and len(addrs) >= hops:
-            return protos[-hops].lower(), addrs[-hops]
-        return "http", None  # a trusted proxy would have set them: refuse
+        # each header on its own: a proxy may set X-Forwarded-Proto only
+        scheme = protos[-hops].lower() if len(protos) >= hops else "http"  # unset: refuse
+        return scheme, (addrs[-hops] if len(addrs) >= hops else None)
     return request.scheme, request.remote_addr
 
 
@@ -357,17 +357,21 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
     (blueprint handlers never see routing errors). Other paths keep the host
     app's own handlers."""
-    root = (url_prefix + "/") if url_prefix else "/checkout_sessions"
+    root = url_prefix or "/checkout_sessions"
 
     def under_prefix() -> bool:
-        return request.path == url_prefix or request.path.startswith(root)
+        return request.path == root or request.path.startswith(root + "/")
 
     for code in (404, 405):
         host_handlers = dict(app.error_handler_spec.get(None, {}).get(code, {}))
 
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():
-                return _handle_http_exception(exc)
+                response = _handle_http_exception(exc)
+                request_id = request.headers.get("Request-Id") or f"req_{uuid.uuid4().hex}"
+                response.headers["Request-Id"] = request_id
+                response.headers.setdefault("Cache-Control", "no-store")
+                return response
             for fn in _host.values():
                 return fn(exc)
             return exc

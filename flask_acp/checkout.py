@@ -68,11 +68,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def line_item_id(item_id: str) -> str:
-    """The stable line item id of an item id in a session: ``li_`` + 12 hex chars."""
-    return "li_" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
-
-
 # --- inputs (version-independent, already validated) ---------------------------
 
 

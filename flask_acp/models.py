@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import types
 import typing as t
 
@@ -285,6 +286,12 @@ def to_record(obj: t.Any) -> JSON:
     if isinstance(obj, dict):
         return {k: to_record(v) for k, v in obj.items()}
     return obj
+
+
+def line_item_id(item_id: str) -> str:
+    """The line item id of an item in a session: ``li_`` + 12 hex chars of its
+    SHA-256 (stable across updates, distinct from the item id)."""
+    return "li_" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
 
 
 _T = t.TypeVar("_T")

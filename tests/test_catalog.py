@@ -17,7 +17,7 @@ import pytest
 from flask_acp.adapter import QuoteRequest
 from flask_acp.catalog import MESSAGE_KEYS
 from flask_acp.catalog import CatalogAdapter
-from flask_acp.catalog import line_item_id
+from flask_acp.models import line_item_id
 from flask_acp.catalog import load_feed
 from flask_acp.catalog import load_store
 from flask_acp.catalog.adapter import DEMO_FEED
@@ -32,7 +32,7 @@ from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Status
 from flask_acp.models import Totals
 
-NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 SF = {"name": "Jane Doe", "line_one": "555 Golden Gate Ave", "city": "San Francisco",
       "state": "CA", "country": "US", "postal_code": "94102"}
@@ -503,7 +503,7 @@ def _quote_worker(feed: str, store: str, db: str, session_id: str, quantity: int
                   barrier: t.Any, results: t.Any) -> None:
     adapter = CatalogAdapter(feed, store, db)
     req = request(("a", quantity), session=session_id, address=SF,
-                  expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+                  expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
     barrier.wait()
     results.put((session_id, adapter.quote(req).lines[0].purchasable))
 
@@ -513,7 +513,7 @@ def _place_worker(feed: str, store: str, db: str, session_id: str,
     adapter = CatalogAdapter(feed, store, db)
     # a hold that is already expired: every session sees the unit as free
     req = request(("a", 1), session=session_id, address=SF,
-                  expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+                  expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
     quote = adapter.quote(req)
     assert quote.lines[0].purchasable
     barrier.wait()
@@ -616,3 +616,10 @@ def test_prepare_order_requotes_stored_inputs(demo: CatalogAdapter) -> None:
     req = request(("tee_red_m", 1), address=SF, selected=(express,))
     quote = demo.quote(req)
     assert demo.prepare_order(session_of(req, quote)) == quote
+
+
+def test_jsonl_feed_with_broken_json_names_the_line(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "feed.ndjson"
+    path.write_text('{"id": "p", "variants": []}\n{"id": oops}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: invalid JSON"):
+        load_feed(path)

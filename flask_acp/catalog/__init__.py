@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from .adapter import MESSAGE_KEYS
 from .adapter import CatalogAdapter
-from .adapter import line_item_id
 from .feed import CatalogItem
 from .feed import load_feed
 from .store_rules import StoreRules
@@ -26,7 +25,6 @@ __all__ = [
     "CatalogAdapter",
     "CatalogItem",
     "StoreRules",
-    "line_item_id",
     "load_feed",
     "load_store",
 ]

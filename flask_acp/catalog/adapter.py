@@ -47,6 +47,7 @@ from flask_acp.models import Order
 from flask_acp.models import PaymentRecord
 from flask_acp.models import PricedLine
 from flask_acp.models import Quote
+
 from .feed import CatalogItem
 from .feed import load_feed
 from .stock import StockLedger
@@ -84,13 +85,8 @@ _STATUS = {
 }
 
 
-def line_item_id(item_id: str) -> str:
-    """The core's line item id for an item id: ``li_`` + 12 hex of its SHA-256."""
-    return "li_" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
-
-
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class CatalogAdapter(PlatformAdapter):
@@ -200,7 +196,7 @@ class CatalogAdapter(PlatformAdapter):
         selected, choice_messages = choose_fulfillment(
             options,
             request.selected_fulfillment_options,
-            {line_item_id(li.id): li.id for li in request.line_items},
+            [li.id for li in request.line_items],
         )
         messages.extend(choice_messages)
         return Quote(
@@ -388,6 +384,7 @@ class CatalogAdapter(PlatformAdapter):
         return [self.store.currency]
 
     def close(self) -> None:
+        """Close this thread's SQLite connection."""
         self.ledger.close()
 
 

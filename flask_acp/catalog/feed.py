@@ -144,14 +144,14 @@ def load_feed(path: str | pathlib.Path) -> dict[str, CatalogItem]:
     path = pathlib.Path(path)
     text = path.read_text(encoding="utf-8")
     lines: list[int] | None = None
-    try:
-        if path.suffix.lower() in (".jsonl", ".ndjson"):
-            raw_products, lines = _read_json_lines(text)
-            data: t.Any = {"products": raw_products}
-        else:
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        raw_products, lines = _read_json_lines(path, text)
+        data: t.Any = {"products": raw_products}
+    else:
+        try:
             data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"feed {path}: invalid JSON: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"feed {path}: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f'feed {path}: must be a JSON object {{"products": [...]}}')
     try:
@@ -167,7 +167,8 @@ def load_feed(path: str | pathlib.Path) -> dict[str, CatalogItem]:
     return _items(path, feed["products"])
 
 
-def _read_json_lines(text: str) -> tuple[list[t.Any], list[int]]:
+def _read_json_lines(path: pathlib.Path, text: str) -> tuple[list[t.Any], list[int]]:
+    """Parse JSON Lines; returns the values and the line number of each."""
     products: list[t.Any] = []
     lines: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -176,7 +177,9 @@ def _read_json_lines(text: str) -> tuple[list[t.Any], list[int]]:
         try:
             products.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise json.JSONDecodeError(f"line {number}: {exc.msg}", exc.doc, exc.pos) from None
+            raise ValueError(
+                f"feed {path}: line {number}: invalid JSON: {exc.msg} (column {exc.colno})"
+            ) from None
         lines.append(number)
     return products, lines
 
@@ -200,8 +203,9 @@ def _describe(where: str, problem: str, raw: list[t.Any], lines: list[int] | Non
     if match[2] is not None:
         v_index = int(match[2])
         variants = product.get("variants")
-        in_range = isinstance(variants, list) and v_index < len(variants)
-        variant = variants[v_index] if in_range else {}
+        if not isinstance(variants, list):
+            variants = []
+        variant = variants[v_index] if v_index < len(variants) else {}
         label += f", variant {v_index}"
         if isinstance(variant, dict) and isinstance(variant.get("id"), str):
             label += f" (id {json.dumps(variant['id'])})"

@@ -96,6 +96,7 @@ class ShippingMethod:
     carrier: str | None = None
 
     def ships_to(self, country: str) -> bool:
+        """Whether the method serves ``country`` (alpha-2, any case)."""
         return "*" in self.countries or country.upper() in self.countries
 
 
@@ -137,6 +138,7 @@ class StoreRules:
         return self.stock.get(item_id, self.default_stock)
 
     def requires_shipping(self, item_id: str) -> bool:
+        """``False`` for ``digital_items``, ``True`` for everything else."""
         return item_id not in self.digital_items
 
     def methods_for(self, country: str) -> list[ShippingMethod]:

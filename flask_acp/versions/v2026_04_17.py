@@ -31,7 +31,6 @@ from ..checkout import CancelInput
 from ..checkout import CompleteInput
 from ..checkout import CreateInput
 from ..checkout import UpdateInput
-from ..checkout import line_item_id
 from ..i18n import text
 from ..models import JSON
 from ..models import CheckoutSession
@@ -41,6 +40,7 @@ from ..models import Message
 from ..models import SelectedFulfillmentOption
 from ..models import Status
 from ..models import Totals
+from ..models import line_item_id
 
 VERSION = "2026-04-17"
 
