@@ -196,6 +196,10 @@ def _after_request(response: Response) -> Response:
 def _read_json(*, optional: bool) -> tuple[t.Any, bool]:
     """The parsed JSON body and whether one was sent."""
     raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= _state().settings.max_body_bytes:
+        # werkzeug stops a streamed (chunked) body at the limit without an error;
+        # reading past it raises RequestEntityTooLarge (413) if more was sent
+        request.stream.read(1)
     if not raw.strip():
         if optional:
             return {}, False

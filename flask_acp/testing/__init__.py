@@ -12,7 +12,8 @@ Tokens understood by :class:`FakePaymentProcessor` (prefix match):
 ``spt_expired``        unusable token (``PaymentTokenError``)
 ``spt_3ds``            needs authentication (``PaymentActionRequiredError``)
 ``spt_unavailable``    processor down, nothing charged (``PaymentUnavailableError``)
-``spt_lost``           charged, then the response is lost (``PaymentUnavailableError``)
+``spt_lost``           charged, then the response is lost (``PaymentUnavailableError``);
+                       a retry with the same idempotency key gets the stored outcome
 anything else          charged
 =====================  ==================================================
 """
@@ -96,7 +97,8 @@ class FakePaymentProcessor:
             try:
                 row = db.execute("SELECT request, result FROM fake_charges WHERE idempotency_key = ?",
                                  (request.idempotency_key,)).fetchone()
-                if row is None:
+                first_attempt = row is None
+                if first_attempt:
                     result = self._decide(request)
                     db.execute("INSERT INTO fake_charges VALUES (?, ?, ?)", (
                         request.idempotency_key,
@@ -111,7 +113,9 @@ class FakePaymentProcessor:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        if token.startswith("spt_lost"):
+        if token.startswith("spt_lost") and first_attempt:
+            # only the first response is lost: a retry with the same idempotency
+            # key gets the stored outcome, as from a real processor
             raise PaymentUnavailableError("connection lost after the charge", retry_after=1)
         return self._outcome(result)
 

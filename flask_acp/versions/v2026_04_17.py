@@ -382,8 +382,8 @@ def render_session(
         ]
     if session.locale:
         out["locale"] = session.locale
-    # order_notes is request-only (and OrderConfirmation) in 2026-04-17: the
-    # CheckoutSession schema has additionalProperties: false and no such field.
+    # order_notes is request-only in 2026-04-17 (CheckoutSession has no such
+    # field); it is echoed in order.confirmation.order_notes once completed.
     if session.order is not None and session.status is Status.COMPLETED:
         order: dict[str, JSON] = {
             "id": session.order.id,
@@ -393,6 +393,8 @@ def render_session(
         }
         if session.order.order_number:
             order["order_number"] = session.order.order_number
+        if session.order_notes:
+            order["confirmation"] = {"order_notes": session.order_notes}
         out["order"] = order
     return out
 
