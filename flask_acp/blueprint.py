@@ -354,6 +354,7 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
 
     well_known = Blueprint("acp_discovery", __name__)
     well_known.add_url_rule("/.well-known/acp.json", view_func=discovery, methods=["GET"])
+    well_known.after_request(_after_request)
     return bp, well_known
 
 
