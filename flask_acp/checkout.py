@@ -47,6 +47,7 @@ from .errors import PaymentActionRequiredError
 from .errors import PaymentDeclinedError
 from .errors import PaymentTokenError
 from .errors import PaymentUnavailableError
+from .errors import ProcessingError
 from .errors import ServiceUnavailableError
 from .models import JSON
 from .models import CheckoutSession
@@ -370,9 +371,9 @@ class CheckoutService:
         return self._place(session)
 
     def _place(self, session: CheckoutSession) -> CheckoutSession:
-        assert session.payment is not None and session.payment.status == "succeeded"
+        payment = _payment_of(session)
         try:
-            order = self.adapter.place_order(session, session.payment)
+            order = self.adapter.place_order(session, payment)
         except AdapterUnavailableError as exc:
             raise _unavailable(exc) from exc
         except AdapterRejectedError as exc:
@@ -380,7 +381,7 @@ class CheckoutService:
             # (Refunding is the payment issue's job; the session stays
             # complete_in_progress so nothing is lost or charged again.)
             log.error("checkout %s: paid (%s) but the order was rejected: %s",
-                      session.id, session.payment.payment_id, exc)
+                      session.id, payment.payment_id, exc)
             raise ServiceUnavailableError(
                 "The order could not be placed; the merchant has been alerted.",
                 code="order_not_placed", headers={"Retry-After": "60"},
@@ -390,7 +391,7 @@ class CheckoutService:
         ))
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
-        assert session.payment is not None
+        payment = _payment_of(session)
         if isinstance(exc, PaymentTokenError):
             message = Message(type="error", code="invalid", resolution="requires_buyer_input",
                               param="$.payment_data.instrument.credential.token",
@@ -403,15 +404,14 @@ class CheckoutService:
                               param="$.payment_data", text_key="payment_declined")
         return self.store.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
-            payment=dataclasses.replace(session.payment, status="failed"),
+            payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
             extra_messages=(message,),
         ))
 
     def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         """Finish a completion that an earlier request left half-done."""
-        record = session.payment
-        assert record is not None
+        record = _payment_of(session)
         if record.status == "succeeded":
             return self._place(session)
         if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
@@ -424,8 +424,7 @@ class CheckoutService:
 
     def _reconcile(self, session: CheckoutSession) -> CheckoutSession:
         """Settle a pending attempt by asking the processor what happened."""
-        record = session.payment
-        assert record is not None
+        record = _payment_of(session)
         if record.status == "succeeded":
             return self._place(session)
         try:
@@ -540,6 +539,12 @@ class _LockGuard:
         self._cm.__exit__(*exc)
 
 
+def _payment_of(session: CheckoutSession) -> PaymentRecord:
+    if session.payment is None:  # a state the service never writes
+        raise ProcessingError(f"checkout {session.id} has no payment record")
+    return session.payment
+
+
 def _unavailable(exc: AdapterError) -> ServiceUnavailableError:
     retry_after = getattr(exc, "retry_after", None) or 1
     if isinstance(exc, AdapterRejectedError):
@@ -561,7 +566,7 @@ def _status_of(quote: Quote) -> Status:
     adapter offers fulfillment for has a selected option."""
     if not quote.lines or quote.needs_fulfillment_details:
         return Status.NOT_READY_FOR_PAYMENT
-    if any(m.blocks_payment for m in quote.messages) or not all(l.purchasable for l in quote.lines):
+    if any(m.blocks_payment for m in quote.messages) or not all(line.purchasable for line in quote.lines):
         return Status.NOT_READY_FOR_PAYMENT
     selected = {i for s in quote.selected_fulfillment_options for i in s.item_ids}
     needing = {i for o in quote.fulfillment_options for i in o.item_ids}

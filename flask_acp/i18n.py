@@ -41,7 +41,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
         "payment_declined": "Your payment was declined. Please try a different payment method.",
         "payment_token_invalid": "The payment credential cannot be used: {reason}",
-        "payment_requires_3ds": "The card requires authentication, which this checkout cannot perform. Please try a different payment method.",
+        "payment_requires_3ds": (
+            "The card requires authentication, which this checkout cannot perform. "
+            "Please try a different payment method."
+        ),
         "price_changed": "The total changed from {old} to {new} minor units; please review before paying.",
         "not_ready": "The checkout session is not ready for payment yet.",
         "order_failed": "The order could not be placed: {reason}",

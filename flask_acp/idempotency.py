@@ -92,7 +92,6 @@ def run_idempotent(
         raise ConflictError("A request with this Idempotency-Key is currently being processed",
                             code="idempotency_in_flight", headers={"Retry-After": "1"})
     if outcome.state == "replay":
-        assert outcome.body is not None and outcome.status is not None
         response = Response(outcome.body, status=outcome.status, headers=outcome.headers or {})
         response.headers["Idempotent-Replayed"] = "true"
         return response

@@ -1168,7 +1168,7 @@ class FakeStripe:
                                     f"status of {intent['status']}. Only a PaymentIntent with one "
                                     "of the following statuses may be captured: requires_capture.",
                                code="payment_intent_unexpected_state")
-        amount = int(params.get("amount_to_capture", intent["amount_capturable"]))
+        amount: int = params.get("amount_to_capture") or intent["amount_capturable"]
         if amount > intent["amount_capturable"]:
             raise _StripeError(400, f"The amount to capture ({amount}) must be less than or equal "
                                     f"to the amount capturable ({intent['amount_capturable']}).",
