@@ -17,7 +17,6 @@ import pytest
 from flask_acp.adapter import QuoteRequest
 from flask_acp.catalog import MESSAGE_KEYS
 from flask_acp.catalog import CatalogAdapter
-from flask_acp.models import line_item_id
 from flask_acp.catalog import load_feed
 from flask_acp.catalog import load_store
 from flask_acp.catalog.adapter import DEMO_FEED
@@ -31,6 +30,7 @@ from flask_acp.models import Quote
 from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Status
 from flask_acp.models import Totals
+from flask_acp.models import line_item_id
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
