@@ -251,10 +251,10 @@ class CheckoutService:
                 return session.replace(extra_messages=session.extra_messages + (
                     Message(type="error", code="invalid", resolution="recoverable",
                             text_key="not_ready"),))
-            prepared = self._prepare(session)
-            if prepared is not session:
+            prepared, payable = self._prepare(session)
+            if not payable:
                 return prepared
-            return self._charge_and_place(session, data)
+            return self._charge_and_place(prepared, data)
 
     def cancel(self, agent: str, session_id: str, data: CancelInput) -> CheckoutSession:
         """Cancel the session and release its stock. The intent trace is
@@ -308,16 +308,18 @@ class CheckoutService:
 
     # -- completion steps ----------------------------------------------------------
 
-    def _prepare(self, session: CheckoutSession) -> CheckoutSession:
-        """Re-price before charging; on any change, save and return the new
-        session (no charge). Returns ``session`` itself when nothing changed."""
+    def _prepare(self, session: CheckoutSession) -> tuple[CheckoutSession, bool]:
+        """Re-price before charging. Returns the session carrying the fresh quote
+        (whose ``adapter_state`` may hold what the platform prepared) and whether
+        it may be charged; when not (total or payability changed), the session is
+        saved with a message and returned to the agent instead."""
         try:
             fresh = self.adapter.prepare_order(session)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
         old_total, new_total = session.totals.total, _total(fresh)
         if old_total == new_total and _status_of(fresh) is Status.READY_FOR_PAYMENT:
-            return session
+            return session.replace(quote=fresh), True
         warning = Message(
             type="warning", code="price_change", resolution="requires_buyer_review",
             param="$.totals", text_key="price_changed",
@@ -328,7 +330,7 @@ class CheckoutService:
             status=_status_of(fresh),
             updated_at=self.clock(),
             extra_messages=(warning,) if old_total != new_total else (),
-        ))
+        )), False
 
     def _charge_and_place(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         token_sha256 = hashlib.sha256(data.token.encode()).hexdigest()
