@@ -53,10 +53,14 @@ from .models import JSON
 from .models import CheckoutSession
 from .models import LineItemRequest
 from .models import Message
+from .models import Order
+from .models import OrderEvent
+from .models import OrderLine
 from .models import PaymentRecord
 from .models import Quote
 from .models import SelectedFulfillmentOption
 from .models import Status
+from .models import line_item_id
 from .payments.base import ChargeRequest
 from .payments.base import PaymentProcessor
 from .store.base import LockTimeoutError
@@ -137,12 +141,15 @@ class CheckoutService:
         store: SessionStore,
         settings: Settings,
         clock: cabc.Callable[[], dt.datetime] = utcnow,
+        on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.payments = payments
         self.store = store
         self.settings = settings
         self.clock = clock
+        #: called after order events are committed (to hand them to the delivery)
+        self.on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] = on_events or _ignore
 
     # -- public operations ---------------------------------------------------------
 
@@ -388,9 +395,21 @@ class CheckoutService:
                 "The order could not be placed; the merchant has been alerted.",
                 code="order_not_placed", headers={"Retry-After": "60"},
             ) from exc
-        return self.store.save(session.replace(
-            status=Status.COMPLETED, order=order, updated_at=self.clock(), extra_messages=(),
-        ))
+        now = self.clock()
+        order = dataclasses.replace(
+            order,
+            line_items=order.line_items or order_lines(session.quote),
+            total=payment.amount,
+            currency=session.currency,
+            payment_id=payment.payment_id,
+        )
+        event = new_event(order, session, "order_create", now)
+        saved = self.store.save(
+            session.replace(status=Status.COMPLETED, order=order, updated_at=now, extra_messages=()),
+            events=(event,),
+        )
+        self.on_events((event,))
+        return saved
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
@@ -539,6 +558,26 @@ class _LockGuard:
 
     def __exit__(self, *exc: t.Any) -> None:
         self._cm.__exit__(*exc)
+
+
+def _ignore(events: cabc.Sequence[OrderEvent]) -> None:
+    return None
+
+
+def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
+    """The order's lines from the quote it was paid at (purchasable lines only)."""
+    return tuple(
+        OrderLine(id=line_item_id(line.item_id), title=line.name or line.item_id,
+                  ordered=line.quantity, current=line.quantity, unit_price=line.unit_amount,
+                  product_id=line.product_id, image_url=line.images[0] if line.images else None)
+        for line in quote.lines if line.purchasable
+    )
+
+
+def new_event(order: Order, session: CheckoutSession, kind: str, now: dt.datetime) -> OrderEvent:
+    """A fresh outbox entry for ``order`` (``kind``: order_create | order_update)."""
+    return OrderEvent(id="evt_" + secrets.token_hex(12), order_id=order.id,
+                      checkout_session_id=session.id, agent=session.agent, type=kind, created_at=now)
 
 
 def _payment_of(session: CheckoutSession) -> PaymentRecord:

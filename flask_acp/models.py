@@ -202,14 +202,121 @@ class Totals:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class OrderLine:
+    """An ``OrderLineItem``: quantities ordered, still current (after
+    cancellations) and fulfilled; ``unit_price`` in minor units."""
+
+    id: str
+    title: str
+    ordered: int
+    current: int
+    fulfilled: int = 0
+    unit_price: int | None = None
+    product_id: str | None = None
+    image_url: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``removed`` / ``fulfilled`` / ``partial`` / ``processing`` (orders RFC)."""
+        if self.current == 0:
+            return "removed"
+        if self.fulfilled >= self.current:
+            return "fulfilled"
+        return "partial" if self.fulfilled > 0 else "processing"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LineItemReference:
+    """``{id, quantity}``: some units of an order line."""
+
+    id: str
+    quantity: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FulfillmentEvent:
+    """One entry of a fulfillment's append-only event log."""
+
+    id: str
+    type: str
+    occurred_at: dt.datetime
+    description: str | None = None
+    location: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Fulfillment:
+    """A shipment (or digital delivery) of some order lines."""
+
+    id: str
+    type: str  # shipping | digital | pickup
+    status: str  # pending, shipped, in_transit, delivered, canceled, ...
+    line_items: tuple[LineItemReference, ...] = ()
+    carrier: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    events: tuple[FulfillmentEvent, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Adjustment:
+    """A refund, dispute, credit... on an order.
+
+    :ivar amount: minor units credited to (or disputed by) the buyer, tax included.
+    :ivar status: ``pending``, ``completed`` or ``failed``.
+    """
+
+    id: str
+    type: str
+    occurred_at: dt.datetime
+    status: str
+    amount: int | None = None
+    currency: str | None = None
+    description: str | None = None
+    reason: str | None = None
+    line_items: tuple[LineItemReference, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Order:
-    """The order a completed session produced (``Order`` in the spec)."""
+    """The order a completed session produced (``Order`` in the spec).
+
+    Adapters return ``id``, ``checkout_session_id``, ``permalink_url`` and
+    ``order_number``; the checkout service adds the lines, the charged
+    ``total`` (minor units of ``currency``) and ``payment_id``.
+    """
 
     id: str
     checkout_session_id: str
     permalink_url: str
     order_number: str | None = None
     status: str = "created"
+    line_items: tuple[OrderLine, ...] = ()
+    fulfillments: tuple[Fulfillment, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
+    total: int | None = None
+    currency: str | None = None
+    payment_id: str | None = None
+    platform_order_id: str | None = None
+
+    @property
+    def amount_refunded(self) -> int:
+        """Minor units refunded: the sum of completed refund adjustments."""
+        return sum(a.amount or 0 for a in self.adjustments
+                   if a.type == "refund" and a.status == "completed")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class OrderEvent:
+    """An outbox entry: "tell the agent about this order". The payload is the
+    order's state at send time, so retries never carry an older state."""
+
+    id: str
+    order_id: str
+    checkout_session_id: str
+    agent: str
+    type: str  # order_create | order_update
+    created_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ import dataclasses
 import typing as t
 
 from ..models import CheckoutSession
+from ..models import OrderEvent
 
 
 class StaleSessionError(Exception):
@@ -38,6 +39,24 @@ class IdempotencyOutcome:
     headers: dict[str, str] | None = None
 
 
+class OutboxEntry(t.NamedTuple):
+    """A row of the order-event outbox (times are unix seconds)."""
+
+    event_id: str
+    order_id: str
+    session_id: str
+    agent: str
+    type: str
+    created_at: float
+    status: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_at: float
+    enqueued_at: float | None
+    delivered_at: float | None
+    last_status: int | None
+    last_error: str | None
+
+
 class SessionStore(t.Protocol):
     def create(self, session: CheckoutSession) -> None:
         """Insert a new session (its ``revision`` is stored as given)."""
@@ -47,12 +66,37 @@ class SessionStore(t.Protocol):
         """The stored session, or None."""
         ...
 
-    def save(self, session: CheckoutSession) -> CheckoutSession:
-        """Store ``session`` if the stored revision still equals ``session.revision``;
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
+        """Store ``session`` if the stored revision still equals ``session.revision``,
+        together with ``events`` (order-event outbox entries), in one transaction;
         returns it with ``revision + 1``.
 
         :raises StaleSessionError: someone else saved in between.
         """
+        ...
+
+    def session_id_for_order(self, order_id: str) -> str | None:
+        """The session whose completion produced ``order_id``."""
+        ...
+
+    def outbox_get(self, event_id: str) -> OutboxEntry | None:
+        ...
+
+    def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
+                    due_before: float | None = None,
+                    not_enqueued_since: float | None = None) -> list[OutboxEntry]:
+        """Outbox entries in ``statuses``, oldest first; optionally only those due
+        (``next_attempt_at <= due_before``) or not enqueued since a unix time."""
+        ...
+
+    def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:
+        """Atomically take a due pending entry for one delivery attempt (pushes its
+        ``next_attempt_at`` by ``lease`` seconds); False if someone else has it."""
+        ...
+
+    def outbox_update(self, event_id: str, **fields: object) -> None:
+        """Set columns of an outbox entry (status, attempts, next_attempt_at,
+        enqueued_at, delivered_at, last_status, last_error)."""
         ...
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,

@@ -17,9 +17,11 @@ import time
 import uuid
 
 from ..models import CheckoutSession
+from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
 from .base import IdempotencyOutcome
+from .base import OutboxEntry
 from .base import LockTimeoutError
 from .base import StaleSessionError
 
@@ -50,6 +52,26 @@ CREATE TABLE IF NOT EXISTS acp_locks (
     owner TEXT NOT NULL,
     lease_until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acp_orders (
+    order_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acp_outbox (
+    event_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    enqueued_at REAL,
+    delivered_at REAL,
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS acp_outbox_due ON acp_outbox (status, next_attempt_at);
 """
 
 
@@ -106,7 +128,7 @@ class SQLiteSessionStore:
         ).fetchone()
         return None if row is None else from_record(CheckoutSession, json.loads(row[0]))
 
-    def save(self, session: CheckoutSession) -> CheckoutSession:
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
         saved = session.replace(revision=session.revision + 1)
         with self._tx() as db:
             cur = db.execute(
@@ -116,7 +138,69 @@ class SQLiteSessionStore:
             )
             if cur.rowcount != 1:
                 raise StaleSessionError(session.id)
+            if saved.order is not None:
+                db.execute("INSERT OR IGNORE INTO acp_orders (order_id, session_id) VALUES (?, ?)",
+                           (saved.order.id, saved.id))
+            for event in events:
+                created = event.created_at.timestamp()
+                db.execute(
+                    "INSERT OR IGNORE INTO acp_outbox (event_id, order_id, session_id, agent, type,"
+                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event.id, event.order_id, event.checkout_session_id, event.agent, event.type,
+                     created, created),
+                )
         return saved
+
+    def session_id_for_order(self, order_id: str) -> str | None:
+        row = self._conn().execute(
+            "SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- outbox --------------------------------------------------------------------
+
+    _OUTBOX_COLUMNS = ("event_id, order_id, session_id, agent, type, created_at, status, attempts,"
+                       " next_attempt_at, enqueued_at, delivered_at, last_status, last_error")
+
+    def outbox_get(self, event_id: str) -> OutboxEntry | None:
+        row = self._conn().execute(
+            f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
+            (event_id,)).fetchone()
+        return None if row is None else OutboxEntry(*row)
+
+    def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
+                    due_before: float | None = None, not_enqueued_since: float | None = None,
+                    ) -> list[OutboxEntry]:
+        statuses = list(statuses)
+        sql = (f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox"  # noqa: S608
+               f" WHERE status IN ({','.join('?' * len(statuses))})")
+        args: list[object] = list(statuses)
+        if due_before is not None:
+            sql += " AND next_attempt_at <= ?"
+            args.append(due_before)
+        if not_enqueued_since is not None:
+            sql += " AND (enqueued_at IS NULL OR enqueued_at < ?)"
+            args.append(not_enqueued_since)
+        sql += " ORDER BY created_at LIMIT ?"
+        args.append(limit)
+        return [OutboxEntry(*row) for row in self._conn().execute(sql, args)]
+
+    def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE acp_outbox SET next_attempt_at = ? WHERE event_id = ?"
+                " AND status = 'pending' AND next_attempt_at <= ?",
+                (now + lease, event_id, now))
+            return cur.rowcount == 1
+
+    def outbox_update(self, event_id: str, **fields: object) -> None:
+        allowed = {"status", "attempts", "next_attempt_at", "enqueued_at", "delivered_at",
+                   "last_status", "last_error"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"outbox_update takes {sorted(allowed)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE acp_outbox SET {assignments} WHERE event_id = ?",  # noqa: S608
+                       (*fields.values(), event_id))
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
                     updated_before: float | None = None) -> list[str]:
