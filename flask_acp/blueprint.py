@@ -25,7 +25,6 @@ import logging
 import typing as t
 import uuid
 
-import click
 from flask import Blueprint
 from flask import Flask
 from flask import Response
@@ -35,6 +34,7 @@ from flask import request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from . import cli
 from . import i18n
 from .errors import ACPError
 from .errors import APIVersionError
@@ -343,14 +343,7 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp.register_error_handler(HTTPException, _handle_http_exception)
     bp.register_error_handler(Exception, _handle_unexpected)
 
-    @bp.cli.command("sweep")
-    @click.option("--stuck-after", type=float, default=None,
-                  help="Seconds after which an unfinished completion is recovered.")
-    def sweep_command(stuck_after: float | None) -> None:
-        """Expire due sessions, recover interrupted completions, purge old idempotency keys."""
-        report = _state().service.sweep(stuck_after=stuck_after)
-        click.echo(f"expired={report.expired} recovered={report.recovered} "
-                   f"purged_idempotency={report.purged_idempotency}")
+    cli.register(bp.cli)
 
     well_known = Blueprint("acp_discovery", __name__)
     well_known.add_url_rule("/.well-known/acp.json", view_func=discovery, methods=["GET"])

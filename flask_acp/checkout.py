@@ -199,7 +199,7 @@ class CheckoutService:
         """
         session = self._find(agent, session_id)
         if self._expiry_due(session):
-            with self._locked(session_id):
+            with self.locked(session_id):
                 return self._expire_if_due(self._find(agent, session_id))
         return session
 
@@ -209,7 +209,7 @@ class CheckoutService:
         :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
         :raises ConflictError: a completion is running (409).
         """
-        with self._locked(session_id):
+        with self.locked(session_id):
             session = self._expire_if_due(self._find(agent, session_id))
             self._require_open(session, "update")
             now = self.clock()
@@ -248,7 +248,7 @@ class CheckoutService:
         :raises ServiceUnavailableError: processor or platform unavailable; the
             outcome is recorded and a retry resumes it (503).
         """
-        with self._locked(session_id):
+        with self.locked(session_id):
             session = self._expire_if_due(self._find(agent, session_id))
             self._require_open(session, "complete")
             self._check_payment_data(data)
@@ -270,7 +270,7 @@ class CheckoutService:
         :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
         :raises ConflictError: a completion is running (409).
         """
-        with self._locked(session_id):
+        with self.locked(session_id):
             session = self._expire_if_due(self._find(agent, session_id))
             self._require_open(session, "cancel")
             if data.reason_code:
@@ -292,7 +292,7 @@ class CheckoutService:
         open_statuses = (Status.NOT_READY_FOR_PAYMENT.value, Status.READY_FOR_PAYMENT.value)
         for session_id in self.store.session_ids(statuses=open_statuses, expires_before=now.timestamp()):
             try:
-                with self._locked(session_id):
+                with self.locked(session_id):
                     session = self.store.get(session_id)
                     if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
                         expired += 1
@@ -303,7 +303,7 @@ class CheckoutService:
             statuses=(Status.COMPLETE_IN_PROGRESS.value,), updated_before=stuck
         ):
             try:
-                with self._locked(session_id):
+                with self.locked(session_id):
                     session = self.store.get(session_id)
                     if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
                         self._reconcile(session)
@@ -476,7 +476,11 @@ class CheckoutService:
                                 code="checkout_session_not_found")
         return session
 
-    def _locked(self, session_id: str) -> t.ContextManager[None]:
+    def locked(self, session_id: str) -> t.ContextManager[None]:
+        """Hold the session's lock (waits ``ACP_LOCK_WAIT`` seconds).
+
+        :raises ConflictError: still held by another request (409).
+        """
         return _LockGuard(self.store, f"session:{session_id}", self.settings)
 
     def _expiry_due(self, session: CheckoutSession) -> bool:

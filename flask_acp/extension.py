@@ -23,6 +23,7 @@ from .blueprint import make_blueprints
 from .checkout import CheckoutService
 from .config import Settings
 from .config import load_settings
+from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .store.base import SessionStore
 from .store.sqlite import SQLiteSessionStore
@@ -39,6 +40,7 @@ class ACPState:
     adapter: PlatformAdapter
     payments: PaymentProcessor
     service: CheckoutService
+    orders: OrderService
 
 
 class ACP:
@@ -92,7 +94,8 @@ class ACP:
         service = CheckoutService(adapter=adapter, payments=self._payment_processor, store=store,
                                   settings=settings)
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
-                                         payments=self._payment_processor, service=service)
+                                         payments=self._payment_processor, service=service,
+                                         orders=OrderService(service))
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)

@@ -21,8 +21,8 @@ from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
 from .base import IdempotencyOutcome
-from .base import OutboxEntry
 from .base import LockTimeoutError
+from .base import OutboxEntry
 from .base import StaleSessionError
 
 _SCHEMA = """

@@ -612,7 +612,8 @@ class FakeStripe:
     def fail_next(self, kind: FaultKind, *, count: int = 1, path_prefix: str | None = None,
                   seconds: float = 2.0) -> None:
         """Inject a fault into the next ``count`` requests whose path starts with
-        ``path_prefix`` (any request when ``None``) and that pass authentication:
+        ``path_prefix`` (any request when ``None``) and that pass authentication (and, for
+        the ``*_after`` kinds and ``"slow"``, parameter validation). Faults queue up in order:
 
         * ``"500_before"``: 500 ``api_error``; nothing executed, nothing saved.
         * ``"500_after"``: executed, then 500 ``api_error`` (``Stripe-Should-Retry: false``),
@@ -802,14 +803,13 @@ class FakeStripe:
             self._wire.append(WireRequest(method, path, request.query_string.decode("latin-1"),
                                           dict(request.headers), raw if method == "POST" else ""))
         request_id = _new_id("req")
-        fault: _Fault | None = None
         try:
             api_key = self._authenticate(request)
             if endpoint is None:
                 raise _StripeError(404, f"Unrecognized request URL ({method}: {path}). Please see "
                                         "https://stripe.com/docs or we can help at "
                                         "https://support.stripe.com/.", saved=False)
-            fault = self._take_fault(path)
+            fault = self._take_fault(path, ("429", "500_before"))
             if fault is not None and fault.kind == "429":
                 raise _StripeError(429, "Request rate limit exceeded. Learn more about rate "
                                         "limits here https://stripe.com/docs/rate-limits.",
@@ -825,9 +825,10 @@ class FakeStripe:
             self._check_version(endpoint, request, params)
         except _StripeError as exc:
             return _Result(exc.status, exc.body, {"Request-Id": request_id, **exc.headers}, False)
+        fault = self._take_fault(path, ("500_after", "drop_after", "slow"))
 
         entry: _IdempotencyEntry | None = None
-        replay: _Result | None = None
+        answer: _Result | None = None  # replay, 409 or idempotency_error: no execution
         scope = (api_key, key) if method == "POST" and key else None
         if scope is not None:
             fingerprint = json.dumps([method, path, params], sort_keys=True)
@@ -836,25 +837,25 @@ class FakeStripe:
                 if found is None:
                     entry = self._idempotency[scope] = _IdempotencyEntry(fingerprint, request_id)
                 elif found.result is None:
-                    return self._error_result(request_id, _StripeError(
+                    answer = self._error_result(request_id, _StripeError(
                         409, "There is currently another in-progress request using this "
                              f"Idempotent Key (that probably means you submitted twice, and the "
                              f"other request is still going through): {key}. Please try again "
                              "later.", code="idempotency_key_in_use"))
                 elif found.fingerprint != fingerprint:
-                    return self._error_result(request_id, _StripeError(
+                    answer = self._error_result(request_id, _StripeError(
                         400, "Keys for idempotent requests can only be used with the same "
                              "parameters they were first used with. Try using a key other than "
                              f"'{key}' if you meant to execute a different request.",
                         type="idempotency_error"))
                 else:
                     stored = found.result
-                    replay = _Result(stored.status, stored.body, {
+                    answer = _Result(stored.status, stored.body, {
                         **stored.headers, "Request-Id": request_id,
                         "Idempotent-Replayed": "true", "Original-Request": found.request_id})
         try:
-            if replay is not None:
-                result = replay
+            if answer is not None:
+                result = answer
             else:
                 result = self._execute(endpoint, args, params, request, request_id)
             if fault is not None and fault.kind == "500_after":
@@ -897,15 +898,18 @@ class FakeStripe:
                                saved=False, headers={"WWW-Authenticate": 'Bearer realm="Stripe"'})
         return given
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, path: str, kinds: tuple[str, ...]) -> _Fault | None:
+        """Consume the first fault armed for ``path`` if it is one of ``kinds`` (the faults
+        of this stage of the request: before or after validation)."""
         with self._lock:
-            for fault in self._faults:
-                if fault.path_prefix is None or path.startswith(fault.path_prefix):
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            fault = next((f for f in self._faults
+                          if f.path_prefix is None or path.startswith(f.path_prefix)), None)
+            if fault is None or fault.kind not in kinds:
+                return None
+            fault.count -= 1
+            if fault.count == 0:
+                self._faults.remove(fault)
+            return fault
 
     def _check_version(self, endpoint: str, request: Request, params: JSONDict) -> None:
         if endpoint in _PREVIEW_ENDPOINTS:
@@ -926,6 +930,7 @@ class FakeStripe:
     def _execute(self, endpoint: str, args: t.Mapping[str, str], params: JSONDict, request: Request,
                  request_id: str) -> _Result:
         handler = getattr(self, "_do_" + endpoint)
+        params = copy.deepcopy(params)  # objects must not share dicts with self.requests
         try:
             with self._lock:
                 status, body = handler(params, **args)

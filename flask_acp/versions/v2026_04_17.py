@@ -33,10 +33,13 @@ from ..checkout import CreateInput
 from ..checkout import UpdateInput
 from ..i18n import text
 from ..models import JSON
+from ..models import Adjustment
 from ..models import CheckoutSession
+from ..models import Fulfillment
 from ..models import FulfillmentOption
 from ..models import LineItemRequest
 from ..models import Message
+from ..models import Order
 from ..models import SelectedFulfillmentOption
 from ..models import Status
 from ..models import Totals
@@ -397,6 +400,86 @@ def render_session(
             order["confirmation"] = {"order_notes": session.order_notes}
         out["order"] = order
     return out
+
+
+def render_order(order: Order) -> dict[str, JSON]:
+    """The full ``Order`` object for webhook ``data`` (``EventDataOrder``:
+    ``type: "order"`` plus every field we know; orders RFC, 2026-04-17).
+    ``totals`` carry the amount charged (``total``) and ``amount_refunded``."""
+    body: dict[str, JSON] = {
+        "type": "order",
+        "id": order.id,
+        "checkout_session_id": order.checkout_session_id,
+        "permalink_url": order.permalink_url,
+        "status": order.status,
+    }
+    if order.order_number:
+        body["order_number"] = order.order_number
+    if order.line_items:
+        lines = []
+        for line in order.line_items:
+            item: dict[str, JSON] = {
+                "id": line.id, "title": line.title,
+                "quantity": {"ordered": line.ordered, "current": line.current,
+                             "fulfilled": line.fulfilled},
+                "status": line.status,
+            }
+            if line.product_id:
+                item["product_id"] = line.product_id
+            if line.image_url:
+                item["image_url"] = line.image_url
+            if line.unit_price is not None:
+                item["unit_price"] = line.unit_price
+                item["subtotal"] = line.unit_price * line.ordered
+            lines.append(item)
+        body["line_items"] = lines
+    if order.fulfillments:
+        body["fulfillments"] = [_fulfillment(f) for f in order.fulfillments]
+    if order.adjustments:
+        body["adjustments"] = [_adjustment(a) for a in order.adjustments]
+    if order.total is not None:
+        body["totals"] = [{"type": "total", "display_text": "Total", "amount": order.total},
+                          {"type": "amount_refunded", "display_text": "Refunded",
+                           "amount": order.amount_refunded}]
+    return body
+
+
+def _fulfillment(f: Fulfillment) -> dict[str, JSON]:
+    body: dict[str, JSON] = {"id": f.id, "type": f.type, "status": f.status}
+    if f.line_items:
+        body["line_items"] = [{"id": r.id, "quantity": r.quantity} for r in f.line_items]
+    for name in ("carrier", "tracking_number", "tracking_url"):
+        value = getattr(f, name)
+        if value:
+            body[name] = value
+    if f.events:
+        body["events"] = [
+            {k: v for k, v in (("id", e.id), ("type", e.type), ("occurred_at", _time(e.occurred_at)),
+                               ("description", e.description), ("location", e.location)) if v}
+            for e in f.events
+        ]
+    return body
+
+
+def _adjustment(a: Adjustment) -> dict[str, JSON]:
+    body: dict[str, JSON] = {"id": a.id, "type": a.type, "occurred_at": _time(a.occurred_at),
+                             "status": a.status}
+    if a.amount is not None:
+        body["amount"] = a.amount
+    if a.currency:
+        body["currency"] = a.currency.lower()
+    if a.description:
+        body["description"] = a.description
+    if a.reason:
+        body["reason"] = a.reason
+    if a.line_items:
+        body["line_items"] = [{"id": r.id, "quantity": r.quantity} for r in a.line_items]
+    return body
+
+
+def render_event(event_type: str, order: Order) -> dict[str, JSON]:
+    """A ``WebhookEvent``: ``{"type": "order_create"|"order_update", "data": Order}``."""
+    return {"type": event_type, "data": render_order(order)}
 
 
 def render_discovery(*, api_base_url: str, supported_versions: tuple[str, ...],

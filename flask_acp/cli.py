@@ -1,0 +1,98 @@
+"""``flask acp ...`` commands (registered on the ``acp`` blueprint's CLI group).
+
+- ``flask acp sweep``: expire due sessions, recover interrupted completions,
+  purge old idempotency records.
+- ``flask acp orders show|ship|deliver|cancel ORDER_ID``: report order changes;
+  each one queues a signed ``order_update`` webhook to the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import click
+from flask import current_app
+
+from .errors import ACPError
+from .versions import VERSIONS
+
+if t.TYPE_CHECKING:
+    from .extension import ACPState
+
+
+def _state() -> ACPState:
+    return t.cast("ACPState", current_app.extensions["acp"])
+
+
+def _print_order(order: t.Any) -> None:
+    state = _state()
+    module = VERSIONS[state.settings.api_versions[0]]
+    click.echo(json.dumps(module.render_order(order), indent=2))
+
+
+def _run(action: t.Callable[[], t.Any]) -> t.Any:
+    try:
+        return action()
+    except ACPError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def register(cli: click.Group) -> None:
+    """Add the commands to ``cli`` (the ``acp`` group)."""
+
+    @cli.command("sweep")
+    @click.option("--stuck-after", type=float, default=None,
+                  help="Seconds after which an unfinished completion is recovered.")
+    def sweep_command(stuck_after: float | None) -> None:
+        """Expire due sessions, recover interrupted completions, purge old idempotency keys."""
+        report = _state().service.sweep(stuck_after=stuck_after)
+        click.echo(f"expired={report.expired} recovered={report.recovered} "
+                   f"purged_idempotency={report.purged_idempotency}")
+
+    @cli.group("orders")
+    def orders() -> None:
+        """Report order changes to the agent (shipments, deliveries, cancellations)."""
+
+    @orders.command("show")
+    @click.argument("order_id")
+    def show(order_id: str) -> None:
+        """Print the order as the agent receives it."""
+        _print_order(_run(lambda: _state().orders.get(order_id)))
+
+    @orders.command("ship")
+    @click.argument("order_id")
+    @click.option("--carrier")
+    @click.option("--tracking-number")
+    @click.option("--tracking-url")
+    @click.option("--line", "lines", multiple=True, metavar="LINE_ID:UNITS",
+                  help="Ship only these units (repeatable); default: everything left.")
+    @click.option("--fulfillment-id", help="Your shipment id (makes the command idempotent).")
+    def ship(order_id: str, carrier: str | None, tracking_number: str | None,
+             tracking_url: str | None, lines: tuple[str, ...], fulfillment_id: str | None) -> None:
+        """Record a shipment with its carrier and tracking number."""
+        wanted = None
+        if lines:
+            wanted = {}
+            for spec in lines:
+                line_id, _, units = spec.rpartition(":")
+                if not line_id or not units.isdigit():
+                    raise click.BadParameter(f"expected LINE_ID:UNITS, got {spec!r}", param_hint="--line")
+                wanted[line_id] = int(units)
+        _print_order(_run(lambda: _state().orders.ship(
+            order_id, carrier=carrier, tracking_number=tracking_number, tracking_url=tracking_url,
+            line_items=wanted, fulfillment_id=fulfillment_id)))
+
+    @orders.command("deliver")
+    @click.argument("order_id")
+    @click.option("--fulfillment-id", help="Only this shipment (default: all shipped ones).")
+    def deliver(order_id: str, fulfillment_id: str | None) -> None:
+        """Mark shipments delivered (the order completes when everything is delivered)."""
+        _print_order(_run(lambda: _state().orders.deliver(order_id, fulfillment_id=fulfillment_id)))
+
+    @orders.command("cancel")
+    @click.argument("order_id")
+    @click.option("--reason")
+    def cancel(order_id: str, reason: str | None) -> None:
+        """Cancel the order (unshipped units are removed)."""
+        _print_order(_run(lambda: _state().orders.cancel(order_id, reason=reason)))
