@@ -47,6 +47,25 @@ DEFAULTS: dict[str, t.Any] = {
     "ACP_DISCOVERY_MAX_AGE": 3600,  #: seconds, Cache-Control max-age of /.well-known/acp.json
     "ACP_INTERVENTIONS": [],  #: interventions the merchant supports (3ds, ...)
     "ACP_JSON_ROUTING_ERRORS": True,  #: JSON 404/405 for unknown paths under the prefix
+    # order webhooks
+    "ACP_REDIS_URL": None,  #: RQ delivery when set; else an in-app delivery thread
+    "ACP_WEBHOOK_QUEUE": "acp-webhooks",  #: RQ queue name
+    "ACP_WEBHOOK_RETRY_INTERVALS": [10, 30, 120, 600, 1800, 3600, 7200, 14400],  #: seconds
+    "ACP_WEBHOOK_TIMEOUT": 10.0,  #: seconds per delivery attempt
+    "ACP_WEBHOOK_DELIVERY_THREAD": True,  #: run the in-app delivery thread without Redis
+    # Stripe
+    "ACP_STRIPE_SECRET_KEY": None,  #: sk_... ; enables the Stripe payment processor
+    "ACP_STRIPE_MERCHANT_ID": None,  #: acct_... advertised in the payment handler config
+    "ACP_STRIPE_API_BASE": None,  #: Stripe API base URL (tests point it at the fake)
+    "ACP_STRIPE_SPT_API_VERSION": "2026-09-30.preview",  #: Stripe-Version for SPT calls
+    "ACP_STRIPE_MAX_NETWORK_RETRIES": 2,  #: SDK retries of connection errors, 409 and 5xx
+    "ACP_STRIPE_CONNECT_TIMEOUT": 5.0,  #: seconds
+    "ACP_STRIPE_READ_TIMEOUT": 25.0,  #: seconds
+    "ACP_STRIPE_CAPTURE_METHOD": "automatic",  #: automatic | manual
+    "ACP_STRIPE_TOKEN_PREFLIGHT": True,  #: look the granted token up before charging
+    "ACP_STRIPE_TOKEN_EXPIRY_MARGIN": 30,  #: seconds; refuse tokens expiring sooner
+    "ACP_STRIPE_WEBHOOK_SECRET": None,  #: whsec_... for inbound Stripe webhooks
+    "ACP_STRIPE_HANDLER_ID": "card_tokenized",  #: PaymentHandler.id offered to agents
 }
 
 
@@ -88,6 +107,33 @@ class Settings:
     discovery_max_age: int
     interventions: tuple[str, ...]
     json_routing_errors: bool
+    redis_url: str | None
+    webhook_queue: str
+    webhook_retry_intervals: tuple[int, ...]
+    webhook_timeout: float
+    webhook_delivery_thread: bool
+    stripe_secret_key: str | None
+    stripe_merchant_id: str | None
+    stripe_api_base: str | None
+    stripe_spt_api_version: str
+    stripe_max_network_retries: int
+    stripe_connect_timeout: float
+    stripe_read_timeout: float
+    stripe_capture_method: str
+    stripe_token_preflight: bool
+    stripe_token_expiry_margin: int
+    stripe_webhook_secret: str | None
+    stripe_handler_id: str
+
+    def agent(self, name: str) -> Agent:
+        """The configured agent called ``name``.
+
+        :raises KeyError: no such agent.
+        """
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
 
 
 class _AgentSchema(Schema):
@@ -135,6 +181,32 @@ class _SettingsSchema(Schema):
     ACP_INTERVENTIONS = fields.List(fields.String(
         validate=validate.OneOf(["3ds", "biometric", "address_verification"])))
     ACP_JSON_ROUTING_ERRORS = fields.Boolean()
+    ACP_REDIS_URL = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL"))
+    ACP_WEBHOOK_QUEUE = fields.String(validate=validate.Length(min=1))
+    ACP_WEBHOOK_RETRY_INTERVALS = fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(min=1))
+    ACP_WEBHOOK_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
+    ACP_WEBHOOK_DELIVERY_THREAD = fields.Boolean()
+    ACP_STRIPE_SECRET_KEY = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^(sk|rk)_(test|live)_", error="must be a Stripe secret key (sk_test_..., sk_live_...)"))
+    ACP_STRIPE_MERCHANT_ID = fields.String(allow_none=True, validate=validate.Length(min=1))
+    ACP_STRIPE_API_BASE = fields.Url(allow_none=True, require_tld=False)
+    ACP_STRIPE_SPT_API_VERSION = fields.String(validate=validate.Length(min=1))
+    ACP_STRIPE_MAX_NETWORK_RETRIES = fields.Integer(strict=True, validate=validate.Range(min=0, max=10))
+    ACP_STRIPE_CONNECT_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
+    ACP_STRIPE_READ_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
+    ACP_STRIPE_CAPTURE_METHOD = fields.String(validate=validate.OneOf(["automatic", "manual"]))
+    ACP_STRIPE_TOKEN_PREFLIGHT = fields.Boolean()
+    ACP_STRIPE_TOKEN_EXPIRY_MARGIN = fields.Integer(strict=True, validate=validate.Range(min=0))
+    ACP_STRIPE_WEBHOOK_SECRET = fields.String(allow_none=True, validate=validate.Length(min=8))
+    ACP_STRIPE_HANDLER_ID = fields.String(validate=validate.Length(min=1))
+
+    @validates_schema
+    def _stripe_merchant(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        if data.get("ACP_STRIPE_SECRET_KEY") and not data.get("ACP_STRIPE_MERCHANT_ID"):
+            raise ValidationError("set it to your Stripe account id (acct_...) when "
+                                  "ACP_STRIPE_SECRET_KEY is set", "ACP_STRIPE_MERCHANT_ID")
 
     @validates_schema
     def _unique_keys(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
@@ -192,6 +264,23 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
         discovery_max_age=data["ACP_DISCOVERY_MAX_AGE"],
         interventions=tuple(data["ACP_INTERVENTIONS"]),
         json_routing_errors=data["ACP_JSON_ROUTING_ERRORS"],
+        redis_url=data["ACP_REDIS_URL"],
+        webhook_queue=data["ACP_WEBHOOK_QUEUE"],
+        webhook_retry_intervals=tuple(data["ACP_WEBHOOK_RETRY_INTERVALS"]),
+        webhook_timeout=data["ACP_WEBHOOK_TIMEOUT"],
+        webhook_delivery_thread=data["ACP_WEBHOOK_DELIVERY_THREAD"],
+        stripe_secret_key=data["ACP_STRIPE_SECRET_KEY"],
+        stripe_merchant_id=data["ACP_STRIPE_MERCHANT_ID"],
+        stripe_api_base=data["ACP_STRIPE_API_BASE"],
+        stripe_spt_api_version=data["ACP_STRIPE_SPT_API_VERSION"],
+        stripe_max_network_retries=data["ACP_STRIPE_MAX_NETWORK_RETRIES"],
+        stripe_connect_timeout=data["ACP_STRIPE_CONNECT_TIMEOUT"],
+        stripe_read_timeout=data["ACP_STRIPE_READ_TIMEOUT"],
+        stripe_capture_method=data["ACP_STRIPE_CAPTURE_METHOD"],
+        stripe_token_preflight=data["ACP_STRIPE_TOKEN_PREFLIGHT"],
+        stripe_token_expiry_margin=data["ACP_STRIPE_TOKEN_EXPIRY_MARGIN"],
+        stripe_webhook_secret=data["ACP_STRIPE_WEBHOOK_SECRET"],
+        stripe_handler_id=data["ACP_STRIPE_HANDLER_ID"],
     )
 
 

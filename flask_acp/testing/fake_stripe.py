@@ -21,44 +21,40 @@ by :func:`mint_granted_token`'s type hints. Amounts are integers in minor units
 
 Endpoints (form-encoded bracket parameters, like Stripe; every POST body is
 checked against a hand-written JSON Schema with ``additionalProperties: false``,
-so an unknown or misspelt parameter fails like on Stripe):
+so an unknown or misspelt parameter fails like on Stripe, naming the ``param``):
 
-=========================================================  ==========================
-``POST /v1/payment_intents``                               create (``confirm=true`` +
-                                                           ``payment_method_data[shared_payment_granted_token]``)
-``GET  /v1/payment_intents/{id}``                          retrieve (``expand[]``: ``latest_charge``,
-                                                           ``payment_method``)
-``POST /v1/payment_intents/{id}/capture``                  ``amount_to_capture`` <= ``amount_capturable``
-``POST /v1/payment_intents/{id}/cancel``                   ``cancellation_reason``
-``GET  /v1/payment_intents/search``                        only ``query=metadata['k']:'v'``
-``POST /v1/refunds`` / ``GET /v1/refunds/{id}``            refunds (sum <= ``amount_received``)
-``GET  /v1/charges/{id}``                                  charge (read only)
-``GET  /v1/shared_payment/granted_tokens/{id}``            the granted token
-``POST /v1/test_helpers/shared_payment/granted_tokens``    mint a token (``payment_method=pm_card_*``)
-``POST /v1/test_helpers/shared_payment/granted_tokens/{id}/revoke``
-=========================================================  ==========================
+* ``POST /v1/payment_intents``: create; with ``confirm=true`` and
+  ``payment_method_data[shared_payment_granted_token]`` it charges the token
+  (``payment_method_data[type]`` is not required next to the token). There is no
+  separate confirm endpoint: without ``confirm`` the PI stays ``requires_confirmation``.
+* ``GET /v1/payment_intents/{id}`` (``expand[]``: ``latest_charge``, ``payment_method``)
+* ``POST /v1/payment_intents/{id}/capture``: ``amount_to_capture`` <= ``amount_capturable``
+* ``POST /v1/payment_intents/{id}/cancel``: ``cancellation_reason``
+* ``GET /v1/payment_intents/search``: only ``query=metadata['key']:'value'``
+* ``POST /v1/refunds``, ``GET /v1/refunds/{id}``: refunds sum to <= ``amount_received``
+* ``GET /v1/charges/{id}``
+* ``GET /v1/shared_payment/granted_tokens/{id}``
+* ``POST /v1/test_helpers/shared_payment/granted_tokens``: mint a token
+  (``payment_method=pm_card_*``, ``usage_limits[currency|max_amount|expires_at]``,
+  ``shared_metadata``, ``customer``)
+* ``POST /v1/test_helpers/shared_payment/granted_tokens/{id}/revoke``
 
-The PI create call carrying an SPT, the token GET and the test helpers require
-the header ``Stripe-Version: <spt_api_version>`` (else 400).
+The token GET, the test helpers, and a PI create that carries
+``payment_method_data[shared_payment_granted_token]`` require the header
+``Stripe-Version: <spt_api_version>`` (else 400, ``param`` and ``code`` empty, and
+nothing saved). Other calls accept any version.
 
-Test payment methods (argument ``payment_method`` of the test helper) pick the
-outcome of the charge, mirroring Stripe's sandbox cards:
+Test payment methods (``payment_method`` of the test helper) pick the outcome of
+the charge, mirroring Stripe's sandbox cards (see :data:`TEST_PAYMENT_METHODS`):
 
-=======================================  ==============================================
-``pm_card_visa``, ``pm_card_mastercard``  success
-``pm_card_chargeDeclined``                402 ``card_declined`` / ``generic_decline``
-``..InsufficientFunds``                   402 ``card_declined`` / ``insufficient_funds``
-``..Fraudulent``                          402 ``card_declined`` / ``fraudulent``
-``..LostCard`` / ``..StolenCard``         402 ``card_declined`` / ``lost_card`` / ``stolen_card``
-``..ExpiredCard``                         402 ``expired_card`` / ``expired_card``
-``..IncorrectCvc``                        402 ``incorrect_cvc`` / ``incorrect_cvc``
-``..ProcessingError``                     402 ``processing_error`` / ``processing_error``
-``pm_card_authenticationRequired``        PI ``requires_action`` (3DS), or 402
-                                          ``authentication_required`` with
-                                          ``error_on_requires_action=true``
-=======================================  ==============================================
-
-(``..`` is ``pm_card_chargeDeclined``.)
+* ``pm_card_visa``, ``pm_card_mastercard``: success.
+* ``pm_card_chargeDeclined``: 402 ``card_declined`` / ``generic_decline``; the
+  suffixes ``InsufficientFunds``, ``Fraudulent``, ``LostCard``, ``StolenCard`` give
+  ``card_declined`` with that ``decline_code`` (``insufficient_funds``, ...);
+  ``ExpiredCard``, ``IncorrectCvc``, ``ProcessingError`` give ``code`` =
+  ``decline_code`` = ``expired_card``, ``incorrect_cvc``, ``processing_error``.
+* ``pm_card_authenticationRequired``: PI ``requires_action`` with ``next_action``
+  (3DS); with ``error_on_requires_action=true``, 402 ``authentication_required``.
 
 Choices where Stripe's real behaviour is unknown (stripe.md §10) -- all are
 this fake's, not Stripe's:
