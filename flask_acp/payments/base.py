@@ -43,6 +43,21 @@ class ChargeResult:
     status: str = "succeeded"
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RefundResult:
+    """A refund as the processor reports it.
+
+    :ivar id: the processor's refund id (a Stripe ``re_...``).
+    :ivar amount: minor units refunded.
+    :ivar status: ``pending``, ``succeeded`` or ``failed``.
+    """
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+
+
 class PaymentProcessor(t.Protocol):
     """What the checkout service needs from a payment processor."""
 
@@ -57,6 +72,31 @@ class PaymentProcessor(t.Protocol):
         :raises PaymentTokenError: the credential is unusable.
         :raises PaymentActionRequiredError: 3DS needed.
         :raises PaymentUnavailableError: outcome unknown; retry later.
+        """
+        ...
+
+    def capture(self, payment_id: str, *, amount: int, idempotency_key: str) -> ChargeResult:
+        """Capture ``amount`` minor units of an authorization (manual capture).
+
+        :raises PaymentUnavailableError: retry later.
+        :raises PaymentDeclinedError: the authorization cannot be captured (expired...).
+        """
+        ...
+
+    def void(self, payment_id: str, *, idempotency_key: str) -> None:
+        """Release an uncaptured authorization. Idempotent.
+
+        :raises PaymentUnavailableError: retry later.
+        """
+        ...
+
+    def refund(self, payment_id: str, *, amount: int, idempotency_key: str,
+               metadata: dict[str, str]) -> RefundResult:
+        """Refund ``amount`` minor units of a captured payment; idempotent per key.
+
+        :raises PaymentUnavailableError: retry later (the refund may have happened:
+            retry with the same key).
+        :raises PaymentDeclinedError: the processor refused the refund.
         """
         ...
 
