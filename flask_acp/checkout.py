@@ -31,6 +31,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import time
 import typing as t
 
 from .adapter import PlatformAdapter
@@ -46,6 +47,7 @@ from .errors import NotFoundError
 from .errors import PaymentActionRequiredError
 from .errors import PaymentDeclinedError
 from .errors import PaymentTokenError
+from .errors import PaymentProviderError
 from .errors import PaymentUnavailableError
 from .errors import ProcessingError
 from .errors import ServiceUnavailableError
@@ -62,6 +64,7 @@ from .models import SelectedFulfillmentOption
 from .models import Status
 from .models import line_item_id
 from .payments.base import ChargeRequest
+from .payments.base import ChargeResult
 from .payments.base import PaymentProcessor
 from .store.base import LockTimeoutError
 from .store.base import SessionStore
@@ -373,28 +376,46 @@ class CheckoutService:
             ) from exc
         except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError) as exc:
             return self._payment_failed(session, exc)
-        session = self.store.save(session.replace(
-            payment=dataclasses.replace(record, status="succeeded", payment_id=result.payment_id),
+        except PaymentProviderError as exc:
+            self.store.save(session.replace(
+                status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
+                updated_at=self.clock()))
+            raise ProcessingError("The payment could not be processed; the merchant has been alerted.",
+                                  code="payment_provider_error") from exc
+        return self._place(self._charged(session, result))
+
+    def _charged(self, session: CheckoutSession, result: ChargeResult) -> CheckoutSession:
+        """Record a successful charge (before anything else can fail)."""
+        record = _payment_of(session)
+        return self.store.save(session.replace(
+            payment=dataclasses.replace(
+                record, status="succeeded", payment_id=result.payment_id,
+                capture_status="authorized" if result.status == "requires_capture" else "captured",
+                charged_at=self.clock()),
             updated_at=self.clock(),
         ))
-        return self._place(session)
 
     def _place(self, session: CheckoutSession) -> CheckoutSession:
+        """Place the paid order (retrying a briefly unavailable platform). If the
+        platform refuses it, or stays unavailable past
+        ``ACP_ORDER_PLACEMENT_DEADLINE``, the payment is refunded (or its
+        authorization released) and the session says why: money never stays
+        taken for an order that does not exist."""
         payment = _payment_of(session)
-        try:
-            order = self.adapter.place_order(session, payment)
-        except AdapterUnavailableError as exc:
-            raise _unavailable(exc) from exc
-        except AdapterRejectedError as exc:
-            # Money is taken for an order that cannot exist: surface it loudly.
-            # (Refunding is the payment issue's job; the session stays
-            # complete_in_progress so nothing is lost or charged again.)
-            log.error("checkout %s: paid (%s) but the order was rejected: %s",
-                      session.id, payment.payment_id, exc)
-            raise ServiceUnavailableError(
-                "The order could not be placed; the merchant has been alerted.",
-                code="order_not_placed", headers={"Retry-After": "60"},
-            ) from exc
+        for delay in (*self.settings.order_placement_retries, None):
+            try:
+                order = self.adapter.place_order(session, payment)
+                break
+            except AdapterUnavailableError as exc:
+                charged_at = payment.charged_at or session.updated_at
+                overdue = (self.clock() - charged_at).total_seconds() > self.settings.order_placement_deadline
+                if overdue:
+                    return self._give_back(session, f"the store was unavailable: {exc}")
+                if delay is None:
+                    raise _unavailable(exc) from exc
+                time.sleep(delay)
+            except AdapterRejectedError as exc:
+                return self._give_back(session, str(exc))
         now = self.clock()
         order = dataclasses.replace(
             order,
@@ -410,6 +431,39 @@ class CheckoutService:
         )
         self.on_events((event,))
         return saved
+
+    def _give_back(self, session: CheckoutSession, reason: str) -> CheckoutSession:
+        """Refund (or release) the payment of an order that cannot be placed."""
+        payment = _payment_of(session)
+        log.error("checkout %s: paid (%s) but the order cannot be placed (%s): giving the money back",
+                  session.id, payment.payment_id, reason)
+        if payment.payment_id is None:
+            raise ProcessingError(f"checkout {session.id} has a charge without a payment id")
+        try:
+            if payment.capture_status == "authorized":
+                self.payments.void(payment.payment_id, idempotency_key=f"{payment.idempotency_key}-void")
+                given_back = "voided"
+            else:
+                self.payments.refund(payment.payment_id, amount=payment.amount,
+                                     idempotency_key=f"{payment.idempotency_key}-refund",
+                                     metadata={"acp_checkout_session_id": session.id,
+                                               "reason": "order_not_placed"})
+                given_back = "refunded"
+        except (PaymentUnavailableError, PaymentDeclinedError, PaymentProviderError) as exc:
+            raise ServiceUnavailableError(
+                "The order could not be placed and the refund is pending; retry the request.",
+                code="order_not_placed", headers={"Retry-After": "5"}) from exc
+        self._release(session)
+        quote = self._quote(self._quote_request(session, session.expires_at))
+        message = Message(type="error", code="unsupported", resolution="requires_buyer_input",
+                          text_key="order_failed", text_args={"reason": reason})
+        return self.store.save(session.replace(
+            status=Status.NOT_READY_FOR_PAYMENT,
+            quote=quote,
+            payment=dataclasses.replace(payment, status="failed", capture_status=given_back),
+            updated_at=self.clock(),
+            extra_messages=(message,),
+        ))
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
@@ -456,11 +510,7 @@ class CheckoutService:
                 headers={"Retry-After": str(exc.retry_after)},
             ) from exc
         if found is not None:
-            session = self.store.save(session.replace(
-                payment=dataclasses.replace(record, status="succeeded", payment_id=found.payment_id),
-                updated_at=self.clock(),
-            ))
-            return self._place(session)
+            return self._place(self._charged(session, found))
         return self.store.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
             payment=dataclasses.replace(record, status="failed"),

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, t.Any] = {
     "ACP_DISCOVERY_MAX_AGE": 3600,  #: seconds, Cache-Control max-age of /.well-known/acp.json
     "ACP_INTERVENTIONS": [],  #: interventions the merchant supports (3ds, ...)
     "ACP_JSON_ROUTING_ERRORS": True,  #: JSON 404/405 for unknown paths under the prefix
+    "ACP_ORDER_PLACEMENT_RETRIES": [0.2, 1.0],  #: seconds between inline place_order retries
+    "ACP_ORDER_PLACEMENT_DEADLINE": 3600,  #: seconds; after it an unplaceable paid order is refunded
     # order webhooks
     "ACP_REDIS_URL": None,  #: RQ delivery when set; else an in-app delivery thread
     "ACP_WEBHOOK_QUEUE": "acp-webhooks",  #: RQ queue name
@@ -107,6 +109,8 @@ class Settings:
     discovery_max_age: int
     interventions: tuple[str, ...]
     json_routing_errors: bool
+    order_placement_retries: tuple[float, ...]
+    order_placement_deadline: int
     redis_url: str | None
     webhook_queue: str
     webhook_retry_intervals: tuple[int, ...]
@@ -181,6 +185,9 @@ class _SettingsSchema(Schema):
     ACP_INTERVENTIONS = fields.List(fields.String(
         validate=validate.OneOf(["3ds", "biometric", "address_verification"])))
     ACP_JSON_ROUTING_ERRORS = fields.Boolean()
+    ACP_ORDER_PLACEMENT_RETRIES = fields.List(fields.Float(validate=validate.Range(min=0, max=10)),
+                                              validate=validate.Length(max=5))
+    ACP_ORDER_PLACEMENT_DEADLINE = fields.Integer(strict=True, validate=validate.Range(min=0))
     ACP_REDIS_URL = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL"))
     ACP_WEBHOOK_QUEUE = fields.String(validate=validate.Length(min=1))
@@ -264,6 +271,8 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
         discovery_max_age=data["ACP_DISCOVERY_MAX_AGE"],
         interventions=tuple(data["ACP_INTERVENTIONS"]),
         json_routing_errors=data["ACP_JSON_ROUTING_ERRORS"],
+        order_placement_retries=tuple(data["ACP_ORDER_PLACEMENT_RETRIES"]),
+        order_placement_deadline=data["ACP_ORDER_PLACEMENT_DEADLINE"],
         redis_url=data["ACP_REDIS_URL"],
         webhook_queue=data["ACP_WEBHOOK_QUEUE"],
         webhook_retry_intervals=tuple(data["ACP_WEBHOOK_RETRY_INTERVALS"]),

@@ -32,6 +32,7 @@ Internal families raised by ports and translated by the checkout service:
     +-- PaymentTokenError             the credential itself is unusable
     +-- PaymentActionRequiredError    the charge needs 3DS
     +-- PaymentUnavailableError       outcome unknown or provider down: retry later
+    +-- PaymentProviderError          the processor refused our request (configuration)
 """
 
 from __future__ import annotations
@@ -214,6 +215,11 @@ class PaymentActionRequiredError(PaymentError):
     """The charge needs buyer authentication (3DS) that this flow cannot perform."""
 
 
+class PaymentProviderError(PaymentError):
+    """The processor refused the request itself (bad credentials, missing
+    permission, a bug on our side). Nothing was charged; the merchant must act."""
+
+
 class PaymentUnavailableError(PaymentError):
     """The processor could not be reached or failed; the outcome may be unknown.
 
@@ -241,6 +247,7 @@ __all__ = [
     "PaymentActionRequiredError",
     "PaymentDeclinedError",
     "PaymentError",
+    "PaymentProviderError",
     "PaymentTokenError",
     "PaymentUnavailableError",
     "ProcessingError",

@@ -337,6 +337,9 @@ class PaymentRecord:
     currency: str
     status: str = "pending"
     payment_id: str | None = None
+    #: ``captured``, ``authorized`` (manual capture), ``voided``, ``refunded``
+    capture_status: str | None = None
+    charged_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -72,7 +72,7 @@ def processor(ledger: pathlib.Path) -> FakePaymentProcessor:
 
 @pytest.fixture
 def app(tmp_path: pathlib.Path, processor: FakePaymentProcessor) -> Flask:
-    return build_app(tmp_path, payment_processor=processor,
+    return build_app(tmp_path, payment_processor=processor, ACP_ORDER_PLACEMENT_RETRIES=[],
                      ACP_ADAPTER="tests.test_completion:FlakyCatalogAdapter")
 
 

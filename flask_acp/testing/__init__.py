@@ -35,6 +35,7 @@ from ..errors import PaymentUnavailableError
 from ..models import JSON
 from ..payments.base import ChargeRequest
 from ..payments.base import ChargeResult
+from ..payments.base import RefundResult
 
 API_VERSION = "2026-04-17"
 
@@ -119,6 +120,42 @@ class FakePaymentProcessor:
             raise PaymentUnavailableError("connection lost after the charge", retry_after=1)
         return self._outcome(result)
 
+    def capture(self, payment_id: str, *, amount: int, idempotency_key: str) -> ChargeResult:
+        charge = self._by_payment_id(payment_id)
+        self._record(idempotency_key, {"op": "capture", "payment_id": payment_id, "amount": amount})
+        return ChargeResult(payment_id=payment_id, amount=amount, currency=charge["currency"])
+
+    def void(self, payment_id: str, *, idempotency_key: str) -> None:
+        self._by_payment_id(payment_id)
+        self._record(idempotency_key, {"op": "void", "payment_id": payment_id})
+
+    def refund(self, payment_id: str, *, amount: int, idempotency_key: str,
+               metadata: dict[str, str]) -> RefundResult:
+        charge = self._by_payment_id(payment_id)
+        stored = self._record(idempotency_key, {"op": "refund", "payment_id": payment_id, "amount": amount,
+                                                "id": "re_fake_" + uuid.uuid4().hex[:20]})
+        return RefundResult(id=stored["id"], amount=amount, currency=charge["currency"], status="succeeded")
+
+    def operations(self, op: str) -> list[dict[str, t.Any]]:
+        """Captures, voids or refunds made (``op``: capture | void | refund)."""
+        with self._db() as db:
+            rows = db.execute("SELECT result FROM fake_charges").fetchall()
+        return [r for r in (json.loads(row[0]) for row in rows) if r.get("op") == op]
+
+    def _by_payment_id(self, payment_id: str) -> dict[str, t.Any]:
+        for charge in self.charges():
+            if charge["payment_id"] == payment_id:
+                return charge
+        raise PaymentDeclinedError(f"no such payment {payment_id}")
+
+    def _record(self, key: str, result: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Store ``result`` under ``key`` once; return what is stored (idempotent)."""
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO fake_charges VALUES (?, ?, ?)",
+                       (key, json.dumps({"op": result["op"]}), json.dumps(result)))
+            row = db.execute("SELECT result FROM fake_charges WHERE idempotency_key = ?", (key,)).fetchone()
+        return t.cast(dict[str, t.Any], json.loads(row[0]))
+
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
         with self._db() as db:
             row = db.execute("SELECT result FROM fake_charges WHERE idempotency_key = ?",
@@ -126,7 +163,7 @@ class FakePaymentProcessor:
         if row is None:
             return None
         result = json.loads(row[0])
-        return None if result["status"] != "succeeded" else self._outcome(result)
+        return None if result.get("status") != "succeeded" else self._outcome(result)
 
     def charges(self) -> list[dict[str, t.Any]]:
         """Every successful charge: ``[{payment_id, amount, currency, idempotency_key}]``."""
@@ -135,7 +172,7 @@ class FakePaymentProcessor:
         out = []
         for key, result in rows:
             data = json.loads(result)
-            if data["status"] == "succeeded":
+            if data.get("status") == "succeeded":
                 out.append({"idempotency_key": key, **data})
         return out
 

@@ -1,0 +1,303 @@
+"""Charge Stripe SharedPaymentTokens (SPT) with the merchant's own Stripe account.
+
+One :class:`stripe.StripeClient` per app (never the module-global key), with
+explicit retries and timeouts; the SPT preview API version is sent per request.
+Calls (Stripe API reference; ``../shared/docs/stripe.md`` §2, §5):
+
+- ``GET /v1/shared_payment/granted_tokens/{spt}``: optional pre-check of the
+  token's ``usage_limits`` and deactivation, before any PaymentIntent exists;
+- ``POST /v1/payment_intents`` with ``confirm=true`` and
+  ``payment_method_data[shared_payment_granted_token]``, no redirects, for the
+  session's own total, under an idempotency key derived from the session and
+  the token (one token charges a session at most once);
+- capture / cancel of PaymentIntents (manual capture), ``POST /v1/refunds``;
+- ``GET /v1/payment_intents/search`` by metadata, to reconcile an attempt
+  whose outcome was lost.
+
+Outcomes map to the payment port's exceptions as ``stripe.md`` §6 says: card
+declines -> :class:`PaymentDeclinedError` (generic text, never a fraud reason);
+token problems -> :class:`PaymentTokenError`; ``requires_action`` -> the
+PaymentIntent is canceled and :class:`PaymentActionRequiredError`; rate limits,
+connection errors and Stripe 5xx -> :class:`PaymentUnavailableError` (the
+outcome may be unknown: the checkout reconciles before charging again);
+authentication/permission/other request errors -> :class:`PaymentProviderError`
+(our configuration is wrong; nothing was charged).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import logging
+import time
+import typing as t
+
+import stripe
+
+from ..errors import PaymentActionRequiredError
+from ..errors import PaymentDeclinedError
+from ..errors import PaymentError
+from ..errors import PaymentProviderError
+from ..errors import PaymentTokenError
+from ..errors import PaymentUnavailableError
+from ..models import JSON
+from .base import ChargeRequest
+from .base import ChargeResult
+from .base import RefundResult
+
+log = logging.getLogger("flask_acp.stripe")
+
+SPT_PARAM = "payment_method_data[shared_payment_granted_token]"
+_DECLINED_TEXT = "Your card was declined. Please try a different payment method."
+
+
+class StripePaymentProcessor:
+    """The payment port on Stripe.
+
+    :param secret_key: ``sk_test_...`` / ``sk_live_...``.
+    :param merchant_id: the Stripe account id (``acct_...``) advertised in the
+        handler's ``config.merchant_id``; the agent scopes tokens to it.
+    :param spt_api_version: ``Stripe-Version`` for the SPT calls (a preview version).
+    :param api_base: Stripe API base URL (tests point it at the fake server).
+    :param max_network_retries: SDK retries of connection errors, 409 and 5xx.
+    :param timeout: (connect, read) seconds per HTTP request.
+    :param capture_method: ``automatic`` or ``manual`` (authorize at complete,
+        capture when the order ships).
+    :param preflight: look the granted token up before creating a PaymentIntent.
+    :param expiry_margin: seconds; a token expiring sooner is refused.
+    :param handler_id: ``PaymentHandler.id`` agents send as ``payment_data.handler_id``.
+    """
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        merchant_id: str,
+        spt_api_version: str = "2026-09-30.preview",
+        api_base: str | None = None,
+        max_network_retries: int = 2,
+        timeout: tuple[float, float] = (5.0, 25.0),
+        capture_method: str = "automatic",
+        preflight: bool = True,
+        expiry_margin: int = 30,
+        handler_id: str = "card_tokenized",
+        clock: cabc.Callable[[], float] = time.time,
+    ) -> None:
+        if capture_method not in ("automatic", "manual"):
+            raise ValueError("capture_method must be 'automatic' or 'manual'")
+        self.merchant_id = merchant_id
+        self.spt_api_version = spt_api_version
+        self.capture_method = capture_method
+        self.preflight = preflight
+        self.expiry_margin = expiry_margin
+        self.handler_id = handler_id
+        self.clock = clock
+        self.client = stripe.StripeClient(
+            secret_key,
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+            base_addresses={"api": api_base} if api_base else None,
+        )
+        self.test_mode = secret_key.startswith(("sk_test_", "rk_test_"))
+
+    @classmethod
+    def from_settings(cls, settings: t.Any) -> StripePaymentProcessor:
+        """Build from :class:`flask_acp.config.Settings` (``ACP_STRIPE_*`` keys)."""
+        return cls(
+            settings.stripe_secret_key,
+            merchant_id=settings.stripe_merchant_id,
+            spt_api_version=settings.stripe_spt_api_version,
+            api_base=settings.stripe_api_base,
+            max_network_retries=settings.stripe_max_network_retries,
+            timeout=(settings.stripe_connect_timeout, settings.stripe_read_timeout),
+            capture_method=settings.stripe_capture_method,
+            preflight=settings.stripe_token_preflight,
+            expiry_margin=settings.stripe_token_expiry_margin,
+            handler_id=settings.stripe_handler_id,
+        )
+
+    # -- the port ------------------------------------------------------------------
+
+    def handlers(self) -> list[dict[str, JSON]]:
+        """One ``dev.acp.tokenized.card`` handler with ``psp: stripe``. 3DS is not
+        advertised: a Stripe merchant cannot import the agent's authentication
+        (stripe.md §6.3)."""
+        return [{
+            "id": self.handler_id,
+            "name": "dev.acp.tokenized.card",
+            "display_name": "Card",
+            "version": "2026-01-22",
+            "spec": "https://acp.dev/handlers/tokenized.card",
+            "requires_delegate_payment": True,
+            "requires_pci_compliance": False,
+            "psp": "stripe",
+            "config_schema": "https://acp.dev/schemas/handlers/tokenized.card/config.json",
+            "instrument_schemas": ["https://acp.dev/schemas/handlers/tokenized.card/instrument.json"],
+            "config": {"merchant_id": self.merchant_id, "psp": "stripe",
+                       "environment": "test" if self.test_mode else "production"},
+        }]
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Create and confirm a PaymentIntent for ``request.amount`` (see module doc).
+
+        :raises PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError,
+            PaymentUnavailableError, PaymentProviderError:
+        """
+        if self.preflight:
+            self._check_token(request)
+        params: dict[str, t.Any] = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "confirm": True,
+            "payment_method_data": {"shared_payment_granted_token": request.token},
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            "capture_method": self.capture_method,
+            "metadata": {
+                **request.metadata,
+                "acp_checkout_session_id": request.checkout_session_id,
+                "acp_idempotency_key": request.idempotency_key,
+            },
+        }
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=t.cast(t.Any, params),
+                options={"idempotency_key": request.idempotency_key,
+                         "stripe_version": self.spt_api_version},
+            )
+        except stripe.StripeError as exc:
+            raise self._translate(exc, request) from exc
+        return self._result(intent, request.idempotency_key)
+
+    def find_charge(self, idempotency_key: str) -> ChargeResult | None:
+        """The succeeded (or authorized) PaymentIntent created under
+        ``idempotency_key``, found by its metadata (PaymentIntent search).
+
+        :raises PaymentUnavailableError: Stripe cannot answer now.
+        """
+        query = f"metadata['acp_idempotency_key']:'{idempotency_key}'"
+        try:
+            found = self.client.v1.payment_intents.search(params={"query": query, "limit": 10})
+        except stripe.StripeError as exc:
+            raise self._unavailable(exc) from exc
+        for intent in found.data:
+            if intent.status in ("succeeded", "requires_capture", "processing"):
+                return ChargeResult(payment_id=intent.id, amount=intent.amount,
+                                    currency=intent.currency, status=str(intent.status))
+        return None
+
+    def capture(self, payment_id: str, *, amount: int, idempotency_key: str) -> ChargeResult:
+        try:
+            intent = self.client.v1.payment_intents.capture(
+                payment_id, params={"amount_to_capture": amount},
+                options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise self._translate(exc, None) from exc
+        return ChargeResult(payment_id=intent.id, amount=intent.amount_received,
+                            currency=intent.currency, status=str(intent.status))
+
+    def void(self, payment_id: str, *, idempotency_key: str) -> None:
+        try:
+            self.client.v1.payment_intents.cancel(
+                payment_id, params={"cancellation_reason": "abandoned"},
+                options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "payment_intent_unexpected_state":
+                intent = self.client.v1.payment_intents.retrieve(payment_id)
+                if intent.status == "canceled":
+                    return
+            raise self._translate(exc, None) from exc
+        except stripe.StripeError as exc:
+            raise self._translate(exc, None) from exc
+
+    def refund(self, payment_id: str, *, amount: int, idempotency_key: str,
+               metadata: dict[str, str]) -> RefundResult:
+        try:
+            refund = self.client.v1.refunds.create(
+                params={"payment_intent": payment_id, "amount": amount,
+                        "reason": "requested_by_customer", "metadata": metadata},
+                options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise self._translate(exc, None) from exc
+        status = "succeeded" if refund.status == "succeeded" else (
+            "failed" if refund.status in ("failed", "canceled") else "pending")
+        return RefundResult(id=refund.id, amount=refund.amount, currency=refund.currency, status=status)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def granted_token(self, token: str) -> dict[str, t.Any]:
+        """``GET /v1/shared_payment/granted_tokens/{token}`` (preview API), as a dict.
+
+        :raises stripe.StripeError: as the SDK raises it.
+        """
+        response = self.client.raw_request("get", f"/v1/shared_payment/granted_tokens/{token}",
+                                           stripe_version=self.spt_api_version)
+        return self.client.deserialize(response, api_mode="V1").to_dict()
+
+    def _check_token(self, request: ChargeRequest) -> None:
+        try:
+            token = self.granted_token(request.token)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404 or exc.code == "resource_missing":
+                raise PaymentTokenError("the payment token does not exist") from exc
+            raise self._translate(exc, request) from exc
+        except stripe.StripeError as exc:
+            raise self._translate(exc, request) from exc
+        limits = token.get("usage_limits") or {}
+        if token.get("deactivated_at") or token.get("deactivated_reason"):
+            raise PaymentTokenError(f"the payment token is {token.get('deactivated_reason') or 'deactivated'}")
+        if str(limits.get("currency", request.currency)).lower() != request.currency.lower():
+            raise PaymentTokenError(f"the payment token is for {limits.get('currency')}, "
+                                    f"not {request.currency}")
+        max_amount = limits.get("max_amount")
+        if max_amount is not None and int(max_amount) < request.amount:
+            raise PaymentTokenError(f"the payment token allows {max_amount}, the total is {request.amount} "
+                                    "(minor units)")
+        expires_at = limits.get("expires_at")
+        if expires_at is not None and int(expires_at) <= self.clock() + self.expiry_margin:
+            raise PaymentTokenError("the payment token has expired or is about to")
+
+    def _result(self, intent: t.Any, idempotency_key: str) -> ChargeResult:
+        status = str(intent.status)
+        if status in ("succeeded", "requires_capture", "processing"):
+            return ChargeResult(payment_id=intent.id, amount=intent.amount, currency=intent.currency,
+                                status=status)
+        if status == "requires_action":
+            try:
+                self.client.v1.payment_intents.cancel(
+                    intent.id, params={"cancellation_reason": "abandoned"},
+                    options={"idempotency_key": f"{idempotency_key}-cancel"})
+            except stripe.StripeError:
+                log.warning("could not cancel PaymentIntent %s left in requires_action", intent.id)
+            raise PaymentActionRequiredError("The card requires authentication.")
+        log.info("PaymentIntent %s ended in %s", intent.id, status)
+        raise PaymentDeclinedError(_DECLINED_TEXT)
+
+    def _translate(self, exc: stripe.StripeError, request: ChargeRequest | None) -> PaymentError:
+        if isinstance(exc, stripe.CardError):
+            decline = getattr(exc.error, "decline_code", None) if exc.error else None
+            log.info("card declined: code=%s decline_code=%s request=%s", exc.code, decline,
+                     exc.request_id)
+            if exc.code == "authentication_required":
+                return PaymentActionRequiredError("The card requires authentication.", decline_code=decline)
+            return PaymentDeclinedError(_DECLINED_TEXT, decline_code=decline or exc.code)
+        if isinstance(exc, stripe.IdempotencyError):
+            return PaymentTokenError("the payment token was already used for a different amount")
+        if isinstance(exc, stripe.InvalidRequestError):
+            param = exc.param or ""
+            if request is not None and (param.startswith(SPT_PARAM) or param == "shared_payment_granted_token"
+                                        or exc.code == "resource_missing"):
+                return PaymentTokenError(exc.user_message or "the payment token cannot be used")
+            log.error("Stripe refused the request: %s (param=%s, request=%s)", exc.user_message, param,
+                      exc.request_id)
+            return PaymentProviderError("The payment could not be processed.")
+        if isinstance(exc, (stripe.AuthenticationError, stripe.PermissionError)):
+            log.error("Stripe credentials rejected: %s", exc.user_message)
+            return PaymentProviderError("The payment could not be processed.")
+        return self._unavailable(exc)
+
+    @staticmethod
+    def _unavailable(exc: stripe.StripeError) -> PaymentUnavailableError:
+        retry_after = 1
+        if isinstance(exc, stripe.RateLimitError):
+            retry_after = 2
+        log.warning("Stripe unavailable (%s): %s", type(exc).__name__, exc.user_message)
+        return PaymentUnavailableError("The payment processor is unavailable.", retry_after=retry_after)
