@@ -2,7 +2,7 @@
 
 - ``flask acp sweep``: expire due sessions, recover interrupted completions,
   purge old idempotency records.
-- ``flask acp orders show|ship|deliver|cancel ORDER_ID``: report order changes;
+- ``flask acp orders show|ship|deliver|cancel|refund ORDER_ID``: report order changes;
   each one queues a signed ``order_update`` webhook to the agent.
 """
 
@@ -89,6 +89,17 @@ def register(cli: click.Group) -> None:
     def deliver(order_id: str, fulfillment_id: str | None) -> None:
         """Mark shipments delivered (the order completes when everything is delivered)."""
         _print_order(_run(lambda: _state().orders.deliver(order_id, fulfillment_id=fulfillment_id)))
+
+    @orders.command("refund")
+    @click.argument("order_id")
+    @click.option("--amount", type=click.IntRange(min=1), help="Minor units (default: all that is left).")
+    @click.option("--refund-id", help="Your refund id: running the command again with it never "
+                                      "refunds twice.")
+    @click.option("--reason")
+    def refund(order_id: str, amount: int | None, refund_id: str | None, reason: str | None) -> None:
+        """Refund all or part of an order through the payment processor."""
+        _print_order(_run(lambda: _state().orders.refund(order_id, amount=amount, refund_id=refund_id,
+                                                         reason=reason)))
 
     @orders.command("cancel")
     @click.argument("order_id")

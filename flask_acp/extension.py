@@ -25,6 +25,7 @@ from .config import Settings
 from .config import load_settings
 from .orders import OrderService
 from .payments.base import PaymentProcessor
+from .payments.stripe import StripePaymentProcessor
 from .store.base import SessionStore
 from .store.sqlite import SQLiteSessionStore
 
@@ -81,20 +82,23 @@ class ACP:
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
         settings = load_settings(app.config, instance_path=app.instance_path)
-        if self._payment_processor is None:
+        payments = self._payment_processor
+        if payments is None and settings.stripe_secret_key:
+            payments = StripePaymentProcessor.from_settings(settings)
+        if payments is None:
             raise RuntimeError(
-                "flask-acp needs a payment processor: pass ACP(app, payment_processor=...) "
-                "(flask_acp.testing.FakePaymentProcessor for demos and tests).")
+                "flask-acp needs a payment processor: set ACP_STRIPE_SECRET_KEY and "
+                "ACP_STRIPE_MERCHANT_ID, or pass ACP(app, payment_processor=...).")
         store = self._store
         if store is None:
             directory = os.path.dirname(os.path.abspath(settings.sqlite_path))
             os.makedirs(directory, exist_ok=True)
             store = SQLiteSessionStore(settings.sqlite_path)
         adapter = self._adapter or load_adapter(settings.adapter, app.config)
-        service = CheckoutService(adapter=adapter, payments=self._payment_processor, store=store,
+        service = CheckoutService(adapter=adapter, payments=payments, store=store,
                                   settings=settings)
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
-                                         payments=self._payment_processor, service=service,
+                                         payments=payments, service=service,
                                          orders=OrderService(service))
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
         app.register_blueprint(checkout_bp)

@@ -23,12 +23,17 @@ from .checkout import CheckoutService
 from .checkout import new_event
 from .errors import InvalidRequestError
 from .errors import NotFoundError
+from .errors import PaymentDeclinedError
+from .errors import PaymentProviderError
+from .errors import PaymentUnavailableError
+from .errors import ServiceUnavailableError
 from .models import Adjustment
 from .models import CheckoutSession
 from .models import Fulfillment
 from .models import FulfillmentEvent
 from .models import LineItemReference
 from .models import Order
+from .models import PaymentRecord
 
 log = logging.getLogger("flask_acp")
 
@@ -68,9 +73,14 @@ class OrderService:
         idempotent and lets a later call update the same shipment (e.g. a
         platform's fulfillment id); a new one is generated when omitted.
 
+        With manual capture, the authorization is captured first (shipping is
+        when the money is taken).
+
         :raises NotFoundError: unknown order. :raises InvalidRequestError: the
             order is canceled, or more units than remain unfulfilled.
+        :raises ServiceUnavailableError: the capture could not be made now.
         """
+        self._capture_if_authorized(order_id)
 
         def change(order: Order, now: dt.datetime) -> Order:
             existing = next((f for f in order.fulfillments if f.id == fulfillment_id), None)
@@ -138,11 +148,14 @@ class OrderService:
         return self._change(order_id, change)
 
     def cancel(self, order_id: str, *, reason: str | None = None) -> Order:
-        """Cancel the order: every unfulfilled unit is removed. Refunding the
-        money is a separate, explicit step (:meth:`record_adjustment`, or the
-        payment processor's refund through the CLI).
+        """Cancel the order: every unfulfilled unit is removed. When nothing has
+        shipped, the money goes back too: an uncaptured authorization is released,
+        a captured payment is refunded in full (minus earlier refunds). After a
+        partial shipment, refund what is due explicitly with :meth:`refund`.
 
         :raises NotFoundError: unknown order. :raises InvalidRequestError: already completed.
+        :raises ServiceUnavailableError: the processor is unavailable (the order is
+            canceled; run the command again to finish giving the money back).
         """
 
         def change(order: Order, now: dt.datetime) -> Order:
@@ -156,7 +169,72 @@ class OrderService:
             return dataclasses.replace(order, status="canceled", line_items=lines,
                                        adjustments=order.adjustments + (adjustment,))
 
-        return self._change(order_id, change)
+        order = self._change(order_id, change)
+        if all(line.fulfilled == 0 for line in order.line_items):
+            order = self._give_back_payment(order_id)
+        return order
+
+    def refund(self, order_id: str, *, amount: int | None = None, refund_id: str | None = None,
+               reason: str | None = None) -> Order:
+        """Refund ``amount`` minor units (default: all that is not refunded yet)
+        through the payment processor, recorded as a ``refund`` adjustment.
+
+        Idempotent per ``refund_id`` (generated when omitted): the adjustment is
+        written as ``pending`` before the processor is called, the processor call
+        uses a key derived from it, and calling again with the same ``refund_id``
+        after a failure finishes the same refund, never a second one.
+
+        :raises NotFoundError: unknown order.
+        :raises InvalidRequestError: amount below 1 or above what remains refundable,
+            or a payment that is only authorized (cancel the order to release it).
+        :raises ServiceUnavailableError: the processor is unavailable; retry with
+            the same ``refund_id``.
+        """
+        refund_id = refund_id or _id("rf")
+        session_id = self._session_id(order_id)
+        with self.checkout.locked(session_id):
+            session, order = self._session(order_id)
+            payment = session.payment
+            existing = next((a for a in order.adjustments if a.id == refund_id), None)
+            if existing is not None and existing.status != "pending":
+                return order
+            if payment is None or payment.payment_id is None:
+                raise InvalidRequestError(f"Order {order_id} has no payment to refund.")
+            if payment.capture_status == "authorized":
+                raise InvalidRequestError(
+                    f"Order {order_id}'s payment is authorized, not captured: cancel the order "
+                    "to release it, or ship to capture it first.")
+            taken = sum(a.amount or 0 for a in order.adjustments
+                        if a.type == "refund" and a.status != "failed" and a.id != refund_id)
+            refundable = (order.total or 0) - taken
+            amount = existing.amount if existing is not None and existing.amount else (
+                refundable if amount is None else amount)
+            if amount < 1 or amount > refundable:
+                raise InvalidRequestError(
+                    f"Order {order_id} can be refunded 1 to {refundable} minor units, not {amount}.")
+            now = self.checkout.clock()
+            pending = existing or Adjustment(
+                id=refund_id, type="refund", occurred_at=now, status="pending", amount=amount,
+                currency=order.currency, reason=reason)
+            if existing is None:
+                order = self._save(session, dataclasses.replace(
+                    order, adjustments=order.adjustments + (pending,)), now)
+                session, order = self._session(order_id)
+            try:
+                result = self.checkout.payments.refund(
+                    payment.payment_id, amount=amount,
+                    idempotency_key=f"acp-{order_id}-refund-{refund_id}",
+                    metadata={"acp_order_id": order_id, "acp_refund_id": refund_id})
+                status = {"succeeded": "completed", "failed": "failed"}.get(result.status, "pending")
+                description = f"Refund {result.id}"
+            except PaymentUnavailableError as exc:
+                raise ServiceUnavailableError(
+                    f"The payment processor is unavailable; run the refund again with refund_id "
+                    f"{refund_id}.", headers={"Retry-After": str(exc.retry_after)}) from exc
+            except (PaymentDeclinedError, PaymentProviderError) as exc:
+                status, description = "failed", exc.user_message
+            done = dataclasses.replace(pending, status=status, description=description)
+            return self._save(session, _replace_adjustment(order, done), self.checkout.clock())
 
     def set_status(self, order_id: str, status: str) -> Order:
         """Set the order-level status as a platform reports it (open string:
@@ -189,26 +267,78 @@ class OrderService:
             raise NotFoundError(f"Order '{order_id}' does not exist.", code="order_not_found")
         return session, session.order
 
-    def _change(self, order_id: str,
-                change: cabc.Callable[[Order, dt.datetime], Order]) -> Order:
+    def _session_id(self, order_id: str) -> str:
         session_id = self.checkout.store.session_id_for_order(order_id)
         if session_id is None:
             raise NotFoundError(f"Order '{order_id}' does not exist.", code="order_not_found")
-        with self.checkout.locked(session_id):
+        return session_id
+
+    def _change(self, order_id: str,
+                change: cabc.Callable[[Order, dt.datetime], Order]) -> Order:
+        with self.checkout.locked(self._session_id(order_id)):
             session, order = self._session(order_id)
             now = self.checkout.clock()
             updated = change(order, now)
             if updated == order:
                 return order
-            event = new_event(updated, session, "order_update", now)
-            self.checkout.store.save(session.replace(order=updated), events=(event,))
-        log.info("order %s changed: status=%s (event %s)", order_id, updated.status, event.id)
+            return self._save(session, updated, now)
+
+    def _save(self, session: CheckoutSession, order: Order, now: dt.datetime,
+              payment: PaymentRecord | None = None) -> Order:
+        """Save the changed order with an ``order_update`` event (caller holds the lock)."""
+        event = new_event(order, session, "order_update", now)
+        self.checkout.store.save(session.replace(order=order, payment=payment or session.payment),
+                                 events=(event,))
+        log.info("order %s changed: status=%s (event %s)", order.id, order.status, event.id)
         self.checkout.on_events((event,))
-        return updated
+        return order
+
+    def _capture_if_authorized(self, order_id: str) -> None:
+        with self.checkout.locked(self._session_id(order_id)):
+            session, order = self._session(order_id)
+            payment = session.payment
+            if payment is None or payment.capture_status != "authorized" or payment.payment_id is None:
+                return
+            try:
+                self.checkout.payments.capture(payment.payment_id, amount=payment.amount,
+                                               idempotency_key=f"{payment.idempotency_key}-capture")
+            except PaymentUnavailableError as exc:
+                raise ServiceUnavailableError("The payment processor is unavailable; retry.",
+                                              headers={"Retry-After": str(exc.retry_after)}) from exc
+            except (PaymentDeclinedError, PaymentProviderError) as exc:
+                raise InvalidRequestError(f"The authorization could not be captured: {exc.user_message}",
+                                          code="capture_failed") from exc
+            self.checkout.store.save(session.replace(
+                payment=dataclasses.replace(payment, capture_status="captured")))
+
+    def _give_back_payment(self, order_id: str) -> Order:
+        """Release the authorization, or refund what is left, of a canceled order."""
+        with self.checkout.locked(self._session_id(order_id)):
+            session, order = self._session(order_id)
+            payment = session.payment
+            if payment is None or payment.payment_id is None:
+                return order
+            if payment.capture_status == "authorized":
+                try:
+                    self.checkout.payments.void(payment.payment_id,
+                                                idempotency_key=f"{payment.idempotency_key}-void")
+                except PaymentUnavailableError as exc:
+                    raise ServiceUnavailableError("The payment processor is unavailable; run the "
+                                                  "cancellation again.") from exc
+                return self._save(session, order, self.checkout.clock(),
+                                  dataclasses.replace(payment, capture_status="voided"))
+        if payment.capture_status == "captured" and (order.total or 0) > order.amount_refunded:
+            return self.refund(order_id, refund_id=f"rf_cancel_{order_id}", reason="order_canceled")
+        return order
 
 
 def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _replace_adjustment(order: Order, adjustment: Adjustment) -> Order:
+    return dataclasses.replace(order, adjustments=tuple(
+        adjustment if a.id == adjustment.id else a for a in order.adjustments))
 
 
 def _replace_fulfillment(order: Order, fulfillment: Fulfillment) -> Order:

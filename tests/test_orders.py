@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pathlib
 import typing as t
 
 import pytest
 from flask import Flask
 
+from flask_acp.catalog import CatalogAdapter
+from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import InvalidRequestError
 from flask_acp.errors import NotFoundError
+from flask_acp.errors import PaymentUnavailableError
+from flask_acp.errors import ServiceUnavailableError
 from flask_acp.models import Adjustment
+from flask_acp.testing import FakePaymentProcessor
 from flask_acp.versions.v2026_04_17 import render_event
 from flask_acp.versions.v2026_04_17 import render_order
 from tests.conftest import Agent
+from tests.conftest import build_app
 from tests.spec import validate
 
 
@@ -87,8 +94,13 @@ def test_cancel_removes_unshipped_units(app: Flask, agent: Agent) -> None:
     order = orders.cancel(done["order"]["id"], reason="out of stock at the warehouse")
     assert order.status == "canceled"
     assert [line.status for line in order.line_items] == ["removed", "removed"]
-    assert order.adjustments[-1].type == "cancellation"
-    assert orders.cancel(done["order"]["id"]) == order  # idempotent
+    total = next(x["amount"] for x in done["totals"] if x["type"] == "total")
+    assert [(a.type, a.status, a.amount) for a in order.adjustments] == [
+        ("cancellation", "completed", None), ("refund", "completed", total)]
+    assert order.amount_refunded == total
+    assert orders.cancel(done["order"]["id"]) == order  # idempotent: no second refund
+    refunds = app.extensions["acp"].payments.operations("refund")
+    assert [r["amount"] for r in refunds] == [total]
     with pytest.raises(InvalidRequestError):
         orders.ship(done["order"]["id"], carrier="UPS")
     _valid_order(render_order(order))
@@ -128,6 +140,13 @@ def test_cli_ship_deliver_cancel(app: Flask, agent: Agent) -> None:
     shipped = json.loads(result.output)
     assert shipped["status"] == "shipped"
     assert shipped["fulfillments"][0]["carrier"] == "USPS"
+    result = runner.invoke(args=["acp", "orders", "refund", order_id, "--amount", "100",
+                                 "--refund-id", "rf_cli"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["totals"][1]["amount"] == 100
+    result = runner.invoke(args=["acp", "orders", "refund", order_id, "--amount", "100",
+                                 "--refund-id", "rf_cli"])
+    assert json.loads(result.output)["totals"][1]["amount"] == 100  # same refund id: once
     result = runner.invoke(args=["acp", "orders", "deliver", order_id])
     assert json.loads(result.output)["status"] == "completed"
     result = runner.invoke(args=["acp", "orders", "cancel", order_id])
@@ -144,3 +163,63 @@ def test_cli_ship_bad_line_spec(app: Flask, agent: Agent) -> None:
         args=["acp", "orders", "ship", done["order"]["id"], "--line", "nonsense"])
     assert result.exit_code != 0
     assert "LINE_ID:UNITS" in result.output
+
+
+class FlakyRefunds(FakePaymentProcessor):
+    """Refunds fail with an outage the first ``failures`` times."""
+
+    failures = 0
+
+    def refund(self, payment_id: str, **kwargs: t.Any) -> t.Any:
+        if self.failures:
+            self.failures -= 1
+            raise PaymentUnavailableError("down", retry_after=3)
+        return super().refund(payment_id, **kwargs)
+
+
+def test_refund_partial_then_rest_idempotent(tmp_path: pathlib.Path) -> None:
+    processor = FlakyRefunds()
+    app = build_app(tmp_path, payment_processor=processor)
+    done = _buy(Agent(app.test_client()))
+    orders = app.extensions["acp"].orders
+    order_id = done["order"]["id"]
+    total = next(x["amount"] for x in done["totals"] if x["type"] == "total")
+    order = orders.refund(order_id, amount=300, refund_id="rf_1", reason="damaged")
+    assert order.amount_refunded == 300
+    assert orders.refund(order_id, amount=300, refund_id="rf_1") == order  # same refund: nothing new
+    with pytest.raises(InvalidRequestError):
+        orders.refund(order_id, amount=total, refund_id="rf_2")  # more than what is left
+    processor.failures = 1
+    with pytest.raises(ServiceUnavailableError):
+        orders.refund(order_id, refund_id="rf_3")  # the rest; the processor is down
+    pending = orders.get(order_id).adjustments[-1]
+    assert (pending.id, pending.status, pending.amount) == ("rf_3", "pending", total - 300)
+    order = orders.refund(order_id, refund_id="rf_3")  # retried: finishes the same refund
+    assert order.amount_refunded == total
+    assert [r["amount"] for r in processor.operations("refund")] == [300, total - 300]
+    _valid_order(render_order(order))
+    with pytest.raises(InvalidRequestError):
+        orders.refund(order_id, amount=1)
+
+
+def test_order_that_cannot_be_placed_is_refunded(tmp_path: pathlib.Path) -> None:
+    processor = FakePaymentProcessor()
+    app = build_app(tmp_path, payment_processor=processor,
+                    ACP_ADAPTER="tests.test_orders:RejectingCatalog")
+    agent = Agent(app.test_client())
+    session = agent.ready_session([{"id": "item_123"}])
+    response = agent.complete(session["id"])
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["status"] == "not_ready_for_payment"
+    assert "order" not in body
+    assert body["messages"][-1]["type"] == "error"
+    assert "warehouse closed" in body["messages"][-1]["content"]
+    total = next(x["amount"] for x in session["totals"] if x["type"] == "total")
+    assert [c["amount"] for c in processor.charges()] == [total]
+    assert [r["amount"] for r in processor.operations("refund")] == [total]
+
+
+class RejectingCatalog(CatalogAdapter):
+    def place_order(self, session: t.Any, payment: t.Any) -> t.Any:
+        raise AdapterRejectedError("warehouse closed")
