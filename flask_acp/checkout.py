@@ -46,8 +46,8 @@ from .errors import MethodNotAllowedError
 from .errors import NotFoundError
 from .errors import PaymentActionRequiredError
 from .errors import PaymentDeclinedError
-from .errors import PaymentTokenError
 from .errors import PaymentProviderError
+from .errors import PaymentTokenError
 from .errors import PaymentUnavailableError
 from .errors import ProcessingError
 from .errors import ServiceUnavailableError

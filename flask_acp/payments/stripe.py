@@ -243,7 +243,8 @@ class StripePaymentProcessor:
             raise self._translate(exc, request) from exc
         limits = token.get("usage_limits") or {}
         if token.get("deactivated_at") or token.get("deactivated_reason"):
-            raise PaymentTokenError(f"the payment token is {token.get('deactivated_reason') or 'deactivated'}")
+            reason = token.get("deactivated_reason") or "deactivated"
+            raise PaymentTokenError(f"the payment token is {reason}")
         if str(limits.get("currency", request.currency)).lower() != request.currency.lower():
             raise PaymentTokenError(f"the payment token is for {limits.get('currency')}, "
                                     f"not {request.currency}")
