@@ -309,7 +309,7 @@ class CheckoutService:
                 with self.locked(session_id):
                     session = self.store.get(session_id)
                     if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
-                        self._reconcile(session)
+                        self.reconcile(session)
                         recovered += 1
             except (ConflictError, ServiceUnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
@@ -492,13 +492,18 @@ class CheckoutService:
         if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
             # Same credential: re-sending the same charge is safe (same key).
             return self._charge_and_place(session.replace(status=Status.READY_FOR_PAYMENT), data)
-        reconciled = self._reconcile(session)
+        reconciled = self.reconcile(session)
         if reconciled.status is Status.COMPLETED:
             return reconciled
         return self._charge_and_place(reconciled, data)
 
-    def _reconcile(self, session: CheckoutSession) -> CheckoutSession:
-        """Settle a pending attempt by asking the processor what happened."""
+    def reconcile(self, session: CheckoutSession) -> CheckoutSession:
+        """Settle a pending attempt by asking the processor what happened: place
+        the order if it charged, else return the session to ``ready_for_payment``.
+        The caller holds the session lock.
+
+        :raises ServiceUnavailableError: the processor cannot answer now.
+        """
         record = _payment_of(session)
         if record.status == "succeeded":
             return self._place(session)

@@ -17,6 +17,7 @@ import typing as t
 from flask import Flask
 from werkzeug.utils import import_string
 
+from . import inbound
 from .adapter import PlatformAdapter
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
@@ -103,6 +104,7 @@ class ACP:
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
+        app.register_blueprint(inbound.make_blueprint(settings.url_prefix))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
 

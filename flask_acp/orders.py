@@ -242,18 +242,20 @@ class OrderService:
         return self._change(order_id, lambda order, now: dataclasses.replace(order, status=status))
 
     def record_adjustment(self, order_id: str, adjustment: Adjustment) -> Order:
-        """Add or update (by ``adjustment.id``) a refund, dispute, credit...
-        Idempotent: the same adjustment twice changes nothing.
+        """Add a refund, dispute, credit... or, when one with ``adjustment.id``
+        exists, update its ``status`` (and ``amount`` if given). Idempotent: the
+        same adjustment twice changes nothing.
 
         :raises NotFoundError: unknown order.
         """
 
         def change(order: Order, now: dt.datetime) -> Order:
-            others = tuple(a for a in order.adjustments if a.id != adjustment.id)
-            if len(others) == len(order.adjustments):
+            existing = next((a for a in order.adjustments if a.id == adjustment.id), None)
+            if existing is None:
                 return dataclasses.replace(order, adjustments=order.adjustments + (adjustment,))
-            return dataclasses.replace(order, adjustments=tuple(
-                adjustment if a.id == adjustment.id else a for a in order.adjustments))
+            return _replace_adjustment(order, dataclasses.replace(
+                existing, status=adjustment.status,
+                amount=adjustment.amount if adjustment.amount is not None else existing.amount))
 
         return self._change(order_id, change)
 

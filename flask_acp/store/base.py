@@ -79,6 +79,18 @@ class SessionStore(t.Protocol):
         """The session whose completion produced ``order_id``."""
         ...
 
+    def session_id_for_payment(self, payment_id: str) -> str | None:
+        """The session whose charge has the processor id ``payment_id``."""
+        ...
+
+    def inbound_seen(self, source: str, event_id: str) -> bool:
+        """Whether an inbound webhook (``source``: stripe, shopify...) was processed."""
+        ...
+
+    def inbound_record(self, source: str, event_id: str) -> bool:
+        """Remember a processed inbound webhook; False if it was already recorded."""
+        ...
+
     def outbox_get(self, event_id: str) -> OutboxEntry | None:
         ...
 

@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS acp_orders (
     order_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acp_payments (
+    payment_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acp_inbound_events (
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (source, event_id)
+);
 CREATE TABLE IF NOT EXISTS acp_outbox (
     event_id TEXT PRIMARY KEY,
     order_id TEXT NOT NULL,
@@ -141,6 +151,9 @@ class SQLiteSessionStore:
             if saved.order is not None:
                 db.execute("INSERT OR IGNORE INTO acp_orders (order_id, session_id) VALUES (?, ?)",
                            (saved.order.id, saved.id))
+            if saved.payment is not None and saved.payment.payment_id:
+                db.execute("INSERT OR IGNORE INTO acp_payments (payment_id, session_id) VALUES (?, ?)",
+                           (saved.payment.payment_id, saved.id))
             for event in events:
                 created = event.created_at.timestamp()
                 db.execute(
@@ -155,6 +168,22 @@ class SQLiteSessionStore:
         row = self._conn().execute(
             "SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def session_id_for_payment(self, payment_id: str) -> str | None:
+        row = self._conn().execute(
+            "SELECT session_id FROM acp_payments WHERE payment_id = ?", (payment_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def inbound_seen(self, source: str, event_id: str) -> bool:
+        row = self._conn().execute("SELECT 1 FROM acp_inbound_events WHERE source = ? AND event_id = ?",
+                                   (source, event_id)).fetchone()
+        return row is not None
+
+    def inbound_record(self, source: str, event_id: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO acp_inbound_events (source, event_id, received_at)"
+                             " VALUES (?, ?, ?)", (source, event_id, time.time()))
+            return cur.rowcount == 1
 
     # -- outbox --------------------------------------------------------------------
 

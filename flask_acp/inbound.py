@@ -1,0 +1,151 @@
+"""Inbound webhooks from the payment processor (Stripe), on their own route.
+
+``POST {ACP_URL_PREFIX}/webhooks/stripe``: the raw body is verified with
+``Stripe-Signature`` (``stripe.Webhook.construct_event``, 300 s tolerance)
+before any JSON is read; a bad or stale signature gets 400. Each event is
+processed once (``acp_inbound_events``) and every handler is idempotent, so a
+redelivery changes nothing. Handled events (Stripe API reference, "Types of
+events"; ``../shared/docs/stripe.md`` §7):
+
+- ``payment_intent.succeeded`` / ``payment_intent.payment_failed``: settle a
+  completion whose outcome was lost (the session is ``complete_in_progress``);
+- ``payment_intent.canceled``: an authorization was canceled or expired
+  before capture: the order is canceled;
+- ``charge.refunded``: each refund becomes (or updates) a ``refund`` adjustment;
+- ``charge.dispute.created``: a ``dispute`` adjustment.
+
+Unknown event types are acknowledged (200) and ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import typing as t
+
+import stripe
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import request
+
+from .errors import ACPError
+from .models import Adjustment
+from .models import Status
+
+if t.TYPE_CHECKING:
+    from .extension import ACPState
+
+log = logging.getLogger("flask_acp")
+
+
+def _state() -> ACPState:
+    return t.cast("ACPState", current_app.extensions["acp"])
+
+
+def _json(body: dict[str, t.Any], status: int = 200) -> Response:
+    from .blueprint import json_response
+
+    return json_response(body, status)
+
+
+def stripe_webhook() -> Response:
+    state = _state()
+    secret = state.settings.stripe_webhook_secret
+    if not secret:
+        return _json({"type": "invalid_request", "code": "not_configured",
+                      "message": "ACP_STRIPE_WEBHOOK_SECRET is not set."}, 404)
+    payload = request.get_data()
+    try:
+        event = stripe.Webhook.construct_event(payload, request.headers.get("Stripe-Signature", ""), secret)
+    except (ValueError, stripe.SignatureVerificationError) as exc:
+        log.warning("rejected a Stripe webhook: %s", exc)
+        return _json({"type": "invalid_request", "code": "invalid_signature",
+                      "message": "The Stripe-Signature header does not match the body."}, 400)
+    if state.store.inbound_seen("stripe", event.id):
+        return _json({"received": True, "duplicate": True})
+    try:
+        handle_stripe_event(state, event.type, event.data.object.to_dict())
+    except ACPError as exc:
+        if exc.status >= 500:
+            log.warning("Stripe event %s not processed yet: %s", event.id, exc.message)
+            return _json(exc.to_dict(), exc.status)  # Stripe retries it later
+        log.warning("Stripe event %s (%s) ignored: %s", event.id, event.type, exc.message)
+    state.store.inbound_record("stripe", event.id)
+    return _json({"received": True})
+
+
+def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any]) -> None:
+    """Apply one Stripe event (``obj`` is its ``data.object``) to our sessions
+    and orders. Idempotent.
+
+    :raises ACPError: the change could not be applied (5xx: try again later).
+    """
+    if event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        _settle_completion(state, obj)
+    elif event_type == "payment_intent.canceled":
+        order_id = _order_for_payment(state, obj.get("id"))
+        if order_id is not None:
+            session = state.store.get(state.store.session_id_for_payment(obj["id"]) or "")
+            if session is not None and session.payment is not None \
+                    and session.payment.capture_status == "authorized":
+                state.orders.cancel(order_id, reason="payment authorization canceled")
+    elif event_type == "charge.refunded":
+        order_id = _order_for_payment(state, obj.get("payment_intent"))
+        for refund in (obj.get("refunds") or {}).get("data") or []:
+            if order_id is not None:
+                state.orders.record_adjustment(order_id, _refund_adjustment(refund))
+    elif event_type == "charge.dispute.created":
+        order_id = _order_for_payment(state, obj.get("payment_intent"))
+        if order_id is not None:
+            state.orders.record_adjustment(order_id, Adjustment(
+                id=obj["id"], type="dispute", status="pending", amount=obj.get("amount"),
+                currency=str(obj.get("currency") or "").lower() or None, reason=obj.get("reason"),
+                occurred_at=_time(obj.get("created"))))
+
+
+def _settle_completion(state: ACPState, intent: dict[str, t.Any]) -> None:
+    session_id = (intent.get("metadata") or {}).get("acp_checkout_session_id")
+    session = state.store.get(session_id) if session_id else None
+    if session is None or session.status is not Status.COMPLETE_IN_PROGRESS:
+        return
+    with state.service.locked(session.id):
+        session = state.store.get(session.id)
+        if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
+            state.service.reconcile(session)
+
+
+def _order_for_payment(state: ACPState, payment_id: t.Any) -> str | None:
+    if not isinstance(payment_id, str):
+        return None
+    session_id = state.store.session_id_for_payment(payment_id)
+    session = state.store.get(session_id) if session_id else None
+    return session.order.id if session is not None and session.order is not None else None
+
+
+def _refund_adjustment(refund: dict[str, t.Any]) -> Adjustment:
+    status = refund.get("status")
+    return Adjustment(
+        id=(refund.get("metadata") or {}).get("acp_refund_id") or refund["id"],
+        type="refund",
+        status="completed" if status == "succeeded" else "failed" if status in ("failed", "canceled")
+        else "pending",
+        amount=refund.get("amount"),
+        currency=str(refund.get("currency") or "").lower() or None,
+        reason=refund.get("reason"),
+        description=f"Refund {refund['id']}",
+        occurred_at=_time(refund.get("created")),
+    )
+
+
+def _time(unix: t.Any) -> dt.datetime:
+    if isinstance(unix, int):
+        return dt.datetime.fromtimestamp(unix, dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def make_blueprint(url_prefix: str) -> Blueprint:
+    """The blueprint of inbound processor webhooks (no ACP auth: signed bodies)."""
+    bp = Blueprint("acp_inbound", __name__, url_prefix=url_prefix or None)
+    bp.add_url_rule("/webhooks/stripe", view_func=stripe_webhook, methods=["POST"])
+    return bp
