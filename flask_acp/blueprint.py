@@ -17,6 +17,7 @@ Every error is the flat ACP ``Error`` JSON body, never HTML.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -31,6 +32,7 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
+from marshmallow import Schema
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -152,14 +154,20 @@ def _authenticate() -> str:
                                   headers={"WWW-Authenticate": 'Bearer realm="acp"'})
     digest = hashlib.sha256(token.strip().encode()).digest()
     found: str | None = None
-    for agent in _state().settings.agents:
-        for key in agent.api_keys:
-            if hmac.compare_digest(digest, hashlib.sha256(key.encode()).digest()):
-                found = agent.name
+    for name, key_digest in _key_digests(_state().settings.agents):
+        if hmac.compare_digest(digest, key_digest):
+            found = name
     if found is None:
         raise AuthenticationError("The API key is not valid.",
                                   headers={"WWW-Authenticate": 'Bearer realm="acp", error="invalid_token"'})
     return found
+
+
+@functools.cache
+def _key_digests(agents: tuple[t.Any, ...]) -> tuple[tuple[str, bytes], ...]:
+    """(agent name, SHA-256 of one of its keys) for every configured key."""
+    return tuple((agent.name, hashlib.sha256(key.encode()).digest())
+                 for agent in agents for key in agent.api_keys)
 
 
 def _api_version() -> str:
@@ -215,8 +223,14 @@ def _read_json(*, optional: bool) -> tuple[t.Any, bool]:
     return body, True
 
 
+@functools.cache
+def _schema(version: str, operation: str) -> Schema:
+    """One (thread-safe, stateless) schema instance per version and operation."""
+    return t.cast(Schema, VERSIONS[version].REQUEST_SCHEMAS[operation]())
+
+
 def _load(operation: str, body: t.Any) -> t.Any:
-    schema = VERSIONS[g._acp_version].REQUEST_SCHEMAS[operation]()
+    schema = _schema(g._acp_version, operation)
     try:
         return schema.load(body)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import hashlib
 import types
 import typing as t
@@ -383,10 +384,20 @@ class CheckoutSession:
 # --- record conversion (for stores) ----------------------------------------------
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, t.Any]:
+    return t.get_type_hints(cls)
+
+
 def to_record(obj: t.Any) -> JSON:
     """Convert a model (nested dataclasses, tuples, enums, datetimes) to JSON-able data."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {name: to_record(getattr(obj, name)) for name in _field_names(type(obj))}
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, dt.datetime):
@@ -425,7 +436,7 @@ def _convert(tp: t.Any, value: JSON) -> t.Any:
     if origin is dict or tp is t.Any:
         return value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = t.get_type_hints(tp)
+        hints = _hints(tp)
         return tp(**{k: _convert(hints[k], v) for k, v in value.items() if k in hints})
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)

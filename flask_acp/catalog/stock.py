@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS acp_catalog_holds (
     PRIMARY KEY (session_id, item_id)
 );
 CREATE INDEX IF NOT EXISTS acp_catalog_holds_item ON acp_catalog_holds (item_id, expires_at);
+CREATE INDEX IF NOT EXISTS acp_catalog_holds_expiry ON acp_catalog_holds (expires_at);
 CREATE TABLE IF NOT EXISTS acp_catalog_orders (
     number INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import typing as t
@@ -55,6 +56,7 @@ class FakePaymentProcessor:
         self.merchant_id = merchant_id
         self._path = ledger_path or ":memory:"
         self._lock = threading.RLock()
+        self._local = threading.local()
         self._memory = (sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
                         if ledger_path is None else None)
         with self._db() as db:
@@ -67,12 +69,13 @@ class FakePaymentProcessor:
             with self._lock:
                 yield self._memory
             return
-        db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.db = sqlite3.connect(self._path, timeout=30, isolation_level=None,
+                                       check_same_thread=False)
+            local.db.execute("PRAGMA journal_mode=WAL")
+            local.pid = os.getpid()
+        yield local.db
 
     def handlers(self) -> list[dict[str, JSON]]:
         return [{
