@@ -5,7 +5,13 @@
 
 Embedded default: SQLite for sessions, the catalog adapter reading the demo
 product feed and store file shipped in the package (``ACP_CATALOG_FILE`` and
-``ACP_STORE_FILE`` point it elsewhere), and a simulated payment processor.
+``ACP_STORE_FILE`` point it elsewhere), and Stripe: the real one with
+``STRIPE_SECRET_KEY`` (test keys, ``sk_test_...``), else a fake Stripe served
+in-process on 127.0.0.1:12111 (``FAKE_STRIPE_PORT``), said at start-up.
+
+Buy from it as an agent would::
+
+    flask --app example_app acp demo-purchase --base-url http://127.0.0.1:8000 --api-key KEY
 
 Environment:
 
@@ -14,6 +20,7 @@ Environment:
 - ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
 - ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
 - ``HOST`` / ``PORT``: where ``python example_app.py`` listens (127.0.0.1:8000).
+- ``STRIPE_SECRET_KEY`` and ``STRIPE_ACCOUNT_ID`` (``acct_...``): use Stripe itself.
 
 Being a local demo, it accepts plain HTTP from loopback clients; anything else
 must come over HTTPS.
@@ -27,7 +34,8 @@ import sys
 from flask import Flask
 
 from flask_acp import ACP
-from flask_acp.testing import FakePaymentProcessor
+from flask_acp.testing.fake_stripe import DEFAULT_API_KEY
+from flask_acp.testing.fake_stripe import ensure_fake_stripe
 
 DEMO_KEY = "demo-agent-key-0123456789"
 
@@ -58,10 +66,16 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
         {"type": "privacy_policy", "url": "https://shop.example/privacy"},
         {"type": "return_policy", "url": "https://shop.example/returns"},
     ])
+    if os.environ.get("STRIPE_SECRET_KEY"):
+        app.config.setdefault("ACP_STRIPE_SECRET_KEY", os.environ["STRIPE_SECRET_KEY"])
+        app.config.setdefault("ACP_STRIPE_MERCHANT_ID", os.environ.get("STRIPE_ACCOUNT_ID"))
     app.config.update(config or {})
-    ledger = os.path.join(app.instance_path, "fake-payments.sqlite3")
-    os.makedirs(app.instance_path, exist_ok=True)
-    ACP(app, payment_processor=FakePaymentProcessor(ledger))
+    if not app.config.get("ACP_STRIPE_SECRET_KEY"):
+        app.config["ACP_STRIPE_SECRET_KEY"] = DEFAULT_API_KEY
+        app.config["ACP_STRIPE_MERCHANT_ID"] = "acct_demo"
+        fake_port = int(os.environ.get("FAKE_STRIPE_PORT", "12111"))
+        app.config["ACP_STRIPE_API_BASE"] = ensure_fake_stripe(fake_port)
+    ACP(app)
     return app
 
 
@@ -70,7 +84,10 @@ app = create_app()
 if __name__ == "__main__":
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
-    print(f"flask-acp demo on http://{host}:{port} (embedded catalog, SQLite, simulated payments)",
+    stripe = app.config["ACP_STRIPE_API_BASE"] or "Stripe (api.stripe.com)"
+    if app.config["ACP_STRIPE_SECRET_KEY"] == DEFAULT_API_KEY:
+        stripe = f"a FAKE Stripe at {stripe}: no real money moves"
+    print(f"flask-acp demo on http://{host}:{port}: embedded catalog, SQLite, payments through {stripe}",
           file=sys.stderr)
     print("Plain HTTP is accepted from loopback clients only: this is a local demo.", file=sys.stderr)
     if not os.environ.get("ACP_API_KEYS"):

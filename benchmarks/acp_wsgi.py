@@ -1,32 +1,35 @@
-"""WSGI entry point for benchmarking the ACP example app under gunicorn.
+"""WSGI entry point for benchmarking flask-acp under gunicorn.
 
     gunicorn --pythonpath <repo>,<repo>/benchmarks acp_wsgi:app
 
-Serves ``example_app.app`` unchanged (embedded catalog, SQLite store,
-FakePaymentProcessor), configured through the example app's own environment
-variables (``ACP_API_KEYS``, ``ACP_SQLITE_PATH``, ``ACP_CATALOG_FILE``,
-``ACP_STORE_FILE``).
-
-The only thing done here: the example app puts the FakePaymentProcessor ledger
-in ``app.instance_path`` (``<repo>/instance`` by default). So that a benchmark
-run leaves nothing behind in the repository, ``BENCH_INSTANCE_PATH`` (when
-set) replaces Flask's automatic instance folder *before* ``example_app`` is
-imported. No flask_acp code path is touched.
+The ACP blueprint on the embedded default (SQLite store, catalog adapter) with
+the test-double payment processor (``FakePaymentProcessor``, its ledger in a
+SQLite file shared by the workers), configured from the environment:
+``ACP_API_KEYS`` (``name:token``), ``ACP_SQLITE_PATH``, ``ACP_CATALOG_FILE``,
+``ACP_STORE_FILE`` and ``BENCH_INSTANCE_PATH`` (a temp folder for the ledger).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
-import flask
+from flask import Flask
 
-_instance = os.environ.get("BENCH_INSTANCE_PATH")
-if _instance:
-    def _bench_instance_path(self: flask.Flask) -> str:
-        return _instance  # type: ignore[return-value]
+from flask_acp import ACP
+from flask_acp.testing import FakePaymentProcessor
 
-    flask.Flask.auto_find_instance_path = _bench_instance_path  # type: ignore[method-assign]
+_instance = os.environ.get("BENCH_INSTANCE_PATH") or tempfile.mkdtemp(prefix="acp-bench-")
+os.makedirs(_instance, exist_ok=True)
+name, _, token = os.environ.get("ACP_API_KEYS", "bench:bench-agent-key-0123456789").partition(":")
 
-import example_app  # noqa: E402
-
-app = example_app.app
+app = Flask(__name__, instance_path=_instance)
+app.config.update(
+    ACP_AGENTS={name: {"api_keys": [token]}},
+    ACP_ALLOW_INSECURE_LOOPBACK=True,
+    ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
+)
+for key in ("ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
+    if os.environ.get(key):
+        app.config[key] = os.environ[key]
+ACP(app, payment_processor=FakePaymentProcessor(os.path.join(_instance, "ledger.sqlite3")))

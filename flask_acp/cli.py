@@ -4,6 +4,8 @@
   purge old idempotency records.
 - ``flask acp orders show|ship|deliver|cancel|refund ORDER_ID``: report order changes;
   each one queues a signed ``order_update`` webhook to the agent.
+- ``flask acp worker``, ``flask acp events list|replay``: order webhook
+  delivery (:mod:`flask_acp.webhooks.cli`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flask import current_app
 
 from .errors import ACPError
 from .versions import VERSIONS
+from .webhooks import cli as webhooks_cli
 
 if t.TYPE_CHECKING:
     from .extension import ACPState
@@ -45,10 +48,37 @@ def register(cli: click.Group) -> None:
     @click.option("--stuck-after", type=float, default=None,
                   help="Seconds after which an unfinished completion is recovered.")
     def sweep_command(stuck_after: float | None) -> None:
-        """Expire due sessions, recover interrupted completions, purge old idempotency keys."""
+        """Expire due sessions, recover interrupted completions, purge old idempotency keys,
+        and queue order webhook events that never reached the queue (Redis mode)."""
         report = _state().service.sweep(stuck_after=stuck_after)
         click.echo(f"expired={report.expired} recovered={report.recovered} "
                    f"purged_idempotency={report.purged_idempotency}")
+        try:
+            queued = _state().webhooks.sweep()
+        except Exception as exc:  # Redis down: a later sweep queues them
+            raise click.ClickException(f"webhook events not queued: {type(exc).__name__}: {exc}") from None
+        click.echo(f"webhooks_queued={queued}")
+
+    @cli.command("demo-purchase")
+    @click.option("--base-url", required=True, help="The ACP server, e.g. http://127.0.0.1:8000")
+    @click.option("--api-key", required=True, help="An agent API key of that server.")
+    @click.option("--item", "items", multiple=True, default=("tee_red_m",), show_default=True,
+                  help="Item id to buy (repeatable).")
+    @click.option("--payment-method", default="pm_card_visa", show_default=True,
+                  help="Stripe test PaymentMethod behind the minted token.")
+    def demo_purchase(base_url: str, api_key: str, items: tuple[str, ...], payment_method: str) -> None:
+        """Buy from a running ACP server as an agent would (test mode only).
+
+        Creates a session, sets an address and the cheapest shipping, mints a
+        test SharedPaymentToken through the Stripe test helper of this app's
+        Stripe (the fake one in demo mode), completes, and prints the completed
+        session as JSON on the last line.
+        """
+        from .demo import demo_purchase as run
+
+        session = _run(lambda: run(_state(), base_url=base_url, api_key=api_key, items=items,
+                                   payment_method=payment_method, echo=click.echo))
+        click.echo(json.dumps(session))
 
     @cli.group("orders")
     def orders() -> None:
@@ -107,3 +137,5 @@ def register(cli: click.Group) -> None:
     def cancel(order_id: str, reason: str | None) -> None:
         """Cancel the order (unshipped units are removed)."""
         _print_order(_run(lambda: _state().orders.cancel(order_id, reason=reason)))
+
+    webhooks_cli.register(cli)  # worker, events list / replay

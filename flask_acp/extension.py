@@ -29,6 +29,8 @@ from .payments.base import PaymentProcessor
 from .payments.stripe import StripePaymentProcessor
 from .store.base import SessionStore
 from .store.sqlite import SQLiteSessionStore
+from .webhooks.service import WebhookService
+from .webhooks.service import check_agents
 
 ENTRY_POINT_GROUP = "flask_acp.adapters"
 
@@ -43,6 +45,7 @@ class ACPState:
     payments: PaymentProcessor
     service: CheckoutService
     orders: OrderService
+    webhooks: WebhookService
 
 
 class ACP:
@@ -77,8 +80,14 @@ class ACP:
         ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), applying defaults into
         ``app.config``.
 
+        Order webhooks (``ACP_REDIS_URL``, ``ACP_WEBHOOK_*``, each agent's
+        ``webhook_url`` / ``webhook_secrets``): with Redis, events are queued
+        as RQ jobs after each commit; without, a delivery thread starts in
+        each process on its first request or order event (never here).
+
         :raises RuntimeError: registered twice, or a key is missing or invalid
-            (the message names the key and what to set).
+            (the message names the key and what to set), or an agent's
+            ``webhook_url`` is not https outside debug/testing or has no secret.
         """
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
@@ -95,12 +104,16 @@ class ACP:
             directory = os.path.dirname(os.path.abspath(settings.sqlite_path))
             os.makedirs(directory, exist_ok=True)
             store = SQLiteSessionStore(settings.sqlite_path)
+        check_agents(settings, allow_http=app.debug or app.testing)
         adapter = self._adapter or load_adapter(settings.adapter, app.config)
+        webhooks = WebhookService(settings, store)
         service = CheckoutService(adapter=adapter, payments=payments, store=store,
-                                  settings=settings)
+                                  settings=settings, on_events=webhooks.on_events)
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
                                          payments=payments, service=service,
-                                         orders=OrderService(service))
+                                         orders=OrderService(service), webhooks=webhooks)
+        if webhooks.thread is not None:
+            app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)

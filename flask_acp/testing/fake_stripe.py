@@ -541,12 +541,16 @@ class FakeStripe:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> FakeStripe:
-        """Start serving on ``127.0.0.1`` (ephemeral port) in a daemon thread; returns self."""
+    def start(self, port: int = 0) -> FakeStripe:
+        """Start serving on ``127.0.0.1:port`` (0: an ephemeral port) in a daemon
+        thread; returns self.
+
+        :raises OSError: the port is taken.
+        """
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = make_server("127.0.0.1", 0, self._wsgi, threaded=True,
+        server = make_server("127.0.0.1", port, self._wsgi, threaded=True,
                              request_handler=_QuietHandler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -1256,6 +1260,35 @@ class FakeStripe:
             raise _StripeError(404, f"No such charge: '{charge_id}'", code="resource_missing",
                                param="id")
         return 200, self._expanded(charge, params)
+
+
+_shared: FakeStripe | None = None
+
+
+def ensure_fake_stripe(port: int, *, api_key: str = DEFAULT_API_KEY) -> str:
+    """Serve one :class:`FakeStripe` on ``127.0.0.1:port`` for this machine and
+    return its URL: when a fake Stripe already answers there (e.g. the running
+    example app, while a CLI command of the same app runs), use it; otherwise
+    start one in this process.
+
+    :raises RuntimeError: the port is taken by something that is not a fake Stripe.
+    """
+    global _shared
+    if _shared is not None:
+        return _shared.url
+    url = f"http://127.0.0.1:{port}"
+    try:
+        probe = requests.get(f"{url}/v1/payment_intents/pi_probe", timeout=2,
+                             headers={"Authorization": f"Bearer {api_key}"})
+        if "error" in probe.json():
+            return url
+        raise RuntimeError(f"port {port} is taken by something that is not a fake Stripe")
+    except requests.ConnectionError:
+        pass
+    except (requests.RequestException, ValueError):
+        raise RuntimeError(f"port {port} is taken by something that is not a fake Stripe") from None
+    _shared = FakeStripe(api_key=api_key).start(port)
+    return _shared.url
 
 
 def mint_granted_token(client: stripe.StripeClient, *, payment_method: str = "pm_card_visa",

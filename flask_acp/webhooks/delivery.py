@@ -25,6 +25,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import os
 import threading
 import time
 import typing as t
@@ -73,6 +74,7 @@ class DeliveryOutcome:
     :ivar attempts: attempts made so far, this one included.
     :ivar status_code: the receiver's HTTP status, if it answered.
     :ivar next_attempt_at: unix seconds of the next attempt (``retry`` only).
+    :ivar gave_up: ``failed`` because the retries ran out (not a refusal).
     """
 
     event_id: str
@@ -81,6 +83,7 @@ class DeliveryOutcome:
     status_code: int | None = None
     error: str | None = None
     next_attempt_at: float | None = None
+    gave_up: bool = False
 
     @property
     def retry(self) -> bool:
@@ -165,7 +168,7 @@ class WebhookSender:
                     return self._record(current, _Response(None, f"order {current.order_id} not found",
                                                            retryable=False))
                 body = encode_body(VERSIONS[version].render_event(current.type, order))
-                response = self._post(agent, event_id, body)
+                response = self._post(agent.webhook_url, agent.webhook_secrets[0], event_id, body)
                 return self._record(current, response)
         except LockTimeoutError:
             latest = self.store.outbox_get(event_id) or entry
@@ -181,6 +184,17 @@ class WebhookSender:
         for session in sessions:
             session.close()
         self._local = threading.local()
+
+    def close_thread_session(self) -> None:
+        """Close the calling thread's HTTP session (a delivery thread ending)."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            return
+        self._local.session = None
+        with self._sessions_lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+        session.close()
 
     # -- machinery -----------------------------------------------------------------
 
@@ -200,29 +214,29 @@ class WebhookSender:
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
+        if session is None or getattr(self._local, "pid", None) != os.getpid():
             session = requests.Session()
             adapter = HTTPAdapter(max_retries=0)  # retries are ours, with back-off
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = USER_AGENT
             self._local.session = session
+            self._local.pid = os.getpid()
             with self._sessions_lock:
                 self._sessions.append(session)
         return session
 
-    def _post(self, agent: Agent, event_id: str, body: bytes) -> _Response:
-        assert agent.webhook_url is not None
+    def _post(self, url: str, secret: str, event_id: str, body: bytes) -> _Response:
         stamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
-            "Merchant-Signature": sign(body, agent.webhook_secrets[0], timestamp=stamp),
+            "Merchant-Signature": sign(body, secret, timestamp=stamp),
             "Request-Id": event_id,
             "Timestamp": rfc3339(stamp),
         }
         timeout = self.settings.webhook_timeout
         try:
-            with self._session().post(agent.webhook_url, data=body, headers=headers, timeout=timeout,
+            with self._session().post(url, data=body, headers=headers, timeout=timeout,
                                       allow_redirects=False) as response:
                 code = response.status_code
                 snippet = response.text[:200].strip() if code >= 300 else ""
@@ -264,7 +278,7 @@ class WebhookSender:
                                      last_status=response.status_code, last_error=error)
             log.error("webhook event %s (%s, order %s) to agent %s failed: %s",
                       event_id, entry.type, entry.order_id, entry.agent, error)
-            return DeliveryOutcome(event_id, FAILED, attempts, response.status_code, error)
+            return DeliveryOutcome(event_id, FAILED, attempts, response.status_code, error, gave_up=True)
         next_at = now + intervals[attempts - 1]
         self.store.outbox_update(event_id, attempts=attempts, next_attempt_at=next_at,
                                  last_status=response.status_code, last_error=response.error)

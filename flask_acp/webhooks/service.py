@@ -1,0 +1,204 @@
+"""The per-app webhook facade kept in ``app.extensions["acp"].webhooks``.
+
+Modes, chosen once from the configuration:
+
+- ``rq`` (``ACP_REDIS_URL`` set): :meth:`WebhookService.on_events` enqueues
+  one RQ job per event right after the commit, best effort; ``flask acp
+  worker`` runs the jobs and sweeps the outbox for events never queued.
+- ``thread`` (no Redis, ``ACP_WEBHOOK_DELIVERY_THREAD`` true, at least one
+  agent with a ``webhook_url``): a daemon thread per process delivers from
+  the outbox (:mod:`flask_acp.webhooks.thread`).
+- ``manual``: nothing runs by itself; call :meth:`WebhookService.deliver` or
+  :meth:`WebhookService.run_pending` (tests, or ``flask acp worker`` without
+  Redis).
+
+Both automatic modes share one attempt function and the same retry rules
+(:mod:`flask_acp.webhooks.delivery`).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import logging
+import time
+import typing as t
+import urllib.parse
+
+from ..config import Settings
+from ..models import OrderEvent
+from ..store.base import SessionStore
+from .delivery import DELIVERED
+from .delivery import FAILED
+from .delivery import PENDING
+from .delivery import SKIPPED
+from .delivery import DeliveryOutcome
+from .delivery import WebhookSender
+from .thread import DeliveryThread
+
+if t.TYPE_CHECKING:
+    from .queue import WebhookQueue
+
+log = logging.getLogger("flask_acp.webhooks")
+
+
+def check_agents(settings: Settings, *, allow_http: bool) -> None:
+    """Validate the agents' webhook settings at ``init_app``.
+
+    :param allow_http: plain ``http://`` URLs are accepted (debug/testing only).
+    :raises RuntimeError: naming the agent: a non-https ``webhook_url``
+        outside debug/testing, or a ``webhook_url`` without ``webhook_secrets``.
+    """
+    for agent in settings.agents:
+        if not agent.webhook_url:
+            continue
+        scheme = urllib.parse.urlsplit(agent.webhook_url).scheme.lower()
+        if scheme != "https" and not (allow_http and scheme == "http"):
+            raise RuntimeError(
+                f"ACP_AGENTS[{agent.name!r}].webhook_url must be an https:// URL "
+                f"(plain http is accepted only when the app runs in debug or testing mode), "
+                f"got {agent.webhook_url!r}")
+        if not agent.webhook_secrets:
+            raise RuntimeError(
+                f"ACP_AGENTS[{agent.name!r}] has a webhook_url but no webhook_secrets: set "
+                f"webhook_secrets to [\"<shared secret, 16+ chars>\"] to sign its order webhooks")
+
+
+class WebhookService:
+    """Delivery of order events to agents for one app.
+
+    :param settings: the app's settings.
+    :param store: the store holding orders and the outbox.
+    :param clock: returns unix seconds.
+    """
+
+    def __init__(self, settings: Settings, store: SessionStore, *,
+                 clock: t.Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.sender = WebhookSender(settings, store, clock=clock)
+        self.queue: WebhookQueue | None = None
+        self.thread: DeliveryThread | None = None
+        if settings.redis_url:
+            from .queue import WebhookQueue  # rq and redis are needed in this mode only
+
+            self.queue = WebhookQueue(settings, store, clock=clock)
+        elif settings.webhook_delivery_thread and any(a.webhook_url for a in settings.agents):
+            self.thread = DeliveryThread(self.sender, store, clock=clock,
+                                         lease=2 * settings.webhook_timeout + 30)
+
+    @property
+    def mode(self) -> str:
+        """``rq``, ``thread`` or ``manual`` (see the module docstring)."""
+        return "rq" if self.queue is not None else "thread" if self.thread is not None else "manual"
+
+    # -- hand-over -----------------------------------------------------------------
+
+    def on_events(self, events: cabc.Sequence[OrderEvent]) -> None:
+        """Hook called by the checkout and order services right after the events
+        were committed. Never raises: a failure here (Redis down) only delays
+        delivery until the next sweep."""
+        if self.queue is not None:
+            for event in events:
+                try:
+                    self.queue.enqueue(event.id)
+                except Exception as exc:
+                    log.warning("webhook event %s not queued (%s: %s); the outbox sweeper will queue it",
+                                event.id, type(exc).__name__, exc)
+        elif self.thread is not None and events:
+            try:
+                self.thread.wake()
+            except Exception:  # pragma: no cover - thread creation failing
+                log.exception("could not start the webhook delivery thread")
+
+    def start(self) -> None:
+        """Start the delivery thread of this process if the mode has one (the
+        extension calls this before each request; cheap when running)."""
+        if self.thread is not None:
+            self.thread.start()
+
+    # -- delivery ------------------------------------------------------------------
+
+    def deliver(self, event_id: str) -> DeliveryOutcome:
+        """One delivery attempt of ``event_id`` now (see :meth:`WebhookSender.deliver`)."""
+        return self.sender.deliver(event_id)
+
+    def run_pending(self, now: float | None = None) -> int:
+        """Claim and attempt every due pending event once, in the calling thread
+        (network calls). Works in every mode; RQ mode normally leaves this to jobs.
+
+        :returns: how many attempts were made.
+        """
+        runner = self.thread or DeliveryThread(self.sender, self.store, clock=self.clock,
+                                               lease=2 * self.settings.webhook_timeout + 30)
+        return runner.run_once(now)
+
+    def sweep(self, *, now: float | None = None, stale_after: float | None = None) -> int:
+        """RQ mode: enqueue pending events never handed to RQ (or handed over more
+        than ``stale_after`` seconds ago and due). Other modes: nothing (the
+        thread reads the outbox itself).
+
+        :returns: jobs queued.
+        :raises redis.exceptions.RedisError: Redis unreachable.
+        """
+        if self.queue is None:
+            return 0
+        if stale_after is None:
+            return self.queue.sweep(now=now)
+        return self.queue.sweep(now=now, stale_after=stale_after)
+
+    def replay(self, event_id: str) -> str:
+        """Reset an event (any status) to ``pending`` with no attempts and hand it
+        to the delivery again: RQ mode enqueues it; thread mode wakes the thread
+        (in a process without one, e.g. the CLI, the app's thread finds it).
+
+        :returns: ``queued``, ``pending`` (left to the thread / sweeper).
+        :raises KeyError: unknown event id.
+        :raises RuntimeError: its RQ job is running right now.
+        :raises redis.exceptions.RedisError: Redis unreachable (the row is reset
+            anyway; the sweeper queues it later).
+        """
+        if self.store.outbox_get(event_id) is None:
+            raise KeyError(event_id)
+        if self.queue is not None:
+            self.queue.discard(event_id)
+        self.store.outbox_update(event_id, status=PENDING, attempts=0, next_attempt_at=self.clock(),
+                                 enqueued_at=None, delivered_at=None, last_status=None, last_error=None)
+        log.info("webhook event %s reset to pending for replay", event_id)
+        if self.queue is not None:
+            self.queue.enqueue(event_id)
+            return "queued"
+        if self.thread is not None:
+            self.thread.wake()
+        return PENDING
+
+    def replay_failed(self) -> list[tuple[str, str]]:
+        """:meth:`replay` every ``failed`` event, oldest first.
+
+        :returns: ``(event id, replay result or "error: ...")`` per event.
+        """
+        seen: set[str] = set()
+        results: list[tuple[str, str]] = []
+        while True:
+            batch = [e for e in self.store.outbox_list(statuses=[FAILED], limit=100)
+                     if e.event_id not in seen]
+            if not batch:
+                return results
+            for entry in batch:
+                seen.add(entry.event_id)
+                try:
+                    results.append((entry.event_id, self.replay(entry.event_id)))
+                except Exception as exc:
+                    results.append((entry.event_id, f"error: {type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        """Stop the thread, close HTTP sessions and the Redis client (tests,
+        shutdown hooks)."""
+        if self.thread is not None:
+            self.thread.stop()
+        self.sender.close()
+        if self.queue is not None:
+            self.queue.close()
+
+
+__all__ = ["DELIVERED", "FAILED", "PENDING", "SKIPPED", "WebhookService", "check_agents"]

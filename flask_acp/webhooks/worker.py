@@ -1,0 +1,122 @@
+"""``flask acp worker``: run the delivery jobs (RQ) or the delivery loop (no Redis).
+
+RQ mode phases: connect; sweep the outbox once (events never queued); start
+a sweeper thread repeating that every ``sweep_interval`` seconds; run an RQ
+worker on ``ACP_WEBHOOK_QUEUE`` with ``JSONSerializer`` and
+``with_scheduler=True`` (interval retries need the scheduler) until SIGINT /
+SIGTERM, or, with ``burst``, until the queue is empty. The caller provides
+the app context (Flask CLI commands have one), which jobs inherit.
+
+The default worker class is RQ's ``SimpleWorker`` (jobs run in the worker
+process, so HTTP keep-alive connections to the agents and the store's
+connection are reused; a job is small, bounded by the HTTP timeout, and
+cannot leak state between events). ``fork=True`` uses RQ's forking
+``Worker`` (one child process per job) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import typing as t
+
+from redis import Redis
+from rq import Queue
+from rq import SimpleWorker
+from rq import Worker
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+
+from .queue import connect
+from .service import WebhookService
+
+log = logging.getLogger("flask_acp.webhooks")
+
+
+class DeliveryWorker(SimpleWorker):
+    """``SimpleWorker`` enforcing ``job_timeout`` with a timer thread instead of
+    ``SIGALRM`` (works from any thread and leaves the process's alarm alone)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+
+def _sweep(service: WebhookService) -> int:
+    try:
+        queued = service.sweep()
+    except Exception as exc:
+        log.warning("outbox sweep failed: %s: %s", type(exc).__name__, exc)
+        return 0
+    if queued:
+        log.info("outbox sweep queued %d webhook event(s)", queued)
+    return queued
+
+
+def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = False,
+               sweep_interval: float = 30.0, name: str | None = None,
+               connection: Redis | None = None, logging_level: str = "INFO") -> bool:
+    """Run an RQ worker for the app's webhook queue (blocking).
+
+    :param burst: sweep once, run every queued job and due retry, then return.
+    :param fork: RQ's forking ``Worker`` instead of :class:`DeliveryWorker`.
+    :param sweep_interval: seconds between outbox sweeps (0: only at start).
+    :param connection: Redis client (default: one for ``ACP_REDIS_URL``,
+        closed on return).
+    :returns: whether any job ran.
+    :raises RuntimeError: the app has no ``ACP_REDIS_URL``.
+    """
+    if service.queue is None:
+        raise RuntimeError("ACP_REDIS_URL is not set: there is no queue to work on")
+    own = connection is None
+    redis = connection if connection is not None else connect(service.queue.url, fail_fast=False)
+    queue = Queue(service.queue.name, connection=redis, serializer=JSONSerializer)
+    worker_class: type[Worker] | type[SimpleWorker] = Worker if fork else DeliveryWorker
+    worker = worker_class([queue], connection=redis, serializer=JSONSerializer, name=name)
+    stop = threading.Event()
+    sweeper: threading.Thread | None = None
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    _sweep(service)
+    if not burst and sweep_interval > 0:
+        def loop() -> None:
+            while not stop.wait(sweep_interval):
+                _sweep(service)
+
+        sweeper = threading.Thread(target=loop, name="acp-outbox-sweeper", daemon=True)
+        sweeper.start()
+    try:
+        return bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))
+    finally:
+        stop.set()
+        if sweeper is not None:
+            sweeper.join(5)
+        for sig, handler in handlers.items():
+            signal.signal(sig, t.cast(t.Any, handler))
+        service.sender.close_thread_session()
+        if own:
+            redis.close()
+
+
+def run_loop(service: WebhookService, *, burst: bool = False, poll_interval: float = 1.0) -> int:
+    """Without Redis: deliver due outbox events from this process (for apps
+    running with ``ACP_WEBHOOK_DELIVERY_THREAD = False``), until SIGINT /
+    SIGTERM or, with ``burst``, after one pass.
+
+    :returns: attempts made.
+    """
+    stop = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    if in_main:
+        for sig in handlers:
+            signal.signal(sig, lambda *_: stop.set())
+    attempts = 0
+    try:
+        while True:
+            attempts += service.run_pending()
+            if burst or stop.wait(poll_interval):
+                return attempts
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, t.cast(t.Any, handler))
+        service.sender.close_thread_session()
