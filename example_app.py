@@ -21,6 +21,10 @@ Environment:
 - ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
 - ``HOST`` / ``PORT``: where ``python example_app.py`` listens (127.0.0.1:8000).
 - ``STRIPE_SECRET_KEY`` and ``STRIPE_ACCOUNT_ID`` (``acct_...``): use Stripe itself.
+- ``ACP_WEBHOOK_URL`` and ``ACP_WEBHOOK_SECRET`` (16+ chars): where every
+  agent receives its signed order webhooks (https; plain http only with
+  ``FLASK_DEBUG=1``). Delivered by a thread of the app, or, with
+  ``FLASK_ACP_REDIS_URL=redis://...``, by ``flask --app example_app acp worker``.
 
 Being a local demo, it accepts plain HTTP from loopback clients; anything else
 must come over HTTPS.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import os
 import sys
+import typing as t
 
 from flask import Flask
 
@@ -40,15 +45,23 @@ from flask_acp.testing.fake_stripe import ensure_fake_stripe
 DEMO_KEY = "demo-agent-key-0123456789"
 
 
-def _agents(spec: str | None) -> dict[str, dict[str, list[str]]]:
+def _agents(spec: str | None) -> dict[str, dict[str, object]]:
+    agents: dict[str, dict[str, object]] = {}
     if not spec:
-        return {"demo-agent": {"api_keys": [DEMO_KEY]}}
-    agents: dict[str, dict[str, list[str]]] = {}
-    for pair in filter(None, (p.strip() for p in spec.split(","))):
-        name, sep, token = pair.partition(":")
-        if not sep or not name or not token:
-            raise SystemExit(f"ACP_API_KEYS: expected name:token pairs, got {pair!r}")
-        agents.setdefault(name, {"api_keys": []})["api_keys"].append(token)
+        agents["demo-agent"] = {"api_keys": [DEMO_KEY]}
+    else:
+        for pair in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, token = pair.partition(":")
+            if not sep or not name or not token:
+                raise SystemExit(f"ACP_API_KEYS: expected name:token pairs, got {pair!r}")
+            keys = agents.setdefault(name, {"api_keys": []})["api_keys"]
+            t.cast("list[str]", keys).append(token)
+    url, secret = os.environ.get("ACP_WEBHOOK_URL"), os.environ.get("ACP_WEBHOOK_SECRET")
+    for agent in agents.values():
+        if url:
+            agent["webhook_url"] = url
+        if secret:
+            agent["webhook_secrets"] = [secret]
     return agents
 
 

@@ -1,1 +1,29 @@
-"""Shopify adapter for flask-acp (see issue: Shopify adapter). Not implemented yet."""
+"""Shopify adapter for flask-acp: ACP checkout sessions on Admin GraphQL draft orders.
+
+Enable it with ``ACP_ADAPTER = "shopify"`` and the ``SHOPIFY_*`` keys read by
+:meth:`ShopifyAdapter.from_config`. Modules: :mod:`.client` (HTTP, auth,
+throttling, error translation), :mod:`.mapping` (all money conversion),
+:mod:`.queries` (the GraphQL documents), :mod:`.adapter` (orchestration).
+"""
+
+from __future__ import annotations
+
+from .adapter import MESSAGE_KEYS as MESSAGE_KEYS
+from .adapter import SESSION_ATTRIBUTE as SESSION_ATTRIBUTE
+from .adapter import TAG as TAG
+from .adapter import ShopifyAdapter as ShopifyAdapter
+from .client import DEFAULT_API_VERSION as DEFAULT_API_VERSION
+from .client import ShopifyClient as ShopifyClient
+from .client import ShopifyGraphQLError as ShopifyGraphQLError
+from .client import ShopifyThrottledError as ShopifyThrottledError
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "MESSAGE_KEYS",
+    "SESSION_ATTRIBUTE",
+    "TAG",
+    "ShopifyAdapter",
+    "ShopifyClient",
+    "ShopifyGraphQLError",
+    "ShopifyThrottledError",
+]

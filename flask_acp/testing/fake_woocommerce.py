@@ -207,6 +207,7 @@ class _Fault:
     count: int
     route: str | None
     seconds: float
+    after: int = 0
 
 
 @dataclasses.dataclass
@@ -432,9 +433,10 @@ class FakeWooCommerce:
     # ----------------------------------------------------------------- test controls
 
     def fail_next(self, kind: FaultKind, *, route: str | None = None, count: int = 1,
-                  seconds: float = 1.0) -> None:
-        """Make the next ``count`` calls of ``route`` (a counter name such as
-        ``"PUT /wc/v3/orders/{id}"``; any route when ``None``) fail:
+                  after: int = 0, seconds: float = 1.0) -> None:
+        """Make ``count`` calls of ``route`` (a counter name such as
+        ``"PUT /wc/v3/orders/{id}"``; any route when ``None``) fail, once ``after``
+        matching calls have passed untouched:
 
         * ``"500"``: 500 ``internal_server_error`` before anything is done.
         * ``"500_after"``: done, then answered 500.
@@ -445,8 +447,10 @@ class FakeWooCommerce:
         """
         if kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {_FAULT_KINDS}")
+        if count < 1 or after < 0:
+            raise ValueError("count must be >= 1 and after >= 0")
         with self._lock:
-            self._faults.append(_Fault(kind, count, route, seconds))
+            self._faults.append(_Fault(kind, count, route, seconds, after))
 
     def advance_clock(self, seconds: float) -> None:
         """Move the fake clock (stock holds, Cart-Token expiry, coupon expiry)."""
@@ -602,6 +606,9 @@ class FakeWooCommerce:
     def _take_fault(self, route: str) -> _Fault | None:
         for fault in self._faults:
             if fault.route is None or fault.route == route:
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 fault.count -= 1
                 if fault.count <= 0:
                     self._faults.remove(fault)
@@ -797,8 +804,6 @@ class FakeWooCommerce:
 
     def _check_quantity(self, product: JSONDict, quantity: int, cart: _Cart) -> None:
         name = _esc(product["name"])
-        if product["price_cents"] if "price_cents" in product else False:
-            pass
         if self._price(product) is None:
             raise _WooError(400, "woocommerce_rest_product_not_purchasable",
                             f"&quot;{name}&quot; is not available for purchase.")
@@ -1078,6 +1083,15 @@ class FakeWooCommerce:
             for rate in line.rates:
                 share = line.total_tax_exact * (rate.rate / r) if r else D(0)
                 by_rate[rate.id] = (rate, by_rate.get(rate.id, (rate, D(0)))[1] + share)
+        ship_rates = self._rates_for(location, "", shipping=True)
+        ship_r = sum((x.rate for x in ship_rates), D(0))
+        for rate in ship_rates if ship_r else []:
+            share = D(calc.total_shipping_tax) * (rate.rate / ship_r)
+            by_rate[rate.id] = (rate, by_rate.get(rate.id, (rate, D(0)))[1] + share)
+        std_r = sum((x.rate for x in std_rates), D(0))
+        for rate in std_rates if std_r else []:
+            share = D(calc.total_fees_tax) * (rate.rate / std_r)
+            by_rate[rate.id] = (rate, by_rate.get(rate.id, (rate, D(0)))[1] + share)
         calc.tax_lines = [(rate, _half_up(amount)) for rate, amount in by_rate.values()]
         return calc
 
@@ -1273,7 +1287,7 @@ class FakeWooCommerce:
                 "total_shipping": str(calc.total_shipping) if calc.has_calculated_shipping else None,
                 "total_shipping_tax": str(calc.total_shipping_tax) if calc.has_calculated_shipping else None,
                 "total_price": str(calc.total_price), "total_tax": str(calc.total_tax),
-                "tax_lines": [{"name": rate.name, "price": str(amount), "rate": f"{rate.rate * 100:g}%"}
+                "tax_lines": [{"name": rate.name, "price": str(amount), "rate": f"{(rate.rate * 100).normalize():f}%"}
                               for rate, amount in calc.tax_lines],
                 **money,
             },
@@ -1297,7 +1311,6 @@ class FakeWooCommerce:
                         f"{_esc(key_qty[k][0]['name'])} &times; {key_qty[k][1]}" for k in p.keys)}],
                     "selected": r.rate_id == p.selected, **money} for r in p.rates],
             } for p in calc.packages],
-            "coupons_applied": None and [],
             "items_count": sum(line.quantity for line in calc.lines),
             "items_weight": 0,
             "cross_sells": [],
