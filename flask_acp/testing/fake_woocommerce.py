@@ -578,8 +578,8 @@ class FakeWooCommerce:
         with self._lock:
             fault = self._take_fault(name)
         if fault is not None and fault.kind == "timeout":
-            self._stopping.wait(fault.seconds)
             self._record(request.method, path, name, 0)
+            self._stopping.wait(fault.seconds)
             raise _Drop
         if fault is not None and fault.kind in ("500", "html_503", "429"):
             self._record(request.method, path, name, {"500": 500, "html_503": 503, "429": 429}[fault.kind])
@@ -589,7 +589,7 @@ class FakeWooCommerce:
                 status, body, headers = self._dispatch(name, args, request)
             except _WooError as exc:
                 status, body, headers = exc.status, exc.body(), self._store_headers(request, name)
-            except Exception as exc:  # noqa: BLE001 - answered as WordPress does, and recorded
+            except Exception as exc:
                 self._server_errors.append(exc)
                 status, body, headers = 500, _WooError(500, "internal_server_error", repr(exc)).body(), {}
             self._record(request.method, path, name, status)
@@ -615,7 +615,8 @@ class FakeWooCommerce:
                 return fault
         return None
 
-    def _dispatch(self, name: str, args: JSONDict, request: Request) -> tuple[int, t.Any, dict[str, str]]:
+    def _dispatch(self, name: str, args: cabc.Mapping[str, t.Any],
+                  request: Request) -> tuple[int, t.Any, dict[str, str]]:
         body = request.get_json(silent=True) if request.data else None
         if name.split(" ", 1)[1].startswith("/wc/v3/"):
             self._authenticate(request)
@@ -623,7 +624,7 @@ class FakeWooCommerce:
             return status, data, headers
         if name == "POST /wc/store/v1/batch":
             return self._batch(request, body)
-        cart, token = self._cart_for(request.headers, mutating=request.method != "GET" and
+        cart, token = self._cart_for(dict(request.headers), mutating=request.method != "GET" and
                                      name != "GET /wc/store/v1/checkout")
         status, data = self._store(name, args, body or {}, request.args, cart)
         return status, data, self._session_headers(token)
@@ -677,7 +678,9 @@ class FakeWooCommerce:
         return self._carts[user], t.cast(str, token)
 
     def _session_headers(self, token: str | None) -> dict[str, str]:
-        headers = {"Nonce": self._nonce(), "Nonce-Timestamp": str(int(self.now())), "User-ID": "0"}
+        # WordPress also sets cookies; a server-side client must not send them back
+        headers = {"Nonce": self._nonce(), "Nonce-Timestamp": str(int(self.now())), "User-ID": "0",
+                   "Set-Cookie": "woocommerce_items_in_cart=1; path=/; HttpOnly"}
         if token:
             headers["Cart-Token"] = token
         return headers
@@ -731,7 +734,7 @@ class FakeWooCommerce:
 
     # ----------------------------------------------------------------- Store API routes
 
-    def _store(self, name: str, args: JSONDict, body: JSONDict, query: cabc.Mapping[str, str],
+    def _store(self, name: str, args: cabc.Mapping[str, t.Any], body: JSONDict, query: cabc.Mapping[str, str],
                cart: _Cart) -> tuple[int, t.Any]:
         if name == "GET /wc/store/v1/cart":
             return 200, self._cart_json(cart)
@@ -797,7 +800,8 @@ class FakeWooCommerce:
         total = 0
         for hold in self._holds:
             order = self._orders.get(hold["order_id"])
-            if (hold["product_id"] == product_id and hold["expires"] > now and hold["order_id"] != exclude_order
+            if (hold["product_id"] == product_id and hold["expires"] > now
+                    and hold["order_id"] != exclude_order
                     and order is not None and order["status"] in _HOLDING):
                 total += hold["quantity"]
         return total
@@ -885,7 +889,8 @@ class FakeWooCommerce:
     def _apply_coupon(self, cart: _Cart, code: str) -> None:
         coupon = self._coupons.get(code.lower())
         if coupon is None:
-            raise _WooError(400, "woocommerce_rest_cart_coupon_error", f"Coupon &quot;{code}&quot; does not exist!")
+            raise _WooError(400, "woocommerce_rest_cart_coupon_error",
+                            f"Coupon &quot;{code}&quot; does not exist!")
         applied = [c.lower() for c in cart.coupons] + self._auto_coupons(cart)
         if code.lower() in applied:
             raise _WooError(400, "woocommerce_rest_cart_coupon_error",
@@ -920,7 +925,8 @@ class FakeWooCommerce:
         return None
 
     def _auto_coupons(self, cart: _Cart) -> list[str]:
-        return [code for code, c in self._coupons.items() if c.get("auto_apply") and code not in cart.removed_auto]
+        return [code for code, c in self._coupons.items()
+                if c.get("auto_apply") and code not in cart.removed_auto]
 
     def _checkout(self, cart: _Cart) -> JSONDict:
         if not cart.items:
@@ -980,11 +986,13 @@ class FakeWooCommerce:
         billing, shipping = cart_or_order
         for address in (shipping, billing):
             if address.get("country"):
-                return str(address["country"]), str(address.get("state") or ""), str(address.get("postcode") or "")
+                return (str(address["country"]), str(address.get("state") or ""),
+                        str(address.get("postcode") or ""))
         base = self.settings.get("base_location") or {}
         return str(base.get("country") or ""), str(base.get("state") or ""), ""
 
-    def _rates_for(self, location: tuple[str, str, str], tax_class: str, *, shipping: bool = False) -> list[_Rate]:
+    def _rates_for(self, location: tuple[str, str, str], tax_class: str, *,
+                   shipping: bool = False) -> list[_Rate]:
         country, state, _postcode = location
         found: dict[int, _Rate] = {}
         for raw, rate in zip(self._tax_rules, self._tax_rates, strict=True):
@@ -1000,8 +1008,8 @@ class FakeWooCommerce:
         return list(found.values())
 
     def _calculate(self, cart: _Cart, *, coupons: list[str] | None = None) -> _Calc:
-        return self._calc([(key, self._products[i["product_id"]], i["quantity"]) for key, i in cart.items.items()],
-                          (cart.billing, cart.shipping), coupons=coupons, cart=cart)
+        items = [(key, self._products[i["product_id"]], int(i["quantity"])) for key, i in cart.items.items()]
+        return self._calc(items, (cart.billing, cart.shipping), coupons=coupons, cart=cart)
 
     def _calc(self, items: list[tuple[str, JSONDict, int]], addresses: tuple[JSONDict, JSONDict], *,
               coupons: list[str] | None = None, cart: _Cart | None = None,
@@ -1159,7 +1167,8 @@ class FakeWooCommerce:
         if shipping_lines is not None:  # an order created through REST: explicit lines
             for row in shipping_lines:
                 cost = self._cents(row.get("total"))
-                taxes = _half_up(D(cost) * sum((r.rate for r in self._rates_for(location, "", shipping=True)), D(0)))
+                ship_r = sum((r.rate for r in self._rates_for(location, "", shipping=True)), D(0))
+                taxes = _half_up(D(cost) * ship_r)
                 rate = _ShipRate(f"{row.get('method_id')}:{row.get('instance_id') or 0}",
                                  str(row.get("method_id") or ""), int(row.get("instance_id") or 0),
                                  str(row.get("method_title") or ""), "", "", cost, taxes)
@@ -1167,14 +1176,15 @@ class FakeWooCommerce:
             calc.total_shipping = sum(p.rates[0].cost for p in calc.packages)
             calc.total_shipping_tax = sum(p.rates[0].taxes for p in calc.packages)
             return
-        country = location[0] if cart is None or (cart.shipping.get("country") or cart.billing.get("country")) \
-            else ""
+        has_address = cart is None or bool(cart.shipping.get("country") or cart.billing.get("country"))
+        country = location[0] if has_address else ""
         if not shipped or not country:
             return
         calc.has_calculated_shipping = True
         groups: dict[str, list[_Line]] = {}
         for line in shipped:
-            group = str(line.product["shipping_class"]) if self.settings["packages"] == "by_shipping_class" else ""
+            by_class = self.settings["packages"] == "by_shipping_class"
+            group = str(line.product["shipping_class"]) if by_class else ""
             groups.setdefault(group, []).append(line)
         methods = self._methods_for(location)
         ship_rate = sum((r.rate for r in self._rates_for(location, "", shipping=True)), D(0))
@@ -1192,7 +1202,8 @@ class FakeWooCommerce:
                     requires = str(method.get("requires") or "")
                     enough = shown >= self._cents(method.get("min_amount") or "0")
                     ok = {"": True, "min_amount": enough, "coupon": has_free_coupon,
-                          "either": enough or has_free_coupon, "both": enough and has_free_coupon}.get(requires, True)
+                          "either": enough or has_free_coupon,
+                          "both": enough and has_free_coupon}.get(requires, True)
                     if not ok:
                         continue
                     cost = 0
@@ -1201,15 +1212,18 @@ class FakeWooCommerce:
                                        + D(str(method.get("cost_per_item") or "0")) * quantity)
                 taxable = str(method.get("tax_status") or "taxable") == "taxable"
                 taxes = _half_up(D(cost) * ship_rate) if taxable else 0
-                rates.append(_ShipRate(f"{kind}:{method.get('instance_id')}", kind, int(method.get("instance_id") or 0),
+                rates.append(_ShipRate(f"{kind}:{method.get('instance_id')}", kind,
+                                       int(method.get("instance_id") or 0),
                                        str(method.get("title") or kind), str(method.get("description") or ""),
                                        str(method.get("delivery_time") or ""), cost, taxes))
             chosen = cart.chosen.get(package_id) if cart is not None else None
-            selected = chosen if chosen in [r.rate_id for r in rates] else (rates[0].rate_id if rates else None)
+            ids = [r.rate_id for r in rates]
+            selected = chosen if chosen in ids else (ids[0] if ids else None)
             if cart is not None and selected is not None:
                 cart.chosen[package_id] = selected
-            calc.packages.append(_Package(package_id, "Shipping" if package_id == 0 else f"Shipping {package_id + 1}",
-                                          [line.key for line in group_lines], rates, selected))
+            label = "Shipping" if package_id == 0 else f"Shipping {package_id + 1}"
+            calc.packages.append(_Package(package_id, label, [line.key for line in group_lines], rates,
+                                          selected))
         for package in calc.packages:
             for rate in package.rates:
                 if rate.rate_id == package.selected:
@@ -1264,10 +1278,12 @@ class FakeWooCommerce:
                 "images": [{"id": i + 1, "src": src, "thumbnail": src, "srcset": "", "sizes": "",
                             "name": "", "alt": ""} for i, src in enumerate(product["images"])],
                 "variation": [], "item_data": [],
-                "prices": {"price": str(shown_unit), "regular_price": str(self._cents(product["regular_price"])),
+                "prices": {"price": str(shown_unit),
+                           "regular_price": str(self._cents(product["regular_price"])),
                            "sale_price": str(shown_unit), "price_range": None, **money,
                            "raw_prices": {"precision": 6, "price": str(unit * 10 ** 4),
-                                          "regular_price": str(unit * 10 ** 4), "sale_price": str(unit * 10 ** 4)}},
+                                          "regular_price": str(unit * 10 ** 4),
+                                          "sale_price": str(unit * 10 ** 4)}},
                 "totals": {"line_subtotal": str(line.subtotal), "line_subtotal_tax": str(line.subtotal_tax),
                            "line_total": str(line.total), "line_total_tax": str(line.total_tax), **money},
                 "catalog_visibility": "visible", "extensions": {},
@@ -1278,16 +1294,19 @@ class FakeWooCommerce:
             "coupons": [{"code": code, "discount_type": kind,
                          "totals": {"total_discount": str(d), "total_discount_tax": str(tax), **money}}
                         for code, kind, d, tax in calc.coupons],
-            "fees": [{"id": fid, "name": name, "totals": {"total": str(total), "total_tax": str(tax), **money}}
+            "fees": [{"id": fid, "name": name,
+                      "totals": {"total": str(total), "total_tax": str(tax), **money}}
                      for fid, name, total, tax in calc.fees],
             "totals": {
                 "total_items": str(calc.total_items), "total_items_tax": str(calc.total_items_tax),
                 "total_fees": str(calc.total_fees), "total_fees_tax": str(calc.total_fees_tax),
-                "total_discount": str(calc.total_discount), "total_discount_tax": str(calc.total_discount_tax),
+                "total_discount": str(calc.total_discount),
+                "total_discount_tax": str(calc.total_discount_tax),
                 "total_shipping": str(calc.total_shipping) if calc.has_calculated_shipping else None,
                 "total_shipping_tax": str(calc.total_shipping_tax) if calc.has_calculated_shipping else None,
                 "total_price": str(calc.total_price), "total_tax": str(calc.total_tax),
-                "tax_lines": [{"name": rate.name, "price": str(amount), "rate": f"{(rate.rate * 100).normalize():f}%"}
+                "tax_lines": [{"name": rate.name, "price": str(amount),
+                               "rate": f"{(rate.rate * 100).normalize():f}%"}
                               for rate, amount in calc.tax_lines],
                 **money,
             },
@@ -1401,7 +1420,8 @@ class FakeWooCommerce:
                               for _fid, name, total, tax in calc.fees]
         order["coupon_lines"] = [{"id": self._item_id(), "code": code, "discount": d, "discount_tax": tax}
                                  for code, _kind, d, tax in calc.coupons]
-        order["tax_lines"] = [{"id": self._item_id(), "rate_code": f"{rate.name}-{rate.id}", "rate_id": rate.id,
+        order["tax_lines"] = [{"id": self._item_id(), "rate_code": f"{rate.name}-{rate.id}",
+                               "rate_id": rate.id,
                                "label": rate.name, "compound": False, "tax_total": amount,
                                "shipping_tax_total": 0, "rate_percent": float(rate.rate * 100)}
                               for rate, amount in calc.tax_lines]
@@ -1474,7 +1494,7 @@ class FakeWooCommerce:
         if not hmac.compare_digest(str(secret or "").encode(), self.consumer_secret.encode()):
             raise _WooError(401, "woocommerce_rest_authentication_error", "Consumer secret is invalid.")
 
-    def _rest(self, name: str, args: JSONDict, body: t.Any, query: cabc.Mapping[str, str]
+    def _rest(self, name: str, args: cabc.Mapping[str, t.Any], body: t.Any, query: cabc.Mapping[str, str]
               ) -> tuple[int, t.Any, dict[str, str]]:
         dp = int(query["dp"]) if str(query.get("dp") or "").isdigit() else None
         body = body if isinstance(body, dict) else {}
@@ -1501,7 +1521,8 @@ class FakeWooCommerce:
                     existing["value"] = meta.get("value")
                     break
             else:
-                order["meta_data"].append({"id": self._item_id(), "key": meta["key"], "value": meta.get("value")})
+                order["meta_data"].append({"id": self._item_id(), "key": meta["key"],
+                                           "value": meta.get("value")})
 
     def _update_order(self, order: JSONDict, body: JSONDict) -> None:
         unsupported = [k for k in ("line_items", "shipping_lines", "fee_lines", "coupon_lines") if k in body]
@@ -1516,12 +1537,14 @@ class FakeWooCommerce:
         if "billing" in body or "shipping" in body:  # calculate_totals(true): taxes from the new address
             billing = {**order["billing"], **(body.get("billing") or {})}
             shipping = {**order["shipping"], **(body.get("shipping") or {})}
-            items = [(str(line["id"]), self._products[line["variation_id"] or line["product_id"]], line["quantity"])
-                     for line in order["lines"]]
-            calc = self._calc(items, (billing, shipping), coupons=[c["code"].lower() for c in order["coupon_lines"]],
+            items = [(str(line["id"]), self._products[line["variation_id"] or line["product_id"]],
+                      int(line["quantity"])) for line in order["lines"]]
+            decimals = int(self.settings["price_decimals"])
+            calc = self._calc(items, (billing, shipping),
+                              coupons=[c["code"].lower() for c in order["coupon_lines"]],
                               shipping_lines=[{"method_id": s["method_id"], "instance_id": s["instance_id"],
                                                "method_title": s["method_title"],
-                                               "total": str(D(s["total"]).scaleb(-int(self.settings["price_decimals"])))}
+                                               "total": str(D(s["total"]).scaleb(-decimals))}
                                               for s in order["shipping_lines"]])
             self._fill_order(order, calc, billing, shipping)
         if status:
@@ -1532,7 +1555,7 @@ class FakeWooCommerce:
         self._emit("order.updated", order)
 
     def _create_order(self, body: JSONDict) -> JSONDict:
-        items = []
+        items: list[tuple[str, JSONDict, int]] = []
         for row in body.get("line_items") or []:
             pid = row.get("variation_id") or row.get("product_id")
             product = self._products.get(int(pid or 0))
@@ -1556,7 +1579,8 @@ class FakeWooCommerce:
             self._payment_complete(order, str(body.get("transaction_id") or ""))
         return order
 
-    def _list_orders(self, query: cabc.Mapping[str, str], dp: int | None) -> tuple[int, t.Any, dict[str, str]]:
+    def _list_orders(self, query: cabc.Mapping[str, str],
+                     dp: int | None) -> tuple[int, t.Any, dict[str, str]]:
         orders = [o for o in self._orders.values() if o["status"] != "trash"]
         statuses = [s for s in str(query.get("status") or "").split(",") if s and s != "any"]
         if statuses:
@@ -1616,7 +1640,8 @@ class FakeWooCommerce:
             "payment_method": order["payment_method"], "payment_method_title": order["payment_method_title"],
             "transaction_id": order["transaction_id"], "customer_ip_address": "", "customer_user_agent": "",
             "created_via": order["created_via"], "customer_note": order["customer_note"],
-            "date_completed": when(order["date_completed"]), "date_completed_gmt": when(order["date_completed"]),
+            "date_completed": when(order["date_completed"]),
+            "date_completed_gmt": when(order["date_completed"]),
             "date_paid": when(order["date_paid"]), "date_paid_gmt": when(order["date_paid"]),
             "cart_hash": "", "number": str(order["id"]),
             "meta_data": copy.deepcopy(order["meta_data"]),
@@ -1627,7 +1652,8 @@ class FakeWooCommerce:
                 "subtotal_tax": money(line["subtotal_tax"]), "total": money(line["total"]),
                 "total_tax": money(line["total_tax"]), "taxes": [], "meta_data": [], "sku": line["sku"],
                 # a JSON float, as in WooCommerce: never use it for money
-                "price": float(D(line["total"]).scaleb(-decimals) / line["quantity"]) if line["quantity"] else 0.0,
+                "price": (float(D(line["total"]).scaleb(-decimals) / line["quantity"])
+                          if line["quantity"] else 0.0),
                 "image": {"id": "", "src": line["image"]}, "parent_name": None,
             } for line in order["lines"]],
             "tax_lines": [{**tl, "tax_total": money(tl["tax_total"]),
@@ -1686,7 +1712,7 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
-    def log_error(self, format: str, *args: t.Any) -> None:  # noqa: A002 - the base signature
+    def log_error(self, format: str, *args: t.Any) -> None:
         pass
 
 

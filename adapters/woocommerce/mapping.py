@@ -1,0 +1,497 @@
+"""Pure conversions between WooCommerce JSON and flask_acp models (no HTTP here).
+
+Money, the only place the WooCommerce adapter touches ``Decimal``:
+
+* Store API (``/wp-json/wc/store/v1``) amounts are **integer strings in the
+  store's own minor unit**: ``"1800"`` with ``currency_minor_unit: 2`` is 18.00.
+  ``currency_minor_unit`` is the store's "Number of decimals" setting, not ISO
+  4217 (a JPY store misconfigured with 2 decimals reports 2).
+  :func:`store_amount` rescales to ISO 4217 minor units (``iso4217`` package)
+  and raises :class:`PriceNotRepresentable` when a remainder would be lost
+  (``"15050"`` JPY at 2 decimals is ¥150.50: JPY has no sub-units).
+* REST v3 (``/wp-json/wc/v3``) amounts are **decimal strings** with the store's
+  decimals (``"18.00"``): :func:`rest_amount`. The float line item ``price``
+  field is never read.
+
+Carts to quotes, :func:`quote_from_cart` (Store API ``CartSchema`` →
+:class:`~flask_acp.models.Quote`), per platforms.md §3.3:
+
+* One :class:`PricedLine` per requested line, matched to the cart item whose
+  ``id`` (product or variation id) is the ACP item id. ``base_amount =
+  totals.line_subtotal``, ``subtotal = line_total``, ``tax = line_total_tax``,
+  ``discount = line_subtotal - line_total`` (coupons, also the ones the store
+  applies by itself). ACP needs ``base_amount = unit_amount * quantity``; when
+  ``line_subtotal`` is not a multiple of the quantity (tax-inclusive stores)
+  ``unit_amount`` is rounded **up** and the few minor units of difference are
+  added to the line's ``discount``, so subtotal, tax and total stay WooCommerce's.
+* Shipping rates become options ``"{package_id}:{rate_id}"`` (``amount =
+  price``, ``tax = taxes``), one set per shipping package, covering that
+  package's items; the rate WooCommerce has ``selected`` is the selected option.
+  Items in no package (virtual products) get one free ``digital`` option.
+* ``totals.total_price`` is the charged amount and is never recomputed: what the
+  parts do not explain (fee taxes, taxes rounded at subtotal level, per-amount
+  half-up rounding) is put on the tax of the line with the largest tax
+  (platforms.md §1.2 rule 4), so ``Totals.of(quote).total == total_price``
+  whenever every cart item is a purchasable line (the only quotes that can be
+  paid; otherwise the cart items that are no such line are left out).
+* Cart ``errors`` (stock, not purchasable, coupons) become error messages with
+  WooCommerce's own text (``content``).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import decimal
+import html
+import re
+import typing as t
+
+from iso4217 import Currency
+
+from flask_acp.models import JSON
+from flask_acp.models import FulfillmentOption
+from flask_acp.models import LineItemRequest
+from flask_acp.models import Message
+from flask_acp.models import PricedLine
+from flask_acp.models import Quote
+from flask_acp.models import SelectedFulfillmentOption
+from flask_acp.models import Totals
+
+__all__ = [
+    "DIGITAL_OPTION_ID",
+    "STOCK_ERROR_CODES",
+    "PriceNotRepresentable",
+    "cart_currency",
+    "customer_payload",
+    "format_amount",
+    "iso_exponent",
+    "minor_to_rest_amount",
+    "option_id",
+    "parse_option_id",
+    "plain_text",
+    "quote_from_cart",
+    "refused_quote",
+    "rest_amount",
+    "store_amount",
+    "unrepresentable_message",
+]
+
+#: id of the fulfillment option offered for items in no shipping package.
+DIGITAL_OPTION_ID = "digital"
+
+#: Store API error codes that mean "not enough stock".
+STOCK_ERROR_CODES = frozenset({
+    "woocommerce_rest_product_out_of_stock",
+    "woocommerce_rest_product_partially_out_of_stock",
+    "woocommerce_rest_product_not_enough_stock",
+    "woocommerce_product_out_of_stock",
+    "woocommerce_product_not_enough_stock",
+    "woocommerce_rest_cart_product_no_stock",
+})
+
+
+class PriceNotRepresentable(ValueError):
+    """A WooCommerce amount that the currency cannot express in ISO minor units.
+
+    :ivar amount: the amount as WooCommerce gave it (a string).
+    :ivar currency: uppercase ISO 4217 code.
+    :ivar decimal_value: the amount in currency units (``Decimal("150.50")``).
+    """
+
+    def __init__(self, amount: str, currency: str, decimal_value: decimal.Decimal) -> None:
+        super().__init__(
+            f"{currency} {decimal_value} cannot be expressed in {currency}'s minor unit "
+            f"({iso_exponent(currency)} decimals)")
+        self.amount = amount
+        self.currency = currency
+        self.decimal_value = decimal_value
+
+
+# --- money ----------------------------------------------------------------------------
+
+
+def iso_exponent(currency: str) -> int:
+    """Decimals of ``currency``'s ISO 4217 minor unit (USD 2, JPY 0, KWD 3).
+
+    :raises ValueError: not an ISO 4217 code, or a code without a minor unit (XAU).
+    """
+    try:
+        exponent = Currency(currency.upper()).exponent
+    except ValueError:
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code") from None
+    if exponent is None:
+        raise ValueError(f"{currency!r} has no minor unit and cannot be sold in")
+    return int(exponent)
+
+
+def _integral(value: decimal.Decimal, raw: str, currency: str, units: decimal.Decimal) -> int:
+    if value != value.to_integral_value():
+        raise PriceNotRepresentable(raw, currency.upper(), units)
+    return int(value)
+
+
+def store_amount(value: JSON, currency_minor_unit: int, currency: str) -> int:
+    """A Store API amount (integer string in the store's minor unit) in ISO 4217
+    minor units of ``currency``.
+
+    ``store_amount("150000", 2, "JPY") == 1500``; ``store_amount("1800", 2, "USD") == 1800``;
+    ``store_amount("5", 0, "USD") == 500``.
+
+    :raises PriceNotRepresentable: the amount has sub-units the currency lacks
+        (``store_amount("15050", 2, "JPY")``).
+    :raises ValueError: not an integer string, or an unknown currency.
+    """
+    raw = str(value)
+    if not re.fullmatch(r"-?\d+", raw):
+        raise ValueError(f"Store API amount {raw!r} is not an integer string")
+    store_minor = decimal.Decimal(raw)
+    units = store_minor.scaleb(-currency_minor_unit)
+    return _integral(units.scaleb(iso_exponent(currency)), raw, currency, units)
+
+
+def rest_amount(value: JSON, currency: str) -> int:
+    """A REST v3 amount (decimal string, e.g. ``"18.00"``, ``"1500"``, ``"12.500"``)
+    in ISO 4217 minor units of ``currency``.
+
+    :raises PriceNotRepresentable: more precision than the currency has (``"10.5"`` JPY).
+    :raises ValueError: not a decimal string (a float, ``None``), or an unknown currency.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"REST amount {value!r} is not a decimal string")
+    try:
+        units = decimal.Decimal(value)
+    except decimal.InvalidOperation:
+        raise ValueError(f"REST amount {value!r} is not a decimal string") from None
+    if not units.is_finite():
+        raise ValueError(f"REST amount {value!r} is not a decimal string")
+    return _integral(units.scaleb(iso_exponent(currency)), value, currency, units)
+
+
+def minor_to_rest_amount(amount: int, currency: str) -> str:
+    """ISO 4217 minor units as a REST v3 decimal string: ``(1234, "USD") -> "12.34"``,
+    ``(1500, "JPY") -> "1500"``, ``(12500, "KWD") -> "12.500"``."""
+    exponent = iso_exponent(currency)
+    return str(decimal.Decimal(amount).scaleb(-exponent).quantize(decimal.Decimal(1).scaleb(-exponent)))
+
+
+def format_amount(value: JSON, currency_minor_unit: int, currency: str) -> str:
+    """A Store API amount for humans, in currency units: ``"JPY 150.50"``."""
+    return f"{currency.upper()} {decimal.Decimal(str(value)).scaleb(-currency_minor_unit)}"
+
+
+# --- small helpers ---------------------------------------------------------------------
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def plain_text(value: JSON) -> str:
+    """WooCommerce text (HTML entities, maybe tags) as plain text."""
+    return html.unescape(_TAG.sub("", str(value or ""))).strip()
+
+
+def option_id(package_id: JSON, rate_id: str) -> str:
+    """ACP option id of a shipping rate: ``"{package_id}:{rate_id}"`` (``"0:flat_rate:1"``)."""
+    return f"{package_id}:{rate_id}"
+
+
+def parse_option_id(value: str) -> tuple[int, str] | None:
+    """``"0:flat_rate:1" -> (0, "flat_rate:1")``; ``None`` when not of that form."""
+    head, sep, rate = value.partition(":")
+    if not sep or not rate or not head.isdigit():
+        return None
+    return int(head), rate
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    first, _sep, last = name.strip().partition(" ")
+    return first, last.strip()
+
+
+def customer_payload(fulfillment_details: cabc.Mapping[str, JSON] | None,
+                     buyer: cabc.Mapping[str, JSON] | None) -> dict[str, JSON] | None:
+    """The body of Store API ``POST /cart/update-customer`` for an ACP
+    ``fulfillment_details`` (``{name, phone_number, email, address{name, line_one,
+    line_two, city, state, country, postal_code, company}}``) and ``buyer``
+    (``{email, first_name, last_name, full_name, phone_number}``), or ``None`` when
+    neither gives anything to send.
+
+    The billing address is the shipping address with the buyer's name, email
+    and phone (ACP has no billing address before ``complete``).
+    """
+    details = dict(fulfillment_details or {})
+    who = dict(buyer or {})
+    address = details.get("address") if isinstance(details.get("address"), dict) else None
+    email = who.get("email") or details.get("email") or ""
+    phone = details.get("phone_number") or who.get("phone_number") or ""
+    if address is None and not email:
+        return None
+    ship: dict[str, JSON] = {}
+    if address is not None:
+        first, last = _split_name(str(address.get("name") or details.get("name") or ""))
+        ship = {
+            "first_name": first, "last_name": last,
+            "company": address.get("company") or "",
+            "address_1": address.get("line_one") or "", "address_2": address.get("line_two") or "",
+            "city": address.get("city") or "", "state": address.get("state") or "",
+            "postcode": address.get("postal_code") or "",
+            "country": str(address.get("country") or "").upper(),
+            "phone": phone,
+        }
+    billing: dict[str, JSON] = dict(ship)
+    if who.get("first_name") or who.get("last_name"):
+        billing["first_name"], billing["last_name"] = who.get("first_name") or "", who.get("last_name") or ""
+    elif who.get("full_name"):
+        billing["first_name"], billing["last_name"] = _split_name(str(who["full_name"]))
+    billing["email"] = email
+    billing["phone"] = phone
+    body: dict[str, JSON] = {"billing_address": billing}
+    if ship:
+        body["shipping_address"] = ship
+    return body
+
+
+# --- carts -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Money:
+    """Converts the amounts of one cart (its ``currency_minor_unit``/``currency_code``)."""
+
+    minor_unit: int
+    currency: str
+
+    def __call__(self, value: JSON) -> int:
+        return store_amount(value if value not in (None, "") else "0", self.minor_unit, self.currency)
+
+
+def _money_of(cart: cabc.Mapping[str, JSON]) -> _Money:
+    totals = cart.get("totals") or {}
+    return _Money(int(totals.get("currency_minor_unit", 2)), str(totals.get("currency_code") or ""))
+
+
+def cart_currency(cart: cabc.Mapping[str, JSON]) -> str:
+    """The cart's currency, lowercase ISO 4217 (``"usd"``)."""
+    return str((cart.get("totals") or {}).get("currency_code") or "").lower()
+
+
+def refused_quote(line_items: cabc.Sequence[LineItemRequest], message: Message,
+                  names: cabc.Mapping[str, str] | None = None) -> Quote:
+    """A quote where nothing can be bought, with one explaining ``message``
+    (an unsupported currency, amounts the currency cannot represent)."""
+    names = names or {}
+    return Quote(
+        lines=tuple(PricedLine(item_id=li.id, quantity=li.quantity, purchasable=False,
+                               requires_shipping=False, name=names.get(li.id)) for li in line_items),
+        messages=(message,),
+    )
+
+
+def unrepresentable_message(error: PriceNotRepresentable, minor_unit: int) -> Message:
+    """The session error for a cart priced in sub-units the currency does not have."""
+    return Message(
+        type="error", code="invalid", param="$.currency", resolution="requires_buyer_input",
+        content=(
+            f"The store priced this cart at {error.currency} {error.decimal_value}, which cannot be "
+            f"paid in {error.currency} (it has {iso_exponent(error.currency)} decimals; the store is "
+            f"set to {minor_unit}). The merchant must set WooCommerce's number of decimals to "
+            f"{iso_exponent(error.currency)} or use whole-unit prices."
+        ),
+    )
+
+
+def quote_from_cart(
+    cart: cabc.Mapping[str, JSON],
+    line_items: cabc.Sequence[LineItemRequest],
+    *,
+    line_messages: cabc.Mapping[str, cabc.Sequence[Message]] | None = None,
+    messages: cabc.Sequence[Message] = (),
+) -> Quote:
+    """Map a Store API cart to a :class:`Quote` for the requested ``line_items``
+    (see the module docstring).
+
+    :param line_messages: per item id, messages the adapter already has for a line
+        (an ``add-item`` refused); such a line is not purchasable.
+    :param messages: further messages to put first (fulfillment choice errors).
+    :returns: a quote whose ``Totals.of(...).total`` equals ``totals.total_price``,
+        or a refused quote (see :func:`refused_quote`) when an amount cannot be
+        represented in the currency.
+    :raises ValueError: a malformed amount in the cart.
+    """
+    line_messages = line_messages or {}
+    money = _money_of(cart)
+    items: list[dict[str, JSON]] = [dict(i) for i in cart.get("items") or []]
+    by_id = {str(i.get("id")): i for i in items}
+    names = {str(i.get("id")): plain_text(i.get("name")) for i in items}
+    try:
+        return _quote(cart, items, by_id, money, line_items, line_messages, messages)
+    except PriceNotRepresentable as exc:
+        return refused_quote(line_items, unrepresentable_message(exc, money.minor_unit), names)
+
+
+def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
+           by_id: dict[str, dict[str, JSON]], money: _Money,
+           line_items: cabc.Sequence[LineItemRequest],
+           line_messages: cabc.Mapping[str, cabc.Sequence[Message]],
+           extra: cabc.Sequence[Message]) -> Quote:
+    out: list[Message] = list(extra)
+    key_to_id = {str(i.get("key")): str(i.get("id")) for i in items}
+    totals = cart.get("totals") or {}
+    needs_shipping = bool(cart.get("needs_shipping"))
+    packages = list(cart.get("shipping_rates") or [])
+    shipped: set[str] = set()
+    for package in packages:
+        shipped.update(key_to_id.get(str(p.get("key")), "") for p in package.get("items") or [])
+    calculated = bool(cart.get("has_calculated_shipping")) and bool(packages)
+
+    lines: list[PricedLine] = []
+    requested = {li.id for li in line_items}
+    for index, li in enumerate(line_items):
+        item = by_id.get(li.id)
+        own = list(line_messages.get(li.id, ()))
+        out.extend(own)
+        if item is None:
+            lines.append(PricedLine(item_id=li.id, quantity=li.quantity, purchasable=False,
+                                    requires_shipping=False))
+            continue
+        name = plain_text(item.get("name"))
+        quantity = int(t.cast(int, item.get("quantity")))
+        purchasable = not own
+        if purchasable and quantity != li.quantity:
+            purchasable = False
+            out.append(Message(type="error", code="quantity_exceeded",
+                               param=f"$.line_items[{index}].quantity",
+                               resolution="requires_buyer_input", text_key="quantity_exceeded",
+                               text_args={"name": name, "available": str(quantity)}))
+        lines.append(_priced_line(li, item, name, money, purchasable,
+                                  requires_shipping=(li.id in shipped) if calculated else needs_shipping))
+
+    for item in items:  # in the cart but not asked for (a plugin's gift, a leftover)
+        if str(item.get("id")) in requested:
+            continue
+        item_totals = item.get("totals") or {}
+        charged = money(item_totals.get("line_total")) + money(item_totals.get("line_total_tax"))
+        what = f"The store added '{plain_text(item.get('name'))}' (quantity {item.get('quantity')})"
+        out.append(Message(
+            type="info" if charged == 0 else "error",
+            code=None if charged == 0 else "invalid", param="$.line_items",
+            resolution=None if charged == 0 else "requires_buyer_input",
+            content=what + (" for free." if charged == 0 else ", which this checkout cannot show.")))
+
+    for error in cart.get("errors") or []:
+        code = str(error.get("code") or "")
+        out.append(Message(
+            type="error", code=("out_of_stock" if code in STOCK_ERROR_CODES
+                                else "coupon_invalid" if "coupon" in code else "invalid"),
+            resolution="requires_buyer_input",
+            content=plain_text(error.get("message")) or code))
+
+    options: list[FulfillmentOption] = []
+    selected: list[SelectedFulfillmentOption] = []
+    needs_details = False
+    sold = {line.item_id for line in lines if line.purchasable}
+    if needs_shipping and sold and not calculated:
+        needs_details = True
+        out.append(Message(type="error", code="missing", param="$.fulfillment_details.address",
+                           resolution="requires_buyer_input", text_key="address_required"))
+    for package in packages if calculated else []:
+        item_ids = tuple(dict.fromkeys(
+            key_to_id[str(p.get("key"))] for p in package.get("items") or []
+            if str(p.get("key")) in key_to_id and key_to_id[str(p.get("key"))] in sold))
+        rates = list(package.get("shipping_rates") or [])
+        if not item_ids:
+            continue
+        if not rates:
+            needs_details = True
+            destination = package.get("destination") or {}
+            out.append(Message(type="error", code="region_restricted",
+                               param="$.fulfillment_details.address.country",
+                               resolution="requires_buyer_input", text_key="no_shipping_to_address",
+                               text_args={"country": str(destination.get("country") or "")}))
+            continue
+        for rate in rates:
+            option = FulfillmentOption(
+                type="shipping",
+                id=option_id(package.get("package_id"), str(rate.get("rate_id"))),
+                title=plain_text(rate.get("name")) or str(rate.get("rate_id")),
+                description=plain_text(rate.get("description") or rate.get("delivery_time")) or None,
+                item_ids=item_ids,
+                amount=money(rate.get("price")),
+                tax=money(rate.get("taxes")),
+            )
+            options.append(option)
+            if rate.get("selected"):
+                selected.append(SelectedFulfillmentOption(type="shipping", option_id=option.id,
+                                                          item_ids=item_ids))
+    digital = tuple(line.item_id for line in lines
+                    if line.purchasable and not line.requires_shipping)
+    if digital:
+        option = FulfillmentOption(type="digital", id=DIGITAL_OPTION_ID, title="Digital delivery",
+                                   item_ids=digital)
+        options.append(option)
+        selected.append(SelectedFulfillmentOption(type="digital", option_id=option.id, item_ids=digital))
+
+    quote = Quote(
+        lines=tuple(lines),
+        fulfillment_options=tuple(options),
+        selected_fulfillment_options=tuple(selected),
+        needs_fulfillment_details=needs_details,
+        messages=tuple(out),
+        fee=money(totals.get("total_fees")),
+    )
+    # what the cart charges for items that are no purchasable line is left out
+    sold_ids = {line.item_id for line in lines if line.purchasable}
+    unsold = sum(money((i.get("totals") or {}).get("line_total"))
+                 + money((i.get("totals") or {}).get("line_total_tax"))
+                 for i in items if str(i.get("id")) not in sold_ids)
+    return _absorb(quote, money(totals.get("total_price")) - unsold)
+
+
+def _priced_line(li: LineItemRequest, item: cabc.Mapping[str, JSON], name: str, money: _Money,
+                 purchasable: bool, *, requires_shipping: bool) -> PricedLine:
+    totals = item.get("totals") or {}
+    quantity = int(t.cast(int, item.get("quantity"))) or 1
+    line_subtotal = money(totals.get("line_subtotal"))
+    line_total = money(totals.get("line_total"))
+    unit_amount = -(-line_subtotal // quantity)  # ceil: the remainder becomes discount
+    limits = item.get("quantity_limits") or {}
+    low = item.get("low_stock_remaining")
+    images = tuple(str(i["src"]) for i in item.get("images") or [] if isinstance(i, dict) and i.get("src"))
+    return PricedLine(
+        item_id=li.id,
+        quantity=quantity,
+        unit_amount=unit_amount,
+        discount=unit_amount * quantity - line_total,
+        tax=money(totals.get("line_total_tax")),
+        purchasable=purchasable,
+        requires_shipping=requires_shipping,
+        name=name or None,
+        description=plain_text(item.get("short_description")) or None,
+        images=images,
+        product_id=str(item.get("id")),
+        variant_id=str(item.get("id")),
+        sku=str(item.get("sku")) if item.get("sku") else None,
+        availability_status="low_stock" if isinstance(low, int) else "in_stock",
+        available_quantity=low if isinstance(low, int) else None,
+        max_quantity_per_order=(int(limits["maximum"]) if isinstance(limits.get("maximum"), int)
+                                else None),
+    )
+
+
+def _absorb(quote: Quote, total_price: int) -> Quote:
+    """Make ``Totals.of(quote).total == total_price`` by moving the difference to
+    the tax of the purchasable line with the largest tax (its discount when the
+    tax would go negative)."""
+    diff = total_price - Totals.of(quote).total
+    candidates = [i for i, line in enumerate(quote.lines) if line.purchasable]
+    if diff == 0 or not candidates:
+        return quote
+    index = max(candidates, key=lambda i: (quote.lines[i].tax, -i))
+    line = quote.lines[index]
+    if line.tax + diff >= 0:
+        changed = dataclasses.replace(line, tax=line.tax + diff)
+    else:
+        changed = dataclasses.replace(line, tax=0, discount=line.discount - (diff + line.tax))
+    lines = quote.lines[:index] + (changed,) + quote.lines[index + 1:]
+    return dataclasses.replace(quote, lines=lines)
