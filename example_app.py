@@ -19,6 +19,11 @@ Environment:
   twice during key rotation). Unset: a demo key is printed at start-up.
 - ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
 - ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
+- ``ACP_ADAPTER=shopify`` with ``SHOPIFY_SHOP_URL`` and ``SHOPIFY_ACCESS_TOKEN`` (or
+  ``SHOPIFY_CLIENT_ID``/``SHOPIFY_CLIENT_SECRET``); ``ACP_ADAPTER=woocommerce`` with
+  ``WOOCOMMERCE_URL``, ``WOOCOMMERCE_CONSUMER_KEY`` and ``WOOCOMMERCE_CONSUMER_SECRET``.
+  The fake servers run standalone for a local try:
+  ``python -m flask_acp.testing.fake_shopify --port 9001 --seed flask_acp/testing/shopify_demo_seed.json``.
 - ``HOST`` / ``PORT``: where ``python example_app.py`` listens (127.0.0.1:8000).
 - ``STRIPE_SECRET_KEY`` and ``STRIPE_ACCOUNT_ID`` (``acct_...``): use Stripe itself.
 - ``ACP_WEBHOOK_URL`` and ``ACP_WEBHOOK_SECRET`` (16+ chars): where every
@@ -43,6 +48,11 @@ from flask_acp.testing.fake_stripe import DEFAULT_API_KEY
 from flask_acp.testing.fake_stripe import ensure_fake_stripe
 
 DEMO_KEY = "demo-agent-key-0123456789"
+#: platform settings taken from the environment (ACP_ADAPTER=shopify | woocommerce)
+PLATFORM_KEYS = (
+    "SHOPIFY_SHOP_URL", "SHOPIFY_ACCESS_TOKEN", "SHOPIFY_CLIENT_ID", "SHOPIFY_CLIENT_SECRET",
+    "SHOPIFY_API_VERSION", "WOOCOMMERCE_URL", "WOOCOMMERCE_CONSUMER_KEY", "WOOCOMMERCE_CONSUMER_SECRET",
+)
 
 
 def _agents(spec: str | None) -> dict[str, dict[str, object]]:
@@ -69,7 +79,8 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     """Build the example app; ``config`` overrides (tests pass their own)."""
     app = Flask(__name__)
     app.config.from_prefixed_env()  # FLASK_ACP_* -> ACP_*
-    for key in ("ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
+    for key in ("ACP_ADAPTER", "ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE",
+                *PLATFORM_KEYS):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.setdefault("ACP_AGENTS", _agents(os.environ.get("ACP_API_KEYS")))
