@@ -25,7 +25,8 @@ def demo_purchase(state: ACPState, *, base_url: str, api_key: str, items: cabc.S
     ``base_url`` and return the completed session.
 
     :raises InvalidRequestError: this app does not use Stripe in test mode, or a
-        step failed (the message gives the server's answer).
+        step failed or the session did not complete (the message gives the
+        server's answer, e.g. ``payment_declined``).
     """
     payments = state.payments
     if not isinstance(payments, StripePaymentProcessor) or not payments.test_mode:
@@ -68,5 +69,8 @@ def demo_purchase(state: ACPState, *, base_url: str, api_key: str, items: cabc.S
         session = post(f"/checkout_sessions/{session['id']}/complete", {"payment_data": {
             "handler_id": handler,
             "instrument": {"type": "card", "credential": {"type": "spt", "token": token}}}})
-        echo(f"completed: {session['status']}, order {session.get('order', {}).get('id')}")
+        if session["status"] != "completed":  # e.g. declined: 200 with a message
+            problems = "; ".join(f"{m.get('code')}: {m.get('content')}" for m in session["messages"])
+            raise InvalidRequestError(f"the purchase did not complete ({session['status']}): {problems}")
+        echo(f"completed: {session['status']}, order {session['order']['id']}")
         return session

@@ -7,14 +7,20 @@ processed once (``acp_inbound_events``) and every handler is idempotent, so a
 redelivery changes nothing. Handled events (Stripe API reference, "Types of
 events"; ``../shared/docs/stripe.md`` §7):
 
-- ``payment_intent.succeeded`` / ``payment_intent.payment_failed``: settle a
-  completion whose outcome was lost (the session is ``complete_in_progress``);
+- ``payment_intent.succeeded``, ``payment_intent.amount_capturable_updated``
+  (manual capture) / ``payment_intent.payment_failed``: settle a completion
+  whose outcome was lost (the session is ``complete_in_progress`` and the
+  PaymentIntent carries that attempt's ``acp_idempotency_key``);
 - ``payment_intent.canceled``: an authorization was canceled or expired
   before capture: the order is canceled;
-- ``charge.refunded``: each refund becomes (or updates) a ``refund`` adjustment;
+- ``charge.refunded``: each listed refund becomes (or updates) a ``refund``
+  adjustment; since API version 2022-11-15 the charge lists no refunds, and
+  its ``amount_refunded`` beyond the known refunds becomes one adjustment;
 - ``charge.dispute.created``: a ``dispute`` adjustment.
 
-Unknown event types are acknowledged (200) and ignored.
+Unknown event types are acknowledged (200) and ignored. An event that cannot
+be applied now (a busy session, Stripe unreachable) gets a non-2xx answer
+and is not recorded, so Stripe delivers it again.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from flask import current_app
 from flask import request
 
 from .errors import ACPError
+from .errors import PaymentUnavailableError
+from .errors import ServiceUnavailableError
 from .models import Adjustment
 from .models import Status
 
@@ -67,7 +75,7 @@ def stripe_webhook() -> Response:
     try:
         handle_stripe_event(state, event.type, event.data.object.to_dict())
     except ACPError as exc:
-        if exc.status >= 500:
+        if exc.status >= 500 or exc.status == 409:  # transient: a busy session lock
             log.warning("Stripe event %s not processed yet: %s", event.id, exc.message)
             return _json(exc.to_dict(), exc.status)  # Stripe retries it later
         log.warning("Stripe event %s (%s) ignored: %s", event.id, event.type, exc.message)
@@ -81,8 +89,10 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
 
     :raises ACPError: the change could not be applied (5xx: try again later).
     """
-    if event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
-        _settle_completion(state, obj)
+    if event_type in ("payment_intent.succeeded", "payment_intent.amount_capturable_updated"):
+        _settle_completion(state, obj, charged=True)
+    elif event_type == "payment_intent.payment_failed":
+        _settle_completion(state, obj, charged=False)
     elif event_type == "payment_intent.canceled":
         order_id = _order_for_payment(state, obj.get("id"))
         if order_id is not None:
@@ -92,9 +102,16 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
                 state.orders.cancel(order_id, reason="payment authorization canceled")
     elif event_type == "charge.refunded":
         order_id = _order_for_payment(state, obj.get("payment_intent"))
-        for refund in (obj.get("refunds") or {}).get("data") or []:
-            if order_id is not None:
+        if order_id is None:
+            return
+        refunds = (obj.get("refunds") or {}).get("data")
+        if refunds:  # listed: API versions before 2022-11-15, or an expanded charge
+            for refund in refunds:
                 state.orders.record_adjustment(order_id, _refund_adjustment(refund))
+        elif isinstance(obj.get("amount_refunded"), int):
+            state.orders.record_refunded_total(
+                order_id, refunded=obj["amount_refunded"], reference=str(obj.get("id")),
+                currency=str(obj.get("currency") or "").lower() or None)
     elif event_type == "charge.dispute.created":
         order_id = _order_for_payment(state, obj.get("payment_intent"))
         if order_id is not None:
@@ -104,15 +121,31 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
                 occurred_at=_time(obj.get("created"))))
 
 
-def _settle_completion(state: ACPState, intent: dict[str, t.Any]) -> None:
-    session_id = (intent.get("metadata") or {}).get("acp_checkout_session_id")
+def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bool) -> None:
+    """Settle the pending attempt the PaymentIntent belongs to. An event about
+    another attempt of the session (an earlier token) changes nothing. When the
+    event says "charged" but the search cannot see the charge yet (Stripe's
+    search lags), nothing is settled: 503, Stripe sends the event again."""
+    metadata = intent.get("metadata") or {}
+    session_id = metadata.get("acp_checkout_session_id")
     session = state.store.get(session_id) if session_id else None
     if session is None or session.status is not Status.COMPLETE_IN_PROGRESS:
         return
     with state.service.locked(session.id):
         session = state.store.get(session.id)
-        if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
-            state.service.reconcile(session)
+        if session is None or session.status is not Status.COMPLETE_IN_PROGRESS \
+                or session.payment is None \
+                or metadata.get("acp_idempotency_key") != session.payment.idempotency_key:
+            return
+        if charged and session.payment.status != "succeeded":
+            try:
+                found = state.payments.find_charge(session.payment.idempotency_key)
+            except PaymentUnavailableError as exc:
+                raise ServiceUnavailableError("The payment processor is unavailable.") from exc
+            if found is None:
+                raise ServiceUnavailableError(
+                    f"PaymentIntent {intent.get('id')} is not visible to search yet; retry later.")
+        state.service.reconcile(session)
 
 
 def _order_for_payment(state: ACPState, payment_id: t.Any) -> str | None:

@@ -259,6 +259,29 @@ class OrderService:
 
         return self._change(order_id, change)
 
+    def record_refunded_total(self, order_id: str, *, refunded: int, reference: str,
+                              currency: str | None = None) -> Order:
+        """Catch up with refunds made outside this API (e.g. on the Stripe
+        dashboard) from the processor's running total ``refunded`` (minor units
+        refunded on the payment in all): what exceeds the ``refund`` adjustments
+        already known (pending or completed) becomes one completed ``refund``
+        adjustment, ``{reference}-refunded-{refunded}``. Idempotent.
+
+        :raises NotFoundError: unknown order.
+        """
+
+        def change(order: Order, now: dt.datetime) -> Order:
+            known = sum(a.amount or 0 for a in order.adjustments
+                        if a.type == "refund" and a.status != "failed")
+            if refunded <= known:
+                return order
+            return dataclasses.replace(order, adjustments=order.adjustments + (Adjustment(
+                id=f"{reference}-refunded-{refunded}", type="refund", occurred_at=now,
+                status="completed", amount=refunded - known, currency=currency or order.currency,
+                description="Refunded at the payment processor"),))
+
+        return self._change(order_id, change)
+
     # -- machinery -----------------------------------------------------------------
 
     def _session(self, order_id: str) -> tuple[CheckoutSession, Order]:

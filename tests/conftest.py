@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import collections.abc as cabc
+import contextlib
 import json
 import pathlib
+import threading
 import typing as t
 import uuid
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from flask_acp import ACP
@@ -19,6 +24,9 @@ DATA = pathlib.Path(__file__).parent / "data"
 AGENT_KEY = "agent-one-key-0123456789"
 AGENT_KEY_ROTATED = "agent-one-key-rotated-99999"
 OTHER_KEY = "agent-two-key-0123456789"
+#: ``build_app(..., payment_processor=FROM_CONFIG)``: no processor instance; the
+#: extension builds the Stripe processor from the ``ACP_STRIPE_*`` keys.
+FROM_CONFIG: t.Any = object()
 ADDRESS = {"name": "Ada Lovelace", "line_one": "1 Main St", "city": "San Francisco",
            "state": "CA", "country": "US", "postal_code": "94131"}
 
@@ -50,10 +58,35 @@ def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
         ACP_STORE_FILE=str(DATA / "store.json"),
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     )
-    processor = config.pop("payment_processor", None) or FakePaymentProcessor()
+    processor = config.pop("payment_processor", None)
+    if processor is None:
+        processor = FakePaymentProcessor()
+    elif processor is FROM_CONFIG:
+        processor = None
     app.config.update(config)
     ACP(app, payment_processor=processor)
     return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_app(app: Flask) -> cabc.Iterator[str]:
+    """Serve ``app`` over real HTTP on a free loopback port (threaded) and
+    yield its base URL, e.g. ``http://127.0.0.1:54321``."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="acp-test-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 @pytest.fixture

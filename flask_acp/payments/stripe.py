@@ -14,6 +14,11 @@ Calls (Stripe API reference; ``../shared/docs/stripe.md`` §2, §5):
 - ``GET /v1/payment_intents/search`` by metadata, to reconcile an attempt
   whose outcome was lost.
 
+A charge answered from Stripe's idempotency store (``Idempotent-Replayed``,
+or a consumed token whose charge the search finds) counts only while its money
+is still held: a PaymentIntent canceled or refunded in full since (an order
+that could not be placed) makes the token unusable, never a new "success".
+
 Outcomes map to the payment port's exceptions as ``stripe.md`` §6 says: card
 declines -> :class:`PaymentDeclinedError` (generic text, never a fraud reason);
 token problems -> :class:`PaymentTokenError`; ``requires_action`` -> the
@@ -48,6 +53,16 @@ log = logging.getLogger("flask_acp.stripe")
 
 SPT_PARAM = "payment_method_data[shared_payment_granted_token]"
 _DECLINED_TEXT = "Your card was declined. Please try a different payment method."
+#: PaymentIntent statuses that hold the buyer's money (captured, authorized, settling)
+_HELD = ("succeeded", "requires_capture", "processing")
+
+
+def _replayed(obj: t.Any) -> bool:
+    """Whether Stripe answered from its idempotency store (``Idempotent-Replayed``)."""
+    response = getattr(obj, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(k.lower() == "idempotent-replayed" and str(v).lower() == "true"
+               for k, v in headers.items())
 
 
 class StripePaymentProcessor:
@@ -143,7 +158,9 @@ class StripePaymentProcessor:
             PaymentUnavailableError, PaymentProviderError:
         """
         if self.preflight:
-            self._check_token(request)
+            found = self._check_token(request)
+            if found is not None:
+                return found
         params: dict[str, t.Any] = {
             "amount": request.amount,
             "currency": request.currency.lower(),
@@ -165,6 +182,10 @@ class StripePaymentProcessor:
             )
         except stripe.StripeError as exc:
             raise self._translate(exc, request) from exc
+        if _replayed(intent) and str(intent.status) in _HELD:
+            # Stripe replays the result saved under our key, however old: make
+            # sure the money is still held (not refunded or released since).
+            return self._still_held(intent.id)
         return self._result(intent, request.idempotency_key)
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
@@ -232,7 +253,16 @@ class StripePaymentProcessor:
                                            stripe_version=self.spt_api_version)
         return self.client.deserialize(response, api_mode="V1").to_dict()
 
-    def _check_token(self, request: ChargeRequest) -> None:
+    def _check_token(self, request: ChargeRequest) -> ChargeResult | None:
+        """Refuse an unusable token before any PaymentIntent exists.
+
+        A *consumed* token may have been consumed by this very charge (an
+        earlier attempt whose answer was lost): return that charge if a search
+        finds it and it still holds the money; else let the PaymentIntent
+        create decide, since Stripe replays the outcome saved under our
+        idempotency key (or refuses a token consumed elsewhere). Refusing it
+        here would put the session back to ``ready_for_payment`` while it is paid.
+        """
         try:
             token = self.granted_token(request.token)
         except stripe.InvalidRequestError as exc:
@@ -244,6 +274,14 @@ class StripePaymentProcessor:
         limits = token.get("usage_limits") or {}
         if token.get("deactivated_at") or token.get("deactivated_reason"):
             reason = token.get("deactivated_reason") or "deactivated"
+            if reason == "consumed":
+                found = self.find_charge(request.idempotency_key)
+                if found is None:
+                    return None
+                if (found.amount, found.currency.lower()) != (request.amount, request.currency.lower()):
+                    # what Stripe answers the same key with other parameters (IdempotencyError)
+                    raise PaymentTokenError("the payment token was already used for a different amount")
+                return self._still_held(found.payment_id)
             raise PaymentTokenError(f"the payment token is {reason}")
         if str(limits.get("currency", request.currency)).lower() != request.currency.lower():
             raise PaymentTokenError(f"the payment token is for {limits.get('currency')}, "
@@ -255,6 +293,30 @@ class StripePaymentProcessor:
         expires_at = limits.get("expires_at")
         if expires_at is not None and int(expires_at) <= self.clock() + self.expiry_margin:
             raise PaymentTokenError("the payment token has expired or is about to")
+        return None
+
+    def _still_held(self, payment_id: str) -> ChargeResult:
+        """The charge of an earlier attempt under our key, as it is now.
+
+        :raises PaymentTokenError: its money went back (PaymentIntent canceled,
+            or refunded in full): the token was used up by that attempt.
+        :raises PaymentUnavailableError: Stripe cannot answer now.
+        """
+        try:
+            intent = self.client.v1.payment_intents.retrieve(
+                payment_id, params={"expand": ["latest_charge"]})
+        except stripe.StripeError as exc:
+            raise self._unavailable(exc) from exc
+        status = str(intent.status)
+        charge = intent.latest_charge
+        refunded = getattr(charge, "amount_refunded", 0) if charge is not None else 0
+        if status not in _HELD or (status == "succeeded" and refunded >= intent.amount_received):
+            log.info("PaymentIntent %s of an earlier attempt is %s (refunded %s): not a charge",
+                     intent.id, status, refunded)
+            raise PaymentTokenError("the payment token was already used for a payment that was "
+                                    "refunded or released")
+        return ChargeResult(payment_id=intent.id, amount=intent.amount, currency=intent.currency,
+                            status=status)
 
     def _result(self, intent: t.Any, idempotency_key: str) -> ChargeResult:
         status = str(intent.status)
