@@ -344,12 +344,19 @@ class CheckoutService:
 
     def _charge_and_place(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         token_sha256 = hashlib.sha256(data.token.encode()).hexdigest()
+        previous = session.payment
+        if previous is not None and previous.token_sha256 == token_sha256 \
+                and previous.capture_status in ("refunded", "voided"):
+            # this token paid once and the money was given back: never again
+            return self._payment_failed(session, PaymentTokenError(
+                "this payment token was already used and refunded"))
         record = PaymentRecord(
             idempotency_key=f"acp-{session.id}-{token_sha256[:32]}",
             token_sha256=token_sha256,
             handler_id=data.handler_id,
             amount=session.totals.total,
             currency=session.currency,
+            attempted_at=self.clock(),
         )
         session = self.store.save(session.replace(
             status=Status.COMPLETE_IN_PROGRESS,
@@ -370,6 +377,10 @@ class CheckoutService:
                 metadata={"checkout_session_id": session.id, "acp_agent": session.agent},
             ))
         except PaymentUnavailableError as exc:
+            if not exc.outcome_unknown:  # certainly not executed: nothing to reconcile
+                self.store.save(session.replace(
+                    status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
+                    updated_at=self.clock()))
             raise ServiceUnavailableError(
                 "The payment processor is unavailable; retry the request.",
                 headers={"Retry-After": str(exc.retry_after)},
@@ -489,33 +500,54 @@ class CheckoutService:
         record = _payment_of(session)
         if record.status == "succeeded":
             return self._place(session)
+        found = self._find_charge(record)
+        if found is not None:
+            return self._place(self._charged(session, found))
         if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
             # Same credential: re-sending the same charge is safe (same key).
             return self._charge_and_place(session.replace(status=Status.READY_FOR_PAYMENT), data)
-        reconciled = self.reconcile(session)
-        if reconciled.status is Status.COMPLETED:
-            return reconciled
-        return self._charge_and_place(reconciled, data)
+        # Another credential: only once the first attempt is known not to have charged.
+        return self._charge_and_place(self._settle_unfound(session), data)
 
-    def reconcile(self, session: CheckoutSession) -> CheckoutSession:
-        """Settle a pending attempt by asking the processor what happened: place
-        the order if it charged, else return the session to ``ready_for_payment``.
-        The caller holds the session lock.
+    def reconcile(self, session: CheckoutSession, charge: ChargeResult | None = None) -> CheckoutSession:
+        """Settle a pending attempt: place the order if it charged (``charge``, as
+        a signed processor event reports it, or what the processor finds), else
+        return the session to ``ready_for_payment`` — but only once the attempt
+        is older than ``ACP_PAYMENT_RECONCILE_WINDOW`` seconds, since a
+        processor's search can lag behind its charges. The caller holds the
+        session lock.
 
-        :raises ServiceUnavailableError: the processor cannot answer now.
+        :raises ServiceUnavailableError: the processor cannot answer now, or the
+            outcome is still unknown (503: retry later).
         """
         record = _payment_of(session)
         if record.status == "succeeded":
             return self._place(session)
+        found = charge or self._find_charge(record)
+        if found is not None:
+            return self._place(self._charged(session, found))
+        return self._settle_unfound(session)
+
+    def _find_charge(self, record: PaymentRecord) -> ChargeResult | None:
         try:
-            found = self.payments.find_charge(record.idempotency_key)
+            return self.payments.find_charge(record.idempotency_key)
         except PaymentUnavailableError as exc:
             raise ServiceUnavailableError(
                 "The payment processor is unavailable; retry the request.",
                 headers={"Retry-After": str(exc.retry_after)},
             ) from exc
-        if found is not None:
-            return self._place(self._charged(session, found))
+
+    def _settle_unfound(self, session: CheckoutSession) -> CheckoutSession:
+        """Mark a pending attempt that no charge was found for as failed, once it
+        is old enough for the search to be trusted."""
+        record = _payment_of(session)
+        started = record.attempted_at or session.updated_at
+        age = (self.clock() - started).total_seconds()
+        if age < self.settings.payment_reconcile_window:
+            wait = int(self.settings.payment_reconcile_window - age) + 1
+            raise ServiceUnavailableError(
+                "The outcome of the previous payment attempt is not known yet; retry later.",
+                code="payment_outcome_pending", headers={"Retry-After": str(min(wait, 30))})
         return self.store.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
             payment=dataclasses.replace(record, status="failed"),

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, t.Any] = {
     "ACP_JSON_ROUTING_ERRORS": True,  #: JSON 404/405 for unknown paths under the prefix
     "ACP_ORDER_PLACEMENT_RETRIES": [0.2, 1.0],  #: seconds between inline place_order retries
     "ACP_ORDER_PLACEMENT_DEADLINE": 3600,  #: seconds; after it an unplaceable paid order is refunded
+    "ACP_PAYMENT_RECONCILE_WINDOW": 300,  #: seconds an unknown charge outcome blocks a new charge
     # order webhooks
     "ACP_REDIS_URL": None,  #: RQ delivery when set; else an in-app delivery thread
     "ACP_WEBHOOK_QUEUE": "acp-webhooks",  #: RQ queue name
@@ -111,6 +112,7 @@ class Settings:
     json_routing_errors: bool
     order_placement_retries: tuple[float, ...]
     order_placement_deadline: int
+    payment_reconcile_window: int
     redis_url: str | None
     webhook_queue: str
     webhook_retry_intervals: tuple[int, ...]
@@ -188,6 +190,7 @@ class _SettingsSchema(Schema):
     ACP_ORDER_PLACEMENT_RETRIES = fields.List(fields.Float(validate=validate.Range(min=0, max=10)),
                                               validate=validate.Length(max=5))
     ACP_ORDER_PLACEMENT_DEADLINE = fields.Integer(strict=True, validate=validate.Range(min=0))
+    ACP_PAYMENT_RECONCILE_WINDOW = fields.Integer(strict=True, validate=validate.Range(min=0))
     ACP_REDIS_URL = fields.String(allow_none=True, validate=validate.Regexp(
         r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL"))
     ACP_WEBHOOK_QUEUE = fields.String(validate=validate.Length(min=1))
@@ -273,6 +276,7 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
         json_routing_errors=data["ACP_JSON_ROUTING_ERRORS"],
         order_placement_retries=tuple(data["ACP_ORDER_PLACEMENT_RETRIES"]),
         order_placement_deadline=data["ACP_ORDER_PLACEMENT_DEADLINE"],
+        payment_reconcile_window=data["ACP_PAYMENT_RECONCILE_WINDOW"],
         redis_url=data["ACP_REDIS_URL"],
         webhook_queue=data["ACP_WEBHOOK_QUEUE"],
         webhook_retry_intervals=tuple(data["ACP_WEBHOOK_RETRY_INTERVALS"]),

@@ -221,14 +221,18 @@ class PaymentProviderError(PaymentError):
 
 
 class PaymentUnavailableError(PaymentError):
-    """The processor could not be reached or failed; the outcome may be unknown.
+    """The processor could not be reached or failed.
 
     :param retry_after: seconds to wait before retrying.
+    :param outcome_unknown: the request may have been executed (a dropped
+        connection, a 5xx); False when it certainly was not (a 429, a refused
+        connection), so nothing needs reconciling.
     """
 
-    def __init__(self, user_message: str, *, retry_after: int = 1) -> None:
+    def __init__(self, user_message: str, *, retry_after: int = 1, outcome_unknown: bool = True) -> None:
         super().__init__(user_message)
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 __all__ = [

@@ -341,6 +341,7 @@ class PaymentRecord:
     #: ``captured``, ``authorized`` (manual capture), ``voided``, ``refunded``
     capture_status: str | None = None
     charged_at: dt.datetime | None = None
+    attempted_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

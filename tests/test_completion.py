@@ -9,6 +9,7 @@ ledger is a SQLite file we can inspect.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import pathlib
 import sqlite3
@@ -257,13 +258,34 @@ def test_sweeper_leaves_fresh_completions_alone(app: Flask, agent: Agent,
     assert get(agent, sid)["status"] == "complete_in_progress"
 
 
-def test_sweeper_rolls_back_an_attempt_that_never_charged(app: Flask, agent: Agent,
-                                                          processor: FakePaymentProcessor) -> None:
+def test_processor_down_before_executing_leaves_the_session_payable(
+        agent: Agent, processor: FakePaymentProcessor) -> None:
     sid = agent.ready_session()["id"]
-    assert agent.complete(sid, "spt_unavailable").status_code == 503
+    response = agent.complete(sid, "spt_unavailable")
+    assert response.status_code == 503
+    assert get(agent, sid)["status"] == "ready_for_payment"  # certainly not charged
+    assert agent.complete(sid, "spt_fine").get_json()["status"] == "completed"
+    assert len(processor.charges()) == 1
+
+
+def test_unknown_outcome_blocks_new_charges_until_the_window_passes(
+        app: Flask, agent: Agent, processor: FakePaymentProcessor) -> None:
+    sid = agent.ready_session()["id"]
+    assert agent.complete(sid, "spt_timeout").status_code == 503  # may or may not have charged
     assert get(agent, sid)["status"] == "complete_in_progress"
+    # another token right away: the first outcome is not known yet, so no second charge
+    response = agent.complete(sid, "spt_other")
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "payment_outcome_pending"
+    assert response.headers["Retry-After"]
     result = app.test_cli_runner().invoke(args=["acp", "sweep", "--stuck-after", "0"])
     assert result.exit_code == 0, result.output
+    assert get(agent, sid)["status"] == "complete_in_progress"
+    service = app.extensions["acp"].service
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=301)
+    service.clock = lambda: later
+    result = app.test_cli_runner().invoke(args=["acp", "sweep", "--stuck-after", "0"])
+    assert "recovered=1" in result.output
     assert get(agent, sid)["status"] == "ready_for_payment"
     assert processor.charges() == []
     assert agent.complete(sid, "spt_fine").get_json()["status"] == "completed"

@@ -12,6 +12,7 @@ Tokens understood by :class:`FakePaymentProcessor` (prefix match):
 ``spt_expired``        unusable token (``PaymentTokenError``)
 ``spt_3ds``            needs authentication (``PaymentActionRequiredError``)
 ``spt_unavailable``    processor down, nothing charged (``PaymentUnavailableError``)
+``spt_timeout``        no answer, nothing charged, outcome unknown to the caller
 ``spt_lost``           charged, then the response is lost (``PaymentUnavailableError``);
                        a retry with the same idempotency key gets the stored outcome
 anything else          charged
@@ -95,7 +96,9 @@ class FakePaymentProcessor:
     def charge(self, request: ChargeRequest) -> ChargeResult:
         token = request.token
         if token.startswith("spt_unavailable"):
-            raise PaymentUnavailableError("processor unavailable", retry_after=1)
+            raise PaymentUnavailableError("processor unavailable", retry_after=1, outcome_unknown=False)
+        if token.startswith("spt_timeout"):
+            raise PaymentUnavailableError("no answer from the processor", retry_after=1)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             try:

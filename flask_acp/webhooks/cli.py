@@ -43,7 +43,9 @@ def register(cli: click.Group) -> None:
     @click.option("--sweep-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
                   help="Seconds between outbox sweeps that queue events never queued (0: at start only).")
     @click.option("--name", help="RQ worker name (default: random).")
-    def worker(burst: bool, fork: bool, sweep_interval: float, name: str | None) -> None:
+    @click.option("--log-level", default="INFO", show_default=True,
+                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="RQ worker log level.")
+    def worker(burst: bool, fork: bool, sweep_interval: float, name: str | None, log_level: str) -> None:
         """Deliver order webhooks: an RQ worker on ACP_WEBHOOK_QUEUE (JSON serializer,
         scheduler for interval retries) plus the outbox sweep. Without ACP_REDIS_URL,
         delivers from the outbox in this process instead."""
@@ -57,7 +59,8 @@ def register(cli: click.Group) -> None:
             return
         from .worker import run_worker
 
-        run_worker(service, burst=burst, fork=fork, sweep_interval=sweep_interval, name=name)
+        run_worker(service, burst=burst, fork=fork, sweep_interval=sweep_interval, name=name,
+                   logging_level=log_level)
 
     @cli.group("events")
     def events() -> None:
