@@ -6,6 +6,7 @@ throttling, error translation), :mod:`.mapping` (all money conversion),
 :mod:`.queries` (the GraphQL documents), :mod:`.adapter` (orchestration).
 """
 
+# ruff: noqa: TID251 - relative imports within the package (installed as flask_acp_adapters)
 from __future__ import annotations
 
 from .adapter import MESSAGE_KEYS as MESSAGE_KEYS

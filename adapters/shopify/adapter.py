@@ -1,0 +1,968 @@
+"""The Shopify platform adapter: ACP checkout sessions on Admin API draft orders.
+
+Orchestration only: the GraphQL documents are in :mod:`.queries`, HTTP and
+error translation in :mod:`.client`, every money conversion in :mod:`.mapping`.
+
+A session is anchored on one draft order, created on the first quote and
+kept in ``Quote.adapter_state`` (which the core persists per session)::
+
+    {"draft_id": "gid://shopify/DraftOrder/1", "currency": "USD",
+     "reserve_until": "2026-11-29T11:00:00Z", "requested": {"4449": 2},
+     "held": {"4449": 2}, "variants": {"4449": {...name, sku, requires_shipping...}}}
+
+Calls per ACP operation (Shopify Admin GraphQL, ``SHOPIFY_API_VERSION``):
+
+=============  =================================================================
+create         ``AcpVariants`` (``nodes(ids:)`` + shop currencies) -> [address:
+               ``AcpDeliveryOptions``] -> ``draftOrderCreate`` (session id in
+               ``customAttributes``, tag ``acp``, ``reserveInventoryUntil`` =
+               session expiry) -> [payable: ``draftOrder`` until ``ready``]
+update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOptions``]
+               -> ``draftOrderUpdate`` (full line list, address, chosen rate
+               handle, refreshed reservation) -> [payable: ``draftOrder`` until ``ready``]
+complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) ->
+               *core charges* -> ``place_order``: ``draftOrder`` status (an earlier
+               attempt may have completed it) -> ``draftOrderComplete`` -> ``tagsAdd``
+               (``payment:<payment id>`` on the order)
+cancel/expiry  ``draftOrderDelete`` (releases the reservation; "already gone" is fine)
+=============  =================================================================
+"""
+
+# ruff: noqa: TID251 - relative imports within the package (installed as flask_acp_adapters)
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import datetime as dt
+import logging
+import time
+import typing as t
+
+from flask_acp.adapter import PlatformAdapter
+from flask_acp.adapter import QuoteRequest
+from flask_acp.adapter import choose_fulfillment
+from flask_acp.errors import AdapterError
+from flask_acp.errors import AdapterRejectedError
+from flask_acp.errors import AdapterUnavailableError
+from flask_acp.models import JSON
+from flask_acp.models import CheckoutSession
+from flask_acp.models import FulfillmentOption
+from flask_acp.models import LineItemRequest
+from flask_acp.models import Message
+from flask_acp.models import Order
+from flask_acp.models import PaymentRecord
+from flask_acp.models import PricedLine
+from flask_acp.models import Quote
+from flask_acp.models import SelectedFulfillmentOption
+from flask_acp.models import Totals
+
+from . import mapping
+from . import queries
+from .client import DEFAULT_API_VERSION
+from .client import ShopifyClient
+from .client import ShopifyThrottledError
+from .client import validate_shop_url
+
+__all__ = ["MESSAGE_KEYS", "SESSION_ATTRIBUTE", "TAG", "ShopifyAdapter"]
+
+log = logging.getLogger("flask_acp.shopify")
+
+#: the draft ``customAttributes`` key holding the ACP checkout session id.
+SESSION_ATTRIBUTE = "acp_checkout_session_id"
+#: the tag on every draft (and so every order) flask-acp creates.
+TAG = "acp"
+#: the id of the digital delivery option offered for items that need no shipping.
+DIGITAL_OPTION_ID = "digital"
+
+#: every ``Message.text_key`` this adapter emits, with the ``text_args`` it sets
+#: (the same keys as the catalog adapter). Platform texts use ``content`` instead.
+MESSAGE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("item_not_found", ("item_id",)),
+    ("out_of_stock", ("name",)),
+    ("quantity_exceeded", ("name", "available")),
+    ("currency_unsupported", ("currency",)),
+    ("address_required", ()),
+    ("no_shipping_to_address", ("country",)),
+    ("fulfillment_option_invalid", ("option_id",)),  # from choose_fulfillment
+)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclasses.dataclass
+class _Lookup:
+    """Verdicts on the requested lines (from ``AcpVariants`` or the stored state)."""
+
+    purchasable: dict[str, int]
+    variants: dict[str, dict[str, JSON]]
+    messages: list[Message]
+    shop_currency: str
+
+
+class ShopifyAdapter(PlatformAdapter):
+    """Sell a Shopify store's variants through ACP, on Admin API draft orders.
+
+    ACP item ids are numeric variant ids (``"4449"``) or variant GIDs. Prices,
+    taxes, shipping rates and stock are Shopify's; the amount charged is the
+    draft's ``totalPriceSet`` (see :func:`.mapping.draft_amounts`).
+
+    :param client: the Admin GraphQL client.
+    :param ready_timeout: seconds to wait for a draft's asynchronous
+        calculation (``ready``) before answering 503.
+    :param ready_poll_interval: seconds before the first re-read of an
+        unready draft (doubles, at most 2 s).
+    :param accept_automatic_discounts: ``DraftOrderInput.acceptAutomaticDiscounts``.
+    :param clock: the current aware UTC time (tests).
+    :param sleep: ``time.sleep`` (tests).
+    """
+
+    name = "shopify"
+
+    def __init__(self, client: ShopifyClient, *, ready_timeout: float = 5.0,
+                 ready_poll_interval: float = 0.1, accept_automatic_discounts: bool = False,
+                 clock: cabc.Callable[[], dt.datetime] = _utcnow,
+                 sleep: cabc.Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.ready_timeout = ready_timeout
+        self.ready_poll_interval = ready_poll_interval
+        self.accept_automatic_discounts = accept_automatic_discounts
+        self._clock = clock
+        self._sleep = sleep
+        self._currencies: list[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: cabc.Mapping[str, t.Any]) -> ShopifyAdapter:
+        """Build from the Flask config.
+
+        ============================  ======================  =====================================
+        ``SHOPIFY_SHOP_URL``          str, required           ``https://{shop}.myshopify.com``
+        ``SHOPIFY_ACCESS_TOKEN``      str                     static Admin API token, or:
+        ``SHOPIFY_CLIENT_ID``,        str, str                client-credentials grant (both)
+        ``SHOPIFY_CLIENT_SECRET``
+        ``SHOPIFY_API_VERSION``       str, ``"2026-10"``      Admin API version ``YYYY-MM``
+        ``SHOPIFY_TIMEOUT``           float s, ``10``         connect and read timeout per call
+        ``SHOPIFY_MAX_THROTTLE_WAIT`` float s, ``5``          longest throttle back-off per call
+        ``SHOPIFY_READY_TIMEOUT``     float s, ``5``          longest wait for a draft's ``ready``
+        ``SHOPIFY_ACCEPT_AUTOMATIC_   bool, ``False``         apply the store's automatic discounts
+        DISCOUNTS``
+        ============================  ======================  =====================================
+
+        :raises ValueError: naming the missing or invalid key.
+        """
+        shop_url = config.get("SHOPIFY_SHOP_URL")
+        if not shop_url or not isinstance(shop_url, str):
+            raise ValueError("SHOPIFY_SHOP_URL is required: the shop's https://{shop}.myshopify.com URL")
+        try:
+            validate_shop_url(shop_url)
+        except ValueError as exc:
+            raise ValueError(f"SHOPIFY_SHOP_URL {exc}") from None
+        token = config.get("SHOPIFY_ACCESS_TOKEN")
+        client_id = config.get("SHOPIFY_CLIENT_ID")
+        client_secret = config.get("SHOPIFY_CLIENT_SECRET")
+        for key, value in (("SHOPIFY_ACCESS_TOKEN", token), ("SHOPIFY_CLIENT_ID", client_id),
+                           ("SHOPIFY_CLIENT_SECRET", client_secret)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{key} must be a non-empty string")
+        if token and (client_id or client_secret):
+            raise ValueError("SHOPIFY_ACCESS_TOKEN and SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET are "
+                             "exclusive; set one of them")
+        if not token and not (client_id and client_secret):
+            missing = "SHOPIFY_CLIENT_SECRET" if client_id else "SHOPIFY_CLIENT_ID" if client_secret \
+                else "SHOPIFY_ACCESS_TOKEN"
+            raise ValueError(f"{missing} is required: set SHOPIFY_ACCESS_TOKEN, or both SHOPIFY_CLIENT_ID "
+                             "and SHOPIFY_CLIENT_SECRET (client-credentials grant)")
+        version = config.get("SHOPIFY_API_VERSION") or DEFAULT_API_VERSION
+        if not isinstance(version, str) or not _is_api_version(version):
+            raise ValueError(f"SHOPIFY_API_VERSION must look like '2026-10' (or 'unstable'), got {version!r}")
+        timeout = _seconds(config, "SHOPIFY_TIMEOUT", 10.0)
+        max_wait = _seconds(config, "SHOPIFY_MAX_THROTTLE_WAIT", 5.0, allow_zero=True)
+        ready_timeout = _seconds(config, "SHOPIFY_READY_TIMEOUT", 5.0, allow_zero=True)
+        discounts = config.get("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS", False)
+        if not isinstance(discounts, bool):
+            raise ValueError("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS must be a boolean")
+        client = ShopifyClient(shop_url, access_token=token, client_id=client_id, client_secret=client_secret,
+                               api_version=version, timeout=timeout, max_throttle_wait=max_wait)
+        return cls(client, ready_timeout=ready_timeout, accept_automatic_discounts=discounts)
+
+    # -- quoting ------------------------------------------------------------------------
+
+    def quote(self, request: QuoteRequest) -> Quote:
+        """Price the session on its draft order, creating the draft on the first
+        call, and hold its stock until ``request.expires_at``.
+
+        Amounts are minor units of ``request.currency``; the quote's total is
+        the draft's ``totalPriceSet``. Unknown or unpublished variants, stock
+        shortfalls, a missing or unserved address and an unsupported currency
+        are returned as messages (same ``text_key`` values as the catalog).
+        The draft's asynchronous calculation is awaited only when the session
+        could be paid (a session still missing its address is not).
+
+        :raises AdapterUnavailableError: Shopify timed out, failed, throttled
+            beyond the wait budget, or did not finish calculating in time.
+        :raises AdapterRejectedError: Shopify refused the credentials or a query.
+        """
+        state: dict[str, JSON] = dict(request.adapter_state)
+        currency = request.currency.upper()
+        lookup = self._lookup(request, state)
+        variants = lookup.variants
+        state.update(requested=_requested(request.line_items), variants=t.cast(JSON, variants),
+                     currency=currency)
+        messages = list(lookup.messages)
+        if currency != lookup.shop_currency and currency not in self._presentment(state):
+            self._drop_draft(state)
+            messages.insert(0, Message(type="error", code="unsupported", param="$.currency",
+                                       resolution="recoverable", text_key="currency_unsupported",
+                                       text_args={"currency": request.currency}))
+            return _unpriced_quote(request, variants, messages, state)
+        purchasable = lookup.purchasable
+        address = _address(request.fulfillment_details)
+        shipped = [i for i in purchasable if variants[i].get("requires_shipping", True)]
+        digital = [i for i in purchasable if i not in shipped]
+
+        options: list[FulfillmentOption] = []
+        rates: dict[str, dict[str, JSON]] = {}
+        needs_details = False
+        if shipped and not address:
+            needs_details = True
+            messages.append(Message(type="error", code="missing", param="$.fulfillment_details.address",
+                                    resolution="requires_buyer_input", text_key="address_required"))
+        elif shipped:
+            options, rates = self._delivery_options(purchasable, variants, request, address, currency,
+                                                    _fx(state))
+            if not options:
+                needs_details = True
+                messages.append(Message(
+                    type="error", code="region_restricted", param="$.fulfillment_details.address.country",
+                    resolution="requires_buyer_input", text_key="no_shipping_to_address",
+                    text_args={"country": str(address.get("country") or "").upper()}))
+        if digital:
+            options.append(FulfillmentOption(type="digital", id=DIGITAL_OPTION_ID, title="Digital delivery",
+                                             item_ids=tuple(digital)))
+        selected, choice_messages = choose_fulfillment(options, request.selected_fulfillment_options,
+                                                       [li.id for li in request.line_items])
+        messages.extend(choice_messages)
+        selected, merge_message = _one_shipping_method(selected, options, shipped)
+        if merge_message is not None:
+            messages.append(merge_message)
+        shipping_choice = next((s for s in selected if s.option_id in rates), None)
+        if not purchasable:
+            self._drop_draft(state)
+            return _unpriced_quote(request, variants, messages, state, options=options,
+                                   needs_details=needs_details)
+
+        handle = rates[shipping_choice.option_id]["handle"] if shipping_choice else None
+        draft_input = self._draft_input(request, purchasable, variants, address, currency, handle)
+        draft_before = state.get("draft_id")
+        active = self._reservation_active(state)
+        held_before = t.cast(dict[str, int], state.get("held") or {}) if active else {}
+        draft, errors = self._save_draft(request, state, draft_input)
+        messages.extend(errors)
+        if state.get("draft_id") != draft_before:
+            held_before = {}  # a new draft: nothing was held by it
+        if draft is None:
+            if not state.get("draft_id"):
+                state["held"] = {}
+            return _unpriced_quote(request, variants, messages, state, options=options,
+                                   needs_details=needs_details)
+        draft, purchasable, lost = self._back_off_oversold(draft, state, purchasable, variants, draft_input,
+                                                           request, held_before)
+        messages.extend(lost)
+        state.update(held=t.cast(JSON, dict(purchasable) if draft is not None else {}),
+                     reserve_until=draft_input["reserveInventoryUntil"])
+        if draft is None:
+            return _unpriced_quote(request, variants, messages, state, options=options,
+                                   needs_details=needs_details)
+        if shipping_choice is not None and not draft.get("shippingLine"):
+            messages.append(Message(
+                type="error", code="invalid", param="$.selected_fulfillment_options",
+                resolution="recoverable", text_key="fulfillment_option_invalid",
+                text_args={"option_id": shipping_choice.option_id}))
+        payable = not needs_details and not any(m.blocks_payment for m in messages)
+        if payable and not draft.get("ready"):
+            draft = self._await_ready(str(draft["id"]), draft)
+        return self._priced_quote(draft, request.line_items, purchasable, variants, currency, options,
+                                  selected, messages, needs_details, state, rates=rates)
+
+    def _lookup(self, request: QuoteRequest, state: dict[str, JSON]) -> _Lookup:
+        """Validate the requested variants, or reuse the stored verdicts when the
+        requested lines are unchanged and all of them are held by the draft."""
+        requested = _requested(request.line_items)
+        stored = t.cast(dict[str, dict[str, JSON]], state.get("variants") or {})
+        held = t.cast(dict[str, int], state.get("held") or {})
+        if (state.get("draft_id") and state.get("requested") == requested and held == requested
+                and state.get("shop_currency") and all(i in stored for i in requested)):
+            return _Lookup(purchasable=dict(requested), variants=dict(stored), messages=[],
+                           shop_currency=str(state["shop_currency"]))
+        ids = sorted({gid for gid in (mapping.variant_gid(li.id) for li in request.line_items) if gid})
+        data = self.client.execute(queries.VARIANTS, {"ids": ids}, operation_name="AcpVariants")
+        shop = t.cast(dict[str, JSON], data.get("shop") or {})
+        shop_currency = str(shop.get("currencyCode") or "").upper()
+        state["shop_currency"] = shop_currency
+        state["presentment_currencies"] = sorted(
+            {str(c).upper() for c in t.cast(list[str], shop.get("enabledPresentmentCurrencies") or [])})
+        nodes = {str(n["id"]): n for n in t.cast(list[dict[str, JSON] | None], data.get("nodes") or [])
+                 if isinstance(n, dict) and n.get("__typename") == "ProductVariant"}
+        active = self._reservation_active(state)
+        purchasable: dict[str, int] = {}
+        variants: dict[str, dict[str, JSON]] = {}
+        messages: list[Message] = []
+        seen: dict[str, int] = {}
+        for index, li in enumerate(request.line_items):
+            where = f"$.line_items[{index}]"
+            gid = mapping.variant_gid(li.id)
+            if gid is not None and gid in seen:
+                messages.append(Message(
+                    type="error", code="invalid", param=f"{where}.item.id", resolution="recoverable",
+                    content=f"'{li.id}' is the same product variant as line_items[{seen[gid]}]; send one "
+                            "line with the total quantity."))
+                continue
+            if gid is not None:
+                seen[gid] = index
+            node = nodes.get(gid or "")
+            product = t.cast(dict[str, JSON], (node or {}).get("product") or {})
+            if node is None or product.get("status") != "ACTIVE" or not product.get("publishedAt"):
+                messages.append(Message(type="error", code="not_found", param=f"{where}.item.id",
+                                        resolution="recoverable", text_key="item_not_found",
+                                        text_args={"item_id": li.id}))
+                continue
+            info = _variant_info(node)
+            verdict = mapping.stock_verdict(node, li.quantity, held.get(li.id, 0) if active else 0)
+            info.update(available=verdict.available, availability_status=verdict.availability_status)
+            variants[li.id] = info
+            name = str(info.get("name") or li.id)
+            if verdict.status == "out_of_stock":
+                messages.append(Message(type="error", code="out_of_stock", param=f"{where}.item.id",
+                                        resolution="requires_buyer_input", text_key="out_of_stock",
+                                        text_args={"name": name}))
+            elif verdict.status == "quantity_exceeded":
+                messages.append(Message(type="error", code="quantity_exceeded", param=f"{where}.quantity",
+                                        resolution="requires_buyer_input", text_key="quantity_exceeded",
+                                        text_args={"name": name, "available": str(verdict.available)}))
+            else:
+                purchasable[li.id] = li.quantity
+        return _Lookup(purchasable=purchasable, variants=variants, messages=messages,
+                       shop_currency=shop_currency)
+
+    def _presentment(self, state: dict[str, JSON]) -> set[str]:
+        return {str(c) for c in t.cast(list[str], state.get("presentment_currencies") or [])}
+
+    def _reservation_active(self, state: dict[str, JSON]) -> bool:
+        until = mapping.parse_datetime(state.get("reserve_until"))
+        return bool(state.get("draft_id")) and until is not None and until > self._clock()
+
+    def _delivery_options(self, purchasable: dict[str, int], variants: dict[str, dict[str, JSON]],
+                          request: QuoteRequest, address: dict[str, JSON], currency: str,
+                          fx: str | None) -> tuple[list[FulfillmentOption], dict[str, dict[str, JSON]]]:
+        shipped = [i for i in purchasable if variants[i].get("requires_shipping", True)]
+        data = self.client.execute(queries.DELIVERY_OPTIONS, {"input": {
+            "lineItems": [{"variantId": variants[i]["gid"], "quantity": q} for i, q in purchasable.items()],
+            "shippingAddress": mapping.address_input(address, phone=_phone(request)),
+        }}, operation_name="AcpDeliveryOptions")
+        delivery = t.cast(dict[str, JSON] | None, data.get("draftOrderAvailableDeliveryOptions"))
+        try:
+            return mapping.rate_options(delivery, currency=currency, item_ids=shipped, fx=fx)
+        except mapping.AmountNotRepresentableError as exc:
+            raise AdapterRejectedError(f"Shopify shipping rate: {exc}") from exc
+
+    def _draft_input(self, request: QuoteRequest, purchasable: dict[str, int],
+                     variants: dict[str, dict[str, JSON]], address: dict[str, JSON], currency: str,
+                     handle: JSON) -> dict[str, JSON]:
+        draft_input: dict[str, JSON] = {
+            "lineItems": [{"variantId": variants[i]["gid"], "quantity": q} for i, q in purchasable.items()],
+            "presentmentCurrencyCode": currency,
+            "reserveInventoryUntil": mapping.reserve_until(request.expires_at),
+            "acceptAutomaticDiscounts": self.accept_automatic_discounts,
+            "shippingLine": {"shippingRateHandle": handle} if handle else None,
+        }
+        email = _email(request)
+        if email:
+            draft_input["email"] = email
+        if address:
+            draft_input["shippingAddress"] = mapping.address_input(address, phone=_phone(request))
+        return draft_input
+
+    def _save_draft(self, request: QuoteRequest, state: dict[str, JSON],
+                    draft_input: dict[str, JSON]) -> tuple[dict[str, JSON] | None, list[Message]]:
+        """``draftOrderUpdate`` the session's draft, or ``draftOrderCreate`` one
+        (also when the stored draft is gone). Returns the draft (``None`` on
+        user errors) and messages for the user errors."""
+        draft_id = state.get("draft_id")
+        if draft_id:
+            data = self.client.execute(queries.DRAFT_ORDER_UPDATE, {"id": draft_id, "input": draft_input},
+                                       operation_name="AcpDraftOrderUpdate")
+            payload = t.cast(dict[str, JSON], data.get("draftOrderUpdate") or {})
+            errors = t.cast(list[dict[str, JSON]], payload.get("userErrors") or [])
+            draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
+            if draft is not None and not errors:
+                return draft, []
+            if not _draft_missing(errors):
+                return None, _user_error_messages(errors, request)
+            log.warning("Shopify draft %s of checkout %s is gone; creating a new one", draft_id,
+                        request.session_id)
+            state.pop("draft_id", None)
+        create_input = dict(draft_input)
+        if create_input.get("shippingLine") is None:
+            create_input.pop("shippingLine")
+        create_input["customAttributes"] = [{"key": SESSION_ATTRIBUTE, "value": request.session_id}]
+        create_input["tags"] = [TAG]
+        data = self.client.execute(queries.DRAFT_ORDER_CREATE, {"input": create_input},
+                                   operation_name="AcpDraftOrderCreate")
+        payload = t.cast(dict[str, JSON], data.get("draftOrderCreate") or {})
+        errors = t.cast(list[dict[str, JSON]], payload.get("userErrors") or [])
+        draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
+        if draft is None or errors:
+            if draft is not None:
+                state["draft_id"] = draft.get("id")
+            return None, _user_error_messages(errors, request)
+        state["draft_id"] = draft.get("id")
+        return draft, []
+
+    def _back_off_oversold(
+        self, draft: dict[str, JSON], state: dict[str, JSON], purchasable: dict[str, int],
+        variants: dict[str, dict[str, JSON]], draft_input: dict[str, JSON], request: QuoteRequest,
+        held_before: dict[str, int],
+    ) -> tuple[dict[str, JSON] | None, dict[str, int], list[Message]]:
+        """After reserving, a negative ``sellableOnlineQuantity`` means another
+        draft reserved the same units concurrently: this session backs off (the
+        line leaves its draft, or the draft is deleted) so the units are never
+        sold twice -- unless it already held them before this call (first come,
+        first served). Returns the draft, the lines it still holds and messages."""
+        by_gid = {str(variants[i]["gid"]): i for i in purchasable}
+        keep = dict(purchasable)
+        lost: list[Message] = []
+        for node in _draft_lines(draft):
+            variant = t.cast(dict[str, JSON], node.get("variant") or {})
+            item_id = by_gid.get(str(variant.get("id")))
+            sellable = variant.get("sellableOnlineQuantity")
+            limited = mapping.stock_verdict(variant, 0).available is not None
+            if item_id is None or not limited or not isinstance(sellable, int) or sellable >= 0:
+                continue
+            if held_before.get(item_id, 0) >= purchasable[item_id]:
+                continue
+            del keep[item_id]
+            name = str(variants[item_id].get("name") or item_id)
+            lost.append(_stock_message(request, item_id, name, max(0, purchasable[item_id] + sellable)))
+        if not lost:
+            return draft, purchasable, []
+        log.info("checkout %s: units taken by a concurrent reservation; backing off", request.session_id)
+        if not keep:
+            self._drop_draft(state)
+            return None, {}, lost
+        retry_input = dict(draft_input, lineItems=[{"variantId": variants[i]["gid"], "quantity": q}
+                                                   for i, q in keep.items()])
+        updated, errors = self._save_draft(request, state, retry_input)
+        return updated, keep, lost + errors
+
+    def _await_ready(self, draft_id: str, draft: dict[str, JSON]) -> dict[str, JSON]:
+        """Re-read the draft until ``ready`` (Shopify calculates taxes and
+        shipping asynchronously); at most ``ready_timeout`` seconds.
+
+        :raises AdapterUnavailableError: still not ready, or deleted meanwhile.
+        """
+        deadline = time.monotonic() + self.ready_timeout
+        delay = self.ready_poll_interval
+        while not draft.get("ready"):
+            if time.monotonic() + delay > deadline:
+                raise AdapterUnavailableError(
+                    f"Shopify is still calculating draft order {draft_id}", retry_after=1)
+            self._sleep(delay)
+            delay = min(2.0, delay * 2)
+            fresh = self._read_draft(draft_id)
+            if fresh is None:
+                raise AdapterUnavailableError(f"Shopify draft order {draft_id} disappeared", retry_after=1)
+            draft = fresh
+        return draft
+
+    def _read_draft(self, draft_id: str) -> dict[str, JSON] | None:
+        data = self.client.execute(queries.DRAFT_ORDER, {"id": draft_id}, operation_name="AcpDraftOrder")
+        return t.cast(dict[str, JSON] | None, data.get("draftOrder"))
+
+    def _priced_quote(
+        self, draft: dict[str, JSON], line_items: cabc.Sequence[LineItemRequest], held: dict[str, int],
+        variants: dict[str, dict[str, JSON]], currency: str, options: list[FulfillmentOption],
+        selected: tuple[SelectedFulfillmentOption, ...], messages: list[Message], needs_details: bool,
+        state: dict[str, JSON], *, rates: dict[str, dict[str, JSON]] | None = None,
+    ) -> Quote:
+        """The quote of a draft: lines and the selected option priced from the
+        draft, reconciled to its ``totalPriceSet`` (:func:`.mapping.draft_amounts`)."""
+        try:
+            amounts = mapping.draft_amounts(draft, currency)
+        except (mapping.AmountNotRepresentableError, mapping.CurrencyMismatchError) as exc:
+            messages.append(Message(type="error", code="invalid", param="$.line_items",
+                                    resolution="requires_buyer_review",
+                                    content=f"This store's prices cannot be charged: {exc}."))
+            return Quote(lines=tuple(_unpriced(li, variants.get(li.id), purchasable=False)
+                                     for li in line_items),
+                         fulfillment_options=tuple(options), needs_fulfillment_details=needs_details,
+                         messages=tuple(messages), adapter_state=state)
+        lines: list[PricedLine] = []
+        for li in line_items:
+            info = variants.get(li.id)
+            line_amounts = amounts.lines.get(str((info or {}).get("gid"))) if li.id in held else None
+            if line_amounts is None:
+                lines.append(_unpriced(li, info, purchasable=False))
+                continue
+            lines.append(dataclasses.replace(
+                _unpriced(li, info, purchasable=True),
+                quantity=line_amounts.quantity, unit_amount=line_amounts.unit_amount,
+                discount=line_amounts.discount, tax=line_amounts.tax,
+            ))
+        fx = mapping.implied_fx(draft, currency)
+        if fx is not None:
+            state["fx"] = fx
+        chosen = {s.option_id for s in selected}
+        priced_options: list[FulfillmentOption] = []
+        for option in options:
+            rate = (rates or {}).get(option.id)
+            if option.id in chosen and option.type != "digital":
+                option = dataclasses.replace(option, amount=amounts.shipping, tax=amounts.shipping_tax)
+            elif rate is not None:
+                price = t.cast(dict[str, JSON], rate.get("price") or {})
+                option = dataclasses.replace(option, amount=mapping.rate_amount(price, currency, fx))
+            priced_options.append(option)
+        for warning in t.cast(list[dict[str, JSON]], draft.get("warnings") or []):
+            messages.append(Message(type="info", content=str(warning.get("message") or "")))
+        quote = Quote(lines=tuple(lines), fulfillment_options=tuple(priced_options),
+                      selected_fulfillment_options=selected, needs_fulfillment_details=needs_details,
+                      discount=amounts.discount, fee=amounts.fee, messages=tuple(messages),
+                      adapter_state=state)
+        problem = mapping.chargeable_problem(amounts.total, currency)
+        total = Totals.of(quote).total
+        if all(line.purchasable for line in lines) and total != amounts.total:
+            # never show (and so never charge) a total that is not Shopify's
+            log.error("checkout total %s differs from Shopify draft %s total %s", total, draft.get("id"),
+                      amounts.total)
+            problem = problem or "The store's totals could not be reconciled; please try again later."
+        if problem:
+            quote = dataclasses.replace(quote, messages=quote.messages + (Message(
+                type="error", code="invalid", param="$.totals", resolution="requires_buyer_review",
+                content=problem),))
+        return quote
+
+    def _drop_draft(self, state: dict[str, JSON]) -> None:
+        draft_id = state.pop("draft_id", None)
+        state["held"] = {}
+        if draft_id:
+            self._delete_draft(str(draft_id))
+
+    # -- orders -----------------------------------------------------------------------
+
+    def prepare_order(self, session: CheckoutSession) -> Quote:
+        """Re-read the session's draft right before the charge and return its
+        current totals (the core refuses to charge when they changed).
+
+        Also re-checks the stock of every limited variant: when another draft
+        took the units (or this draft's reservation lapsed and they are gone)
+        the line gets an ``out_of_stock`` / ``quantity_exceeded`` error and
+        nothing is charged. A deleted draft is recreated by re-quoting.
+
+        :raises AdapterUnavailableError: Shopify unavailable or still calculating.
+        """
+        quote = session.quote
+        state: dict[str, JSON] = dict(quote.adapter_state)
+        draft_id = state.get("draft_id")
+        if not draft_id:
+            return quote
+        draft = self._read_draft(str(draft_id))
+        if draft is None:
+            log.warning("Shopify draft %s of checkout %s is gone; re-quoting", draft_id, session.id)
+            state.pop("draft_id", None)
+            state["held"] = {}
+            return self.quote(QuoteRequest(
+                session_id=session.id, currency=session.currency, line_items=session.line_items,
+                fulfillment_details=session.fulfillment_details,
+                selected_fulfillment_options=session.requested_fulfillment_options,
+                expires_at=session.expires_at, buyer=session.buyer, adapter_state=state,
+            ))
+        if draft.get("status") == "COMPLETED":
+            return dataclasses.replace(quote, messages=quote.messages + (Message(
+                type="error", code="invalid", resolution="requires_buyer_review", param="$",
+                content="This checkout's order was already placed in the store."),))
+        if not draft.get("ready"):
+            draft = self._await_ready(str(draft_id), draft)
+        variants = t.cast(dict[str, dict[str, JSON]], state.get("variants") or {})
+        held = t.cast(dict[str, int], state.get("held") or {})
+        until = mapping.parse_datetime(draft.get("reserveInventoryUntil"))
+        reserved = until is not None and until > self._clock()
+        by_gid = {str(v.get("gid")): i for i, v in variants.items()}
+        request = _session_request(session, state)
+        messages: list[Message] = [m for m in quote.messages if not m.blocks_payment and m.content is None
+                                   and m.type != "info"]
+        for node in _draft_lines(draft):
+            variant = t.cast(dict[str, JSON], node.get("variant") or {})
+            item_id = by_gid.get(str(variant.get("id")))
+            if item_id is None:
+                continue
+            quantity = int(t.cast(int, node.get("quantity") or 0))
+            verdict = mapping.stock_verdict(variant, quantity, quantity if reserved else 0)
+            sellable = variant.get("sellableOnlineQuantity")
+            if verdict.available is not None and isinstance(sellable, int) and sellable < 0:
+                verdict = mapping.StockVerdict("out_of_stock", max(0, quantity + sellable), "out_of_stock")
+            if verdict.status != "ok":
+                name = str(variants[item_id].get("name") or item_id)
+                messages.append(_stock_message(request, item_id, name, verdict.available or 0))
+        selected = quote.selected_fulfillment_options
+        return self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
+                                  list(quote.fulfillment_options), selected, messages,
+                                  quote.needs_fulfillment_details, state)
+
+    def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
+        """Complete the session's draft as paid and tag the order with the payment.
+
+        Idempotent per session: the draft is read first, and a draft an
+        earlier attempt completed (even one whose response was lost) yields
+        its order; ``draftOrderComplete`` itself completes a draft only once.
+        The order's ``permalink_url`` is Shopify's order status page
+        (``Order.statusPageUrl``), ``id`` and ``platform_order_id`` its GID,
+        ``order_number`` its ``name`` (``#1001``).
+
+        :raises AdapterUnavailableError: Shopify unavailable, or the outcome of
+            a completion attempt is unknown; retry later (the core then may
+            not refund: the order may exist).
+        :raises AdapterRejectedError: only when no order exists and none can:
+            the draft is gone, or Shopify refused to complete it (the core
+            refunds the payment).
+        """
+        draft_id = str(session.quote.adapter_state.get("draft_id") or "")
+        if not draft_id:
+            raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
+        order = self._completed_order(draft_id)
+        if order is None:
+            order = self._complete_draft(draft_id)
+        self._tag_order(order, payment, session)
+        try:
+            charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), session.currency)
+        except ValueError:
+            charged = None
+        if charged is not None and charged != payment.amount:
+            log.error("Shopify order %s totals %s but %s was charged for checkout %s",
+                      order.get("id"), charged, payment.amount, session.id)
+        order_id = str(order["id"])
+        return Order(id=order_id, checkout_session_id=session.id,
+                     permalink_url=str(order.get("statusPageUrl") or ""),
+                     order_number=t.cast(str | None, order.get("name")), platform_order_id=order_id)
+
+    def _complete_draft(self, draft_id: str) -> dict[str, JSON]:
+        """``draftOrderComplete``; on an unknown outcome (timeout, dropped
+        connection, user errors) the draft is re-read before deciding."""
+        try:
+            data = self.client.execute(queries.DRAFT_ORDER_COMPLETE, {"id": draft_id},
+                                       operation_name="AcpDraftOrderComplete")
+        except ShopifyThrottledError:
+            raise  # throttled requests are not executed
+        except AdapterUnavailableError as exc:
+            order = self._order_after_attempt(draft_id, exc)
+            if order is None:
+                raise  # still open: the completion did not happen
+            return order
+        except AdapterRejectedError as exc:
+            order = self._order_after_attempt(draft_id, exc)
+            if order is None:
+                raise
+            return order
+        payload = t.cast(dict[str, JSON], data.get("draftOrderComplete") or {})
+        errors = t.cast(list[dict[str, JSON]], payload.get("userErrors") or [])
+        order = t.cast(dict[str, JSON] | None, (payload.get("draftOrder") or {}).get("order"))
+        if order is not None and not errors:
+            return order
+        order = self._order_after_attempt(draft_id, None)
+        if order is None:
+            text = "; ".join(str(e.get("message")) for e in errors) or "no order returned"
+            raise AdapterRejectedError(f"Shopify refused to complete draft order {draft_id}: {text}")
+        return order
+
+    def _order_after_attempt(self, draft_id: str, cause: Exception | None) -> dict[str, JSON] | None:
+        """Re-read a draft after a completion attempt; any failure to read it is
+        "outcome unknown" (:class:`AdapterUnavailableError`), never a rejection."""
+        try:
+            return self._completed_order(draft_id)
+        except AdapterError as exc:
+            raise AdapterUnavailableError(
+                f"completing Shopify draft order {draft_id} has an unknown outcome ({cause or exc}); "
+                "it is re-read on the next attempt", retry_after=1) from exc
+
+    def _completed_order(self, draft_id: str) -> dict[str, JSON] | None:
+        """The order of a completed draft, ``None`` if the draft is still open.
+
+        :raises AdapterRejectedError: the draft does not exist.
+        """
+        data = self.client.execute(queries.DRAFT_ORDER_STATUS, {"id": draft_id},
+                                   operation_name="AcpDraftOrderStatus")
+        draft = t.cast(dict[str, JSON] | None, data.get("draftOrder"))
+        if draft is None:
+            raise AdapterRejectedError(f"Shopify draft order {draft_id} no longer exists")
+        order = t.cast(dict[str, JSON] | None, draft.get("order"))
+        if draft.get("status") == "COMPLETED" and order:
+            return order
+        return None
+
+    def _tag_order(self, order: dict[str, JSON], payment: PaymentRecord, session: CheckoutSession) -> None:
+        if not payment.payment_id:
+            return
+        tag = f"payment:{payment.payment_id}"
+        if tag in t.cast(list[str], order.get("tags") or []):
+            return
+        try:
+            data = self.client.execute(queries.TAGS_ADD, {"id": order["id"], "tags": [TAG, tag]},
+                                       operation_name="AcpTagsAdd")
+        except AdapterError as exc:
+            # the order exists and is paid; the tag is bookkeeping (the draft's
+            # customAttributes still link it to the session)
+            log.warning("could not tag Shopify order %s with %s (checkout %s): %s",
+                        order.get("id"), tag, session.id, exc)
+            return
+        payload = data.get("tagsAdd")
+        errors = payload.get("userErrors") if isinstance(payload, dict) else None
+        if errors:
+            log.warning("Shopify refused tag %s on order %s: %s", tag, order.get("id"), errors)
+
+    def release(self, session: CheckoutSession) -> None:
+        """Delete the session's draft order, releasing its reservation.
+        Idempotent: a draft already gone is fine. Best effort: when Shopify is
+        unreachable the failure is logged, not raised (the reservation lapses
+        at the session's expiry and :meth:`cleanup_abandoned_drafts` deletes
+        the draft later), so cancel and expiry never fail on the platform."""
+        draft_id = session.quote.adapter_state.get("draft_id")
+        if draft_id:
+            self._delete_draft(str(draft_id))
+
+    def _delete_draft(self, draft_id: str) -> bool:
+        try:
+            data = self.client.execute(queries.DRAFT_ORDER_DELETE, {"input": {"id": draft_id}},
+                                       operation_name="AcpDraftOrderDelete")
+        except AdapterError as exc:
+            log.warning("could not delete Shopify draft order %s: %s", draft_id, exc)
+            return False
+        payload = t.cast(dict[str, JSON], data.get("draftOrderDelete") or {})
+        errors = payload.get("userErrors")
+        if errors:
+            log.info("Shopify draft order %s not deleted (already gone?): %s", draft_id, errors)
+            return False
+        return True
+
+    # -- maintenance ------------------------------------------------------------------
+
+    def cleanup_abandoned_drafts(self, older_than_seconds: float) -> list[str]:
+        """Delete the open draft orders flask-acp created (tag ``acp`` and a
+        ``acp_checkout_session_id`` custom attribute) that were last updated
+        more than ``older_than_seconds`` ago and hold no live reservation.
+        Use a value at least ``ACP_SESSION_TTL``.
+
+        :returns: the GIDs of the deleted drafts.
+        :raises AdapterUnavailableError: Shopify unavailable (nothing partial is lost;
+            run it again).
+        """
+        now = self._clock()
+        cutoff = now - dt.timedelta(seconds=older_than_seconds)
+        search = f"tag:{TAG} status:open updated_at:<'{mapping.reserve_until(cutoff)}'"
+        found: list[str] = []
+        after: str | None = None
+        while True:
+            data = self.client.execute(queries.ABANDONED_DRAFTS, {"query": search, "after": after},
+                                       operation_name="AcpAbandonedDrafts")
+            connection = t.cast(dict[str, t.Any], data.get("draftOrders") or {})
+            for node in connection.get("nodes") or []:
+                attributes = {a.get("key") for a in node.get("customAttributes") or []}
+                updated = mapping.parse_datetime(node.get("updatedAt"))
+                until = mapping.parse_datetime(node.get("reserveInventoryUntil"))
+                if (node.get("status") == "OPEN" and TAG in (node.get("tags") or [])
+                        and SESSION_ATTRIBUTE in attributes and updated is not None and updated < cutoff
+                        and (until is None or until <= now)):
+                    found.append(str(node["id"]))
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                break
+            after = str(page["endCursor"])
+        return [draft_id for draft_id in found if self._delete_draft(draft_id)]
+
+    def supported_currencies(self) -> list[str]:
+        """The shop currency and its enabled presentment currencies, lowercase
+        (one ``shop`` query, cached; ``[]`` while Shopify is unreachable)."""
+        if self._currencies is None:
+            try:
+                data = self.client.execute(queries.SHOP_CURRENCIES, operation_name="AcpShopCurrencies")
+            except AdapterError as exc:
+                log.warning("cannot read the Shopify shop currencies: %s", exc)
+                return []
+            shop = t.cast(dict[str, t.Any], data.get("shop") or {})
+            codes = {str(shop.get("currencyCode") or "")}
+            codes |= {str(c) for c in shop.get("enabledPresentmentCurrencies") or []}
+            self._currencies = sorted(c.lower() for c in codes if c)
+        return list(self._currencies)
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.client.close()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _is_api_version(value: str) -> bool:
+    if value == "unstable":
+        return True
+    year, sep, month = value.partition("-")
+    return bool(sep) and len(year) == 4 and year.isdigit() and month in ("01", "04", "07", "10")
+
+
+def _seconds(config: cabc.Mapping[str, t.Any], key: str, default: float, *,
+             allow_zero: bool = False) -> float:
+    value = config.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{key} must be a number of seconds, got {value!r}") from None
+    if not (seconds > 0 or (allow_zero and seconds == 0)) or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _fx(state: dict[str, JSON]) -> str | None:
+    value = state.get("fx")
+    return value if isinstance(value, str) and value else None
+
+
+def _unpriced_quote(request: QuoteRequest, variants: dict[str, dict[str, JSON]], messages: list[Message],
+                    state: dict[str, JSON], *, options: list[FulfillmentOption] | None = None,
+                    needs_details: bool = False) -> Quote:
+    """A quote without a draft: nothing purchasable; options without prices."""
+    return Quote(
+        lines=tuple(_unpriced(li, variants.get(li.id), purchasable=False) for li in request.line_items),
+        fulfillment_options=tuple(dataclasses.replace(o, amount=0, tax=0) for o in options or ()),
+        needs_fulfillment_details=needs_details, messages=tuple(messages), adapter_state=state,
+    )
+
+
+def _requested(line_items: cabc.Sequence[LineItemRequest]) -> dict[str, int]:
+    return {li.id: li.quantity for li in line_items}
+
+
+def _address(details: dict[str, JSON] | None) -> dict[str, JSON]:
+    address = (details or {}).get("address")
+    return address if isinstance(address, dict) else {}
+
+
+def _email(request: QuoteRequest) -> str | None:
+    for source in (request.buyer or {}, request.fulfillment_details or {}):
+        email = source.get("email")
+        if isinstance(email, str) and email:
+            return email
+    return None
+
+
+def _phone(request: QuoteRequest) -> str | None:
+    for source in (request.fulfillment_details or {}, request.buyer or {}):
+        phone = source.get("phone_number")
+        if isinstance(phone, str) and phone:
+            return phone
+    return None
+
+
+def _variant_info(node: dict[str, JSON]) -> dict[str, JSON]:
+    product = t.cast(dict[str, JSON], node.get("product") or {})
+    item = t.cast(dict[str, JSON], node.get("inventoryItem") or {})
+    image = t.cast(dict[str, JSON] | None, node.get("image"))
+    return {
+        "gid": node["id"],
+        "name": node.get("displayName") or node.get("title"),
+        "sku": node.get("sku") or None,
+        "image": image.get("url") if image else None,
+        "product_id": mapping.gid_tail(str(product["id"])) if product.get("id") else None,
+        "requires_shipping": bool(item.get("requiresShipping", True)),
+    }
+
+
+def _unpriced(li: LineItemRequest, info: dict[str, JSON] | None, *, purchasable: bool) -> PricedLine:
+    info = info or {}
+    available = info.get("available")
+    return PricedLine(
+        item_id=li.id, quantity=li.quantity, purchasable=purchasable,
+        requires_shipping=bool(info.get("requires_shipping", False)) if info else False,
+        name=t.cast(str | None, info.get("name")), sku=t.cast(str | None, info.get("sku")),
+        images=(str(info["image"]),) if info.get("image") else (),
+        product_id=t.cast(str | None, info.get("product_id")),
+        variant_id=li.id if info else None,
+        availability_status=t.cast(str | None, info.get("availability_status")),
+        available_quantity=available if isinstance(available, int) else None,
+    )
+
+
+def _draft_lines(draft: dict[str, JSON]) -> list[dict[str, JSON]]:
+    return t.cast(list[dict[str, JSON]], ((draft.get("lineItems") or {}).get("nodes") or []))
+
+
+def _line_param(request: QuoteRequest, item_id: str) -> str:
+    index = next((i for i, li in enumerate(request.line_items) if li.id == item_id), 0)
+    return f"$.line_items[{index}]"
+
+
+def _stock_message(request: QuoteRequest, item_id: str, name: str, available: int) -> Message:
+    where = _line_param(request, item_id)
+    if available <= 0:
+        return Message(type="error", code="out_of_stock", param=f"{where}.item.id",
+                       resolution="requires_buyer_input", text_key="out_of_stock", text_args={"name": name})
+    return Message(type="error", code="quantity_exceeded", param=f"{where}.quantity",
+                   resolution="requires_buyer_input", text_key="quantity_exceeded",
+                   text_args={"name": name, "available": str(available)})
+
+
+def _session_request(session: CheckoutSession, state: dict[str, JSON]) -> QuoteRequest:
+    return QuoteRequest(
+        session_id=session.id, currency=session.currency, line_items=session.line_items,
+        fulfillment_details=session.fulfillment_details,
+        selected_fulfillment_options=session.requested_fulfillment_options,
+        expires_at=session.expires_at, buyer=session.buyer, adapter_state=state,
+    )
+
+
+def _one_shipping_method(
+    selected: tuple[SelectedFulfillmentOption, ...], options: list[FulfillmentOption], shipped: list[str],
+) -> tuple[tuple[SelectedFulfillmentOption, ...], Message | None]:
+    """A Shopify order has one shipping line: when the selection splits the
+    shipped items over several rates, the first rate ships them all."""
+    shipping = [s for s in selected if s.type in ("shipping", "local_delivery")]
+    if len(shipping) <= 1:
+        return selected, None
+    first = shipping[0]
+    title = next((o.title for o in options if o.id == first.option_id), first.option_id)
+    merged = SelectedFulfillmentOption(type=first.type, option_id=first.option_id, item_ids=tuple(shipped))
+    rest = tuple(s for s in selected if s not in shipping)
+    return (merged,) + rest, Message(
+        type="info", param="$.selected_fulfillment_options",
+        content=f"This store ships all items of an order together; every item ships with '{title}'.")
+
+
+def _draft_missing(errors: list[dict[str, JSON]]) -> bool:
+    for error in errors:
+        field = error.get("field") or []
+        text = str(error.get("message") or "").lower()
+        if field == ["id"] or "not exist" in text or "not found" in text:
+            return True
+    return False
+
+
+def _user_error_messages(errors: list[dict[str, JSON]], request: QuoteRequest) -> list[Message]:
+    """Draft ``userErrors`` as ACP error messages, with a JSONPath where the
+    Shopify ``field`` path maps onto the request."""
+    messages = []
+    for error in errors or [{"message": "Shopify did not return the draft order"}]:
+        field = [str(f) for f in (error.get("field") or [])]
+        param, resolution = "$", "requires_buyer_review"
+        if field[:1] == ["lineItems"] and len(field) > 1 and field[1].isdigit():
+            index = int(field[1])
+            param, resolution = f"$.line_items[{min(index, len(request.line_items) - 1)}]", "recoverable"
+        elif field[:1] == ["shippingAddress"]:
+            param, resolution = "$.fulfillment_details.address", "requires_buyer_input"
+        elif field[:1] == ["email"]:
+            param, resolution = "$.buyer.email", "requires_buyer_input"
+        elif field[:1] == ["shippingLine"]:
+            param, resolution = "$.selected_fulfillment_options", "recoverable"
+        messages.append(Message(type="error", code="invalid", param=param, resolution=resolution,
+                                content=str(error.get("message") or "Shopify refused the order details.")))
+    return messages

@@ -1,0 +1,202 @@
+"""The Admin GraphQL documents the Shopify adapter sends, one constant each.
+
+Every document is complete (it defines the fragments it spreads and no
+others), names its operation (the fake's per-operation call counters and
+Shopify's logs use the name) and is checked by the test suite against the
+full Admin schema (``tests/test_shopify_schema.py``). Field names are
+Shopify's; see https://shopify.dev/docs/api/admin-graphql (version pinned by
+``SHOPIFY_API_VERSION``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ABANDONED_DRAFTS",
+    "ALL_DOCUMENTS",
+    "DELIVERY_OPTIONS",
+    "DRAFT_ORDER",
+    "DRAFT_ORDER_COMPLETE",
+    "DRAFT_ORDER_CREATE",
+    "DRAFT_ORDER_DELETE",
+    "DRAFT_ORDER_STATUS",
+    "DRAFT_ORDER_UPDATE",
+    "SHOP_CURRENCIES",
+    "TAGS_ADD",
+    "VARIANTS",
+]
+
+_MONEY = """
+fragment AcpMoney on MoneyBag {
+  shopMoney { amount currencyCode }
+  presentmentMoney { amount currencyCode }
+}
+"""
+
+_ORDER = """
+fragment AcpOrder on Order {
+  id name legacyResourceId statusPageUrl displayFinancialStatus tags
+  totalPriceSet { ...AcpMoney }
+}
+"""
+
+# Everything a quote needs from a draft: totals, per-line taxes, the shipping
+# line, readiness, and the stock of each line's variant (checked again before
+# charging). https://shopify.dev/docs/api/admin-graphql/latest/objects/DraftOrder
+_DRAFT = """
+fragment AcpDraft on DraftOrder {
+  id name status ready reserveInventoryUntil updatedAt
+  currencyCode presentmentCurrencyCode taxesIncluded
+  lineItems(first: 100) {
+    nodes {
+      id quantity requiresShipping
+      variant {
+        id availableForSale inventoryPolicy sellableOnlineQuantity
+        inventoryItem { tracked }
+      }
+      originalTotalSet { ...AcpMoney }
+      discountedTotalSet { ...AcpMoney }
+      taxLines { title priceSet { ...AcpMoney } }
+    }
+  }
+  shippingLine {
+    title code source shippingRateHandle
+    taxLines { title priceSet { ...AcpMoney } }
+  }
+  subtotalPriceSet { ...AcpMoney }
+  totalDiscountsSet { ...AcpMoney }
+  totalShippingPriceSet { ...AcpMoney }
+  totalTaxSet { ...AcpMoney }
+  totalPriceSet { ...AcpMoney }
+  warnings { errorCode field message }
+  order { ...AcpOrder }
+}
+"""
+
+#: Validate the requested variants and read the shop's currencies in one call
+#: (``nodes`` returns ``null`` for unknown ids).
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/nodes
+VARIANTS = """
+query AcpVariants($ids: [ID!]!) {
+  shop { currencyCode enabledPresentmentCurrencies taxesIncluded }
+  nodes(ids: $ids) {
+    __typename
+    ... on ProductVariant {
+      id title displayName sku taxable availableForSale inventoryPolicy sellableOnlineQuantity
+      image { url }
+      inventoryItem { tracked requiresShipping }
+      product { id title status publishedAt }
+    }
+  }
+}
+"""
+
+#: The shop currency and the presentment currencies it sells in (discovery).
+#: https://shopify.dev/docs/api/admin-graphql/latest/objects/Shop
+SHOP_CURRENCIES = """
+query AcpShopCurrencies {
+  shop { currencyCode enabledPresentmentCurrencies }
+}
+"""
+
+#: Shipping and local-delivery rates for line items and an address (2025-07+).
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/draftOrderAvailableDeliveryOptions
+DELIVERY_OPTIONS = """
+query AcpDeliveryOptions($input: DraftOrderAvailableDeliveryOptionsInput!) {
+  draftOrderAvailableDeliveryOptions(input: $input) {
+    availableShippingRates { handle title code source price { amount currencyCode } }
+    availableLocalDeliveryRates { handle title code source price { amount currencyCode } }
+  }
+}
+"""
+
+#: https://shopify.dev/docs/api/admin-graphql/latest/mutations/draftOrderCreate
+DRAFT_ORDER_CREATE = """
+mutation AcpDraftOrderCreate($input: DraftOrderInput!) {
+  draftOrderCreate(input: $input) {
+    draftOrder { ...AcpDraft }
+    userErrors { field message }
+  }
+}
+""" + _DRAFT + _ORDER + _MONEY
+
+#: https://shopify.dev/docs/api/admin-graphql/latest/mutations/draftOrderUpdate
+DRAFT_ORDER_UPDATE = """
+mutation AcpDraftOrderUpdate($id: ID!, $input: DraftOrderInput!) {
+  draftOrderUpdate(id: $id, input: $input) {
+    draftOrder { ...AcpDraft }
+    userErrors { field message }
+  }
+}
+""" + _DRAFT + _ORDER + _MONEY
+
+#: Re-read a draft (readiness polling, re-pricing before the charge).
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/draftOrder
+DRAFT_ORDER = """
+query AcpDraftOrder($id: ID!) {
+  draftOrder(id: $id) { ...AcpDraft }
+}
+""" + _DRAFT + _ORDER + _MONEY
+
+#: The minimal re-read before completing: has an earlier attempt completed it?
+DRAFT_ORDER_STATUS = """
+query AcpDraftOrderStatus($id: ID!) {
+  draftOrder(id: $id) {
+    id status
+    totalPriceSet { ...AcpMoney }
+    order { ...AcpOrder }
+  }
+}
+""" + _ORDER + _MONEY
+
+#: Complete the draft as paid (no ``paymentGatewayId``: recorded as a manual payment).
+#: https://shopify.dev/docs/api/admin-graphql/latest/mutations/draftOrderComplete
+DRAFT_ORDER_COMPLETE = """
+mutation AcpDraftOrderComplete($id: ID!) {
+  draftOrderComplete(id: $id) {
+    draftOrder { id status order { ...AcpOrder } }
+    userErrors { field message }
+  }
+}
+""" + _ORDER + _MONEY
+
+#: https://shopify.dev/docs/api/admin-graphql/latest/mutations/tagsAdd
+TAGS_ADD = """
+mutation AcpTagsAdd($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) {
+    node { id }
+    userErrors { field message }
+  }
+}
+"""
+
+#: Releases the draft's inventory reservation.
+#: https://shopify.dev/docs/api/admin-graphql/latest/mutations/draftOrderDelete
+DRAFT_ORDER_DELETE = """
+mutation AcpDraftOrderDelete($input: DraftOrderDeleteInput!) {
+  draftOrderDelete(input: $input) {
+    deletedId
+    userErrors { field message }
+  }
+}
+"""
+
+#: Open drafts flask-acp created (tag ``acp``) not updated since a cutoff.
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/draftOrders
+ABANDONED_DRAFTS = """
+query AcpAbandonedDrafts($query: String!, $after: String) {
+  draftOrders(first: 50, after: $after, query: $query, sortKey: UPDATED_AT) {
+    nodes {
+      id status updatedAt reserveInventoryUntil tags
+      customAttributes { key value }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+#: every document above, for schema validation.
+ALL_DOCUMENTS: tuple[str, ...] = (
+    VARIANTS, SHOP_CURRENCIES, DELIVERY_OPTIONS, DRAFT_ORDER_CREATE, DRAFT_ORDER_UPDATE,
+    DRAFT_ORDER, DRAFT_ORDER_STATUS, DRAFT_ORDER_COMPLETE, TAGS_ADD, DRAFT_ORDER_DELETE,
+    ABANDONED_DRAFTS,
+)
