@@ -36,10 +36,9 @@ from flask import current_app
 from flask import request
 
 from .errors import ACPError
-from .errors import PaymentUnavailableError
-from .errors import ServiceUnavailableError
 from .models import Adjustment
 from .models import Status
+from .payments.base import ChargeResult
 
 if t.TYPE_CHECKING:
     from .extension import ACPState
@@ -137,15 +136,12 @@ def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bo
                 or session.payment is None \
                 or metadata.get("acp_idempotency_key") != session.payment.idempotency_key:
             return
+        charge = None
         if charged and session.payment.status != "succeeded":
-            try:
-                found = state.payments.find_charge(session.payment.idempotency_key)
-            except PaymentUnavailableError as exc:
-                raise ServiceUnavailableError("The payment processor is unavailable.") from exc
-            if found is None:
-                raise ServiceUnavailableError(
-                    f"PaymentIntent {intent.get('id')} is not visible to search yet; retry later.")
-        state.service.reconcile(session)
+            # the event is signed by Stripe: it is the charge's own evidence
+            charge = ChargeResult(payment_id=str(intent["id"]), amount=int(intent["amount"]),
+                                  currency=str(intent["currency"]), status=str(intent.get("status")))
+        state.service.reconcile(session, charge)
 
 
 def _order_for_payment(state: ACPState, payment_id: t.Any) -> str | None:

@@ -855,31 +855,47 @@ def test_webhook_for_a_busy_session_is_not_acknowledged(make_shop: MakeShop) -> 
     assert shop.session(session["id"])["status"] == "completed"
 
 
-def test_webhook_about_an_earlier_attempt_does_not_settle_the_current_one(shop: Shop) -> None:
+def test_webhook_about_an_earlier_attempt_does_not_settle_the_current_one(make_shop: MakeShop) -> None:
+    shop = make_shop(ACP_STRIPE_MAX_NETWORK_RETRIES=0)
     session = shop.agent.ready_session()
     declined = shop.agent.complete(session["id"], shop.mint("pm_card_chargeDeclined")).get_json()
     assert only_message(declined)["code"] == "payment_declined"
     [failed_pi] = shop.fake.payment_intents.values()
-    shop.fake.fail_next("429", path_prefix=PI_PATH)
+    shop.fake.fail_next("500_before", path_prefix=PI_PATH)  # outcome unknown: stays pending
     assert shop.agent.complete(session["id"], shop.mint()).status_code == 503
     # the declined attempt's event arrives late: it says nothing about the pending one
     assert post_event(shop, "payment_intent.payment_failed", failed_pi).status_code == 200
     assert shop.session(session["id"])["status"] == "complete_in_progress"
 
 
-def test_charged_webhook_not_yet_visible_to_search_is_retried_later(shop: Shop) -> None:
-    """Stripe's search is eventually consistent: a signed "succeeded" event
-    whose PaymentIntent the search cannot see yet must not mark the attempt failed."""
+def test_signed_succeeded_event_settles_before_search_sees_the_charge(make_shop: MakeShop) -> None:
+    """Stripe's search is eventually consistent: a signed "succeeded" event is
+    the charge's own evidence, whether or not the search can see it yet."""
+    shop = make_shop(ACP_STRIPE_MAX_NETWORK_RETRIES=0)
     session = shop.agent.ready_session()
-    shop.fake.fail_next("429", path_prefix=PI_PATH)
+    shop.fake.fail_next("500_before", path_prefix=PI_PATH)  # a 5xx: outcome unknown to us
     assert shop.agent.complete(session["id"], shop.mint()).status_code == 503
+    assert shop.session(session["id"])["status"] == "complete_in_progress"
     key = shop.stored(session["id"]).payment.idempotency_key  # type: ignore[union-attr]
     unseen = {"id": "pi_not_indexed_yet", "object": "payment_intent", "status": "succeeded",
               "amount": TOTAL, "currency": "usd",
               "metadata": {"acp_checkout_session_id": session["id"], "acp_idempotency_key": key}}
-    first = post_event(shop, "payment_intent.succeeded", unseen, event_id="evt_lagging")
-    assert first.status_code == 503
-    assert shop.session(session["id"])["status"] == "complete_in_progress"
+    assert post_event(shop, "payment_intent.succeeded", unseen, event_id="evt_lagging").status_code == 200
+    done = shop.session(session["id"])
+    assert done["status"] == "completed"
+    assert shop.stored(session["id"]).payment.payment_id == "pi_not_indexed_yet"  # type: ignore[union-attr]
+
+
+def test_rate_limited_charge_leaves_the_session_payable(shop: Shop) -> None:
+    """A 429 is never executed by Stripe: nothing to reconcile, the session stays payable."""
+    session = shop.agent.ready_session()
+    shop.fake.fail_next("429", path_prefix=PI_PATH)
+    response = shop.agent.complete(session["id"], shop.mint())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert shop.session(session["id"])["status"] == "ready_for_payment"
+    assert shop.agent.complete(session["id"], shop.mint()).get_json()["status"] == "completed"
+    assert shop.fake.charges_count() == 1
 
 
 def test_manual_capture_lost_outcome_settled_by_amount_capturable_updated(make_shop: MakeShop) -> None:

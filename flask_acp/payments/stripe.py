@@ -359,8 +359,9 @@ class StripePaymentProcessor:
 
     @staticmethod
     def _unavailable(exc: stripe.StripeError) -> PaymentUnavailableError:
-        retry_after = 1
-        if isinstance(exc, stripe.RateLimitError):
-            retry_after = 2
+        retry_after, unknown = 1, True
+        if isinstance(exc, stripe.RateLimitError):  # refused before executing
+            retry_after, unknown = 2, False
         log.warning("Stripe unavailable (%s): %s", type(exc).__name__, exc.user_message)
-        return PaymentUnavailableError("The payment processor is unavailable.", retry_after=retry_after)
+        return PaymentUnavailableError("The payment processor is unavailable.", retry_after=retry_after,
+                                       outcome_unknown=unknown)
