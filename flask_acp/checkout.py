@@ -299,7 +299,8 @@ class CheckoutService:
                     session = self.store.get(session_id)
                     if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
                         expired += 1
-            except ConflictError:
+            except (ConflictError, ServiceUnavailableError) as exc:
+                log.warning("could not expire checkout %s yet: %s", session_id, exc)
                 continue
         stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
         for session_id in self.store.session_ids(
