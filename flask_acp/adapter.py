@@ -17,6 +17,7 @@ import datetime as dt
 import typing as t
 
 from .models import JSON
+from .models import Adjustment
 from .models import CheckoutSession
 from .models import FulfillmentOption
 from .models import LineItemRequest
@@ -49,6 +50,75 @@ class QuoteRequest:
     expires_at: dt.datetime
     buyer: dict[str, JSON] | None = None
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+
+
+class WebhookSignatureError(ValueError):
+    """An inbound platform webhook whose signature is missing or wrong."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FulfillmentUpdate:
+    """A shipment as the platform reports it.
+
+    :ivar id: the platform's fulfillment id (stable: later reports update it).
+    :ivar status: ACP fulfillment status (``shipped``, ``in_transit``, ``delivered``, ``canceled``...).
+    :ivar line_items: order line id (``models.line_item_id(item_id)``) -> units.
+    """
+
+    id: str
+    status: str
+    line_items: dict[str, int] = dataclasses.field(default_factory=dict)
+    carrier: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformRefund:
+    """A refund the merchant made on the platform.
+
+    :ivar id: the platform's refund id (stable across reports).
+    :ivar amount: minor units of the order's currency.
+    """
+
+    id: str
+    amount: int
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformOrderUpdate:
+    """What a platform says about one of our orders (from a webhook or a
+    reconcile poll). Fields left ``None``/empty say nothing; applying the same
+    update twice changes nothing.
+
+    :ivar checkout_session_id: our session id, when the platform stored it.
+    :ivar platform_order_id: the platform's order id (``Order.platform_order_id``).
+    :ivar status: ACP order status to set (``processing``, ``shipped``, ``completed``, ``canceled``...).
+    :ivar refunds: refunds made on the platform; flask-acp gives the money back
+        through the payment processor (the platform never held it), once per refund id.
+    :ivar adjustments: other adjustments (disputes, credits...), recorded as they are.
+    """
+
+    checkout_session_id: str | None = None
+    platform_order_id: str | None = None
+    status: str | None = None
+    canceled: bool = False
+    fulfillments: tuple[FulfillmentUpdate, ...] = ()
+    refunds: tuple[PlatformRefund, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformWebhook:
+    """A verified inbound platform webhook.
+
+    :ivar event_id: the platform's delivery/event id, for de-duplication
+        (``None``: not de-duplicated, e.g. a ping).
+    """
+
+    event_id: str | None
+    updates: tuple[PlatformOrderUpdate, ...] = ()
 
 
 class PlatformAdapter(abc.ABC):
@@ -99,6 +169,28 @@ class PlatformAdapter(abc.ABC):
 
     def supported_currencies(self) -> list[str]:
         """Lowercase ISO 4217 codes the store sells in (for discovery)."""
+        return []
+
+    def parse_webhook(self, headers: cabc.Mapping[str, str], body: bytes) -> PlatformWebhook:
+        """Verify an inbound platform webhook (raw body, before any parsing) and
+        turn it into order updates. Served at ``POST {prefix}/webhooks/<name>``.
+
+        :raises WebhookSignatureError: missing or wrong signature (answered 401).
+        :raises NotImplementedError: the adapter takes no webhooks (answered 404).
+        """
+        raise NotImplementedError
+
+    def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
+        """Re-read orders changed since ``since`` (None: every open order we made),
+        for ``flask acp reconcile``: catches webhooks the platform never sent.
+
+        :raises AdapterUnavailableError: the platform cannot answer now.
+        """
+        return []
+
+    def cleanup(self, older_than: float) -> list[str]:
+        """Delete what abandoned sessions left on the platform (drafts, carts)
+        older than ``older_than`` seconds; returns their ids. Default: nothing."""
         return []
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import typing as t
 
@@ -17,6 +18,7 @@ import click
 from flask import current_app
 
 from .errors import ACPError
+from .errors import AdapterError
 from .versions import VERSIONS
 from .webhooks import cli as webhooks_cli
 
@@ -39,6 +41,13 @@ def _run(action: t.Callable[[], t.Any]) -> t.Any:
         return action()
     except ACPError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _adapter_call(call: t.Callable[[], t.Any]) -> t.Any:
+    try:
+        return call()
+    except AdapterError as exc:
+        raise click.ClickException(f"the platform cannot answer: {exc}") from None
 
 
 def register(cli: click.Group) -> None:
@@ -79,6 +88,33 @@ def register(cli: click.Group) -> None:
         session = _run(lambda: run(_state(), base_url=base_url, api_key=api_key, items=items,
                                    payment_method=payment_method, echo=click.echo))
         click.echo(json.dumps(session))
+
+    @cli.command("reconcile")
+    @click.option("--since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+                  help="Only orders changed since (UTC); default: every open order.")
+    def reconcile(since: t.Any) -> None:
+        """Re-read orders from the platform, in case a webhook was missed."""
+        state = _state()
+        when = since.replace(tzinfo=dt.timezone.utc) if since is not None else None
+        updates = _run(lambda: _adapter_call(lambda: state.adapter.reconcile_orders(when)))
+        applied = 0
+        for update in updates:
+            try:
+                if state.orders.apply_platform_update(update, source=state.adapter.name) is not None:
+                    applied += 1
+            except ACPError as exc:
+                click.echo(f"not applied ({exc.message}): {update.platform_order_id}", err=True)
+        click.echo(f"orders read={len(updates)} applied={applied}")
+
+    @cli.command("cleanup")
+    @click.option("--older-than", type=click.FloatRange(min=0), default=86400, show_default=True,
+                  help="Seconds.")
+    def cleanup(older_than: float) -> None:
+        """Delete what abandoned sessions left on the platform (e.g. Shopify drafts)."""
+        removed = _run(lambda: _adapter_call(lambda: _state().adapter.cleanup(older_than)))
+        click.echo(f"removed={len(removed)}")
+        for item in removed:
+            click.echo(item)
 
     @cli.group("orders")
     def orders() -> None:

@@ -117,7 +117,7 @@ class ACP:
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
-        app.register_blueprint(inbound.make_blueprint(settings.url_prefix))
+        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
 

@@ -35,6 +35,7 @@ from flask import Response
 from flask import current_app
 from flask import request
 
+from .adapter import WebhookSignatureError
 from .errors import ACPError
 from .models import Adjustment
 from .models import Status
@@ -173,8 +174,39 @@ def _time(unix: t.Any) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def make_blueprint(url_prefix: str) -> Blueprint:
-    """The blueprint of inbound processor webhooks (no ACP auth: signed bodies)."""
+def platform_webhook() -> Response:
+    """``POST {prefix}/webhooks/<adapter name>``: a platform's order webhook,
+    verified and parsed by the adapter, de-duplicated by its event id, applied
+    through the order service (which sends the agent ``order_update`` events)."""
+    state = _state()
+    source = state.adapter.name
+    try:
+        webhook = state.adapter.parse_webhook(dict(request.headers), request.get_data())
+    except NotImplementedError:
+        return _json({"type": "invalid_request", "code": "not_found",
+                      "message": f"The {source} adapter takes no webhooks."}, 404)
+    except WebhookSignatureError as exc:
+        log.warning("rejected a %s webhook: %s", source, exc)
+        return _json({"type": "invalid_request", "code": "invalid_signature", "message": str(exc)}, 401)
+    if webhook.event_id is not None and state.store.inbound_seen(source, webhook.event_id):
+        return _json({"received": True, "duplicate": True})
+    try:
+        for update in webhook.updates:
+            state.orders.apply_platform_update(update, source=source)
+    except ACPError as exc:
+        if exc.status >= 500 or exc.status == 409:
+            return _json(exc.to_dict(), 503)  # the platform delivers it again
+        log.warning("%s webhook %s not applied: %s", source, webhook.event_id, exc.message)
+    if webhook.event_id is not None:
+        state.store.inbound_record(source, webhook.event_id)
+    return _json({"received": True})
+
+
+def make_blueprint(url_prefix: str, adapter_name: str) -> Blueprint:
+    """The blueprint of inbound webhooks: Stripe's, and the platform adapter's
+    (no ACP auth: signed bodies)."""
     bp = Blueprint("acp_inbound", __name__, url_prefix=url_prefix or None)
     bp.add_url_rule("/webhooks/stripe", view_func=stripe_webhook, methods=["POST"])
+    if adapter_name != "stripe":
+        bp.add_url_rule(f"/webhooks/{adapter_name}", view_func=platform_webhook, methods=["POST"])
     return bp

@@ -19,6 +19,8 @@ import datetime as dt
 import logging
 import secrets
 
+from .adapter import FulfillmentUpdate
+from .adapter import PlatformOrderUpdate
 from .checkout import CheckoutService
 from .checkout import new_event
 from .errors import InvalidRequestError
@@ -236,6 +238,52 @@ class OrderService:
             done = dataclasses.replace(pending, status=status, description=description)
             return self._save(session, _replace_adjustment(order, done), self.checkout.clock())
 
+    def apply_platform_update(self, update: PlatformOrderUpdate, *, source: str) -> Order | None:
+        """Apply what a platform reports (webhook or reconcile). Idempotent:
+        fulfillments and adjustments are keyed by the platform's ids, refunds go
+        through :meth:`refund` with refund id ``<source>-<platform refund id>``.
+
+        :param source: the platform name (``shopify``...), part of refund ids.
+        :returns: the order, or None when it is not one of ours (ignored).
+        :raises ServiceUnavailableError: a refund could not reach the processor yet.
+        """
+        session_id = update.checkout_session_id
+        if session_id is None and update.platform_order_id:
+            session_id = self.checkout.store.session_id_for_order(update.platform_order_id)
+        session = self.checkout.store.get(session_id) if session_id else None
+        if session is None or session.order is None:
+            log.info("%s update about an order that is not ours (%s): ignored", source,
+                     update.platform_order_id or update.checkout_session_id)
+            return None
+        order_id = session.order.id
+
+        def change(order: Order, now: dt.datetime) -> Order:
+            for reported in update.fulfillments:
+                order = _apply_fulfillment(order, reported, now)
+            if update.fulfillments and order.status not in _CLOSED \
+                    and all(f.status in ("delivered", "canceled") for f in order.fulfillments) \
+                    and all(line.fulfilled >= line.current for line in order.line_items):
+                order = dataclasses.replace(order, status="completed")
+            for adjustment in update.adjustments:
+                existing = next((a for a in order.adjustments if a.id == adjustment.id), None)
+                order = dataclasses.replace(order, adjustments=order.adjustments + (adjustment,)) \
+                    if existing is None else _replace_adjustment(order, dataclasses.replace(
+                        existing, status=adjustment.status))
+            if update.canceled and order.status != "canceled":
+                order = dataclasses.replace(
+                    order, status="canceled",
+                    line_items=tuple(dataclasses.replace(line, current=line.fulfilled)
+                                     for line in order.line_items))
+            elif update.status and order.status not in ("canceled",) and update.status != order.status:
+                order = dataclasses.replace(order, status=update.status)
+            return order
+
+        order = self._change(order_id, change)
+        for refund in update.refunds:
+            order = self.refund(order_id, amount=refund.amount, refund_id=f"{source}-{refund.id}",
+                                reason=refund.reason)
+        return order
+
     def set_status(self, order_id: str, status: str) -> Order:
         """Set the order-level status as a platform reports it (open string:
         created, confirmed, manual_review, processing, shipped, completed, canceled)."""
@@ -359,6 +407,35 @@ class OrderService:
 
 def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def _apply_fulfillment(order: Order, reported: FulfillmentUpdate, now: dt.datetime) -> Order:
+    """Add or update (by id) a fulfillment a platform reports."""
+    existing = next((f for f in order.fulfillments if f.id == reported.id), None)
+    if existing is not None:
+        updated = dataclasses.replace(
+            existing, status=reported.status,
+            carrier=reported.carrier or existing.carrier,
+            tracking_number=reported.tracking_number or existing.tracking_number,
+            tracking_url=reported.tracking_url or existing.tracking_url,
+            events=existing.events if existing.status == reported.status else existing.events + (
+                FulfillmentEvent(id=_id("fev"), type=reported.status, occurred_at=now),))
+        return _replace_fulfillment(order, updated)
+    remaining = {line.id: line.current - line.fulfilled for line in order.line_items}
+    units = {k: min(v, remaining.get(k, 0)) for k, v in reported.line_items.items()}
+    units = {k: v for k, v in units.items() if v > 0}
+    if reported.status == "canceled":
+        units = {}
+    fulfillment = Fulfillment(
+        id=reported.id, type="shipping", status=reported.status,
+        line_items=tuple(LineItemReference(id=k, quantity=v) for k, v in units.items()),
+        carrier=reported.carrier, tracking_number=reported.tracking_number,
+        tracking_url=reported.tracking_url,
+        events=(FulfillmentEvent(id=_id("fev"), type=reported.status, occurred_at=now),))
+    lines = tuple(dataclasses.replace(line, fulfilled=line.fulfilled + units.get(line.id, 0))
+                  for line in order.line_items)
+    order = dataclasses.replace(order, line_items=lines, fulfillments=order.fulfillments + (fulfillment,))
+    return dataclasses.replace(order, status=_status_after_shipping(order))
 
 
 def _replace_adjustment(order: Order, adjustment: Adjustment) -> Order:

@@ -76,7 +76,8 @@ class SessionStore(t.Protocol):
         ...
 
     def session_id_for_order(self, order_id: str) -> str | None:
-        """The session whose completion produced ``order_id``."""
+        """The session whose completion produced ``order_id`` (our order id or
+        the platform's, ``Order.platform_order_id``)."""
         ...
 
     def session_id_for_payment(self, payment_id: str) -> str | None:

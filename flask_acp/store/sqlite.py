@@ -149,8 +149,9 @@ class SQLiteSessionStore:
             if cur.rowcount != 1:
                 raise StaleSessionError(session.id)
             if saved.order is not None:
-                db.execute("INSERT OR IGNORE INTO acp_orders (order_id, session_id) VALUES (?, ?)",
-                           (saved.order.id, saved.id))
+                for order_id in {saved.order.id, saved.order.platform_order_id} - {None}:
+                    db.execute("INSERT OR IGNORE INTO acp_orders (order_id, session_id) VALUES (?, ?)",
+                               (order_id, saved.id))
             if saved.payment is not None and saved.payment.payment_id:
                 db.execute("INSERT OR IGNORE INTO acp_payments (payment_id, session_id) VALUES (?, ?)",
                            (saved.payment.payment_id, saved.id))

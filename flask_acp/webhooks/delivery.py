@@ -131,6 +131,7 @@ class WebhookSender:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._env_cache: dict[str, dict[str, t.Any]] = {}
 
     # -- public --------------------------------------------------------------------
 
@@ -220,11 +221,28 @@ class WebhookSender:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers["User-Agent"] = USER_AGENT
+            # environment (proxies, CA bundle) read once per URL by _environment(),
+            # not on every request; never .netrc credentials
+            session.trust_env = False
             self._local.session = session
             self._local.pid = os.getpid()
             with self._sessions_lock:
                 self._sessions.append(session)
         return session
+
+    def _environment(self, session: requests.Session, url: str) -> dict[str, t.Any]:
+        """``proxies`` and ``verify`` for ``url`` from the environment
+        (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...), as requests
+        would read them, computed once per URL."""
+        found = self._env_cache.get(url)
+        if found is None:
+            probe = requests.Session()
+            try:
+                merged = probe.merge_environment_settings(url, {}, False, None, None)
+            finally:
+                probe.close()
+            found = self._env_cache[url] = {"proxies": merged["proxies"], "verify": merged["verify"]}
+        return found
 
     def _post(self, url: str, secret: str, event_id: str, body: bytes) -> _Response:
         stamp = int(self.clock())
@@ -235,9 +253,10 @@ class WebhookSender:
             "Timestamp": rfc3339(stamp),
         }
         timeout = self.settings.webhook_timeout
+        session = self._session()
         try:
-            with self._session().post(url, data=body, headers=headers, timeout=timeout,
-                                      allow_redirects=False) as response:
+            with session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                              **self._environment(session, url)) as response:
                 code = response.status_code
                 snippet = response.text[:200].strip() if code >= 300 else ""
         except requests.Timeout:
