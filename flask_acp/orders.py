@@ -41,6 +41,8 @@ log = logging.getLogger("flask_acp")
 
 #: order statuses after which nothing ships any more
 _CLOSED = ("canceled", "completed")
+#: order statuses of an order before anything ships
+_BEFORE_SHIPPING = ("created", "confirmed", "manual_review", "processing")
 
 
 class OrderService:
@@ -243,6 +245,10 @@ class OrderService:
         fulfillments and adjustments are keyed by the platform's ids, refunds go
         through :meth:`refund` with refund id ``<source>-<platform refund id>``.
 
+        The order is found by ``checkout_session_id``, else by ``platform_order_id``;
+        when both are given they must agree (a platform order that merely copies
+        our session id, e.g. a duplicate, is not ours).
+
         :param source: the platform name (``shopify``...), part of refund ids.
         :returns: the order, or None when it is not one of ours (ignored).
         :raises ServiceUnavailableError: a refund could not reach the processor yet.
@@ -254,6 +260,12 @@ class OrderService:
         if session is None or session.order is None:
             log.info("%s update about an order that is not ours (%s): ignored", source,
                      update.platform_order_id or update.checkout_session_id)
+            return None
+        known = session.order.platform_order_id
+        if update.platform_order_id and known and update.platform_order_id != known:
+            # e.g. an order duplicated on the platform, carrying our session id along
+            log.warning("%s update about order %s names checkout %s, whose order is %s: ignored",
+                        source, update.platform_order_id, session.id, known)
             return None
         order_id = session.order.id
 
@@ -274,7 +286,9 @@ class OrderService:
                     order, status="canceled",
                     line_items=tuple(dataclasses.replace(line, current=line.fulfilled)
                                      for line in order.line_items))
-            elif update.status and order.status not in ("canceled",) and update.status != order.status:
+            elif update.status and order.status not in ("canceled",) and update.status != order.status \
+                    and not (update.status in _BEFORE_SHIPPING and _has_shipped(order)):
+                # a status from before shipping never undoes a shipment already reported
                 order = dataclasses.replace(order, status=update.status)
             return order
 
@@ -413,6 +427,14 @@ def _apply_fulfillment(order: Order, reported: FulfillmentUpdate, now: dt.dateti
     """Add or update (by id) a fulfillment a platform reports."""
     existing = next((f for f in order.fulfillments if f.id == reported.id), None)
     if existing is not None:
+        was, now_canceled = existing.status == "canceled", reported.status == "canceled"
+        if was != now_canceled:  # a canceled shipment's units are unfulfilled again (and back)
+            sign = 1 if was else -1
+            units = {ref.id: ref.quantity for ref in existing.line_items}
+            order = dataclasses.replace(order, line_items=tuple(
+                dataclasses.replace(line, fulfilled=max(0, min(line.current, line.fulfilled
+                                                               + sign * units.get(line.id, 0))))
+                for line in order.line_items))
         updated = dataclasses.replace(
             existing, status=reported.status,
             carrier=reported.carrier or existing.carrier,
@@ -450,8 +472,11 @@ def _replace_fulfillment(order: Order, fulfillment: Fulfillment) -> Order:
         if order.status not in _CLOSED else order
 
 
+def _has_shipped(order: Order) -> bool:
+    return any(f.status not in ("pending", "canceled") for f in order.fulfillments)
+
+
 def _status_after_shipping(order: Order) -> str:
     if order.status in _CLOSED:
         return order.status
-    shipped = any(f.status not in ("pending", "canceled") for f in order.fulfillments)
-    return "shipped" if shipped else order.status
+    return "shipped" if _has_shipped(order) else order.status

@@ -3,17 +3,24 @@ behaviour it promises in its docstring, seeds, control routes, standalone CLI.""
 
 from __future__ import annotations
 
+import base64
 import collections.abc as cabc
 import datetime as dt
+import hashlib
+import hmac
 import json
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import typing as t
 
 import pytest
 import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
 
 from flask_acp.testing.fake_shopify import DEMO_SEED
 from flask_acp.testing.fake_shopify import FakeShopify
@@ -190,6 +197,91 @@ def test_control_routes(shop: FakeShopify, http: requests.Session) -> None:
     assert len(state["variants"]) == len(STORE["variants"])
     http.post(f"{shop.url}/__fake__/seed", json=dict(STORE, variants=[]), timeout=5)
     assert http.get(f"{shop.url}/__fake__/state", timeout=5).json()["variants"] == []
+
+
+ORDERS = """query O($q: String) { orders(first: 10, query: $q, sortKey: UPDATED_AT) {
+  nodes { id name cancelledAt cancelReason closed displayFulfillmentStatus displayFinancialStatus
+          totalRefundedSet { presentmentMoney { amount currencyCode } }
+          lineItems(first: 5) { nodes { id quantity unfulfilledQuantity variant { id } } }
+          fulfillments(first: 5) { id status displayStatus trackingInfo(first: 1) { company number url }
+                                   fulfillmentLineItems(first: 5) { nodes { quantity lineItem { id } } } }
+          refunds(first: 5) { id note transactions(first: 2) {
+                                nodes { kind status gateway amountSet { presentmentMoney { amount } } } } } }
+  pageInfo { hasNextPage } } }"""
+
+
+def test_merchant_events_send_signed_webhooks_over_control_routes(shop: FakeShopify,
+                                                                  http: requests.Session) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    @Request.application  # type: ignore[arg-type]
+    def receiver(request: Request) -> Response:
+        received.append((dict(request.headers), request.get_data()))
+        return Response("{}", status=200 if len(received) > 1 else 503)  # the first is retried
+
+    hook = make_server("127.0.0.1", 0, receiver, threaded=True)
+    thread = threading.Thread(target=hook.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        draft = create(http, shop, tags=["acp"], customAttributes=[{"key": "k", "value": "v"}])["draftOrder"]
+        completed = data(gql(http, shop, COMPLETE, {"id": draft["id"]}))["draftOrderComplete"]
+        order = completed["draftOrder"]["order"]
+        control = f"{shop.url}/__fake__"
+        since = shop.now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        subscribed = http.post(f"{control}/webhooks", timeout=5, json={
+            "url": f"http://127.0.0.1:{hook.server_port}/hooks", "secret": "hook-secret"})
+        assert subscribed.json() == {"ok": True}
+        fulfilled = http.post(f"{control}/events/fulfill", timeout=5, json={
+            "order": order["id"], "lines": {"1002": 1}, "tracking_company": "UPS",
+            "tracking_number": "1Z"}).json()
+        assert http.post(f"{control}/events/fulfillment", timeout=5, json={
+            "id": fulfilled["admin_graphql_api_id"], "shipment_status": "delivered"}).status_code == 200
+        assert http.post(f"{control}/events/refund", timeout=5,
+                         json={"order": order["name"], "amount": "1.00", "note": "dent"}).status_code == 200
+        assert http.post(f"{control}/events/refund", timeout=5,
+                         json={"order": order["id"], "amount": "999.00"}).status_code == 400
+        assert http.post(f"{control}/events/cancel", timeout=5,
+                         json={"order": order["id"], "reason": "staff"}).status_code == 200
+        shop.flush_webhooks()
+        sent = http.get(f"{control}/webhooks", timeout=5).json()
+    finally:
+        hook.shutdown()
+        hook.server_close()
+        thread.join()
+    assert [d["topic"] for d in sent] == [
+        "fulfillments/create", "orders/fulfilled", "orders/updated", "fulfillments/update", "orders/updated",
+        "refunds/create", "orders/updated", "orders/cancelled", "orders/updated"]
+    assert sent[0]["statuses"] == [503, 200]
+    assert len(received) == len(sent) + 1
+    for headers, body in received:
+        digest = hmac.new(b"hook-secret", body, hashlib.sha256).digest()
+        assert headers["X-Shopify-Hmac-Sha256"] == base64.b64encode(digest).decode()
+        assert headers["X-Shopify-Shop-Domain"] == STORE["shop"]["domain"]
+    assert len({h["X-Shopify-Event-Id"] for h, _ in received}) == len(sent)
+    cancelled = json.loads(received[-2][1])
+    assert (cancelled["cancel_reason"], cancelled["financial_status"], cancelled["fulfillment_status"]) == (
+        "staff", "partially_refunded", "fulfilled")
+    assert cancelled["note_attributes"] == [{"name": "k", "value": "v"}]
+    assert cancelled["fulfillments"][0]["shipment_status"] == "delivered"
+    assert cancelled["refunds"][0]["transactions"][0]["amount"] == "1.00"
+    # the same state through GraphQL, and the order search
+    for query, found in ((f"tag:acp updated_at:>='{since}'", 1), ("tag:acp status:open", 0),
+                         ("status:cancelled", 1), ("tag:acp status:not_closed", 1), ("tag:other", 0),
+                         ("updated_at:<'2020-01-01T00:00:00Z'", 0)):
+        assert len(data(gql(http, shop, ORDERS, {"q": query}))["orders"]["nodes"]) == found, query
+    (node,) = data(gql(http, shop, ORDERS, {"q": "tag:acp"}))["orders"]["nodes"]
+    assert (node["cancelReason"], node["closed"], node["displayFulfillmentStatus"],
+            node["displayFinancialStatus"]) == ("STAFF", False, "FULFILLED", "PARTIALLY_REFUNDED")
+    assert node["totalRefundedSet"]["presentmentMoney"] == {"amount": "1.0", "currencyCode": "USD"}
+    (fulfillment,) = node["fulfillments"]
+    assert (fulfillment["status"], fulfillment["displayStatus"], fulfillment["trackingInfo"]) == (
+        "SUCCESS", "DELIVERED", [{"company": "UPS", "number": "1Z", "url": None}])
+    line = node["lineItems"]["nodes"][0]
+    assert fulfillment["fulfillmentLineItems"]["nodes"][0]["lineItem"]["id"] == line["id"]
+    assert (line["quantity"], line["unfulfilledQuantity"]) == (1, 0)
+    assert node["refunds"][0]["transactions"]["nodes"] == [
+        {"kind": "REFUND", "status": "SUCCESS", "gateway": "manual", "amountSet": {"presentmentMoney": {
+            "amount": "1.0"}}}]
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -95,16 +95,28 @@ def test_everything_sent_during_purchases_is_valid_admin_graphql(
         admin_schema: GraphQLSchema, shop: FakeShopify, make_app: AppFactory) -> None:  # noqa: F811
     app = make_app()
     agent = Agent(app.test_client())
-    purchase(agent, shop, [{"id": "1001"}], ADDRESS)
+    done, _ = purchase(agent, shop, [{"id": "1001", "quantity": 2}], ADDRESS)
     canceled = ready_session(agent)
     agent.post(f"/checkout_sessions/{canceled['id']}/cancel", {})
     app.test_client().get("/.well-known/acp.json")
+    # merchant activity, so that reconcile reads every nested field with values
+    shop.fulfill(done["order"]["id"], {1001: 1}, tracking_company="UPS", tracking_number="1Z1",
+                 tracking_url="https://ups.example/1Z1", shipment_status="in_transit")
+    shop.refund(done["order"]["id"], "1.50", note="scratched")
+    shop.cancel(done["order"]["id"])
     janitor = ShopifyAdapter(ShopifyClient(shop.url, access_token=shop.access_token),
                              clock=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
     try:
         janitor.cleanup_abandoned_drafts(3600)
+        (update,) = janitor.reconcile_orders(None)
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+        assert janitor.reconcile_orders(since) == [update]
     finally:
         janitor.close()
+    assert update.canceled
+    assert [r.amount for r in update.refunds] == [150]
+    assert [(f.status, f.carrier, sum(f.line_items.values())) for f in update.fulfillments] == [
+        ("in_transit", "UPS", 2)]  # one unit, under both spellings of the item id
     sent = {name: doc for name, doc in shop.documents.items() if name.startswith("Acp")}
     assert set(sent) == {operation_name(d) for d in queries.ALL_DOCUMENTS}
     for name, document in sent.items():

@@ -3,7 +3,13 @@
 Enable it with ``ACP_ADAPTER = "shopify"`` and the ``SHOPIFY_*`` keys read by
 :meth:`ShopifyAdapter.from_config`. Modules: :mod:`.client` (HTTP, auth,
 throttling, error translation), :mod:`.mapping` (all money conversion),
-:mod:`.queries` (the GraphQL documents), :mod:`.adapter` (orchestration).
+:mod:`.queries` (the GraphQL documents), :mod:`.webhooks` (order sync: webhook
+verification and payloads, reconcile results), :mod:`.adapter` (orchestration).
+
+Order sync: subscribe the app to the topics of :data:`.webhooks.TOPICS` with
+the endpoint ``{ACP_URL_PREFIX}/webhooks/shopify`` (JSON format), run ``flask
+acp reconcile --since ...`` periodically for webhooks Shopify gave up on, and
+``flask acp cleanup`` for drafts abandoned sessions left behind.
 """
 
 # ruff: noqa: TID251 - relative imports within the package (installed as flask_acp_adapters)

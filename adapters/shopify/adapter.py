@@ -26,6 +26,14 @@ complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) ->
                (``payment:<payment id>`` on the order)
 cancel/expiry  ``draftOrderDelete`` (releases the reservation; "already gone" is fine)
 =============  =================================================================
+
+After the sale (:mod:`.webhooks` has the mapping): ``parse_webhook`` verifies
+``X-Shopify-Hmac-Sha256`` over the raw body and maps the REST-shaped payload of
+the order, fulfillment and refund topics (no call); ``reconcile_orders`` pages
+through ``AcpOrdersChanged`` (``orders(query: "tag:acp updated_at:>=...")``,
+:data:`.queries.ORDER_SYNC_LIMITS`); ``cleanup`` is
+:meth:`ShopifyAdapter.cleanup_abandoned_drafts` (``AcpAbandonedDrafts`` +
+``draftOrderDelete`` per draft).
 """
 
 # ruff: noqa: TID251 - relative imports within the package (installed as flask_acp_adapters)
@@ -34,12 +42,17 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import datetime as dt
+import json
 import logging
 import time
 import typing as t
+import urllib.parse
 
 from flask_acp.adapter import PlatformAdapter
+from flask_acp.adapter import PlatformOrderUpdate
+from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
+from flask_acp.adapter import WebhookSignatureError
 from flask_acp.adapter import choose_fulfillment
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
@@ -62,15 +75,17 @@ from .client import DEFAULT_API_VERSION
 from .client import ShopifyClient
 from .client import ShopifyThrottledError
 from .client import validate_shop_url
+from .webhooks import SESSION_ATTRIBUTE
+from .webhooks import TAG
+from .webhooks import event_key
+from .webhooks import order_node_update
+from .webhooks import signature_matches
+from .webhooks import webhook_updates
 
 __all__ = ["MESSAGE_KEYS", "SESSION_ATTRIBUTE", "TAG", "ShopifyAdapter"]
 
 log = logging.getLogger("flask_acp.shopify")
 
-#: the draft ``customAttributes`` key holding the ACP checkout session id.
-SESSION_ATTRIBUTE = "acp_checkout_session_id"
-#: the tag on every draft (and so every order) flask-acp creates.
-TAG = "acp"
 #: the id of the digital delivery option offered for items that need no shipping.
 DIGITAL_OPTION_ID = "digital"
 
@@ -114,7 +129,9 @@ class ShopifyAdapter(PlatformAdapter):
     :param ready_poll_interval: seconds before the first re-read of an
         unready draft (doubles, at most 2 s).
     :param accept_automatic_discounts: ``DraftOrderInput.acceptAutomaticDiscounts``.
-    :param clock: the current aware UTC time (tests).
+    :param webhook_secrets: keys of ``X-Shopify-Hmac-Sha256`` (any of them
+        verifies; several while rotating). Empty: the webhook route answers 404.
+    :param clock: the current aware UTC time (tests; also :attr:`clock`).
     :param sleep: ``time.sleep`` (tests).
     """
 
@@ -122,15 +139,22 @@ class ShopifyAdapter(PlatformAdapter):
 
     def __init__(self, client: ShopifyClient, *, ready_timeout: float = 5.0,
                  ready_poll_interval: float = 0.1, accept_automatic_discounts: bool = False,
+                 webhook_secrets: cabc.Sequence[str] = (),
                  clock: cabc.Callable[[], dt.datetime] = _utcnow,
                  sleep: cabc.Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.ready_timeout = ready_timeout
         self.ready_poll_interval = ready_poll_interval
         self.accept_automatic_discounts = accept_automatic_discounts
-        self._clock = clock
+        self.webhook_secrets = tuple(webhook_secrets)
+        #: the current aware UTC time: reservations and the cleanup cutoff are judged by it.
+        self.clock = clock
         self._sleep = sleep
         self._currencies: list[str] | None = None
+        host = (urllib.parse.urlsplit(client.shop_url).hostname or "").lower()
+        #: ``{shop}.myshopify.com`` when the shop URL is one: webhooks whose
+        #: ``X-Shopify-Shop-Domain`` names another shop are ignored.
+        self.shop_domain = host if host.endswith(".myshopify.com") else None
 
     @classmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> ShopifyAdapter:
@@ -147,6 +171,9 @@ class ShopifyAdapter(PlatformAdapter):
         ``SHOPIFY_READY_TIMEOUT``     float s, ``5``          longest wait for a draft's ``ready``
         ``SHOPIFY_ACCEPT_AUTOMATIC_   bool, ``False``         apply the store's automatic discounts
         DISCOUNTS``
+        ``SHOPIFY_WEBHOOK_SECRET``    str or list[str],       key of ``X-Shopify-Hmac-Sha256`` (a
+                                      default: ``SHOPIFY_     list while rotating); none at all: the
+                                      CLIENT_SECRET``         webhook route answers 404
         ============================  ======================  =====================================
 
         :raises ValueError: naming the missing or invalid key.
@@ -182,9 +209,21 @@ class ShopifyAdapter(PlatformAdapter):
         discounts = config.get("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS", False)
         if not isinstance(discounts, bool):
             raise ValueError("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS must be a boolean")
+        secret = config.get("SHOPIFY_WEBHOOK_SECRET")
+        secrets: list[t.Any] | None = None
+        if secret is None:
+            secrets = [client_secret] if client_secret else []
+        elif isinstance(secret, str):
+            secrets = [secret]
+        elif isinstance(secret, list | tuple) and secret:
+            secrets = list(secret)
+        if secrets is None or not all(isinstance(x, str) and x.strip() for x in secrets):
+            raise ValueError("SHOPIFY_WEBHOOK_SECRET must be the webhooks' signing key (a non-empty string, "
+                             "or a list of them while rotating)")
         client = ShopifyClient(shop_url, access_token=token, client_id=client_id, client_secret=client_secret,
                                api_version=version, timeout=timeout, max_throttle_wait=max_wait)
-        return cls(client, ready_timeout=ready_timeout, accept_automatic_discounts=discounts)
+        return cls(client, ready_timeout=ready_timeout, accept_automatic_discounts=discounts,
+                   webhook_secrets=secrets)
 
     # -- quoting ------------------------------------------------------------------------
 
@@ -350,7 +389,7 @@ class ShopifyAdapter(PlatformAdapter):
 
     def _reservation_active(self, state: dict[str, JSON]) -> bool:
         until = mapping.parse_datetime(state.get("reserve_until"))
-        return bool(state.get("draft_id")) and until is not None and until > self._clock()
+        return bool(state.get("draft_id")) and until is not None and until > self.clock()
 
     def _delivery_options(self, purchasable: dict[str, int], variants: dict[str, dict[str, JSON]],
                           request: QuoteRequest, address: dict[str, JSON], currency: str,
@@ -585,7 +624,7 @@ class ShopifyAdapter(PlatformAdapter):
         variants = t.cast(dict[str, dict[str, JSON]], state.get("variants") or {})
         held = t.cast(dict[str, int], state.get("held") or {})
         until = mapping.parse_datetime(draft.get("reserveInventoryUntil"))
-        reserved = until is not None and until > self._clock()
+        reserved = until is not None and until > self.clock()
         by_gid = {str(v.get("gid")): i for i, v in variants.items()}
         request = _session_request(session, state)
         messages: list[Message] = [m for m in quote.messages if not m.blocks_payment and m.content is None
@@ -742,6 +781,93 @@ class ShopifyAdapter(PlatformAdapter):
             return False
         return True
 
+    # -- after the sale ---------------------------------------------------------------
+
+    def parse_webhook(self, headers: cabc.Mapping[str, str], body: bytes) -> PlatformWebhook:
+        """Verify a Shopify webhook delivery and map it (:mod:`.webhooks`).
+
+        ``X-Shopify-Hmac-Sha256`` must be the base64 HMAC-SHA256 of the raw body
+        under one of :attr:`webhook_secrets`; nothing is parsed before. The key
+        is ``{X-Shopify-Topic}:{X-Shopify-Event-Id}`` (:func:`.webhooks.event_key`).
+        Topics other than :data:`.webhooks.TOPICS`, orders we did not make, a
+        body that is no JSON object, and a delivery naming another shop in
+        ``X-Shopify-Shop-Domain`` (when :attr:`shop_domain` is known) are
+        acknowledged with no update and not recorded (``event_id`` None).
+
+        :raises NotImplementedError: no webhook secret configured (404).
+        :raises WebhookSignatureError: missing or wrong signature (401).
+        """
+        if not self.webhook_secrets:
+            log.warning("Shopify webhook refused: set SHOPIFY_WEBHOOK_SECRET (or SHOPIFY_CLIENT_SECRET)")
+            raise NotImplementedError
+        given = {k.lower(): v for k, v in headers.items()}
+        header = given.get("x-shopify-hmac-sha256", "")
+        if not header:
+            raise WebhookSignatureError("The X-Shopify-Hmac-Sha256 header is missing.")
+        if not signature_matches(self.webhook_secrets, body, header):
+            raise WebhookSignatureError("The X-Shopify-Hmac-Sha256 header does not match the body "
+                                        "(check SHOPIFY_WEBHOOK_SECRET against the app's client secret).")
+        topic = given.get("x-shopify-topic", "").strip().lower()
+        domain = given.get("x-shopify-shop-domain", "").strip().lower()
+        if self.shop_domain and domain and domain != self.shop_domain:
+            log.warning("Shopify webhook %r from shop %s ignored (this app serves %s)", topic, domain,
+                        self.shop_domain)
+            return PlatformWebhook(event_id=None)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            log.warning("Shopify webhook %r: the body is not a JSON object; ignored", topic)
+            return PlatformWebhook(event_id=None)
+        updates = webhook_updates(topic, payload)
+        if not updates:
+            log.info("Shopify webhook %r (%s): nothing for flask-acp", topic, payload.get("id"))
+            return PlatformWebhook(event_id=None)
+        return PlatformWebhook(event_id=event_key(topic, given), updates=updates)
+
+    def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
+        """Re-read the orders flask-acp made (tag ``acp``, with the session
+        attribute) that changed at or after ``since``, mapped as webhooks are:
+        ``orders(query: "tag:acp updated_at:>='...'", sortKey: UPDATED_AT)``,
+        :data:`.queries.ORDER_SYNC_LIMITS` per page. Without ``since``: every
+        order not archived yet (``status:not_closed``). Order search is
+        eventually consistent: run it with a ``since`` that overlaps the
+        previous run (applying is idempotent).
+
+        :raises AdapterUnavailableError: Shopify cannot answer now.
+        :raises AdapterRejectedError: Shopify refused the query (credentials, scopes).
+        """
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=dt.timezone.utc)
+        search = f"tag:{TAG} " + (f"updated_at:>='{mapping.reserve_until(since)}'" if since is not None
+                                  else "status:not_closed")
+        limits = queries.ORDER_SYNC_LIMITS
+        updates: list[PlatformOrderUpdate] = []
+        after: str | None = None
+        while True:
+            data = self.client.execute(queries.ORDERS_CHANGED, {"query": search, "after": after},
+                                       operation_name="AcpOrdersChanged")
+            connection = t.cast(dict[str, t.Any], data.get("orders") or {})
+            for node in connection.get("nodes") or []:
+                for key, limit in (("fulfillments", limits["fulfillments"]), ("refunds", limits["refunds"])):
+                    if len(node.get(key) or []) >= limit:
+                        log.warning("Shopify order %s has %d or more %s; reconcile reads the first %d",
+                                    node.get("name"), limit, key, limit)
+                update = order_node_update(node)
+                if update is not None:
+                    updates.append(update)
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                break
+            after = str(page["endCursor"])
+        log.info("Shopify reconcile (%s): %d of our orders", search, len(updates))
+        return updates
+
+    def cleanup(self, older_than: float) -> list[str]:
+        """``flask acp cleanup``: :meth:`cleanup_abandoned_drafts`."""
+        return self.cleanup_abandoned_drafts(older_than)
+
     # -- maintenance ------------------------------------------------------------------
 
     def cleanup_abandoned_drafts(self, older_than_seconds: float) -> list[str]:
@@ -754,7 +880,7 @@ class ShopifyAdapter(PlatformAdapter):
         :raises AdapterUnavailableError: Shopify unavailable (nothing partial is lost;
             run it again).
         """
-        now = self._clock()
+        now = self.clock()
         cutoff = now - dt.timedelta(seconds=older_than_seconds)
         search = f"tag:{TAG} status:open updated_at:<'{mapping.reserve_until(cutoff)}'"
         found: list[str] = []

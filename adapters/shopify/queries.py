@@ -20,6 +20,8 @@ __all__ = [
     "DRAFT_ORDER_DELETE",
     "DRAFT_ORDER_STATUS",
     "DRAFT_ORDER_UPDATE",
+    "ORDERS_CHANGED",
+    "ORDER_SYNC_LIMITS",
     "SHOP_CURRENCIES",
     "TAGS_ADD",
     "VARIANTS",
@@ -194,9 +196,50 @@ query AcpAbandonedDrafts($query: String!, $after: String) {
 }
 """
 
+#: How many of each nested list one ``AcpOrderSync`` node reads. Shopify refuses
+#: a query whose *requested* cost exceeds 1000 points; lists and connections
+#: multiply their children's cost by ``first``, so these bounds, with
+#: ``ORDER_SYNC_LIMITS["orders"]`` orders per page, keep a page near 800
+#: (https://shopify.dev/docs/api/usage/rate-limits#cost-calculation). The adapter
+#: warns when a list comes back full (it may be cut short; webhooks still report
+#: what reconcile does not see).
+ORDER_SYNC_LIMITS: dict[str, int] = {
+    "orders": 2, "fulfillments": 5, "fulfillment_lines": 20, "refunds": 5, "transactions": 3,
+}
+
+#: Orders flask-acp made (tag ``acp``) that changed since a time, with what the
+#: agent is told about: cancellation, fulfillments (status, tracking, units per
+#: variant) and refunds (their money movements). ``flask acp reconcile``.
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/orders
+ORDERS_CHANGED = """
+query AcpOrdersChanged($query: String!, $after: String) {
+  orders(first: %(orders)d, after: $after, query: $query, sortKey: UPDATED_AT) {
+    nodes { ...AcpOrderSync }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+fragment AcpOrderSync on Order {
+  id name updatedAt cancelledAt cancelReason presentmentCurrencyCode tags
+  customAttributes { key value }
+  fulfillments(first: %(fulfillments)d) {
+    id status displayStatus updatedAt
+    trackingInfo(first: 1) { company number url }
+    fulfillmentLineItems(first: %(fulfillment_lines)d) {
+      nodes { quantity lineItem { id variant { id } } }
+    }
+  }
+  refunds(first: %(refunds)d) {
+    id legacyResourceId note createdAt
+    transactions(first: %(transactions)d) {
+      nodes { kind status amountSet { ...AcpMoney } }
+    }
+  }
+}
+""" % ORDER_SYNC_LIMITS + _MONEY  # noqa: UP031 - GraphQL braces make str.format awkward
+
 #: every document above, for schema validation.
 ALL_DOCUMENTS: tuple[str, ...] = (
     VARIANTS, SHOP_CURRENCIES, DELIVERY_OPTIONS, DRAFT_ORDER_CREATE, DRAFT_ORDER_UPDATE,
     DRAFT_ORDER, DRAFT_ORDER_STATUS, DRAFT_ORDER_COMPLETE, TAGS_ADD, DRAFT_ORDER_DELETE,
-    ABANDONED_DRAFTS,
+    ABANDONED_DRAFTS, ORDERS_CHANGED,
 )

@@ -32,14 +32,21 @@ Endpoints
     ``grant_type=client_credentials`` (form or JSON) with a seeded
     ``client_id``/``client_secret``: ``{access_token, scope, expires_in}``.
 ``/__fake__/state`` (GET), ``/__fake__/reset``, ``/__fake__/seed``,
-``/__fake__/clock`` (``{"advance_seconds": n}``), ``/__fake__/faults`` (POST)
+``/__fake__/clock`` (``{"advance_seconds": n}``), ``/__fake__/faults`` (POST),
+``/__fake__/webhooks`` (GET: deliveries; POST ``{"url", "secret"?, "topics"?}``:
+subscribe), ``/__fake__/events/{fulfill,fulfillment,refund,cancel}`` (POST)
     Control routes for standalone use; tests call the Python methods.
 
 Root fields: ``shop``, ``nodes``, ``node``, ``productVariant``, ``draftOrder``,
 ``draftOrders`` (``query`` supports ``tag:``, ``status:``, ``updated_at:`` /
-``created_at:`` with ``<``/``>``), ``order``, ``draftOrderAvailableDeliveryOptions``;
-mutations ``draftOrderCreate``, ``draftOrderUpdate``, ``draftOrderComplete``,
-``draftOrderDelete``, ``tagsAdd``.
+``created_at:`` with ``<``, ``<=``, ``>``, ``>=``), ``order``, ``orders`` (``query``:
+``tag:``, ``status:open|closed|cancelled|not_closed``, ``updated_at:`` /
+``created_at:``; ``sortKey`` ``UPDATED_AT``, ``CREATED_AT``, ``PROCESSED_AT``, ``ID``),
+``draftOrderAvailableDeliveryOptions``; mutations ``draftOrderCreate``,
+``draftOrderUpdate``, ``draftOrderComplete``, ``draftOrderDelete``, ``tagsAdd``.
+Orders have line items, fulfillments (``status``, ``displayStatus``,
+``trackingInfo``, ``fulfillmentLineItems``) and refunds (one ``REFUND``
+transaction on the ``manual`` gateway each).
 
 Behaviour (the fake's choices where Shopify's is not documented)
 ----------------------------------------------------------------
@@ -72,9 +79,31 @@ Behaviour (the fake's choices where Shopify's is not documented)
   request is held, not executed, then the connection is dropped), and
   ``drop`` (executed, then the connection is dropped: "complete succeeded but
   the response was lost").
-* **Webhooks**: not sent yet. Every resource event goes through
-  :meth:`FakeShopify.emit` (recorded in :attr:`FakeShopify.events`): the
-  extension point where signed outbound webhooks will be added.
+* **Merchant actions** (what a merchant does in the admin; each emits the
+  topics Shopify sends): :meth:`FakeShopify.fulfill` (``fulfillments/create``,
+  ``orders/partially_fulfilled`` or ``orders/fulfilled``, ``orders/updated``),
+  :meth:`FakeShopify.update_fulfillment` (carrier ``shipment_status``,
+  cancellation; ``fulfillments/update``, ``orders/updated``),
+  :meth:`FakeShopify.refund` (``refunds/create``, ``orders/updated``) and
+  :meth:`FakeShopify.cancel` (optionally refunding; ``orders/cancelled``,
+  ``orders/updated``). ``tagsAdd`` on an order emits ``orders/updated``.
+* **Webhooks**: every resource event goes through :meth:`FakeShopify.emit`
+  (recorded in :attr:`FakeShopify.events` with its REST-shaped payload: snake
+  case, numeric ids, ``admin_graphql_api_id``, amounts as strings with the
+  currency's decimals). With a subscription (:meth:`FakeShopify.subscribe_webhooks`,
+  or the seed's ``webhooks.url``) covering the topic, it is POSTed there from
+  a background thread, in order, with Shopify's headers: ``X-Shopify-Topic``,
+  ``X-Shopify-Hmac-Sha256`` (base64 HMAC-SHA256 of the exact body with
+  :attr:`FakeShopify.webhook_secret`: ``webhooks.secret``, else the first
+  seeded client's secret), ``X-Shopify-Event-Id`` (new per event; topics of
+  one action get one each), ``X-Shopify-Webhook-Id``, ``X-Shopify-Shop-Domain``,
+  ``X-Shopify-API-Version``, ``X-Shopify-Triggered-At``. A non-2xx answer or
+  none (1 s connect, 5 s timeouts) is retried ``webhooks.retries`` times
+  (default 2) after ``webhooks.retry_delay`` seconds (default 0.1); Shopify
+  retries for hours. :meth:`FakeShopify.flush_webhooks` waits for the queue,
+  :meth:`FakeShopify.redeliver` sends an event again (same event id: a
+  duplicate), :meth:`FakeShopify.suppress_webhooks` sends nothing (a webhook
+  Shopify never delivered); :attr:`FakeShopify.deliveries` records every attempt.
 
 Seed (JSON; every key optional except ``variants``)::
 
@@ -93,18 +122,23 @@ Seed (JSON; every key optional except ``variants``)::
                    "published": true, "status": "ACTIVE", "image": "https://...",
                    "presentment_prices": {"KWD": "7.500"}}],
      "ready_delay_reads": 1, "bucket": {"maximum_available": 1000, "restore_rate": 100},
-     "order_number_start": 1001, "api_versions": ["2025-07", "...", "2026-10"]}
+     "order_number_start": 1001, "api_versions": ["2025-07", "...", "2026-10"],
+     "webhooks": {"url": "http://127.0.0.1:5000/webhooks/shopify", "secret": "...",
+                  "topics": ["orders/updated", "..."], "retries": 2, "retry_delay": 0.1}}
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import collections.abc as cabc
 import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import hashlib
+import hmac
 import json
 import pathlib
 import secrets
@@ -115,7 +149,9 @@ import sys
 import threading
 import time
 import typing as t
+import uuid
 
+import requests
 from graphql import FieldNode
 from graphql import GraphQLError
 from graphql import GraphQLSchema
@@ -132,7 +168,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
-__all__ = ["DEMO_SEED", "SCHEMA_PATH", "SUPPORTED_VERSIONS", "FakeShopify", "main"]
+__all__ = ["DEFAULT_WEBHOOK_TOPICS", "DEMO_SEED", "SCHEMA_PATH", "SUPPORTED_VERSIONS", "FakeShopify",
+           "WebhookDelivery", "main"]
 
 #: the SDL the fake executes against.
 SCHEMA_PATH = pathlib.Path(__file__).with_name("shopify_schema.graphql")
@@ -140,6 +177,10 @@ SCHEMA_PATH = pathlib.Path(__file__).with_name("shopify_schema.graphql")
 DEMO_SEED = pathlib.Path(__file__).with_name("shopify_demo_seed.json")
 #: API versions the fake answers (requests for others fall forward to the oldest).
 SUPPORTED_VERSIONS: tuple[str, ...] = ("2025-07", "2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
+#: topics a webhook subscription receives unless told otherwise (the order-sync topics).
+DEFAULT_WEBHOOK_TOPICS: tuple[str, ...] = (
+    "orders/updated", "orders/cancelled", "orders/fulfilled", "orders/partially_fulfilled",
+    "fulfillments/create", "fulfillments/update", "refunds/create")
 
 _INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105
 _NO_DRAFT = {"field": ["id"], "message": "Draft order does not exist"}
@@ -186,6 +227,16 @@ def _parse_time(value: t.Any) -> dt.datetime:
     except ValueError:
         raise GraphQLError(f"Invalid DateTime: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _compare(when: dt.datetime, value: str) -> bool:
+    """A search-syntax time comparison: ``value`` is ``>=2026-11-29T10:00:00Z``,
+    ``<'...'``, or a plain time (the same second)."""
+    op = next((o for o in ("<=", ">=", "<", ">") if value.startswith(o)), "")
+    other = _parse_time(value[len(op):].strip("'\""))
+    when = when.replace(microsecond=0)
+    results = {"<=": when <= other, ">=": when >= other, "<": when < other, ">": when > other}
+    return results.get(op, when == other)
 
 
 def _gid(kind: str, number: int) -> str:
@@ -257,6 +308,45 @@ class _Draft:
 
 
 @dataclasses.dataclass
+class _OrderLine:
+    id: int
+    variant_id: int
+    quantity: int
+    unit: dict[str, decimal.Decimal]  # currency -> unit price
+    title: str
+    variant_title: str | None
+    sku: str | None
+    requires_shipping: bool
+
+
+@dataclasses.dataclass
+class _Fulfillment:
+    id: int
+    order: int
+    name: str
+    lines: dict[int, int]  # order line id -> units
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    status: str = "success"  # REST: success | cancelled | error | failure
+    shipment_status: str | None = None  # REST: in_transit, delivered... (None: none reported yet)
+    tracking_company: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    in_transit_at: dt.datetime | None = None
+    delivered_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass
+class _Refund:
+    id: int
+    transaction_id: int
+    order: int
+    amount: dict[str, decimal.Decimal]  # currency -> amount (shop and presentment)
+    created_at: dt.datetime
+    note: str | None = None
+
+
+@dataclasses.dataclass
 class _Order:
     number: int
     name: str
@@ -268,6 +358,45 @@ class _Order:
     email: str | None
     presentment: str
     token: str
+    lines: list[_OrderLine] = dataclasses.field(default_factory=list)
+    fulfillments: list[_Fulfillment] = dataclasses.field(default_factory=list)
+    refunds: list[_Refund] = dataclasses.field(default_factory=list)
+    updated_at: dt.datetime | None = None
+    cancelled_at: dt.datetime | None = None
+    cancel_reason: str | None = None  # OrderCancelReason (upper case)
+    closed_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass
+class WebhookDelivery:
+    """One webhook the fake sent (or will send), with every attempt's outcome.
+
+    :ivar body: the exact bytes sent (and signed).
+    :ivar headers: the request headers (``X-Shopify-*``).
+    :ivar statuses: the receiver's HTTP status per attempt (``None``: no answer).
+    """
+
+    topic: str
+    event_id: str
+    webhook_id: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    statuses: list[int | None] = dataclasses.field(default_factory=list)
+    #: the receiver's JSON answer to the last attempt (``None``: none, or not JSON).
+    answer: t.Any = None
+    #: why the last attempt got no answer (connection refused, timeout).
+    error: str | None = None
+
+    @property
+    def status(self) -> int | None:
+        """The last attempt's HTTP status (``None``: not sent yet, or no answer)."""
+        return self.statuses[-1] if self.statuses else None
+
+    @property
+    def payload(self) -> dict[str, t.Any]:
+        """The JSON body."""
+        return t.cast(dict[str, t.Any], json.loads(self.body))
 
 
 @dataclasses.dataclass
@@ -301,6 +430,7 @@ class FakeShopify:
     :ivar executed: operations actually executed, per name.
     :ivar documents: every GraphQL document received, by operation name.
     :ivar events: resource events (``orders/create``...), see :meth:`emit`.
+    :ivar deliveries: the webhooks sent or queued, oldest first (:class:`WebhookDelivery`).
     """
 
     def __init__(self, seed: cabc.Mapping[str, t.Any] | str | pathlib.Path | None = None, *,
@@ -316,7 +446,13 @@ class FakeShopify:
         self.executed: collections.Counter[str] = collections.Counter()
         self.documents: dict[str, str] = {}
         self.events: list[dict[str, t.Any]] = []
+        self.deliveries: list[WebhookDelivery] = []
         self._faults: list[_Fault] = []
+        self._hooks = threading.Condition()
+        self._hook_queue: collections.deque[WebhookDelivery] = collections.deque()
+        self._hook_busy = 0
+        self._hook_thread: threading.Thread | None = None
+        self._muted = 0
         self.reset(seed)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -333,7 +469,8 @@ class FakeShopify:
         return self
 
     def stop(self) -> None:
-        """Stop the server and close its socket."""
+        """Stop the server and close its socket; webhooks not sent yet are dropped."""
+        self._stop_webhooks()
         if self._server is None:
             return
         self._server.shutdown()
@@ -418,6 +555,22 @@ class FakeShopify:
             self.executed.clear()
             self.documents.clear()
             self.events.clear()
+            hooks = dict(data.get("webhooks") or {})
+            first_client = next(iter(self._clients.values()), {})
+            self.webhook_url: str | None = hooks.get("url")
+            #: the key of ``X-Shopify-Hmac-Sha256``: ``webhooks.secret``, else the
+            #: first client's secret (Shopify signs with the app's client secret).
+            self.webhook_secret = str(hooks.get("secret") or first_client.get("secret")
+                                      or "shpss_fake_webhook_secret")
+            self.webhook_topics = frozenset(hooks.get("topics") or DEFAULT_WEBHOOK_TOPICS)
+            self.webhook_api_version = str(hooks.get("api_version") or self.api_versions[-1])
+            self.webhook_retries = int(hooks.get("retries", 2))
+            self.webhook_retry_delay = float(hooks.get("retry_delay", 0.1))
+            self._next_id = int(data.get("resource_id_start", 5_000_000_001))
+            self._muted = 0
+        with self._hooks:
+            self._hook_queue.clear()
+            self.deliveries = []
 
     @staticmethod
     def _decimal(value: t.Any, key: str) -> decimal.Decimal:
@@ -528,13 +681,332 @@ class FakeShopify:
                     draft.unready_reads = max(1, self.ready_delay_reads)
 
     def emit(self, topic: str, resource: cabc.Mapping[str, t.Any]) -> None:
-        """Record a resource event (``orders/create``, ``draft_orders/delete``...).
-
-        Extension point: signed outbound webhooks (``X-Shopify-Hmac-Sha256``
-        over the REST-shaped payload, delivery with retries) will be sent from
-        here; for now events are only appended to :attr:`events`.
+        """Record a resource event (``orders/create``, ``draft_orders/delete``...)
+        with its REST-shaped payload, and send it as a signed webhook when a
+        subscription (:meth:`subscribe_webhooks`) covers ``topic`` and webhooks
+        are not suppressed (:meth:`suppress_webhooks`). Each event gets its own
+        ``X-Shopify-Event-Id`` (kept in the :attr:`events` entry as ``event_id``).
+        Sending is asynchronous (one background thread, in order, like
+        Shopify's delivery it never blocks the API call that caused it).
         """
-        self.events.append({"topic": topic, "resource": dict(resource), "at": _iso(self.now())})
+        event_id = str(uuid.uuid4())
+        entry: dict[str, t.Any] = {"topic": topic, "resource": dict(resource), "at": _iso(self.now()),
+                                   "event_id": event_id, "webhook_id": None}
+        self.events.append(entry)
+        if self.webhook_url and topic in self.webhook_topics and not self._muted:
+            body = json.dumps(resource, separators=(",", ":")).encode()
+            delivery = self._delivery(topic, event_id, body)
+            entry["webhook_id"] = delivery.webhook_id
+            self._enqueue(delivery)
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def subscribe_webhooks(self, url: str | None, *, secret: str | None = None,
+                           topics: cabc.Iterable[str] | None = None) -> None:
+        """Send webhooks of ``topics`` (default :data:`DEFAULT_WEBHOOK_TOPICS`) to
+        ``url`` (``None``: stop sending), signed with ``secret`` (default: the
+        current :attr:`webhook_secret`)."""
+        with self._lock:
+            self.webhook_url = url
+            if secret is not None:
+                self.webhook_secret = secret
+            self.webhook_topics = frozenset(topics or DEFAULT_WEBHOOK_TOPICS)
+
+    @contextlib.contextmanager
+    def suppress_webhooks(self) -> cabc.Iterator[None]:
+        """Within the block, events are recorded but no webhook is sent (a
+        webhook Shopify never delivered: what ``flask acp reconcile`` is for)."""
+        with self._lock:
+            self._muted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._muted -= 1
+
+    def redeliver(self, delivery: WebhookDelivery, *, new_webhook_id: bool = True) -> WebhookDelivery:
+        """Send ``delivery``'s body again with the same ``X-Shopify-Event-Id``, as
+        Shopify does for a second subscription to the topic (a new
+        ``X-Shopify-Webhook-Id``) or a retry (``new_webhook_id=False``)."""
+        with self._lock:
+            again = self._delivery(delivery.topic, delivery.event_id, delivery.body,
+                                   webhook_id=None if new_webhook_id else delivery.webhook_id,
+                                   url=delivery.url)
+        self._enqueue(again)
+        return again
+
+    def flush_webhooks(self, timeout: float = 10.0) -> list[WebhookDelivery]:
+        """Wait until every queued webhook was sent (its retries included) and
+        return :attr:`deliveries`.
+
+        :raises TimeoutError: still sending after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._hooks:
+            while self._hook_queue or self._hook_busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._hook_queue) + self._hook_busy} webhook(s) still unsent")
+                self._hooks.wait(remaining)
+            return list(self.deliveries)
+
+    def webhooks(self, topic: str | None = None) -> list[WebhookDelivery]:
+        """The deliveries (of ``topic``), oldest first."""
+        with self._hooks:
+            return [d for d in self.deliveries if topic is None or d.topic == topic]
+
+    def _delivery(self, topic: str, event_id: str, body: bytes, *, webhook_id: str | None = None,
+                  url: str | None = None) -> WebhookDelivery:
+        digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).digest()
+        webhook_id = webhook_id or str(uuid.uuid4())
+        triggered = self.now().astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Shopify-Captain-Hook",
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+            "X-Shopify-Shop-Domain": self.domain,
+            "X-Shopify-API-Version": self.webhook_api_version,
+            "X-Shopify-Webhook-Id": webhook_id,
+            "X-Shopify-Event-Id": event_id,
+            "X-Shopify-Triggered-At": triggered.replace("+00:00", "Z"),
+        }
+        return WebhookDelivery(topic=topic, event_id=event_id, webhook_id=webhook_id,
+                               url=str(url or self.webhook_url), body=body, headers=headers)
+
+    def _enqueue(self, delivery: WebhookDelivery) -> None:
+        with self._hooks:
+            self.deliveries.append(delivery)
+            self._hook_queue.append(delivery)
+            if self._hook_thread is None or not self._hook_thread.is_alive():
+                self._hook_thread = threading.Thread(target=self._hook_loop, name="fake-shopify-webhooks",
+                                                     daemon=True)
+                self._hook_thread.start()
+            self._hooks.notify_all()
+
+    def _hook_loop(self) -> None:
+        while True:
+            with self._hooks:
+                while not self._hook_queue:
+                    if not self._hooks.wait(timeout=30):
+                        if not self._hook_queue:  # idle: the thread ends, a later event starts another
+                            self._hook_thread = None
+                            return
+                delivery = self._hook_queue.popleft()
+                if delivery.url == "":  # the stop sentinel
+                    self._hook_thread = None
+                    return
+                self._hook_busy += 1
+            try:
+                self._send(delivery)
+            finally:
+                with self._hooks:
+                    self._hook_busy -= 1
+                    self._hooks.notify_all()
+
+    def _send(self, delivery: WebhookDelivery) -> None:
+        """POST the delivery; retried ``webhook_retries`` times after a non-2xx
+        answer or no answer (1 s to connect, 5 s in all, as Shopify)."""
+        for attempt in range(self.webhook_retries + 1):
+            if attempt:
+                time.sleep(self.webhook_retry_delay)
+            try:
+                response = requests.post(delivery.url, data=delivery.body, headers=delivery.headers,
+                                         timeout=(1, 5), allow_redirects=False)
+            except requests.RequestException as exc:
+                delivery.statuses.append(None)
+                delivery.error, delivery.answer = f"{type(exc).__name__}: {exc}", None
+                continue
+            with response:
+                delivery.statuses.append(response.status_code)
+                delivery.error = None
+                try:
+                    delivery.answer = response.json()
+                except ValueError:
+                    delivery.answer = None
+            if 200 <= response.status_code < 300:
+                return
+
+    def _stop_webhooks(self) -> None:
+        with self._hooks:
+            self._hook_queue.clear()
+            thread = self._hook_thread
+            if thread is None:
+                return
+            self._hook_queue.append(WebhookDelivery(topic="", event_id="", webhook_id="", url="",
+                                                    body=b"", headers={}))
+            self._hooks.notify_all()
+        thread.join(timeout=10)
+
+    # -- merchant actions (emit webhooks) -------------------------------------------------------
+
+    def fulfill(self, order: str | int, lines: cabc.Mapping[int, int] | None = None, *,
+                tracking_company: str | None = None, tracking_number: str | None = None,
+                tracking_url: str | None = None, shipment_status: str | None = None) -> dict[str, t.Any]:
+        """Fulfil ``lines`` (variant id -> units; default: every unit not fulfilled
+        yet) of ``order`` (GID, number or name), as the merchant does in the
+        admin. Emits ``fulfillments/create``, ``orders/partially_fulfilled`` or
+        ``orders/fulfilled``, then ``orders/updated``.
+
+        :returns: the fulfillment's REST payload.
+        :raises ValueError: unknown order or variant, nothing left, too many units.
+        """
+        with self._lock:
+            target = self._order_of(order)
+            if target.cancelled_at is not None:
+                raise ValueError(f"order {target.name} is cancelled")
+            done = self._fulfilled_units(target)
+            left = {line.id: line.quantity - done.get(line.id, 0) for line in target.lines}
+            by_variant = {line.variant_id: line.id for line in target.lines}
+            if lines is None:
+                wanted = {k: v for k, v in left.items() if v > 0}
+            else:
+                wanted = {}
+                for variant_id, units in lines.items():
+                    line_id = by_variant.get(int(variant_id))
+                    if line_id is None or units < 1 or units > left[line_id]:
+                        raise ValueError(
+                            f"order {target.name}: cannot fulfil {units} of variant {variant_id}")
+                    wanted[line_id] = units
+            if not wanted:
+                raise ValueError(f"order {target.name} has nothing left to fulfil")
+            now = self.now()
+            fulfillment = _Fulfillment(
+                id=self._new_id(), order=target.number, name=f"{target.name}.{len(target.fulfillments) + 1}",
+                lines=wanted, created_at=now, updated_at=now, shipment_status=shipment_status,
+                tracking_company=tracking_company, tracking_number=tracking_number, tracking_url=tracking_url)
+            self._track(fulfillment, now)
+            target.fulfillments.append(fulfillment)
+            target.updated_at = now
+            payload = self._fulfillment_rest(target, fulfillment)
+            self.emit("fulfillments/create", payload)
+            complete = self._fulfillment_state(target) == "fulfilled"
+            self.emit("orders/fulfilled" if complete else "orders/partially_fulfilled",
+                      self._order_rest(target))
+            self.emit("orders/updated", self._order_rest(target))
+            return payload
+
+    def update_fulfillment(self, fulfillment_id: str | int, *, shipment_status: str | None = None,
+                           status: str | None = None, tracking_company: str | None = None,
+                           tracking_number: str | None = None,
+                           tracking_url: str | None = None) -> dict[str, t.Any]:
+        """Change a fulfillment (GID or number): its carrier ``shipment_status``
+        (``in_transit``, ``out_for_delivery``, ``delivered``, ``failure``...),
+        its ``status`` (``cancelled``) or its tracking. Emits
+        ``fulfillments/update`` then ``orders/updated``.
+
+        :returns: the fulfillment's REST payload.
+        :raises ValueError: unknown fulfillment.
+        """
+        number = fulfillment_id if isinstance(fulfillment_id, int) else (_parse_gid(fulfillment_id)
+                                                                         or ("", int(str(fulfillment_id))))[1]
+        with self._lock:
+            found = next(((o, f) for o in self.orders.values() for f in o.fulfillments if f.id == number),
+                         None)
+            if found is None:
+                raise ValueError(f"no fulfillment {fulfillment_id!r}")
+            target, fulfillment = found
+            now = self.now()
+            if shipment_status is not None:
+                fulfillment.shipment_status = shipment_status
+            if status is not None:
+                fulfillment.status = status
+            for attr, value in (("tracking_company", tracking_company), ("tracking_number", tracking_number),
+                                ("tracking_url", tracking_url)):
+                if value is not None:
+                    setattr(fulfillment, attr, value)
+            self._track(fulfillment, now)
+            fulfillment.updated_at = target.updated_at = now
+            payload = self._fulfillment_rest(target, fulfillment)
+            self.emit("fulfillments/update", payload)
+            self.emit("orders/updated", self._order_rest(target))
+            return payload
+
+    def refund(self, order: str | int, amount: str | None = None, *,
+               note: str | None = None) -> dict[str, t.Any]:
+        """Refund ``amount`` (a decimal string in the order's presentment currency;
+        default: all that is not refunded yet) on ``order``, as the merchant does
+        in the admin: one ``refund`` transaction on the ``manual`` gateway (the
+        order was paid outside Shopify). Emits ``refunds/create`` then
+        ``orders/updated``.
+
+        :returns: the refund's REST payload.
+        :raises ValueError: unknown order, or an amount of 0 or above what is left.
+        """
+        with self._lock:
+            target = self._order_of(order)
+            payload = self._add_refund(target, amount, note)
+            self.emit("refunds/create", payload)
+            self.emit("orders/updated", self._order_rest(target))
+            return payload
+
+    def cancel(self, order: str | int, *, reason: str = "customer", refund: bool = False,
+               note: str | None = None) -> dict[str, t.Any]:
+        """Cancel ``order`` as the merchant does in the admin (``reason``: customer,
+        declined, fraud, inventory, other, staff); with ``refund``, everything not
+        refunded yet is refunded first (``refunds/create``). Emits
+        ``orders/cancelled`` then ``orders/updated``.
+
+        :returns: the order's REST payload.
+        :raises ValueError: unknown order, or already cancelled.
+        """
+        with self._lock:
+            target = self._order_of(order)
+            if target.cancelled_at is not None:
+                raise ValueError(f"order {target.name} is already cancelled")
+            if refund and self._refundable(target) > 0:
+                self.emit("refunds/create", self._add_refund(target, None, note))
+            target.cancelled_at = target.updated_at = self.now()
+            target.cancel_reason = reason.upper()
+            payload = self._order_rest(target)
+            self.emit("orders/cancelled", payload)
+            self.emit("orders/updated", payload)
+            return payload
+
+    def order(self, order: str | int) -> dict[str, t.Any]:
+        """An order's REST payload (what its ``orders/updated`` webhook carries)."""
+        with self._lock:
+            return self._order_rest(self._order_of(order))
+
+    def _order_of(self, order: str | int) -> _Order:
+        text = str(order)
+        parsed = _parse_gid(text)
+        number = parsed[1] if parsed and parsed[0] == "Order" else \
+            int(text.lstrip("#")) if text.lstrip("#").isdigit() else None
+        found = self.orders.get(number) if number is not None else None
+        if found is None:
+            raise ValueError(f"no order {order!r}")
+        return found
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _track(self, fulfillment: _Fulfillment, now: dt.datetime) -> None:
+        if fulfillment.shipment_status in ("in_transit", "out_for_delivery", "delivered") \
+                and fulfillment.in_transit_at is None:
+            fulfillment.in_transit_at = now
+        if fulfillment.shipment_status == "delivered" and fulfillment.delivered_at is None:
+            fulfillment.delivered_at = now
+
+    def _refundable(self, order: _Order) -> decimal.Decimal:
+        total = _D(str(order.money["totalPriceSet"]["presentmentMoney"]["amount"]))
+        return total - sum((r.amount[order.presentment] for r in order.refunds), _D(0))
+
+    def _add_refund(self, order: _Order, amount: str | None, note: str | None) -> dict[str, t.Any]:
+        left = self._refundable(order)
+        value = left if amount is None else _D(str(amount))
+        if value <= 0 or value > left or value != _round(value, order.presentment):
+            raise ValueError(f"order {order.name}: cannot refund {value} {order.presentment} "
+                             f"({left} refundable)")
+        amounts = {order.presentment: value}
+        if order.presentment != self.currency:
+            amounts[self.currency] = _round(value / self.fx[order.presentment], self.currency)
+        refund = _Refund(id=self._new_id(), transaction_id=self._new_id(), order=order.number,
+                         amount=amounts, created_at=self.now(), note=note)
+        order.refunds.append(refund)
+        order.updated_at = refund.created_at
+        return self._refund_rest(order, refund)
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -600,9 +1072,16 @@ class FakeShopify:
         body = request.get_json(silent=True) or {}
         if action == "state" and request.method == "GET":
             return _json(self.state())
+        if action == "webhooks" and request.method == "GET":
+            return _json([{"topic": d.topic, "event_id": d.event_id, "webhook_id": d.webhook_id, "url": d.url,
+                           "statuses": d.statuses, "error": d.error} for d in self.webhooks()])
         if request.method != "POST":
             return _json({"error": "method not allowed"}, 405)
-        if action == "reset":
+        if action.startswith("events/"):
+            return self._merchant_event(action[len("events/"):], dict(body))
+        if action == "webhooks":
+            self.subscribe_webhooks(body.get("url"), secret=body.get("secret"), topics=body.get("topics"))
+        elif action == "reset":
             self.reset(body or None)
         elif action == "seed":
             self.reset(body)
@@ -615,6 +1094,26 @@ class FakeShopify:
         else:
             return _json({"error": f"unknown control action {action!r}"}, 404)
         return _json({"ok": True})
+
+    def _merchant_event(self, action: str, body: dict[str, t.Any]) -> Response:
+        """``POST /__fake__/events/{fulfill,fulfillment,refund,cancel}``: the
+        merchant actions of :meth:`fulfill`, :meth:`update_fulfillment`,
+        :meth:`refund` and :meth:`cancel` (JSON bodies with their argument
+        names; ``order`` / ``id`` name the resource; ``lines`` maps variant ids
+        to units)."""
+        try:
+            if action == "fulfill":
+                lines = {int(k): int(v) for k, v in (body.pop("lines", None) or {}).items()} or None
+                return _json(self.fulfill(body.pop("order"), lines, **body))
+            if action == "fulfillment":
+                return _json(self.update_fulfillment(body.pop("id"), **body))
+            if action == "refund":
+                return _json(self.refund(body.pop("order"), body.pop("amount", None), **body))
+            if action == "cancel":
+                return _json(self.cancel(body.pop("order"), **body))
+        except (KeyError, TypeError, ValueError) as exc:
+            return _json({"error": f"{type(exc).__name__}: {exc}"}, 400)
+        return _json({"error": f"unknown merchant event {action!r}"}, 404)
 
     def _oauth(self, request: Request) -> Response:
         self.calls["access_token"] += 1
@@ -930,21 +1429,207 @@ class FakeShopify:
         }
 
     def _order_view(self, order: _Order) -> dict[str, t.Any]:
+        cur = order.presentment
+        currencies = [self.currency] + ([cur] if cur != self.currency else [])
+        refunded = {c: sum((r.amount[c] for r in order.refunds), _D(0)) for c in currencies}
+        state = self._fulfillment_state(order)
         return {
             "__typename": "Order",
             "id": _gid("Order", order.number),
             "legacyResourceId": str(order.number),
             "name": order.name,
             "createdAt": _iso(order.created_at),
-            "cancelledAt": None,
+            "updatedAt": _iso(order.updated_at or order.created_at),
+            "cancelledAt": _iso(order.cancelled_at) if order.cancelled_at else None,
+            "cancelReason": order.cancel_reason,
+            "closed": order.closed_at is not None,
+            "closedAt": _iso(order.closed_at) if order.closed_at else None,
             "email": order.email,
             "currencyCode": self.currency,
             "presentmentCurrencyCode": order.presentment,
-            "displayFinancialStatus": "PAID",
+            "displayFinancialStatus": self._financial_status(order).upper(),
+            "displayFulfillmentStatus": {"fulfilled": "FULFILLED", "partial": "PARTIALLY_FULFILLED"}.get(
+                state or "", "UNFULFILLED"),
             "statusPageUrl": f"{self.url}/73011/orders/{order.token}/authenticate?key={order.token[:16]}",
             "tags": list(order.tags),
             "customAttributes": [dict(a) for a in order.attributes],
+            "lineItems": _connection([self._line_view(order, line) for line in order.lines],
+                                     lambda n: str(n["id"])),
+            "fulfillments": [self._fulfillment_view(order, f) for f in order.fulfillments],
+            "refunds": [self._refund_view(order, r) for r in order.refunds],
+            "totalRefundedSet": self._bag(refunded, cur),
             **order.money,
+        }
+
+    def _line_view(self, order: _Order, line: _OrderLine) -> dict[str, t.Any]:
+        variant = self.variants.get(line.variant_id)
+        fulfilled = self._fulfilled_units(order).get(line.id, 0)
+        return {"__typename": "LineItem", "id": _gid("LineItem", line.id), "name": self._line_name(line),
+                "title": line.title, "variantTitle": line.variant_title, "sku": line.sku,
+                "quantity": line.quantity, "currentQuantity": line.quantity,
+                "unfulfilledQuantity": max(0, line.quantity - fulfilled) if order.cancelled_at is None else 0,
+                "requiresShipping": line.requires_shipping, "customAttributes": [],
+                "variant": self._variant_view(variant) if variant is not None else None}
+
+    def _fulfillment_view(self, order: _Order, fulfillment: _Fulfillment) -> dict[str, t.Any]:
+        lines = {line.id: line for line in order.lines}
+        display = (fulfillment.shipment_status or "fulfilled").upper()
+        if fulfillment.status in ("cancelled", "error", "failure"):
+            display = "CANCELED" if fulfillment.status == "cancelled" else "FAILURE"
+        tracking = [{"company": fulfillment.tracking_company, "number": fulfillment.tracking_number,
+                     "url": fulfillment.tracking_url}] \
+            if fulfillment.tracking_number or fulfillment.tracking_company else []
+        items = [{"__typename": "FulfillmentLineItem",
+                  "id": _gid("FulfillmentLineItem", fulfillment.id * 100 + i),
+                  "quantity": units, "lineItem": self._line_view(order, lines[line_id])}
+                 for i, (line_id, units) in enumerate(fulfillment.lines.items())]
+        return {"__typename": "Fulfillment", "id": _gid("Fulfillment", fulfillment.id),
+                "legacyResourceId": str(fulfillment.id), "name": fulfillment.name,
+                "status": fulfillment.status.upper(), "displayStatus": display,
+                "createdAt": _iso(fulfillment.created_at), "updatedAt": _iso(fulfillment.updated_at),
+                "inTransitAt": _iso(fulfillment.in_transit_at) if fulfillment.in_transit_at else None,
+                "deliveredAt": _iso(fulfillment.delivered_at) if fulfillment.delivered_at else None,
+                "totalQuantity": sum(fulfillment.lines.values()), "trackingInfo": tracking,
+                "fulfillmentLineItems": _connection(items, lambda n: str(n["id"]))}
+
+    def _refund_view(self, order: _Order, refund: _Refund) -> dict[str, t.Any]:
+        bag = self._bag(refund.amount, order.presentment)
+        transaction = {"__typename": "OrderTransaction",
+                       "id": _gid("OrderTransaction", refund.transaction_id), "kind": "REFUND",
+                       "status": "SUCCESS", "gateway": "manual", "amountSet": bag,
+                       "createdAt": _iso(refund.created_at), "processedAt": _iso(refund.created_at)}
+        return {"__typename": "Refund", "id": _gid("Refund", refund.id), "legacyResourceId": str(refund.id),
+                "note": refund.note, "createdAt": _iso(refund.created_at),
+                "updatedAt": _iso(refund.created_at),
+                "totalRefundedSet": bag,
+                "transactions": _connection([transaction], lambda n: str(n["id"]))}
+
+    # -- REST payloads (webhook bodies: snake_case, numeric ids, amounts as strings) -----------
+
+    def _rest_amount(self, value: decimal.Decimal, currency: str) -> str:
+        return str(_round(value, currency))
+
+    def _rest_set(self, amounts: cabc.Mapping[str, decimal.Decimal], presentment: str) -> dict[str, t.Any]:
+        return {"shop_money": {"amount": self._rest_amount(amounts[self.currency], self.currency),
+                               "currency_code": self.currency},
+                "presentment_money": {"amount": self._rest_amount(amounts[presentment], presentment),
+                                      "currency_code": presentment}}
+
+    @staticmethod
+    def _bag_amounts(bag: cabc.Mapping[str, t.Any]) -> dict[str, decimal.Decimal]:
+        sides = (bag["shopMoney"], bag["presentmentMoney"])
+        return {side["currencyCode"]: _D(str(side["amount"])) for side in sides}
+
+    @staticmethod
+    def _line_name(line: _OrderLine) -> str:
+        return f"{line.title} - {line.variant_title}" if line.variant_title else line.title
+
+    def _fulfilled_units(self, order: _Order) -> dict[int, int]:
+        done: dict[int, int] = {}
+        for fulfillment in order.fulfillments:
+            if fulfillment.status in ("success", "pending", "open"):
+                for line_id, units in fulfillment.lines.items():
+                    done[line_id] = done.get(line_id, 0) + units
+        return done
+
+    def _fulfillment_state(self, order: _Order) -> str | None:
+        """REST ``fulfillment_status``: ``None`` (nothing), ``partial`` or ``fulfilled``."""
+        done = self._fulfilled_units(order)
+        shipped = sum(done.values())
+        if not shipped:
+            return None
+        complete = all(done.get(line.id, 0) >= line.quantity for line in order.lines)
+        return "fulfilled" if complete else "partial"
+
+    def _financial_status(self, order: _Order) -> str:
+        if not order.refunds:
+            return "paid"
+        return "refunded" if self._refundable(order) <= 0 else "partially_refunded"
+
+    def _line_rest(self, order: _Order, line: _OrderLine, quantity: int | None = None) -> dict[str, t.Any]:
+        variant = self.variants.get(line.variant_id)
+        fulfilled = self._fulfilled_units(order).get(line.id, 0)
+        unit = line.unit[order.presentment]
+        amounts = {c: v for c, v in line.unit.items()}
+        return {"id": line.id, "admin_graphql_api_id": _gid("LineItem", line.id),
+                "variant_id": line.variant_id, "product_id": variant.product_id if variant else None,
+                "title": line.title, "variant_title": line.variant_title, "name": self._line_name(line),
+                "sku": line.sku, "quantity": line.quantity if quantity is None else quantity,
+                "current_quantity": line.quantity,
+                "fulfillable_quantity": 0 if order.cancelled_at else max(0, line.quantity - fulfilled),
+                "fulfillment_status": None if not fulfilled else
+                "fulfilled" if fulfilled >= line.quantity else "partial",
+                "requires_shipping": line.requires_shipping, "taxable": bool(variant and variant.taxable),
+                "gift_card": False, "properties": [],
+                "price": self._rest_amount(unit, order.presentment),
+                "price_set": self._rest_set(amounts, order.presentment)}
+
+    def _fulfillment_rest(self, order: _Order, fulfillment: _Fulfillment) -> dict[str, t.Any]:
+        lines = {line.id: line for line in order.lines}
+        return {
+            "id": fulfillment.id, "admin_graphql_api_id": _gid("Fulfillment", fulfillment.id),
+            "order_id": order.number, "name": fulfillment.name, "status": fulfillment.status,
+            "shipment_status": fulfillment.shipment_status, "service": "manual", "location_id": 1,
+            "created_at": _iso(fulfillment.created_at), "updated_at": _iso(fulfillment.updated_at),
+            "tracking_company": fulfillment.tracking_company, "tracking_number": fulfillment.tracking_number,
+            "tracking_numbers": [fulfillment.tracking_number] if fulfillment.tracking_number else [],
+            "tracking_url": fulfillment.tracking_url,
+            "tracking_urls": [fulfillment.tracking_url] if fulfillment.tracking_url else [],
+            "origin_address": {}, "receipt": {},
+            "line_items": [self._line_rest(order, lines[line_id], units)
+                           for line_id, units in fulfillment.lines.items()],
+        }
+
+    def _refund_rest(self, order: _Order, refund: _Refund) -> dict[str, t.Any]:
+        cur = order.presentment
+        return {
+            "id": refund.id, "admin_graphql_api_id": _gid("Refund", refund.id), "order_id": order.number,
+            "created_at": _iso(refund.created_at), "processed_at": _iso(refund.created_at),
+            "note": refund.note, "restock": False, "user_id": None, "refund_line_items": [],
+            "order_adjustments": [], "duties": [], "refund_shipping_lines": [],
+            "transactions": [{
+                "id": refund.transaction_id,
+                "admin_graphql_api_id": _gid("OrderTransaction", refund.transaction_id),
+                "order_id": order.number, "kind": "refund", "gateway": "manual", "status": "success",
+                "message": "Refunded", "created_at": _iso(refund.created_at),
+                "processed_at": _iso(refund.created_at), "test": False, "parent_id": None,
+                "source_name": "web", "manual_payment_gateway": True,
+                "amount": self._rest_amount(refund.amount[cur], cur), "currency": cur,
+            }],
+        }
+
+    def _order_rest(self, order: _Order) -> dict[str, t.Any]:
+        cur = order.presentment
+        money = {key: self._bag_amounts(order.money[key])
+                 for key in ("totalPriceSet", "subtotalPriceSet", "totalTaxSet", "totalShippingPriceSet")}
+
+        def amount(key: str) -> str:
+            return self._rest_amount(money[key][self.currency], self.currency)
+
+        return {
+            "id": order.number, "admin_graphql_api_id": _gid("Order", order.number), "name": order.name,
+            "order_number": order.number, "email": order.email, "contact_email": order.email,
+            "created_at": _iso(order.created_at), "updated_at": _iso(order.updated_at or order.created_at),
+            "processed_at": _iso(order.created_at),
+            "cancelled_at": _iso(order.cancelled_at) if order.cancelled_at else None,
+            "cancel_reason": order.cancel_reason.lower() if order.cancel_reason else None,
+            "closed_at": _iso(order.closed_at) if order.closed_at else None,
+            "currency": self.currency, "presentment_currency": cur,
+            "financial_status": self._financial_status(order),
+            "fulfillment_status": self._fulfillment_state(order),
+            "source_name": "shopify_draft_order", "test": False, "confirmed": True,
+            "tags": ", ".join(order.tags),
+            "note_attributes": [{"name": a["key"], "value": a["value"]} for a in order.attributes],
+            "order_status_url": f"{self.url}/73011/orders/{order.token}/authenticate?key={order.token[:16]}",
+            "total_price": amount("totalPriceSet"), "subtotal_price": amount("subtotalPriceSet"),
+            "total_tax": amount("totalTaxSet"),
+            "total_price_set": self._rest_set(money["totalPriceSet"], cur),
+            "subtotal_price_set": self._rest_set(money["subtotalPriceSet"], cur),
+            "total_tax_set": self._rest_set(money["totalTaxSet"], cur),
+            "total_shipping_price_set": self._rest_set(money["totalShippingPriceSet"], cur),
+            "line_items": [self._line_rest(order, line) for line in order.lines],
+            "fulfillments": [self._fulfillment_rest(order, f) for f in order.fulfillments],
+            "refunds": [self._refund_rest(order, r) for r in order.refunds],
         }
 
     # -- resolvers (called by _Root under the lock) --------------------------------------------
@@ -1040,7 +1725,7 @@ class FakeShopify:
             return {"draftOrder": None, "userErrors": errors}
         self.drafts[number] = draft
         self._next_draft += 1
-        self.emit("draft_orders/create", {"id": _gid("DraftOrder", number)})
+        self.emit("draft_orders/create", {"id": number, "admin_graphql_api_id": _gid("DraftOrder", number)})
         return {"draftOrder": self._draft_view(draft, count_read=True), "userErrors": []}
 
     def _lookup_draft(self, draft_id: t.Any) -> _Draft | None:
@@ -1059,7 +1744,8 @@ class FakeShopify:
         errors = self._apply_input(draft, data, creating=False)
         if errors:
             return {"draftOrder": None, "userErrors": errors}
-        self.emit("draft_orders/update", {"id": _gid("DraftOrder", draft.number)})
+        self.emit("draft_orders/update", {"id": draft.number,
+                                          "admin_graphql_api_id": _gid("DraftOrder", draft.number)})
         return {"draftOrder": self._draft_view(draft, count_read=True), "userErrors": []}
 
     def _complete(self, draft_id: t.Any) -> dict[str, t.Any]:
@@ -1076,16 +1762,25 @@ class FakeShopify:
             variant = self.variants.get(line.variant_id)
             if variant is not None and variant.tracked:
                 variant.inventory -= line.quantity
+        lines = []
+        for line in draft.lines:
+            variant = self.variants.get(line.variant_id)
+            lines.append(_OrderLine(
+                id=self._new_id(), variant_id=line.variant_id, quantity=line.quantity, unit=dict(line.unit),
+                title=variant.product_title if variant else "Deleted",
+                variant_title=variant.title if variant else None, sku=variant.sku if variant else None,
+                requires_shipping=variant.requires_shipping if variant else True))
+        now = self.now()
         self.orders[number] = _Order(
-            number=number, name=f"#{number}", draft=draft.number, created_at=self.now(),
+            number=number, name=f"#{number}", draft=draft.number, created_at=now, updated_at=now,
             money={k: view[k] for k in ("totalPriceSet", "subtotalPriceSet", "totalTaxSet",
                                         "totalShippingPriceSet")},
             tags=list(draft.tags), attributes=[dict(a) for a in draft.attributes], email=draft.email,
-            presentment=draft.presentment, token=secrets.token_hex(16))
+            presentment=draft.presentment, token=secrets.token_hex(16), lines=lines)
         draft.status = "COMPLETED"
         draft.completed_at = draft.updated_at = self.now()
         draft.order = number
-        self.emit("orders/create", self._order_view(self.orders[number]))
+        self.emit("orders/create", self._order_rest(self.orders[number]))
         return {"draftOrder": self._draft_view(draft, count_read=False, force_ready=True), "userErrors": []}
 
     def _delete(self, data: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -1096,7 +1791,8 @@ class FakeShopify:
             return {"deletedId": None,
                     "userErrors": [{"field": ["id"], "message": "A completed draft order cannot be deleted"}]}
         del self.drafts[draft.number]
-        self.emit("draft_orders/delete", {"id": _gid("DraftOrder", draft.number)})
+        self.emit("draft_orders/delete", {"id": draft.number,
+                                          "admin_graphql_api_id": _gid("DraftOrder", draft.number)})
         return {"deletedId": _gid("DraftOrder", draft.number), "userErrors": []}
 
     def _tags_add(self, resource_id: t.Any, tags: list[str]) -> dict[str, t.Any]:
@@ -1113,7 +1809,8 @@ class FakeShopify:
                 target.tags.append(tag)
         kind = "Order" if isinstance(target, _Order) else "DraftOrder"
         if isinstance(target, _Order):
-            self.emit("orders/updated", self._order_view(target))
+            target.updated_at = self.now()
+            self.emit("orders/updated", self._order_rest(target))
         return {"node": {"__typename": kind, "id": str(resource_id)}, "userErrors": []}
 
     def _delivery_options(self, data: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -1170,13 +1867,8 @@ class FakeShopify:
             elif field == "status":
                 drafts = [d for d in drafts if d.status.lower() == value.lower()]
             elif field in ("updated_at", "created_at"):
-                op = value[0] if value[:1] in ("<", ">") else "="
-                when = _parse_time(value.lstrip("<>=").strip("'\""))
                 attr = "updated_at" if field == "updated_at" else "created_at"
-                if op == "<":
-                    drafts = [d for d in drafts if getattr(d, attr) < when]
-                elif op == ">":
-                    drafts = [d for d in drafts if getattr(d, attr) > when]
+                drafts = [d for d in drafts if _compare(getattr(d, attr), value)]
         if sort_key == "UPDATED_AT":
             drafts.sort(key=lambda d: (d.updated_at, d.number))
         else:
@@ -1184,6 +1876,39 @@ class FakeShopify:
         if reverse:
             drafts.reverse()
         return drafts
+
+    def _order_search(self, query: str | None, sort_key: str, reverse: bool) -> list[_Order]:
+        """``orders(query:)``: ``tag:``, ``status:`` (open, closed, cancelled,
+        not_closed, any), ``updated_at:`` / ``created_at:`` with ``<``, ``<=``,
+        ``>``, ``>=`` (a plain value matches the same second)."""
+        orders = list(self.orders.values())
+        for term in shlex.split(query or ""):
+            field, _, value = term.partition(":")
+            field, value = field.lower(), value.strip()
+            if field == "tag":
+                orders = [o for o in orders if value in o.tags]
+            elif field == "status":
+                status = value.lower()
+                if status == "open":
+                    orders = [o for o in orders if o.closed_at is None and o.cancelled_at is None]
+                elif status == "closed":
+                    orders = [o for o in orders if o.closed_at is not None]
+                elif status == "cancelled":
+                    orders = [o for o in orders if o.cancelled_at is not None]
+                elif status == "not_closed":
+                    orders = [o for o in orders if o.closed_at is None]
+            elif field in ("updated_at", "created_at"):
+                orders = [o for o in orders if _compare(
+                    (o.updated_at or o.created_at) if field == "updated_at" else o.created_at, value)]
+        keys: dict[str, cabc.Callable[[_Order], t.Any]] = {
+            "UPDATED_AT": lambda o: (o.updated_at or o.created_at, o.number),
+            "CREATED_AT": lambda o: (o.created_at, o.number),
+            "PROCESSED_AT": lambda o: (o.created_at, o.number),
+        }
+        orders.sort(key=keys.get(sort_key, lambda o: o.number))
+        if reverse:
+            orders.reverse()
+        return orders
 
     def _shop_view(self) -> dict[str, t.Any]:
         return {"__typename": "Shop", "id": "gid://shopify/Shop/73011", "name": self.shop_name,
@@ -1226,6 +1951,18 @@ class _Root:
         limit = max(0, min(250, first if first is not None else 250))
         page, more = drafts[:limit], len(drafts) > limit
         nodes = [self.fake._draft_view(d, count_read=False) for d in page]
+        return _connection(nodes, lambda n: str(n["legacyResourceId"]), has_next=more)
+
+    def orders(self, info: t.Any, first: int | None = None, after: str | None = None,
+               query: str | None = None, reverse: bool = False,
+               sortKey: str = "PROCESSED_AT") -> dict[str, t.Any]:
+        orders = self.fake._order_search(query, sortKey, reverse)
+        if after is not None:
+            numbers = [str(o.number) for o in orders]
+            orders = orders[numbers.index(after) + 1:] if after in numbers else []
+        limit = max(0, min(250, first if first is not None else 250))
+        page, more = orders[:limit], len(orders) > limit
+        nodes = [self.fake._order_view(o) for o in page]
         return _connection(nodes, lambda n: str(n["legacyResourceId"]), has_next=more)
 
     def order(self, info: t.Any, id: str) -> dict[str, t.Any] | None:
@@ -1292,7 +2029,7 @@ def _cost(operation: OperationDefinitionNode, variables: cabc.Mapping[str, t.Any
         elif selection.name.value == "nodes":
             ids = variables.get("ids") if isinstance(variables.get("ids"), list) else []
             cost += max(1, len(t.cast(list[t.Any], ids)))
-        elif selection.name.value == "draftOrders":
+        elif selection.name.value in ("draftOrders", "orders"):
             cost += 50
         else:
             cost += 1
@@ -1309,21 +2046,26 @@ def _throttled(cost: float, available: float, maximum: float, rate: float) -> di
 
 
 def main(argv: cabc.Sequence[str] | None = None) -> None:
-    """``python -m flask_acp.testing.fake_shopify [--host H] [--port N] [--seed FILE] [--verbose]``."""
+    """``python -m flask_acp.testing.fake_shopify [--host H] [--port N] [--seed FILE]
+    [--webhook-url URL] [--verbose]``."""
     parser = argparse.ArgumentParser(prog="python -m flask_acp.testing.fake_shopify",
                                      description="Serve a fake Shopify Admin GraphQL API (flask-acp demos).")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
     parser.add_argument("--seed", default=str(DEMO_SEED), help="seed JSON file (default: the demo seed)")
+    parser.add_argument("--webhook-url", help="send signed order webhooks there, e.g. "
+                                              "http://127.0.0.1:5000/webhooks/shopify")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     fake = FakeShopify(args.seed, host=args.host, port=args.port, quiet=not args.verbose)
+    if args.webhook_url:
+        fake.subscribe_webhooks(args.webhook_url)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     fake.start()
     print(f"Fake Shopify on {fake.url} (shop currency {fake.currency})", file=sys.stderr, flush=True)
-    print(f"  SHOPIFY_SHOP_URL={fake.url} SHOPIFY_ACCESS_TOKEN={fake.access_token}", file=sys.stderr,
-          flush=True)
+    print(f"  SHOPIFY_SHOP_URL={fake.url} SHOPIFY_ACCESS_TOKEN={fake.access_token} "
+          f"SHOPIFY_WEBHOOK_SECRET={fake.webhook_secret}", file=sys.stderr, flush=True)
     try:
         while not stopping.wait(0.5):
             pass
