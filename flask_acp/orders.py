@@ -268,6 +268,8 @@ class OrderService:
                         source, update.platform_order_id, session.id, known)
             return None
         order_id = session.order.id
+        if update.fulfillments:
+            self._capture_if_authorized(order_id)  # shipping is when the money is taken
 
         def change(order: Order, now: dt.datetime) -> Order:
             for reported in update.fulfillments:
