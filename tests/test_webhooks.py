@@ -50,6 +50,10 @@ from tests.conftest import Agent
 from tests.conftest import build_app
 from tests.spec import validate
 
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET = "whsec_agent_one_primary_0001"
 OLD_SECRET = "whsec_agent_one_previous_0002"
@@ -120,8 +124,8 @@ class Receiver:
                 continue
         return False
 
-    @Request.application  # type: ignore[arg-type]
-    def _app(self, request: Request) -> Response:
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> cabc.Iterable[bytes]:
+        request = Request(environ)
         body = request.get_data()
         if request.method != "POST" or request.path != self.path or request.mimetype != "application/json":
             status = 400
@@ -137,7 +141,8 @@ class Receiver:
         else:
             answer = {"type": "invalid_request", "code": "invalid_signature" if status == 401 else "error",
                       "message": f"status {status}"}
-        return Response(json.dumps(answer), status=status, mimetype="application/json")
+        response = Response(json.dumps(answer), status=status, mimetype="application/json")
+        return response(environ, start_response)
 
     @property
     def delivered(self) -> list[Delivery]:
@@ -574,7 +579,7 @@ def test_rq_4xx_is_permanent_without_retries(make_app: MakeApp, receiver: Receiv
         assert queue.scheduled_job_registry.get_job_ids() == []
         job = Job.fetch(job_id(event.event_id), connection=conn, serializer=JSONSerializer)
         assert job.get_status() == "finished"
-        assert job.return_value()["result"] == "failed"
+        assert t.cast(dict[str, t.Any], job.return_value())["result"] == "failed"
     finally:
         conn.close()
     drain(app, lambda: True)

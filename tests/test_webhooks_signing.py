@@ -48,7 +48,7 @@ def test_valid_header_within_tolerance() -> None:
     header = generate_header()
     assert verify_header(header, BODY, [SECRET], now=NOW + 300) == NOW
     assert verify_header(header, BODY, [SECRET], now=NOW - 300) == NOW
-    assert verify_header(header, bytearray(BODY), [SECRET.encode()], now=NOW) == NOW
+    assert verify_header(header, BODY, [SECRET.encode()], now=NOW) == NOW
 
 
 @pytest.mark.parametrize("header", [None, ""])

@@ -155,8 +155,9 @@ class WebhookService:
         :returns: ``queued``, ``pending`` (left to the thread / sweeper).
         :raises KeyError: unknown event id.
         :raises RuntimeError: its RQ job is running right now.
-        :raises redis.exceptions.RedisError: Redis unreachable (the row is reset
-            anyway; the sweeper queues it later).
+        :raises redis.exceptions.RedisError: Redis unreachable (when checking for
+            an old job: nothing changed; when enqueueing: the row is pending and
+            the sweeper queues it later).
         """
         if self.store.outbox_get(event_id) is None:
             raise KeyError(event_id)

@@ -26,7 +26,9 @@ from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
 from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
 from rq.timeouts import TimerDeathPenalty
+from rq.timeouts import UnixSignalDeathPenalty
 
 from .queue import connect
 from .service import WebhookService
@@ -35,10 +37,12 @@ log = logging.getLogger("flask_acp.webhooks")
 
 
 class DeliveryWorker(SimpleWorker):
-    """``SimpleWorker`` enforcing ``job_timeout`` with a timer thread instead of
-    ``SIGALRM`` (works from any thread and leaves the process's alarm alone)."""
+    """``SimpleWorker`` whose ``job_timeout`` enforcement works from any thread
+    and respects an existing ``SIGALRM`` handler: a timer thread by default;
+    :func:`run_worker` switches to RQ's cheaper ``SIGALRM`` penalty when it
+    runs on the main thread and nobody else handles ``SIGALRM``."""
 
-    death_penalty_class = TimerDeathPenalty
+    death_penalty_class: type[BaseDeathPenalty] = TimerDeathPenalty
 
 
 def _sweep(service: WebhookService) -> int:
@@ -75,6 +79,9 @@ def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = Fal
     stop = threading.Event()
     sweeper: threading.Thread | None = None
     in_main = threading.current_thread() is threading.main_thread()
+    if isinstance(worker, DeliveryWorker) and in_main and signal.getsignal(signal.SIGALRM) in (
+            signal.SIG_DFL, None):
+        worker.death_penalty_class = UnixSignalDeathPenalty
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     _sweep(service)
     if not burst and sweep_interval > 0:
