@@ -3,17 +3,25 @@ seen through plain HTTP (requests), and the standalone command."""
 
 from __future__ import annotations
 
+import base64
 import collections.abc as cabc
+import hashlib
+import hmac
 import json
 import pathlib
 import subprocess
 import sys
+import threading
 import typing as t
 
 import pytest
 import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
 
 from flask_acp.testing.fake_woocommerce import DEMO_SEED
+from flask_acp.testing.fake_woocommerce import TRACKING_META_KEY
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 
 S = "/wp-json/wc/store/v1"
@@ -188,3 +196,131 @@ def test_demo_seed_runs_standalone(tmp_path: pathlib.Path) -> None:
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+# --- merchant actions and webhooks ---------------------------------------------------------
+
+
+class Hooks:
+    """A webhook endpoint on 127.0.0.1 that records requests and answers ``status``."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/hooks"
+
+    @Request.application  # type: ignore[arg-type]
+    def _app(self, request: Request) -> Response:
+        self.requests.append((dict(request.headers), request.get_data()))
+        return Response("{}", self.status, mimetype="application/json")
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def hooks() -> cabc.Iterator[Hooks]:
+    endpoint = Hooks()
+    yield endpoint
+    endpoint.close()
+
+
+def paid_order(woo: FakeWooCommerce, shopper: Client) -> int:
+    shopper.cart_with((10, 2))
+    order_id = int(shopper.store("GET", "/checkout").json()["order_id"])
+    paid = shopper.rest("PUT", f"/orders/{order_id}", {"status": "pending", "set_paid": True,
+                                                       "transaction_id": "pi_1"}).json()
+    assert paid["status"] == "processing"
+    return order_id
+
+
+def test_webhook_ping_then_signed_deliveries(woo: FakeWooCommerce, shopper: Client, hooks: Hooks) -> None:
+    order_id = paid_order(woo, shopper)
+    hook = woo.add_webhook(hooks.url, secret="s3cr&amp;t")
+    (ping_headers, ping_body), = hooks.requests
+    assert ping_body == f"webhook_id={hook}".encode()
+    assert ping_headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert not any(k.lower().startswith("x-wc-webhook") for k in ping_headers)
+    assert ping_headers["User-Agent"].startswith("WooCommerce/")
+    woo.complete_order(order_id)
+    ping, delivery = woo.flush_webhooks()
+    assert (ping.topic, ping.status, delivery.topic, delivery.status) == ("ping", 200, "order.updated", 200)
+    headers, body = hooks.requests[1]
+    assert body == delivery.body
+    order = json.loads(body)
+    assert (order["id"], order["status"]) == (order_id, "completed")
+    expected = base64.b64encode(hmac.new(b"s3cr&t", body, hashlib.sha256).digest()).decode()  # decoded key
+    assert {k: headers[k] for k in ("X-Wc-Webhook-Topic", "X-Wc-Webhook-Resource", "X-Wc-Webhook-Event",
+                                    "X-Wc-Webhook-Id", "X-Wc-Webhook-Signature", "X-Wc-Webhook-Source")} == {
+        "X-Wc-Webhook-Topic": "order.updated", "X-Wc-Webhook-Resource": "order",
+        "X-Wc-Webhook-Event": "updated", "X-Wc-Webhook-Id": str(hook), "X-Wc-Webhook-Signature": expected,
+        "X-Wc-Webhook-Source": woo.url + "/"}
+    assert headers["X-Wc-Webhook-Delivery-Id"] == delivery.delivery_id
+    again = woo.redeliver(delivery.delivery_id)
+    assert again.body == body
+    assert again.delivery_id != delivery.delivery_id
+    assert hooks.requests[2][0]["X-Wc-Webhook-Signature"] == expected
+
+
+def test_merchant_refunds_tracking_and_cancel(woo: FakeWooCommerce, shopper: Client) -> None:
+    order_id = paid_order(woo, shopper)  # 2 x 18.00 + 2.97 tax + 5.00 + 0.41 = 44.38
+    first = woo.refund(order_id, "5.00", "Dented")
+    second = woo.refund(order_id, "0.38")
+    order = woo.order(order_id)
+    assert order["refunds"] == [{"id": second, "reason": "", "total": "-0.38"},
+                                {"id": first, "reason": "Dented", "total": "-5.00"}]
+    assert order["status"] == "processing"
+    with pytest.raises(ValueError, match="39.00"):
+        woo.refund(order_id, "39.01")
+    with pytest.raises(ValueError, match="not 0"):
+        woo.refund(order_id, "0")
+    known = woo.add_tracking(order_id, "USPS", "9400")
+    woo.add_tracking(order_id, "Local Courier", "LC-1", link="https://lc.example/LC-1")
+    (meta,) = [m for m in woo.order(order_id)["meta_data"] if m["key"] == TRACKING_META_KEY]
+    assert [{k: v for k, v in item.items() if k != "date_shipped"} for item in meta["value"]] == [
+        {"tracking_provider": "usps", "custom_tracking_provider": "", "custom_tracking_link": "",
+         "tracking_number": "9400", "tracking_id": known},
+        {"tracking_provider": "", "custom_tracking_provider": "Local Courier",
+         "custom_tracking_link": "https://lc.example/LC-1", "tracking_number": "LC-1",
+         "tracking_id": meta["value"][1]["tracking_id"]}]
+    stock = woo.stock(10)
+    assert woo.cancel_order(order_id)["status"] == "cancelled"
+    assert woo.stock(10) == (stock or 0) + 2
+    woo.set_order_status(order_id, "processing")
+    woo.refund(order_id, "39.00")
+    assert woo.order(order_id)["status"] == "refunded"  # nothing left to refund
+    assert [e["topic"] for e in woo.webhook_events][-7:] == ["order.updated"] * 7
+
+
+def test_failed_deliveries_disable_the_webhook_and_drops_are_never_sent(
+        woo: FakeWooCommerce, shopper: Client, hooks: Hooks) -> None:
+    order_id = paid_order(woo, shopper)
+    hook = woo.add_webhook(hooks.url)
+    woo.drop_next_deliveries(1)
+    woo.set_order_status(order_id, "on-hold")
+    (dropped,) = [d for d in woo.flush_webhooks() if d.topic != "ping"]
+    assert (dropped.dropped, dropped.status, len(hooks.requests)) == (True, None, 1)
+    assert json.loads(dropped.body)["status"] == "on-hold"
+    hooks.status = 500
+    for status in ["processing", "on-hold"] * 4:
+        woo.set_order_status(order_id, status)
+        woo.flush_webhooks()
+    # more than 5 consecutive failures: disabled on the 7th, nothing sent after
+    assert [d.status for d in woo.deliveries if d.topic != "ping" and not d.dropped] == [500] * 7
+    assert woo.webhooks[0]["status"] == "disabled"
+    hooks.status = 200
+    woo.set_webhook(hook, status="active")
+    woo.set_order_status(order_id, "processing")
+    assert woo.flush_webhooks()[-1].status == 200
+    assert woo.webhooks[0]["failure_count"] == 0
+    # an unreachable URL is a failure without a status
+    woo.set_webhook(hook, delivery_url="http://127.0.0.1:9/closed")
+    woo.complete_order(order_id)
+    last = woo.flush_webhooks()[-1]
+    assert (last.status, last.ok, bool(last.error)) == (None, False, True)

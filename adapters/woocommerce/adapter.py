@@ -23,6 +23,11 @@ cancel     ``DELETE S/cart/items`` → ``GET R/orders/{id}`` → ``PUT R/orders/
            ``{status: "cancelled"}`` when the draft is unpaid
 =========  =================================================================  =====
 
+After the sale (:mod:`.webhooks` has the mapping): ``parse_webhook`` verifies
+``X-WC-Webhook-Signature`` and maps the order in the body (no call);
+``reconcile_orders`` pages through ``GET R/orders?modified_after=…`` (100 per
+call).
+
 Off the happy path: a refused ``add-item`` costs one ``GET S/products?include=…``;
 a stale cart (expired ``Cart-Token``, refused nonce, unknown cart key) one
 ``GET S/cart`` and a second batch; an unpaid ``pending`` order left by a
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -61,7 +67,10 @@ import threading
 import typing as t
 
 from flask_acp.adapter import PlatformAdapter
+from flask_acp.adapter import PlatformOrderUpdate
+from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
+from flask_acp.adapter import WebhookSignatureError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
 from flask_acp.models import JSON
@@ -86,8 +95,13 @@ from .mapping import plain_text
 from .mapping import quote_from_cart
 from .mapping import refused_quote
 from .mapping import rest_amount
+from .webhooks import SESSION_META_KEY
+from .webhooks import event_key
+from .webhooks import is_ping
+from .webhooks import order_update
+from .webhooks import signature_matches
 
-__all__ = ["MESSAGE_KEYS", "WooCommerceAdapter"]
+__all__ = ["MESSAGE_KEYS", "SESSION_META_KEY", "WooCommerceAdapter"]
 
 log = logging.getLogger("flask_acp.woocommerce")
 
@@ -102,8 +116,10 @@ UNPAID_STATUSES = frozenset({"checkout-draft", "pending", "failed"})
 #: ``payment_method`` / ``payment_method_title`` written on our orders.
 PAYMENT_METHOD = "acp"
 PAYMENT_METHOD_TITLE = "Agentic Commerce (ACP)"
-#: order meta key holding the ACP checkout session id.
-SESSION_META_KEY = "_acp_checkout_session_id"
+#: ``reconcile_orders(None)`` re-reads the orders modified within this many seconds.
+RECONCILE_WINDOW = 7 * 24 * 3600.0
+#: most pages (of 100 orders) one reconcile reads.
+RECONCILE_MAX_PAGES = 1000
 
 #: every ``Message.text_key`` this adapter emits, with the ``text_args`` it sets
 #: (other messages carry WooCommerce's text or ours in ``content``).
@@ -199,6 +215,10 @@ class WooCommerceAdapter(PlatformAdapter):
     :param timeout: seconds per HTTP call (connect and each read).
     :param set_paid_attempts: how many times ``place_order`` sends ``set_paid``
         (re-reading the order before each retry).
+    :param webhook_secrets: the secret(s) of the store's order webhooks (the
+        first is current; more accepted while rotating); none: no webhooks.
+    :param reconcile_window: seconds; ``reconcile_orders(None)`` re-reads the
+        orders modified within this window.
     :param client: a ready client (tests); replaces url/credentials/timeout.
     :raises ValueError: a bad URL (not https, except to loopback), credential or timeout.
     """
@@ -206,10 +226,15 @@ class WooCommerceAdapter(PlatformAdapter):
     name = "woocommerce"
 
     def __init__(self, url: str, consumer_key: str, consumer_secret: str, *, timeout: float = 10.0,
-                 set_paid_attempts: int = 3, client: WooCommerceClient | None = None) -> None:
+                 set_paid_attempts: int = 3, webhook_secrets: cabc.Sequence[str] = (),
+                 reconcile_window: float = RECONCILE_WINDOW, client: WooCommerceClient | None = None) -> None:
         self.client = client or WooCommerceClient(url, consumer_key, consumer_secret, timeout=timeout)
         self.site_url = url.rstrip("/")
         self.set_paid_attempts = max(1, set_paid_attempts)
+        self.webhook_secrets = tuple(s for s in webhook_secrets if s)
+        if not reconcile_window > 0:
+            raise ValueError(f"reconcile_window must be > 0 seconds, not {reconcile_window!r}")
+        self.reconcile_window = float(reconcile_window)
         self._currency: str | None = None
         self._lock = threading.Lock()
         #: order ids this process sent ``set_paid`` for: the next call re-reads first.
@@ -219,7 +244,11 @@ class WooCommerceAdapter(PlatformAdapter):
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> WooCommerceAdapter:
         """Build from ``WOOCOMMERCE_URL`` (str, required: the site URL, https),
         ``WOOCOMMERCE_CONSUMER_KEY`` and ``WOOCOMMERCE_CONSUMER_SECRET`` (str,
-        required) and ``WOOCOMMERCE_TIMEOUT`` (seconds, int or float > 0, default 10).
+        required), ``WOOCOMMERCE_TIMEOUT`` (seconds, int or float > 0, default 10),
+        ``WOOCOMMERCE_WEBHOOK_SECRET`` (str, or a list of str while rotating, the
+        current one first; default None: ``{prefix}/webhooks/woocommerce`` answers
+        404) and ``WOOCOMMERCE_RECONCILE_WINDOW`` (seconds > 0, default 604800 =
+        7 days: what ``flask acp reconcile`` without ``--since`` re-reads).
 
         :raises ValueError: naming the missing or bad key.
         """
@@ -229,18 +258,18 @@ class WooCommerceAdapter(PlatformAdapter):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{key} is required by the WooCommerce adapter (a non-empty string)")
             values[key] = value.strip()
-        timeout = config.get("WOOCOMMERCE_TIMEOUT", 10)
-        if isinstance(timeout, str):
-            try:
-                timeout = float(timeout)
-            except ValueError:
-                raise ValueError(
-                    f"WOOCOMMERCE_TIMEOUT must be a number of seconds, not {timeout!r}") from None
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"WOOCOMMERCE_TIMEOUT must be a number of seconds > 0, not {timeout!r}")
+        timeout = _seconds(config, "WOOCOMMERCE_TIMEOUT", 10)
+        window = _seconds(config, "WOOCOMMERCE_RECONCILE_WINDOW", RECONCILE_WINDOW)
+        secret = config.get("WOOCOMMERCE_WEBHOOK_SECRET")
+        secrets = ([] if secret in (None, "") else [secret] if isinstance(secret, str)
+                   else list(secret) if isinstance(secret, (list, tuple)) else None)
+        if secrets is None or not all(isinstance(s, str) and s.strip() for s in secrets):
+            raise ValueError("WOOCOMMERCE_WEBHOOK_SECRET must be the webhooks' secret (a non-empty string, "
+                             f"or a list of them while rotating), not {secret!r}")
         try:
             return cls(values["WOOCOMMERCE_URL"], values["WOOCOMMERCE_CONSUMER_KEY"],
-                       values["WOOCOMMERCE_CONSUMER_SECRET"], timeout=float(timeout))
+                       values["WOOCOMMERCE_CONSUMER_SECRET"], timeout=timeout,
+                       webhook_secrets=secrets, reconcile_window=window)
         except ValueError as exc:
             raise ValueError(f"WOOCOMMERCE_URL: {exc}") from exc
 
@@ -706,6 +735,96 @@ class WooCommerceAdapter(PlatformAdapter):
                 raise
         state.order_id = state.order_key = state.order_status = state.payment_url = None
 
+    # -- after the sale ------------------------------------------------------------
+
+    def parse_webhook(self, headers: cabc.Mapping[str, str], body: bytes) -> PlatformWebhook:
+        """Verify a WooCommerce webhook delivery and map its order (:mod:`.webhooks`).
+
+        * The ping of a new webhook (form body ``webhook_id=N``, unsigned) is
+          accepted and changes nothing (``event_id`` None).
+        * Otherwise ``X-WC-Webhook-Signature`` must be the base64 HMAC-SHA256 of
+          the raw body under a configured secret.
+        * ``order.*`` topics carry the REST v3 order: orders we did not make,
+          and unpaid ones, give no update (and ``event_id`` None, so they are not
+          recorded); other topics and bodies that are no order are acknowledged
+          and ignored. ``event_id`` is :func:`.webhooks.event_key`.
+
+        :raises NotImplementedError: no ``WOOCOMMERCE_WEBHOOK_SECRET`` (404).
+        :raises WebhookSignatureError: missing or wrong signature (401).
+        """
+        if not self.webhook_secrets:
+            raise NotImplementedError
+        given = {k.lower(): v for k, v in headers.items()}
+        header = given.get("x-wc-webhook-signature", "")
+        if not header:
+            if is_ping(body):
+                log.info("WooCommerce webhook ping (%s)", body.decode("ascii"))
+                return PlatformWebhook(event_id=None)
+            raise WebhookSignatureError("The X-WC-Webhook-Signature header is missing.")
+        if not signature_matches(self.webhook_secrets, body, header):
+            raise WebhookSignatureError("The X-WC-Webhook-Signature header does not match the body "
+                                        "(check WOOCOMMERCE_WEBHOOK_SECRET against the webhook's secret).")
+        topic = given.get("x-wc-webhook-topic", "")
+        resource = given.get("x-wc-webhook-resource", "")
+        if resource != "order" and not topic.startswith("order."):
+            log.info("WooCommerce webhook %r ignored (not about an order)", topic or resource)
+            return PlatformWebhook(event_id=None)
+        try:
+            order = json.loads(body)
+        except ValueError:
+            order = None
+        if not isinstance(order, dict) or "id" not in order:
+            log.warning("WooCommerce webhook %r: the body is not a REST v3 order (set the webhook's API "
+                        "version to \"WP REST API Integration v3\"); ignored", topic)
+            return PlatformWebhook(event_id=None)
+        update = order_update(order)
+        if update is None:
+            return PlatformWebhook(event_id=None)
+        return PlatformWebhook(event_id=event_key(order, body), updates=(update,))
+
+    def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
+        """Re-read our orders modified after ``since`` (None: within
+        :attr:`reconcile_window` seconds), oldest change first: ``GET
+        /wc/v3/orders?modified_after=…&dates_are_gmt=true&orderby=modified&order=asc
+        &per_page=100&page=N`` until ``X-WP-TotalPages``. REST cannot search by
+        meta, so every order of the window is read and ours are kept (by the
+        session meta; unpaid ones skipped), mapped as webhooks are.
+        ``modified_after`` needs WooCommerce 5.8 or later.
+
+        The command keeps no "last run" state: run it periodically without
+        ``--since`` (the window overlaps, applying is idempotent) or pass
+        ``--since``. An order modified while the pages are read may be missed
+        once; the next run reads it.
+
+        :raises AdapterUnavailableError: the store cannot answer now.
+        :raises AdapterRejectedError: the store refused the call (credentials).
+        """
+        now = dt.datetime.now(dt.timezone.utc)
+        after = since if since is not None else now - dt.timedelta(seconds=self.reconcile_window)
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=dt.timezone.utc)
+        params = {"modified_after": after.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                  "dates_are_gmt": "true", "orderby": "modified", "order": "asc", "per_page": "100",
+                  "status": "any"}
+        updates: list[PlatformOrderUpdate] = []
+        page, pages = 1, 1
+        while page <= min(pages, RECONCILE_MAX_PAGES):
+            answer = self.client.request("GET", R + "/orders", params={**params, "page": str(page)})
+            if not isinstance(answer.data, list):
+                raise AdapterUnavailableError(f"WooCommerce GET {R}/orders: not a JSON list")
+            for order in answer.data:
+                update = order_update(order) if isinstance(order, dict) else None
+                if update is not None:
+                    updates.append(update)
+            total_pages = str(answer.headers.get("X-WP-TotalPages") or "1")
+            pages = int(total_pages) if total_pages.isdigit() else 1
+            page += 1
+        if pages > RECONCILE_MAX_PAGES:
+            log.warning("WooCommerce reconcile read only %d of %d pages: pass a later --since",
+                        RECONCILE_MAX_PAGES, pages)
+        log.info("WooCommerce reconcile since %s: %d of our orders", params["modified_after"], len(updates))
+        return updates
+
     def supported_currencies(self) -> list[str]:
         """The store currency, lowercase (``["usd"]``), read once from the Store
         API; ``[]`` while the store cannot be reached."""
@@ -732,6 +851,19 @@ class WooCommerceAdapter(PlatformAdapter):
         if not isinstance(data, dict):
             raise AdapterUnavailableError(f"WooCommerce {method} {R}{path}: not a JSON object")
         return data
+
+
+def _seconds(config: cabc.Mapping[str, t.Any], key: str, default: float) -> float:
+    """A config value in seconds (int, float or numeric string) > 0."""
+    value = config.get(key, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a number of seconds, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{key} must be a number of seconds > 0, not {value!r}")
+    return float(value)
 
 
 def _unique(messages: list[Message]) -> list[Message]:

@@ -81,7 +81,8 @@ Seed (JSON; every key optional)::
                   "tax_round_at_subtotal": false, "base_location": {"country": "US", "state": "CA"},
                   "notify_low_stock_amount": 2, "packages": "single" | "by_shipping_class",
                   "site_url": null, "hold_stock_minutes": 60},
-     "consumer_key": "ck_...", "consumer_secret": "cs_...", "webhook_secret": "...",
+     "consumer_key": "ck_...", "consumer_secret": "cs_...",
+     "webhook_secret": "..." (the default secret of :meth:`FakeWooCommerce.add_webhook`),
      "products": [{"id": 10, "name": "...", "regular_price": "18.00", "sale_price": "",
                    "type": "simple" | "variation" | "variable", "parent_id": 0, "sku": "",
                    "status": "publish", "tax_status": "taxable", "tax_class": "",
@@ -104,14 +105,30 @@ Seed (JSON; every key optional)::
 
 Test controls: :meth:`FakeWooCommerce.fail_next` (``"500"``, ``"500_after"``,
 ``"html_503"``, ``"429"``, ``"timeout"``, ``"drop_after"``), :meth:`advance_clock`,
-:meth:`set_stock`, :meth:`set_price`; inspection: :attr:`counts` (HTTP calls
+:meth:`freeze_clock`, :meth:`set_stock`, :meth:`set_price`; inspection: :attr:`counts` (HTTP calls
 per route name, e.g. ``"PUT /wc/v3/orders/{id}"``), :attr:`batched_counts`
 (calls inside batches), :attr:`calls`, :meth:`order`, :meth:`stock`,
 :meth:`held`, :attr:`webhook_events`.
 
-Outbound webhooks are not sent yet: order changes are recorded in
-:attr:`webhook_events` by :meth:`FakeWooCommerce._emit`, the extension point
-where signed ``order.updated`` deliveries will go.
+Merchant actions, as in WooCommerce's admin (each saves the order once, so one
+``order.updated``): :meth:`complete_order`, :meth:`cancel_order`,
+:meth:`set_order_status`, :meth:`refund` (``refunds[]`` entries with a negative
+``total``; a full refund makes the order ``refunded``), :meth:`add_tracking`
+(the Shipment Tracking extension's ``_wc_shipment_tracking_items`` meta).
+
+Webhooks (platforms.md §3.7): :meth:`add_webhook` registers a delivery URL for a
+topic (``order.updated``, ``order.created``) and sends the ping at once
+(``POST`` form body ``webhook_id=N``, no signature). Every order save then
+queues a delivery per matching active webhook; one background thread sends them
+in order, building the payload when it sends (the REST v3 order as it is
+then, as WooCommerce does) with the headers ``X-WC-Webhook-Source``,
+``-Topic``, ``-Resource``, ``-Event``, ``-Signature`` (base64 HMAC-SHA256 of the
+body, keyed by the webhook secret), ``-ID`` and ``-Delivery-ID`` (new per
+attempt). 2xx, 301 and 302 are successes; failures are not retried (nor are
+they by WooCommerce) and a webhook is ``disabled`` after more than 5 in a row.
+Controls: :meth:`drop_next_deliveries` (queued, then lost: never sent),
+:meth:`redeliver` (the same body again, new delivery id), :meth:`flush_webhooks`
+(wait until sent); inspection: :attr:`deliveries`, :attr:`webhooks`.
 """
 
 from __future__ import annotations
@@ -137,6 +154,7 @@ import time
 import typing as t
 import urllib.parse
 
+import requests
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map
 from werkzeug.routing import Rule
@@ -153,10 +171,13 @@ if t.TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONSUMER_KEY",
     "DEFAULT_CONSUMER_SECRET",
+    "DEFAULT_WEBHOOK_SECRET",
     "DEMO_SEED",
+    "TRACKING_META_KEY",
     "FakeWooCommerce",
     "FaultKind",
     "RecordedCall",
+    "WebhookDelivery",
     "load_seed",
     "main",
 ]
@@ -164,6 +185,15 @@ __all__ = [
 JSONDict = dict[str, t.Any]
 DEFAULT_CONSUMER_KEY = "ck_fake_0123456789abcdef0123456789abcdef01234567"
 DEFAULT_CONSUMER_SECRET = "cs_fake_0123456789abcdef0123456789abcdef01234567"  # noqa: S105
+DEFAULT_WEBHOOK_SECRET = "wc_webhook_secret_fake_0123456789abcdef"  # noqa: S105
+#: order meta key of the Shipment Tracking extension.
+TRACKING_META_KEY = "_wc_shipment_tracking_items"
+#: provider slugs the Shipment Tracking extension knows (others are "custom" providers).
+_TRACKING_PROVIDERS = frozenset({"usps", "ups", "fedex", "dhl-us", "canada-post", "royal-mail"})
+#: consecutive failed deliveries after which a webhook is disabled
+#: (``woocommerce_max_webhook_delivery_failures``).
+MAX_WEBHOOK_FAILURES = 5
+WEBHOOK_USER_AGENT = "WooCommerce/10.3.0 Hookshot (WordPress/6.8.3)"
 HERE = pathlib.Path(__file__).resolve().parent
 DEMO_SEED = HERE / "woocommerce_demo_seed.json"
 FaultKind = t.Literal["500", "500_after", "html_503", "429", "timeout", "drop_after"]
@@ -186,6 +216,43 @@ class RecordedCall(t.NamedTuple):
     route: str
     status: int
     batched: bool = False
+
+
+@dataclasses.dataclass
+class WebhookDelivery:
+    """One delivery attempt (or the ping) of a webhook, as sent and answered.
+
+    :ivar topic: ``"order.updated"``..., or ``"ping"``.
+    :ivar status: the HTTP status of the answer; ``None`` when there was none
+        (connection refused, timeout) or the delivery was dropped.
+    :ivar dropped: lost before sending (:meth:`FakeWooCommerce.drop_next_deliveries`).
+    """
+
+    delivery_id: str
+    webhook_id: int
+    topic: str
+    resource_id: int | None
+    body: bytes
+    headers: dict[str, str]
+    status: int | None = None
+    response: bytes = b""
+    error: str | None = None
+    dropped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """A success for WooCommerce: 2xx, 301 or 302."""
+        return self.status is not None and 200 <= self.status < 303
+
+
+@dataclasses.dataclass
+class _Webhook:
+    id: int
+    topic: str
+    delivery_url: str
+    secret: str
+    status: str = "active"  # active | paused | disabled
+    failure_count: int = 0
 
 
 class _WooError(Exception):
@@ -336,6 +403,13 @@ class FakeWooCommerce:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        #: guards the delivery queue (taken after ``_lock`` when both are needed)
+        self._queue_cv = threading.Condition()
+        self._queue: collections.deque[tuple[int, str, int]] = collections.deque()  # webhook, topic, order
+        self._in_flight = 0
+        self._sender: threading.Thread | None = None
+        #: seconds a delivery waits for the answer
+        self.webhook_timeout = 5.0
         self.reset(seed)
 
     # ----------------------------------------------------------------- lifecycle
@@ -350,11 +424,15 @@ class FakeWooCommerce:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="FakeWooCommerce", daemon=True)
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name="FakeWooCommerce-webhooks", daemon=True)
+        self._sender.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving (interrupts ``timeout`` faults)."""
+        """Stop serving (interrupts ``timeout`` faults); queued deliveries are not sent."""
         self._stopping.set()
+        with self._queue_cv:
+            self._queue_cv.notify_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -362,6 +440,9 @@ class FakeWooCommerce:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if self._sender is not None:
+            self._sender.join(self.webhook_timeout + 5)
+            self._sender = None
 
     def __enter__(self) -> FakeWooCommerce:
         return self.start()
@@ -378,10 +459,12 @@ class FakeWooCommerce:
 
     def config(self, **extra: t.Any) -> JSONDict:
         """Flask config for the adapter: ``ACP_ADAPTER``, ``WOOCOMMERCE_URL``,
-        ``WOOCOMMERCE_CONSUMER_KEY``, ``WOOCOMMERCE_CONSUMER_SECRET`` (+ ``extra``)."""
+        ``WOOCOMMERCE_CONSUMER_KEY``, ``WOOCOMMERCE_CONSUMER_SECRET``,
+        ``WOOCOMMERCE_WEBHOOK_SECRET`` (the default webhook secret) (+ ``extra``)."""
         return {"ACP_ADAPTER": "woocommerce", "WOOCOMMERCE_URL": self.url,
                 "WOOCOMMERCE_CONSUMER_KEY": self.consumer_key,
-                "WOOCOMMERCE_CONSUMER_SECRET": self.consumer_secret, **extra}
+                "WOOCOMMERCE_CONSUMER_SECRET": self.consumer_secret,
+                "WOOCOMMERCE_WEBHOOK_SECRET": self.webhook_secret, **extra}
 
     def reset(self, seed: cabc.Mapping[str, t.Any] | str | os.PathLike[str] | None = None) -> None:
         """Load ``seed`` (the demo seed when ``None``) and forget carts, orders,
@@ -397,7 +480,7 @@ class FakeWooCommerce:
             self.settings: JSONDict = settings
             self.consumer_key: str = data.get("consumer_key") or DEFAULT_CONSUMER_KEY
             self.consumer_secret: str = data.get("consumer_secret") or DEFAULT_CONSUMER_SECRET
-            self.webhook_secret: str = data.get("webhook_secret") or ""
+            self.webhook_secret: str = data.get("webhook_secret") or DEFAULT_WEBHOOK_SECRET
             self._products: dict[int, JSONDict] = {}
             for raw in data.get("products") or []:
                 product = {"type": "simple", "parent_id": 0, "sku": "", "status": "publish",
@@ -428,7 +511,14 @@ class FakeWooCommerce:
             self._calls: list[RecordedCall] = []
             self._server_errors: list[BaseException] = []
             self._webhook_events: list[JSONDict] = []
+            self._webhooks: dict[int, _Webhook] = {}
+            self._next_webhook_id = 1
+            self._deliveries: list[WebhookDelivery] = []
+            self._drop_next = 0
             self._offset = 0.0
+            self._frozen: float | None = None
+        with self._queue_cv:
+            self._queue.clear()
 
     # ----------------------------------------------------------------- test controls
 
@@ -457,9 +547,16 @@ class FakeWooCommerce:
         with self._lock:
             self._offset += seconds
 
+    def freeze_clock(self, frozen: bool = True) -> None:
+        """Stop the fake clock where it is (:meth:`advance_clock` still moves it),
+        or let it run again from there."""
+        with self._lock:
+            now = self.now()
+            self._frozen, self._offset = (now, 0.0) if frozen else (None, now - time.time())
+
     def now(self) -> float:
         """The fake clock, Unix seconds."""
-        return time.time() + self._offset
+        return (time.time() if self._frozen is None else self._frozen) + self._offset
 
     def set_stock(self, product_id: int, quantity: int | None) -> None:
         """Set ``stock_quantity`` (``None``: stop managing stock)."""
@@ -537,14 +634,243 @@ class FakeWooCommerce:
         with self._lock:
             return self._held(product_id, None)
 
-    # ----------------------------------------------------------------- webhooks (extension point)
+    # ----------------------------------------------------------------- merchant actions
+
+    def set_order_status(self, order_id: int, status: str) -> JSONDict:
+        """Change an order's status as the admin does (stock, ``date_completed``);
+        one ``order.updated``. Returns the REST order."""
+        if status not in _STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {_STATUSES}")
+        with self._lock:
+            order = self._orders[order_id]
+            self._set_status(order, status)
+            self._saved(order)
+            return self._order_json(order, None)
+
+    def complete_order(self, order_id: int) -> JSONDict:
+        """Mark the order ``completed`` (what merchants do when it is dispatched)."""
+        return self.set_order_status(order_id, "completed")
+
+    def cancel_order(self, order_id: int) -> JSONDict:
+        """Mark the order ``cancelled`` (stock goes back; no money moves)."""
+        return self.set_order_status(order_id, "cancelled")
+
+    def refund(self, order_id: int, amount: str, reason: str = "") -> int:
+        """Record a manual refund of ``amount`` (a decimal string in the store
+        currency, e.g. ``"5.00"``) as the admin's Refund button does without
+        "refund via gateway": a ``refunds[]`` entry (``total`` negative); the order
+        becomes ``refunded`` when nothing is left to refund. Returns the refund id.
+
+        :raises ValueError: an amount of 0 or more than what is left.
+        """
+        with self._lock:
+            order = self._orders[order_id]
+            cents = self._cents(amount)
+            left = order["total"] - sum(r["total"] for r in order["refunds"])
+            if not 0 < cents <= left:
+                raise ValueError(f"order {order_id} can be refunded 0 < amount <= {self._format(left)}, "
+                                 f"not {amount}")
+            refund_id = self._next_order_id  # refunds are posts too: ids from the same sequence
+            self._next_order_id += 1
+            order["refunds"].append({"id": refund_id, "reason": reason, "total": cents, "date": self.now()})
+            if cents == left:
+                self._set_status(order, "refunded")
+            self._saved(order)
+            return refund_id
+
+    def add_tracking(self, order_id: int, carrier: str, number: str, *, link: str | None = None) -> str:
+        """Add a Shipment Tracking item, as the extension does: a known provider
+        (``"USPS"``, ``"UPS"``, ``"FedEx"``...) is stored by slug, any other carrier
+        (or one given with ``link``) as a custom provider. Returns its ``tracking_id``."""
+        with self._lock:
+            order = self._orders[order_id]
+            slug = re.sub(r"[^a-z0-9]+", "-", carrier.lower()).strip("-")
+            known = link is None and slug in _TRACKING_PROVIDERS
+            tracking_id = hashlib.md5(f"{slug}-{number}{time.time_ns()}".encode()).hexdigest()  # noqa: S324
+            item = {"tracking_provider": slug if known else "",
+                    "custom_tracking_provider": "" if known else carrier,
+                    "custom_tracking_link": "" if known else (link or ""),
+                    "tracking_number": number, "date_shipped": str(int(self.now())),
+                    "tracking_id": tracking_id}
+            meta = next((m for m in order["meta_data"] if m["key"] == TRACKING_META_KEY), None)
+            if meta is None:
+                meta = {"id": self._item_id(), "key": TRACKING_META_KEY, "value": []}
+                order["meta_data"].append(meta)
+            meta["value"] = [*meta["value"], item]
+            self._saved(order)
+            return tracking_id
+
+    def _saved(self, order: JSONDict) -> None:
+        order["date_modified"] = self.now()
+        self._emit("order.updated", order)
+
+    # ----------------------------------------------------------------- webhooks
+
+    def add_webhook(self, delivery_url: str, *, topic: str = "order.updated", secret: str | None = None,
+                    status: str = "active") -> int:
+        """Register a webhook (``secret`` default: :attr:`webhook_secret`); an
+        active one is pinged at once (see :meth:`ping`). Returns its id."""
+        with self._lock:
+            hook = _Webhook(self._next_webhook_id, topic, delivery_url,
+                            self.webhook_secret if secret is None else secret, status)
+            self._next_webhook_id += 1
+            self._webhooks[hook.id] = hook
+        if status == "active":
+            self.ping(hook.id)
+        return hook.id
+
+    def set_webhook(self, webhook_id: int, *, status: str | None = None, secret: str | None = None,
+                    delivery_url: str | None = None) -> None:
+        """Change a webhook (re-activating resets its failure count)."""
+        with self._lock:
+            hook = self._webhooks[webhook_id]
+            if status is not None:
+                hook.status = status
+                hook.failure_count = 0 if status == "active" else hook.failure_count
+            hook.secret = hook.secret if secret is None else secret
+            hook.delivery_url = delivery_url or hook.delivery_url
+
+    def ping(self, webhook_id: int) -> WebhookDelivery:
+        """Send the ping of a new webhook now: ``POST`` form body ``webhook_id=N``,
+        no ``X-WC-Webhook-*`` headers and no signature (``WC_Webhook::deliver_ping``)."""
+        with self._lock:
+            hook = self._webhooks[webhook_id]
+            delivery = WebhookDelivery(
+                delivery_id="", webhook_id=hook.id, topic="ping", resource_id=None,
+                body=f"webhook_id={hook.id}".encode(),
+                headers={"User-Agent": WEBHOOK_USER_AGENT,
+                         "Content-Type": "application/x-www-form-urlencoded"})
+            url = hook.delivery_url
+        return self._send(delivery, url, count_failures=False)
+
+    def drop_next_deliveries(self, count: int = 1) -> None:
+        """Lose the next ``count`` order deliveries (WooCommerce's queue never
+        runs them): recorded in :attr:`deliveries` with ``dropped``, never sent."""
+        with self._lock:
+            self._drop_next += count
+
+    def redeliver(self, delivery_id: str) -> WebhookDelivery:
+        """Send a recorded delivery's body again now, with its headers and a new
+        ``X-WC-Webhook-Delivery-ID``; returns the new attempt."""
+        with self._lock:
+            original = next(d for d in self._deliveries if d.delivery_id == delivery_id)
+            hook = self._webhooks[original.webhook_id]
+            new_id = secrets.token_hex(16)
+            headers = {**original.headers, "X-WC-Webhook-Delivery-ID": new_id}
+            delivery = dataclasses.replace(original, delivery_id=new_id, headers=headers, status=None,
+                                           response=b"", error=None, dropped=False)
+            url = hook.delivery_url
+        return self._send(delivery, url)
+
+    def flush_webhooks(self, timeout: float = 10.0) -> list[WebhookDelivery]:
+        """Wait until every queued delivery is sent and answered; returns :attr:`deliveries`.
+
+        :raises TimeoutError: still sending after ``timeout`` seconds (or not started).
+        """
+        deadline = time.monotonic() + timeout
+        with self._queue_cv:
+            while self._queue or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pending = len(self._queue) + self._in_flight
+                    raise TimeoutError(f"{pending} webhook deliveries still pending")
+                self._queue_cv.wait(remaining)
+        return self.deliveries
+
+    @property
+    def deliveries(self) -> list[WebhookDelivery]:
+        """Every ping and delivery attempt, in order (copies)."""
+        with self._lock:
+            return [dataclasses.replace(d) for d in self._deliveries]
+
+    @property
+    def webhooks(self) -> list[JSONDict]:
+        """``{id, topic, delivery_url, secret, status, failure_count}`` per webhook."""
+        with self._lock:
+            return [dataclasses.asdict(h) for h in self._webhooks.values()]
 
     def _emit(self, topic: str, order: JSONDict) -> None:
-        """Record an ``order.*`` event. Extension point: a later round signs
-        (``X-WC-Webhook-Signature`` = base64 HMAC-SHA256 of the body with
-        :attr:`webhook_secret`) and delivers them."""
+        """An order was saved (caller holds the lock): record the event and queue
+        a delivery for every active webhook of ``topic``."""
         self._webhook_events.append({"topic": topic, "resource": "order", "resource_id": order["id"],
                                      "at": self.now()})
+        for hook in self._webhooks.values():
+            if hook.status != "active" or hook.topic != topic:
+                continue
+            if self._drop_next > 0:
+                self._drop_next -= 1
+                delivery = self._delivery(hook, topic, order)
+                delivery.dropped = True
+                self._deliveries.append(delivery)
+                continue
+            with self._queue_cv:
+                self._queue.append((hook.id, topic, order["id"]))
+                self._queue_cv.notify_all()
+
+    def _delivery(self, hook: _Webhook, topic: str, order: JSONDict) -> WebhookDelivery:
+        """A signed delivery of ``order`` as it is now (caller holds the lock)."""
+        body = json.dumps(self._order_json(order, None), separators=(",", ":")).encode()
+        key = _wp_specialchars_decode(hook.secret).encode()
+        signature = base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+        delivery_id = secrets.token_hex(16)
+        resource, _, event = topic.partition(".")
+        return WebhookDelivery(
+            delivery_id=delivery_id, webhook_id=hook.id, topic=topic, resource_id=order["id"], body=body,
+            headers={
+                "Content-Type": "application/json", "User-Agent": WEBHOOK_USER_AGENT,
+                "X-WC-Webhook-Source": f"{self._site()}/", "X-WC-Webhook-Topic": topic,
+                "X-WC-Webhook-Resource": resource, "X-WC-Webhook-Event": event,
+                "X-WC-Webhook-Signature": signature,
+                "X-WC-Webhook-ID": str(hook.id), "X-WC-Webhook-Delivery-ID": delivery_id,
+            })
+
+    def _send_loop(self) -> None:
+        """The delivery thread: sends queued deliveries one at a time, in order."""
+        while True:
+            with self._queue_cv:
+                while not self._queue and not self._stopping.is_set():
+                    self._queue_cv.wait(0.5)
+                if self._stopping.is_set():
+                    return
+                webhook_id, topic, order_id = self._queue.popleft()
+                self._in_flight += 1
+            try:
+                with self._lock:
+                    hook = self._webhooks.get(webhook_id)
+                    order = self._orders.get(order_id)
+                    if hook is None or hook.status != "active" or order is None:
+                        continue
+                    delivery = self._delivery(hook, topic, order)
+                    url = hook.delivery_url
+                self._send(delivery, url)
+            except Exception as exc:  # never let the thread die silently
+                with self._lock:
+                    self._server_errors.append(exc)
+            finally:
+                with self._queue_cv:
+                    self._in_flight -= 1
+                    self._queue_cv.notify_all()
+
+    def _send(self, delivery: WebhookDelivery, url: str, *, count_failures: bool = True) -> WebhookDelivery:
+        """POST ``delivery`` to ``url`` (no lock held), record it and the webhook's
+        failure count (``WC_Webhook::log_delivery``)."""
+        try:
+            response = requests.post(url, data=delivery.body, headers=delivery.headers,
+                                     timeout=self.webhook_timeout, allow_redirects=False)
+            delivery.status, delivery.response = response.status_code, response.content[:4096]
+        except requests.RequestException as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._deliveries.append(delivery)
+            hook = self._webhooks.get(delivery.webhook_id)
+            if hook is not None and count_failures:
+                if delivery.ok:
+                    hook.failure_count = 0
+                elif hook.failure_count > MAX_WEBHOOK_FAILURES:
+                    hook.status = "disabled"
+                else:
+                    hook.failure_count += 1
+        return dataclasses.replace(delivery)
 
     # ----------------------------------------------------------------- HTTP plumbing
 
@@ -1388,7 +1714,7 @@ class FakeWooCommerce:
             "created_via": created_via, "customer_note": "", "meta_data": [], "lines": [],
             "shipping_lines": [], "fee_lines": [], "coupon_lines": [], "tax_lines": [],
             "discount_total": 0, "discount_tax": 0, "shipping_total": 0, "shipping_tax": 0,
-            "cart_tax": 0, "total": 0, "total_tax": 0, "stock_reduced": False,
+            "cart_tax": 0, "total": 0, "total_tax": 0, "stock_reduced": False, "refunds": [],
         }
         self._orders[order_id] = order
         self._emit("order.created", order)
@@ -1666,7 +1992,8 @@ class FakeWooCommerce:
                           for f in order["fee_lines"]],
             "coupon_lines": [{**c, "discount": money(c["discount"]), "discount_tax": money(c["discount_tax"]),
                               "meta_data": []} for c in order["coupon_lines"]],
-            "refunds": [],
+            "refunds": [{"id": r["id"], "reason": r["reason"], "total": "-" + money(r["total"])}
+                        for r in reversed(order["refunds"])],
             "payment_url": f"{checkout}/order-pay/{order['id']}/?pay_for_order=true&key={order['order_key']}",
             "is_editable": order["status"] in ("pending", "on-hold", "auto-draft", "checkout-draft"),
             "needs_payment": self._needs_payment(order),
@@ -1676,6 +2003,13 @@ class FakeWooCommerce:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _wp_specialchars_decode(text: str) -> str:
+    """WordPress's ``wp_specialchars_decode(text, ENT_QUOTES)``, applied to webhook secrets."""
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#039;", "'"), ("&amp;", "&")):
+        text = text.replace(entity, char)
+    return text
 
 
 def _esc(text: str) -> str:
@@ -1748,12 +2082,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="port (default 8089; 0 = any free port)")
     parser.add_argument("--seed", default=str(DEMO_SEED), help="seed JSON file (default: the demo seed)")
+    parser.add_argument("--webhook", metavar="URL",
+                        help="deliver order.updated webhooks there (pinged at startup), e.g. "
+                             "http://127.0.0.1:8000/webhooks/woocommerce")
     args = parser.parse_args(argv)
     fake = FakeWooCommerce(args.seed).start(port=args.port, host=args.host)
     print(f"FakeWooCommerce at {fake.url}/wp-json  (seed: {args.seed})", flush=True)
     print(f"WOOCOMMERCE_URL={fake.url}", flush=True)
     print(f"WOOCOMMERCE_CONSUMER_KEY={fake.consumer_key}", flush=True)
     print(f"WOOCOMMERCE_CONSUMER_SECRET={fake.consumer_secret}", flush=True)
+    print(f"WOOCOMMERCE_WEBHOOK_SECRET={fake.webhook_secret}", flush=True)
+    if args.webhook:
+        fake.add_webhook(args.webhook)
+        ping = fake.deliveries[-1]
+        print(f"webhook -> {args.webhook} (ping answered {ping.status or ping.error})", flush=True)
     try:
         while True:
             time.sleep(3600)
