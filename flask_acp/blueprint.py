@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import logging
 import typing as t
 import uuid
@@ -92,17 +93,34 @@ def _session_response(session: CheckoutSession, status: int = 200) -> Response:
     return json_response(body, status, {"Content-Language": g._acp_language})
 
 
-def _jsonpath(messages: t.Any, path: str = "$") -> tuple[str, str]:
-    """First error of a marshmallow ``messages`` dict as (JSONPath, text)."""
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _jsonpath(messages: t.Any, body: t.Any, path: str = "$") -> tuple[str, str]:
+    """The first error of a marshmallow ``messages`` dict, in the order the
+    fields appear in the request ``body``, as (RFC 9535 JSONPath, text)."""
     if isinstance(messages, dict):
-        key, value = next(iter(messages.items()))
+        keys = list(messages)
+        if isinstance(body, dict):
+            order = {k: i for i, k in enumerate(body)}
+            keys.sort(key=lambda k: order.get(k, len(order)) if not isinstance(k, int) else k)
+        elif all(isinstance(k, int) for k in keys):
+            keys.sort()
+        key = keys[0]
         if key == "_schema":
-            return _jsonpath(value, path)
-        return _jsonpath(value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}")
+            return _jsonpath(messages[key], body, path)
+        if isinstance(key, int):
+            child = body[key] if isinstance(body, list) and key < len(body) else None
+            return _jsonpath(messages[key], child, f"{path}[{key}]")
+        child = body.get(key) if isinstance(body, dict) else None
+        name = str(key)
+        segment = f".{name}" if _IDENTIFIER.match(name) else \
+            "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+        return _jsonpath(messages[key], child, path + segment)
     if isinstance(messages, list):
         first = messages[0]
         if isinstance(first, (dict, list)):
-            return _jsonpath(first, path)
+            return _jsonpath(first, body, path)
         return path, str(first)
     return path, str(messages)
 
@@ -214,13 +232,46 @@ def _read_json(*, optional: bool) -> tuple[t.Any, bool]:
         raise InvalidRequestError("A JSON request body is required.", code="invalid_json")
     if not request.is_json:
         raise UnsupportedMediaTypeError("The request body must be JSON (Content-Type: application/json).")
+    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise UnsupportedMediaTypeError("Send the request body without Content-Encoding.")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")  # RFC 8259: UTF-8, no byte order mark
+        body = json.loads(text, parse_constant=_no_constant)
+        _check_json(body)
+    except (ValueError, UnicodeError, RecursionError) as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json", param="$")
     return body, True
+
+
+#: deepest nesting accepted in a request body (ACP bodies need about 6 levels)
+_MAX_DEPTH = 32
+
+
+def _no_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_json(value: t.Any) -> None:
+    """Refuse bodies nested deeper than :data:`_MAX_DEPTH` and strings that are
+    not valid Unicode (lone surrogates from ``\\ud800`` escapes).
+
+    :raises ValueError: naming the problem.
+    """
+    stack: list[tuple[t.Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                key.encode("utf-8")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
 
 
 @functools.cache
@@ -234,8 +285,8 @@ def _load(operation: str, body: t.Any) -> t.Any:
     try:
         return schema.load(body)
     except ValidationError as exc:
-        param, message = _jsonpath(exc.messages)
-        code = "invalid_type" if "invalid_type" in message or "Not a valid" in message else "invalid"
+        param, message = _jsonpath(exc.messages, body)
+        code = "invalid_type" if "Not a valid" in message else "invalid"
         raise InvalidRequestError(f"{param}: {message}", code=code, param=param) from None
 
 

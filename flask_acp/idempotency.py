@@ -80,8 +80,8 @@ def run_idempotent(
         raise InvalidRequestError("Idempotency-Key header is required",
                                   code="idempotency_key_required")
     if len(key) > 255:
-        raise InvalidRequestError("Idempotency-Key must be at most 255 characters.",
-                                  param="Idempotency-Key")
+        raise InvalidRequestError("The Idempotency-Key header must be at most 255 characters.",
+                                  code="invalid_idempotency_key")
     outcome = store.idempotency_begin(scope, key, body_fingerprint, now=time.time(),
                                       lease=lease, retention=retention)
     if outcome.state == "conflict":

@@ -241,8 +241,8 @@ def test_update_replay_does_not_run_again(client: FlaskClient, agent: Agent) -> 
 
 def test_idempotency_key_longer_than_255_is_400(agent: Agent) -> None:
     response = agent.post("/checkout_sessions", CREATE_BODY, key="k" * 256)
-    body = assert_error(response, 400, "invalid")
-    assert body["param"] == "Idempotency-Key"
+    body = assert_error(response, 400, "invalid_idempotency_key")
+    assert "param" not in body  # a header, not a JSONPath into the body
     assert "Idempotency-Key" not in response.headers
     assert agent.post("/checkout_sessions", CREATE_BODY, key="k" * 255).status_code == 201
 
@@ -866,3 +866,45 @@ def test_update_extends_expiry(tmp_path: pathlib.Path) -> None:
     assert expires >= later + dt.timedelta(seconds=59)
     app.extensions["acp"].service.clock = lambda: later + dt.timedelta(seconds=30)
     assert client.get(f"/checkout_sessions/{sid}", headers=agent.headers()).get_json()["status"] != "expired"
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (b'{"currency":"usd","line_items":[{"id":"\\ud800"}],"capabilities":{}}', "lone surrogate"),
+    (b'{"x":' + b"[" * 200 + b"]" * 200 + b"}", "too deep"),
+    (b'{"currency":"usd","line_items":[{"id":"a","quantity":NaN}],"capabilities":{}}', "NaN"),
+    ('{"currency":"usd","line_items":[{"id":"a"}],"capabilities":{}}'.encode("utf-16"), "UTF-16"),
+    (b'\xef\xbb\xbf{"currency":"usd","line_items":[{"id":"a"}],"capabilities":{}}', "BOM"),
+])
+def test_bodies_that_are_not_plain_utf8_json_are_400(agent: Agent, raw: bytes, why: str) -> None:
+    response = agent.client.post("/checkout_sessions", data=raw, headers=agent.headers())
+    assert_error(response, 400, "invalid_json")
+
+
+def test_encoded_bodies_are_415(agent: Agent) -> None:
+    response = agent.client.post("/checkout_sessions", data=json.dumps(CREATE_BODY),
+                                 headers={**agent.headers(), "Content-Encoding": "gzip"})
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_integral_float_quantity_is_an_integer(agent: Agent) -> None:
+    body = {**CREATE_BODY, "line_items": [{"id": "item_123", "quantity": 2.0}]}
+    response = agent.post("/checkout_sessions", body)
+    assert response.status_code == 201
+    assert response.get_json()["line_items"][0]["quantity"] == 2
+    body = {**CREATE_BODY, "line_items": [{"id": "item_123", "quantity": 2.5}]}
+    assert_error(agent.post("/checkout_sessions", body), 400, "invalid_type", param="$.line_items[0].quantity")
+
+
+def test_first_bad_field_in_document_order(agent: Agent) -> None:
+    response = agent.post("/checkout_sessions", {"currency": 5, "line_items": "x", "capabilities": 1})
+    assert response.get_json()["param"] == "$.currency"
+    response = agent.post("/checkout_sessions", {"capabilities": 1, "line_items": "x", "currency": 5})
+    assert response.get_json()["param"] == "$.capabilities"
+
+
+def test_metadata_errors_point_at_the_key(agent: Agent) -> None:
+    session = agent.create().get_json()
+    body = {"intent_trace": {"reason_code": "other", "metadata": {"ok": 1, "a.b c'": [1]}}}
+    response = agent.post(f"/checkout_sessions/{session['id']}/cancel", body)
+    error = assert_error(response, 400, "invalid_type")
+    assert error["param"] == "$.intent_trace.metadata['a.b c\\'']"

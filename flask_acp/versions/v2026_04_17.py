@@ -54,7 +54,8 @@ _REASON_CODES = (
 
 
 class StrictInteger(fields.Integer):
-    """An integer field that refuses floats, strings and booleans."""
+    """A JSON Schema ``integer``: a number with no fractional part (``2`` or
+    ``2.0``); strings, booleans and ``2.5`` are refused."""
 
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(strict=True, **kwargs)
@@ -62,6 +63,8 @@ class StrictInteger(fields.Integer):
     def _validated(self, value: t.Any) -> int:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return super()._validated(value)
 
 
@@ -225,18 +228,23 @@ class CompleteRequestSchema(_Base):
         )
 
 
-class _FlatPrimitive(fields.Field[t.Any]):
-    def _deserialize(self, value: t.Any, attr: str | None, data: t.Any, **kwargs: t.Any) -> t.Any:
-        if isinstance(value, (dict, list)) or value is None:
-            raise ValidationError("Metadata values must be strings, numbers or booleans.",
-                                  "invalid_type")
+class _FlatMetadata(fields.Field[dict[str, t.Any]]):
+    """``IntentTrace.metadata``: a flat object of strings, numbers and booleans."""
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: t.Any,
+                     **kwargs: t.Any) -> dict[str, t.Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not a valid mapping type.")
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) or item is None:
+                raise ValidationError({key: ["Not a valid metadata value: use a string, number or boolean."]})
         return value
 
 
 class IntentTraceSchema(_Base):
     reason_code = fields.String(required=True)
     trace_summary = fields.String(validate=validate.Length(max=500))
-    metadata = fields.Dict(keys=fields.String(), values=_FlatPrimitive())
+    metadata = _FlatMetadata()
 
 
 class CancelRequestSchema(_Base):
