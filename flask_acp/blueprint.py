@@ -22,8 +22,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import re
 import logging
+import re
 import typing as t
 import uuid
 

@@ -892,7 +892,8 @@ def test_integral_float_quantity_is_an_integer(agent: Agent) -> None:
     assert response.status_code == 201
     assert response.get_json()["line_items"][0]["quantity"] == 2
     body = {**CREATE_BODY, "line_items": [{"id": "item_123", "quantity": 2.5}]}
-    assert_error(agent.post("/checkout_sessions", body), 400, "invalid_type", param="$.line_items[0].quantity")
+    assert_error(agent.post("/checkout_sessions", body), 400, "invalid_type",
+                 param="$.line_items[0].quantity")
 
 
 def test_first_bad_field_in_document_order(agent: Agent) -> None:
