@@ -113,6 +113,7 @@ def test_flask_command_line_against_the_served_example_app(demo_app: Flask, exam
            if k not in ("STRIPE_SECRET_KEY", "ACP_API_KEYS") and not k.startswith("FLASK_")}
     env.update(FAKE_STRIPE_PORT=fake.url.rsplit(":", 1)[1], ACP_SQLITE_PATH=str(tmp_path / "cli.sqlite3"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+    before = set((ROOT / "instance").glob("*")) if (ROOT / "instance").exists() else set()
     with serve_app(demo_app) as url:
         done = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "example_app", "acp", "demo-purchase",
@@ -124,4 +125,5 @@ def test_flask_command_line_against_the_served_example_app(demo_app: Flask, exam
     assert session["status"] == "completed"
     assert session["order"]
     assert fake.charges_count() == 1
-    assert not (ROOT / "instance").exists() or not any((ROOT / "instance").glob("*.sqlite3*"))
+    after = set((ROOT / "instance").glob("*")) if (ROOT / "instance").exists() else set()
+    assert after == before  # the command used ACP_SQLITE_PATH, not the repository's instance folder
