@@ -164,14 +164,24 @@ def register(cli: click.Group) -> None:
     @click.option("--reason")
     def refund(order_id: str, amount: int | None, refund_id: str | None, reason: str | None) -> None:
         """Refund all or part of an order through the payment processor."""
-        _print_order(_run(lambda: _state().orders.refund(order_id, amount=amount, refund_id=refund_id,
-                                                         reason=reason)))
+        order = _run(lambda: _state().orders.refund(order_id, amount=amount, refund_id=refund_id,
+                                                    reason=reason))
+        _print_order(order)
+        refunds = [a for a in order.adjustments if a.type == "refund"]
+        mine = next((a for a in refunds if a.id == refund_id), None) if refund_id else (
+            refunds[-1] if refunds else None)
+        if mine is not None and mine.status == "failed":
+            raise click.ClickException(f"the refund failed: {mine.description}")
 
     @orders.command("cancel")
     @click.argument("order_id")
     @click.option("--reason")
     def cancel(order_id: str, reason: str | None) -> None:
         """Cancel the order (unshipped units are removed)."""
-        _print_order(_run(lambda: _state().orders.cancel(order_id, reason=reason)))
+        order = _run(lambda: _state().orders.cancel(order_id, reason=reason))
+        _print_order(order)
+        if any(line.fulfilled for line in order.line_items) and order.amount_refunded < (order.total or 0):
+            click.echo("Part of the order had shipped, so nothing was refunded automatically: refund "
+                       f"what is due with 'flask acp orders refund {order_id} --amount N'.", err=True)
 
     webhooks_cli.register(cli)  # worker, events list / replay

@@ -138,6 +138,9 @@ class OrderService:
                        if (fulfillment_id is None or f.id == fulfillment_id) and f.status != "canceled"]
             if fulfillment_id is not None and not targets:
                 raise NotFoundError(f"Order {order.id} has no fulfillment {fulfillment_id!r}.")
+            if not targets:
+                raise InvalidRequestError(f"Order {order.id} has not shipped anything yet.",
+                                          code="nothing_shipped")
             for fulfillment in targets:
                 if fulfillment.status != "delivered":
                     order = _replace_fulfillment(order, dataclasses.replace(
@@ -200,6 +203,10 @@ class OrderService:
             session, order = self._session(order_id)
             payment = session.payment
             existing = next((a for a in order.adjustments if a.id == refund_id), None)
+            if existing is not None and amount is not None and existing.amount != amount:
+                raise InvalidRequestError(
+                    f"Refund {refund_id} is for {existing.amount} minor units, not {amount}; "
+                    "use a new refund id for another refund.", code="refund_id_reused")
             if existing is not None and existing.status != "pending":
                 return order
             if payment is None or payment.payment_id is None:
@@ -211,6 +218,9 @@ class OrderService:
             taken = sum(a.amount or 0 for a in order.adjustments
                         if a.type == "refund" and a.status != "failed" and a.id != refund_id)
             refundable = (order.total or 0) - taken
+            if existing is None and refundable < 1:
+                raise InvalidRequestError(f"Order {order_id} is refunded in full; nothing is left to refund.",
+                                          code="nothing_to_refund")
             amount = existing.amount if existing is not None and existing.amount else (
                 refundable if amount is None else amount)
             if amount < 1 or amount > refundable:
