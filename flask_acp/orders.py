@@ -308,6 +308,11 @@ class OrderService:
         for refund in update.refunds:
             order = self.refund(order_id, amount=refund.amount, refund_id=f"{source}-{refund.id}",
                                 reason=refund.reason)
+        if update.canceled:
+            stored = self.checkout.store.get(session.id)
+            if stored is not None and stored.payment is not None \
+                    and stored.payment.capture_status == "authorized":
+                order = self._give_back_payment(order_id)  # release an uncaptured authorization
         return order
 
     def set_status(self, order_id: str, status: str) -> Order:
