@@ -83,14 +83,19 @@ def _language() -> str:
 def _session_response(session: CheckoutSession, status: int = 200) -> Response:
     state = _state()
     module = VERSIONS[g._acp_version]
+    language = g._acp_language
+    if "Accept-Language" not in request.headers and session.locale:
+        # no header: the session's own locale (e.g. "fr-CA"), when we speak it
+        primary = session.locale.replace("_", "-").split("-")[0].lower()
+        language = primary if primary in i18n.LANGUAGES else language
     body = module.render_session(
         session,
         handlers=state.payments.handlers(),
         interventions=state.settings.interventions,
         links=state.settings.links,
-        language=g._acp_language,
+        language=language,
     )
-    return json_response(body, status, {"Content-Language": g._acp_language})
+    return json_response(body, status, {"Content-Language": language})
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -201,7 +206,8 @@ def _api_version() -> str:
 
 
 def _before_request() -> None:
-    g._acp_request_id = request.headers.get("Request-Id") or f"req_{uuid.uuid4().hex}"
+    given = request.headers.get("Request-Id", "")
+    g._acp_request_id = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
     g._acp_language = _language()
     _check_transport()
     _check_body_size()
@@ -210,8 +216,7 @@ def _before_request() -> None:
 
 
 def _after_request(response: Response) -> Response:
-    response.headers["Request-Id"] = getattr(g, "_acp_request_id", None) or request.headers.get(
-        "Request-Id", f"req_{uuid.uuid4().hex}")
+    response.headers["Request-Id"] = getattr(g, "_acp_request_id", None) or f"req_{uuid.uuid4().hex}"
     key = request.headers.get("Idempotency-Key")
     if key and request.method == "POST" and len(key) <= 255:
         response.headers["Idempotency-Key"] = key
@@ -345,9 +350,12 @@ def discovery() -> Response:
     settings = state.settings
     module = VERSIONS[settings.api_versions[0]]
     base = settings.api_base_url
+    cache = f"public, max-age={settings.discovery_max_age}"
     if base is None:
+        # derived from the request's Host: never let a cache keep it for others
         scheme, _ = _client_scheme_and_addr()
         base = f"{scheme}://{request.host}{settings.url_prefix}"
+        cache = "no-store"
     body = module.render_discovery(
         api_base_url=base,
         supported_versions=settings.api_versions,
@@ -355,7 +363,7 @@ def discovery() -> Response:
         interventions=settings.interventions,
         languages=i18n.LANGUAGES,
     )
-    return json_response(body, headers={"Cache-Control": f"public, max-age={settings.discovery_max_age}"})
+    return json_response(body, headers={"Cache-Control": cache})
 
 
 # --- errors ---------------------------------------------------------------------
@@ -395,15 +403,16 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
-    bp.add_url_rule("/checkout_sessions", view_func=create_checkout_session, methods=["POST"])
+    bp.add_url_rule("/checkout_sessions", view_func=create_checkout_session, methods=["POST"],
+                    provide_automatic_options=False)
     bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=update_checkout_session,
-                    methods=["POST"])
+                    methods=["POST"], provide_automatic_options=False)
     bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=get_checkout_session,
-                    methods=["GET"])
+                    methods=["GET"], provide_automatic_options=False)
     bp.add_url_rule("/checkout_sessions/<checkout_session_id>/complete",
-                    view_func=complete_checkout_session, methods=["POST"])
+                    view_func=complete_checkout_session, methods=["POST"], provide_automatic_options=False)
     bp.add_url_rule("/checkout_sessions/<checkout_session_id>/cancel",
-                    view_func=cancel_checkout_session, methods=["POST"])
+                    view_func=cancel_checkout_session, methods=["POST"], provide_automatic_options=False)
     bp.register_error_handler(ACPError, _handle_acp_error)
     bp.register_error_handler(HTTPException, _handle_http_exception)
     bp.register_error_handler(Exception, _handle_unexpected)

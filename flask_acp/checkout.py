@@ -173,7 +173,8 @@ class CheckoutService:
                 selected_fulfillment_options=(),
                 expires_at=expires_at,
                 buyer=data.buyer,
-            )
+            ),
+            data.buyer, data.fulfillment_details,
         )
         session = CheckoutSession(
             id=session_id,
@@ -229,7 +230,8 @@ class CheckoutService:
             }
             session = session.replace(**changes)
             expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
-            quote = self._quote(self._quote_request(session, expires_at))
+            quote = self._quote(self._quote_request(session, expires_at), session.buyer,
+                                session.fulfillment_details)
             session = session.replace(
                 quote=quote,
                 status=_status_of(quote),
@@ -325,7 +327,8 @@ class CheckoutService:
         it may be charged; when not (total or payability changed), the session is
         saved with a message and returned to the agent instead."""
         try:
-            fresh = self.adapter.prepare_order(session)
+            fresh = _require_contact(self.adapter.prepare_order(session), session.buyer,
+                                     session.fulfillment_details)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
         old_total, new_total = session.totals.total, _total(fresh)
@@ -466,7 +469,8 @@ class CheckoutService:
                 "The order could not be placed and the refund is pending; retry the request.",
                 code="order_not_placed", headers={"Retry-After": "5"}) from exc
         self._release(session)
-        quote = self._quote(self._quote_request(session, session.expires_at))
+        quote = self._quote(self._quote_request(session, session.expires_at), session.buyer,
+                            session.fulfillment_details)
         message = Message(type="error", code="unsupported", resolution="requires_buyer_input",
                           text_key="order_failed", text_args={"reason": reason})
         return self.store.save(session.replace(
@@ -594,7 +598,7 @@ class CheckoutService:
         if session.status.is_terminal:
             raise MethodNotAllowedError(
                 f"Cannot {action} a checkout session that is {session.status.value}.",
-                code=f"checkout_session_{session.status.value}",
+                code=f"checkout_session_{session.status.value}", headers={"Allow": "GET"},
             )
         if session.status is Status.COMPLETE_IN_PROGRESS and action != "complete":
             raise ConflictError(
@@ -610,6 +614,11 @@ class CheckoutService:
                 f"{sorted(handlers)} from capabilities.payment.handlers.",
                 code="invalid_payment_handler", param="$.payment_data.handler_id",
             )
+        card_handler = handlers[data.handler_id].get("name") == "dev.acp.tokenized.card"
+        if card_handler and data.instrument_type != "card":
+            raise InvalidRequestError(
+                f"Instrument type '{data.instrument_type}' does not fit handler '{data.handler_id}'; "
+                "send 'card'.", code="invalid_instrument_type", param="$.payment_data.instrument.type")
         if data.credential_type != "spt":
             raise InvalidRequestError(
                 f"Credential type '{data.credential_type}' is not accepted; send 'spt'.",
@@ -628,11 +637,13 @@ class CheckoutService:
             adapter_state=session.quote.adapter_state,
         )
 
-    def _quote(self, request: QuoteRequest) -> Quote:
+    def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
+               fulfillment_details: dict[str, JSON] | None) -> Quote:
         try:
-            return self.adapter.quote(request)
+            quote = self.adapter.quote(request)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
+        return _require_contact(quote, buyer, fulfillment_details)
 
 
 class _LockGuard:
@@ -691,6 +702,20 @@ def _total(quote: Quote) -> int:
     from .models import Totals
 
     return Totals.of(quote).total
+
+
+def _require_contact(quote: Quote, buyer: dict[str, JSON] | None,
+                     fulfillment_details: dict[str, JSON] | None) -> Quote:
+    """Items delivered digitally need an e-mail address to be delivered to
+    (``buyer.email`` or ``fulfillment_details.email``): without one, an error
+    message on ``$.buyer.email`` keeps the session from being paid."""
+    digital = any(line.purchasable and not line.requires_shipping for line in quote.lines)
+    email = (buyer or {}).get("email") or (fulfillment_details or {}).get("email")
+    if not digital or email:
+        return quote
+    missing = Message(type="error", code="missing", param="$.buyer.email",
+                      resolution="requires_buyer_input", text_key="email_required")
+    return dataclasses.replace(quote, messages=quote.messages + (missing,))
 
 
 def _status_of(quote: Quote) -> Status:

@@ -8,6 +8,8 @@ marshmallow schema, and frozen into :class:`Settings`. The README's
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 import typing as t
 
@@ -17,6 +19,11 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
+
+log = logging.getLogger("flask_acp")
+
+#: ``ACP_*`` keys that belong to adapters (read by them, not here).
+ADAPTER_KEYS = frozenset({"ACP_CATALOG_FILE", "ACP_STORE_FILE"})
 
 #: ACP versions this release implements, newest first.
 IMPLEMENTED_VERSIONS: tuple[str, ...] = ("2026-04-17",)
@@ -240,6 +247,11 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
     if config["ACP_SQLITE_PATH"] is None:
         config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")
     raw = {k: v for k, v in config.items() if k in DEFAULTS}
+    for key in sorted(k for k in config if k.startswith("ACP_") and k not in DEFAULTS
+                      and k not in ADAPTER_KEYS):
+        near = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        log.warning("unknown configuration key %s ignored%s", key, hint)
     try:
         data = _SettingsSchema().load(raw)
     except ValidationError as exc:

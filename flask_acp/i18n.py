@@ -38,6 +38,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "currency_unsupported": "This store does not sell in '{currency}'.",
         "no_shipping_to_address": "This store does not ship to {country}.",
         "address_required": "A shipping address is needed to offer delivery options.",
+        "email_required": "An e-mail address is needed to deliver the digital items.",
         "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
         "payment_declined": "Your payment was declined. Please try a different payment method.",
         "payment_token_invalid": "The payment credential cannot be used: {reason}",

@@ -680,7 +680,8 @@ def test_complete_with_card_credential_type(agent: Agent) -> None:
 # --- discovery ----------------------------------------------------------------------------
 
 
-def test_discovery_document(client: FlaskClient) -> None:
+def test_discovery_document(tmp_path: pathlib.Path) -> None:
+    client = build_app(tmp_path, ACP_API_BASE_URL="http://localhost").test_client()
     response = client.get("/.well-known/acp.json")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
@@ -909,3 +910,55 @@ def test_metadata_errors_point_at_the_key(agent: Agent) -> None:
     response = agent.post(f"/checkout_sessions/{session['id']}/cancel", body)
     error = assert_error(response, 400, "invalid_type")
     assert error["param"] == "$.intent_trace.metadata['a.b c\\'']"
+
+
+def test_discovery_from_the_host_header_is_never_cached(client: FlaskClient) -> None:
+    """Without ACP_API_BASE_URL the base URL comes from the request's Host: a
+    shared cache must not serve one client's Host to everyone."""
+    response = client.get("/.well-known/acp.json", headers={"Host": "evil.example"})
+    assert response.get_json()["api_base_url"] == "http://evil.example"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_options_is_a_json_405(agent: Agent) -> None:
+    response = agent.client.options("/checkout_sessions", headers=agent.headers())
+    assert_error(response, 405, "method_not_allowed")
+
+
+def test_terminal_session_405_has_allow(agent: Agent) -> None:
+    session = agent.create().get_json()
+    agent.post(f"/checkout_sessions/{session['id']}/cancel")
+    response = agent.post(f"/checkout_sessions/{session['id']}", {"line_items": [{"id": "item_123"}]})
+    assert_error(response, 405, "checkout_session_canceled")
+    assert response.headers["Allow"] == "GET"
+
+
+def test_overlong_request_id_is_replaced(agent: Agent) -> None:
+    headers = agent.headers(**{"Request-Id": "r" * 5000})
+    response = agent.client.get("/checkout_sessions/cs_x", headers=headers)
+    assert response.headers["Request-Id"].startswith("req_")
+
+
+def test_body_locale_picks_the_language_without_accept_language(agent: Agent) -> None:
+    body = agent.create(locale="fr-CA").get_json()
+    assert body["totals"][1]["display_text"] == "Sous-total"
+    response = agent.client.get(f"/checkout_sessions/{body['id']}",
+                                headers={**agent.headers(), "Accept-Language": "de"})
+    assert response.headers["Content-Language"] == "de"
+
+
+def test_instrument_type_must_fit_the_handler(agent: Agent) -> None:
+    session = agent.ready_session()
+    body = {"payment_data": {"handler_id": "card_tokenized", "instrument": {
+        "type": "bank", "credential": {"type": "spt", "token": "spt_1"}}}}
+    response = agent.post(f"/checkout_sessions/{session['id']}/complete", body)
+    assert_error(response, 400, "invalid_instrument_type", param="$.payment_data.instrument.type")
+
+
+def test_digital_items_need_an_email(agent: Agent) -> None:
+    body = agent.create([{"id": "ebook"}]).get_json()
+    assert body["status"] == "not_ready_for_payment"
+    assert [(m["code"], m["param"]) for m in body["messages"]] == [("missing", "$.buyer.email")]
+    body = agent.post(f"/checkout_sessions/{body['id']}", {"buyer": {"email": "ada@example.com"}}).get_json()
+    assert body["status"] == "ready_for_payment"
+    assert body["messages"] == []

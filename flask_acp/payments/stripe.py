@@ -53,6 +53,8 @@ log = logging.getLogger("flask_acp.stripe")
 
 SPT_PARAM = "payment_method_data[shared_payment_granted_token]"
 _DECLINED_TEXT = "Your card was declined. Please try a different payment method."
+#: buyer-safe texts for token refusals (Stripe's own messages name token ids and internals)
+_TOKEN_TEXT = {"resource_missing": "the payment token does not exist"}
 #: PaymentIntent statuses that hold the buyer's money (captured, authorized, settling)
 _HELD = ("succeeded", "requires_capture", "processing")
 
@@ -270,7 +272,10 @@ class StripePaymentProcessor:
                 raise PaymentTokenError("the payment token does not exist") from exc
             raise self._translate(exc, request) from exc
         except stripe.StripeError as exc:
-            raise self._translate(exc, request) from exc
+            error = self._translate(exc, request)
+            if isinstance(error, PaymentUnavailableError):  # a read: nothing was charged
+                error.outcome_unknown = False
+            raise error from exc
         limits = token.get("usage_limits") or {}
         if token.get("deactivated_at") or token.get("deactivated_reason"):
             reason = token.get("deactivated_reason") or "deactivated"
@@ -348,7 +353,10 @@ class StripePaymentProcessor:
             param = exc.param or ""
             if request is not None and (param.startswith(SPT_PARAM) or param == "shared_payment_granted_token"
                                         or exc.code == "resource_missing"):
-                return PaymentTokenError(exc.user_message or "the payment token cannot be used")
+                log.info("Stripe refused the token: %s (code=%s, request=%s)", exc.user_message, exc.code,
+                         exc.request_id)
+                return PaymentTokenError(
+                    _TOKEN_TEXT.get(str(exc.code), "the payment token can no longer be used"))
             log.error("Stripe refused the request: %s (param=%s, request=%s)", exc.user_message, param,
                       exc.request_id)
             return PaymentProviderError("The payment could not be processed.")
