@@ -19,14 +19,12 @@ process (as in :mod:`flask_acp.store.sqlite`), in WAL mode.
 from __future__ import annotations
 
 import collections.abc as cabc
-import contextlib
 import json
-import os
 import sqlite3
-import threading
 
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.models import Order
+from flask_acp.store._sqlite import SQLiteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS acp_catalog_sold (
@@ -72,42 +70,10 @@ class StockLedger:
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = path
-        self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        with self._tx() as db:
-            # one statement at a time: executescript() would COMMIT the transaction
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self) -> cabc.Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
+        self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+        self._conn = self._db.conn
+        self._tx = self._db.tx
+        self.close = self._db.close
 
     @staticmethod
     def _available(db: sqlite3.Connection, item_id: str, on_hand: int | None,

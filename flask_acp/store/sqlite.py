@@ -10,9 +10,6 @@ from __future__ import annotations
 import collections.abc as cabc
 import contextlib
 import json
-import os
-import sqlite3
-import threading
 import time
 import uuid
 
@@ -20,6 +17,7 @@ from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
+from ._sqlite import SQLiteDatabase
 from .base import IdempotencyOutcome
 from .base import LockTimeoutError
 from .base import OutboxEntry
@@ -94,33 +92,9 @@ class SQLiteSessionStore:
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = path
-        self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
-
-    # -- connections ---------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
-        return conn
-
-    @contextlib.contextmanager
-    def _tx(self) -> cabc.Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+        self._conn = self._db.conn
+        self._tx = self._db.tx
 
     # -- sessions ------------------------------------------------------------------
 

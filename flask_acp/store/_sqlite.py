@@ -1,0 +1,65 @@
+"""One SQLite file shared by threads and worker processes (stdlib ``sqlite3``).
+
+Connections are per thread and per process (a forked worker never reuses its
+parent's), in autocommit mode with WAL journaling; :meth:`SQLiteDatabase.tx`
+runs a ``BEGIN IMMEDIATE`` transaction, so writers serialize on SQLite's own
+write lock (waiting up to ``busy_timeout`` seconds).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import contextlib
+import os
+import sqlite3
+import threading
+
+
+class SQLiteDatabase:
+    """Per-thread, per-process connections to one SQLite file.
+
+    :param path: the database file.
+    :param schema: ``CREATE ... IF NOT EXISTS`` statements run once, one at a time.
+    :param busy_timeout: seconds a writer waits for the write lock.
+    """
+
+    def __init__(self, path: str, schema: str, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        with self.tx() as db:
+            # one statement at a time: executescript() would COMMIT the transaction
+            for statement in schema.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use, again after a fork)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def tx(self) -> cabc.Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error."""
+        db = self.conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.conn = None
