@@ -114,7 +114,9 @@ if __name__ == "__main__":
     stripe = app.config["ACP_STRIPE_API_BASE"] or "Stripe (api.stripe.com)"
     if app.config["ACP_STRIPE_SECRET_KEY"] == DEFAULT_API_KEY:
         stripe = f"a FAKE Stripe at {stripe}: no real money moves"
-    print(f"flask-acp demo on http://{host}:{port}: embedded catalog, SQLite, payments through {stripe}",
+    store = app.extensions["acp"].adapter.name
+    store = "embedded catalog" if store == "catalog" else f"the {store} adapter"
+    print(f"flask-acp demo on http://{host}:{port}: {store}, SQLite, payments through {stripe}",
           file=sys.stderr)
     print("Plain HTTP is accepted from loopback clients only: this is a local demo.", file=sys.stderr)
     if not os.environ.get("ACP_API_KEYS"):

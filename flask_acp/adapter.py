@@ -127,6 +127,10 @@ class PlatformAdapter(abc.ABC):
 
     #: the registry name, e.g. ``"catalog"``, ``"shopify"``.
     name: t.ClassVar[str]
+    #: True when orders live on the platform: shipments, cancellations and refunds
+    #: are made there and reach flask-acp through its webhooks, so the
+    #: ``flask acp orders ship|deliver|cancel|refund`` commands refuse them.
+    platform_manages_orders: t.ClassVar[bool] = False
 
     @classmethod
     @abc.abstractmethod

@@ -36,6 +36,16 @@ def _print_order(order: t.Any) -> None:
     click.echo(json.dumps(module.render_order(order), indent=2))
 
 
+def _merchant_change(action: t.Callable[[], t.Any]) -> t.Any:
+    adapter = _state().adapter
+    if adapter.platform_manages_orders:
+        raise click.ClickException(
+            f"orders of the {adapter.name} adapter are managed in {adapter.name}: ship, cancel or "
+            f"refund them there; its webhooks (and 'flask acp reconcile') bring the change here "
+            "and to the agent")
+    return _run(action)
+
+
 def _run(action: t.Callable[[], t.Any]) -> t.Any:
     try:
         return action()
@@ -145,7 +155,7 @@ def register(cli: click.Group) -> None:
                 if not line_id or not units.isdigit():
                     raise click.BadParameter(f"expected LINE_ID:UNITS, got {spec!r}", param_hint="--line")
                 wanted[line_id] = int(units)
-        _print_order(_run(lambda: _state().orders.ship(
+        _print_order(_merchant_change(lambda: _state().orders.ship(
             order_id, carrier=carrier, tracking_number=tracking_number, tracking_url=tracking_url,
             line_items=wanted, fulfillment_id=fulfillment_id)))
 
@@ -154,7 +164,8 @@ def register(cli: click.Group) -> None:
     @click.option("--fulfillment-id", help="Only this shipment (default: all shipped ones).")
     def deliver(order_id: str, fulfillment_id: str | None) -> None:
         """Mark shipments delivered (the order completes when everything is delivered)."""
-        _print_order(_run(lambda: _state().orders.deliver(order_id, fulfillment_id=fulfillment_id)))
+        _print_order(_merchant_change(
+            lambda: _state().orders.deliver(order_id, fulfillment_id=fulfillment_id)))
 
     @orders.command("refund")
     @click.argument("order_id")
@@ -164,8 +175,8 @@ def register(cli: click.Group) -> None:
     @click.option("--reason")
     def refund(order_id: str, amount: int | None, refund_id: str | None, reason: str | None) -> None:
         """Refund all or part of an order through the payment processor."""
-        order = _run(lambda: _state().orders.refund(order_id, amount=amount, refund_id=refund_id,
-                                                    reason=reason))
+        order = _merchant_change(lambda: _state().orders.refund(
+            order_id, amount=amount, refund_id=refund_id, reason=reason))
         _print_order(order)
         refunds = [a for a in order.adjustments if a.type == "refund"]
         mine = next((a for a in refunds if a.id == refund_id), None) if refund_id else (
@@ -178,7 +189,7 @@ def register(cli: click.Group) -> None:
     @click.option("--reason")
     def cancel(order_id: str, reason: str | None) -> None:
         """Cancel the order (unshipped units are removed)."""
-        order = _run(lambda: _state().orders.cancel(order_id, reason=reason))
+        order = _merchant_change(lambda: _state().orders.cancel(order_id, reason=reason))
         _print_order(order)
         if any(line.fulfilled for line in order.line_items) and order.amount_refunded < (order.total or 0):
             click.echo("Part of the order had shipped, so nothing was refunded automatically: refund "

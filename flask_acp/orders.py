@@ -308,11 +308,11 @@ class OrderService:
         for refund in update.refunds:
             order = self.refund(order_id, amount=refund.amount, refund_id=f"{source}-{refund.id}",
                                 reason=refund.reason)
-        if update.canceled:
-            stored = self.checkout.store.get(session.id)
-            if stored is not None and stored.payment is not None \
-                    and stored.payment.capture_status == "authorized":
-                order = self._give_back_payment(order_id)  # release an uncaptured authorization
+        if update.canceled and all(line.fulfilled == 0 for line in order.line_items):
+            # canceled on the platform before anything shipped: the money goes back
+            # (the platform never held it), as with `flask acp orders cancel`; a refund
+            # the platform reports as well finds nothing left to refund
+            order = self._give_back_payment(order_id)
         return order
 
     def set_status(self, order_id: str, status: str) -> Order:

@@ -82,7 +82,7 @@ def test_execute_returns_data_and_names_the_operation(shop: FakeShopify,
 
 def test_wrong_static_token_is_rejected(shop: FakeShopify,
                                         connect: cabc.Callable[..., ShopifyClient]) -> None:
-    with pytest.raises(AdapterRejectedError, match="SHOPIFY_ACCESS_TOKEN"):
+    with pytest.raises(AdapterUnavailableError, match="SHOPIFY_ACCESS_TOKEN"):
         connect(access_token="shpat_wrong").execute(SHOP, operation_name="S")
     assert shop.calls["S"] == 1  # a static token is not retried
 
@@ -112,8 +112,9 @@ def test_client_credentials_token_expired_early_is_refreshed_once_on_401(
 
 
 def test_wrong_client_secret_is_rejected(connect: cabc.Callable[..., ShopifyClient]) -> None:
+    """Retryable: once the merchant fixes the credentials, a paid order gets placed."""
     client = connect(access_token=None, client_id="acp-client", client_secret="nope")
-    with pytest.raises(AdapterRejectedError):
+    with pytest.raises(AdapterUnavailableError):
         client.execute(SHOP, operation_name="S")
 
 
@@ -154,8 +155,8 @@ def test_429_waits_for_retry_after(shop: FakeShopify, connect: cabc.Callable[...
 
 @pytest.mark.parametrize(("status", "error"), [
     (500, AdapterUnavailableError), (503, AdapterUnavailableError), (400, AdapterRejectedError),
-    (402, AdapterRejectedError), (403, AdapterRejectedError), (404, AdapterRejectedError),
-    (423, AdapterRejectedError),
+    (402, AdapterUnavailableError), (403, AdapterUnavailableError), (404, AdapterRejectedError),
+    (423, AdapterUnavailableError),
 ])
 def test_http_errors_are_translated(shop: FakeShopify, connect: cabc.Callable[..., ShopifyClient],
                                     status: int, error: type[Exception]) -> None:

@@ -136,6 +136,7 @@ class ShopifyAdapter(PlatformAdapter):
     """
 
     name = "shopify"
+    platform_manages_orders = True
 
     def __init__(self, client: ShopifyClient, *, ready_timeout: float = 5.0,
                  ready_poll_interval: float = 0.1, accept_automatic_discounts: bool = False,

@@ -14,7 +14,8 @@ Exceptions (all from :mod:`flask_acp.errors`, so the checkout service maps them)
     +-- AdapterUnavailableError     timeouts, connection errors, 5xx, throttling that
     |   |                           would need a longer wait than allowed (retry_after)
     |   +-- ShopifyThrottledError   THROTTLED (HTTP 200) or HTTP 429 beyond the wait budget
-    +-- AdapterRejectedError        401/402/403/404/423 and other 4xx, GraphQL errors
+    |                               (and 401 after a refresh, 402, 403, 423: the merchant's to fix)
+    +-- AdapterRejectedError        404 and other 4xx, GraphQL errors
         +-- ShopifyGraphQLError     top-level ``errors`` of a 200 response (``.errors``)
 
 Throttling (https://shopify.dev/docs/api/usage/rate-limits): a cost-based
@@ -213,9 +214,11 @@ class ShopifyClient:
                 continue
             except _AuthError:
                 if self._static_token is not None or refreshed:
-                    raise AdapterRejectedError(
+                    # the merchant can fix credentials: retryable, so a paid order is
+                    # placed once they do (and refunded only after the placement deadline)
+                    raise AdapterUnavailableError(
                         "Shopify rejected the access token (401); check SHOPIFY_ACCESS_TOKEN or the app's "
-                        "client credentials") from None
+                        "client credentials", retry_after=60) from None
                 refreshed = True
                 self._invalidate_token()
                 continue
@@ -287,6 +290,11 @@ class ShopifyClient:
             if status >= 500:
                 raise AdapterUnavailableError(f"Shopify answered HTTP {status}",
                                               retry_after=None if retry_after is None else
+                                              max(1, math.ceil(retry_after)))
+            if status in (402, 403, 423):
+                # shop frozen, app scopes missing, shop locked: the merchant's to fix, retryable
+                raise AdapterUnavailableError(f"Shopify answered HTTP {status}: {_errors_text(response)}",
+                                              retry_after=60 if retry_after is None else
                                               max(1, math.ceil(retry_after)))
             if status >= 400:
                 raise AdapterRejectedError(f"Shopify answered HTTP {status}: {_errors_text(response)}")

@@ -224,6 +224,7 @@ class WooCommerceAdapter(PlatformAdapter):
     """
 
     name = "woocommerce"
+    platform_manages_orders = True
 
     def __init__(self, url: str, consumer_key: str, consumer_secret: str, *, timeout: float = 10.0,
                  set_paid_attempts: int = 3, webhook_secrets: cabc.Sequence[str] = (),

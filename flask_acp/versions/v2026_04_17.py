@@ -88,7 +88,7 @@ class AddressSchema(_Base):
     line_one = _NonEmpty(required=True)
     line_two = fields.String(validate=validate.Length(max=512))
     city = _NonEmpty(required=True)
-    state = _NonEmpty(required=True)
+    state = fields.String(required=True, validate=validate.Length(max=512))  # "" where there are none
     country = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Za-z]{2}$", error="Must be an ISO 3166-1 alpha-2 country code."))
     postal_code = _NonEmpty(required=True, max=20)
@@ -329,6 +329,8 @@ def render_session(
             value = getattr(line, name)
             if value is not None:
                 body[name] = value
+        if isinstance(body.get("available_quantity"), int):
+            body["available_quantity"] = max(0, body["available_quantity"])  # spec minimum 0
         if line.images:
             body["images"] = list(line.images)
         body["unit_amount"] = line.unit_amount
