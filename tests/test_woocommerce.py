@@ -438,6 +438,22 @@ def test_lost_set_paid_response_is_reread_not_repeated(shop: Shop) -> None:
     assert shop.woo.stock(10) == 24
 
 
+def test_lost_answer_when_setting_pending_leaves_no_second_order(shop: Shop) -> None:
+    """The first order update (to ``pending``) is done but its answer is lost: the
+    agent's retry gets a fresh draft; the first one is cancelled, holding no stock."""
+    session = shop.create([{"id": "10"}])
+    shop.woo.fail_next("drop_after", route=PUT_ORDER)  # the "pending" PUT
+    response = shop.agent.complete(session["id"])
+    assert response.status_code == 503
+    done = shop.complete(session["id"])
+    assert done["status"] == "completed"
+    statuses = sorted(o["status"] for o in shop.woo.orders.values())
+    assert statuses.count("processing") == 1
+    assert "pending" not in statuses
+    assert len(shop.processor.charges()) == 1
+    assert shop.woo.stock(10) == 24
+
+
 def test_lost_set_paid_then_outage_then_agent_retry(tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:
     shop = open_shop(tmp_path, woo, ACP_ORDER_PLACEMENT_RETRIES=[])  # no inline retry by the core
     session = shop.create([{"id": "10"}])

@@ -71,6 +71,7 @@ from flask_acp.adapter import PlatformOrderUpdate
 from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
+from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
 from flask_acp.models import JSON
@@ -583,7 +584,16 @@ class WooCommerceAdapter(PlatformAdapter):
         }
         if session.order_notes:
             body["customer_note"] = session.order_notes
-        order = self._rest("PUT", f"/orders/{state.order_id}", body)
+        try:
+            order = self._rest("PUT", f"/orders/{state.order_id}", body)
+        except AdapterUnavailableError:
+            # the answer was lost: the order may now be pending, and a retry would get a
+            # new checkout draft; cancel this unpaid one (best effort) so it holds no stock
+            try:
+                self._rest("PUT", f"/orders/{state.order_id}", {"status": "cancelled"})
+            except AdapterError:
+                log.warning("could not cancel WooCommerce order %s after a lost answer", state.order_id)
+            raise
         if order.get("status") != "pending":
             raise AdapterRejectedError(f"WooCommerce order {state.order_id} is {order.get('status')!r} "
                                        "after setting it pending")
