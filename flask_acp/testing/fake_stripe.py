@@ -103,7 +103,6 @@ import hmac
 import json
 import queue
 import re
-import socket
 import threading
 import time
 import typing as t
@@ -120,6 +119,8 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
+
+from ._wsgi import drop_connection
 
 if t.TYPE_CHECKING:
     import stripe
@@ -764,14 +765,7 @@ class FakeStripe:
         try:
             result = self._handle(request)
         except _DropConnection:
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            # werkzeug treats ConnectionError as "client went away" and writes nothing.
-            raise ConnectionResetError("FakeStripe drop_after fault") from None
+            drop_connection(environ, "FakeStripe drop_after fault")
         headers = {"Stripe-Version": request.headers.get("Stripe-Version", ACCOUNT_API_VERSION),
                    **result.headers}
         if request.method == "POST" and "Idempotency-Key" in request.headers:

@@ -148,7 +148,6 @@ import os
 import pathlib
 import re
 import secrets
-import socket
 import threading
 import time
 import typing as t
@@ -163,6 +162,8 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
+
+from ._wsgi import drop_connection
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
@@ -879,13 +880,7 @@ class FakeWooCommerce:
         try:
             response = self._handle(request)
         except _Drop:
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            raise ConnectionResetError("FakeWooCommerce dropped the connection") from None
+            drop_connection(environ, "FakeWooCommerce dropped the connection")
         return response(environ, start_response)
 
     def _handle(self, request: Request) -> Response:
