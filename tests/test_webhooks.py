@@ -614,8 +614,12 @@ def test_rq_stale_signature_is_refused_by_the_receiver(make_app: MakeApp, receiv
     app.extensions["acp"].webhooks.sender.clock = lambda: time.time() - 301  # a skewed merchant clock
     buy(app)
     drain(app, lambda: bool(outbox(app, "failed")))
-    assert [d.status for d in receiver.log] == [401]  # a 4xx: not retried
-    assert outbox(app)[0].last_error.startswith("HTTP 401")
+    # the receiver refuses every attempt (401: stale signature); 401 is retried, since a
+    # skewed clock or a secret being rotated gets fixed, then the event is given up
+    statuses = [d.status for d in receiver.log]
+    assert statuses == [401] * len(statuses)
+    assert len(statuses) > 1
+    assert "HTTP 401" in outbox(app)[0].last_error
 
 
 def test_redis_outage_during_completion_loses_nothing(make_app: MakeApp, receiver: Receiver) -> None:

@@ -49,8 +49,10 @@ log = logging.getLogger("flask_acp.webhooks")
 PENDING, DELIVERED, FAILED, SKIPPED = "pending", "delivered", "failed", "skipped"
 STATUSES: tuple[str, ...] = (PENDING, DELIVERED, FAILED, SKIPPED)
 
-#: HTTP statuses retried besides 5xx (timeouts and connection errors are too)
-RETRYABLE_STATUSES = frozenset({408, 429})
+#: HTTP statuses retried besides 5xx (timeouts and connection errors are too). 401 is
+#: the spec's answer to a signature the agent cannot verify (clock skew, a secret being
+#: rotated): both get fixed, so the event is retried rather than given up at once.
+RETRYABLE_STATUSES = frozenset({401, 408, 429})
 
 
 def _version() -> str:
@@ -256,9 +258,11 @@ class WebhookSender:
         session = self._session()
         try:
             with session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
-                              **self._environment(session, url)) as response:
+                              stream=True, **self._environment(session, url)) as response:
                 code = response.status_code
-                snippet = response.text[:200].strip() if code >= 300 else ""
+                # never read more of the agent's answer than we log: its size is not ours to trust
+                head = next(response.iter_content(512), b"") if code >= 300 else b""
+                snippet = head.decode("utf-8", "replace")[:200].strip()
         except requests.Timeout:
             return _Response(None, f"timed out after {timeout:g} s", retryable=True)
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
