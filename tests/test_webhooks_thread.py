@@ -75,9 +75,22 @@ def test_first_event_starts_the_thread(make_app: MakeApp, receiver: Receiver, tm
     assert not webhooks.thread.running  # no event, no thread
     event = OrderEvent(id=row.event_id, order_id=row.order_id, checkout_session_id=row.session_id,
                        agent=row.agent, type=row.type, created_at=dt.datetime.now(dt.timezone.utc))
-    webhooks.on_events((event,))  # what the checkout calls after its commit
+    with other.test_request_context():  # the checkout calls this after its commit, in a request
+        webhooks.on_events((event,))
     assert webhooks.thread.running
     assert receiver.wait_for(1)[0].request_id == row.event_id
+
+
+def test_events_made_outside_a_request_are_attempted_inline(make_app: MakeApp, receiver: Receiver) -> None:
+    """A CLI command's process ends right after it: its events are attempted at
+    once instead of by a daemon thread that would die mid-send."""
+    app = fast(make_app(receiver.url))
+    done = buy(app)  # in a request: the app's thread delivers order_create
+    receiver.wait_for(1)
+    result = app.test_cli_runner().invoke(args=["acp", "orders", "ship", done["order"]["id"],
+                                                "--carrier", "UPS", "--tracking-number", "1Z"])
+    assert result.exit_code == 0, result.output
+    assert [e.status for e in outbox(app, "delivered")] == ["delivered", "delivered"]
 
 
 def test_thread_retries_then_delivers(make_app: MakeApp, receiver: Receiver) -> None:

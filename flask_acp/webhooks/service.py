@@ -24,6 +24,8 @@ import time
 import typing as t
 import urllib.parse
 
+import flask
+
 from ..config import Settings
 from ..models import OrderEvent
 from ..store.base import SessionStore
@@ -106,6 +108,15 @@ class WebhookService:
                     log.warning("webhook event %s not queued (%s: %s); the outbox sweeper will queue it",
                                 event.id, type(exc).__name__, exc)
         elif self.thread is not None and events:
+            if not flask.has_request_context():
+                # a CLI command or a script: a daemon thread would die with it mid-send;
+                # make one attempt now, the app's thread (or a sweep) does the retries
+                for event in events:
+                    try:
+                        self.deliver(event.id)
+                    except Exception:
+                        log.exception("webhook event %s: attempt failed; it stays pending", event.id)
+                return
             try:
                 self.thread.wake()
             except Exception:  # pragma: no cover - thread creation failing
@@ -135,14 +146,16 @@ class WebhookService:
 
     def sweep(self, *, now: float | None = None, stale_after: float | None = None) -> int:
         """RQ mode: enqueue pending events never handed to RQ (or handed over more
-        than ``stale_after`` seconds ago and due). Other modes: nothing (the
-        thread reads the outbox itself).
+        than ``stale_after`` seconds ago and due). Thread mode: attempt the due
+        pending events once, in the calling thread.
 
         :returns: jobs queued.
         :raises redis.exceptions.RedisError: Redis unreachable.
         """
         if self.queue is None:
-            return 0
+            # thread mode: attempt the due events now, so a cron'd `flask acp sweep`
+            # delivers even before the restarted app has seen a request
+            return self.run_pending(now) if self.thread is not None else 0
         if stale_after is None:
             return self.queue.sweep(now=now)
         return self.queue.sweep(now=now, stale_after=stale_after)
