@@ -80,7 +80,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     """Build the example app; ``config`` overrides (tests pass their own)."""
     app = Flask(__name__)
     app.config.from_prefixed_env()  # FLASK_ACP_* -> ACP_*
-    for key in ("ACP_ADAPTER", "ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE",
+    for key in ("ACP_ADAPTER", "ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE", "ACP_REDIS_URL",
                 *PLATFORM_KEYS):
         if os.environ.get(key):
             app.config[key] = os.environ[key]

@@ -51,7 +51,7 @@ def register(cli: click.Group) -> None:
         delivers from the outbox in this process instead."""
         service = _service()
         if service.queue is None:
-            from .worker import run_loop
+            from .loop import run_loop
 
             click.echo("ACP_REDIS_URL is not set: delivering from the outbox in this process", err=True)
             attempts = run_loop(service, burst=burst)

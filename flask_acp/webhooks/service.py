@@ -46,19 +46,22 @@ log = logging.getLogger("flask_acp.webhooks")
 def check_agents(settings: Settings, *, allow_http: bool) -> None:
     """Validate the agents' webhook settings at ``init_app``.
 
-    :param allow_http: plain ``http://`` URLs are accepted (debug/testing only).
+    :param allow_http: plain ``http://`` URLs are accepted (debug/testing); plain
+        http to a loopback host (a local receiver) is always accepted.
     :raises RuntimeError: naming the agent: a non-https ``webhook_url``
         outside debug/testing, or a ``webhook_url`` without ``webhook_secrets``.
     """
     for agent in settings.agents:
         if not agent.webhook_url:
             continue
-        scheme = urllib.parse.urlsplit(agent.webhook_url).scheme.lower()
-        if scheme != "https" and not (allow_http and scheme == "http"):
+        parts = urllib.parse.urlsplit(agent.webhook_url)
+        scheme = parts.scheme.lower()
+        loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if scheme != "https" and not (scheme == "http" and (allow_http or loopback)):
             raise RuntimeError(
                 f"ACP_AGENTS[{agent.name!r}].webhook_url must be an https:// URL "
-                f"(plain http is accepted only when the app runs in debug or testing mode), "
-                f"got {agent.webhook_url!r}")
+                f"(plain http is accepted for loopback hosts, or when the app runs in debug or "
+                f"testing mode), got {agent.webhook_url!r}")
         if not agent.webhook_secrets:
             raise RuntimeError(
                 f"ACP_AGENTS[{agent.name!r}] has a webhook_url but no webhook_secrets: set "
