@@ -710,3 +710,50 @@ def test_flask_acp_worker_process_delivers_and_retries(make_app: MakeApp, receiv
     assert [d.status for d in receiver.log] == [500, 200, 200], output
     assert [check_event(d)["type"] for d in receiver.delivered] == ["order_create", "order_update"]
     assert [r.status for r in outbox(app)] == ["delivered", "delivered"]
+
+
+def test_rq_job_delivers_a_batch_and_the_batched_events_jobs_send_nothing(
+        make_app: MakeApp, receiver: Receiver, redis_url: str) -> None:
+    from flask_acp.webhooks.jobs import deliver_order_event
+
+    app = make_app(receiver.url, ACP_REDIS_URL=redis_url)
+    for _ in range(4):
+        buy(app)
+    events = outbox(app, "pending")
+    assert len(events) == 4
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        assert rq_queue(app, conn).count == 4  # one job per event, as before
+    finally:
+        conn.close()
+    with app.app_context():
+        first = deliver_order_event(events[0].event_id)  # its own event, then the others
+        assert (first["result"], first["attempts"]) == ("delivered", 1)
+        assert sorted(d.request_id for d in receiver.delivered) == sorted(e.event_id for e in events)
+        assert [r.status for r in outbox(app)] == ["delivered"] * 4
+        # the jobs of the batched events find them delivered: no second POST
+        for event in events[1:]:
+            assert deliver_order_event(event.event_id)["result"] == "unchanged"
+    drain(app, lambda: True)  # and the queued jobs themselves, run by a real worker
+    assert len(receiver.log) == 4
+    assert [r.attempts for r in outbox(app)] == [1, 1, 1, 1]
+
+
+def test_rq_batch_leaves_a_failed_events_retry_to_its_own_job(
+        make_app: MakeApp, receiver: Receiver, redis_url: str) -> None:
+    from flask_acp.webhooks.jobs import WebhookDeliveryError
+    from flask_acp.webhooks.jobs import deliver_order_event
+
+    app = make_app(receiver.url, ACP_REDIS_URL=redis_url, ACP_WEBHOOK_RETRY_INTERVALS=[30, 30])
+    buy(app)
+    buy(app)
+    first, second = outbox(app, "pending")
+    receiver.plan = [200, 503]  # own event delivered, the batched one refused for now
+    with app.app_context():
+        assert deliver_order_event(first.event_id)["result"] == "delivered"
+        row = app.extensions["acp"].store.outbox_get(second.event_id)
+        assert (row.status, row.attempts, row.last_status) == ("pending", 1, 503)
+        # its own job does not send before the interval: it raises, so RQ schedules the retry
+        with pytest.raises(WebhookDeliveryError, match="not due yet"):
+            deliver_order_event(second.event_id)
+    assert len(receiver.log) == 2

@@ -97,9 +97,11 @@ class SessionStore(t.Protocol):
 
     def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
                     due_before: float | None = None,
-                    not_enqueued_since: float | None = None) -> list[OutboxEntry]:
+                    not_enqueued_since: float | None = None,
+                    max_attempts: int | None = None) -> list[OutboxEntry]:
         """Outbox entries in ``statuses``, oldest first; optionally only those due
-        (``next_attempt_at <= due_before``) or not enqueued since a unix time."""
+        (``next_attempt_at <= due_before``), not enqueued since a unix time, or
+        attempted at most ``max_attempts`` times."""
         ...
 
     def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:

@@ -173,7 +173,7 @@ class SQLiteSessionStore:
 
     def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
                     due_before: float | None = None, not_enqueued_since: float | None = None,
-                    ) -> list[OutboxEntry]:
+                    max_attempts: int | None = None) -> list[OutboxEntry]:
         statuses = list(statuses)
         sql = (f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox"  # noqa: S608
                f" WHERE status IN ({','.join('?' * len(statuses))})")
@@ -184,6 +184,9 @@ class SQLiteSessionStore:
         if not_enqueued_since is not None:
             sql += " AND (enqueued_at IS NULL OR enqueued_at < ?)"
             args.append(not_enqueued_since)
+        if max_attempts is not None:
+            sql += " AND attempts <= ?"
+            args.append(max_attempts)
         sql += " ORDER BY created_at LIMIT ?"
         args.append(limit)
         return [OutboxEntry(*row) for row in self._conn().execute(sql, args)]

@@ -137,14 +137,21 @@ class WebhookSender:
 
     # -- public --------------------------------------------------------------------
 
-    def deliver(self, event_id: str) -> DeliveryOutcome:
+    def deliver(self, event_id: str, *, entry: OutboxEntry | None = None,
+                skip_if_busy: bool = False) -> DeliveryOutcome:
         """Make one delivery attempt of outbox event ``event_id`` (network call,
         store writes). Safe to call twice or concurrently: only a ``pending``
         event is sent, and sends of one order are serialised by a store lock.
 
+        :param entry: the event's outbox row, if the caller just read it.
+        :param skip_if_busy: when another send of the same order holds the
+            order's lock, return ``busy`` at once and record nothing (instead
+            of waiting for the lock and recording a retry).
+
         Unexpected errors (store failures) propagate; the row is then unchanged.
         """
-        entry = self.store.outbox_get(event_id)
+        if entry is None:
+            entry = self.store.outbox_get(event_id)
         if entry is None:
             log.warning("webhook event %s: not in the outbox", event_id)
             return DeliveryOutcome(event_id, "missing")
@@ -161,7 +168,7 @@ class WebhookSender:
         timeout = self.settings.webhook_timeout
         try:
             with self.store.lock(f"order-send:{entry.order_id}", lease=2 * timeout + 30,
-                                 wait=timeout + 5):
+                                 wait=0.0 if skip_if_busy else timeout + 5):
                 current = self.store.outbox_get(event_id)
                 if current is None or current.status != PENDING:
                     return DeliveryOutcome(event_id, "unchanged", entry.attempts if current is None
@@ -174,11 +181,57 @@ class WebhookSender:
                 response = self._post(agent.webhook_url, agent.webhook_secrets[0], event_id, body)
                 return self._record(current, response)
         except LockTimeoutError:
+            if skip_if_busy:
+                return DeliveryOutcome(event_id, "busy", entry.attempts)
             latest = self.store.outbox_get(event_id) or entry
             if latest.status != PENDING:
                 return DeliveryOutcome(event_id, "unchanged", latest.attempts)
             return self._record(latest, _Response(
                 None, "another delivery of this order is still running", retryable=True))
+
+    def drain(self, *, limit: int, seconds: float, lease: float, deadline: float | None = None,
+              first_attempts_only: bool = True) -> list[DeliveryOutcome]:
+        """Deliver other due ``pending`` events in the calling thread, oldest first,
+        until none is left, ``limit`` attempts were made or ``seconds`` have passed
+        (network calls, store writes): the batch an RQ job runs after its own event.
+
+        Each event is first claimed with ``outbox_claim`` (``lease`` seconds), so
+        two drains never pick the same one; the attempt itself is :meth:`deliver`
+        (order lock, re-read of the row, current state), made with
+        ``skip_if_busy``: an order whose lock is held is left to its own job.
+
+        :param deadline: ``time.monotonic()`` value after which no attempt starts
+            (an attempt may take up to ``ACP_WEBHOOK_TIMEOUT`` more).
+        :param first_attempts_only: only events never attempted (retries are left
+            to their own jobs, which schedule them with the configured intervals).
+        :returns: the outcomes of the attempts made.
+        """
+        started = time.monotonic()
+        stop = started + seconds if deadline is None else min(started + seconds, deadline)
+        outcomes: list[DeliveryOutcome] = []
+        skipped: set[str] = set()
+        while len(outcomes) < limit and time.monotonic() < stop:
+            now = self.clock()
+            rows = [e for e in self.store.outbox_list(
+                statuses=[PENDING], due_before=now, limit=min(100, limit - len(outcomes)) + len(skipped),
+                max_attempts=0 if first_attempts_only else None) if e.event_id not in skipped]
+            if not rows:
+                break
+            for row in rows:
+                if len(outcomes) >= limit or time.monotonic() >= stop:
+                    break
+                skipped.add(row.event_id)
+                if not self.store.outbox_claim(row.event_id, now=now, lease=lease):
+                    continue  # someone else has it
+                try:
+                    outcome = self.deliver(row.event_id, entry=row, skip_if_busy=True)
+                except Exception:
+                    log.exception("webhook event %s: delivery attempt crashed; its own job retries it",
+                                  row.event_id)
+                    continue
+                if outcome.result != "busy":
+                    outcomes.append(outcome)
+        return outcomes
 
     def close(self) -> None:
         """Close the HTTP sessions (connections to the agents)."""
