@@ -151,10 +151,14 @@ class PlatformAdapter(abc.ABC):
         """
 
     @abc.abstractmethod
-    def prepare_order(self, session: CheckoutSession) -> Quote:
+    def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
         """Re-price the session right before charging; the core refuses to charge
         when the total differs from the one the agent last saw.
 
+        :param hold_until: the end of the payment's time budget (aware UTC): an
+            adapter whose stock reservation lapses on its own extends it to at
+            least this time and reports the result in ``Quote.stock_held_until``
+            (the core does not charge when it falls short).
         :raises AdapterUnavailableError: the platform cannot answer now.
         """
 

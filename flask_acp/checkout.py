@@ -71,6 +71,10 @@ from .store.base import SessionStore
 
 log = logging.getLogger("flask_acp")
 
+#: seconds allowed for the platform calls that place a paid order (one
+#: ``place_order`` and the saves around it), on top of the charge's own budget
+PLACEMENT_MARGIN = 60.0
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -326,11 +330,18 @@ class CheckoutService:
         (whose ``adapter_state`` may hold what the platform prepared) and whether
         it may be charged; when not (total or payability changed), the session is
         saved with a message and returned to the agent instead."""
+        hold_until = self.clock() + dt.timedelta(seconds=self.charge_time_budget())
         try:
-            fresh = _require_contact(self.adapter.prepare_order(session), session.buyer,
-                                     session.fulfillment_details)
+            fresh = _require_contact(self.adapter.prepare_order(session, hold_until=hold_until),
+                                     session.buyer, session.fulfillment_details)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
+        if fresh.stock_held_until is not None and fresh.stock_held_until < hold_until:
+            # the reservation could lapse while the charge runs: another buyer
+            # could take the units we are about to be paid for
+            fresh = dataclasses.replace(fresh, messages=fresh.messages + (Message(
+                type="error", code="out_of_stock", resolution="recoverable", param="$.line_items",
+                text_key="stock_hold_short"),))
         old_total, new_total = session.totals.total, _total(fresh)
         if old_total == new_total and _status_of(fresh) is Status.READY_FOR_PAYMENT:
             return session.replace(quote=fresh), True
@@ -560,6 +571,13 @@ class CheckoutService:
         ))
 
     # -- helpers -------------------------------------------------------------------
+
+    def charge_time_budget(self) -> float:
+        """Seconds from the start of a charge until its order is placed, at the
+        most: the processor's :meth:`~flask_acp.payments.base.PaymentProcessor.time_budget`
+        plus the inline order-placement retries and ``PLACEMENT_MARGIN``."""
+        return self.payments.time_budget() + sum(self.settings.order_placement_retries) \
+            + PLACEMENT_MARGIN
 
     def _find(self, agent: str, session_id: str) -> CheckoutSession:
         session = self.store.get(session_id)

@@ -44,7 +44,7 @@ DEFAULTS: dict[str, t.Any] = {
     "ACP_IDEMPOTENCY_TTL": 86400,  #: seconds idempotent responses are kept (>= 24 h)
     "ACP_IDEMPOTENCY_LEASE": 120,  #: seconds before an unfinished claim counts as abandoned
     "ACP_LOCK_WAIT": 10.0,  #: seconds a request waits for another one on the same session
-    "ACP_LOCK_LEASE": 120.0,  #: seconds a session lock lasts if its holder dies
+    "ACP_LOCK_LEASE": 600.0,  #: seconds a session lock lasts if its holder dies (> a charge's budget)
     "ACP_REQUIRE_HTTPS": True,  #: refuse plain HTTP outside debug/testing
     "ACP_ALLOW_INSECURE_LOOPBACK": False,  #: accept plain HTTP from 127.0.0.1/::1
     "ACP_TRUSTED_PROXY_HOPS": 0,  #: proxies whose X-Forwarded-Proto/For is trusted

@@ -49,6 +49,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "price_changed": "The total changed from {old} to {new} minor units; please review before paying.",
         "not_ready": "The checkout session is not ready for payment yet.",
         "order_failed": "The order could not be placed: {reason}",
+        "stock_hold_short": (
+            "The store could not hold the items long enough to take the payment; "
+            "please try to complete the checkout again."
+        ),
     },
     "fr": {
         "total.items_base_amount": "Total des articles",

@@ -153,6 +153,11 @@ class Quote:
     :ivar fee: fees, minor units (>= 0).
     :ivar adapter_state: JSON-able state the adapter wants back next call
         (a Shopify draft id, a WooCommerce cart token...).
+    :ivar stock_held_until: when the platform's stock reservation for the
+        session lapses (aware UTC), for adapters whose reservation expires on
+        its own and is not re-checked when the order is placed (Shopify);
+        ``None``: no such deadline. The core refuses to charge when it falls
+        before the end of the payment's time budget.
     """
 
     lines: tuple[PricedLine, ...]
@@ -163,6 +168,7 @@ class Quote:
     discount: int = 0
     fee: int = 0
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    stock_held_until: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

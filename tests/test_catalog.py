@@ -565,7 +565,7 @@ def test_processes_racing_to_place_orders_for_the_last_unit(tmp_path: pathlib.Pa
 
 def test_place_order_is_idempotent(demo: CatalogAdapter) -> None:
     req = request(("tee_red_m", 2), address=SF)
-    session = session_of(req, demo.prepare_order(session_of(req, demo.quote(req))))
+    session = session_of(req, demo.prepare_order(session_of(req, demo.quote(req)), hold_until=NOW))
     first = demo.place_order(session, payment(Totals.of(session.quote).total))
     second = demo.place_order(session, payment(Totals.of(session.quote).total))
     assert first == second
@@ -615,7 +615,7 @@ def test_prepare_order_requotes_stored_inputs(demo: CatalogAdapter) -> None:
     express = SelectedFulfillmentOption(type="shipping", option_id="us_express")
     req = request(("tee_red_m", 1), address=SF, selected=(express,))
     quote = demo.quote(req)
-    assert demo.prepare_order(session_of(req, quote)) == quote
+    assert demo.prepare_order(session_of(req, quote), hold_until=NOW) == quote
 
 
 def test_jsonl_feed_with_broken_json_names_the_line(tmp_path: pathlib.Path) -> None:

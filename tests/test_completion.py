@@ -52,8 +52,8 @@ class FlakyCatalogAdapter(CatalogAdapter):
             raise AdapterUnavailableError("the storefront went away")
         return super().place_order(session, payment)
 
-    def prepare_order(self, session: CheckoutSession) -> Quote:
-        quote = super().prepare_order(session)
+    def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
+        quote = super().prepare_order(session, hold_until=hold_until)
         if not self.price_increase:
             return quote
         lines = tuple(dataclasses.replace(line, unit_amount=line.unit_amount + self.price_increase)

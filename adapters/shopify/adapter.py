@@ -589,7 +589,7 @@ class ShopifyAdapter(PlatformAdapter):
 
     # -- orders -----------------------------------------------------------------------
 
-    def prepare_order(self, session: CheckoutSession) -> Quote:
+    def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
         """Re-read the session's draft right before the charge and return its
         current totals (the core refuses to charge when they changed).
 

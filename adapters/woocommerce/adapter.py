@@ -541,7 +541,7 @@ class WooCommerceAdapter(PlatformAdapter):
 
     # -- orders --------------------------------------------------------------------
 
-    def prepare_order(self, session: CheckoutSession) -> Quote:
+    def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
         """Check the cart (``GET /cart``: no ``errors``, same ``total_price``),
         turn it into a checkout-draft order holding the stock (``GET /checkout``),
         check the order's ``currency`` and ``total`` through REST

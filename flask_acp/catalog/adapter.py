@@ -324,7 +324,7 @@ class CatalogAdapter(PlatformAdapter):
 
     # -- orders --------------------------------------------------------------------
 
-    def prepare_order(self, session: CheckoutSession) -> Quote:
+    def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
         """Re-quote the session's stored inputs (refreshing its hold).
 
         :raises sqlite3.Error: the stock database failed.

@@ -65,6 +65,13 @@ class PaymentProcessor(t.Protocol):
         """``PaymentHandler`` objects to advertise in ``capabilities.payment.handlers``."""
         ...
 
+    def time_budget(self) -> float:
+        """Seconds one :meth:`charge` can take at the most, every network retry
+        and timeout included. The session lock's lease must exceed it (checked
+        at start-up), and stock is held at least this long past the moment the
+        charge starts."""
+        ...
+
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge ``request.amount``; idempotent per ``request.idempotency_key``.
 

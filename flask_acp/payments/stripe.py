@@ -108,6 +108,8 @@ class StripePaymentProcessor:
         self.expiry_margin = expiry_margin
         self.handler_id = handler_id
         self.clock = clock
+        self.max_network_retries = max_network_retries
+        self.timeout = timeout
         self.client = stripe.StripeClient(
             secret_key,
             max_network_retries=max_network_retries,
@@ -152,6 +154,21 @@ class StripePaymentProcessor:
             "config": {"merchant_id": self.merchant_id, "psp": "stripe",
                        "environment": "test" if self.test_mode else "production"},
         }]
+
+    #: Stripe calls one charge makes at the most: token look-up, search or
+    #: PaymentIntent create, and the re-read of a replayed PaymentIntent
+    CHARGE_CALLS = 3
+    #: the SDK's longest sleep between two retries (``stripe._http_client.MAX_DELAY``)
+    RETRY_DELAY_MAX = 5.0
+
+    def time_budget(self) -> float:
+        """Worst case of one :meth:`charge`, in seconds: ``CHARGE_CALLS`` calls,
+        each tried ``1 + max_network_retries`` times for up to connect + read
+        timeout, with the SDK's back-off in between (300 s with the defaults)."""
+        connect, read = self.timeout
+        per_call = (self.max_network_retries + 1) * (connect + read) \
+            + self.max_network_retries * self.RETRY_DELAY_MAX
+        return self.CHARGE_CALLS * per_call
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Create and confirm a PaymentIntent for ``request.amount`` (see module doc).

@@ -93,6 +93,10 @@ class FakePaymentProcessor:
             "config": {"merchant_id": self.merchant_id, "psp": "stripe", "environment": "test"},
         }]
 
+    def time_budget(self) -> float:
+        """One local SQLite write: a second at the most."""
+        return 1.0
+
     def charge(self, request: ChargeRequest) -> ChargeResult:
         token = request.token
         if token.startswith("spt_unavailable"):
