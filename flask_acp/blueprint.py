@@ -17,6 +17,7 @@ Every error is the flat ACP ``Error`` JSON body, never HTML.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -335,8 +336,9 @@ def get_checkout_session(checkout_session_id: str) -> Response:
 
 def complete_checkout_session(checkout_session_id: str) -> Response:
     state = _state()
-    return _post("complete", lambda data: _session_response(
-        state.service.complete(g._acp_agent, checkout_session_id, data)))
+    key = request.headers.get("Idempotency-Key") or None
+    return _post("complete", lambda data: _session_response(state.service.complete(
+        g._acp_agent, checkout_session_id, dataclasses.replace(data, idempotency_key=key))))
 
 
 def cancel_checkout_session(checkout_session_id: str) -> Response:

@@ -26,6 +26,7 @@ crash, with any idempotency key, resumes where the first attempt stopped.
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
@@ -37,6 +38,7 @@ import typing as t
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
 from .config import Settings
+from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
 from .errors import AdapterUnavailableError
@@ -46,6 +48,7 @@ from .errors import MethodNotAllowedError
 from .errors import NotFoundError
 from .errors import PaymentActionRequiredError
 from .errors import PaymentDeclinedError
+from .errors import PaymentError
 from .errors import PaymentProviderError
 from .errors import PaymentTokenError
 from .errors import PaymentUnavailableError
@@ -66,14 +69,16 @@ from .models import line_item_id
 from .payments.base import ChargeRequest
 from .payments.base import ChargeResult
 from .payments.base import PaymentProcessor
+from .store.base import Fence
+from .store.base import LockLostError
 from .store.base import LockTimeoutError
 from .store.base import SessionStore
 
 log = logging.getLogger("flask_acp")
 
-#: seconds allowed for the platform calls that place a paid order (one
-#: ``place_order`` and the saves around it), on top of the charge's own budget
-PLACEMENT_MARGIN = 60.0
+#: seconds allowed for one platform step of a completion (``prepare_order``
+#: before the charge, ``place_order`` after it, with the saves around them)
+PLATFORM_CALL_MARGIN = 60.0
 
 
 def utcnow() -> dt.datetime:
@@ -115,6 +120,9 @@ class CompleteInput:
     buyer: dict[str, JSON] | None = None
     billing_address: dict[str, JSON] | None = None
     order_notes: str | None = None
+    #: the request's ``Idempotency-Key``: a retry with it of a completion that
+    #: committed (its answer lost in a crash) gets the completed session back
+    idempotency_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,7 +251,7 @@ class CheckoutService:
                 updated_at=now,
                 extra_messages=(),
             )
-            return self.store.save(session)
+            return self.save(session)
 
     def complete(self, agent: str, session_id: str, data: CompleteInput) -> CheckoutSession:
         """Charge the credential for the session's own total and place the order.
@@ -259,10 +267,14 @@ class CheckoutService:
         """
         with self.locked(session_id):
             session = self._expire_if_due(self._find(agent, session_id))
+            if session.status is Status.COMPLETED and data.idempotency_key is not None \
+                    and session.payment is not None \
+                    and session.payment.request_key == data.idempotency_key:
+                return session  # a retry of the request that completed it (its answer was lost)
             self._require_open(session, "complete")
             self._check_payment_data(data)
             if session.status is Status.COMPLETE_IN_PROGRESS:
-                return self._resume(session, data)
+                return self._resume(self._note_request_key(session, data), data)
             if session.status is not Status.READY_FOR_PAYMENT:
                 return session.replace(extra_messages=session.extra_messages + (
                     Message(type="error", code="invalid", resolution="recoverable",
@@ -285,7 +297,7 @@ class CheckoutService:
             if data.reason_code:
                 log.info("checkout %s canceled by agent: reason_code=%s", session.id, data.reason_code)
             self._release(session)
-            return self.store.save(
+            return self.save(
                 session.replace(status=Status.CANCELED, updated_at=self.clock(), extra_messages=())
             )
 
@@ -350,7 +362,7 @@ class CheckoutService:
             param="$.totals", text_key="price_changed",
             text_args={"old": str(old_total), "new": str(new_total)},
         )
-        return self.store.save(session.replace(
+        return self.save(session.replace(
             quote=fresh,
             status=_status_of(fresh),
             updated_at=self.clock(),
@@ -372,8 +384,9 @@ class CheckoutService:
             amount=session.totals.total,
             currency=session.currency,
             attempted_at=self.clock(),
+            request_key=data.idempotency_key,
         )
-        session = self.store.save(session.replace(
+        session = self.save(session.replace(
             status=Status.COMPLETE_IN_PROGRESS,
             payment=record,
             buyer=data.buyer or session.buyer,
@@ -381,6 +394,7 @@ class CheckoutService:
             updated_at=self.clock(),
             extra_messages=(),
         ))
+        self._keep_lock(session.id)  # a worker frozen past its lease must not charge
         try:
             result = self.payments.charge(ChargeRequest(
                 idempotency_key=record.idempotency_key,
@@ -393,7 +407,7 @@ class CheckoutService:
             ))
         except PaymentUnavailableError as exc:
             if not exc.outcome_unknown:  # certainly not executed: nothing to reconcile
-                self.store.save(session.replace(
+                self.save(session.replace(
                     status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
                     updated_at=self.clock()))
             raise ServiceUnavailableError(
@@ -403,7 +417,7 @@ class CheckoutService:
         except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError) as exc:
             return self._payment_failed(session, exc)
         except PaymentProviderError as exc:
-            self.store.save(session.replace(
+            self.save(session.replace(
                 status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
                 updated_at=self.clock()))
             raise ProcessingError("The payment could not be processed; the merchant has been alerted.",
@@ -411,15 +425,87 @@ class CheckoutService:
         return self._place(self._charged(session, result))
 
     def _charged(self, session: CheckoutSession, result: ChargeResult) -> CheckoutSession:
-        """Record a successful charge (before anything else can fail)."""
+        """Record a successful charge (before anything else can fail). When the
+        lock was lost meanwhile (this worker froze past its lease), the charge
+        is settled anew under the lock: recorded if the session still waits for
+        it, else given back (:meth:`settle_charge`)."""
         record = _payment_of(session)
-        return self.store.save(session.replace(
-            payment=dataclasses.replace(
-                record, status="succeeded", payment_id=result.payment_id,
-                capture_status="authorized" if result.status == "requires_capture" else "captured",
-                charged_at=self.clock()),
-            updated_at=self.clock(),
-        ))
+        try:
+            return self.save(session.replace(
+                payment=dataclasses.replace(
+                    record, status="succeeded", payment_id=result.payment_id,
+                    capture_status="authorized" if result.status == "requires_capture" else "captured",
+                    charged_at=self.clock()),
+                updated_at=self.clock(),
+            ))
+        except LockLostError:
+            log.error("checkout %s: charged (%s) after its lock passed to another request; "
+                      "settling the charge anew", session.id, result.payment_id)
+            self._settle_after_lost_lock(session.id, result, record.idempotency_key)
+            raise
+
+    def _settle_after_lost_lock(self, session_id: str, charge: ChargeResult, idempotency_key: str) -> None:
+        token = _fences.set({})  # the lost holding does not count any more
+        try:
+            self.settle_charge(session_id, charge, idempotency_key=idempotency_key)
+        except ACPError as exc:  # busy or unavailable: the processor's event settles it later
+            log.error("checkout %s: charge %s could not be settled now (%s); the processor's "
+                      "payment_intent.succeeded event will settle it", session_id, charge.payment_id,
+                      exc.message)
+        finally:
+            _fences.reset(token)
+
+    def settle_charge(self, session_id: str, charge: ChargeResult, *,
+                      idempotency_key: str | None) -> CheckoutSession | None:
+        """Account for a successful charge the processor reports (its signed
+        event, or a charge whose recording lost the lock), under the session lock.
+
+        - the session's recorded payment: nothing to do;
+        - the pending attempt of a ``complete_in_progress`` session (same
+          processor idempotency key): recorded and the order placed (:meth:`reconcile`);
+        - anything else (an attempt already settled as failed, a second charge
+          of a completed session): a stray charge, refunded (an authorization
+          released) at once, logged at error level. No order is ever placed for it.
+
+        :param idempotency_key: the processor idempotency key the charge was made
+            with (Stripe: ``metadata.acp_idempotency_key``), None if unknown.
+        :returns: the session, or None when no session has ``session_id``
+            (logged at error level; nothing is refunded, since another
+            deployment on the same processor account may own it).
+        :raises ConflictError: the session is busy (409; retry later).
+        :raises ServiceUnavailableError: the processor is unavailable (503).
+        """
+        with self.locked(session_id):
+            session = self.store.get(session_id)
+            if session is None:
+                log.error("charge %s (%s %s) names checkout %s, which does not exist here: "
+                          "check it in the processor's dashboard", charge.payment_id, charge.amount,
+                          charge.currency, session_id)
+                return None
+            record = session.payment
+            if record is not None and record.payment_id == charge.payment_id:
+                return session
+            if session.status is Status.COMPLETE_IN_PROGRESS and record is not None \
+                    and record.status == "pending" and record.idempotency_key == idempotency_key:
+                return self.reconcile(session, charge)
+            self._give_back_stray(session, charge)
+            return session
+
+    def _give_back_stray(self, session: CheckoutSession, charge: ChargeResult) -> None:
+        log.error("checkout %s: stray charge %s (%s %s) that no order accounts for: giving it back",
+                  session.id, charge.payment_id, charge.amount, charge.currency)
+        try:
+            if charge.status == "requires_capture":
+                self.payments.void(charge.payment_id, idempotency_key=f"acp-stray-{charge.payment_id}-void")
+            else:
+                self.payments.refund(charge.payment_id, amount=charge.amount,
+                                     idempotency_key=f"acp-stray-{charge.payment_id}-refund",
+                                     metadata={"acp_checkout_session_id": session.id,
+                                               "reason": "stray_charge"})
+        except PaymentError as exc:
+            raise ServiceUnavailableError(
+                f"A stray charge of checkout {session.id} could not be given back yet; retry.",
+                code="stray_charge_pending", headers={"Retry-After": "5"}) from exc
 
     def _place(self, session: CheckoutSession) -> CheckoutSession:
         """Place the paid order (retrying a briefly unavailable platform). If the
@@ -428,6 +514,9 @@ class CheckoutService:
         authorization released) and the session says why: money never stays
         taken for an order that does not exist."""
         payment = _payment_of(session)
+        if payment.give_back_reason is not None:
+            # the money is (being) given back: nothing may place an order for it any more
+            return self._give_back(session, payment.give_back_reason)
         for delay in (*self.settings.order_placement_retries, None):
             try:
                 order = self.adapter.place_order(session, payment)
@@ -451,7 +540,7 @@ class CheckoutService:
             payment_id=payment.payment_id,
         )
         event = new_event(order, session, "order_create", now)
-        saved = self.store.save(
+        saved = self.save(
             session.replace(status=Status.COMPLETED, order=order, updated_at=now, extra_messages=()),
             events=(event,),
         )
@@ -459,38 +548,61 @@ class CheckoutService:
         return saved
 
     def _give_back(self, session: CheckoutSession, reason: str) -> CheckoutSession:
-        """Refund (or release) the payment of an order that cannot be placed."""
+        """Refund (or release) the payment of an order that cannot be placed.
+
+        The decision is recorded first, in its own transaction
+        (``PaymentRecord.give_back_reason``): from then on no retry, sweep or
+        event places an order for this payment, they all finish giving it back.
+        Then the processor call (idempotent key), then the outcome
+        (``not_ready_for_payment`` with a message). Releasing the platform's
+        stock and re-pricing come last and are best effort: a platform still
+        down leaves them to the session's expiry.
+
+        :raises ServiceUnavailableError: the processor cannot give the money
+            back now; the decision stands and a retry finishes it (503).
+        """
         payment = _payment_of(session)
-        log.error("checkout %s: paid (%s) but the order cannot be placed (%s): giving the money back",
-                  session.id, payment.payment_id, reason)
-        if payment.payment_id is None:
+        payment_id = payment.payment_id
+        if payment_id is None:
             raise ProcessingError(f"checkout {session.id} has a charge without a payment id")
+        if payment.give_back_reason is None:
+            log.error("checkout %s: paid (%s) but the order cannot be placed (%s): giving the money back",
+                      session.id, payment.payment_id, reason)
+            payment = dataclasses.replace(payment, give_back_reason=reason)
+            session = self.save(session.replace(payment=payment, updated_at=self.clock()))
         try:
-            if payment.capture_status == "authorized":
-                self.payments.void(payment.payment_id, idempotency_key=f"{payment.idempotency_key}-void")
+            if payment.capture_status in ("refunded", "voided"):
+                given_back = payment.capture_status
+            elif payment.capture_status == "authorized":
+                self.payments.void(payment_id, idempotency_key=f"{payment.idempotency_key}-void")
                 given_back = "voided"
             else:
-                self.payments.refund(payment.payment_id, amount=payment.amount,
+                self.payments.refund(payment_id, amount=payment.amount,
                                      idempotency_key=f"{payment.idempotency_key}-refund",
                                      metadata={"acp_checkout_session_id": session.id,
                                                "reason": "order_not_placed"})
                 given_back = "refunded"
-        except (PaymentUnavailableError, PaymentDeclinedError, PaymentProviderError) as exc:
+        except PaymentError as exc:
             raise ServiceUnavailableError(
                 "The order could not be placed and the refund is pending; retry the request.",
                 code="order_not_placed", headers={"Retry-After": "5"}) from exc
-        self._release(session)
-        quote = self._quote(self._quote_request(session, session.expires_at), session.buyer,
-                            session.fulfillment_details)
         message = Message(type="error", code="unsupported", resolution="requires_buyer_input",
                           text_key="order_failed", text_args={"reason": reason})
-        return self.store.save(session.replace(
+        session = self.save(session.replace(
             status=Status.NOT_READY_FOR_PAYMENT,
-            quote=quote,
             payment=dataclasses.replace(payment, status="failed", capture_status=given_back),
             updated_at=self.clock(),
             extra_messages=(message,),
         ))
+        try:
+            self.adapter.release(session)
+            quote = self._quote(self._quote_request(session, session.expires_at), session.buyer,
+                                session.fulfillment_details)
+        except (AdapterError, ServiceUnavailableError) as exc:
+            log.warning("checkout %s: money given back; the store could not be updated yet (%s)",
+                        session.id, exc)
+            return session
+        return self.save(session.replace(quote=quote))
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
@@ -504,7 +616,7 @@ class CheckoutService:
         else:
             message = Message(type="error", code="payment_declined", resolution="requires_buyer_input",
                               param="$.payment_data", text_key="payment_declined")
-        return self.store.save(session.replace(
+        return self.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
             payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
@@ -564,7 +676,7 @@ class CheckoutService:
             raise ServiceUnavailableError(
                 "The outcome of the previous payment attempt is not known yet; retry later.",
                 code="payment_outcome_pending", headers={"Retry-After": str(min(wait, 30))})
-        return self.store.save(session.replace(
+        return self.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
             payment=dataclasses.replace(record, status="failed"),
             updated_at=self.clock(),
@@ -575,9 +687,16 @@ class CheckoutService:
     def charge_time_budget(self) -> float:
         """Seconds from the start of a charge until its order is placed, at the
         most: the processor's :meth:`~flask_acp.payments.base.PaymentProcessor.time_budget`
-        plus the inline order-placement retries and ``PLACEMENT_MARGIN``."""
+        plus the inline order-placement retries and ``PLATFORM_CALL_MARGIN``."""
         return self.payments.time_budget() + sum(self.settings.order_placement_retries) \
-            + PLACEMENT_MARGIN
+            + PLATFORM_CALL_MARGIN
+
+    def complete_time_budget(self) -> float:
+        """Seconds one ``complete`` request can take at the most: the platform's
+        re-pricing (``PLATFORM_CALL_MARGIN``) and :meth:`charge_time_budget`.
+        The session lock's lease must exceed it (checked at start-up), and so
+        must a WSGI server's worker timeout (gunicorn ``--timeout``)."""
+        return PLATFORM_CALL_MARGIN + self.charge_time_budget()
 
     def _find(self, agent: str, session_id: str) -> CheckoutSession:
         session = self.store.get(session_id)
@@ -587,11 +706,37 @@ class CheckoutService:
         return session
 
     def locked(self, session_id: str) -> t.ContextManager[None]:
-        """Hold the session's lock (waits ``ACP_LOCK_WAIT`` seconds).
+        """Hold the session's lock (waits ``ACP_LOCK_WAIT`` seconds). Every
+        :meth:`save` of the session inside is fenced with it.
 
-        :raises ConflictError: still held by another request (409).
+        :raises ConflictError: still held by another request, or lost to
+            another request while held (the holder was frozen past its lease) (409).
         """
-        return _LockGuard(self.store, f"session:{session_id}", self.settings)
+        return _LockGuard(self.store, session_id, self.settings)
+
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
+        """Store the session (and outbox ``events``), fenced by its lock when
+        this context holds it.
+
+        :raises LockLostError: the lock passed to another request meanwhile.
+        """
+        return self.store.save(session, events, fence=(_fences.get() or {}).get(session.id))
+
+    def _keep_lock(self, session_id: str) -> None:
+        """Renew the held lock for a whole lease before an irreversible call.
+
+        :raises LockLostError: another request holds it now.
+        """
+        fence = (_fences.get() or {}).get(session_id)
+        if fence is not None and not self.store.lock_renew(fence, lease=self.settings.lock_lease):
+            raise LockLostError(fence.name)
+
+    def _note_request_key(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
+        record = session.payment
+        if record is None or data.idempotency_key is None or record.request_key == data.idempotency_key:
+            return session
+        noted = dataclasses.replace(record, request_key=data.idempotency_key)
+        return self.save(session.replace(payment=noted))
 
     def _expiry_due(self, session: CheckoutSession) -> bool:
         return (
@@ -603,7 +748,7 @@ class CheckoutService:
         if not self._expiry_due(session):
             return session
         self._release(session)
-        return self.store.save(session.replace(status=Status.EXPIRED, updated_at=self.clock(),
+        return self.save(session.replace(status=Status.EXPIRED, updated_at=self.clock(),
                                                extra_messages=()))
 
     def _release(self, session: CheckoutSession) -> None:
@@ -664,21 +809,36 @@ class CheckoutService:
         return _require_contact(quote, buyer, fulfillment_details)
 
 
+#: session id -> the fence of the session lock this context holds
+_fences: contextvars.ContextVar[dict[str, Fence] | None] = contextvars.ContextVar("acp_fences", default=None)
+
+
 class _LockGuard:
-    def __init__(self, store: SessionStore, name: str, settings: Settings) -> None:
-        self._cm = store.lock(name, lease=settings.lock_lease, wait=settings.lock_wait)
+    def __init__(self, store: SessionStore, session_id: str, settings: Settings) -> None:
+        self._session_id = session_id
+        self._cm = store.lock(f"session:{session_id}", lease=settings.lock_lease, wait=settings.lock_wait)
+        self._token: contextvars.Token[dict[str, Fence] | None] | None = None
 
     def __enter__(self) -> None:
         try:
-            self._cm.__enter__()
+            fence = self._cm.__enter__()
         except LockTimeoutError:
             raise ConflictError(
                 "Another request on this checkout session is still running; retry shortly.",
                 code="checkout_session_busy", headers={"Retry-After": "1"},
             ) from None
+        self._token = _fences.set({**(_fences.get() or {}), self._session_id: fence})
 
-    def __exit__(self, *exc: t.Any) -> None:
-        self._cm.__exit__(*exc)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: t.Any) -> None:
+        if self._token is not None:
+            _fences.reset(self._token)
+        self._cm.__exit__(exc_type, exc, tb)
+        if isinstance(exc, LockLostError):
+            raise ConflictError(
+                "Another request took this checkout session over while this one was stalled; "
+                "retry to see its outcome.", code="checkout_session_busy", headers={"Retry-After": "1"},
+            ) from exc
 
 
 def _ignore(events: cabc.Sequence[OrderEvent]) -> None:

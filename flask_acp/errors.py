@@ -21,6 +21,7 @@ Tree::
     |   +-- UnprocessableError        422 (idempotency_conflict)
     +-- ProcessingError               500 processing_error
     +-- ServiceUnavailableError       503 service_unavailable (+ Retry-After)
+        +-- StorageUnavailableError   503 storage_unavailable: the session store failed
 
 Internal families raised by ports and translated by the checkout service:
 
@@ -166,6 +167,20 @@ class ServiceUnavailableError(ACPError):
     status = 503
     type = "service_unavailable"
     code = "service_unavailable"
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    """The session store (or the catalog's stock database) failed: locked past
+    its busy timeout, disk full, I/O error. Nothing was committed by the failed
+    statement; the request may be retried (503 ``storage_unavailable``,
+    ``Retry-After: 1``)."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str = "The checkout store is temporarily unavailable; retry the request.",
+                 **kwargs: t.Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kwargs)
 
 
 # --- internal families (never rendered directly) ---------------------------------

@@ -109,13 +109,13 @@ class ACP:
         webhooks = WebhookService(settings, store)
         service = CheckoutService(adapter=adapter, payments=payments, store=store,
                                   settings=settings, on_events=webhooks.on_events)
-        budget = service.charge_time_budget()
+        budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
             raise RuntimeError(
                 f"flask-acp configuration is invalid: ACP_LOCK_LEASE: {settings.lock_lease:g} s is "
-                f"not above one charge's time budget ({budget:g} s: the payment processor's retries "
-                "and timeouts plus order placement); raise it, or lower ACP_STRIPE_READ_TIMEOUT / "
-                "ACP_STRIPE_MAX_NETWORK_RETRIES")
+                f"not above one completion's time budget ({budget:g} s: the payment processor's "
+                "retries and timeouts plus the platform's calls); raise it, or lower "
+                "ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service), webhooks=webhooks)

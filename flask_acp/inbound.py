@@ -8,9 +8,13 @@ redelivery changes nothing. Handled events (Stripe API reference, "Types of
 events"; ``../shared/docs/stripe.md`` §7):
 
 - ``payment_intent.succeeded``, ``payment_intent.amount_capturable_updated``
-  (manual capture) / ``payment_intent.payment_failed``: settle a completion
-  whose outcome was lost (the session is ``complete_in_progress`` and the
-  PaymentIntent carries that attempt's ``acp_idempotency_key``);
+  (manual capture): settle a completion whose outcome was lost (the session
+  is ``complete_in_progress`` and the PaymentIntent carries that attempt's
+  ``acp_idempotency_key``), or give back a stray charge of one of our
+  sessions that no order accounts for (refund, or release of an
+  authorization); a charge naming a session this store does not know is
+  logged at error level;
+- ``payment_intent.payment_failed``: settle the pending attempt it belongs to;
 - ``payment_intent.canceled``: an authorization was canceled or expired
   before capture: the order is canceled;
 - ``charge.refunded``: each listed refund becomes (or updates) a ``refund``
@@ -122,27 +126,36 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
 
 
 def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bool) -> None:
-    """Settle the pending attempt the PaymentIntent belongs to. An event about
-    another attempt of the session (an earlier token) changes nothing. When the
-    event says "charged" but the search cannot see the charge yet (Stripe's
-    search lags), nothing is settled: 503, Stripe sends the event again."""
+    """Settle what a PaymentIntent event says about one of our charges.
+
+    ``charged``: :meth:`CheckoutService.settle_charge` records the pending
+    attempt it belongs to and places the order, or gives back a stray charge
+    (an attempt already settled as failed, a second charge of a completed
+    session). A PaymentIntent without our metadata is not ours (the merchant's
+    other sales) and is ignored. Not charged: the pending attempt it belongs to
+    is settled (an event about another attempt of the session changes nothing).
+    When the event says "charged" but the search cannot see the charge yet
+    (Stripe's search lags), nothing is settled: 503, Stripe sends the event again."""
     metadata = intent.get("metadata") or {}
     session_id = metadata.get("acp_checkout_session_id")
-    session = state.store.get(session_id) if session_id else None
+    key = metadata.get("acp_idempotency_key")
+    if not isinstance(session_id, str) or not isinstance(key, str):
+        return
+    if charged:
+        # the event is signed by Stripe: it is the charge's own evidence
+        charge = ChargeResult(payment_id=str(intent["id"]), amount=int(intent["amount"]),
+                              currency=str(intent["currency"]), status=str(intent.get("status")))
+        state.service.settle_charge(session_id, charge, idempotency_key=key)
+        return
+    session = state.store.get(session_id)
     if session is None or session.status is not Status.COMPLETE_IN_PROGRESS:
         return
     with state.service.locked(session.id):
         session = state.store.get(session.id)
         if session is None or session.status is not Status.COMPLETE_IN_PROGRESS \
-                or session.payment is None \
-                or metadata.get("acp_idempotency_key") != session.payment.idempotency_key:
+                or session.payment is None or key != session.payment.idempotency_key:
             return
-        charge = None
-        if charged and session.payment.status != "succeeded":
-            # the event is signed by Stripe: it is the charge's own evidence
-            charge = ChargeResult(payment_id=str(intent["id"]), amount=int(intent["amount"]),
-                                  currency=str(intent["currency"]), status=str(intent.get("status")))
-        state.service.reconcile(session, charge)
+        state.service.reconcile(session, None)
 
 
 def _order_for_payment(state: ACPState, payment_id: t.Any) -> str | None:

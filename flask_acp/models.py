@@ -348,6 +348,11 @@ class PaymentRecord:
     capture_status: str | None = None
     charged_at: dt.datetime | None = None
     attempted_at: dt.datetime | None = None
+    #: set (in its own write) once the money must go back because no order
+    #: can be placed: from then on nothing places an order for this payment
+    give_back_reason: str | None = None
+    #: ``Idempotency-Key`` of the latest complete request working on this attempt
+    request_key: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

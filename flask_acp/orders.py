@@ -391,7 +391,7 @@ class OrderService:
               payment: PaymentRecord | None = None) -> Order:
         """Save the changed order with an ``order_update`` event (caller holds the lock)."""
         event = new_event(order, session, "order_update", now)
-        self.checkout.store.save(session.replace(order=order, payment=payment or session.payment),
+        self.checkout.save(session.replace(order=order, payment=payment or session.payment),
                                  events=(event,))
         log.info("order %s changed: status=%s (event %s)", order.id, order.status, event.id)
         self.checkout.on_events((event,))
@@ -412,7 +412,7 @@ class OrderService:
             except (PaymentDeclinedError, PaymentProviderError) as exc:
                 raise InvalidRequestError(f"The authorization could not be captured: {exc.user_message}",
                                           code="capture_failed") from exc
-            self.checkout.store.save(session.replace(
+            self.checkout.save(session.replace(
                 payment=dataclasses.replace(payment, capture_status="captured")))
 
     def _give_back_payment(self, order_id: str) -> Order:

@@ -58,13 +58,14 @@ def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
         ACP_STORE_FILE=str(DATA / "store.json"),
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     )
+    store = config.pop("store", None)
     processor = config.pop("payment_processor", None)
     if processor is None:
         processor = FakePaymentProcessor()
     elif processor is FROM_CONFIG:
         processor = None
     app.config.update(config)
-    ACP(app, payment_processor=processor)
+    ACP(app, payment_processor=processor, store=store)
     return app
 
 

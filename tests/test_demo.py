@@ -127,3 +127,19 @@ def test_flask_command_line_against_the_served_example_app(demo_app: Flask, exam
     assert fake.charges_count() == 1
     after = set((ROOT / "instance").glob("*")) if (ROOT / "instance").exists() else set()
     assert after == before  # the command used ACP_SQLITE_PATH, not the repository's instance folder
+
+
+def test_readme_gunicorn_timeout_exceeds_one_completion(example: types.ModuleType) -> None:
+    """gunicorn kills a sync worker silent for ``--timeout`` seconds (default 30):
+    every gunicorn command in the README must outlast one complete's budget."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"gunicorn [^`\n]*example_app:app", readme)
+    assert commands
+    budget = example.app.extensions["acp"].service.complete_time_budget()
+    assert budget > 30
+    for command in commands:
+        timeout = re.search(r"--timeout (\d+)", command)
+        assert timeout is not None, command
+        assert int(timeout.group(1)) > budget, (command, budget)

@@ -985,3 +985,28 @@ def test_token_of_a_payment_given_back_cannot_pay_again(make_shop: MakeShop, cap
             if pi["status"] in ("succeeded", "requires_capture") and pi["id"] not in refunded]
     assert held == [shop.stored(session["id"]).payment.payment_id]  # type: ignore[union-attr]
     assert shop.fake.charges_count() == 2  # the given-back one, and the new token's
+
+
+def test_stray_charge_of_a_completed_session_is_refunded_by_its_event(shop: Shop) -> None:
+    """A second PaymentIntent of a completed session (a worker frozen past its
+    lease whose charge landed late) reaches us only as Stripe's signed
+    ``payment_intent.succeeded``: it is refunded in full at Stripe, once, and
+    the order and its own payment stay as they are. A PaymentIntent without
+    our metadata (the merchant's other sales) is left alone."""
+    done = shop.buy()
+    session_id = done["id"]
+    own = shop.stored(session_id).payment.payment_id  # type: ignore[union-attr]
+    stray = shop.payments.charge(ChargeRequest(
+        idempotency_key=stripe_key(session_id, "late"), amount=TOTAL, currency="usd", token=shop.mint(),
+        handler_id="card_tokenized", checkout_session_id=session_id))
+    assert stray.payment_id != own
+    pi = shop.fake.payment_intents[stray.payment_id]
+    assert post_event(shop, "payment_intent.succeeded", pi).get_json() == {"received": True}
+    assert post_event(shop, "payment_intent.succeeded", pi).get_json() == {"received": True}
+    refunds = [r for r in shop.fake.refunds.values() if r["payment_intent"] == stray.payment_id]
+    assert [r["amount"] for r in refunds] == [TOTAL]
+    assert not [r for r in shop.fake.refunds.values() if r["payment_intent"] == own]
+    assert shop.session(session_id)["status"] == "completed"
+
+    foreign = dict(pi, id="pi_not_ours", metadata={})
+    assert post_event(shop, "payment_intent.succeeded", foreign).get_json() == {"received": True}

@@ -4,15 +4,25 @@ Connections are per thread and per process (a forked worker never reuses its
 parent's), in autocommit mode with WAL journaling; :meth:`SQLiteDatabase.tx`
 runs a ``BEGIN IMMEDIATE`` transaction, so writers serialize on SQLite's own
 write lock (waiting up to ``busy_timeout`` seconds).
+
+Every :class:`sqlite3.Error` raised through :meth:`SQLiteDatabase.tx` or
+:meth:`SQLiteDatabase.read` becomes a
+:class:`~flask_acp.errors.StorageUnavailableError` (503 with ``Retry-After``),
+never an unhandled 500.
 """
 
 from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
+
+from ..errors import StorageUnavailableError
+
+log = logging.getLogger("flask_acp")
 
 
 class SQLiteDatabase:
@@ -27,7 +37,7 @@ class SQLiteDatabase:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        with self.tx() as db:
+        with self.tx() as db:  # (errors here stop start-up: a 503 has no request yet)
             # one statement at a time: executescript() would COMMIT the transaction
             for statement in schema.split(";"):
                 if statement.strip():
@@ -47,15 +57,42 @@ class SQLiteDatabase:
 
     @contextlib.contextmanager
     def tx(self) -> cabc.Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error."""
-        db = self.conn()
-        db.execute("BEGIN IMMEDIATE")
+        """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error.
+
+        :raises StorageUnavailableError: SQLite failed (nothing was committed).
+        """
+        with self._translated():
+            db = self.conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def read(self) -> cabc.Iterator[sqlite3.Connection]:
+        """This thread's connection for reads outside a transaction.
+
+        :raises StorageUnavailableError: SQLite failed.
+        """
+        with self._translated():
+            yield self.conn()
+
+    @contextlib.contextmanager
+    def _translated(self) -> cabc.Iterator[None]:
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            yield
+        except sqlite3.Error as exc:
+            log.error("SQLite database %s failed: %s", self.path, exc)
+            raise StorageUnavailableError() from exc
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""

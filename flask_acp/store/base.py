@@ -24,6 +24,24 @@ class LockTimeoutError(Exception):
     """A named lock stayed held by someone else for the whole wait."""
 
 
+class LockLostError(Exception):
+    """A fenced write found its lock held by someone else: the writer was
+    frozen past its lease and another request took over. Nothing was written."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fence:
+    """Proof of holding the named lock, yielded by :meth:`SessionStore.lock`.
+    A write made with it is refused (:class:`LockLostError`) once another
+    owner holds the lock.
+
+    :ivar name: the lock's name. :ivar owner: this holder's unique token.
+    """
+
+    name: str
+    owner: str
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class IdempotencyOutcome:
     """Result of claiming an idempotency key.
@@ -66,12 +84,15 @@ class SessionStore(t.Protocol):
         """The stored session, or None."""
         ...
 
-    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = (), *,
+             fence: Fence | None = None) -> CheckoutSession:
         """Store ``session`` if the stored revision still equals ``session.revision``,
         together with ``events`` (order-event outbox entries), in one transaction;
-        returns it with ``revision + 1``.
+        returns it with ``revision + 1``. With ``fence``, the same transaction
+        first checks that the fence's owner still holds its lock.
 
         :raises StaleSessionError: someone else saved in between.
+        :raises LockLostError: ``fence`` no longer holds its lock.
         """
         ...
 
@@ -120,12 +141,19 @@ class SessionStore(t.Protocol):
         updated before a unix time in seconds); for sweepers."""
         ...
 
-    def lock(self, name: str, *, lease: float, wait: float) -> contextlib.AbstractContextManager[None]:
+    def lock(self, name: str, *, lease: float, wait: float) -> contextlib.AbstractContextManager[Fence]:
         """Hold the named lock for at most ``lease`` seconds, waiting up to
-        ``wait`` seconds for it.
+        ``wait`` seconds for it; yields the :class:`Fence` of this holding.
+        A lock whose holder is known to be dead (a process of this machine
+        that no longer exists) is taken over at once, without waiting.
 
         :raises LockTimeoutError: still held by another owner after ``wait``.
         """
+        ...
+
+    def lock_renew(self, fence: Fence, *, lease: float) -> bool:
+        """Extend a held lock to ``lease`` seconds from now; False (and nothing
+        changed) when ``fence`` no longer holds it."""
         ...
 
     def idempotency_begin(self, scope: str, key: str, fingerprint: str, *, now: float,

@@ -2,7 +2,10 @@
 
 Safe with several worker processes on one machine: every write runs in a
 ``BEGIN IMMEDIATE`` transaction, connections are per thread and per process,
-and locks are lease rows that a crashed holder cannot keep forever.
+and locks are lease rows that a crashed holder cannot keep forever. A lock
+row names its holder (host, pid, process start time, random token): a holder
+on this host whose process is gone is taken over at once, so a retry after a
+crash does not wait (and hold a worker) for the lease or the lock wait.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import collections.abc as cabc
 import contextlib
 import json
+import os
+import socket
 import time
 import uuid
 
@@ -18,7 +23,9 @@ from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
 from ._sqlite import SQLiteDatabase
+from .base import Fence
 from .base import IdempotencyOutcome
+from .base import LockLostError
 from .base import LockTimeoutError
 from .base import OutboxEntry
 from .base import StaleSessionError
@@ -95,6 +102,7 @@ class SQLiteSessionStore:
         self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
         self._conn = self._db.conn
         self._tx = self._db.tx
+        self._read = self._db.read
 
     # -- sessions ------------------------------------------------------------------
 
@@ -107,14 +115,18 @@ class SQLiteSessionStore:
             )
 
     def get(self, session_id: str) -> CheckoutSession | None:
-        row = self._conn().execute(
-            "SELECT record FROM acp_sessions WHERE id = ?", (session_id,)
-        ).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT record FROM acp_sessions WHERE id = ?", (session_id,)).fetchone()
         return None if row is None else from_record(CheckoutSession, json.loads(row[0]))
 
-    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = (), *,
+             fence: Fence | None = None) -> CheckoutSession:
         saved = session.replace(revision=session.revision + 1)
         with self._tx() as db:
+            if fence is not None and db.execute(
+                    "SELECT 1 FROM acp_locks WHERE name = ? AND owner = ?",
+                    (fence.name, fence.owner)).fetchone() is None:
+                raise LockLostError(fence.name)
             cur = db.execute(
                 "UPDATE acp_sessions SET status = ?, revision = ?, expires_at = ?,"
                 " updated_at = ?, record = ? WHERE id = ? AND revision = ?",
@@ -140,18 +152,20 @@ class SQLiteSessionStore:
         return saved
 
     def session_id_for_order(self, order_id: str) -> str | None:
-        row = self._conn().execute(
-            "SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def session_id_for_payment(self, payment_id: str) -> str | None:
-        row = self._conn().execute(
-            "SELECT session_id FROM acp_payments WHERE payment_id = ?", (payment_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT session_id FROM acp_payments WHERE payment_id = ?",
+                             (payment_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def inbound_seen(self, source: str, event_id: str) -> bool:
-        row = self._conn().execute("SELECT 1 FROM acp_inbound_events WHERE source = ? AND event_id = ?",
-                                   (source, event_id)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT 1 FROM acp_inbound_events WHERE source = ? AND event_id = ?",
+                             (source, event_id)).fetchone()
         return row is not None
 
     def inbound_record(self, source: str, event_id: str) -> bool:
@@ -166,9 +180,10 @@ class SQLiteSessionStore:
                        " next_attempt_at, enqueued_at, delivered_at, last_status, last_error")
 
     def outbox_get(self, event_id: str) -> OutboxEntry | None:
-        row = self._conn().execute(
-            f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
-            (event_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
+                (event_id,)).fetchone()
         return None if row is None else OutboxEntry(*row)
 
     def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
@@ -189,7 +204,8 @@ class SQLiteSessionStore:
             args.append(max_attempts)
         sql += " ORDER BY created_at LIMIT ?"
         args.append(limit)
-        return [OutboxEntry(*row) for row in self._conn().execute(sql, args)]
+        with self._read() as db:
+            return [OutboxEntry(*row) for row in db.execute(sql, args)]
 
     def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:
         with self._tx() as db:
@@ -220,7 +236,8 @@ class SQLiteSessionStore:
         if updated_before is not None:
             sql += " AND updated_at < ?"
             args.append(updated_before)
-        return [r[0] for r in self._conn().execute(sql, args)]
+        with self._read() as db:
+            return [r[0] for r in db.execute(sql, args)]
 
     @staticmethod
     def _row(session: CheckoutSession) -> tuple[object, ...]:
@@ -236,8 +253,8 @@ class SQLiteSessionStore:
     # -- locks ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, name: str, *, lease: float, wait: float) -> cabc.Iterator[None]:
-        owner = uuid.uuid4().hex
+    def lock(self, name: str, *, lease: float, wait: float) -> cabc.Iterator[Fence]:
+        fence = Fence(name, f"{_HOLDER}|{uuid.uuid4().hex}")
         deadline = time.monotonic() + wait
         delay = 0.005
         while True:
@@ -247,9 +264,15 @@ class SQLiteSessionStore:
                     "INSERT INTO acp_locks (name, owner, lease_until) VALUES (?, ?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
                     " lease_until = excluded.lease_until WHERE acp_locks.lease_until < ?",
-                    (name, owner, now + lease, now),
+                    (name, fence.owner, now + lease, now),
                 )
                 acquired = cur.rowcount == 1
+                if not acquired:
+                    row = db.execute("SELECT owner FROM acp_locks WHERE name = ?", (name,)).fetchone()
+                    if row is not None and _holder_is_dead(str(row[0])):
+                        db.execute("UPDATE acp_locks SET owner = ?, lease_until = ? WHERE name = ?"
+                                   " AND owner = ?", (fence.owner, now + lease, name, row[0]))
+                        acquired = True
             if acquired:
                 break
             if time.monotonic() >= deadline:
@@ -257,10 +280,16 @@ class SQLiteSessionStore:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         try:
-            yield
+            yield fence
         finally:
             with self._tx() as db:
-                db.execute("DELETE FROM acp_locks WHERE name = ? AND owner = ?", (name, owner))
+                db.execute("DELETE FROM acp_locks WHERE name = ? AND owner = ?", (name, fence.owner))
+
+    def lock_renew(self, fence: Fence, *, lease: float) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE acp_locks SET lease_until = ? WHERE name = ? AND owner = ?",
+                             (time.time() + lease, fence.name, fence.owner))
+            return cur.rowcount == 1
 
     # -- idempotency ---------------------------------------------------------------
 
@@ -324,3 +353,57 @@ class SQLiteSessionStore:
             )
             db.execute("DELETE FROM acp_locks WHERE lease_until < ?", (time.time(),))
             return cur.rowcount
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot (Linux
+    ``/proc/<pid>/stat`` field 22), which tells a reused pid apart; ``""``
+    where ``/proc`` is not available, ``"-"`` when the process does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[19]
+    except FileNotFoundError:
+        return "-" if os.path.isdir("/proc/self") else ""
+    except (OSError, IndexError):
+        return ""
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}|{os.getpid()}|{_process_start(os.getpid())}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """Whether a lock owner string names a process of this host that has
+    ended (or whose pid now belongs to another process). Owners on other hosts,
+    and any doubt, count as alive: their lease frees the lock."""
+    parts = owner.split("|")
+    if len(parts) != 4 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    started = _process_start(pid)
+    if started == "":  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    return started == "-" or (parts[2] != "" and started != parts[2])
+
+
+#: this process's holder prefix (recomputed after a fork: see ``os.register_at_fork``)
+_HOLDER = _holder()
+
+
+def _after_fork() -> None:
+    global _HOLDER
+    _HOLDER = _holder()
+
+
+os.register_at_fork(after_in_child=_after_fork)
