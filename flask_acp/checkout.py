@@ -13,7 +13,7 @@ State machine (ACP 2026-04-17 leaves most of it to the merchant, digest §13)::
     any non-terminal --cancel--> canceled;  --expires_at passed--> expired
 
 ``completed``, ``canceled`` and ``expired`` are terminal: update, complete and
-cancel on them raise :class:`~flask_acp.errors.MethodNotAllowedError` (405).
+cancel on them raise :class:`~flask_acp.errors.SessionClosedError` (405).
 
 Exactly-once completion: every step of ``complete`` is recorded in the
 session before the next one starts (the attempt before the charge, the charge
@@ -26,7 +26,6 @@ crash, with any idempotency key, resumes where the first attempt stopped.
 from __future__ import annotations
 
 import collections.abc as cabc
-import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
@@ -42,36 +41,37 @@ from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
 from .errors import AdapterUnavailableError
-from .errors import ConflictError
+from .errors import BusyError
 from .errors import InvalidRequestError
-from .errors import MethodNotAllowedError
-from .errors import NotFoundError
 from .errors import PaymentActionRequiredError
 from .errors import PaymentDeclinedError
-from .errors import PaymentError
 from .errors import PaymentProviderError
 from .errors import PaymentTokenError
 from .errors import PaymentUnavailableError
 from .errors import ProcessingError
-from .errors import ServiceUnavailableError
+from .errors import SessionClosedError
+from .errors import UnavailableError
 from .models import JSON
 from .models import CheckoutSession
 from .models import LineItemRequest
 from .models import Message
-from .models import Order
 from .models import OrderEvent
 from .models import OrderLine
 from .models import PaymentRecord
 from .models import Quote
 from .models import SelectedFulfillmentOption
 from .models import Status
+from .models import Totals
 from .models import line_item_id
+from .models import new_event
 from .payments.base import ChargeRequest
 from .payments.base import ChargeResult
 from .payments.base import PaymentProcessor
-from .store.base import Fence
+from .sessions import SessionAccess
+from .sessions import utcnow
+from .settlement import Settlement
+from .settlement import unavailable
 from .store.base import LockLostError
-from .store.base import LockTimeoutError
 from .store.base import SessionStore
 
 log = logging.getLogger("flask_acp")
@@ -79,10 +79,6 @@ log = logging.getLogger("flask_acp")
 #: seconds allowed for one platform step of a completion (``prepare_order``
 #: before the charge, ``place_order`` after it, with the saves around them)
 PLATFORM_CALL_MARGIN = 60.0
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 # --- inputs (version-independent, already validated) ---------------------------
@@ -162,16 +158,37 @@ class CheckoutService:
         self.payments = payments
         self.store = store
         self.settings = settings
-        self.clock = clock
-        #: called after order events are committed (to hand them to the delivery)
-        self.on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] = on_events or _ignore
+        #: locked, fenced session reads and writes (shared with the order service)
+        self.sessions = SessionAccess(store, settings, clock=clock, on_events=on_events)
+        #: captures, releases and refunds (shared with the order service)
+        self.settlement = Settlement(payments)
+
+    @property
+    def clock(self) -> cabc.Callable[[], dt.datetime]:
+        """Returns the current aware UTC time (tests set their own)."""
+        return self.sessions.clock
+
+    @clock.setter
+    def clock(self, clock: cabc.Callable[[], dt.datetime]) -> None:
+        self.sessions.clock = clock
+
+    def locked(self, session_id: str) -> t.ContextManager[None]:
+        """Hold the session's lock (see :meth:`SessionAccess.locked`).
+
+        :raises BusyError: held or taken over by another request.
+        """
+        return self.sessions.locked(session_id)
+
+    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
+        """Store the session (fenced by its lock when held here); see :meth:`SessionAccess.save`."""
+        return self.sessions.save(session, events)
 
     # -- public operations ---------------------------------------------------------
 
     def create(self, agent: str, api_version: str, data: CreateInput) -> CheckoutSession:
         """Open a session, price it and hold its stock.
 
-        :raises ServiceUnavailableError: the platform cannot answer now (503).
+        :raises UnavailableError: the platform cannot answer now (503).
         """
         now = self.clock()
         session_id = "cs_" + secrets.token_hex(16)
@@ -213,20 +230,20 @@ class CheckoutService:
 
         :raises NotFoundError: unknown id, or a session of another agent (404).
         """
-        session = self._find(agent, session_id)
+        session = self.sessions.find(agent, session_id)
         if self._expiry_due(session):
             with self.locked(session_id):
-                return self._expire_if_due(self._find(agent, session_id))
+                return self._expire_if_due(self.sessions.find(agent, session_id))
         return session
 
     def update(self, agent: str, session_id: str, data: UpdateInput) -> CheckoutSession:
         """Replace the fields sent, re-price, re-hold stock, extend the expiry.
 
-        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
-        :raises ConflictError: a completion is running (409).
+        :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
+        :raises BusyError: a completion is running (409).
         """
         with self.locked(session_id):
-            session = self._expire_if_due(self._find(agent, session_id))
+            session = self._expire_if_due(self.sessions.find(agent, session_id))
             self._require_open(session, "update")
             now = self.clock()
             changes: dict[str, t.Any] = {
@@ -260,13 +277,13 @@ class CheckoutService:
         ``ready_for_payment`` with a message when the payment was declined or
         the price changed, or ``not_ready_for_payment`` unchanged.
 
-        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
+        :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
         :raises InvalidRequestError: unknown ``handler_id`` or credential type (400).
-        :raises ServiceUnavailableError: processor or platform unavailable; the
+        :raises UnavailableError: processor or platform unavailable; the
             outcome is recorded and a retry resumes it (503).
         """
         with self.locked(session_id):
-            session = self._expire_if_due(self._find(agent, session_id))
+            session = self._expire_if_due(self.sessions.find(agent, session_id))
             if session.status is Status.COMPLETED and data.idempotency_key is not None \
                     and session.payment is not None \
                     and session.payment.request_key == data.idempotency_key:
@@ -288,11 +305,11 @@ class CheckoutService:
         """Cancel the session and release its stock. The intent trace is
         write-only: logged, never returned.
 
-        :raises NotFoundError: (404). :raises MethodNotAllowedError: terminal (405).
-        :raises ConflictError: a completion is running (409).
+        :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
+        :raises BusyError: a completion is running (409).
         """
         with self.locked(session_id):
-            session = self._expire_if_due(self._find(agent, session_id))
+            session = self._expire_if_due(self.sessions.find(agent, session_id))
             self._require_open(session, "cancel")
             if data.reason_code:
                 log.info("checkout %s canceled by agent: reason_code=%s", session.id, data.reason_code)
@@ -317,7 +334,7 @@ class CheckoutService:
                     session = self.store.get(session_id)
                     if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
                         expired += 1
-            except (ConflictError, ServiceUnavailableError) as exc:
+            except (BusyError, UnavailableError) as exc:
                 log.warning("could not expire checkout %s yet: %s", session_id, exc)
                 continue
         stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
@@ -330,7 +347,7 @@ class CheckoutService:
                     if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
                         self.reconcile(session)
                         recovered += 1
-            except (ConflictError, ServiceUnavailableError) as exc:
+            except (BusyError, UnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
         purged = self.store.purge(idempotency_before=now.timestamp() - self.settings.idempotency_ttl)
         return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
@@ -394,7 +411,7 @@ class CheckoutService:
             updated_at=self.clock(),
             extra_messages=(),
         ))
-        self._keep_lock(session.id)  # a worker frozen past its lease must not charge
+        self.sessions.keep_lock(session.id)  # a worker frozen past its lease must not charge
         try:
             result = self.payments.charge(ChargeRequest(
                 idempotency_key=record.idempotency_key,
@@ -410,10 +427,7 @@ class CheckoutService:
                 self.save(session.replace(
                     status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
                     updated_at=self.clock()))
-            raise ServiceUnavailableError(
-                "The payment processor is unavailable; retry the request.",
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from exc
+            raise unavailable(exc) from exc
         except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError) as exc:
             return self._payment_failed(session, exc)
         except PaymentProviderError as exc:
@@ -445,15 +459,13 @@ class CheckoutService:
             raise
 
     def _settle_after_lost_lock(self, session_id: str, charge: ChargeResult, idempotency_key: str) -> None:
-        token = _fences.set({})  # the lost holding does not count any more
-        try:
-            self.settle_charge(session_id, charge, idempotency_key=idempotency_key)
-        except ACPError as exc:  # busy or unavailable: the processor's event settles it later
-            log.error("checkout %s: charge %s could not be settled now (%s); the processor's "
-                      "payment_intent.succeeded event will settle it", session_id, charge.payment_id,
-                      exc.message)
-        finally:
-            _fences.reset(token)
+        with self.sessions.unfenced():  # the lost holding does not count any more
+            try:
+                self.settle_charge(session_id, charge, idempotency_key=idempotency_key)
+            except ACPError as exc:  # busy or unavailable: the processor's event settles it later
+                log.error("checkout %s: charge %s could not be settled now (%s); the processor's "
+                          "payment_intent.succeeded event will settle it", session_id, charge.payment_id,
+                          exc.message)
 
     def settle_charge(self, session_id: str, charge: ChargeResult, *,
                       idempotency_key: str | None) -> CheckoutSession | None:
@@ -472,8 +484,8 @@ class CheckoutService:
         :returns: the session, or None when no session has ``session_id``
             (logged at error level; nothing is refunded, since another
             deployment on the same processor account may own it).
-        :raises ConflictError: the session is busy (409; retry later).
-        :raises ServiceUnavailableError: the processor is unavailable (503).
+        :raises BusyError: the session is busy (409; retry later).
+        :raises UnavailableError: the processor is unavailable (503).
         """
         with self.locked(session_id):
             session = self.store.get(session_id)
@@ -488,24 +500,8 @@ class CheckoutService:
             if session.status is Status.COMPLETE_IN_PROGRESS and record is not None \
                     and record.status == "pending" and record.idempotency_key == idempotency_key:
                 return self.reconcile(session, charge)
-            self._give_back_stray(session, charge)
+            self.settlement.give_back_stray(charge, session_id=session.id)
             return session
-
-    def _give_back_stray(self, session: CheckoutSession, charge: ChargeResult) -> None:
-        log.error("checkout %s: stray charge %s (%s %s) that no order accounts for: giving it back",
-                  session.id, charge.payment_id, charge.amount, charge.currency)
-        try:
-            if charge.status == "requires_capture":
-                self.payments.void(charge.payment_id, idempotency_key=f"acp-stray-{charge.payment_id}-void")
-            else:
-                self.payments.refund(charge.payment_id, amount=charge.amount,
-                                     idempotency_key=f"acp-stray-{charge.payment_id}-refund",
-                                     metadata={"acp_checkout_session_id": session.id,
-                                               "reason": "stray_charge"})
-        except PaymentError as exc:
-            raise ServiceUnavailableError(
-                f"A stray charge of checkout {session.id} could not be given back yet; retry.",
-                code="stray_charge_pending", headers={"Retry-After": "5"}) from exc
 
     def _place(self, session: CheckoutSession) -> CheckoutSession:
         """Place the paid order (retrying a briefly unavailable platform). If the
@@ -540,12 +536,10 @@ class CheckoutService:
             payment_id=payment.payment_id,
         )
         event = new_event(order, session, "order_create", now)
-        saved = self.save(
+        return self.save(
             session.replace(status=Status.COMPLETED, order=order, updated_at=now, extra_messages=()),
             events=(event,),
         )
-        self.on_events((event,))
-        return saved
 
     def _give_back(self, session: CheckoutSession, reason: str) -> CheckoutSession:
         """Refund (or release) the payment of an order that cannot be placed.
@@ -558,34 +552,18 @@ class CheckoutService:
         stock and re-pricing come last and are best effort: a platform still
         down leaves them to the session's expiry.
 
-        :raises ServiceUnavailableError: the processor cannot give the money
+        :raises UnavailableError: the processor cannot give the money
             back now; the decision stands and a retry finishes it (503).
         """
         payment = _payment_of(session)
-        payment_id = payment.payment_id
-        if payment_id is None:
+        if payment.payment_id is None:
             raise ProcessingError(f"checkout {session.id} has a charge without a payment id")
         if payment.give_back_reason is None:
             log.error("checkout %s: paid (%s) but the order cannot be placed (%s): giving the money back",
                       session.id, payment.payment_id, reason)
             payment = dataclasses.replace(payment, give_back_reason=reason)
             session = self.save(session.replace(payment=payment, updated_at=self.clock()))
-        try:
-            if payment.capture_status in ("refunded", "voided"):
-                given_back = payment.capture_status
-            elif payment.capture_status == "authorized":
-                self.payments.void(payment_id, idempotency_key=f"{payment.idempotency_key}-void")
-                given_back = "voided"
-            else:
-                self.payments.refund(payment_id, amount=payment.amount,
-                                     idempotency_key=f"{payment.idempotency_key}-refund",
-                                     metadata={"acp_checkout_session_id": session.id,
-                                               "reason": "order_not_placed"})
-                given_back = "refunded"
-        except PaymentError as exc:
-            raise ServiceUnavailableError(
-                "The order could not be placed and the refund is pending; retry the request.",
-                code="order_not_placed", headers={"Retry-After": "5"}) from exc
+        given_back = self.settlement.give_back(payment, session_id=session.id, reason="order_not_placed")
         message = Message(type="error", code="unsupported", resolution="requires_buyer_input",
                           text_key="order_failed", text_args={"reason": reason})
         session = self.save(session.replace(
@@ -598,7 +576,7 @@ class CheckoutService:
             self.adapter.release(session)
             quote = self._quote(self._quote_request(session, session.expires_at), session.buyer,
                                 session.fulfillment_details)
-        except (AdapterError, ServiceUnavailableError) as exc:
+        except (AdapterError, UnavailableError) as exc:
             log.warning("checkout %s: money given back; the store could not be updated yet (%s)",
                         session.id, exc)
             return session
@@ -645,7 +623,7 @@ class CheckoutService:
         processor's search can lag behind its charges. The caller holds the
         session lock.
 
-        :raises ServiceUnavailableError: the processor cannot answer now, or the
+        :raises UnavailableError: the processor cannot answer now, or the
             outcome is still unknown (503: retry later).
         """
         record = _payment_of(session)
@@ -657,13 +635,7 @@ class CheckoutService:
         return self._settle_unfound(session)
 
     def _find_charge(self, record: PaymentRecord) -> ChargeResult | None:
-        try:
-            return self.payments.find_charge(record.idempotency_key)
-        except PaymentUnavailableError as exc:
-            raise ServiceUnavailableError(
-                "The payment processor is unavailable; retry the request.",
-                headers={"Retry-After": str(exc.retry_after)},
-            ) from exc
+        return self.settlement.find_charge(record.idempotency_key)
 
     def _settle_unfound(self, session: CheckoutSession) -> CheckoutSession:
         """Mark a pending attempt that no charge was found for as failed, once it
@@ -673,9 +645,9 @@ class CheckoutService:
         age = (self.clock() - started).total_seconds()
         if age < self.settings.payment_reconcile_window:
             wait = int(self.settings.payment_reconcile_window - age) + 1
-            raise ServiceUnavailableError(
+            raise UnavailableError(
                 "The outcome of the previous payment attempt is not known yet; retry later.",
-                code="payment_outcome_pending", headers={"Retry-After": str(min(wait, 30))})
+                code="payment_outcome_pending", retry_after=min(wait, 30))
         return self.save(session.replace(
             status=Status.READY_FOR_PAYMENT,
             payment=dataclasses.replace(record, status="failed"),
@@ -697,39 +669,6 @@ class CheckoutService:
         The session lock's lease must exceed it (checked at start-up), and so
         must a WSGI server's worker timeout (gunicorn ``--timeout``)."""
         return PLATFORM_CALL_MARGIN + self.charge_time_budget()
-
-    def _find(self, agent: str, session_id: str) -> CheckoutSession:
-        session = self.store.get(session_id)
-        if session is None or session.agent != agent:
-            raise NotFoundError(f"Checkout session '{session_id}' does not exist.",
-                                code="checkout_session_not_found")
-        return session
-
-    def locked(self, session_id: str) -> t.ContextManager[None]:
-        """Hold the session's lock (waits ``ACP_LOCK_WAIT`` seconds). Every
-        :meth:`save` of the session inside is fenced with it.
-
-        :raises ConflictError: still held by another request, or lost to
-            another request while held (the holder was frozen past its lease) (409).
-        """
-        return _LockGuard(self.store, session_id, self.settings)
-
-    def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
-        """Store the session (and outbox ``events``), fenced by its lock when
-        this context holds it.
-
-        :raises LockLostError: the lock passed to another request meanwhile.
-        """
-        return self.store.save(session, events, fence=(_fences.get() or {}).get(session.id))
-
-    def _keep_lock(self, session_id: str) -> None:
-        """Renew the held lock for a whole lease before an irreversible call.
-
-        :raises LockLostError: another request holds it now.
-        """
-        fence = (_fences.get() or {}).get(session_id)
-        if fence is not None and not self.store.lock_renew(fence, lease=self.settings.lock_lease):
-            raise LockLostError(fence.name)
 
     def _note_request_key(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         record = session.payment
@@ -759,33 +698,36 @@ class CheckoutService:
 
     def _require_open(self, session: CheckoutSession, action: str) -> None:
         if session.status.is_terminal:
-            raise MethodNotAllowedError(
+            raise SessionClosedError(
                 f"Cannot {action} a checkout session that is {session.status.value}.",
-                code=f"checkout_session_{session.status.value}", headers={"Allow": "GET"},
+                code=f"checkout_session_{session.status.value}",
             )
         if session.status is Status.COMPLETE_IN_PROGRESS and action != "complete":
-            raise ConflictError(
+            raise BusyError(
                 f"Cannot {action} the checkout session while its payment is being processed.",
-                code="complete_in_progress", headers={"Retry-After": "1"},
+                code="complete_in_progress",
             )
 
     def _check_payment_data(self, data: CompleteInput) -> None:
-        handlers = {h["id"]: h for h in self.payments.handlers()}
-        if data.handler_id not in handlers:
+        """Check ``payment_data`` against the processor's handlers (described as data)."""
+        handlers = {h.id: h for h in self.payments.handlers()}
+        handler = handlers.get(data.handler_id)
+        if handler is None:
             raise InvalidRequestError(
                 f"Unknown payment handler '{data.handler_id}'; use one of "
                 f"{sorted(handlers)} from capabilities.payment.handlers.",
                 code="invalid_payment_handler", param="$.payment_data.handler_id",
             )
-        card_handler = handlers[data.handler_id].get("name") == "dev.acp.tokenized.card"
-        if card_handler and data.instrument_type != "card":
+        if data.instrument_type not in handler.instrument_types:
             raise InvalidRequestError(
                 f"Instrument type '{data.instrument_type}' does not fit handler '{data.handler_id}'; "
-                "send 'card'.", code="invalid_instrument_type", param="$.payment_data.instrument.type")
-        if data.credential_type != "spt":
+                f"send {_one_of(handler.instrument_types)}.", code="invalid_instrument_type",
+                param="$.payment_data.instrument.type")
+        if data.credential_type not in handler.credential_types:
             raise InvalidRequestError(
-                f"Credential type '{data.credential_type}' is not accepted; send 'spt'.",
-                code="invalid_credential_type", param="$.payment_data.instrument.credential.type",
+                f"Credential type '{data.credential_type}' is not accepted; send "
+                f"{_one_of(handler.credential_types)}.", code="invalid_credential_type",
+                param="$.payment_data.instrument.credential.type",
             )
 
     def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
@@ -809,42 +751,6 @@ class CheckoutService:
         return _require_contact(quote, buyer, fulfillment_details)
 
 
-#: session id -> the fence of the session lock this context holds
-_fences: contextvars.ContextVar[dict[str, Fence] | None] = contextvars.ContextVar("acp_fences", default=None)
-
-
-class _LockGuard:
-    def __init__(self, store: SessionStore, session_id: str, settings: Settings) -> None:
-        self._session_id = session_id
-        self._cm = store.lock(f"session:{session_id}", lease=settings.lock_lease, wait=settings.lock_wait)
-        self._token: contextvars.Token[dict[str, Fence] | None] | None = None
-
-    def __enter__(self) -> None:
-        try:
-            fence = self._cm.__enter__()
-        except LockTimeoutError:
-            raise ConflictError(
-                "Another request on this checkout session is still running; retry shortly.",
-                code="checkout_session_busy", headers={"Retry-After": "1"},
-            ) from None
-        self._token = _fences.set({**(_fences.get() or {}), self._session_id: fence})
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: t.Any) -> None:
-        if self._token is not None:
-            _fences.reset(self._token)
-        self._cm.__exit__(exc_type, exc, tb)
-        if isinstance(exc, LockLostError):
-            raise ConflictError(
-                "Another request took this checkout session over while this one was stalled; "
-                "retry to see its outcome.", code="checkout_session_busy", headers={"Retry-After": "1"},
-            ) from exc
-
-
-def _ignore(events: cabc.Sequence[OrderEvent]) -> None:
-    return None
-
-
 def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
     """The order's lines from the quote it was paid at (purchasable lines only)."""
     return tuple(
@@ -855,30 +761,26 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
     )
 
 
-def new_event(order: Order, session: CheckoutSession, kind: str, now: dt.datetime) -> OrderEvent:
-    """A fresh outbox entry for ``order`` (``kind``: order_create | order_update)."""
-    return OrderEvent(id="evt_" + secrets.token_hex(12), order_id=order.id,
-                      checkout_session_id=session.id, agent=session.agent, type=kind, created_at=now)
-
-
 def _payment_of(session: CheckoutSession) -> PaymentRecord:
     if session.payment is None:  # a state the service never writes
         raise ProcessingError(f"checkout {session.id} has no payment record")
     return session.payment
 
 
-def _unavailable(exc: AdapterError) -> ServiceUnavailableError:
-    retry_after = getattr(exc, "retry_after", None) or 1
+def _unavailable(exc: AdapterError) -> UnavailableError:
+    """The one translation of platform failures."""
     if isinstance(exc, AdapterRejectedError):
-        return ServiceUnavailableError(f"The store refused the request: {exc}",
-                                       code="platform_rejected", headers={"Retry-After": "5"})
-    return ServiceUnavailableError("The store is temporarily unavailable; retry the request.",
-                                   headers={"Retry-After": str(retry_after)})
+        return UnavailableError(f"The store refused the request: {exc}", code="platform_rejected",
+                                retry_after=5)
+    return UnavailableError("The store is temporarily unavailable; retry the request.",
+                            retry_after=getattr(exc, "retry_after", None) or 1)
+
+
+def _one_of(values: cabc.Sequence[str]) -> str:
+    return " or ".join(f"'{v}'" for v in values)
 
 
 def _total(quote: Quote) -> int:
-    from .models import Totals
-
     return Totals.of(quote).total
 
 

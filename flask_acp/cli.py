@@ -15,19 +15,17 @@ import json
 import typing as t
 
 import click
-from flask import current_app
 
 from .errors import ACPError
 from .errors import AdapterError
+from .state import ACPState
+from .state import current_state
 from .versions import VERSIONS
 from .webhooks import cli as webhooks_cli
 
-if t.TYPE_CHECKING:
-    from .extension import ACPState
-
 
 def _state() -> ACPState:
-    return t.cast("ACPState", current_app.extensions["acp"])
+    return current_state()
 
 
 def _print_order(order: t.Any) -> None:

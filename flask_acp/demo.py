@@ -13,7 +13,7 @@ from .payments.stripe import StripePaymentProcessor
 from .testing.fake_stripe import mint_granted_token
 
 if t.TYPE_CHECKING:
-    from .extension import ACPState
+    from .state import ACPState
 
 DEMO_ADDRESS = {"name": "Ada Lovelace", "line_one": "1 Main St", "city": "San Francisco",
                 "state": "CA", "country": "US", "postal_code": "94131"}

@@ -1,29 +1,35 @@
 """The flask-acp exception tree.
 
-Everything that reaches an agent as a non-2xx response is an :class:`ACPError`
-and is rendered as the spec's flat ``Error`` body (ACP 2026-04-17,
-``schema.agentic_checkout.json#/$defs/Error``)::
+Errors are named by their cause, never by an HTTP status: the core raises
+them, and one table at the edge (:mod:`flask_acp.api.errors`) maps each class
+to ``(status, type, code, headers)`` and renders the spec's flat ``Error``
+body (ACP 2026-04-17, ``schema.agentic_checkout.json#/$defs/Error``)::
 
     {"type": "invalid_request", "code": "...", "message": "...", "param": "$.x"}
 
-Tree::
+Tree (the status the edge gives each, for orientation)::
 
-    ACPError                          (root; rendered by the blueprint)
-    +-- InvalidRequestError           400 invalid_request / invalid
-    |   +-- APIVersionError           400 missing_api_version | unsupported_api_version
-    |   +-- AuthenticationError       401 unauthorized
-    |   +-- HTTPSRequiredError        403 https_required
-    |   +-- NotFoundError             404 not_found
-    |   +-- MethodNotAllowedError     405 (also: state changes on terminal sessions)
-    |   +-- ConflictError             409 (idempotency_in_flight, complete_in_progress)
-    |   +-- PayloadTooLargeError      413 payload_too_large
-    |   +-- UnsupportedMediaTypeError 415 unsupported_media_type
-    |   +-- UnprocessableError        422 (idempotency_conflict)
-    +-- ProcessingError               500 processing_error
-    +-- ServiceUnavailableError       503 service_unavailable (+ Retry-After)
-        +-- StorageUnavailableError   503 storage_unavailable: the session store failed
+    ACPError                          (root; rendered by the edge)
+    +-- InvalidRequestError           malformed or ill-typed request      400
+    |   +-- APIVersionError           API-Version missing / unsupported   400
+    +-- AuthenticationError           no or wrong bearer token            401
+    +-- InsecureTransportError        plain HTTP where HTTPS is required  403
+    +-- NotFoundError                 unknown session, order, endpoint    404
+    +-- MethodNotAllowedError         method not served by the endpoint   405
+    |   +-- SessionClosedError        change to a terminal session        405
+    +-- BusyError                     collides with a request still running 409
+    +-- BodyTooLargeError             body above ACP_MAX_BODY_BYTES       413
+    +-- UnsupportedMediaTypeError     body that is not JSON               415
+    +-- IdempotencyConflictError      same Idempotency-Key, other body    422
+    +-- ProcessingError               unexpected; the merchant must act   500
+    +-- UnavailableError              a dependency is down: retry later   503
+        +-- StorageUnavailableError   the session store failed
 
-Internal families raised by ports and translated by the checkout service:
+Each carries ``message``, ``code``, an optional ``param`` (RFC 9535 JSONPath),
+``retry_after`` (seconds, when a retry makes sense) and ``extra`` body members
+(``supported_versions``).
+
+Internal families raised by ports and translated by the core:
 
     AdapterError                      platform adapter failures
     +-- AdapterUnavailableError       retryable (timeouts, 5xx, 429)
@@ -42,17 +48,16 @@ import typing as t
 
 
 class ACPError(Exception):
-    """An error rendered to the agent as the flat ACP ``Error`` object.
+    """An error the agent sees as the flat ACP ``Error`` object.
 
     :param message: human-readable text for the agent (``Error.message``).
     :param code: implementation-defined code; defaults to the class's ``code``.
     :param param: RFC 9535 JSONPath of the offending request field, if any.
-    :param headers: extra response headers, e.g. ``{"Retry-After": "1"}``.
+    :param retry_after: seconds after which a retry may succeed (the edge
+        sends it as ``Retry-After``).
     :param extra: extra body members the spec allows (``supported_versions``).
     """
 
-    status: int = 400
-    type: t.ClassVar[str] = "invalid_request"
     code: str = "invalid"
 
     def __init__(
@@ -61,126 +66,137 @@ class ACPError(Exception):
         *,
         code: str | None = None,
         param: str | None = None,
-        headers: t.Mapping[str, str] | None = None,
+        retry_after: int | None = None,
         extra: t.Mapping[str, t.Any] | None = None,
-        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
-        if status is not None:
-            self.status = status
         self.param = param
-        self.headers = dict(headers or {})
+        self.retry_after = retry_after
         self.extra = dict(extra or {})
 
-    def to_dict(self) -> dict[str, t.Any]:
-        """The flat ``Error`` body: ``{type, code, message[, param][, supported_versions]}``."""
-        body: dict[str, t.Any] = {"type": self.type, "code": self.code, "message": self.message}
-        if self.param is not None:
-            body["param"] = self.param
-        body.update(self.extra)
-        return body
-
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
 class InvalidRequestError(ACPError):
-    """Malformed or ill-typed request (400 ``invalid_request``)."""
+    """A malformed or ill-typed request, or one the merchant cannot accept."""
 
 
 class APIVersionError(InvalidRequestError):
-    """``API-Version`` missing or not supported (400, carries ``supported_versions``)."""
+    """``API-Version`` missing or not supported (carries ``supported_versions``)."""
 
     code = "unsupported_api_version"
 
 
-class AuthenticationError(InvalidRequestError):
-    """Missing or wrong ``Authorization: Bearer`` token (401)."""
+class AuthenticationError(ACPError):
+    """Missing or wrong ``Authorization: Bearer`` token.
 
-    status = 401
+    :ivar challenge: the ``WWW-Authenticate`` challenge to send back.
+    """
+
     code = "unauthorized"
 
+    def __init__(self, message: str, *, challenge: str = 'Bearer realm="acp"', **kwargs: t.Any) -> None:
+        super().__init__(message, **kwargs)
+        self.challenge = challenge
 
-class HTTPSRequiredError(InvalidRequestError):
-    """A plain-HTTP request reached an app that requires HTTPS (403)."""
 
-    status = 403
+class InsecureTransportError(ACPError):
+    """A plain-HTTP request reached an app that requires HTTPS."""
+
     code = "https_required"
 
 
-class NotFoundError(InvalidRequestError):
-    """Unknown resource, or a session owned by another agent (404)."""
+class NotFoundError(ACPError):
+    """Unknown session or order (or one of another agent), or endpoint."""
 
-    status = 404
     code = "not_found"
 
 
-class MethodNotAllowedError(InvalidRequestError):
-    """Wrong method, or a state change on a terminal session (405)."""
+class MethodNotAllowedError(ACPError):
+    """The endpoint does not serve this method.
 
-    status = 405
+    :ivar allowed: the methods it serves.
+    """
+
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allowed: t.Sequence[str] = (), **kwargs: t.Any) -> None:
+        super().__init__(message, **kwargs)
+        self.allowed = tuple(allowed)
 
-class ConflictError(InvalidRequestError):
-    """The request collides with one still running (409, with ``Retry-After``)."""
 
-    status = 409
+class SessionClosedError(MethodNotAllowedError):
+    """A change (update, complete, cancel) to a completed, canceled or expired
+    session: only reading it is left."""
+
+    def __init__(self, message: str, **kwargs: t.Any) -> None:
+        super().__init__(message, allowed=("GET",), **kwargs)
+
+
+class BusyError(ACPError):
+    """The request collides with another one still running on the same
+    session or idempotency key; retry after ``retry_after`` seconds."""
+
     code = "conflict"
 
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: t.Any) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
-class PayloadTooLargeError(InvalidRequestError):
-    """Request body larger than ``ACP_MAX_BODY_BYTES`` (413)."""
 
-    status = 413
+class BodyTooLargeError(ACPError):
+    """Request body larger than ``ACP_MAX_BODY_BYTES``."""
+
     code = "payload_too_large"
 
 
-class UnsupportedMediaTypeError(InvalidRequestError):
-    """Request body that is not ``application/json`` (415)."""
+class UnsupportedMediaTypeError(ACPError):
+    """Request body that is not ``application/json``."""
 
-    status = 415
     code = "unsupported_media_type"
 
 
-class UnprocessableError(InvalidRequestError):
-    """Well-formed but unacceptable request (422)."""
+class IdempotencyConflictError(ACPError):
+    """An ``Idempotency-Key`` reused with another request body."""
 
-    status = 422
-    code = "unprocessable"
+    code = "idempotency_conflict"
 
 
 class ProcessingError(ACPError):
-    """Unexpected server-side failure (500 ``processing_error``)."""
+    """Unexpected failure on the merchant's side; retrying will not help."""
 
-    status = 500
-    type = "processing_error"
     code = "processing_error"
 
 
-class ServiceUnavailableError(ACPError):
-    """A dependency is temporarily unavailable (503 ``service_unavailable``)."""
+class UnavailableError(ACPError):
+    """A dependency (platform, payment processor, store) is temporarily
+    unavailable; retry after ``retry_after`` seconds (default 1)."""
 
-    status = 503
-    type = "service_unavailable"
     code = "service_unavailable"
 
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: t.Any) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
-class StorageUnavailableError(ServiceUnavailableError):
+
+class StorageUnavailableError(UnavailableError):
     """The session store (or the catalog's stock database) failed: locked past
     its busy timeout, disk full, I/O error. Nothing was committed by the failed
-    statement; the request may be retried (503 ``storage_unavailable``,
-    ``Retry-After: 1``)."""
+    statement; the request may be retried."""
 
     code = "storage_unavailable"
 
     def __init__(self, message: str = "The checkout store is temporarily unavailable; retry the request.",
                  **kwargs: t.Any) -> None:
-        kwargs.setdefault("headers", {"Retry-After": "1"})
         super().__init__(message, **kwargs)
+
+
+def is_transient(exc: ACPError) -> bool:
+    """Whether the same request may succeed later (busy or unavailable), so a
+    sender that retries (Stripe, a platform's webhooks) should be asked to."""
+    return isinstance(exc, (BusyError, UnavailableError))
 
 
 # --- internal families (never rendered directly) ---------------------------------
@@ -257,12 +273,13 @@ __all__ = [
     "AdapterRejectedError",
     "AdapterUnavailableError",
     "AuthenticationError",
-    "ConflictError",
-    "HTTPSRequiredError",
+    "BodyTooLargeError",
+    "BusyError",
+    "IdempotencyConflictError",
+    "InsecureTransportError",
     "InvalidRequestError",
     "MethodNotAllowedError",
     "NotFoundError",
-    "PayloadTooLargeError",
     "PaymentActionRequiredError",
     "PaymentDeclinedError",
     "PaymentError",
@@ -270,7 +287,9 @@ __all__ = [
     "PaymentTokenError",
     "PaymentUnavailableError",
     "ProcessingError",
-    "ServiceUnavailableError",
-    "UnprocessableError",
+    "SessionClosedError",
+    "StorageUnavailableError",
+    "UnavailableError",
     "UnsupportedMediaTypeError",
+    "is_transient",
 ]

@@ -9,7 +9,6 @@ no app, so one instance can serve several apps.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 import typing as t
@@ -19,33 +18,22 @@ from werkzeug.utils import import_string
 
 from . import inbound
 from .adapter import PlatformAdapter
+from .api.pipeline import Pipeline
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
 from .checkout import CheckoutService
-from .config import Settings
 from .config import load_settings
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import StripePaymentProcessor
+from .state import ACPState
 from .store.base import SessionStore
 from .store.sqlite import SQLiteSessionStore
+from .versions import VERSIONS
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
 
 ENTRY_POINT_GROUP = "flask_acp.adapters"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ACPState:
-    """Per-app state in ``app.extensions["acp"]``."""
-
-    settings: Settings
-    store: SessionStore
-    adapter: PlatformAdapter
-    payments: PaymentProcessor
-    service: CheckoutService
-    orders: OrderService
-    webhooks: WebhookService
 
 
 class ACP:
@@ -116,9 +104,16 @@ class ACP:
                 f"not above one completion's time budget ({budget:g} s: the payment processor's "
                 "retries and timeouts plus the platform's calls); raise it, or lower "
                 "ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")
+        unknown = [v for v in settings.api_versions if v not in VERSIONS]
+        if unknown:
+            raise RuntimeError(f"flask-acp configuration is invalid: ACP_API_VERSIONS: {unknown} are not "
+                               f"implemented; use some of {sorted(VERSIONS)}")
+        pipeline = Pipeline(settings=settings, service=service, store=store, payments=payments,
+                            versions=VERSIONS)
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
                                          payments=payments, service=service,
-                                         orders=OrderService(service), webhooks=webhooks)
+                                         orders=OrderService(service.sessions, service.settlement),
+                                         webhooks=webhooks, pipeline=pipeline)
         if webhooks.thread is not None:
             app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)

@@ -36,29 +36,29 @@ import typing as t
 import stripe
 from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
 
 from .adapter import WebhookSignatureError
+from .api.errors import render_error
+from .api.response import json_response
+from .blueprint import to_flask
 from .errors import ACPError
+from .errors import is_transient
 from .models import Adjustment
 from .models import Status
 from .payments.base import ChargeResult
-
-if t.TYPE_CHECKING:
-    from .extension import ACPState
+from .state import ACPState
+from .state import current_state
 
 log = logging.getLogger("flask_acp")
 
 
 def _state() -> ACPState:
-    return t.cast("ACPState", current_app.extensions["acp"])
+    return current_state()
 
 
 def _json(body: dict[str, t.Any], status: int = 200) -> Response:
-    from .blueprint import json_response
-
-    return json_response(body, status)
+    return to_flask(json_response(body, status))
 
 
 def stripe_webhook() -> Response:
@@ -79,9 +79,10 @@ def stripe_webhook() -> Response:
     try:
         handle_stripe_event(state, event.type, event.data.object.to_dict())
     except ACPError as exc:
-        if exc.status >= 500 or exc.status == 409:  # transient: a busy session lock
+        if is_transient(exc):  # a busy session lock, a processor outage
             log.warning("Stripe event %s not processed yet: %s", event.id, exc.message)
-            return _json(exc.to_dict(), exc.status)  # Stripe retries it later
+            rendered = render_error(exc)
+            return _json(rendered.body, rendered.status)  # Stripe retries it later
         log.warning("Stripe event %s (%s) ignored: %s", event.id, event.type, exc.message)
     state.store.inbound_record("stripe", event.id)
     return _json({"received": True})
@@ -207,8 +208,8 @@ def platform_webhook() -> Response:
         for update in webhook.updates:
             state.orders.apply_platform_update(update, source=source)
     except ACPError as exc:
-        if exc.status >= 500 or exc.status == 409:
-            return _json(exc.to_dict(), 503)  # the platform delivers it again
+        if is_transient(exc):
+            return _json(render_error(exc).body, 503)  # the platform delivers it again
         log.warning("%s webhook %s not applied: %s", source, webhook.event_id, exc.message)
     if webhook.event_id is not None:
         state.store.inbound_record(source, webhook.event_id)

@@ -17,6 +17,7 @@ import datetime as dt
 import enum
 import functools
 import hashlib
+import secrets
 import types
 import typing as t
 
@@ -455,3 +456,9 @@ def _convert(tp: t.Any, value: JSON) -> t.Any:
     if tp is dt.datetime:
         return dt.datetime.fromisoformat(value)
     return value
+
+
+def new_event(order: Order, session: CheckoutSession, kind: str, now: dt.datetime) -> OrderEvent:
+    """A fresh outbox entry for ``order`` (``kind``: order_create | order_update)."""
+    return OrderEvent(id="evt_" + secrets.token_hex(12), order_id=order.id,
+                      checkout_session_id=session.id, agent=session.agent, type=kind, created_at=now)

@@ -21,14 +21,10 @@ import secrets
 
 from .adapter import FulfillmentUpdate
 from .adapter import PlatformOrderUpdate
-from .checkout import CheckoutService
-from .checkout import new_event
 from .errors import InvalidRequestError
 from .errors import NotFoundError
 from .errors import PaymentDeclinedError
 from .errors import PaymentProviderError
-from .errors import PaymentUnavailableError
-from .errors import ServiceUnavailableError
 from .models import Adjustment
 from .models import CheckoutSession
 from .models import Fulfillment
@@ -36,6 +32,9 @@ from .models import FulfillmentEvent
 from .models import LineItemReference
 from .models import Order
 from .models import PaymentRecord
+from .models import new_event
+from .sessions import SessionAccess
+from .settlement import Settlement
 
 log = logging.getLogger("flask_acp")
 
@@ -48,11 +47,14 @@ _BEFORE_SHIPPING = ("created", "confirmed", "manual_review", "processing")
 class OrderService:
     """Report status changes, fulfillments and adjustments of orders.
 
-    :param checkout: the app's checkout service (store, clock, locks, events).
+    :param sessions: locked, fenced access to the sessions that hold the orders
+        (shared with the checkout service: same locks, clock and event hand-off).
+    :param settlement: captures, releases and refunds.
     """
 
-    def __init__(self, checkout: CheckoutService) -> None:
-        self.checkout = checkout
+    def __init__(self, sessions: SessionAccess, settlement: Settlement) -> None:
+        self.sessions = sessions
+        self.settlement = settlement
 
     def get(self, order_id: str) -> Order:
         """The order as stored.
@@ -82,7 +84,7 @@ class OrderService:
 
         :raises NotFoundError: unknown order. :raises InvalidRequestError: the
             order is canceled, or more units than remain unfulfilled.
-        :raises ServiceUnavailableError: the capture could not be made now.
+        :raises UnavailableError: the capture could not be made now.
         """
         self._capture_if_authorized(order_id)
 
@@ -161,7 +163,7 @@ class OrderService:
         partial shipment, refund what is due explicitly with :meth:`refund`.
 
         :raises NotFoundError: unknown order. :raises InvalidRequestError: already completed.
-        :raises ServiceUnavailableError: the processor is unavailable (the order is
+        :raises UnavailableError: the processor is unavailable (the order is
             canceled; run the command again to finish giving the money back).
         """
 
@@ -194,12 +196,12 @@ class OrderService:
         :raises NotFoundError: unknown order.
         :raises InvalidRequestError: amount below 1 or above what remains refundable,
             or a payment that is only authorized (cancel the order to release it).
-        :raises ServiceUnavailableError: the processor is unavailable; retry with
+        :raises UnavailableError: the processor is unavailable; retry with
             the same ``refund_id``.
         """
         refund_id = refund_id or _id("rf")
         session_id = self._session_id(order_id)
-        with self.checkout.locked(session_id):
+        with self.sessions.locked(session_id):
             session, order = self._session(order_id)
             payment = session.payment
             existing = next((a for a in order.adjustments if a.id == refund_id), None)
@@ -226,7 +228,7 @@ class OrderService:
             if amount < 1 or amount > refundable:
                 raise InvalidRequestError(
                     f"Order {order_id} can be refunded 1 to {refundable} minor units, not {amount}.")
-            now = self.checkout.clock()
+            now = self.sessions.clock()
             pending = existing or Adjustment(
                 id=refund_id, type="refund", occurred_at=now, status="pending", amount=amount,
                 currency=order.currency, reason=reason)
@@ -235,20 +237,16 @@ class OrderService:
                     order, adjustments=order.adjustments + (pending,)), now)
                 session, order = self._session(order_id)
             try:
-                result = self.checkout.payments.refund(
+                result = self.settlement.refund(
                     payment.payment_id, amount=amount,
                     idempotency_key=f"acp-{order_id}-refund-{refund_id}",
                     metadata={"acp_order_id": order_id, "acp_refund_id": refund_id})
                 status = {"succeeded": "completed", "failed": "failed"}.get(result.status, "pending")
                 description = f"Refund {result.id}"
-            except PaymentUnavailableError as exc:
-                raise ServiceUnavailableError(
-                    f"The payment processor is unavailable; run the refund again with refund_id "
-                    f"{refund_id}.", headers={"Retry-After": str(exc.retry_after)}) from exc
             except (PaymentDeclinedError, PaymentProviderError) as exc:
                 status, description = "failed", exc.user_message
             done = dataclasses.replace(pending, status=status, description=description)
-            return self._save(session, _replace_adjustment(order, done), self.checkout.clock())
+            return self._save(session, _replace_adjustment(order, done), self.sessions.clock())
 
     def apply_platform_update(self, update: PlatformOrderUpdate, *, source: str) -> Order | None:
         """Apply what a platform reports (webhook or reconcile). Idempotent:
@@ -261,12 +259,12 @@ class OrderService:
 
         :param source: the platform name (``shopify``...), part of refund ids.
         :returns: the order, or None when it is not one of ours (ignored).
-        :raises ServiceUnavailableError: a refund could not reach the processor yet.
+        :raises UnavailableError: a refund could not reach the processor yet.
         """
         session_id = update.checkout_session_id
         if session_id is None and update.platform_order_id:
-            session_id = self.checkout.store.session_id_for_order(update.platform_order_id)
-        session = self.checkout.store.get(session_id) if session_id else None
+            session_id = self.sessions.store.session_id_for_order(update.platform_order_id)
+        session = self.sessions.store.get(session_id) if session_id else None
         if session is None or session.order is None:
             log.info("%s update about an order that is not ours (%s): ignored", source,
                      update.platform_order_id or update.checkout_session_id)
@@ -364,24 +362,16 @@ class OrderService:
     # -- machinery -----------------------------------------------------------------
 
     def _session(self, order_id: str) -> tuple[CheckoutSession, Order]:
-        store = self.checkout.store
-        session_id = store.session_id_for_order(order_id)
-        session = store.get(session_id) if session_id else None
-        if session is None or session.order is None:
-            raise NotFoundError(f"Order '{order_id}' does not exist.", code="order_not_found")
-        return session, session.order
+        return self.sessions.find_order(order_id)
 
     def _session_id(self, order_id: str) -> str:
-        session_id = self.checkout.store.session_id_for_order(order_id)
-        if session_id is None:
-            raise NotFoundError(f"Order '{order_id}' does not exist.", code="order_not_found")
-        return session_id
+        return self.sessions.order_session_id(order_id)
 
     def _change(self, order_id: str,
                 change: cabc.Callable[[Order, dt.datetime], Order]) -> Order:
-        with self.checkout.locked(self._session_id(order_id)):
+        with self.sessions.locked(self._session_id(order_id)):
             session, order = self._session(order_id)
-            now = self.checkout.clock()
+            now = self.sessions.clock()
             updated = change(order, now)
             if updated == order:
                 return order
@@ -391,45 +381,30 @@ class OrderService:
               payment: PaymentRecord | None = None) -> Order:
         """Save the changed order with an ``order_update`` event (caller holds the lock)."""
         event = new_event(order, session, "order_update", now)
-        self.checkout.save(session.replace(order=order, payment=payment or session.payment),
-                                 events=(event,))
+        self.sessions.save(session.replace(order=order, payment=payment or session.payment), events=(event,))
         log.info("order %s changed: status=%s (event %s)", order.id, order.status, event.id)
-        self.checkout.on_events((event,))
         return order
 
     def _capture_if_authorized(self, order_id: str) -> None:
-        with self.checkout.locked(self._session_id(order_id)):
+        with self.sessions.locked(self._session_id(order_id)):
             session, order = self._session(order_id)
             payment = session.payment
             if payment is None or payment.capture_status != "authorized" or payment.payment_id is None:
                 return
-            try:
-                self.checkout.payments.capture(payment.payment_id, amount=payment.amount,
-                                               idempotency_key=f"{payment.idempotency_key}-capture")
-            except PaymentUnavailableError as exc:
-                raise ServiceUnavailableError("The payment processor is unavailable; retry.",
-                                              headers={"Retry-After": str(exc.retry_after)}) from exc
-            except (PaymentDeclinedError, PaymentProviderError) as exc:
-                raise InvalidRequestError(f"The authorization could not be captured: {exc.user_message}",
-                                          code="capture_failed") from exc
-            self.checkout.save(session.replace(
+            self.settlement.capture(payment)
+            self.sessions.save(session.replace(
                 payment=dataclasses.replace(payment, capture_status="captured")))
 
     def _give_back_payment(self, order_id: str) -> Order:
         """Release the authorization, or refund what is left, of a canceled order."""
-        with self.checkout.locked(self._session_id(order_id)):
+        with self.sessions.locked(self._session_id(order_id)):
             session, order = self._session(order_id)
             payment = session.payment
             if payment is None or payment.payment_id is None:
                 return order
             if payment.capture_status == "authorized":
-                try:
-                    self.checkout.payments.void(payment.payment_id,
-                                                idempotency_key=f"{payment.idempotency_key}-void")
-                except PaymentUnavailableError as exc:
-                    raise ServiceUnavailableError("The payment processor is unavailable; run the "
-                                                  "cancellation again.") from exc
-                return self._save(session, order, self.checkout.clock(),
+                self.settlement.void(payment)
+                return self._save(session, order, self.sessions.clock(),
                                   dataclasses.replace(payment, capture_status="voided"))
         if payment.capture_status == "captured" and (order.total or 0) > order.amount_refunded:
             return self.refund(order_id, refund_id=f"rf_cancel_{order_id}", reason="order_canceled")

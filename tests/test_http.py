@@ -23,9 +23,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_acp import ACP
+from flask_acp.api.idempotency import fingerprint
 from flask_acp.catalog import CatalogAdapter
 from flask_acp.errors import AdapterUnavailableError
-from flask_acp.idempotency import fingerprint
 from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing import acp_headers
 from tests.conftest import ADDRESS

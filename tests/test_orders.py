@@ -15,7 +15,7 @@ from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import InvalidRequestError
 from flask_acp.errors import NotFoundError
 from flask_acp.errors import PaymentUnavailableError
-from flask_acp.errors import ServiceUnavailableError
+from flask_acp.errors import UnavailableError
 from flask_acp.models import Adjustment
 from flask_acp.testing import FakePaymentProcessor
 from flask_acp.versions.v2026_04_17 import render_event
@@ -190,7 +190,7 @@ def test_refund_partial_then_rest_idempotent(tmp_path: pathlib.Path) -> None:
     with pytest.raises(InvalidRequestError):
         orders.refund(order_id, amount=total, refund_id="rf_2")  # more than what is left
     processor.failures = 1
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(UnavailableError):
         orders.refund(order_id, refund_id="rf_3")  # the rest; the processor is down
     pending = orders.get(order_id).adjustments[-1]
     assert (pending.id, pending.status, pending.amount) == ("rf_3", "pending", total - 300)

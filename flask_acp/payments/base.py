@@ -9,6 +9,47 @@ from ..models import JSON
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentHandler:
+    """A way to pay the processor accepts, described as data: the wire
+    version renders it (ACP 2026-04-17 ``PaymentHandler``) and the checkout
+    core checks ``complete``'s ``payment_data`` against it, once.
+
+    :ivar id: what agents send as ``payment_data.handler_id``.
+    :ivar name: the handler's reverse-DNS name (``dev.acp.tokenized.card``).
+    :ivar instrument_types: accepted ``payment_data.instrument.type`` values.
+    :ivar credential_types: accepted ``instrument.credential.type`` values.
+    :ivar config: the handler's public ``config`` object.
+    """
+
+    id: str
+    name: str
+    version: str
+    spec: str
+    psp: str
+    display_name: str | None = None
+    requires_delegate_payment: bool = True
+    requires_pci_compliance: bool = False
+    config_schema: str | None = None
+    instrument_schemas: tuple[str, ...] = ()
+    config: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    instrument_types: tuple[str, ...] = ("card",)
+    credential_types: tuple[str, ...] = ("spt",)
+
+
+def tokenized_card_handler(*, id: str, psp: str, display_name: str,
+                           config: dict[str, JSON]) -> PaymentHandler:
+    """The ``dev.acp.tokenized.card`` handler (version 2026-01-22): a card
+    instrument paid with a delegated-payment token (``spt``)."""
+    return PaymentHandler(
+        id=id, name="dev.acp.tokenized.card", version="2026-01-22",
+        spec="https://acp.dev/handlers/tokenized.card", psp=psp, display_name=display_name,
+        requires_delegate_payment=True, requires_pci_compliance=False,
+        config_schema="https://acp.dev/schemas/handlers/tokenized.card/config.json",
+        instrument_schemas=("https://acp.dev/schemas/handlers/tokenized.card/instrument.json",),
+        config=config, instrument_types=("card",), credential_types=("spt",))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChargeRequest:
     """One charge.
 
@@ -61,8 +102,8 @@ class RefundResult:
 class PaymentProcessor(t.Protocol):
     """What the checkout service needs from a payment processor."""
 
-    def handlers(self) -> list[dict[str, JSON]]:
-        """``PaymentHandler`` objects to advertise in ``capabilities.payment.handlers``."""
+    def handlers(self) -> list[PaymentHandler]:
+        """The handlers to advertise in ``capabilities.payment.handlers``."""
         ...
 
     def time_budget(self) -> float:

@@ -44,10 +44,11 @@ from ..errors import PaymentError
 from ..errors import PaymentProviderError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
-from ..models import JSON
 from .base import ChargeRequest
 from .base import ChargeResult
+from .base import PaymentHandler
 from .base import RefundResult
+from .base import tokenized_card_handler
 
 log = logging.getLogger("flask_acp.stripe")
 
@@ -136,24 +137,14 @@ class StripePaymentProcessor:
 
     # -- the port ------------------------------------------------------------------
 
-    def handlers(self) -> list[dict[str, JSON]]:
+    def handlers(self) -> list[PaymentHandler]:
         """One ``dev.acp.tokenized.card`` handler with ``psp: stripe``. 3DS is not
         advertised: a Stripe merchant cannot import the agent's authentication
         (stripe.md §6.3)."""
-        return [{
-            "id": self.handler_id,
-            "name": "dev.acp.tokenized.card",
-            "display_name": "Card",
-            "version": "2026-01-22",
-            "spec": "https://acp.dev/handlers/tokenized.card",
-            "requires_delegate_payment": True,
-            "requires_pci_compliance": False,
-            "psp": "stripe",
-            "config_schema": "https://acp.dev/schemas/handlers/tokenized.card/config.json",
-            "instrument_schemas": ["https://acp.dev/schemas/handlers/tokenized.card/instrument.json"],
-            "config": {"merchant_id": self.merchant_id, "psp": "stripe",
-                       "environment": "test" if self.test_mode else "production"},
-        }]
+        return [tokenized_card_handler(
+            id=self.handler_id, psp="stripe", display_name="Card",
+            config={"merchant_id": self.merchant_id, "psp": "stripe",
+                    "environment": "test" if self.test_mode else "production"})]
 
     #: Stripe calls one charge makes at the most: token look-up, search or
     #: PaymentIntent create, and the re-read of a replayed PaymentIntent

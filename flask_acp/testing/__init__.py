@@ -34,10 +34,11 @@ from ..errors import PaymentActionRequiredError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
-from ..models import JSON
 from ..payments.base import ChargeRequest
 from ..payments.base import ChargeResult
+from ..payments.base import PaymentHandler
 from ..payments.base import RefundResult
+from ..payments.base import tokenized_card_handler
 
 API_VERSION = "2026-04-17"
 
@@ -78,20 +79,10 @@ class FakePaymentProcessor:
             local.pid = os.getpid()
         yield local.db
 
-    def handlers(self) -> list[dict[str, JSON]]:
-        return [{
-            "id": self.handler_id,
-            "name": "dev.acp.tokenized.card",
-            "display_name": "Card (test mode)",
-            "version": "2026-01-22",
-            "spec": "https://acp.dev/handlers/tokenized.card",
-            "requires_delegate_payment": True,
-            "requires_pci_compliance": False,
-            "psp": "stripe",
-            "config_schema": "https://acp.dev/schemas/handlers/tokenized.card/config.json",
-            "instrument_schemas": ["https://acp.dev/schemas/handlers/tokenized.card/instrument.json"],
-            "config": {"merchant_id": self.merchant_id, "psp": "stripe", "environment": "test"},
-        }]
+    def handlers(self) -> list[PaymentHandler]:
+        return [tokenized_card_handler(
+            id=self.handler_id, psp="stripe", display_name="Card (test mode)",
+            config={"merchant_id": self.merchant_id, "psp": "stripe", "environment": "test"})]
 
     def time_budget(self) -> float:
         """One local SQLite write: a second at the most."""

@@ -1,20 +1,17 @@
-"""ACP versions this package speaks, each a module with the same surface:
+"""The registry of ACP wire versions, each a plug-in package with the same
+surface (:class:`~flask_acp.versions.base.WireVersion`): request schemas that
+load bodies into the core's version-free inputs, and renderers.
 
-- ``VERSION``: the ``API-Version`` string;
-- ``REQUEST_SCHEMAS``: operation name (``create``, ``update``, ``complete``,
-  ``cancel``) -> marshmallow schema loading the body into a checkout input;
-- ``render_session(session, *, handlers, interventions, links, language)``;
-- ``render_discovery(...)``.
-
-Adding a version means adding a module here and its string to
-``flask_acp.config.IMPLEMENTED_VERSIONS``; the domain and the service do not change.
+Adding a version means adding its package here and one line to
+:data:`VERSIONS`; the core, the store and the adapters do not change.
 """
 
 from __future__ import annotations
 
-import types
-
 from . import v2026_04_17
+from .base import WireVersion
 
-#: API-Version string -> the module implementing it.
-VERSIONS: dict[str, types.ModuleType] = {v2026_04_17.VERSION: v2026_04_17}
+#: API-Version string -> its plug-in, newest first.
+VERSIONS: dict[str, WireVersion] = {v2026_04_17.VERSION: v2026_04_17.WIRE}
+
+__all__ = ["VERSIONS", "WireVersion"]

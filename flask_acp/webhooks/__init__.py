@@ -38,7 +38,7 @@ from .signing import sign
 from .signing import verify_header
 
 if t.TYPE_CHECKING:
-    from ..extension import ACPState
+    from ..state import ACPState
 
 __all__ = [
     "DELIVERED",

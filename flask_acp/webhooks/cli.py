@@ -19,7 +19,7 @@ from flask import current_app
 from .delivery import STATUSES
 
 if t.TYPE_CHECKING:
-    from ..extension import ACPState
+    from ..state import ACPState
     from .service import WebhookService
 
 

@@ -33,7 +33,7 @@ from .delivery import PENDING
 from .delivery import DeliveryOutcome
 
 if t.TYPE_CHECKING:
-    from ..extension import ACPState
+    from ..state import ACPState
     from .service import WebhookService
 
 log = logging.getLogger("flask_acp.webhooks")

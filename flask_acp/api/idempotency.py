@@ -12,8 +12,8 @@
 - 5xx responses, and 409s (transient by nature), are never stored: a retry runs fresh.
 - Stored responses live ``ACP_IDEMPOTENCY_TTL`` seconds (at least 24 h).
 
-Claims and responses live in the session store, so this holds across worker
-processes.
+Claims and responses (status, headers, body bytes) live in the session
+store, so this holds across worker processes and across bindings (REST, MCP).
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import json
 import time
 import typing as t
 
-from flask import Response
-
-from .errors import ACPError
-from .errors import ConflictError
-from .errors import InvalidRequestError
-from .errors import UnprocessableError
-from .store.base import SessionStore
+from ..errors import BusyError
+from ..errors import IdempotencyConflictError
+from ..errors import InvalidRequestError
+from ..store.base import SessionStore
+from .response import ApiResponse
 
 #: response headers stored with a response and replayed with it.
 _STORED_HEADERS = ("Content-Type", "Content-Language")
@@ -65,16 +63,14 @@ def run_idempotent(
     body_fingerprint: str,
     lease: float,
     retention: float,
-    handler: cabc.Callable[[], Response],
-    render_error: cabc.Callable[[ACPError], Response],
-) -> Response:
+    handler: cabc.Callable[[], ApiResponse],
+) -> ApiResponse:
     """Run ``handler`` at most once per (``scope``, ``key``) and body.
 
-    :param handler: produces the response; an :class:`ACPError` it raises is
-        rendered with ``render_error`` and stored like any other response.
+    :param handler: produces the response (errors already rendered into one).
     :raises InvalidRequestError: key missing or too long (400).
-    :raises UnprocessableError: same key, another body (422).
-    :raises ConflictError: same key still in flight (409).
+    :raises IdempotencyConflictError: same key, another body.
+    :raises BusyError: same key still in flight.
     """
     if not key:
         raise InvalidRequestError("Idempotency-Key header is required",
@@ -85,29 +81,25 @@ def run_idempotent(
     outcome = store.idempotency_begin(scope, key, body_fingerprint, now=time.time(),
                                       lease=lease, retention=retention)
     if outcome.state == "conflict":
-        raise UnprocessableError(
-            "Idempotency-Key has already been used with a different request body",
-            code="idempotency_conflict")
+        raise IdempotencyConflictError(
+            "Idempotency-Key has already been used with a different request body")
     if outcome.state == "in_flight":
-        raise ConflictError("A request with this Idempotency-Key is currently being processed",
-                            code="idempotency_in_flight", headers={"Retry-After": "1"})
+        raise BusyError("A request with this Idempotency-Key is currently being processed",
+                        code="idempotency_in_flight")
     if outcome.state == "replay":
-        response = Response(outcome.body, status=outcome.status, headers=outcome.headers or {})
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+        return ApiResponse(t.cast(int, outcome.status),
+                           {**(outcome.headers or {}), "Idempotent-Replayed": "true"},
+                           t.cast(bytes, outcome.body))
     try:
-        try:
-            response = handler()
-        except ACPError as exc:
-            response = render_error(exc)
+        response = handler()
     except BaseException:
         store.idempotency_release(scope, key)
         raise
-    if response.status_code >= 500 or response.status_code == 409:
+    if response.status >= 500 or response.status == 409:
         store.idempotency_release(scope, key)
     else:
         store.idempotency_finish(
-            scope, key, status=response.status_code, body=response.get_data(),
+            scope, key, status=response.status, body=response.body,
             headers={h: response.headers[h] for h in _STORED_HEADERS if h in response.headers},
             now=time.time(),
         )

@@ -1,0 +1,208 @@
+"""The request pipeline, as plain Python shared by every binding (the Flask
+blueprint today; MCP next): no Flask, no Werkzeug.
+
+For one ACP operation, in order:
+
+1. authenticate: ``Authorization: Bearer`` against every agent's keys
+   (constant time) -> :class:`~flask_acp.errors.AuthenticationError`;
+2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` ->
+   :class:`~flask_acp.errors.APIVersionError` (with ``supported_versions``);
+3. for state changes (POST): read the JSON body, then idempotency
+   (:mod:`flask_acp.api.idempotency`: replay, conflict, in flight);
+4. parse the body with the version's request schema into a core input
+   (400 with a JSONPath ``param``);
+5. call the checkout service;
+6. render the session in the negotiated version.
+
+Errors from any step are rendered through the one error table
+(:mod:`flask_acp.api.errors`). The binding checks its transport (HTTPS, body
+size) before calling :meth:`Pipeline.handle`, and adds what is its own
+(``Request-Id``, caching headers).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import functools
+import hashlib
+import hmac
+import typing as t
+
+from marshmallow import Schema
+
+from .. import i18n
+from ..checkout import CheckoutService
+from ..config import Agent
+from ..config import Settings
+from ..errors import ACPError
+from ..errors import APIVersionError
+from ..errors import AuthenticationError
+from ..models import CheckoutSession
+from ..payments.base import PaymentProcessor
+from ..store.base import SessionStore
+from ..versions import WireVersion
+from .body import load
+from .body import read_json
+from .idempotency import fingerprint
+from .idempotency import run_idempotent
+from .response import ApiResponse
+from .response import error_response
+from .response import json_response
+
+#: the operations of the checkout API and whether each changes state (POST)
+OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
+                               "cancel": True}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ApiRequest:
+    """One ACP operation as a binding received it.
+
+    :ivar operation: ``create``, ``update``, ``get``, ``complete`` or ``cancel``.
+    :ivar session_id: the checkout session id (all but ``create``).
+    :ivar headers: request headers, keys lower-case (``authorization``,
+        ``api-version``, ``idempotency-key``, ``content-type``, ``content-encoding``).
+    :ivar body: the raw request body (empty for ``get``).
+    :ivar scope: what idempotency keys are scoped to besides the agent (the REST path).
+    :ivar language: the language negotiated from the agent's preferences
+        (one of :data:`flask_acp.i18n.LANGUAGES`), or None when it stated none.
+    """
+
+    operation: str
+    session_id: str | None = None
+    headers: cabc.Mapping[str, str]
+    body: bytes = b""
+    scope: str
+    language: str | None = None
+
+
+class Pipeline:
+    """Authenticate, negotiate, de-duplicate, parse, call, render.
+
+    :param settings: the app's settings (agents, versions, idempotency times).
+    :param service: the checkout service.
+    :param store: where idempotency records live.
+    :param payments: the processor whose handlers sessions advertise.
+    :param versions: the wire versions this app serves (API-Version -> plug-in).
+    """
+
+    def __init__(self, *, settings: Settings, service: CheckoutService, store: SessionStore,
+                 payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion]) -> None:
+        self.settings = settings
+        self.service = service
+        self.store = store
+        self.payments = payments
+        self.versions = {v: versions[v] for v in settings.api_versions}
+
+    # -- the pipeline --------------------------------------------------------------
+
+    def handle(self, request: ApiRequest) -> ApiResponse:
+        """Run one operation; every failure becomes the flat error response."""
+        try:
+            agent = self.authenticate(request.headers.get("authorization"))
+            version = self.negotiate(request.headers.get("api-version"))
+            if not OPERATIONS[request.operation]:
+                return self._call(request, agent, version, None)
+            optional = request.operation == "cancel"
+            body, present = read_json(request.body, content_type=request.headers.get("content-type"),
+                                      content_encoding=request.headers.get("content-encoding"),
+                                      optional=optional)
+            return run_idempotent(
+                store=self.store,
+                scope=f"{agent} {request.scope}",
+                key=request.headers.get("idempotency-key"),
+                body_fingerprint=fingerprint(body, present=present),
+                lease=self.settings.idempotency_lease,
+                retention=self.settings.idempotency_ttl,
+                handler=lambda: self._call(request, agent, version, body),
+            )
+        except ACPError as exc:
+            return error_response(exc)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The agent whose key is in ``Authorization: Bearer <key>``.
+
+        :raises AuthenticationError: missing or unknown key.
+        """
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Send 'Authorization: Bearer <api key>'.")
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        found: str | None = None
+        for name, key_digest in _key_digests(self.settings.agents):
+            if hmac.compare_digest(digest, key_digest):
+                found = name
+        if found is None:
+            raise AuthenticationError("The API key is not valid.",
+                                      challenge='Bearer realm="acp", error="invalid_token"')
+        return found
+
+    def negotiate(self, api_version: str | None) -> WireVersion:
+        """The plug-in of the requested ``API-Version``.
+
+        :raises APIVersionError: missing or not served (lists ``supported_versions``).
+        """
+        supported = list(self.settings.api_versions)
+        version = (api_version or "").strip()
+        if not version:
+            raise APIVersionError("The API-Version header is required.", code="missing_api_version",
+                                  extra={"supported_versions": supported})
+        if version not in self.versions:
+            raise APIVersionError(f"API-Version '{version}' is not supported.",
+                                  code="unsupported_api_version", extra={"supported_versions": supported})
+        return self.versions[version]
+
+    # -- calling the core ----------------------------------------------------------
+
+    def _call(self, request: ApiRequest, agent: str, version: WireVersion, body: t.Any) -> ApiResponse:
+        try:
+            data: t.Any = None if body is None else load(_schema(version, request.operation), body)
+            session_id = request.session_id or ""
+            service = self.service
+            status = 200
+            if request.operation == "create":
+                session, status = service.create(agent, version.version, data), 201
+            elif request.operation == "update":
+                session = service.update(agent, session_id, data)
+            elif request.operation == "get":
+                session = service.get(agent, session_id)
+            elif request.operation == "complete":
+                key = request.headers.get("idempotency-key") or None
+                session = service.complete(agent, session_id, dataclasses.replace(data, idempotency_key=key))
+            else:
+                session = service.cancel(agent, session_id, data)
+        except ACPError as exc:
+            return error_response(exc)
+        return self.render(session, version, request.language, status)
+
+    def render(self, session: CheckoutSession, version: WireVersion, language: str | None,
+               status: int = 200) -> ApiResponse:
+        """The session in ``version``, texts in ``language`` (else the
+        session's own locale when we speak it, else English)."""
+        if language is None:
+            language = "en"
+            if session.locale:
+                primary = session.locale.replace("_", "-").split("-")[0].lower()
+                language = primary if primary in i18n.LANGUAGES else language
+        body = version.render_session(
+            session,
+            handlers=self.payments.handlers(),
+            interventions=self.settings.interventions,
+            links=self.settings.links,
+            language=language,
+        )
+        return json_response(body, status, {"Content-Language": language})
+
+
+@functools.cache
+def _key_digests(agents: tuple[Agent, ...]) -> tuple[tuple[str, bytes], ...]:
+    """(agent name, SHA-256 of one of its keys) for every configured key."""
+    return tuple((agent.name, hashlib.sha256(key.encode()).digest())
+                 for agent in agents for key in agent.api_keys)
+
+
+@functools.cache
+def _schema(version: WireVersion, operation: str) -> Schema:
+    """One (thread-safe, stateless) schema instance per version and operation."""
+    return version.request_schemas[operation]()

@@ -1,0 +1,52 @@
+"""What a wire-version plug-in provides (no Flask, no store).
+
+A version turns request bodies into the core's version-free inputs and the
+core's objects into that version's JSON; nothing else in flask-acp knows a
+version's field names.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import dataclasses
+import typing as t
+
+from marshmallow import Schema
+
+from ..models import JSON
+from ..models import CheckoutSession
+from ..models import Order
+from ..payments.base import PaymentHandler
+
+
+class RenderSession(t.Protocol):
+    def __call__(self, session: CheckoutSession, *, handlers: cabc.Sequence[PaymentHandler],
+                 interventions: tuple[str, ...], links: tuple[dict[str, str], ...],
+                 language: str) -> dict[str, JSON]: ...
+
+
+class RenderDiscovery(t.Protocol):
+    def __call__(self, *, api_base_url: str, supported_versions: tuple[str, ...], currencies: list[str],
+                 interventions: tuple[str, ...], languages: tuple[str, ...]) -> dict[str, JSON]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class WireVersion:
+    """One ACP version.
+
+    :ivar version: the ``API-Version`` string (``2026-04-17``).
+    :ivar request_schemas: operation (``create``, ``update``, ``complete``,
+        ``cancel``) -> marshmallow schema whose ``load`` returns the core input
+        (:class:`~flask_acp.checkout.CreateInput`...).
+    :ivar render_session: the ``CheckoutSession`` response body.
+    :ivar render_order: the ``Order`` object of webhooks.
+    :ivar render_event: ``(event type, order)`` -> the webhook body.
+    :ivar render_discovery: the ``/.well-known/acp.json`` body.
+    """
+
+    version: str
+    request_schemas: cabc.Mapping[str, type[Schema]]
+    render_session: RenderSession
+    render_order: cabc.Callable[[Order], dict[str, JSON]]
+    render_event: cabc.Callable[[str, Order], dict[str, JSON]]
+    render_discovery: RenderDiscovery
