@@ -553,6 +553,41 @@ def test_draft_shopify_refuses_to_complete_is_refunded(shop: FakeShopify, agent:
     assert len(processor.operations("refund")) == 1
 
 
+def test_retry_after_a_failed_completion_never_orders_at_a_changed_price(
+        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+    agent = Agent(stripe_app.test_client())
+    body = ready_session(agent)
+    paid = total_of(body)
+    assert paid == 2000 + 175 + 500 + 44
+    token = mint(stripe_app, paid)
+    # charged at Stripe, then draftOrderComplete fails (503: not executed): the session waits
+    shop.add_fault("status", operation="AcpDraftOrderComplete", status=503)
+    failed = agent.complete(body["id"], token)
+    assert failed.status_code == 503, failed.get_json()
+    [intent] = fake_stripe.payment_intents.values()
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", paid)
+    assert shop.order_list() == []
+    # the merchant changes the price: Shopify re-prices the open draft (no priceOverride on its lines)
+    shop.set_price(1001, "22.00")
+    assert mapping.money(draft_of(shop, body["id"])["totalPriceSet"], "usd") == 2200 + 193 + 500 + 44
+    retried = agent.complete(body["id"], token)
+    assert retried.status_code == 200, retried.get_json()
+    done = retried.get_json()
+    assert done["status"] == "not_ready_for_payment"
+    assert "order" not in done
+    assert done["messages"][-1]["type"] == "error"
+    assert "total changed after the payment (now 29.37 USD, 27.19 USD was paid)" in \
+        done["messages"][-1]["content"]
+    # no Shopify order at a price the buyer was not charged; the payment went back in full
+    assert shop.order_list() == []
+    assert shop.calls["AcpDraftOrderComplete"] == 1
+    [refund] = fake_stripe.refunds.values()
+    assert (refund["payment_intent"], refund["amount"], refund["status"]) == (intent["id"], paid, "succeeded")
+    assert len(fake_stripe.payment_intents) == 1
+    assert stored(stripe_app, body["id"]).payment is not None
+    assert stored(stripe_app, body["id"]).payment.capture_status == "refunded"  # type: ignore[union-attr]
+
+
 def test_draft_completed_elsewhere_is_not_charged(shop: FakeShopify, agent: Agent, app: Flask,
                                                   processor: FakePaymentProcessor) -> None:
     body = ready_session(agent)

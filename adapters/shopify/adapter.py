@@ -24,8 +24,9 @@ complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) -> [
                ending before the charge's time budget: ``draftOrderUpdate``
                (``reserveInventoryUntil``) -> ``draftOrder`` until ``ready``; stock re-checked]
                -> *core charges* -> ``place_order``: ``draftOrder`` status (an earlier
-               attempt may have completed it) -> ``draftOrderComplete`` -> ``tagsAdd``
-               (``payment:<payment id>`` on the order)
+               attempt may have completed it; an open draft's total must be the amount
+               charged) -> ``draftOrderComplete`` -> ``tagsAdd`` (``payment:<payment id>``
+               on the order)
 cancel/expiry  ``draftOrderDelete`` (releases the reservation; "already gone" is fine)
 =============  =================================================================
 
@@ -498,12 +499,15 @@ class ShopifyAdapter(PlatformAdapter):
         updated, errors = self._save_draft(request, state, retry_input)
         return updated, keep, lost + errors
 
-    def _await_ready(self, draft_id: str, draft: dict[str, JSON]) -> dict[str, JSON]:
+    def _await_ready(self, draft_id: str, draft: dict[str, JSON], *,
+                     read: cabc.Callable[[str], dict[str, JSON] | None] | None = None) -> dict[str, JSON]:
         """Re-read the draft until ``ready`` (Shopify calculates taxes and
         shipping asynchronously); at most ``ready_timeout`` seconds.
 
+        :param read: how to re-read it (default ``AcpDraftOrder``, the whole draft).
         :raises AdapterUnavailableError: still not ready, or deleted meanwhile.
         """
+        read = read or self._read_draft
         deadline = time.monotonic() + self.ready_timeout
         delay = self.ready_poll_interval
         while not draft.get("ready"):
@@ -512,7 +516,7 @@ class ShopifyAdapter(PlatformAdapter):
                     f"Shopify is still calculating draft order {draft_id}", retry_after=1)
             self._sleep(delay)
             delay = min(2.0, delay * 2)
-            fresh = self._read_draft(draft_id)
+            fresh = read(draft_id)
             if fresh is None:
                 raise AdapterUnavailableError(f"Shopify draft order {draft_id} disappeared", retry_after=1)
             draft = fresh
@@ -741,29 +745,40 @@ class ShopifyAdapter(PlatformAdapter):
     def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
         """Complete the session's draft as paid and tag the order with the payment.
 
-        Idempotent per session: the draft is read first, and a draft an
-        earlier attempt completed (even one whose response was lost) yields
-        its order; ``draftOrderComplete`` itself completes a draft only once.
+        Idempotent per session: the draft is read first (``AcpDraftOrderStatus``),
+        and a draft an earlier attempt completed (even one whose response was
+        lost) yields its order; ``draftOrderComplete`` itself completes a draft
+        only once. An open draft is completed only at the amount charged: its
+        ``totalPriceSet`` (once ``ready``) in minor units of ``payment.currency``
+        must equal ``payment.amount`` -- Shopify re-prices an open draft when
+        the merchant changes a price, e.g. between a failed attempt and its
+        retry. An order that already exists at another total is kept (it
+        exists) and the difference logged at error level.
         The order's ``permalink_url`` is Shopify's order status page
         (``Order.statusPageUrl``), ``id`` and ``platform_order_id`` its GID,
         ``order_number`` its ``name`` (``#1001``).
 
-        :raises AdapterUnavailableError: Shopify unavailable, or the outcome of
-            a completion attempt is unknown; retry later (the core then may
-            not refund: the order may exist).
-        :raises AdapterRejectedError: only when no order exists and none can:
-            the draft is gone, or Shopify refused to complete it (the core
+        :raises AdapterUnavailableError: Shopify unavailable, still calculating
+            the draft, or the outcome of a completion attempt is unknown; retry
+            later (the core then may not refund: the order may exist).
+        :raises AdapterRejectedError: only when no order exists and none can be
+            placed at the amount charged: the draft is gone, its total is not
+            ``payment.amount``, or Shopify refused to complete it (the core
             refunds the payment).
         """
         draft_id = str(session.quote.adapter_state.get("draft_id") or "")
         if not draft_id:
             raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
-        order = self._completed_order(draft_id)
+        draft = self._draft_status(draft_id)
+        order = _completed(draft)
         if order is None:
+            if not draft.get("ready"):
+                draft = self._await_ready(draft_id, draft, read=self._read_status)
+            self._require_charged_total(draft_id, draft, payment, session)
             order = self._complete_draft(draft_id)
         self._tag_order(order, payment, session)
         try:
-            charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), session.currency)
+            charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
         except ValueError:
             charged = None
         if charged is not None and charged != payment.amount:
@@ -773,6 +788,29 @@ class ShopifyAdapter(PlatformAdapter):
         return Order(id=order_id, checkout_session_id=session.id,
                      permalink_url=str(order.get("statusPageUrl") or ""),
                      order_number=t.cast(str | None, order.get("name")), platform_order_id=order_id)
+
+    def _require_charged_total(self, draft_id: str, draft: dict[str, JSON], payment: PaymentRecord,
+                               session: CheckoutSession) -> None:
+        """Refuse to complete an open draft whose ``totalPriceSet`` is not the
+        amount charged (``payment.amount``, minor units of ``payment.currency``).
+
+        :raises AdapterRejectedError: another total, or none readable in that currency.
+        """
+        currency = payment.currency.upper()
+        try:
+            total = mapping.money(t.cast(dict[str, JSON] | None, draft.get("totalPriceSet")), currency)
+        except ValueError as exc:
+            log.error("checkout %s: Shopify draft %s has no total in %s (%s); not completing it",
+                      session.id, draft_id, currency, exc)
+            raise AdapterRejectedError(f"the store's total for this order cannot be read in {currency}") \
+                from exc
+        if total != payment.amount:
+            log.error("checkout %s: Shopify draft %s now totals %s but %s was charged; not completing it",
+                      session.id, draft_id, total, payment.amount)
+            raise AdapterRejectedError(
+                f"the store's total changed after the payment (now "
+                f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
+                f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
 
     def _complete_draft(self, draft_id: str) -> dict[str, JSON]:
         """``draftOrderComplete``; on an unknown outcome (timeout, dropped
@@ -818,15 +856,22 @@ class ShopifyAdapter(PlatformAdapter):
 
         :raises AdapterRejectedError: the draft does not exist.
         """
-        data = self.client.execute(queries.DRAFT_ORDER_STATUS, {"id": draft_id},
-                                   operation_name="AcpDraftOrderStatus")
-        draft = t.cast(dict[str, JSON] | None, data.get("draftOrder"))
+        return _completed(self._draft_status(draft_id))
+
+    def _draft_status(self, draft_id: str) -> dict[str, JSON]:
+        """``AcpDraftOrderStatus``: ``{id, status, ready, totalPriceSet, order}``.
+
+        :raises AdapterRejectedError: the draft does not exist.
+        """
+        draft = self._read_status(draft_id)
         if draft is None:
             raise AdapterRejectedError(f"Shopify draft order {draft_id} no longer exists")
-        order = t.cast(dict[str, JSON] | None, draft.get("order"))
-        if draft.get("status") == "COMPLETED" and order:
-            return order
-        return None
+        return draft
+
+    def _read_status(self, draft_id: str) -> dict[str, JSON] | None:
+        data = self.client.execute(queries.DRAFT_ORDER_STATUS, {"id": draft_id},
+                                   operation_name="AcpDraftOrderStatus")
+        return t.cast(dict[str, JSON] | None, data.get("draftOrder"))
 
     def _tag_order(self, order: dict[str, JSON], payment: PaymentRecord, session: CheckoutSession) -> None:
         if not payment.payment_id:
@@ -1115,6 +1160,12 @@ def _unpriced(li: LineItemRequest, info: dict[str, JSON] | None, *, purchasable:
         availability_status=t.cast(str | None, info.get("availability_status")),
         available_quantity=available if isinstance(available, int) else None,
     )
+
+
+def _completed(draft: dict[str, JSON]) -> dict[str, JSON] | None:
+    """The order of a draft read by ``AcpDraftOrderStatus``, ``None`` while it is open."""
+    order = t.cast(dict[str, JSON] | None, draft.get("order"))
+    return order if draft.get("status") == "COMPLETED" and order else None
 
 
 def _draft_lines(draft: dict[str, JSON]) -> list[dict[str, JSON]]:
