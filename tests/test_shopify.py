@@ -14,6 +14,7 @@ import json
 import logging
 import pathlib
 import threading
+import time
 import typing as t
 
 import pytest
@@ -22,11 +23,14 @@ from flask import Flask
 from flask_acp.models import CheckoutSession
 from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing.fake_shopify import FakeShopify
+from flask_acp.testing.fake_stripe import FakeStripe
+from flask_acp.testing.fake_stripe import mint_granted_token
 from flask_acp_adapters.shopify import SESSION_ATTRIBUTE
 from flask_acp_adapters.shopify import ShopifyAdapter
 from flask_acp_adapters.shopify import ShopifyClient
 from flask_acp_adapters.shopify import mapping
 from tests.conftest import ADDRESS
+from tests.conftest import FROM_CONFIG
 from tests.conftest import Agent
 from tests.conftest import build_app
 
@@ -124,6 +128,35 @@ def app(make_app: AppFactory) -> Flask:
     return make_app()
 
 
+@pytest.fixture(scope="module")
+def stripe_server() -> cabc.Iterator[FakeStripe]:
+    with FakeStripe() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_stripe(stripe_server: FakeStripe) -> cabc.Iterator[FakeStripe]:
+    stripe_server.reset()
+    yield stripe_server
+    assert stripe_server.server_errors == []
+
+
+@pytest.fixture
+def stripe_app(tmp_path: pathlib.Path, shop: FakeShopify, fake_stripe: FakeStripe) -> cabc.Iterator[Flask]:
+    """An app on the fake Shopify whose payments go to FakeStripe through the
+    Stripe processor built from ``ACP_STRIPE_*`` (real HTTP both ways); no inline
+    order-placement retries, so a failed placement answers 503 at once."""
+    app = build_app(tmp_path / "stripe-app", payment_processor=FROM_CONFIG, ACP_ADAPTER="shopify",
+                    SHOPIFY_SHOP_URL=shop.url, SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2,
+                    SHOPIFY_READY_TIMEOUT=2, ACP_STRIPE_SECRET_KEY=fake_stripe.api_key,
+                    ACP_STRIPE_MERCHANT_ID="acct_test", ACP_STRIPE_API_BASE=fake_stripe.url,
+                    ACP_ORDER_PLACEMENT_RETRIES=[])
+    yield app
+    state = app.extensions["acp"]
+    state.adapter.close()
+    state.webhooks.close()
+
+
 @pytest.fixture
 def agent(app: Flask) -> Agent:
     return Agent(app.test_client())
@@ -161,6 +194,13 @@ def stored(app: Flask, sid: str) -> CheckoutSession:
     session = app.extensions["acp"].store.get(sid)
     assert session is not None
     return t.cast(CheckoutSession, session)
+
+
+def mint(app: Flask, max_amount: int, currency: str = "usd") -> str:
+    """A granted token for ``app``'s Stripe processor (minted at FakeStripe, as an agent's would be)."""
+    payments = app.extensions["acp"].payments
+    return mint_granted_token(payments.client, currency=currency, max_amount=max_amount,
+                              spt_api_version=payments.spt_api_version)
 
 
 def purchase(agent: Agent, shop: FakeShopify, items: list[dict[str, t.Any]], address: dict[str, t.Any],
@@ -513,6 +553,41 @@ def test_draft_shopify_refuses_to_complete_is_refunded(shop: FakeShopify, agent:
     assert len(processor.operations("refund")) == 1
 
 
+def test_retry_after_a_failed_completion_never_orders_at_a_changed_price(
+        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+    agent = Agent(stripe_app.test_client())
+    body = ready_session(agent)
+    paid = total_of(body)
+    assert paid == 2000 + 175 + 500 + 44
+    token = mint(stripe_app, paid)
+    # charged at Stripe, then draftOrderComplete fails (503: not executed): the session waits
+    shop.add_fault("status", operation="AcpDraftOrderComplete", status=503)
+    failed = agent.complete(body["id"], token)
+    assert failed.status_code == 503, failed.get_json()
+    [intent] = fake_stripe.payment_intents.values()
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", paid)
+    assert shop.order_list() == []
+    # the merchant changes the price: Shopify re-prices the open draft (no priceOverride on its lines)
+    shop.set_price(1001, "22.00")
+    assert mapping.money(draft_of(shop, body["id"])["totalPriceSet"], "usd") == 2200 + 193 + 500 + 44
+    retried = agent.complete(body["id"], token)
+    assert retried.status_code == 200, retried.get_json()
+    done = retried.get_json()
+    assert done["status"] == "not_ready_for_payment"
+    assert "order" not in done
+    assert done["messages"][-1]["type"] == "error"
+    assert "total changed after the payment (now 29.37 USD, 27.19 USD was paid)" in \
+        done["messages"][-1]["content"]
+    # no Shopify order at a price the buyer was not charged; the payment went back in full
+    assert shop.order_list() == []
+    assert shop.calls["AcpDraftOrderComplete"] == 1
+    [refund] = fake_stripe.refunds.values()
+    assert (refund["payment_intent"], refund["amount"], refund["status"]) == (intent["id"], paid, "succeeded")
+    assert len(fake_stripe.payment_intents) == 1
+    assert stored(stripe_app, body["id"]).payment is not None
+    assert stored(stripe_app, body["id"]).payment.capture_status == "refunded"  # type: ignore[union-attr]
+
+
 def test_draft_completed_elsewhere_is_not_charged(shop: FakeShopify, agent: Agent, app: Flask,
                                                   processor: FakePaymentProcessor) -> None:
     body = ready_session(agent)
@@ -567,6 +642,103 @@ def test_sequential_sessions_and_the_last_unit(shop: FakeShopify, agent: Agent) 
     assert shop.sellable(1002) == 1
     retried = update(agent, second["id"], line_items=[{"id": "1002"}]).get_json()
     assert retried["status"] == "ready_for_payment"
+
+
+def test_last_unit_is_not_sold_twice_when_its_hold_would_lapse_during_a_slow_charge(
+        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+    # one clock for everything: Shopify's reservations, the sessions' expiry, the adapter
+    state = stripe_app.extensions["acp"]
+    state.service.clock = shop.now
+    adapter_of(stripe_app).clock = shop.now
+    budget = state.service.charge_time_budget()  # Stripe's worst case (300 s) + placement margin
+    assert budget == 360
+    first = ready_session(Agent(stripe_app.test_client()), [{"id": "1002"}])  # the last unit
+    token = mint(stripe_app, total_of(first))
+    # two minutes before the session expires: its reservation (until the expiry) would end mid-charge
+    shop.advance_clock(3600 - 120)
+    fake_stripe.fail_next("slow", path_prefix="/v1/payment_intents", seconds=5)
+    results: dict[str, t.Any] = {}
+
+    def complete_first() -> None:
+        results["first"] = Agent(stripe_app.test_client()).complete(first["id"], token).get_json()
+
+    thread = threading.Thread(target=complete_first)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not fake_stripe.payment_intents and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake_stripe.payment_intents, "the first charge never reached Stripe"
+    # Stripe is still answering; meanwhile the session's original expiry passes
+    shop.advance_clock(180)
+    agent = Agent(stripe_app.test_client())
+    second = agent.create([{"id": "1002"}], fulfillment_details={"address": ADDRESS}, buyer=BUYER).get_json()
+    if second["status"] == "ready_for_payment":
+        results["second"] = agent.complete(second["id"], mint(stripe_app, total_of(second))).get_json()
+    assert thread.is_alive(), "the slow charge was answered before the second buyer was done"
+    thread.join(30)
+    assert not thread.is_alive()
+
+    # the unit is sold once, to the buyer whose hold was extended over the charge
+    assert shop.variants[1002].inventory == 0
+    [order] = shop.order_list()
+    assert results["first"]["status"] == "completed", results["first"]["messages"]
+    assert results["first"]["order"]["id"] == order["id"]
+    assert second["status"] == "not_ready_for_payment"
+    assert codes(second) == [("error", "out_of_stock", "$.line_items[0].item.id")]
+    assert "second" not in results
+    [intent] = fake_stripe.payment_intents.values()  # the second buyer was never charged
+    assert intent["metadata"]["acp_checkout_session_id"] == first["id"]
+    assert fake_stripe.refunds == {}
+
+
+def test_completion_near_expiry_extends_the_reservation_past_the_charge(
+        shop: FakeShopify, agent: Agent, app: Flask, processor: FakePaymentProcessor) -> None:
+    body = ready_session(agent, [{"id": "1002"}])
+    session = stored(app, body["id"])
+    draft_id = draft_of(shop, body["id"])["id"]
+    assert mapping.parse_datetime(shop.draft(draft_id)["reserveInventoryUntil"]) \
+        == session.expires_at.replace(microsecond=0)
+    hold_until = session.expires_at + dt.timedelta(minutes=6, microseconds=1)  # the charge may outlast it
+    shop.reset_counters()
+    quote = adapter_of(app).prepare_order(session, hold_until=hold_until)
+    reported = mapping.parse_datetime(shop.draft(draft_id)["reserveInventoryUntil"])
+    assert reported == hold_until.replace(microsecond=0) + dt.timedelta(seconds=1)  # rounded up, not down
+    assert quote.stock_held_until == reported
+    assert not any(m.blocks_payment for m in quote.messages)
+    assert shop.calls == {"AcpDraftOrder": 2, "AcpDraftOrderUpdate": 1}
+    # a hold long enough already is left alone
+    shop.reset_counters()
+    again = adapter_of(app).prepare_order(stored(app, body["id"]), hold_until=hold_until)
+    assert again.stock_held_until == reported
+    assert shop.calls == {"AcpDraftOrder": 1}
+    # through the API: the core charges only on a hold that covers the charge
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed"
+    assert_one_paid_order(shop, processor, done, "usd")
+
+
+def test_lapsed_hold_whose_unit_another_session_took_is_out_of_stock_and_given_back(
+        shop: FakeShopify, agent: Agent, app: Flask, processor: FakePaymentProcessor) -> None:
+    first = ready_session(agent, [{"id": "1002"}])
+    # the merchant drops the first draft's reservation in the admin; a second buyer reserves the unit
+    adapter_of(app).client.execute(
+        "mutation U($id: ID!, $input: DraftOrderInput!) { draftOrderUpdate(id: $id, input: $input) {"
+        " userErrors { message } } }",
+        {"id": draft_of(shop, first["id"])["id"], "input": {"reserveInventoryUntil": None}},
+        operation_name="U")
+    second = ready_session(agent, [{"id": "1002"}])
+    assert shop.sellable(1002) == 0
+    refused = agent.complete(first["id"]).get_json()
+    assert refused["status"] == "not_ready_for_payment"
+    assert ("error", "out_of_stock", "$.line_items[0].item.id") in codes(refused)
+    assert processor.charges() == []
+    # the first draft re-reserved the unit to check it, then gave it back: the holder can buy it
+    assert draft_of(shop, first["id"])["reserveInventoryUntil"] is None
+    assert shop.sellable(1002) == 0
+    done = agent.complete(second["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    assert shop.variants[1002].inventory == 0
 
 
 def test_units_taken_by_another_draft_are_not_charged(shop: FakeShopify, agent: Agent, app: Flask,

@@ -144,6 +144,32 @@ def test_reservations_readiness_completion_and_deletion(shop: FakeShopify, http:
     assert [e["topic"] for e in shop.events].count("orders/create") == 1
 
 
+def test_lapsed_reservation_holds_nothing_and_completion_checks_no_stock(
+        shop: FakeShopify, http: requests.Session) -> None:
+    # like Shopify's draftOrderComplete ("verify inventory availability before completing")
+    lapsed = create(http, shop)["draftOrder"]
+    shop.advance_clock(16 * 60)  # its 15-minute reservation lapses: the last unit is free again
+    assert shop.sellable(1002) == 1
+    taker = create(http, shop, reserveInventoryUntil=(shop.now() + dt.timedelta(minutes=15)).isoformat())
+    taken = data(gql(http, shop, COMPLETE, {"id": taker["draftOrder"]["id"]}))["draftOrderComplete"]
+    assert taken["userErrors"] == []
+    assert shop.variants[1002].inventory == 0
+    oversold = data(gql(http, shop, COMPLETE, {"id": lapsed["id"]}))["draftOrderComplete"]
+    assert oversold["userErrors"] == []
+    assert oversold["draftOrder"]["status"] == "COMPLETED"
+    assert shop.variants[1002].inventory == -1
+    assert len(shop.order_list()) == 2
+
+
+def test_price_change_reprices_open_drafts_only(shop: FakeShopify, http: requests.Session) -> None:
+    done, open_ = create(http, shop)["draftOrder"], create(http, shop)["draftOrder"]
+    data(gql(http, shop, COMPLETE, {"id": done["id"]}))
+    shop.set_price(1002, "13.50")
+    assert shop.draft(open_["id"])["totalPriceSet"]["shopMoney"]["amount"] == "13.5"
+    assert shop.draft(done["id"])["totalPriceSet"]["shopMoney"]["amount"] == "12.0"
+    assert shop.order_list()[0]["totalPriceSet"]["shopMoney"]["amount"] == "12.0"
+
+
 def test_user_errors(shop: FakeShopify, http: requests.Session) -> None:
     unknown = create(http, shop, lineItems=[{"variantId": "gid://shopify/ProductVariant/9", "quantity": 1}])
     assert unknown == {"draftOrder": None, "userErrors": [

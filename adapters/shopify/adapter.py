@@ -20,10 +20,13 @@ create         ``AcpVariants`` (``nodes(ids:)`` + shop currencies) -> [address:
 update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOptions``]
                -> ``draftOrderUpdate`` (full line list, address, chosen rate
                handle, refreshed reservation) -> [payable: ``draftOrder`` until ``ready``]
-complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) ->
-               *core charges* -> ``place_order``: ``draftOrder`` status (an earlier
-               attempt may have completed it) -> ``draftOrderComplete`` -> ``tagsAdd``
-               (``payment:<payment id>`` on the order)
+complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) -> [reservation
+               ending before the charge's time budget: ``draftOrderUpdate``
+               (``reserveInventoryUntil``) -> ``draftOrder`` until ``ready``; stock re-checked]
+               -> *core charges* -> ``place_order``: ``draftOrder`` status (an earlier
+               attempt may have completed it; an open draft's total must be the amount
+               charged) -> ``draftOrderComplete`` -> ``tagsAdd`` (``payment:<payment id>``
+               on the order)
 cancel/expiry  ``draftOrderDelete`` (releases the reservation; "already gone" is fine)
 =============  =================================================================
 
@@ -309,8 +312,9 @@ class ShopifyAdapter(PlatformAdapter):
         draft, purchasable, lost = self._back_off_oversold(draft, state, purchasable, variants, draft_input,
                                                            request, held_before)
         messages.extend(lost)
+        # the reservation's end as Shopify reports it (None: nothing is held)
         state.update(held=t.cast(JSON, dict(purchasable) if draft is not None else {}),
-                     reserve_until=draft_input["reserveInventoryUntil"])
+                     reserve_until=draft.get("reserveInventoryUntil") if draft is not None else None)
         if draft is None:
             return _unpriced_quote(request, variants, messages, state, options=options,
                                    needs_details=needs_details)
@@ -495,12 +499,15 @@ class ShopifyAdapter(PlatformAdapter):
         updated, errors = self._save_draft(request, state, retry_input)
         return updated, keep, lost + errors
 
-    def _await_ready(self, draft_id: str, draft: dict[str, JSON]) -> dict[str, JSON]:
+    def _await_ready(self, draft_id: str, draft: dict[str, JSON], *,
+                     read: cabc.Callable[[str], dict[str, JSON] | None] | None = None) -> dict[str, JSON]:
         """Re-read the draft until ``ready`` (Shopify calculates taxes and
         shipping asynchronously); at most ``ready_timeout`` seconds.
 
+        :param read: how to re-read it (default ``AcpDraftOrder``, the whole draft).
         :raises AdapterUnavailableError: still not ready, or deleted meanwhile.
         """
+        read = read or self._read_draft
         deadline = time.monotonic() + self.ready_timeout
         delay = self.ready_poll_interval
         while not draft.get("ready"):
@@ -509,7 +516,7 @@ class ShopifyAdapter(PlatformAdapter):
                     f"Shopify is still calculating draft order {draft_id}", retry_after=1)
             self._sleep(delay)
             delay = min(2.0, delay * 2)
-            fresh = self._read_draft(draft_id)
+            fresh = read(draft_id)
             if fresh is None:
                 raise AdapterUnavailableError(f"Shopify draft order {draft_id} disappeared", retry_after=1)
             draft = fresh
@@ -590,32 +597,63 @@ class ShopifyAdapter(PlatformAdapter):
     # -- orders -----------------------------------------------------------------------
 
     def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
-        """Re-read the session's draft right before the charge and return its
-        current totals (the core refuses to charge when they changed).
+        """Re-read the session's draft right before the charge, make its stock
+        reservation last until ``hold_until``, and return its current totals
+        (the core refuses to charge when they changed).
 
-        Also re-checks the stock of every limited variant: when another draft
-        took the units (or this draft's reservation lapsed and they are gone)
+        ``draftOrderComplete`` does not check stock, so the reservation must
+        outlast the charge: when the draft's ``reserveInventoryUntil`` is unset
+        or earlier than ``hold_until`` (a session near its expiry), it is
+        extended first (``draftOrderUpdate`` with only ``reserveInventoryUntil``
+        = the later of the session's expiry and ``hold_until``, rounded up to
+        the second), and the draft is re-read until ``ready``. Then the stock
+        of every limited variant is re-checked: when another draft or order
+        holds the units (e.g. taken while this draft's reservation had lapsed)
         the line gets an ``out_of_stock`` / ``quantity_exceeded`` error and
-        nothing is charged. A deleted draft is recreated by re-quoting.
+        nothing is charged; an extension that found units taken is given back
+        (the former end while still ahead, else none) so that the buyer who
+        holds them is not refused as well. A deleted draft is recreated by
+        re-quoting (its reservation also lasts until ``hold_until``); a refused
+        extension (``userErrors``) is returned as error messages.
 
+        :param hold_until: aware UTC; the end of the charge's time budget.
+        :returns: the quote, its ``stock_held_until`` the draft's
+            ``reserveInventoryUntil`` as Shopify reports it (the current time
+            when it reports none: nothing is held), or ``None`` when the
+            session has no draft (nothing purchasable: payment is blocked).
         :raises AdapterUnavailableError: Shopify unavailable or still calculating.
+        :raises AdapterRejectedError: Shopify refused the credentials or a query.
         """
         quote = session.quote
         state: dict[str, JSON] = dict(quote.adapter_state)
         draft_id = state.get("draft_id")
         if not draft_id:
             return quote
+        wanted = _ceil_second(max(session.expires_at, hold_until))
         draft = self._read_draft(str(draft_id))
+        extended_from: dt.datetime | None = None  # the reservation's end before extending it
+        extended = False
+        if draft is not None and draft.get("status") != "COMPLETED":
+            until = mapping.parse_datetime(draft.get("reserveInventoryUntil"))
+            if until is None or until < hold_until:
+                extended, extended_from = True, until
+                log.info("checkout %s: Shopify draft %s reserves stock until %s, the charge may last "
+                         "until %s; extending the reservation to %s", session.id, draft_id,
+                         draft.get("reserveInventoryUntil"), mapping.reserve_until(hold_until),
+                         mapping.reserve_until(wanted))
+                draft, errors = self._extend_reservation(str(draft_id), wanted)
+                if errors:
+                    return dataclasses.replace(quote, messages=quote.messages + tuple(
+                        _user_error_messages(errors, _session_request(session, state))))
         if draft is None:
             log.warning("Shopify draft %s of checkout %s is gone; re-quoting", draft_id, session.id)
             state.pop("draft_id", None)
             state["held"] = {}
-            return self.quote(QuoteRequest(
-                session_id=session.id, currency=session.currency, line_items=session.line_items,
-                fulfillment_details=session.fulfillment_details,
-                selected_fulfillment_options=session.requested_fulfillment_options,
-                expires_at=session.expires_at, buyer=session.buyer, adapter_state=state,
-            ))
+            request = dataclasses.replace(_session_request(session, state), expires_at=wanted)
+            fresh = self.quote(request)
+            held_until = mapping.parse_datetime(fresh.adapter_state.get("reserve_until")) \
+                if fresh.adapter_state.get("draft_id") else None
+            return dataclasses.replace(fresh, stock_held_until=held_until)
         if draft.get("status") == "COMPLETED":
             return dataclasses.replace(quote, messages=quote.messages + (Message(
                 type="error", code="invalid", resolution="requires_buyer_review", param="$",
@@ -625,11 +663,14 @@ class ShopifyAdapter(PlatformAdapter):
         variants = t.cast(dict[str, dict[str, JSON]], state.get("variants") or {})
         held = t.cast(dict[str, int], state.get("held") or {})
         until = mapping.parse_datetime(draft.get("reserveInventoryUntil"))
+        if until is not None:
+            state["reserve_until"] = mapping.reserve_until(until)
         reserved = until is not None and until > self.clock()
         by_gid = {str(v.get("gid")): i for i, v in variants.items()}
         request = _session_request(session, state)
         messages: list[Message] = [m for m in quote.messages if not m.blocks_payment and m.content is None
                                    and m.type != "info"]
+        short = False
         for node in _draft_lines(draft):
             variant = t.cast(dict[str, JSON], node.get("variant") or {})
             item_id = by_gid.get(str(variant.get("id")))
@@ -643,37 +684,101 @@ class ShopifyAdapter(PlatformAdapter):
             if verdict.status != "ok":
                 name = str(variants[item_id].get("name") or item_id)
                 messages.append(_stock_message(request, item_id, name, verdict.available or 0))
+                short = True
+        if extended and short:
+            # the extension re-reserved units another draft or order holds: give
+            # them back, or that buyer's own check would now find them oversold
+            until = self._restore_reservation(str(draft_id), extended_from, until, session)
+            state["reserve_until"] = mapping.reserve_until(until) if until is not None else None
         selected = quote.selected_fulfillment_options
-        return self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
-                                  list(quote.fulfillment_options), selected, messages,
-                                  quote.needs_fulfillment_details, state)
+        priced = self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
+                                    list(quote.fulfillment_options), selected, messages,
+                                    quote.needs_fulfillment_details, state)
+        return dataclasses.replace(priced, stock_held_until=until if until is not None else self.clock())
+
+    def _restore_reservation(self, draft_id: str, previous: dt.datetime | None, current: dt.datetime | None,
+                             session: CheckoutSession) -> dt.datetime | None:
+        """Set a draft's ``reserveInventoryUntil`` back after an extension (to
+        ``current``) that found its units taken: to ``previous`` while that is
+        still ahead, else to none (a lapsed reservation held nothing). Best
+        effort: a failure is logged and the extension stands until it ends.
+        Returns the reservation's end as Shopify reports it afterwards
+        (``current`` after a failure)."""
+        keep = previous if previous is not None and previous > self.clock() else None
+        try:
+            data = self.client.execute(
+                queries.DRAFT_ORDER_UPDATE,
+                {"id": draft_id, "input": {"reserveInventoryUntil": mapping.reserve_until(keep)
+                                           if keep is not None else None}},
+                operation_name="AcpDraftOrderUpdate")
+        except AdapterError as exc:
+            log.warning("checkout %s: could not give back the reservation of Shopify draft %s: %s",
+                        session.id, draft_id, exc)
+            return current
+        payload = t.cast(dict[str, JSON], data.get("draftOrderUpdate") or {})
+        draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
+        if payload.get("userErrors") or draft is None:
+            log.warning("checkout %s: Shopify refused to give back the reservation of draft %s: %s",
+                        session.id, draft_id, payload.get("userErrors"))
+            return current
+        return mapping.parse_datetime(draft.get("reserveInventoryUntil"))
+
+    def _extend_reservation(self, draft_id: str, until: dt.datetime,
+                            ) -> tuple[dict[str, JSON] | None, list[dict[str, JSON]]]:
+        """``draftOrderUpdate`` of ``reserveInventoryUntil`` alone (the other
+        fields are left as they are). Returns the updated draft and no errors,
+        ``(None, [])`` when the draft no longer exists, or ``(None, userErrors)``."""
+        data = self.client.execute(
+            queries.DRAFT_ORDER_UPDATE,
+            {"id": draft_id, "input": {"reserveInventoryUntil": mapping.reserve_until(until)}},
+            operation_name="AcpDraftOrderUpdate")
+        payload = t.cast(dict[str, JSON], data.get("draftOrderUpdate") or {})
+        errors = t.cast(list[dict[str, JSON]], payload.get("userErrors") or [])
+        draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
+        if draft is not None and not errors:
+            return draft, []
+        if errors and _draft_missing(errors) and self._read_draft(draft_id) is None:
+            return None, []
+        log.warning("Shopify refused to extend the reservation of draft %s: %s", draft_id, errors)
+        return None, errors or [{"message": "Shopify did not return the draft order"}]
 
     def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
         """Complete the session's draft as paid and tag the order with the payment.
 
-        Idempotent per session: the draft is read first, and a draft an
-        earlier attempt completed (even one whose response was lost) yields
-        its order; ``draftOrderComplete`` itself completes a draft only once.
+        Idempotent per session: the draft is read first (``AcpDraftOrderStatus``),
+        and a draft an earlier attempt completed (even one whose response was
+        lost) yields its order; ``draftOrderComplete`` itself completes a draft
+        only once. An open draft is completed only at the amount charged: its
+        ``totalPriceSet`` (once ``ready``) in minor units of ``payment.currency``
+        must equal ``payment.amount`` -- Shopify re-prices an open draft when
+        the merchant changes a price, e.g. between a failed attempt and its
+        retry. An order that already exists at another total is kept (it
+        exists) and the difference logged at error level.
         The order's ``permalink_url`` is Shopify's order status page
         (``Order.statusPageUrl``), ``id`` and ``platform_order_id`` its GID,
         ``order_number`` its ``name`` (``#1001``).
 
-        :raises AdapterUnavailableError: Shopify unavailable, or the outcome of
-            a completion attempt is unknown; retry later (the core then may
-            not refund: the order may exist).
-        :raises AdapterRejectedError: only when no order exists and none can:
-            the draft is gone, or Shopify refused to complete it (the core
+        :raises AdapterUnavailableError: Shopify unavailable, still calculating
+            the draft, or the outcome of a completion attempt is unknown; retry
+            later (the core then may not refund: the order may exist).
+        :raises AdapterRejectedError: only when no order exists and none can be
+            placed at the amount charged: the draft is gone, its total is not
+            ``payment.amount``, or Shopify refused to complete it (the core
             refunds the payment).
         """
         draft_id = str(session.quote.adapter_state.get("draft_id") or "")
         if not draft_id:
             raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
-        order = self._completed_order(draft_id)
+        draft = self._draft_status(draft_id)
+        order = _completed(draft)
         if order is None:
+            if not draft.get("ready"):
+                draft = self._await_ready(draft_id, draft, read=self._read_status)
+            self._require_charged_total(draft_id, draft, payment, session)
             order = self._complete_draft(draft_id)
         self._tag_order(order, payment, session)
         try:
-            charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), session.currency)
+            charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
         except ValueError:
             charged = None
         if charged is not None and charged != payment.amount:
@@ -683,6 +788,29 @@ class ShopifyAdapter(PlatformAdapter):
         return Order(id=order_id, checkout_session_id=session.id,
                      permalink_url=str(order.get("statusPageUrl") or ""),
                      order_number=t.cast(str | None, order.get("name")), platform_order_id=order_id)
+
+    def _require_charged_total(self, draft_id: str, draft: dict[str, JSON], payment: PaymentRecord,
+                               session: CheckoutSession) -> None:
+        """Refuse to complete an open draft whose ``totalPriceSet`` is not the
+        amount charged (``payment.amount``, minor units of ``payment.currency``).
+
+        :raises AdapterRejectedError: another total, or none readable in that currency.
+        """
+        currency = payment.currency.upper()
+        try:
+            total = mapping.money(t.cast(dict[str, JSON] | None, draft.get("totalPriceSet")), currency)
+        except ValueError as exc:
+            log.error("checkout %s: Shopify draft %s has no total in %s (%s); not completing it",
+                      session.id, draft_id, currency, exc)
+            raise AdapterRejectedError(f"the store's total for this order cannot be read in {currency}") \
+                from exc
+        if total != payment.amount:
+            log.error("checkout %s: Shopify draft %s now totals %s but %s was charged; not completing it",
+                      session.id, draft_id, total, payment.amount)
+            raise AdapterRejectedError(
+                f"the store's total changed after the payment (now "
+                f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
+                f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
 
     def _complete_draft(self, draft_id: str) -> dict[str, JSON]:
         """``draftOrderComplete``; on an unknown outcome (timeout, dropped
@@ -728,15 +856,22 @@ class ShopifyAdapter(PlatformAdapter):
 
         :raises AdapterRejectedError: the draft does not exist.
         """
-        data = self.client.execute(queries.DRAFT_ORDER_STATUS, {"id": draft_id},
-                                   operation_name="AcpDraftOrderStatus")
-        draft = t.cast(dict[str, JSON] | None, data.get("draftOrder"))
+        return _completed(self._draft_status(draft_id))
+
+    def _draft_status(self, draft_id: str) -> dict[str, JSON]:
+        """``AcpDraftOrderStatus``: ``{id, status, ready, totalPriceSet, order}``.
+
+        :raises AdapterRejectedError: the draft does not exist.
+        """
+        draft = self._read_status(draft_id)
         if draft is None:
             raise AdapterRejectedError(f"Shopify draft order {draft_id} no longer exists")
-        order = t.cast(dict[str, JSON] | None, draft.get("order"))
-        if draft.get("status") == "COMPLETED" and order:
-            return order
-        return None
+        return draft
+
+    def _read_status(self, draft_id: str) -> dict[str, JSON] | None:
+        data = self.client.execute(queries.DRAFT_ORDER_STATUS, {"id": draft_id},
+                                   operation_name="AcpDraftOrderStatus")
+        return t.cast(dict[str, JSON] | None, data.get("draftOrder"))
 
     def _tag_order(self, order: dict[str, JSON], payment: PaymentRecord, session: CheckoutSession) -> None:
         if not payment.payment_id:
@@ -950,6 +1085,13 @@ def _seconds(config: cabc.Mapping[str, t.Any], key: str, default: float, *,
     return seconds
 
 
+def _ceil_second(value: dt.datetime) -> dt.datetime:
+    """``value`` rounded up to a whole second (a Shopify ``DateTime`` has none
+    below it, and a reservation must not end before the time asked for)."""
+    whole = value.replace(microsecond=0)
+    return whole if whole == value else whole + dt.timedelta(seconds=1)
+
+
 def _fx(state: dict[str, JSON]) -> str | None:
     value = state.get("fx")
     return value if isinstance(value, str) and value else None
@@ -1018,6 +1160,12 @@ def _unpriced(li: LineItemRequest, info: dict[str, JSON] | None, *, purchasable:
         availability_status=t.cast(str | None, info.get("availability_status")),
         available_quantity=available if isinstance(available, int) else None,
     )
+
+
+def _completed(draft: dict[str, JSON]) -> dict[str, JSON] | None:
+    """The order of a draft read by ``AcpDraftOrderStatus``, ``None`` while it is open."""
+    order = t.cast(dict[str, JSON] | None, draft.get("order"))
+    return order if draft.get("status") == "COMPLETED" and order else None
 
 
 def _draft_lines(draft: dict[str, JSON]) -> list[dict[str, JSON]]:

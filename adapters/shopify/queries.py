@@ -139,11 +139,12 @@ query AcpDraftOrder($id: ID!) {
 }
 """ + _DRAFT + _ORDER + _MONEY
 
-#: The minimal re-read before completing: has an earlier attempt completed it?
+#: The minimal re-read before completing: has an earlier attempt completed it,
+#: and is its (calculated) total still the amount charged?
 DRAFT_ORDER_STATUS = """
 query AcpDraftOrderStatus($id: ID!) {
   draftOrder(id: $id) {
-    id status
+    id status ready
     totalPriceSet { ...AcpMoney }
     order { ...AcpOrder }
   }

@@ -52,11 +52,20 @@ Behaviour (the fake's choices where Shopify's is not documented)
 ----------------------------------------------------------------
 
 * **Reservations**: a draft with ``reserveInventoryUntil`` in the future (fake
-  clock) reserves its lines of tracked variants; reserved units are not in
-  other readers' ``sellableOnlineQuantity`` / ``inventoryQuantity``, which may
-  go negative (Shopify does not refuse a reservation beyond stock).
-  ``draftOrderComplete`` commits inventory (``on hand`` decreases, possibly
-  below zero) and drops the reservation; ``draftOrderDelete`` drops it.
+  clock) reserves its lines of tracked variants; once that time has passed it
+  holds nothing (its ``reserveInventoryUntil`` still reads the past time), and
+  ``reserveInventoryUntil: null`` clears it. Reserved units are not in other
+  readers' ``sellableOnlineQuantity`` / ``inventoryQuantity``, which may go
+  negative (Shopify does not refuse a reservation beyond stock).
+  ``draftOrderComplete`` checks no stock, as Shopify's does not (its reference
+  says to verify availability before completing a draft): it commits the
+  draft's inventory even when its reservation lapsed and other orders took the
+  units (``on hand`` goes below zero: oversold) and drops the reservation;
+  ``draftOrderDelete`` drops it.
+* **Prices**: a draft's variant lines follow the variant's current price, as on
+  Shopify since 2025-01 for lines without ``priceOverride`` (which the fake
+  does not implement): :meth:`FakeShopify.set_price` re-prices the open drafts
+  holding the variant (a completed draft's order keeps its amounts).
 * **Asynchronous calculation**: after a create/update (or a price change) a
   draft reads ``ready: false`` -- with no taxes yet -- for ``ready_delay_reads``
   reads (default 1: the mutation's own payload), then ``ready: true``.
