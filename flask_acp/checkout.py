@@ -51,15 +51,17 @@ from .errors import PaymentUnavailableError
 from .errors import ProcessingError
 from .errors import SessionClosedError
 from .errors import UnavailableError
+from .inputs import CancelInput
+from .inputs import CompleteInput
+from .inputs import CreateInput
+from .inputs import UpdateInput
 from .models import JSON
 from .models import CheckoutSession
-from .models import LineItemRequest
 from .models import Message
 from .models import OrderEvent
 from .models import OrderLine
 from .models import PaymentRecord
 from .models import Quote
-from .models import SelectedFulfillmentOption
 from .models import Status
 from .models import Totals
 from .models import line_item_id
@@ -79,52 +81,6 @@ log = logging.getLogger("flask_acp")
 #: seconds allowed for one platform step of a completion (``prepare_order``
 #: before the charge, ``place_order`` after it, with the saves around them)
 PLATFORM_CALL_MARGIN = 60.0
-
-
-# --- inputs (version-independent, already validated) ---------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CreateInput:
-    currency: str
-    line_items: tuple[LineItemRequest, ...]
-    capabilities: dict[str, JSON]
-    buyer: dict[str, JSON] | None = None
-    fulfillment_details: dict[str, JSON] | None = None
-    locale: str | None = None
-    order_notes: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateInput:
-    """Fields the agent sent; ``None`` means "not sent, keep as is". Sent
-    values replace the stored ones whole (no merging)."""
-
-    line_items: tuple[LineItemRequest, ...] | None = None
-    buyer: dict[str, JSON] | None = None
-    fulfillment_details: dict[str, JSON] | None = None
-    selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...] | None = None
-    order_notes: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CompleteInput:
-    handler_id: str
-    instrument_type: str
-    credential_type: str
-    token: str
-    buyer: dict[str, JSON] | None = None
-    billing_address: dict[str, JSON] | None = None
-    order_notes: str | None = None
-    #: the request's ``Idempotency-Key``: a retry with it of a completion that
-    #: committed (its answer lost in a crash) gets the completed session back
-    idempotency_key: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CancelInput:
-    reason_code: str | None = None
-    trace_summary: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -26,10 +26,10 @@ from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates
 
-from ...checkout import CancelInput
-from ...checkout import CompleteInput
-from ...checkout import CreateInput
-from ...checkout import UpdateInput
+from ...inputs import CancelInput
+from ...inputs import CompleteInput
+from ...inputs import CreateInput
+from ...inputs import UpdateInput
 from ...models import LineItemRequest
 from ...models import SelectedFulfillmentOption
 

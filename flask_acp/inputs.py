@@ -1,0 +1,54 @@
+"""What the checkout operations take: version-independent inputs, already
+validated (each wire version's request schemas build them; the core never
+sees a request body)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .models import JSON
+from .models import LineItemRequest
+from .models import SelectedFulfillmentOption
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CreateInput:
+    currency: str
+    line_items: tuple[LineItemRequest, ...]
+    capabilities: dict[str, JSON]
+    buyer: dict[str, JSON] | None = None
+    fulfillment_details: dict[str, JSON] | None = None
+    locale: str | None = None
+    order_notes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateInput:
+    """Fields the agent sent; ``None`` means "not sent, keep as is". Sent
+    values replace the stored ones whole (no merging)."""
+
+    line_items: tuple[LineItemRequest, ...] | None = None
+    buyer: dict[str, JSON] | None = None
+    fulfillment_details: dict[str, JSON] | None = None
+    selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...] | None = None
+    order_notes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteInput:
+    handler_id: str
+    instrument_type: str
+    credential_type: str
+    token: str
+    buyer: dict[str, JSON] | None = None
+    billing_address: dict[str, JSON] | None = None
+    order_notes: str | None = None
+    #: the request's ``Idempotency-Key``: a retry with it of a completion that
+    #: committed (its answer lost in a crash) gets the completed session back
+    idempotency_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CancelInput:
+    reason_code: str | None = None
+    trace_summary: str | None = None
