@@ -424,3 +424,18 @@ def test_storage_failure_is_503_with_retry_after(tmp_path: pathlib.Path, process
     assert response.headers["Retry-After"] == "1"
     assert processor.charges() == []
     assert get(agent, sid)["status"] == "ready_for_payment"
+
+
+def test_charge_naming_an_unknown_session_is_flagged_not_refunded(
+        tmp_path: pathlib.Path, processor: FaultyProcessor, caplog: pytest.LogCaptureFixture) -> None:
+    """A charge whose metadata names a session this store does not have may
+    belong to another deployment on the same processor account: it is logged
+    at error level for the merchant, never refunded blindly."""
+    app = make_app(tmp_path, processor)
+    charge = ChargeResult(payment_id="pi_elsewhere", amount=TOTAL, currency="usd")
+    with caplog.at_level("ERROR", logger="flask_acp"):
+        result = app.extensions["acp"].service.settle_charge("cs_unknown", charge,
+                                                             idempotency_key="acp-cs_unknown-x")
+    assert result is None
+    assert any("pi_elsewhere" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert processor.operations("refund") == []
