@@ -44,6 +44,7 @@ from .errors import AdapterUnavailableError
 from .errors import BusyError
 from .errors import InvalidRequestError
 from .errors import PaymentActionRequiredError
+from .errors import PaymentAmountError
 from .errors import PaymentDeclinedError
 from .errors import PaymentProviderError
 from .errors import PaymentTokenError
@@ -319,6 +320,7 @@ class CheckoutService:
         try:
             fresh = _require_contact(self.adapter.prepare_order(session, hold_until=hold_until),
                                      session.buyer, session.fulfillment_details)
+            fresh = _require_chargeable(fresh, session.currency, self.payments)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
         if fresh.stock_held_until is not None and fresh.stock_held_until < hold_until:
@@ -384,7 +386,8 @@ class CheckoutService:
                     status=Status.READY_FOR_PAYMENT, payment=dataclasses.replace(record, status="failed"),
                     updated_at=self.clock()))
             raise unavailable(exc) from exc
-        except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError) as exc:
+        except (PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError,
+                PaymentAmountError) as exc:
             return self._payment_failed(session, exc)
         except PaymentProviderError as exc:
             self.save(session.replace(
@@ -540,7 +543,10 @@ class CheckoutService:
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
-        if isinstance(exc, PaymentTokenError):
+        status = Status.READY_FOR_PAYMENT
+        if isinstance(exc, PaymentAmountError):  # the processor refused the total: it must change
+            message, status = exc.problem.message(), Status.NOT_READY_FOR_PAYMENT
+        elif isinstance(exc, PaymentTokenError):
             message = Message(type="error", code="invalid", resolution="requires_buyer_input",
                               param="$.payment_data.instrument.credential.token",
                               text_key="payment_token_invalid", text_args={"reason": exc.user_message})
@@ -551,7 +557,7 @@ class CheckoutService:
             message = Message(type="error", code="payment_declined", resolution="requires_buyer_input",
                               param="$.payment_data", text_key="payment_declined")
         return self.save(session.replace(
-            status=Status.READY_FOR_PAYMENT,
+            status=status,
             payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
             extra_messages=(message,),
@@ -704,7 +710,8 @@ class CheckoutService:
             quote = self.adapter.quote(request)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
-        return _require_contact(quote, buyer, fulfillment_details)
+        return _require_chargeable(_require_contact(quote, buyer, fulfillment_details),
+                                   request.currency, self.payments)
 
 
 def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
@@ -752,6 +759,20 @@ def _require_contact(quote: Quote, buyer: dict[str, JSON] | None,
     missing = Message(type="error", code="missing", param="$.buyer.email",
                       resolution="requires_buyer_input", text_key="email_required")
     return dataclasses.replace(quote, messages=quote.messages + (missing,))
+
+
+def _require_chargeable(quote: Quote, currency: str, payments: PaymentProcessor) -> Quote:
+    """A total the processor cannot charge (:meth:`PaymentProcessor.amount_problem
+    <flask_acp.payments.base.PaymentProcessor.amount_problem>`: below its
+    minimum, above its maximum, a three-decimal amount not ending in 0) gets an
+    error message on ``$.totals``, which keeps the session from being paid.
+    Not checked while no line is purchasable: nothing would be charged."""
+    if not any(line.purchasable for line in quote.lines):
+        return quote
+    problem = payments.amount_problem(_total(quote), currency)
+    if problem is None:
+        return quote
+    return dataclasses.replace(quote, messages=quote.messages + (problem.message(),))
 
 
 def _status_of(quote: Quote) -> Status:

@@ -53,6 +53,12 @@ _TEXTS: dict[str, dict[str, str]] = {
             "The store could not hold the items long enough to take the payment; "
             "please try to complete the checkout again."
         ),
+        "amount_not_multiple": (
+            "The total of {total} cannot be charged: {currency} payments must be a multiple of {step}."
+        ),
+        "amount_below_minimum": "The total of {total} is below the minimum payment of {limit}.",
+        "amount_above_maximum": "The total of {total} is above the maximum payment of {limit}.",
+        "amount_not_chargeable": "The payment processor cannot charge a total of {total}.",
     },
     "fr": {
         "total.items_base_amount": "Total des articles",
@@ -80,6 +86,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fulfillment_option_invalid": "L'option de livraison « {option_id} » n'est pas disponible.",
         "payment_declined": "Votre paiement a été refusé. Essayez un autre moyen de paiement.",
         "not_ready": "La session de paiement n'est pas encore prête.",
+        "amount_not_multiple": (
+            "Le total de {total} ne peut pas être débité : les paiements en {currency} doivent être "
+            "un multiple de {step}."
+        ),
+        "amount_below_minimum": "Le total de {total} est inférieur au paiement minimum de {limit}.",
+        "amount_above_maximum": "Le total de {total} dépasse le paiement maximum de {limit}.",
+        "amount_not_chargeable": "Le prestataire de paiement ne peut pas débiter un total de {total}.",
     },
     "de": {
         "total.items_base_amount": "Artikelsumme",
@@ -102,6 +115,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "quantity_exceeded": "Von „{name}“ können höchstens {available} bestellt werden.",
         "address_required": "Für Versandoptionen wird eine Lieferadresse benötigt.",
         "payment_declined": "Ihre Zahlung wurde abgelehnt. Bitte versuchen Sie eine andere Zahlungsart.",
+        "amount_below_minimum": "Der Gesamtbetrag von {total} liegt unter der Mindestzahlung von {limit}.",
+        "amount_above_maximum": "Der Gesamtbetrag von {total} liegt über der Höchstzahlung von {limit}.",
     },
     "es": {
         "total.items_base_amount": "Total de artículos",
@@ -124,6 +139,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "quantity_exceeded": "Solo se pueden pedir {available} de «{name}».",
         "address_required": "Se necesita una dirección de envío para ofrecer opciones de entrega.",
         "payment_declined": "Su pago fue rechazado. Pruebe con otro método de pago.",
+        "amount_below_minimum": "El total de {total} es inferior al pago mínimo de {limit}.",
+        "amount_above_maximum": "El total de {total} supera el pago máximo de {limit}.",
     },
 }
 

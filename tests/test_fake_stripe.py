@@ -212,6 +212,47 @@ def test_unusable_token_is_an_invalid_request(fake: FakeStripe, client: stripe.S
     assert fake.charges_count() == (1 if problem == "consumed" else 0)
 
 
+@pytest.mark.parametrize(("currency", "amount", "code", "message"), [
+    ("usd", 49, "amount_too_small", "Amount must be at least $0.50 usd"),
+    ("gbp", 29, "amount_too_small", "Amount must be at least £0.30 gbp"),
+    ("jpy", 49, "amount_too_small", "Amount must be at least ¥50 jpy"),
+    ("usd", 100_000_000, "amount_too_large", "Amount must be no more than $999,999.99"),
+    ("idr", 1_000_000_000_000, "amount_too_large", "Amount must be no more than 9,999,999,999.99"),
+    ("kwd", 5124, "invalid_charge_amount", "Invalid amount: kwd amounts must be a multiple of 10"),
+    ("bhd", 1001, "invalid_charge_amount", "Invalid amount: bhd amounts must be a multiple of 10"),
+])
+def test_amounts_stripe_refuses(fake: FakeStripe, client: stripe.StripeClient, currency: str, amount: int,
+                                code: str, message: str) -> None:
+    """Stripe's amount rules on PaymentIntent create: 400 invalid_request_error on
+    ``amount``, before the token is looked at; nothing created, nothing saved."""
+    spt = mint_granted_token(client, currency=currency, max_amount=2_000_000_000_000)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        charge(client, spt, amount, currency=currency, key="k-amount")
+    assert (exc.value.http_status, exc.value.code, exc.value.param) == (400, code, "amount")
+    assert exc.value.error is not None
+    assert exc.value.error.type == "invalid_request_error"
+    assert str(exc.value.error.message).startswith(message)
+    assert exc.value.error.doc_url == "https://stripe.com/docs/error-codes/" + code.replace("_", "-")
+    assert (fake.payment_intents, fake.charges_count()) == ({}, 0)
+    assert fake.granted_tokens[spt]["deactivated_reason"] is None
+    # not saved under the key: the same request is refused afresh, not replayed
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        charge(client, spt, amount, currency=currency, key="k-amount")
+    assert again.value.code == code
+    assert not any(k.lower() == "idempotent-replayed" for k in (again.value.headers or {}))
+
+
+@pytest.mark.parametrize(("currency", "amount"), [
+    ("usd", 50), ("gbp", 30), ("jpy", 50), ("usd", 99_999_999), ("idr", 999_999_999_999),
+    ("kwd", 5120), ("kwd", 10), ("xof", 1),
+])
+def test_amounts_stripe_accepts(fake: FakeStripe, client: stripe.StripeClient, currency: str,
+                                amount: int) -> None:
+    spt = mint_granted_token(client, currency=currency, max_amount=amount)
+    assert charge(client, spt, amount, currency=currency).status == "succeeded"
+    assert fake.charges_count() == 1
+
+
 def test_unknown_token_is_resource_missing(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as exc:
         charge(client, "spt_does_not_exist")

@@ -240,6 +240,33 @@ def test_kwd_store_three_decimals_with_digital_item(tmp_path: pathlib.Path) -> N
             shop.adapter.close()
 
 
+def test_kwd_store_total_not_ending_in_zero_is_not_payable(tmp_path: pathlib.Path) -> None:
+    """Stripe charges KWD only in amounts whose last digit is 0: a WooCommerce
+    total of 30.755 KWD keeps the session not_ready_for_payment (the core's
+    check, for every adapter) and is never charged; 30.750 KWD is payable."""
+    with FakeWooCommerce(DATA / "woocommerce_kwd.json") as woo:
+        woo.set_price(32, "3.755")
+        shop = open_shop(tmp_path, woo)
+        try:
+            session = shop.create([{"id": "31", "quantity": 2}, {"id": "32"}], address=KW_ADDRESS,
+                                  currency="kwd")
+            assert total(session) == 25000 + 3755 + 2000
+            assert session["status"] == "not_ready_for_payment"
+            (error,) = [m for m in session["messages"] if m["type"] == "error"]
+            assert (error["code"], error["param"]) == ("invalid", "$.totals")
+            assert "30.755 KWD" in error["content"]
+            assert "multiple of 0.010" in error["content"]
+            assert shop.agent.complete(session["id"]).get_json()["status"] == "not_ready_for_payment"
+            assert shop.processor.charges() == []
+            woo.set_price(32, "3.750")
+            fixed = shop.update(session["id"], line_items=[{"id": "31", "quantity": 2}, {"id": "32"}])
+            assert (total(fixed), fixed["status"]) == (30750, "ready_for_payment"), fixed["messages"]
+            assert shop.complete(session["id"])["status"] == "completed"
+            assert shop.processor.charges()[0]["amount"] == 30750
+        finally:
+            shop.adapter.close()
+
+
 def test_tax_inclusive_store_rounding_and_packages(tmp_path: pathlib.Path) -> None:
     """EUR, prices incl. 19 % VAT, tax rounded at subtotal, an automatic 15 % coupon,
     a taxable fee, two shipping packages: the session total is WooCommerce's."""

@@ -575,17 +575,16 @@ class ShopifyAdapter(PlatformAdapter):
                       selected_fulfillment_options=selected, needs_fulfillment_details=needs_details,
                       discount=amounts.discount, fee=amounts.fee, messages=tuple(messages),
                       adapter_state=state)
-        problem = mapping.chargeable_problem(amounts.total, currency)
+        # Whether the processor can charge the total (Stripe's three-decimal
+        # rule, minimum, maximum) is checked by the checkout core for every adapter.
         total = Totals.of(quote).total
         if all(line.purchasable for line in lines) and total != amounts.total:
             # never show (and so never charge) a total that is not Shopify's
             log.error("checkout total %s differs from Shopify draft %s total %s", total, draft.get("id"),
                       amounts.total)
-            problem = problem or "The store's totals could not be reconciled; please try again later."
-        if problem:
             quote = dataclasses.replace(quote, messages=quote.messages + (Message(
                 type="error", code="invalid", param="$.totals", resolution="requires_buyer_review",
-                content=problem),))
+                content="The store's totals could not be reconciled; please try again later."),))
         return quote
 
     def _drop_draft(self, state: dict[str, JSON]) -> None:

@@ -38,7 +38,6 @@ __all__ = [
     "LineAmounts",
     "StockVerdict",
     "address_input",
-    "chargeable_problem",
     "draft_amounts",
     "exponent",
     "gid_tail",
@@ -58,10 +57,6 @@ __all__ = [
 
 #: prefix of a product variant's global id (``gid://shopify/ProductVariant/4449``).
 VARIANT_GID_PREFIX = "gid://shopify/ProductVariant/"
-
-#: currencies whose minor unit Stripe charges only in multiples of 10 (stripe.md, "three-decimal").
-_TENS_ONLY = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
-
 
 class AmountNotRepresentableError(ValueError):
     """A Shopify amount has more decimals than its currency's ISO 4217 exponent.
@@ -155,22 +150,6 @@ def money(bag: cabc.Mapping[str, JSON] | None, currency: str) -> int:
 
 def _sum_tax(tax_lines: JSON, currency: str) -> int:
     return sum(money(line.get("priceSet"), currency) for line in (tax_lines or []))
-
-
-def chargeable_problem(total: int, currency: str) -> str | None:
-    """Why ``total`` minor units of ``currency`` cannot be charged, or ``None``.
-
-    Three-decimal currencies (BHD, JOD, KWD, OMR, TND) can only be charged in
-    multiples of 10 minor units (Stripe, docs.stripe.com/currencies): ``5124``
-    KWD (5.124) cannot be charged, ``5120`` can.
-    """
-    code = currency.upper()
-    if code in _TENS_ONLY and total % 10:
-        return (
-            f"The total of {minor_to_decimal_string(total, code)} {code} cannot be charged: {code} "
-            "payments must be a multiple of 0.010. Please contact the store."
-        )
-    return None
 
 
 # --- ids -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Tables (in the ``ACP_SQLITE_PATH`` file, next to the session store's)::
     acp_catalog_sold   (item_id PK, quantity)             units sold per variant
     acp_catalog_holds  (session_id, item_id, quantity, expires_at)
                        PK (session_id, item_id); expires_at in Unix seconds
+    acp_catalog_held   (item_id PK, quantity)             units in holds per variant
     acp_catalog_orders (number PK, id UNIQUE, session_id UNIQUE, order_number,
                         permalink_url, lines JSON, amount, currency, payment_id,
                         created_at)
@@ -14,6 +15,26 @@ of *other* sessions. Every read-check-write runs in one ``BEGIN IMMEDIATE``
 transaction, which SQLite serializes across threads and processes, so two
 sessions never both get the last unit. Connections are per thread and per
 process (as in :mod:`flask_acp.store.sqlite`), in WAL mode.
+
+The held units are not summed over the holds (one row per open session: with
+100k open holds that sum made each reserve cost ~100 times the CPU of the
+counter read, ``benchmarks/bench_stock.py``). ``acp_catalog_held``
+keeps, per variant, the sum of the quantities of *every* row of
+``acp_catalog_holds``; SQLite triggers on that table's INSERT, DELETE and
+UPDATE maintain it inside the statement, so in the same transaction as any
+change to the holds: reserve, place, release, the purge of expired holds, and
+writes by older flask-acp processes sharing the file. Each reserve and place
+first purges the holds expired at ``now`` (the triggers take their units off
+the counters), after which every remaining hold is unexpired and::
+
+    available = on hand - sold - (held counter - this session's own hold)
+
+is exactly the old sum over other sessions' unexpired holds, read with three
+primary-key look-ups. A database created before the counters gets the table
+and triggers at start-up, and the counters rebuilt from the holds, in one
+``BEGIN IMMEDIATE`` transaction (:meth:`StockLedger.__init__`). (A hold must
+never be written with ``INSERT OR REPLACE``: SQLite fires no delete trigger
+for the replaced row unless recursive triggers are on.)
 """
 
 from __future__ import annotations
@@ -54,6 +75,35 @@ CREATE TABLE IF NOT EXISTS acp_catalog_orders (
 );
 """
 
+#: the per-variant held counter and the triggers that keep it equal to the sum
+#: of the holds' quantities (see the module docstring)
+_COUNTERS: dict[str, str] = {
+    "acp_catalog_held": """
+        CREATE TABLE acp_catalog_held (
+            item_id TEXT PRIMARY KEY,
+            quantity INTEGER NOT NULL
+        )""",
+    "acp_catalog_holds_count_insert": """
+        CREATE TRIGGER acp_catalog_holds_count_insert AFTER INSERT ON acp_catalog_holds
+        BEGIN
+            INSERT OR IGNORE INTO acp_catalog_held (item_id, quantity) VALUES (NEW.item_id, 0);
+            UPDATE acp_catalog_held SET quantity = quantity + NEW.quantity WHERE item_id = NEW.item_id;
+        END""",
+    "acp_catalog_holds_count_delete": """
+        CREATE TRIGGER acp_catalog_holds_count_delete AFTER DELETE ON acp_catalog_holds
+        BEGIN
+            UPDATE acp_catalog_held SET quantity = quantity - OLD.quantity WHERE item_id = OLD.item_id;
+        END""",
+    "acp_catalog_holds_count_update": """
+        CREATE TRIGGER acp_catalog_holds_count_update
+        AFTER UPDATE OF item_id, quantity ON acp_catalog_holds
+        BEGIN
+            UPDATE acp_catalog_held SET quantity = quantity - OLD.quantity WHERE item_id = OLD.item_id;
+            INSERT OR IGNORE INTO acp_catalog_held (item_id, quantity) VALUES (NEW.item_id, 0);
+            UPDATE acp_catalog_held SET quantity = quantity + NEW.quantity WHERE item_id = NEW.item_id;
+        END""",
+}
+
 #: ``decide(available)`` -> quantities to hold; ``available`` maps item id to
 #: units available to the session (``None`` = unlimited).
 Decide = cabc.Callable[[dict[str, int | None]], cabc.Mapping[str, int]]
@@ -74,22 +124,51 @@ class StockLedger:
         self._conn = self._db.conn
         self._tx = self._db.tx
         self.close = self._db.close
+        self._install_counters()
+
+    def _install_counters(self) -> None:
+        """Create the held counter table and its triggers if the database lacks
+        any of them (a file from before the counters), and then rebuild every
+        counter from the holds, in one ``BEGIN IMMEDIATE`` transaction: no hold
+        can change between the rebuild and the triggers taking over. A no-op
+        (one read) on an up-to-date database.
+
+        :raises sqlite3.Error: the database failed.
+        """
+        with self._tx() as db:
+            present = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")} & set(_COUNTERS)
+            if present == set(_COUNTERS):
+                return
+            for name, statement in _COUNTERS.items():
+                if name not in present:
+                    db.execute(statement)
+            db.execute("DELETE FROM acp_catalog_held")
+            db.execute("INSERT INTO acp_catalog_held (item_id, quantity)"
+                       " SELECT item_id, SUM(quantity) FROM acp_catalog_holds GROUP BY item_id")
+
+    @staticmethod
+    def _purge(db: sqlite3.Connection, now: float) -> None:
+        """Delete the holds expired at ``now`` (Unix seconds); the delete trigger
+        takes their units off the held counters."""
+        db.execute("DELETE FROM acp_catalog_holds WHERE expires_at <= ?", (now,))
 
     @staticmethod
     def _available(db: sqlite3.Connection, item_id: str, on_hand: int | None,
                    session_id: str, now: float) -> int | None:
+        """Units of ``item_id`` available to ``session_id``: on hand - sold -
+        (held counter - the session's own hold). Only valid after
+        :meth:`_purge` at ``now`` in the same transaction (then every hold left
+        is unexpired). ``None`` when ``on_hand`` is (unlimited)."""
         if on_hand is None:
             return None
-        (sold,) = db.execute(
-            "SELECT COALESCE(SUM(quantity), 0) FROM acp_catalog_sold WHERE item_id = ?",
-            (item_id,),
+        sold, held, own = db.execute(
+            "SELECT (SELECT quantity FROM acp_catalog_sold WHERE item_id = :item),"
+            " (SELECT quantity FROM acp_catalog_held WHERE item_id = :item),"
+            " (SELECT quantity FROM acp_catalog_holds WHERE session_id = :session AND item_id = :item)",
+            {"item": item_id, "session": session_id},
         ).fetchone()
-        (held,) = db.execute(
-            "SELECT COALESCE(SUM(quantity), 0) FROM acp_catalog_holds"
-            " WHERE item_id = ? AND session_id != ? AND expires_at > ?",
-            (item_id, session_id, now),
-        ).fetchone()
-        return max(on_hand - int(sold) - int(held), 0)
+        return max(on_hand - int(sold or 0) - (int(held or 0) - int(own or 0)), 0)
 
     def reserve(self, session_id: str, on_hand: cabc.Mapping[str, int | None], decide: Decide,
                 *, expires_at: float, now: float) -> tuple[dict[str, int | None], dict[str, int]]:
@@ -107,7 +186,7 @@ class StockLedger:
         :raises sqlite3.Error: the database failed (including lock timeouts).
         """
         with self._tx() as db:
-            db.execute("DELETE FROM acp_catalog_holds WHERE expires_at <= ?", (now,))
+            self._purge(db, now)
             available = {
                 item_id: self._available(db, item_id, units, session_id, now)
                 for item_id, units in on_hand.items()
@@ -129,8 +208,9 @@ class StockLedger:
 
         Idempotent per ``session_id``: when the session already has an order it
         is returned unchanged and nothing else happens. Availability is
-        re-checked (on hand - sold - other sessions' unexpired holds), so an
-        expired hold still succeeds while the stock is there.
+        re-checked (on hand - sold - other sessions' unexpired holds; expired
+        holds are purged first), so an expired hold still succeeds while the
+        stock is there.
 
         :param wanted: item id -> units to sell.
         :param on_hand: item id -> units on hand per the store file (``None`` = unlimited).
@@ -144,6 +224,7 @@ class StockLedger:
             existing = self._order(db, session_id)
             if existing is not None:
                 return existing
+            self._purge(db, now)
             for item_id, qty in wanted.items():
                 available = self._available(db, item_id, on_hand.get(item_id, 0), session_id, now)
                 if available is not None and qty > available:
@@ -185,6 +266,13 @@ class StockLedger:
         rows = self._conn().execute(
             "SELECT item_id, quantity FROM acp_catalog_holds WHERE session_id = ?", (session_id,)
         )
+        return dict(rows.fetchall())
+
+    def held_counts(self) -> dict[str, int]:
+        """item id -> units in holds per the held counters (expired holds
+        included until purged; zero counters left out)."""
+        rows = self._conn().execute(
+            "SELECT item_id, quantity FROM acp_catalog_held WHERE quantity != 0 ORDER BY item_id")
         return dict(rows.fetchall())
 
     def sold(self, item_id: str) -> int:

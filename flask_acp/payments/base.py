@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import typing as t
 
+from iso4217 import Currency
+
 from ..models import JSON
+from ..models import Message
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +103,51 @@ class RefundResult:
     status: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AmountProblem:
+    """An amount the processor cannot charge (see :meth:`PaymentProcessor.amount_problem`).
+
+    :ivar code: the ACP ``MessageError`` code it becomes: ``invalid`` (not a
+        multiple of ``limit``, e.g. a three-decimal currency on Stripe),
+        ``minimum_not_met`` (below ``limit``) or ``maximum_exceeded`` (above ``limit``).
+    :ivar amount: the refused amount, minor units of ``currency``.
+    :ivar currency: lowercase ISO 4217 code.
+    :ivar limit: minor units of ``currency``: the step, minimum or maximum
+        broken; ``None`` when the processor refused without saying which
+        (a refusal at charge time, e.g. a minimum after currency conversion).
+    """
+
+    code: t.Literal["invalid", "minimum_not_met", "maximum_exceeded"]
+    amount: int
+    currency: str
+    limit: int | None = None
+
+    def message(self) -> Message:
+        """The ``messages[]`` error that keeps the session ``not_ready_for_payment``:
+        ``param`` ``$.totals``, text from :mod:`flask_acp.i18n` with the
+        amounts in major units (``"3.988 KWD"``)."""
+        code = self.currency.upper()
+        args = {"total": f"{format_minor(self.amount, code)} {code}", "currency": code}
+        if self.limit is None:
+            key = "amount_not_chargeable"
+        elif self.code == "invalid":
+            key, args["step"] = "amount_not_multiple", format_minor(self.limit, code)
+        else:
+            key = "amount_below_minimum" if self.code == "minimum_not_met" else "amount_above_maximum"
+            args["limit"] = f"{format_minor(self.limit, code)} {code}"
+        return Message(type="error", code=self.code, param="$.totals",
+                       resolution="requires_buyer_input", text_key=key, text_args=args)
+
+
+def format_minor(amount: int, currency: str) -> str:
+    """``amount`` minor units of ``currency`` (ISO 4217, any case) as a
+    decimal string with the currency's ISO exponent: ``(3988, "kwd") ->
+    "3.988"``, ``(50, "usd") -> "0.50"``, ``(50, "jpy") -> "50"``. Display only."""
+    member = Currency.__members__.get(currency.upper())
+    exponent = int(member.exponent) if member is not None and member.exponent is not None else 0
+    return str(decimal.Decimal(amount).scaleb(-exponent).quantize(decimal.Decimal(1).scaleb(-exponent)))
+
+
 class PaymentProcessor(t.Protocol):
     """What the checkout service needs from a payment processor."""
 
@@ -113,10 +162,24 @@ class PaymentProcessor(t.Protocol):
         charge starts."""
         ...
 
+    def amount_problem(self, amount: int, currency: str) -> AmountProblem | None:
+        """Why the processor cannot charge ``amount`` minor units of
+        ``currency`` (lowercase ISO 4217), or ``None`` when it can.
+
+        The processor's own amount rules (a step such as Stripe's three-decimal
+        rule, its minimum and maximum charge), stated without a network call.
+        The checkout calls it whenever it quotes a session total; an answer
+        becomes an error message (:meth:`AmountProblem.message`) and the
+        session stays ``not_ready_for_payment``, so it is never charged.
+        """
+        ...
+
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Charge ``request.amount``; idempotent per ``request.idempotency_key``.
 
         :raises PaymentDeclinedError: declined; the session stays payable.
+        :raises PaymentAmountError: the processor refused the amount itself
+            (nothing charged; the total must change).
         :raises PaymentTokenError: the credential is unusable.
         :raises PaymentActionRequiredError: 3DS needed.
         :raises PaymentUnavailableError: outcome unknown; retry later.

@@ -26,7 +26,13 @@ PaymentIntent is canceled and :class:`PaymentActionRequiredError`; rate limits,
 connection errors and Stripe 5xx -> :class:`PaymentUnavailableError` (the
 outcome may be unknown: the checkout reconciles before charging again);
 authentication/permission/other request errors -> :class:`PaymentProviderError`
-(our configuration is wrong; nothing was charged).
+(our configuration is wrong; nothing was charged); an amount Stripe refuses
+(``amount_too_small``, ``amount_too_large``, ``invalid_charge_amount`` on
+``amount``) -> :class:`PaymentAmountError`.
+
+Amount rules (:meth:`StripePaymentProcessor.amount_problem`): Stripe's
+documented three-decimal rule, minimum and maximum charge amounts, from the
+table in :mod:`flask_acp.payments.stripe_amounts`.
 """
 
 from __future__ import annotations
@@ -39,11 +45,14 @@ import typing as t
 import stripe
 
 from ..errors import PaymentActionRequiredError
+from ..errors import PaymentAmountError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentError
 from ..errors import PaymentProviderError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
+from . import stripe_amounts
+from .base import AmountProblem
 from .base import ChargeRequest
 from .base import ChargeResult
 from .base import PaymentHandler
@@ -58,6 +67,13 @@ _DECLINED_TEXT = "Your card was declined. Please try a different payment method.
 _TOKEN_TEXT = {"resource_missing": "the payment token does not exist"}
 #: PaymentIntent statuses that hold the buyer's money (captured, authorized, settling)
 _HELD = ("succeeded", "requires_capture", "processing")
+#: Stripe error codes (on ``param: amount``) refusing the amount -> the ACP message code
+_AMOUNT_CODES: dict[str, t.Literal["invalid", "minimum_not_met", "maximum_exceeded"]] = {
+    "amount_too_small": "minimum_not_met",
+    "amount_too_large": "maximum_exceeded",
+    "invalid_charge_amount": "invalid",
+}
+_AMOUNT_TEXT = "The payment processor cannot charge this total."
 
 
 def _replayed(obj: t.Any) -> bool:
@@ -161,12 +177,23 @@ class StripePaymentProcessor:
             + self.max_network_retries * self.RETRY_DELAY_MAX
         return self.CHARGE_CALLS * per_call
 
+    def amount_problem(self, amount: int, currency: str) -> AmountProblem | None:
+        """Stripe's documented amount rules for ``amount`` minor units of
+        ``currency``: a three-decimal currency's amount must end in 0, and the
+        amount must lie within Stripe's minimum and maximum charge amounts
+        (:func:`flask_acp.payments.stripe_amounts.amount_problem`). No network call."""
+        return stripe_amounts.amount_problem(amount, currency)
+
     def charge(self, request: ChargeRequest) -> ChargeResult:
         """Create and confirm a PaymentIntent for ``request.amount`` (see module doc).
+        An amount :meth:`amount_problem` refuses is never sent to Stripe.
 
         :raises PaymentDeclinedError, PaymentTokenError, PaymentActionRequiredError,
-            PaymentUnavailableError, PaymentProviderError:
+            PaymentUnavailableError, PaymentProviderError, PaymentAmountError:
         """
+        problem = self.amount_problem(request.amount, request.currency)
+        if problem is not None:
+            raise PaymentAmountError(_AMOUNT_TEXT, problem=problem)
         if self.preflight:
             found = self._check_token(request)
             if found is not None:
@@ -357,6 +384,15 @@ class StripePaymentProcessor:
             return PaymentDeclinedError(_DECLINED_TEXT, decline_code=decline or exc.code)
         if isinstance(exc, stripe.IdempotencyError):
             return PaymentTokenError("the payment token was already used for a different amount")
+        if isinstance(exc, stripe.InvalidRequestError) and request is not None \
+                and exc.param == "amount" and str(exc.code) in _AMOUNT_CODES:
+            log.info("Stripe refused the amount %s %s: %s (code=%s, request=%s)", request.amount,
+                     request.currency, exc.user_message, exc.code, exc.request_id)
+            code = _AMOUNT_CODES[str(exc.code)]
+            known = self.amount_problem(request.amount, request.currency)
+            if known is None or known.code != code:  # e.g. a minimum after conversion
+                known = AmountProblem(code=code, amount=request.amount, currency=request.currency.lower())
+            return PaymentAmountError(_AMOUNT_TEXT, problem=known)
         if isinstance(exc, stripe.InvalidRequestError):
             param = exc.param or ""
             if request is not None and (param.startswith(SPT_PARAM) or param == "shared_payment_granted_token"

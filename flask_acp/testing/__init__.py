@@ -17,6 +17,12 @@ Tokens understood by :class:`FakePaymentProcessor` (prefix match):
                        a retry with the same idempotency key gets the stored outcome
 anything else          charged
 =====================  ==================================================
+
+Amounts: :class:`FakePaymentProcessor` advertises a ``psp: stripe`` handler
+and applies Stripe's amount rules (:mod:`flask_acp.payments.stripe_amounts`:
+three-decimal step, minimum and maximum charge), so a test with the fake sees
+the same ``not_ready_for_payment`` sessions as production on Stripe. Pass
+``amount_rules=False`` to charge any positive amount.
 """
 
 from __future__ import annotations
@@ -31,9 +37,12 @@ import typing as t
 import uuid
 
 from ..errors import PaymentActionRequiredError
+from ..errors import PaymentAmountError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
+from ..payments import stripe_amounts
+from ..payments.base import AmountProblem
 from ..payments.base import ChargeRequest
 from ..payments.base import ChargeResult
 from ..payments.base import PaymentHandler
@@ -50,12 +59,15 @@ class FakePaymentProcessor:
         processes share it; ``None`` keeps it in memory.
     :param handler_id: the ``PaymentHandler.id`` it advertises.
     :param merchant_id: ``config.merchant_id`` of that handler.
+    :param amount_rules: apply Stripe's amount rules (see the module docstring);
+        ``False``: any amount >= 1 minor unit is chargeable.
     """
 
     def __init__(self, ledger_path: str | None = None, *, handler_id: str = "card_tokenized",
-                 merchant_id: str = "acct_fake") -> None:
+                 merchant_id: str = "acct_fake", amount_rules: bool = True) -> None:
         self.handler_id = handler_id
         self.merchant_id = merchant_id
+        self.amount_rules = amount_rules
         self._path = ledger_path or ":memory:"
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -88,7 +100,21 @@ class FakePaymentProcessor:
         """One local SQLite write: a second at the most."""
         return 1.0
 
+    def amount_problem(self, amount: int, currency: str) -> AmountProblem | None:
+        """Stripe's rules (:func:`flask_acp.payments.stripe_amounts.amount_problem`),
+        or only ``amount >= 1`` with ``amount_rules=False``."""
+        if self.amount_rules:
+            return stripe_amounts.amount_problem(amount, currency)
+        if amount < 1:
+            return AmountProblem(code="minimum_not_met", amount=amount, currency=currency.lower(), limit=1)
+        return None
+
     def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge per the token's prefix (module docstring); an amount
+        :meth:`amount_problem` refuses raises :class:`PaymentAmountError`, nothing recorded."""
+        problem = self.amount_problem(request.amount, request.currency)
+        if problem is not None:
+            raise PaymentAmountError("the processor cannot charge this amount", problem=problem)
         token = request.token
         if token.startswith("spt_unavailable"):
             raise PaymentUnavailableError("processor unavailable", retry_after=1, outcome_unknown=False)

@@ -44,6 +44,19 @@ The token GET, the test helpers, and a PI create that carries
 ``Stripe-Version: <spt_api_version>`` (else 400, ``param`` and ``code`` empty, and
 nothing saved). Other calls accept any version.
 
+Amounts on ``POST /v1/payment_intents`` follow Stripe's documented rules
+(docs.stripe.com/currencies; the table is :mod:`flask_acp.payments.stripe_amounts`),
+checked before anything else, with 400 ``invalid_request_error`` and
+``param: amount``; nothing is created:
+
+* below the currency's minimum charge amount: ``amount_too_small``, "Amount must
+  be at least $0.50 usd" (Stripe's wording);
+* above the maximum (8 digits, ``99999999``; IDR 12, COP 10, INR 9):
+  ``amount_too_large``, "Amount must be no more than $999,999.99";
+* a three-decimal currency (BHD, JOD, KWD, OMR, TND) whose last digit is not 0:
+  ``invalid_charge_amount`` (a code from Stripe's list; the exact code and text
+  Stripe sends for this case are not documented, so they are this fake's).
+
 Test payment methods (``payment_method`` of the test helper) pick the outcome of
 the charge, mirroring Stripe's sandbox cards (see :data:`TEST_PAYMENT_METHODS`):
 
@@ -84,6 +97,9 @@ this fake's, not Stripe's:
 * A 500 that is saved under an idempotency key (fault ``"500_after"``) carries
   ``Stripe-Should-Retry: false``, so the SDK does not retry into the replay.
 * Search is immediately consistent (Stripe's is not).
+* The minimum is the charge currency's own (as if the account settled in every
+  currency: no conversion to a settlement currency), and amount errors are not
+  saved under the idempotency key (like parameter validation errors).
 
 Idempotency (POST only, keyed by ``(api key, Idempotency-Key)``, never
 required): the first request that starts executing saves its status and body;
@@ -98,6 +114,7 @@ not saved.
 from __future__ import annotations
 
 import copy
+import decimal
 import hashlib
 import hmac
 import json
@@ -120,6 +137,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
+from ..payments import stripe_amounts
+from ..payments.base import format_minor
 from ._wsgi import drop_connection
 
 if t.TYPE_CHECKING:
@@ -361,6 +380,27 @@ class _StripeError(Exception):
         error.update(extra)
         self.status, self.body, self.saved = status, {"error": error}, saved
         self.headers = headers or {}
+
+
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+
+
+def _amount_error(amount: int, currency: str) -> _StripeError | None:
+    """Stripe's answer to a PaymentIntent for ``amount`` minor units of
+    ``currency`` that breaks its amount rules (module docstring), else ``None``."""
+    problem = stripe_amounts.amount_problem(amount, currency)
+    if problem is None or problem.limit is None:
+        return None
+    shown = f"{_SYMBOLS.get(currency, '')}{decimal.Decimal(format_minor(problem.limit, currency)):,}"
+    if problem.code == "minimum_not_met":
+        return _StripeError(400, f"Amount must be at least {shown} {currency}",
+                            code="amount_too_small", param="amount", saved=False)
+    if problem.code == "maximum_exceeded":
+        return _StripeError(400, f"Amount must be no more than {shown}",
+                            code="amount_too_large", param="amount", saved=False)
+    return _StripeError(400, f"Invalid amount: {currency} amounts must be a multiple of "
+                             f"{problem.limit} (the last digit must be 0); {amount} is not.",
+                        code="invalid_charge_amount", param="amount", saved=False)
 
 
 class _DropConnection(Exception):
@@ -1078,6 +1118,9 @@ class FakeStripe:
 
     def _do_pi_create(self, params: JSONDict) -> tuple[int, JSONDict]:
         amount, currency = params["amount"], params["currency"].lower()
+        refused = _amount_error(amount, currency)
+        if refused is not None:
+            raise refused
         pmd = params.get("payment_method_data")
         spt = (pmd or {}).get("shared_payment_granted_token")
         if pmd is not None and spt is None:

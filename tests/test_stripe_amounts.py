@@ -1,0 +1,71 @@
+"""Stripe's documented amount rules (flask_acp.payments.stripe_amounts) and the
+Stripe processor's own use of them: an amount Stripe would refuse is never sent.
+
+Values from docs.stripe.com/currencies ("Three-decimal currencies", "Minimum and
+maximum charge amounts"), in ISO 4217 minor units. No mocks: the processor talks
+HTTP to FakeStripe, which must see no request at all.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+
+import pytest
+
+from flask_acp.errors import PaymentAmountError
+from flask_acp.payments import stripe_amounts
+from flask_acp.payments.base import ChargeRequest
+from flask_acp.payments.stripe import StripePaymentProcessor
+from flask_acp.testing.fake_stripe import FakeStripe
+
+
+@pytest.mark.parametrize(("currency", "minimum"), [
+    ("usd", 50), ("EUR", 50), ("gbp", 30), ("jpy", 50), ("krw", 50), ("huf", 17500), ("mxn", 1000),
+    ("thb", 1000), ("czk", 1500), ("aed", 200), ("xof", 1),
+])
+def test_documented_minimums_in_minor_units(currency: str, minimum: int) -> None:
+    assert stripe_amounts.minimum(currency) == minimum
+    assert stripe_amounts.amount_problem(minimum, currency) is None
+    if minimum > 1:
+        problem = stripe_amounts.amount_problem(minimum - 1, currency)
+        assert problem is not None
+        assert (problem.code, problem.limit, problem.currency) == ("minimum_not_met", minimum,
+                                                                   currency.lower())
+
+
+@pytest.mark.parametrize(("currency", "maximum"), [
+    ("usd", 99_999_999), ("jpy", 99_999_999), ("kwd", 99_999_999), ("idr", 999_999_999_999),
+    ("cop", 9_999_999_999), ("inr", 999_999_999),
+])
+def test_documented_maximums_in_minor_units(currency: str, maximum: int) -> None:
+    assert stripe_amounts.maximum(currency) == maximum
+    problem = stripe_amounts.amount_problem(maximum + 1, currency)
+    assert problem is not None
+    assert (problem.code, problem.limit) == ("maximum_exceeded", maximum)
+
+
+@pytest.mark.parametrize("currency", ["bhd", "JOD", "kwd", "omr", "tnd"])
+def test_three_decimal_currencies_need_a_last_digit_of_zero(currency: str) -> None:
+    assert stripe_amounts.amount_problem(5120, currency) is None
+    problem = stripe_amounts.amount_problem(5124, currency)
+    assert problem is not None
+    assert (problem.code, problem.amount, problem.limit) == ("invalid", 5124, 10)
+    assert stripe_amounts.amount_problem(5124, "usd") is None  # two decimals: any digit
+
+
+@pytest.fixture
+def fake() -> cabc.Iterator[FakeStripe]:
+    with FakeStripe() as server:
+        yield server
+    assert server.server_errors == []
+
+
+def test_stripe_processor_refuses_locally_before_any_request(fake: FakeStripe) -> None:
+    processor = StripePaymentProcessor(fake.api_key, merchant_id="acct_test", api_base=fake.url)
+    assert processor.amount_problem(5120, "kwd") is None
+    with pytest.raises(PaymentAmountError) as exc:
+        processor.charge(ChargeRequest(idempotency_key="k1", amount=5124, currency="kwd", token="spt_x",
+                                       handler_id="card_tokenized", checkout_session_id="cs_1"))
+    problem = exc.value.problem
+    assert (problem.code, problem.amount, problem.limit) == ("invalid", 5124, 10)
+    assert fake.requests == []
