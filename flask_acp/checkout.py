@@ -36,7 +36,6 @@ import typing as t
 
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
-from .config import Settings
 from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
@@ -44,7 +43,6 @@ from .errors import AdapterUnavailableError
 from .errors import BusyError
 from .errors import InvalidRequestError
 from .errors import PaymentActionRequiredError
-from .errors import PaymentAmountError
 from .errors import PaymentDeclinedError
 from .errors import PaymentProviderError
 from .errors import PaymentTokenError
@@ -69,7 +67,9 @@ from .models import line_item_id
 from .models import new_event
 from .payments.base import ChargeRequest
 from .payments.base import ChargeResult
+from .payments.base import PaymentAmountError
 from .payments.base import PaymentProcessor
+from .sessions import LockSettings
 from .sessions import SessionAccess
 from .sessions import utcnow
 from .settlement import Settlement
@@ -91,6 +91,31 @@ class SweepReport:
     purged_idempotency: int = 0
 
 
+class CheckoutSettings(LockSettings, t.Protocol):
+    """The settings the checkout core reads (``flask_acp.config.Settings`` has
+    them; loading and validating them is the edge's job). All in seconds."""
+
+    @property
+    def session_ttl(self) -> int:
+        """A session lives this long after its last change."""
+
+    @property
+    def idempotency_ttl(self) -> int:
+        """Stored idempotent responses are purged after this."""
+
+    @property
+    def order_placement_retries(self) -> tuple[float, ...]:
+        """Pauses between inline ``place_order`` retries."""
+
+    @property
+    def order_placement_deadline(self) -> int:
+        """After this an unplaceable paid order is refunded."""
+
+    @property
+    def payment_reconcile_window(self) -> int:
+        """An unknown charge outcome blocks another credential this long."""
+
+
 class CheckoutService:
     """Create, update, read, complete and cancel checkout sessions.
 
@@ -107,7 +132,7 @@ class CheckoutService:
         adapter: PlatformAdapter,
         payments: PaymentProcessor,
         store: SessionStore,
-        settings: Settings,
+        settings: CheckoutSettings,
         clock: cabc.Callable[[], dt.datetime] = utcnow,
         on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None,
     ) -> None:

@@ -40,15 +40,13 @@ Internal families raised by ports and translated by the core:
     +-- PaymentActionRequiredError    the charge needs 3DS
     +-- PaymentUnavailableError       outcome unknown or provider down: retry later
     +-- PaymentProviderError          the processor refused our request (configuration)
-    +-- PaymentAmountError            the processor refused the amount (min, max, step)
+    +-- PaymentAmountError            the processor refused the amount (min, max, step);
+                                      in flask_acp.payments.base, next to its AmountProblem
 """
 
 from __future__ import annotations
 
 import typing as t
-
-if t.TYPE_CHECKING:
-    from .payments.base import AmountProblem
 
 
 class ACPError(Exception):
@@ -255,20 +253,6 @@ class PaymentProviderError(PaymentError):
     permission, a bug on our side). Nothing was charged; the merchant must act."""
 
 
-class PaymentAmountError(PaymentError):
-    """The processor refused the amount itself: below its minimum, above its
-    maximum, or not a multiple of its step (Stripe's three-decimal rule).
-    Nothing was charged; the session's total must change before it can be paid.
-
-    :param problem: what was refused, as :meth:`PaymentProcessor.amount_problem
-        <flask_acp.payments.base.PaymentProcessor.amount_problem>` would say it.
-    """
-
-    def __init__(self, user_message: str, *, problem: AmountProblem) -> None:
-        super().__init__(user_message, decline_code=problem.code)
-        self.problem = problem
-
-
 class PaymentUnavailableError(PaymentError):
     """The processor could not be reached or failed.
 
@@ -299,7 +283,6 @@ __all__ = [
     "MethodNotAllowedError",
     "NotFoundError",
     "PaymentActionRequiredError",
-    "PaymentAmountError",
     "PaymentDeclinedError",
     "PaymentError",
     "PaymentProviderError",

@@ -13,8 +13,8 @@ import collections.abc as cabc
 import contextlib
 import contextvars
 import datetime as dt
+import typing as t
 
-from .config import Settings
 from .errors import BusyError
 from .errors import NotFoundError
 from .models import CheckoutSession
@@ -24,6 +24,18 @@ from .store.base import Fence
 from .store.base import LockLostError
 from .store.base import LockTimeoutError
 from .store.base import SessionStore
+
+
+class LockSettings(t.Protocol):
+    """The settings session locks need (``flask_acp.config.Settings`` has them)."""
+
+    @property
+    def lock_wait(self) -> float:
+        """Seconds a request waits for another one on the same session."""
+
+    @property
+    def lock_lease(self) -> float:
+        """Seconds a lock lasts if its holder dies."""
 
 
 def utcnow() -> dt.datetime:
@@ -43,7 +55,7 @@ class SessionAccess:
     :param on_events: called with order events after they are committed.
     """
 
-    def __init__(self, store: SessionStore, settings: Settings, *,
+    def __init__(self, store: SessionStore, settings: LockSettings, *,
                  clock: cabc.Callable[[], dt.datetime] = utcnow,
                  on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None) -> None:
         self.store = store
@@ -141,5 +153,5 @@ def _ignore(events: cabc.Sequence[OrderEvent]) -> None:
     return None
 
 
-__all__ = ["SessionAccess", "utcnow"]
+__all__ = ["LockSettings", "SessionAccess", "utcnow"]
 

@@ -8,6 +8,7 @@ import typing as t
 
 from iso4217 import Currency
 
+from ..errors import PaymentError
 from ..models import JSON
 from ..models import Message
 
@@ -220,3 +221,17 @@ class PaymentProcessor(t.Protocol):
         :raises PaymentUnavailableError: the processor cannot answer now.
         """
         ...
+
+
+class PaymentAmountError(PaymentError):
+    """The processor refused the amount itself: below its minimum, above its
+    maximum, or not a multiple of its step (Stripe's three-decimal rule).
+    Nothing was charged; the session's total must change before it can be paid.
+
+    :param problem: what was refused, as :meth:`PaymentProcessor.amount_problem
+        <flask_acp.payments.base.PaymentProcessor.amount_problem>` would say it.
+    """
+
+    def __init__(self, user_message: str, *, problem: AmountProblem) -> None:
+        super().__init__(user_message, decline_code=problem.code)
+        self.problem = problem

@@ -45,7 +45,6 @@ import typing as t
 import stripe
 
 from ..errors import PaymentActionRequiredError
-from ..errors import PaymentAmountError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentError
 from ..errors import PaymentProviderError
@@ -55,6 +54,7 @@ from . import stripe_amounts
 from .base import AmountProblem
 from .base import ChargeRequest
 from .base import ChargeResult
+from .base import PaymentAmountError
 from .base import PaymentHandler
 from .base import RefundResult
 from .base import tokenized_card_handler

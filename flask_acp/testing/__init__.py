@@ -37,7 +37,6 @@ import typing as t
 import uuid
 
 from ..errors import PaymentActionRequiredError
-from ..errors import PaymentAmountError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
@@ -45,6 +44,7 @@ from ..payments import stripe_amounts
 from ..payments.base import AmountProblem
 from ..payments.base import ChargeRequest
 from ..payments.base import ChargeResult
+from ..payments.base import PaymentAmountError
 from ..payments.base import PaymentHandler
 from ..payments.base import RefundResult
 from ..payments.base import tokenized_card_handler
