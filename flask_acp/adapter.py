@@ -28,6 +28,9 @@ from .models import Quote
 from .models import SelectedFulfillmentOption
 from .models import line_item_id
 
+if t.TYPE_CHECKING:  # the port itself imports no marshmallow
+    from .config import Section
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class QuoteRequest:
@@ -131,11 +134,16 @@ class PlatformAdapter(abc.ABC):
     #: are made there and reach flask-acp through its webhooks, so the
     #: ``flask acp orders ship|deliver|cancel|refund`` commands refuse them.
     platform_manages_orders: t.ClassVar[bool] = False
+    #: the config keys the adapter reads, declared once (:class:`flask_acp.config.Section`):
+    #: ``init_app`` validates them with the core's keys and reports every problem
+    #: at once, and the README's table comes from them. ``None``: no keys of its own.
+    settings_section: t.ClassVar[Section[t.Any] | None] = None
 
     @classmethod
     @abc.abstractmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> PlatformAdapter:
-        """Build the adapter from the Flask app config (``ACP_*`` and its own keys).
+        """Build the adapter from the Flask app config (``ACP_*`` and its own keys),
+        reading its own keys through :attr:`settings_section` (``section.load(config)``).
 
         :raises ValueError: naming the missing or bad key.
         """

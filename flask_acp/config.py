@@ -1,14 +1,25 @@
-"""Configuration: every ``ACP_*`` key, its default, and validation.
+"""Configuration: every ``ACP_*`` key, declared once.
 
-Config is read once, in :meth:`flask_acp.ACP.init_app`, validated with a
-marshmallow schema, and frozen into :class:`Settings`. The README's
-"Configuration" section documents every key (type, default, unit).
+A key is declared by one field of a frozen dataclass, with :func:`setting`:
+the key, a marshmallow field (type and validation), the default, the unit and
+a one-line doc. A :class:`Section` bundles such a dataclass with cross-field
+checks. From the declarations come the loaded values (an instance of the
+dataclass: typed attributes), the validation errors, the unknown-key warnings
+and the README's tables (:mod:`flask_acp.configdoc`).
+
+The core's section is :data:`CORE_SETTINGS` (:class:`Settings`, here); the
+Stripe processor declares ``STRIPE_SETTINGS`` and every platform adapter its
+``settings_section``. :meth:`flask_acp.ACP.init_app` validates them all at once
+with :func:`load_settings`, and reports every problem in one error.
 """
 
 from __future__ import annotations
 
+import collections.abc as cabc
+import copy
 import dataclasses
 import difflib
+import functools
 import logging
 import os
 import typing as t
@@ -18,12 +29,11 @@ from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
-from marshmallow import validates_schema
+
+if t.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger("flask_acp")
-
-#: ``ACP_*`` keys that belong to adapters (read by them, not here).
-ADAPTER_KEYS = frozenset({"ACP_CATALOG_FILE", "ACP_STORE_FILE"})
 
 #: ACP versions this release implements, newest first.
 IMPLEMENTED_VERSIONS: tuple[str, ...] = ("2026-04-17",)
@@ -33,50 +43,163 @@ LINK_TYPES = (
     "contact_us", "about_us", "faq", "support",
 )
 
-#: Defaults, one per key (units in the comments).
-DEFAULTS: dict[str, t.Any] = {
-    "ACP_URL_PREFIX": "",  #: mount point of the checkout routes
-    "ACP_API_VERSIONS": list(IMPLEMENTED_VERSIONS),  #: accepted API-Version values
-    "ACP_AGENTS": {},  #: agent name -> {"api_keys": [...], "webhook_url", "webhook_secrets"}
-    "ACP_ADAPTER": "catalog",  #: entry-point name or "module:Class"
-    "ACP_SQLITE_PATH": None,  #: SQLite file; default <instance_path>/acp.sqlite3
-    "ACP_SESSION_TTL": 3600,  #: seconds a session lives after its last change
-    "ACP_IDEMPOTENCY_TTL": 86400,  #: seconds idempotent responses are kept (>= 24 h)
-    "ACP_IDEMPOTENCY_LEASE": 120,  #: seconds before an unfinished claim counts as abandoned
-    "ACP_LOCK_WAIT": 10.0,  #: seconds a request waits for another one on the same session
-    "ACP_LOCK_LEASE": 600.0,  #: seconds a session lock lasts if its holder dies (> a charge's budget)
-    "ACP_REQUIRE_HTTPS": True,  #: refuse plain HTTP outside debug/testing
-    "ACP_ALLOW_INSECURE_LOOPBACK": False,  #: accept plain HTTP from 127.0.0.1/::1
-    "ACP_TRUSTED_PROXY_HOPS": 0,  #: proxies whose X-Forwarded-Proto/For is trusted
-    "ACP_MAX_BODY_BYTES": 65536,  #: bytes; larger bodies get 413
-    "ACP_LINKS": [],  #: [{"type", "url", "title"?}] returned in every session
-    "ACP_API_BASE_URL": None,  #: discovery api_base_url; default: derived from the request
-    "ACP_DISCOVERY_MAX_AGE": 3600,  #: seconds, Cache-Control max-age of /.well-known/acp.json
-    "ACP_INTERVENTIONS": [],  #: interventions the merchant supports (3ds, ...)
-    "ACP_JSON_ROUTING_ERRORS": True,  #: JSON 404/405 for unknown paths under the prefix
-    "ACP_ORDER_PLACEMENT_RETRIES": [0.2, 1.0],  #: seconds between inline place_order retries
-    "ACP_ORDER_PLACEMENT_DEADLINE": 3600,  #: seconds; after it an unplaceable paid order is refunded
-    "ACP_PAYMENT_RECONCILE_WINDOW": 300,  #: seconds an unknown charge outcome blocks a new charge
-    # order webhooks
-    "ACP_REDIS_URL": None,  #: RQ delivery when set; else an in-app delivery thread
-    "ACP_WEBHOOK_QUEUE": "acp-webhooks",  #: RQ queue name
-    "ACP_WEBHOOK_RETRY_INTERVALS": [10, 30, 120, 600, 1800, 3600, 7200, 14400],  #: seconds
-    "ACP_WEBHOOK_TIMEOUT": 10.0,  #: seconds per delivery attempt
-    "ACP_WEBHOOK_DELIVERY_THREAD": True,  #: run the in-app delivery thread without Redis
-    # Stripe
-    "ACP_STRIPE_SECRET_KEY": None,  #: sk_... ; enables the Stripe payment processor
-    "ACP_STRIPE_MERCHANT_ID": None,  #: acct_... advertised in the payment handler config
-    "ACP_STRIPE_API_BASE": None,  #: Stripe API base URL (tests point it at the fake)
-    "ACP_STRIPE_SPT_API_VERSION": "2026-09-30.preview",  #: Stripe-Version for SPT calls
-    "ACP_STRIPE_MAX_NETWORK_RETRIES": 2,  #: SDK retries of connection errors, 409 and 5xx
-    "ACP_STRIPE_CONNECT_TIMEOUT": 5.0,  #: seconds
-    "ACP_STRIPE_READ_TIMEOUT": 25.0,  #: seconds
-    "ACP_STRIPE_CAPTURE_METHOD": "automatic",  #: automatic | manual
-    "ACP_STRIPE_TOKEN_PREFLIGHT": True,  #: look the granted token up before charging
-    "ACP_STRIPE_TOKEN_EXPIRY_MARGIN": 30,  #: seconds; refuse tokens expiring sooner
-    "ACP_STRIPE_WEBHOOK_SECRET": None,  #: whsec_... for inbound Stripe webhooks
-    "ACP_STRIPE_HANDLER_ID": "card_tokenized",  #: PaymentHandler.id offered to agents
-}
+#: the platform adapter used when ``ACP_ADAPTER`` is not set.
+DEFAULT_ADAPTER = "catalog"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: the default of a key that must be set.
+REQUIRED: t.Any = _Required()
+
+#: a validator refusing empty and whitespace-only strings.
+NOT_BLANK = validate.Regexp(r"\s*\S", error="must not be blank")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """The declaration of one config key (see :func:`setting`)."""
+
+    key: str
+    field: fields.Field[t.Any]
+    default: t.Any
+    doc: str
+    unit: str = ""
+    default_doc: str | None = None
+    example: str | None = None
+    convert: cabc.Callable[[t.Any], t.Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def setting(key: str, field: fields.Field[t.Any], default: t.Any = REQUIRED, *, doc: str, unit: str = "",
+            default_doc: str | None = None, example: str | None = None,
+            convert: cabc.Callable[[t.Any], t.Any] | None = None) -> t.Any:
+    """Declare a settings dataclass field read from the config key ``key``.
+
+    :param field: the marshmallow field that validates and deserializes the
+        config value (its type is the README's "type").
+    :param default: the value used when the key is unset or ``None`` (in
+        config form: a list, not a tuple); :data:`REQUIRED` when it must be set.
+    :param doc: one line (Markdown) for the README table.
+    :param unit: e.g. ``"seconds"``, ``"bytes"``.
+    :param default_doc: how the README shows the default, when the value
+        alone says too little (a default computed at load time).
+    :param example: a value to suggest when a required key is missing.
+    :param convert: applied to the validated value (e.g. ``tuple``).
+    """
+    declared = Setting(key, field, default, doc, unit, default_doc, example, convert)
+    return dataclasses.field(metadata={"setting": declared})
+
+
+#: one problem: the key and what is wrong with it / what to set.
+Problem = tuple[str, str]
+
+V = t.TypeVar("V", bound="DataclassInstance")
+
+
+@dataclasses.dataclass(frozen=True)
+class Section(t.Generic[V]):
+    """A group of config keys: the fields of ``values`` declared with :func:`setting`.
+
+    :param name: short id (``"core"``, ``"stripe"``, ``"shopify"``), also the
+        README block's marker ``<!-- settings: name -->``.
+    :param values: the frozen dataclass the keys load into.
+    :param checks: cross-field checks, run on the loaded values when every
+        key is valid; each raises :class:`marshmallow.ValidationError` with the
+        offending key as ``field_name``.
+    """
+
+    name: str
+    values: type[V]
+    checks: tuple[cabc.Callable[[V], None], ...] = ()
+
+    def __post_init__(self) -> None:
+        keys = [s.key for s in self.settings()]
+        if len(set(keys)) != len(keys):
+            raise TypeError(f"section {self.name!r} declares a key twice: {keys}")
+
+    def settings(self) -> tuple[Setting, ...]:
+        """The declarations, in order."""
+        return tuple(s for _, s in self._declared)
+
+    @functools.cached_property
+    def _declared(self) -> tuple[tuple[str, Setting], ...]:
+        """(attribute name, declaration) of every declared field."""
+        found = []
+        for f in dataclasses.fields(self.values):
+            if "setting" not in f.metadata:
+                raise TypeError(f"{self.values.__name__}.{f.name} is not declared with setting()")
+            found.append((f.name, f.metadata["setting"]))
+        return tuple(found)
+
+    @functools.cached_property
+    def _schema(self) -> type[Schema]:
+        return Schema.from_dict({s.key: s.field for s in self.settings()}, name=f"{self.name}Settings")
+
+    def load(self, config: cabc.Mapping[str, t.Any]) -> V:
+        """Validate this section's keys of ``config`` (not modified) and
+        return their values. An unset or ``None`` key takes its default.
+
+        :raises ValueError: naming every bad key (``KEY: problem; KEY: problem``).
+        """
+        values, problems = self.validate(config)
+        if values is None:
+            raise ValueError("; ".join(f"{key}: {text}" for key, text in problems))
+        return values
+
+    def validate(self, config: cabc.Mapping[str, t.Any]) -> tuple[V | None, list[Problem]]:
+        """The values (``None`` when a key is invalid) and every problem found."""
+        raw: dict[str, t.Any] = {}
+        problems: list[Problem] = []
+        for s in self.settings():
+            value = config.get(s.key)
+            if value is None:
+                value = s.default
+            if value is REQUIRED:
+                example = f"; e.g. {s.key} = {s.example}" if s.example else ""
+                problems.append((s.key, f"required{example}"))
+            else:
+                raw[s.key] = value
+        try:
+            data = self._schema().load(raw)
+        except ValidationError as exc:
+            problems += [(key, _flatten(text)) for key, text in exc.messages_dict.items()]
+        if problems:
+            order = {s.key: i for i, s in enumerate(self.settings())}
+            return None, sorted(problems, key=lambda p: order.get(p[0], len(order)))
+        values = self.values(**{name: s.convert(data[s.key]) if s.convert else data[s.key]
+                                for name, s in self._declared})
+        for check in self.checks:
+            try:
+                check(values)
+            except ValidationError as exc:
+                problems.append((str(exc.field_name), _flatten(exc.messages)))
+        return (None if problems else values), problems
+
+    def apply_defaults(self, config: cabc.MutableMapping[str, t.Any]) -> None:
+        """Write the default of every unset (or ``None``) key into ``config``."""
+        for s in self.settings():
+            if config.get(s.key) is None and not s.required:
+                config[s.key] = copy.deepcopy(s.default)
+
+
+class Loaded:
+    """The values of several sections, by section: ``loaded[CORE_SETTINGS]``."""
+
+    def __init__(self, values: cabc.Mapping[str, object]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, section: Section[V]) -> V:
+        return t.cast(V, self._values[section.name])
+
+
+# --- the core's keys ------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,61 +215,6 @@ class Agent:
     api_keys: tuple[str, ...]
     webhook_url: str | None = None
     webhook_secrets: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
-    """The validated, frozen ``ACP_*`` configuration of one app."""
-
-    url_prefix: str
-    api_versions: tuple[str, ...]
-    agents: tuple[Agent, ...]
-    adapter: str
-    sqlite_path: str
-    session_ttl: int
-    idempotency_ttl: int
-    idempotency_lease: int
-    lock_wait: float
-    lock_lease: float
-    require_https: bool
-    allow_insecure_loopback: bool
-    trusted_proxy_hops: int
-    max_body_bytes: int
-    links: tuple[dict[str, str], ...]
-    api_base_url: str | None
-    discovery_max_age: int
-    interventions: tuple[str, ...]
-    json_routing_errors: bool
-    order_placement_retries: tuple[float, ...]
-    order_placement_deadline: int
-    payment_reconcile_window: int
-    redis_url: str | None
-    webhook_queue: str
-    webhook_retry_intervals: tuple[int, ...]
-    webhook_timeout: float
-    webhook_delivery_thread: bool
-    stripe_secret_key: str | None
-    stripe_merchant_id: str | None
-    stripe_api_base: str | None
-    stripe_spt_api_version: str
-    stripe_max_network_retries: int
-    stripe_connect_timeout: float
-    stripe_read_timeout: float
-    stripe_capture_method: str
-    stripe_token_preflight: bool
-    stripe_token_expiry_margin: int
-    stripe_webhook_secret: str | None
-    stripe_handler_id: str
-
-    def agent(self, name: str) -> Agent:
-        """The configured agent called ``name``.
-
-        :raises KeyError: no such agent.
-        """
-        for agent in self.agents:
-            if agent.name == name:
-                return agent
-        raise KeyError(name)
 
 
 class _AgentSchema(Schema):
@@ -166,147 +234,246 @@ class _LinkSchema(Schema):
     title = fields.String()
 
 
-class _SettingsSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    ACP_URL_PREFIX = fields.String(validate=validate.Regexp(r"^(/[^/]+)*$",
-                                   error="must be empty or start with '/' and not end with '/'"))
-    ACP_API_VERSIONS = fields.List(fields.String(validate=validate.OneOf(IMPLEMENTED_VERSIONS)),
-                                   validate=validate.Length(min=1))
-    ACP_AGENTS = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
-                             values=fields.Nested(_AgentSchema), validate=validate.Length(min=1))
-    ACP_ADAPTER = fields.String(validate=validate.Length(min=1))
-    ACP_SQLITE_PATH = fields.String(validate=validate.Length(min=1))
-    ACP_SESSION_TTL = fields.Integer(strict=True, validate=validate.Range(min=60))
-    ACP_IDEMPOTENCY_TTL = fields.Integer(strict=True, validate=validate.Range(
-        min=86400, error="must be at least 86400 seconds (the spec keeps keys 24 h)"))
-    ACP_IDEMPOTENCY_LEASE = fields.Integer(strict=True, validate=validate.Range(min=1))
-    ACP_LOCK_WAIT = fields.Float(validate=validate.Range(min=0))
-    ACP_LOCK_LEASE = fields.Float(validate=validate.Range(min=1))
-    ACP_REQUIRE_HTTPS = fields.Boolean()
-    ACP_ALLOW_INSECURE_LOOPBACK = fields.Boolean()
-    ACP_TRUSTED_PROXY_HOPS = fields.Integer(strict=True, validate=validate.Range(min=0))
-    ACP_MAX_BODY_BYTES = fields.Integer(strict=True, validate=validate.Range(min=1024))
-    ACP_LINKS = fields.List(fields.Nested(_LinkSchema))
-    ACP_API_BASE_URL = fields.Url(allow_none=True, require_tld=False)
-    ACP_DISCOVERY_MAX_AGE = fields.Integer(strict=True, validate=validate.Range(min=0))
-    ACP_INTERVENTIONS = fields.List(fields.String(
-        validate=validate.OneOf(["3ds", "biometric", "address_verification"])))
-    ACP_JSON_ROUTING_ERRORS = fields.Boolean()
-    ACP_ORDER_PLACEMENT_RETRIES = fields.List(fields.Float(validate=validate.Range(min=0, max=10)),
-                                              validate=validate.Length(max=5))
-    ACP_ORDER_PLACEMENT_DEADLINE = fields.Integer(strict=True, validate=validate.Range(min=0))
-    ACP_PAYMENT_RECONCILE_WINDOW = fields.Integer(strict=True, validate=validate.Range(min=0))
-    ACP_REDIS_URL = fields.String(allow_none=True, validate=validate.Regexp(
-        r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL"))
-    ACP_WEBHOOK_QUEUE = fields.String(validate=validate.Length(min=1))
-    ACP_WEBHOOK_RETRY_INTERVALS = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(min=1))
-    ACP_WEBHOOK_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
-    ACP_WEBHOOK_DELIVERY_THREAD = fields.Boolean()
-    ACP_STRIPE_SECRET_KEY = fields.String(allow_none=True, validate=validate.Regexp(
-        r"^(sk|rk)_(test|live)_", error="must be a Stripe secret key (sk_test_..., sk_live_...)"))
-    ACP_STRIPE_MERCHANT_ID = fields.String(allow_none=True, validate=validate.Length(min=1))
-    ACP_STRIPE_API_BASE = fields.Url(allow_none=True, require_tld=False)
-    ACP_STRIPE_SPT_API_VERSION = fields.String(validate=validate.Length(min=1))
-    ACP_STRIPE_MAX_NETWORK_RETRIES = fields.Integer(strict=True, validate=validate.Range(min=0, max=10))
-    ACP_STRIPE_CONNECT_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
-    ACP_STRIPE_READ_TIMEOUT = fields.Float(validate=validate.Range(min=0.1))
-    ACP_STRIPE_CAPTURE_METHOD = fields.String(validate=validate.OneOf(["automatic", "manual"]))
-    ACP_STRIPE_TOKEN_PREFLIGHT = fields.Boolean()
-    ACP_STRIPE_TOKEN_EXPIRY_MARGIN = fields.Integer(strict=True, validate=validate.Range(min=0))
-    ACP_STRIPE_WEBHOOK_SECRET = fields.String(allow_none=True, validate=validate.Length(min=8))
-    ACP_STRIPE_HANDLER_ID = fields.String(validate=validate.Length(min=1))
-
-    @validates_schema
-    def _stripe_merchant(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
-        if data.get("ACP_STRIPE_SECRET_KEY") and not data.get("ACP_STRIPE_MERCHANT_ID"):
-            raise ValidationError("set it to your Stripe account id (acct_...) when "
-                                  "ACP_STRIPE_SECRET_KEY is set", "ACP_STRIPE_MERCHANT_ID")
-
-    @validates_schema
-    def _unique_keys(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
-        seen: dict[str, str] = {}
-        for name, agent in data.get("ACP_AGENTS", {}).items():
-            for key in agent["api_keys"]:
-                if key in seen and seen[key] != name:
-                    raise ValidationError(f"agents {seen[key]!r} and {name!r} share an API key",
-                                          "ACP_AGENTS")
-                seen[key] = name
+def _agents(value: dict[str, dict[str, t.Any]]) -> tuple[Agent, ...]:
+    return tuple(Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
+                       webhook_secrets=tuple(a["webhook_secrets"])) for name, a in value.items())
 
 
-def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -> Settings:
-    """Apply defaults to ``config`` (visible afterwards in ``app.config``) and
-    validate every ``ACP_*`` key.
+def _newest_first(value: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(value), reverse=True))
 
-    :raises RuntimeError: listing every bad key with what to set instead.
+
+def _seconds(minimum: float) -> validate.Range:
+    return validate.Range(min=minimum)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The validated, frozen ``ACP_*`` configuration of one app (the core's keys)."""
+
+    agents: tuple[Agent, ...] = setting(
+        "ACP_AGENTS",
+        fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.Nested(_AgentSchema),
+                    validate=validate.Length(min=1, error="name at least one agent")),
+        example='{"agent-name": {"api_keys": ["<at least 16 chars>"], "webhook_url": ..., '
+                '"webhook_secrets": [...]}}',
+        convert=_agents,
+        doc='Agent name → `{"api_keys": [1 or 2 tokens, ≥16 chars], "webhook_url": str, '
+            '"webhook_secrets": [≤2]}`. Two keys per agent are accepted at once during rotation; keys are '
+            "compared in constant time. `webhook_url` must be https (http only to loopback hosts or in "
+            "debug/testing); the first secret signs (give the agent the new one before moving it first); "
+            "no URL: that agent's events are `skipped` when a delivery looks at them. `example_app.py` "
+            "takes them from `ACP_WEBHOOK_URL` / `ACP_WEBHOOK_SECRET`.")
+    url_prefix: str = setting(
+        "ACP_URL_PREFIX",
+        fields.String(validate=validate.Regexp(
+            r"^(/[^/]+)*$", error="must be empty or start with '/' and not end with '/'")),
+        "",
+        doc="Mount point of the checkout routes (`/acp`); discovery stays at `/.well-known/acp.json`.")
+    api_versions: tuple[str, ...] = setting(
+        "ACP_API_VERSIONS",
+        fields.List(fields.String(validate=validate.OneOf(IMPLEMENTED_VERSIONS)),
+                    validate=validate.Length(min=1)),
+        list(IMPLEMENTED_VERSIONS), convert=_newest_first,
+        doc="Accepted `API-Version` values (a subset of the implemented ones).")
+    adapter: str = setting(
+        "ACP_ADAPTER", fields.String(validate=validate.Length(min=1)), DEFAULT_ADAPTER,
+        doc="Platform adapter: an entry point of the `flask_acp.adapters` group, or `module:Class`. "
+            "`ACP(adapter=...)` overrides it.")
+    sqlite_path: str = setting(
+        "ACP_SQLITE_PATH", fields.String(validate=validate.Length(min=1)), None, unit="path",
+        default_doc="`<instance_path>/acp.sqlite3`",
+        doc="SQLite file for sessions, idempotency records, locks, and the catalog's stock.")
+    session_ttl: int = setting(
+        "ACP_SESSION_TTL", fields.Integer(strict=True, validate=_seconds(60)), 3600, unit="seconds",
+        doc="A session expires this long after its creation or last update; its stock is released.")
+    idempotency_ttl: int = setting(
+        "ACP_IDEMPOTENCY_TTL",
+        fields.Integer(strict=True, validate=validate.Range(
+            min=86400, error="must be at least 86400 seconds (the spec keeps keys 24 h)")),
+        86400, unit="seconds",
+        doc="How long a response is kept for replay. The spec requires at least 24 h.")
+    idempotency_lease: int = setting(
+        "ACP_IDEMPOTENCY_LEASE", fields.Integer(strict=True, validate=_seconds(1)), 120, unit="seconds",
+        doc="A claimed key whose request never finished (worker died) is taken over after this.")
+    lock_wait: float = setting(
+        "ACP_LOCK_WAIT", fields.Float(validate=_seconds(0)), 10.0, unit="seconds",
+        doc="How long a request waits for another request on the same session before 409 "
+            "`checkout_session_busy`.")
+    lock_lease: float = setting(
+        "ACP_LOCK_LEASE", fields.Float(validate=_seconds(1)), 600.0, unit="seconds",
+        doc="A session lock held by a dead worker on another machine frees itself after this (one on the "
+            "same machine is taken over at once); also when `flask acp sweep` treats a completion as "
+            "interrupted. Must exceed one charge's time budget (checked at start-up: 361 s with the "
+            "default Stripe settings).")
+    require_https: bool = setting(
+        "ACP_REQUIRE_HTTPS", fields.Boolean(), True,
+        doc="Refuse plain-HTTP requests (403 `https_required`) unless the app is in debug or testing mode.")
+    allow_insecure_loopback: bool = setting(
+        "ACP_ALLOW_INSECURE_LOOPBACK", fields.Boolean(), False,
+        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos).")
+    trusted_proxy_hops: int = setting(
+        "ACP_TRUSTED_PROXY_HOPS", fields.Integer(strict=True, validate=validate.Range(min=0)), 0,
+        doc="Number of reverse proxies in front of the app; only then are `X-Forwarded-Proto`/`-For` "
+            "trusted (the value that many hops from the right).")
+    max_body_bytes: int = setting(
+        "ACP_MAX_BODY_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 65536,
+        unit="bytes", doc="Larger request bodies get 413.")
+    links: tuple[dict[str, str], ...] = setting(
+        "ACP_LINKS", fields.List(fields.Nested(_LinkSchema)), [],
+        convert=lambda value: tuple(dict(link) for link in value),
+        doc='`Link` objects (`{"type": "terms_of_use", "url": ...}`) returned in every session.')
+    api_base_url: str | None = setting(
+        "ACP_API_BASE_URL", fields.Url(allow_none=True, require_tld=False), None,
+        default_doc="derived from the request", doc="`api_base_url` of the discovery document.")
+    discovery_max_age: int = setting(
+        "ACP_DISCOVERY_MAX_AGE", fields.Integer(strict=True, validate=_seconds(0)), 3600, unit="seconds",
+        doc="`Cache-Control: public, max-age=…` of the discovery document.")
+    interventions: tuple[str, ...] = setting(
+        "ACP_INTERVENTIONS",
+        fields.List(fields.String(validate=validate.OneOf(["3ds", "biometric", "address_verification"]))),
+        [], convert=tuple,
+        doc="Interventions the merchant supports (`3ds`, `biometric`, `address_verification`); sessions "
+            "return their intersection with the agent's.")
+    json_routing_errors: bool = setting(
+        "ACP_JSON_ROUTING_ERRORS", fields.Boolean(), True,
+        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix; the host app's other "
+            "errors are untouched.")
+    order_placement_retries: tuple[float, ...] = setting(
+        "ACP_ORDER_PLACEMENT_RETRIES",
+        fields.List(fields.Float(validate=validate.Range(min=0, max=10)), validate=validate.Length(max=5)),
+        [0.2, 1.0], unit="seconds", convert=tuple,
+        doc="Pauses between inline retries when the platform is briefly unavailable while placing a paid "
+            "order.")
+    order_placement_deadline: int = setting(
+        "ACP_ORDER_PLACEMENT_DEADLINE", fields.Integer(strict=True, validate=_seconds(0)), 3600,
+        unit="seconds", doc="A paid order still unplaceable this long after the charge is refunded.")
+    payment_reconcile_window: int = setting(
+        "ACP_PAYMENT_RECONCILE_WINDOW", fields.Integer(strict=True, validate=_seconds(0)), 300,
+        unit="seconds",
+        doc="After a charge whose outcome is unknown, how long other tokens are refused (503 "
+            "`payment_outcome_pending`) while the processor's search may still be catching up.")
+    redis_url: str | None = setting(
+        "ACP_REDIS_URL",
+        fields.String(allow_none=True, validate=validate.Regexp(
+            r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL")),
+        None,
+        doc="`redis://`, `rediss://` or `unix://`: order webhooks are delivered by RQ workers "
+            "(`flask acp worker`). Unset: by a thread in each app process.")
+    webhook_queue: str = setting(
+        "ACP_WEBHOOK_QUEUE", fields.String(validate=validate.Length(min=1)), "acp-webhooks",
+        doc="RQ queue name.")
+    webhook_retry_intervals: tuple[int, ...] = setting(
+        "ACP_WEBHOOK_RETRY_INTERVALS",
+        fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)),
+                    validate=validate.Length(min=1)),
+        [10, 30, 120, 600, 1800, 3600, 7200, 14400], unit="seconds", convert=tuple,
+        doc="Wait before retry *k*; N intervals = N+1 attempts, then `failed`.")
+    webhook_timeout: float = setting(
+        "ACP_WEBHOOK_TIMEOUT", fields.Float(validate=_seconds(0.1)), 10.0, unit="seconds",
+        doc="Per delivery attempt.")
+    webhook_delivery_thread: bool = setting(
+        "ACP_WEBHOOK_DELIVERY_THREAD", fields.Boolean(), True,
+        doc="Without Redis, deliver from a daemon thread (started on the first request or event); "
+            "`False`: run `flask acp worker` instead.")
+
+    def agent(self, name: str) -> Agent:
+        """The configured agent called ``name``.
+
+        :raises KeyError: no such agent.
+        """
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
+
+
+def _no_shared_api_key(settings: Settings) -> None:
+    seen: dict[str, str] = {}
+    for agent in settings.agents:
+        for key in agent.api_keys:
+            if key in seen and seen[key] != agent.name:
+                raise ValidationError(f"agents {seen[key]!r} and {agent.name!r} share an API key",
+                                      "ACP_AGENTS")
+            seen[key] = agent.name
+
+
+#: the core's keys.
+CORE_SETTINGS = Section("core", Settings, checks=(_no_shared_api_key,))
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_settings(config: cabc.MutableMapping[str, t.Any], sections: cabc.Sequence[Section[t.Any]] = (), *,
+                  instance_path: str, problems: cabc.Iterable[Problem] = ()) -> Loaded:
+    """Apply the defaults of the core's and ``sections``' keys to ``config``
+    (visible afterwards in ``app.config``) and validate them all.
+
+    :param problems: found by the caller already (e.g. an unknown adapter):
+        reported with the others.
+    :raises RuntimeError: listing every problem, one line per key, naming the
+        key and what to set (:func:`config_error`).
     """
-    for key, value in DEFAULTS.items():
-        config.setdefault(key, value)
-    if config["ACP_SQLITE_PATH"] is None:
+    if config.get("ACP_SQLITE_PATH") is None:
         config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")
-    raw = {k: v for k, v in config.items() if k in DEFAULTS}
-    for key in sorted(k for k in config if k.startswith("ACP_") and k not in DEFAULTS
-                      and k not in ADAPTER_KEYS):
-        near = difflib.get_close_matches(key, DEFAULTS, n=1)
+    found = list(problems)
+    values: dict[str, object] = {}
+    for section in (CORE_SETTINGS, *sections):
+        section.apply_defaults(config)
+        values[section.name], section_problems = section.validate(config)
+        found += section_problems
+    if found:
+        raise config_error(found)
+    return Loaded(values)
+
+
+def config_error(problems: cabc.Iterable[Problem]) -> RuntimeError:
+    """``flask-acp configuration is invalid:`` and one line per problem (``KEY: text``)."""
+    lines = "".join(f"\n  {key}: {text}" for key, text in problems)
+    return RuntimeError(f"flask-acp configuration is invalid:{lines}")
+
+
+def unknown_keys(config: cabc.Mapping[str, t.Any], sections: cabc.Iterable[Section[t.Any]]) -> list[str]:
+    """The ``ACP_*`` keys of ``config`` that no section of ``sections`` declares, sorted."""
+    known = {s.key for section in sections for s in section.settings()}
+    return sorted(k for k in config if k.startswith("ACP_") and k not in known)
+
+
+def warn_unknown_keys(keys: cabc.Iterable[str], sections: cabc.Iterable[Section[t.Any]]) -> None:
+    """Log a warning for each key, with the nearest declared key as a hint."""
+    known = [s.key for section in sections for s in section.settings()]
+    for key in keys:
+        near = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
         log.warning("unknown configuration key %s ignored%s", key, hint)
-    try:
-        data = _SettingsSchema().load(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{key}: {_flatten(msg)}" for key, msg in sorted(exc.messages_dict.items()))
-        hint = ""
-        if "ACP_AGENTS" in exc.messages_dict and not config.get("ACP_AGENTS"):
-            hint = (' (set ACP_AGENTS = {"agent-name": {"api_keys": ["<at least 16 chars>"],'
-                    ' "webhook_url": ..., "webhook_secrets": [...]}})')
-        raise RuntimeError(f"flask-acp configuration is invalid: {problems}{hint}") from None
-    agents = tuple(
-        Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
-              webhook_secrets=tuple(a["webhook_secrets"]))
-        for name, a in data["ACP_AGENTS"].items()
-    )
-    return Settings(
-        url_prefix=data["ACP_URL_PREFIX"],
-        api_versions=tuple(sorted(set(data["ACP_API_VERSIONS"]), reverse=True)),
-        agents=agents,
-        adapter=data["ACP_ADAPTER"],
-        sqlite_path=data["ACP_SQLITE_PATH"],
-        session_ttl=data["ACP_SESSION_TTL"],
-        idempotency_ttl=data["ACP_IDEMPOTENCY_TTL"],
-        idempotency_lease=data["ACP_IDEMPOTENCY_LEASE"],
-        lock_wait=data["ACP_LOCK_WAIT"],
-        lock_lease=data["ACP_LOCK_LEASE"],
-        require_https=data["ACP_REQUIRE_HTTPS"],
-        allow_insecure_loopback=data["ACP_ALLOW_INSECURE_LOOPBACK"],
-        trusted_proxy_hops=data["ACP_TRUSTED_PROXY_HOPS"],
-        max_body_bytes=data["ACP_MAX_BODY_BYTES"],
-        links=tuple(dict(link) for link in data["ACP_LINKS"]),
-        api_base_url=data["ACP_API_BASE_URL"],
-        discovery_max_age=data["ACP_DISCOVERY_MAX_AGE"],
-        interventions=tuple(data["ACP_INTERVENTIONS"]),
-        json_routing_errors=data["ACP_JSON_ROUTING_ERRORS"],
-        order_placement_retries=tuple(data["ACP_ORDER_PLACEMENT_RETRIES"]),
-        order_placement_deadline=data["ACP_ORDER_PLACEMENT_DEADLINE"],
-        payment_reconcile_window=data["ACP_PAYMENT_RECONCILE_WINDOW"],
-        redis_url=data["ACP_REDIS_URL"],
-        webhook_queue=data["ACP_WEBHOOK_QUEUE"],
-        webhook_retry_intervals=tuple(data["ACP_WEBHOOK_RETRY_INTERVALS"]),
-        webhook_timeout=data["ACP_WEBHOOK_TIMEOUT"],
-        webhook_delivery_thread=data["ACP_WEBHOOK_DELIVERY_THREAD"],
-        stripe_secret_key=data["ACP_STRIPE_SECRET_KEY"],
-        stripe_merchant_id=data["ACP_STRIPE_MERCHANT_ID"],
-        stripe_api_base=data["ACP_STRIPE_API_BASE"],
-        stripe_spt_api_version=data["ACP_STRIPE_SPT_API_VERSION"],
-        stripe_max_network_retries=data["ACP_STRIPE_MAX_NETWORK_RETRIES"],
-        stripe_connect_timeout=data["ACP_STRIPE_CONNECT_TIMEOUT"],
-        stripe_read_timeout=data["ACP_STRIPE_READ_TIMEOUT"],
-        stripe_capture_method=data["ACP_STRIPE_CAPTURE_METHOD"],
-        stripe_token_preflight=data["ACP_STRIPE_TOKEN_PREFLIGHT"],
-        stripe_token_expiry_margin=data["ACP_STRIPE_TOKEN_EXPIRY_MARGIN"],
-        stripe_webhook_secret=data["ACP_STRIPE_WEBHOOK_SECRET"],
-        stripe_handler_id=data["ACP_STRIPE_HANDLER_ID"],
-    )
+
+
+def from_value_error(check: cabc.Callable[[t.Any], object]) -> cabc.Callable[[t.Any], None]:
+    """A marshmallow validator from a function that raises :class:`ValueError`
+    (its message becomes the validation error)."""
+
+    def validator(value: t.Any) -> None:
+        try:
+            check(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    return validator
+
+
+class OneOrMany(fields.List):  # type: ignore[type-arg]
+    """A string or a list of them (e.g. secrets while rotating), loaded as a
+    list; an empty string is an empty list."""
+
+    #: how the README names the type.
+    type_name = "str or list[str]"
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: cabc.Mapping[str, t.Any] | None,
+                     **kwargs: t.Any) -> list[t.Any]:
+        if isinstance(value, str):
+            value = [value] if value else []
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _flatten(message: t.Any) -> str:

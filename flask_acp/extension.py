@@ -1,15 +1,18 @@
 """The ``ACP`` Flask extension.
 
-Life cycle: ``ACP(app)`` or ``ACP()`` + ``init_app(app)`` reads and validates
-every ``ACP_*`` key once, builds the store, the platform adapter and the
-checkout service, keeps them in ``app.extensions["acp"]`` (an
-:class:`ACPState`), and registers the blueprints. The extension object keeps
+Life cycle: ``ACP(app)`` or ``ACP()`` + ``init_app(app)`` resolves the platform
+adapter class, reads and validates every key once (the core's, Stripe's and
+the adapter's sections, :mod:`flask_acp.config`), builds the store, the
+platform adapter and the checkout service, keeps them in
+``app.extensions["acp"]`` (an :class:`ACPState`), and registers the blueprints. The extension object keeps
 no app, so one instance can serve several apps.
 """
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import importlib.metadata
+import logging
 import os
 import typing as t
 
@@ -22,9 +25,17 @@ from .api.pipeline import Pipeline
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
 from .checkout import CheckoutService
+from .config import CORE_SETTINGS
+from .config import DEFAULT_ADAPTER
+from .config import Problem
+from .config import Section
+from .config import config_error
 from .config import load_settings
+from .config import unknown_keys
+from .config import warn_unknown_keys
 from .orders import OrderService
 from .payments.base import PaymentProcessor
+from .payments.stripe import STRIPE_SETTINGS
 from .payments.stripe import StripePaymentProcessor
 from .state import ACPState
 from .store.base import SessionStore
@@ -34,6 +45,8 @@ from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
 
 ENTRY_POINT_GROUP = "flask_acp.adapters"
+
+log = logging.getLogger("flask_acp")
 
 
 class ACP:
@@ -63,26 +76,36 @@ class ACP:
     def init_app(self, app: Flask) -> None:
         """Validate config and register the ACP routes on ``app``.
 
-        Reads every key listed in the README's configuration reference
+        Reads every key of the README's configuration tables: the core's
         (``ACP_URL_PREFIX``, ``ACP_AGENTS``, ``ACP_API_VERSIONS``, ``ACP_ADAPTER``,
-        ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), applying defaults into
-        ``app.config``.
+        ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), Stripe's (``ACP_STRIPE_*``)
+        and the adapter's (:attr:`PlatformAdapter.settings_section`, e.g.
+        ``SHOPIFY_*``), applying defaults into ``app.config``, and logs a warning
+        for each ``ACP_*`` key no section declares.
 
         Order webhooks (``ACP_REDIS_URL``, ``ACP_WEBHOOK_*``, each agent's
         ``webhook_url`` / ``webhook_secrets``): with Redis, events are queued
         as RQ jobs after each commit; without, a delivery thread starts in
         each process on its first request or order event (never here).
 
-        :raises RuntimeError: registered twice, or a key is missing or invalid
-            (the message names the key and what to set), or an agent's
+        :raises RuntimeError: registered twice, or keys are missing or invalid
+            (one line per key, naming it and what to set), or an agent's
             ``webhook_url`` is not https outside debug/testing or has no secret.
         """
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
-        settings = load_settings(app.config, instance_path=app.instance_path)
+        adapter_cls, problems = self._adapter_class(app.config)
+        adapter_section = adapter_cls.settings_section if adapter_cls is not None else None
+        sections: list[Section[t.Any]] = [STRIPE_SETTINGS]
+        if adapter_section is not None and self._adapter is None:  # an instance is built already
+            sections.append(adapter_section)
+        _warn_unknown_keys(app.config, [CORE_SETTINGS, STRIPE_SETTINGS,
+                                        *([adapter_section] if adapter_section else [])])
+        loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
+        settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
         payments = self._payment_processor
-        if payments is None and settings.stripe_secret_key:
-            payments = StripePaymentProcessor.from_settings(settings)
+        if payments is None and stripe_settings.secret_key:
+            payments = StripePaymentProcessor.from_settings(stripe_settings)
         if payments is None:
             raise RuntimeError(
                 "flask-acp needs a payment processor: set ACP_STRIPE_SECRET_KEY and "
@@ -93,27 +116,28 @@ class ACP:
             os.makedirs(directory, exist_ok=True)
             store = SQLiteSessionStore(settings.sqlite_path)
         check_agents(settings, allow_http=app.debug or app.testing)
-        adapter = self._adapter or load_adapter(settings.adapter, app.config)
+        # adapter_cls is known here: an ACP_ADAPTER naming none failed load_settings
+        adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls), app.config)
         webhooks = WebhookService(settings, store)
         service = CheckoutService(adapter=adapter, payments=payments, store=store,
                                   settings=settings, on_events=webhooks.on_events)
         budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
-            raise RuntimeError(
-                f"flask-acp configuration is invalid: ACP_LOCK_LEASE: {settings.lock_lease:g} s is "
-                f"not above one completion's time budget ({budget:g} s: the payment processor's "
-                "retries and timeouts plus the platform's calls); raise it, or lower "
-                "ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")
+            raise config_error([(
+                "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
+                f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
+                "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         unknown = [v for v in settings.api_versions if v not in VERSIONS]
         if unknown:
-            raise RuntimeError(f"flask-acp configuration is invalid: ACP_API_VERSIONS: {unknown} are not "
-                               f"implemented; use some of {sorted(VERSIONS)}")
+            raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
+                                                     f"{sorted(VERSIONS)}")])
         pipeline = Pipeline(settings=settings, service=service, store=store, payments=payments,
                             versions=VERSIONS)
         app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
-                                         webhooks=webhooks, pipeline=pipeline)
+                                         webhooks=webhooks, pipeline=pipeline,
+                                         stripe_settings=stripe_settings)
         if webhooks.thread is not None:
             app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
@@ -123,25 +147,83 @@ class ACP:
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
 
+    def _adapter_class(self, config: cabc.Mapping[str, t.Any]
+                       ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:
+        """The adapter's class (``None`` when ``ACP_ADAPTER`` is not a name: the
+        core's validation reports it) and the problem resolving ``ACP_ADAPTER``, if any."""
+        if self._adapter is not None:
+            return type(self._adapter), []
+        name = config.get("ACP_ADAPTER")
+        if name is None:
+            name = DEFAULT_ADAPTER
+        if not isinstance(name, str) or not name:
+            return None, []
+        try:
+            return adapter_class(name), []
+        except LookupError as exc:
+            return None, [("ACP_ADAPTER", str(exc))]
+
+
+def adapter_class(name: str) -> type[PlatformAdapter]:
+    """The adapter class named ``name``: an entry point of the
+    ``flask_acp.adapters`` group, or a ``module:Class`` / ``module.Class`` path.
+
+    :raises LookupError: unknown name (the message lists the installed ones),
+        not importable, or not a :class:`PlatformAdapter`.
+    """
+    if ":" in name or "." in name:
+        try:
+            cls = import_string(name.replace(":", "."))
+        except ImportError as exc:
+            raise LookupError(f"cannot import {name!r}: {exc}") from None
+    else:
+        found = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        if name not in found:
+            raise LookupError(f"unknown adapter {name!r}; installed: {sorted(found)} "
+                              "(or give a 'module:Class' path)")
+        cls = found[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, PlatformAdapter)):
+        raise LookupError(f"{name!r} is not a flask_acp.adapter.PlatformAdapter subclass")
+    return cls
+
+
+def installed_adapters() -> dict[str, type[PlatformAdapter]]:
+    """Every adapter of the ``flask_acp.adapters`` entry-point group, by name
+    (one that cannot be loaded is logged and left out)."""
+    adapters = {}
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        try:
+            adapters[ep.name] = adapter_class(ep.name)
+        except Exception as exc:  # a broken third-party package must not stop the app
+            log.warning("adapter %s cannot be loaded: %s", ep.name, exc)
+    return adapters
+
 
 def load_adapter(name: str, config: t.Mapping[str, t.Any]) -> PlatformAdapter:
-    """Build the adapter named ``name``: an entry point of the
-    ``flask_acp.adapters`` group, or a ``module:Class`` / ``module.Class`` path.
+    """Build the adapter named ``name`` (see :func:`adapter_class`) from ``config``.
 
     :raises RuntimeError: unknown name (the message lists the installed ones),
         not a :class:`PlatformAdapter`, or its config is invalid.
     """
-    if ":" in name or "." in name:
-        cls = import_string(name.replace(":", "."))
-    else:
-        found = {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-        if name not in found:
-            raise RuntimeError(f"ACP_ADAPTER: unknown adapter {name!r}; installed: {sorted(found)} "
-                               "(or give a 'module:Class' path)")
-        cls = found[name].load()
-    if not (isinstance(cls, type) and issubclass(cls, PlatformAdapter)):
-        raise RuntimeError(f"ACP_ADAPTER: {name!r} is not a flask_acp.adapter.PlatformAdapter subclass")
+    try:
+        cls = adapter_class(name)
+    except LookupError as exc:
+        raise RuntimeError(f"ACP_ADAPTER: {exc}") from None
+    return _build_adapter(cls, config)
+
+
+def _build_adapter(cls: type[PlatformAdapter], config: t.Mapping[str, t.Any]) -> PlatformAdapter:
     try:
         return cls.from_config(config)
     except ValueError as exc:
-        raise RuntimeError(f"ACP_ADAPTER {name!r}: {exc}") from exc
+        raise RuntimeError(f"ACP_ADAPTER {cls.name!r}: {exc}") from exc
+
+
+def _warn_unknown_keys(config: cabc.Mapping[str, t.Any], sections: list[Section[t.Any]]) -> None:
+    """Warn about ``ACP_*`` keys no section declares: neither those in use nor
+    (looked at only when needed) those of the other installed adapters."""
+    unknown = unknown_keys(config, sections)
+    if unknown:
+        others = [cls.settings_section for cls in installed_adapters().values() if cls.settings_section]
+        unknown = unknown_keys(config, [*sections, *others])
+        warn_unknown_keys(unknown, [*sections, *others])

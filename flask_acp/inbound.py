@@ -63,7 +63,7 @@ def _json(body: dict[str, t.Any], status: int = 200) -> Response:
 
 def stripe_webhook() -> Response:
     state = _state()
-    secret = state.settings.stripe_webhook_secret
+    secret = state.stripe_settings.webhook_secret
     if not secret:
         return _json({"type": "invalid_request", "code": "not_configured",
                       "message": "ACP_STRIPE_WEBHOOK_SECRET is not set."}, 404)

@@ -14,6 +14,7 @@ from .checkout import CheckoutService
 from .config import Settings
 from .orders import OrderService
 from .payments.base import PaymentProcessor
+from .payments.stripe import StripeSettings
 from .store.base import SessionStore
 from .webhooks.service import WebhookService
 
@@ -30,6 +31,8 @@ class ACPState:
     orders: OrderService
     webhooks: WebhookService
     pipeline: Pipeline
+    #: the ``ACP_STRIPE_*`` keys (the inbound Stripe webhook reads its secret there).
+    stripe_settings: StripeSettings
 
 
 def current_state() -> ACPState:

@@ -38,12 +38,18 @@ table in :mod:`flask_acp.payments.stripe_amounts`.
 from __future__ import annotations
 
 import collections.abc as cabc
+import dataclasses
 import logging
 import time
 import typing as t
 
 import stripe
+from marshmallow import ValidationError
+from marshmallow import fields
+from marshmallow import validate
 
+from ..config import Section
+from ..config import setting
 from ..errors import PaymentActionRequiredError
 from ..errors import PaymentDeclinedError
 from ..errors import PaymentError
@@ -74,6 +80,61 @@ _AMOUNT_CODES: dict[str, t.Literal["invalid", "minimum_not_met", "maximum_exceed
     "invalid_charge_amount": "invalid",
 }
 _AMOUNT_TEXT = "The payment processor cannot charge this total."
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class StripeSettings:
+    """The ``ACP_STRIPE_*`` keys: :meth:`StripePaymentProcessor.from_settings`
+    builds the processor from them when ``ACP_STRIPE_SECRET_KEY`` is set."""
+
+    secret_key: str | None = setting(
+        "ACP_STRIPE_SECRET_KEY",
+        fields.String(allow_none=True, validate=validate.Regexp(
+            r"^(sk|rk)_(test|live)_", error="must be a Stripe secret key (sk_test_..., sk_live_...)")),
+        None, doc="`sk_test_...`/`sk_live_...`; enables the Stripe processor (the default one).")
+    merchant_id: str | None = setting(
+        "ACP_STRIPE_MERCHANT_ID", fields.String(allow_none=True, validate=validate.Length(min=1)), None,
+        doc="Your Stripe account id (`acct_...`), required with the key; advertised in the payment handler.")
+    api_base: str | None = setting(
+        "ACP_STRIPE_API_BASE", fields.Url(allow_none=True, require_tld=False), None, default_doc="Stripe's",
+        doc="Stripe API base address (tests point it at the fake).")
+    spt_api_version: str = setting(
+        "ACP_STRIPE_SPT_API_VERSION", fields.String(validate=validate.Length(min=1)), "2026-09-30.preview",
+        doc="`Stripe-Version` sent on the SPT calls.")
+    max_network_retries: int = setting(
+        "ACP_STRIPE_MAX_NETWORK_RETRIES", fields.Integer(strict=True, validate=validate.Range(min=0, max=10)),
+        2, doc="SDK retries (connection errors, 409, 5xx; same idempotency key).")
+    connect_timeout: float = setting(
+        "ACP_STRIPE_CONNECT_TIMEOUT", fields.Float(validate=validate.Range(min=0.1)), 5.0, unit="seconds",
+        doc="Per HTTP request to Stripe: connecting.")
+    read_timeout: float = setting(
+        "ACP_STRIPE_READ_TIMEOUT", fields.Float(validate=validate.Range(min=0.1)), 25.0, unit="seconds",
+        doc="Per HTTP request to Stripe: waiting for the answer.")
+    capture_method: str = setting(
+        "ACP_STRIPE_CAPTURE_METHOD", fields.String(validate=validate.OneOf(["automatic", "manual"])),
+        "automatic", doc='Or `"manual"`: capture at shipment.')
+    token_preflight: bool = setting(
+        "ACP_STRIPE_TOKEN_PREFLIGHT", fields.Boolean(), True,
+        doc="Look the granted token up before charging.")
+    token_expiry_margin: int = setting(
+        "ACP_STRIPE_TOKEN_EXPIRY_MARGIN", fields.Integer(strict=True, validate=validate.Range(min=0)), 30,
+        unit="seconds", doc="Refuse tokens expiring sooner.")
+    webhook_secret: str | None = setting(
+        "ACP_STRIPE_WEBHOOK_SECRET", fields.String(allow_none=True, validate=validate.Length(min=8)), None,
+        doc="`whsec_...` of the endpoint `{prefix}/webhooks/stripe`; unset, the route answers 404.")
+    handler_id: str = setting(
+        "ACP_STRIPE_HANDLER_ID", fields.String(validate=validate.Length(min=1)), "card_tokenized",
+        doc="`PaymentHandler.id` agents send back as `payment_data.handler_id`.")
+
+
+def _merchant_with_key(settings: StripeSettings) -> None:
+    if settings.secret_key and not settings.merchant_id:
+        raise ValidationError("set it to your Stripe account id (acct_...) when ACP_STRIPE_SECRET_KEY is set",
+                              "ACP_STRIPE_MERCHANT_ID")
+
+
+#: the Stripe processor's keys (validated by ``init_app`` whichever processor the app uses).
+STRIPE_SETTINGS = Section("stripe", StripeSettings, checks=(_merchant_with_key,))
 
 
 def _replayed(obj: t.Any) -> bool:
@@ -136,20 +197,26 @@ class StripePaymentProcessor:
         self.test_mode = secret_key.startswith(("sk_test_", "rk_test_"))
 
     @classmethod
-    def from_settings(cls, settings: t.Any) -> StripePaymentProcessor:
-        """Build from :class:`flask_acp.config.Settings` (``ACP_STRIPE_*`` keys)."""
+    def from_settings(cls, settings: StripeSettings) -> StripePaymentProcessor:
+        """Build from the validated ``ACP_STRIPE_*`` keys.
+
+        :raises ValueError: ``ACP_STRIPE_SECRET_KEY`` or ``ACP_STRIPE_MERCHANT_ID`` is not set.
+        """
+        if not settings.secret_key or not settings.merchant_id:
+            raise ValueError("the Stripe processor needs ACP_STRIPE_SECRET_KEY and ACP_STRIPE_MERCHANT_ID")
         return cls(
-            settings.stripe_secret_key,
-            merchant_id=settings.stripe_merchant_id,
-            spt_api_version=settings.stripe_spt_api_version,
-            api_base=settings.stripe_api_base,
-            max_network_retries=settings.stripe_max_network_retries,
-            timeout=(settings.stripe_connect_timeout, settings.stripe_read_timeout),
-            capture_method=settings.stripe_capture_method,
-            preflight=settings.stripe_token_preflight,
-            expiry_margin=settings.stripe_token_expiry_margin,
-            handler_id=settings.stripe_handler_id,
+            settings.secret_key,
+            merchant_id=settings.merchant_id,
+            spt_api_version=settings.spt_api_version,
+            api_base=settings.api_base,
+            max_network_retries=settings.max_network_retries,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            capture_method=settings.capture_method,
+            preflight=settings.token_preflight,
+            expiry_margin=settings.token_expiry_margin,
+            handler_id=settings.handler_id,
         )
+
 
     # -- the port ------------------------------------------------------------------
 
