@@ -28,15 +28,21 @@ Quoting rules:
 from __future__ import annotations
 
 import collections.abc as cabc
+import dataclasses
 import datetime as dt
 import decimal
 import hashlib
 import pathlib
 import typing as t
 
+from marshmallow import ValidationError
+from marshmallow import fields
+
 from flask_acp.adapter import PlatformAdapter
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import choose_fulfillment
+from flask_acp.config import Section
+from flask_acp.config import setting
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.models import JSON
 from flask_acp.models import CheckoutSession
@@ -89,6 +95,28 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _existing_file(value: str) -> None:
+    if not pathlib.Path(value).is_file():
+        raise ValidationError(f"no such file: {value}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogSettings:
+    """The catalog's own keys (its stock lives in the core's ``ACP_SQLITE_PATH``)."""
+
+    catalog_file: pathlib.Path = setting(
+        "ACP_CATALOG_FILE", fields.String(validate=_existing_file), str(DEMO_FEED), unit="path",
+        default_doc="the demo feed", convert=pathlib.Path,
+        doc='The ACP product feed (`{"products": [Product...]}` of `schema.feed.json`, or JSON Lines).')
+    store_file: pathlib.Path = setting(
+        "ACP_STORE_FILE", fields.String(validate=_existing_file), str(DEMO_STORE), unit="path",
+        default_doc="the demo store", convert=pathlib.Path,
+        doc="Currency, stock, shipping methods, tax rates — format in `flask_acp/catalog/store_rules.py`.")
+
+
+CATALOG_SETTINGS = Section("catalog", CatalogSettings)
+
+
 class CatalogAdapter(PlatformAdapter):
     """Sell the variants of a feed file under the rules of a store file.
 
@@ -103,6 +131,7 @@ class CatalogAdapter(PlatformAdapter):
     """
 
     name = "catalog"
+    settings_section = CATALOG_SETTINGS
 
     def __init__(self, feed_path: str | pathlib.Path, store_path: str | pathlib.Path,
                  db_path: str | pathlib.Path, *,
@@ -124,8 +153,9 @@ class CatalogAdapter(PlatformAdapter):
 
     @classmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> CatalogAdapter:
-        """Build from ``ACP_CATALOG_FILE`` (default: the demo feed),
-        ``ACP_STORE_FILE`` (default: the demo store) and ``ACP_SQLITE_PATH`` (required).
+        """Build from the keys of :data:`CATALOG_SETTINGS` (``ACP_CATALOG_FILE``,
+        ``ACP_STORE_FILE``: the demo files by default) and the core's
+        ``ACP_SQLITE_PATH`` (required).
 
         :raises ValueError: naming the missing key, the missing file's key, or
             the invalid file.
@@ -136,13 +166,8 @@ class CatalogAdapter(PlatformAdapter):
                 "ACP_SQLITE_PATH is required by the catalog adapter (SQLite file for stock"
                 " holds and orders)"
             )
-        paths = {}
-        for key, default in (("ACP_CATALOG_FILE", DEMO_FEED), ("ACP_STORE_FILE", DEMO_STORE)):
-            path = pathlib.Path(config.get(key) or default)
-            if not path.is_file():
-                raise ValueError(f"{key}: no such file: {path}")
-            paths[key] = path
-        return cls(paths["ACP_CATALOG_FILE"], paths["ACP_STORE_FILE"], db_path)
+        files = CATALOG_SETTINGS.load(config)
+        return cls(files.catalog_file, files.store_file, db_path)
 
     # -- quoting -------------------------------------------------------------------
 
