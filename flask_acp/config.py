@@ -91,7 +91,7 @@ def setting(key: str, field: fields.Field[t.Any], default: t.Any = REQUIRED, *, 
     :param default_doc: how the README shows the default, when the value
         alone says too little (a default computed at load time).
     :param example: a value to suggest when a required key is missing.
-    :param convert: applied to the validated value (e.g. ``tuple``).
+    :param convert: applied to the validated value unless it is ``None`` (e.g. ``tuple``).
     """
     declared = Setting(key, field, default, doc, unit, default_doc, example, convert)
     return dataclasses.field(metadata={"setting": declared})
@@ -173,8 +173,7 @@ class Section(t.Generic[V]):
         if problems:
             order = {s.key: i for i, s in enumerate(self.settings())}
             return None, sorted(problems, key=lambda p: order.get(p[0], len(order)))
-        values = self.values(**{name: s.convert(data[s.key]) if s.convert else data[s.key]
-                                for name, s in self._declared})
+        values = self.values(**{name: _converted(s, data[s.key]) for name, s in self._declared})
         for check in self.checks:
             try:
                 check(values)
@@ -468,12 +467,17 @@ class OneOrMany(fields.List):  # type: ignore[type-arg]
 
     #: how the README names the type.
     type_name = "str or list[str]"
+    default_error_messages = {"invalid": "Not a string or a list of them."}
 
     def _deserialize(self, value: t.Any, attr: str | None, data: cabc.Mapping[str, t.Any] | None,
                      **kwargs: t.Any) -> list[t.Any]:
         if isinstance(value, str):
             value = [value] if value else []
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _converted(declared: Setting, value: t.Any) -> t.Any:
+    return declared.convert(value) if declared.convert and value is not None else value
 
 
 def _flatten(message: t.Any) -> str:

@@ -74,10 +74,9 @@ from flask_acp.models import Totals
 
 from . import mapping
 from . import queries
-from .client import DEFAULT_API_VERSION
 from .client import ShopifyClient
 from .client import ShopifyThrottledError
-from .client import validate_shop_url
+from .settings import SHOPIFY_SETTINGS
 from .webhooks import SESSION_ATTRIBUTE
 from .webhooks import TAG
 from .webhooks import event_key
@@ -140,6 +139,7 @@ class ShopifyAdapter(PlatformAdapter):
 
     name = "shopify"
     platform_manages_orders = True
+    settings_section = SHOPIFY_SETTINGS
 
     def __init__(self, client: ShopifyClient, *, ready_timeout: float = 5.0,
                  ready_poll_interval: float = 0.1, accept_automatic_discounts: bool = False,
@@ -162,72 +162,22 @@ class ShopifyAdapter(PlatformAdapter):
 
     @classmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> ShopifyAdapter:
-        """Build from the Flask config.
+        """Build from the Flask config's ``SHOPIFY_*`` keys, declared in
+        :data:`.settings.SHOPIFY_SETTINGS` (the README's Shopify table).
+        ``SHOPIFY_WEBHOOK_SECRET`` unset: webhooks are verified with
+        ``SHOPIFY_CLIENT_SECRET`` (Shopify signs with the app's secret), if any.
 
-        ============================  ======================  =====================================
-        ``SHOPIFY_SHOP_URL``          str, required           ``https://{shop}.myshopify.com``
-        ``SHOPIFY_ACCESS_TOKEN``      str                     static Admin API token, or:
-        ``SHOPIFY_CLIENT_ID``,        str, str                client-credentials grant (both)
-        ``SHOPIFY_CLIENT_SECRET``
-        ``SHOPIFY_API_VERSION``       str, ``"2026-10"``      Admin API version ``YYYY-MM``
-        ``SHOPIFY_TIMEOUT``           float s, ``10``         connect and read timeout per call
-        ``SHOPIFY_MAX_THROTTLE_WAIT`` float s, ``5``          longest throttle back-off per call
-        ``SHOPIFY_READY_TIMEOUT``     float s, ``5``          longest wait for a draft's ``ready``
-        ``SHOPIFY_ACCEPT_AUTOMATIC_   bool, ``False``         apply the store's automatic discounts
-        DISCOUNTS``
-        ``SHOPIFY_WEBHOOK_SECRET``    str or list[str],       key of ``X-Shopify-Hmac-Sha256`` (a
-                                      default: ``SHOPIFY_     list while rotating); none at all: the
-                                      CLIENT_SECRET``         webhook route answers 404
-        ============================  ======================  =====================================
-
-        :raises ValueError: naming the missing or invalid key.
+        :raises ValueError: naming every missing or invalid key.
         """
-        shop_url = config.get("SHOPIFY_SHOP_URL")
-        if not shop_url or not isinstance(shop_url, str):
-            raise ValueError("SHOPIFY_SHOP_URL is required: the shop's https://{shop}.myshopify.com URL")
-        try:
-            validate_shop_url(shop_url)
-        except ValueError as exc:
-            raise ValueError(f"SHOPIFY_SHOP_URL {exc}") from None
-        token = config.get("SHOPIFY_ACCESS_TOKEN")
-        client_id = config.get("SHOPIFY_CLIENT_ID")
-        client_secret = config.get("SHOPIFY_CLIENT_SECRET")
-        for key, value in (("SHOPIFY_ACCESS_TOKEN", token), ("SHOPIFY_CLIENT_ID", client_id),
-                           ("SHOPIFY_CLIENT_SECRET", client_secret)):
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise ValueError(f"{key} must be a non-empty string")
-        if token and (client_id or client_secret):
-            raise ValueError("SHOPIFY_ACCESS_TOKEN and SHOPIFY_CLIENT_ID/SHOPIFY_CLIENT_SECRET are "
-                             "exclusive; set one of them")
-        if not token and not (client_id and client_secret):
-            missing = "SHOPIFY_CLIENT_SECRET" if client_id else "SHOPIFY_CLIENT_ID" if client_secret \
-                else "SHOPIFY_ACCESS_TOKEN"
-            raise ValueError(f"{missing} is required: set SHOPIFY_ACCESS_TOKEN, or both SHOPIFY_CLIENT_ID "
-                             "and SHOPIFY_CLIENT_SECRET (client-credentials grant)")
-        version = config.get("SHOPIFY_API_VERSION") or DEFAULT_API_VERSION
-        if not isinstance(version, str) or not _is_api_version(version):
-            raise ValueError(f"SHOPIFY_API_VERSION must look like '2026-10' (or 'unstable'), got {version!r}")
-        timeout = _seconds(config, "SHOPIFY_TIMEOUT", 10.0)
-        max_wait = _seconds(config, "SHOPIFY_MAX_THROTTLE_WAIT", 5.0, allow_zero=True)
-        ready_timeout = _seconds(config, "SHOPIFY_READY_TIMEOUT", 5.0, allow_zero=True)
-        discounts = config.get("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS", False)
-        if not isinstance(discounts, bool):
-            raise ValueError("SHOPIFY_ACCEPT_AUTOMATIC_DISCOUNTS must be a boolean")
-        secret = config.get("SHOPIFY_WEBHOOK_SECRET")
-        secrets: list[t.Any] | None = None
-        if secret is None:
-            secrets = [client_secret] if client_secret else []
-        elif isinstance(secret, str):
-            secrets = [secret]
-        elif isinstance(secret, list | tuple) and secret:
-            secrets = list(secret)
-        if secrets is None or not all(isinstance(x, str) and x.strip() for x in secrets):
-            raise ValueError("SHOPIFY_WEBHOOK_SECRET must be the webhooks' signing key (a non-empty string, "
-                             "or a list of them while rotating)")
-        client = ShopifyClient(shop_url, access_token=token, client_id=client_id, client_secret=client_secret,
-                               api_version=version, timeout=timeout, max_throttle_wait=max_wait)
-        return cls(client, ready_timeout=ready_timeout, accept_automatic_discounts=discounts,
-                   webhook_secrets=secrets)
+        s = SHOPIFY_SETTINGS.load(config)
+        secrets = s.webhook_secrets
+        if secrets is None:
+            secrets = (s.client_secret,) if s.client_secret else ()
+        client = ShopifyClient(s.shop_url, access_token=s.access_token, client_id=s.client_id,
+                               client_secret=s.client_secret, api_version=s.api_version, timeout=s.timeout,
+                               max_throttle_wait=s.max_throttle_wait)
+        return cls(client, ready_timeout=s.ready_timeout,
+                   accept_automatic_discounts=s.accept_automatic_discounts, webhook_secrets=secrets)
 
     # -- quoting ------------------------------------------------------------------------
 
@@ -1059,29 +1009,6 @@ class ShopifyAdapter(PlatformAdapter):
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _is_api_version(value: str) -> bool:
-    if value == "unstable":
-        return True
-    year, sep, month = value.partition("-")
-    return bool(sep) and len(year) == 4 and year.isdigit() and month in ("01", "04", "07", "10")
-
-
-def _seconds(config: cabc.Mapping[str, t.Any], key: str, default: float, *,
-             allow_zero: bool = False) -> float:
-    value = config.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{key} must be a number of seconds, got {value!r}")
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{key} must be a number of seconds, got {value!r}") from None
-    if not (seconds > 0 or (allow_zero and seconds == 0)) or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
-    return seconds
 
 
 def _ceil_second(value: dt.datetime) -> dt.datetime:
