@@ -1,7 +1,7 @@
 """Shopify adapter for flask-acp: ACP checkout sessions on Admin GraphQL draft orders.
 
-Enable it with ``ACP_ADAPTER = "shopify"`` and the ``SHOPIFY_*`` keys read by
-:meth:`ShopifyAdapter.from_config`. Modules: :mod:`.client` (HTTP, auth,
+Enable it with ``ACP_ADAPTER = "shopify"`` and the ``SHOPIFY_*`` keys declared in
+:mod:`.settings`. Modules: :mod:`.client` (HTTP, auth,
 throttling, error translation), :mod:`.mapping` (all money conversion),
 :mod:`.queries` (the GraphQL documents), :mod:`.webhooks` (order sync: webhook
 verification and payloads, reconcile results), :mod:`.adapter` (orchestration).

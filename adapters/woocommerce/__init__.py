@@ -11,6 +11,8 @@ Usage (Flask config)::
     WOOCOMMERCE_WEBHOOK_SECRET = "..."              # order webhooks (a list while rotating)
     WOOCOMMERCE_RECONCILE_WINDOW = 604800           # seconds `flask acp reconcile` re-reads
 
+(the keys are declared in :mod:`.settings`).
+
 Order changes made in WooCommerce (status, refunds, Shipment Tracking numbers)
 reach the agent as ``order_update`` webhooks. In WooCommerce, Settings →
 Advanced → Webhooks → Add webhook: topic "Order updated", delivery URL

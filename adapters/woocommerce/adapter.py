@@ -96,6 +96,8 @@ from .mapping import plain_text
 from .mapping import quote_from_cart
 from .mapping import refused_quote
 from .mapping import rest_amount
+from .settings import RECONCILE_WINDOW
+from .settings import WOOCOMMERCE_SETTINGS
 from .webhooks import SESSION_META_KEY
 from .webhooks import event_key
 from .webhooks import is_ping
@@ -117,8 +119,6 @@ UNPAID_STATUSES = frozenset({"checkout-draft", "pending", "failed"})
 #: ``payment_method`` / ``payment_method_title`` written on our orders.
 PAYMENT_METHOD = "acp"
 PAYMENT_METHOD_TITLE = "Agentic Commerce (ACP)"
-#: ``reconcile_orders(None)`` re-reads the orders modified within this many seconds.
-RECONCILE_WINDOW = 7 * 24 * 3600.0
 #: most pages (of 100 orders) one reconcile reads.
 RECONCILE_MAX_PAGES = 1000
 
@@ -226,6 +226,7 @@ class WooCommerceAdapter(PlatformAdapter):
 
     name = "woocommerce"
     platform_manages_orders = True
+    settings_section = WOOCOMMERCE_SETTINGS
 
     def __init__(self, url: str, consumer_key: str, consumer_secret: str, *, timeout: float = 10.0,
                  set_paid_attempts: int = 3, webhook_secrets: cabc.Sequence[str] = (),
@@ -244,36 +245,14 @@ class WooCommerceAdapter(PlatformAdapter):
 
     @classmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> WooCommerceAdapter:
-        """Build from ``WOOCOMMERCE_URL`` (str, required: the site URL, https),
-        ``WOOCOMMERCE_CONSUMER_KEY`` and ``WOOCOMMERCE_CONSUMER_SECRET`` (str,
-        required), ``WOOCOMMERCE_TIMEOUT`` (seconds, int or float > 0, default 10),
-        ``WOOCOMMERCE_WEBHOOK_SECRET`` (str, or a list of str while rotating, the
-        current one first; default None: ``{prefix}/webhooks/woocommerce`` answers
-        404) and ``WOOCOMMERCE_RECONCILE_WINDOW`` (seconds > 0, default 604800 =
-        7 days: what ``flask acp reconcile`` without ``--since`` re-reads).
+        """Build from the Flask config's ``WOOCOMMERCE_*`` keys, declared in
+        :data:`.settings.WOOCOMMERCE_SETTINGS` (the README's WooCommerce table).
 
-        :raises ValueError: naming the missing or bad key.
+        :raises ValueError: naming every missing or bad key.
         """
-        values: dict[str, str] = {}
-        for key in ("WOOCOMMERCE_URL", "WOOCOMMERCE_CONSUMER_KEY", "WOOCOMMERCE_CONSUMER_SECRET"):
-            value = config.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{key} is required by the WooCommerce adapter (a non-empty string)")
-            values[key] = value.strip()
-        timeout = _seconds(config, "WOOCOMMERCE_TIMEOUT", 10)
-        window = _seconds(config, "WOOCOMMERCE_RECONCILE_WINDOW", RECONCILE_WINDOW)
-        secret = config.get("WOOCOMMERCE_WEBHOOK_SECRET")
-        secrets = ([] if secret in (None, "") else [secret] if isinstance(secret, str)
-                   else list(secret) if isinstance(secret, (list, tuple)) else None)
-        if secrets is None or not all(isinstance(s, str) and s.strip() for s in secrets):
-            raise ValueError("WOOCOMMERCE_WEBHOOK_SECRET must be the webhooks' secret (a non-empty string, "
-                             f"or a list of them while rotating), not {secret!r}")
-        try:
-            return cls(values["WOOCOMMERCE_URL"], values["WOOCOMMERCE_CONSUMER_KEY"],
-                       values["WOOCOMMERCE_CONSUMER_SECRET"], timeout=timeout,
-                       webhook_secrets=secrets, reconcile_window=window)
-        except ValueError as exc:
-            raise ValueError(f"WOOCOMMERCE_URL: {exc}") from exc
+        s = WOOCOMMERCE_SETTINGS.load(config)
+        return cls(s.url, s.consumer_key, s.consumer_secret, timeout=s.timeout,
+                   webhook_secrets=s.webhook_secrets, reconcile_window=s.reconcile_window)
 
     # -- quoting -------------------------------------------------------------------
 
@@ -862,19 +841,6 @@ class WooCommerceAdapter(PlatformAdapter):
         if not isinstance(data, dict):
             raise AdapterUnavailableError(f"WooCommerce {method} {R}{path}: not a JSON object")
         return data
-
-
-def _seconds(config: cabc.Mapping[str, t.Any], key: str, default: float) -> float:
-    """A config value in seconds (int, float or numeric string) > 0."""
-    value = config.get(key, default)
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"{key} must be a number of seconds, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{key} must be a number of seconds > 0, not {value!r}")
-    return float(value)
 
 
 def _unique(messages: list[Message]) -> list[Message]:

@@ -52,6 +52,7 @@ __all__ = [
     "WooCommerceError",
     "WooResponse",
     "is_loopback",
+    "validate_site_url",
 ]
 
 log = logging.getLogger("flask_acp.woocommerce")
@@ -119,6 +120,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def validate_site_url(url: str) -> str:
+    """Return the site URL without a trailing slash.
+
+    :raises ValueError: not an http(s) URL with a host, or plain ``http`` to a
+        host that is not loopback (the consumer key would travel in clear text).
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(
+            f"{url!r} must use https: WooCommerce accepts the consumer key and secret "
+            "(HTTP Basic auth) only over HTTPS; http is allowed for loopback test servers")
+    return url.rstrip("/")
+
+
 def _retry_after(response: requests.Response) -> int | None:
     for name in ("RateLimit-Retry-After", "Retry-After"):
         value = response.headers.get(name, "")
@@ -144,18 +161,12 @@ class WooCommerceClient:
 
     def __init__(self, url: str, consumer_key: str, consumer_secret: str, *, timeout: float = 10.0,
                  retries: int = 2, session: requests.Session | None = None) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError(
-                f"{url!r} must use https: WooCommerce accepts the consumer key and secret "
-                "(HTTP Basic auth) only over HTTPS; http is allowed for loopback test servers")
+        site_url = validate_site_url(url)
         if not consumer_key or not consumer_secret:
             raise ValueError("the consumer key and secret are required")
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
-        self.url = url.rstrip("/")
+        self.url = site_url
         self.timeout = timeout
         self._auth = (consumer_key, consumer_secret)
         self._owns_session = session is None
