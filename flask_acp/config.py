@@ -1,4 +1,4 @@
-"""Configuration: every ``ACP_*`` key, declared once.
+"""Configuration: every config key, declared once.
 
 A key is declared by one field of a frozen dataclass, with :func:`setting`:
 the key, a marshmallow field (type and validation), the default, the unit and

@@ -117,7 +117,8 @@ class ACP:
             store = SQLiteSessionStore(settings.sqlite_path)
         check_agents(settings, allow_http=app.debug or app.testing)
         # adapter_cls is known here: an ACP_ADAPTER naming none failed load_settings
-        adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls), app.config)
+        adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls),
+                                                  settings.adapter, app.config)
         webhooks = WebhookService(settings, store)
         service = CheckoutService(adapter=adapter, payments=payments, store=store,
                                   settings=settings, on_events=webhooks.on_events)
@@ -199,24 +200,13 @@ def installed_adapters() -> dict[str, type[PlatformAdapter]]:
     return adapters
 
 
-def load_adapter(name: str, config: t.Mapping[str, t.Any]) -> PlatformAdapter:
-    """Build the adapter named ``name`` (see :func:`adapter_class`) from ``config``.
-
-    :raises RuntimeError: unknown name (the message lists the installed ones),
-        not a :class:`PlatformAdapter`, or its config is invalid.
-    """
-    try:
-        cls = adapter_class(name)
-    except LookupError as exc:
-        raise RuntimeError(f"ACP_ADAPTER: {exc}") from None
-    return _build_adapter(cls, config)
-
-
-def _build_adapter(cls: type[PlatformAdapter], config: t.Mapping[str, t.Any]) -> PlatformAdapter:
+def _build_adapter(cls: type[PlatformAdapter], name: str, config: t.Mapping[str, t.Any]) -> PlatformAdapter:
+    """``cls.from_config(config)``; a ``ValueError`` (e.g. an invalid catalog
+    file) becomes a ``RuntimeError`` naming ``ACP_ADAPTER``."""
     try:
         return cls.from_config(config)
     except ValueError as exc:
-        raise RuntimeError(f"ACP_ADAPTER {cls.name!r}: {exc}") from exc
+        raise RuntimeError(f"ACP_ADAPTER {name!r}: {exc}") from exc
 
 
 def _warn_unknown_keys(config: cabc.Mapping[str, t.Any], sections: list[Section[t.Any]]) -> None:
