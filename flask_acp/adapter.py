@@ -28,9 +28,6 @@ from .models import Quote
 from .models import SelectedFulfillmentOption
 from .models import line_item_id
 
-if t.TYPE_CHECKING:  # the port itself imports no marshmallow
-    from .config import Section
-
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class QuoteRequest:
@@ -134,10 +131,11 @@ class PlatformAdapter(abc.ABC):
     #: are made there and reach flask-acp through its webhooks, so the
     #: ``flask acp orders ship|deliver|cancel|refund`` commands refuse them.
     platform_manages_orders: t.ClassVar[bool] = False
-    #: the config keys the adapter reads, declared once (:class:`flask_acp.config.Section`):
-    #: ``init_app`` validates them with the core's keys and reports every problem
-    #: at once, and the README's table comes from them. ``None``: no keys of its own.
-    settings_section: t.ClassVar[Section[t.Any] | None] = None
+    #: the config keys the adapter reads, declared once: a :class:`flask_acp.config.Section`
+    #: (``init_app`` validates them with the core's keys and reports every problem at
+    #: once; the README's table comes from them). ``None``: no keys of its own. Typed
+    #: ``object`` here because the port imports no configuration machinery.
+    settings_section: t.ClassVar[object] = None
 
     @classmethod
     @abc.abstractmethod

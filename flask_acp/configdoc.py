@@ -28,6 +28,7 @@ from marshmallow import validate
 from .config import CORE_SETTINGS
 from .config import Section
 from .config import Setting
+from .extension import adapter_settings
 from .extension import installed_adapters
 from .payments.stripe import STRIPE_SETTINGS
 
@@ -42,7 +43,7 @@ _TYPE_NAMES: tuple[tuple[type[fields.Field[t.Any]], str], ...] = (
 
 def sections() -> list[Section[t.Any]]:
     """Every declared section: the core's, Stripe's, then the installed adapters' by name."""
-    adapters = [cls.settings_section for cls in installed_adapters().values() if cls.settings_section]
+    adapters = [s for s in map(adapter_settings, installed_adapters().values()) if s is not None]
     return [CORE_SETTINGS, STRIPE_SETTINGS, *adapters]
 
 

@@ -95,7 +95,7 @@ class ACP:
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
         adapter_cls, problems = self._adapter_class(app.config)
-        adapter_section = adapter_cls.settings_section if adapter_cls is not None else None
+        adapter_section = adapter_settings(adapter_cls) if adapter_cls is not None else None
         sections: list[Section[t.Any]] = [STRIPE_SETTINGS]
         if adapter_section is not None and self._adapter is None:  # an instance is built already
             sections.append(adapter_section)
@@ -188,6 +188,18 @@ def adapter_class(name: str) -> type[PlatformAdapter]:
     return cls
 
 
+def adapter_settings(cls: type[PlatformAdapter]) -> Section[t.Any] | None:
+    """``cls.settings_section``: the adapter's declared keys (``None``: none).
+
+    :raises TypeError: it is not a :class:`flask_acp.config.Section`.
+    """
+    section = cls.settings_section
+    if section is not None and not isinstance(section, Section):
+        raise TypeError(f"{cls.__name__}.settings_section must be a flask_acp.config.Section, "
+                        f"not {type(section).__name__}")
+    return section
+
+
 def installed_adapters() -> dict[str, type[PlatformAdapter]]:
     """Every adapter of the ``flask_acp.adapters`` entry-point group, by name
     (one that cannot be loaded is logged and left out)."""
@@ -214,6 +226,6 @@ def _warn_unknown_keys(config: cabc.Mapping[str, t.Any], sections: list[Section[
     (looked at only when needed) those of the other installed adapters."""
     unknown = unknown_keys(config, sections)
     if unknown:
-        others = [cls.settings_section for cls in installed_adapters().values() if cls.settings_section]
+        others = [s for s in map(adapter_settings, installed_adapters().values()) if s is not None]
         unknown = unknown_keys(config, [*sections, *others])
         warn_unknown_keys(unknown, [*sections, *others])
