@@ -12,9 +12,9 @@ import collections.abc as cabc
 
 import pytest
 
-from flask_acp.payments.base import PaymentAmountError
 from flask_acp.payments import stripe_amounts
 from flask_acp.payments.base import ChargeRequest
+from flask_acp.payments.base import PaymentAmountError
 from flask_acp.payments.stripe import StripePaymentProcessor
 from flask_acp.testing.fake_stripe import FakeStripe
 
