@@ -4,8 +4,9 @@ Life cycle: ``ACP(app)`` or ``ACP()`` + ``init_app(app)`` resolves the platform
 adapter class, reads and validates every key once (the core's, Stripe's and
 the adapter's sections, :mod:`flask_acp.config`), builds the store, the
 platform adapter and the checkout service, keeps them in
-``app.extensions["acp"]`` (an :class:`ACPState`), and registers the blueprints. The extension object keeps
-no app, so one instance can serve several apps.
+``app.extensions["acp"]`` (an :class:`ACPState`), and registers the
+blueprints. The extension object keeps no app, so one instance can serve
+several apps.
 """
 
 from __future__ import annotations
