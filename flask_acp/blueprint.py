@@ -304,7 +304,7 @@ def _post(operation: str, run: t.Callable[[t.Any], Response], *, optional_body: 
         return run(_load(operation, body))
 
     return run_idempotent(
-        store=state.store,
+        records=state.storage.idempotency,
         scope=f"{g._acp_agent} {request.path}",
         key=request.headers.get("Idempotency-Key"),
         body_fingerprint=fingerprint(body, present=present),

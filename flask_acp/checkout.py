@@ -71,8 +71,9 @@ from .payments.base import ChargeResult
 from .payments.base import PaymentProcessor
 from .store.base import Fence
 from .store.base import LockLostError
+from .store.base import Locks
 from .store.base import LockTimeoutError
-from .store.base import SessionStore
+from .store.base import Storage
 
 log = logging.getLogger("flask_acp")
 
@@ -143,7 +144,7 @@ class CheckoutService:
 
     :param adapter: the platform adapter.
     :param payments: the payment processor.
-    :param store: the session store.
+    :param storage: the storage (sessions, locks, idempotency records).
     :param settings: the app's ACP settings (TTL in seconds, lock timings).
     :param clock: returns the current aware UTC time (tests inject their own).
     """
@@ -153,14 +154,14 @@ class CheckoutService:
         *,
         adapter: PlatformAdapter,
         payments: PaymentProcessor,
-        store: SessionStore,
+        storage: Storage,
         settings: Settings,
         clock: cabc.Callable[[], dt.datetime] = utcnow,
         on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.payments = payments
-        self.store = store
+        self.storage = storage
         self.settings = settings
         self.clock = clock
         #: called after order events are committed (to hand them to the delivery)
@@ -205,7 +206,7 @@ class CheckoutService:
             locale=data.locale,
             order_notes=data.order_notes,
         )
-        self.store.create(session)
+        self.storage.sessions.create(session)
         return session
 
     def get(self, agent: str, session_id: str) -> CheckoutSession:
@@ -311,28 +312,29 @@ class CheckoutService:
         now = self.clock()
         expired = recovered = 0
         open_statuses = (Status.NOT_READY_FOR_PAYMENT.value, Status.READY_FOR_PAYMENT.value)
-        for session_id in self.store.session_ids(statuses=open_statuses, expires_before=now.timestamp()):
+        for session_id in self.storage.sessions.session_ids(statuses=open_statuses,
+                                                            expires_before=now.timestamp()):
             try:
                 with self.locked(session_id):
-                    session = self.store.get(session_id)
+                    session = self.storage.sessions.get(session_id)
                     if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
                         expired += 1
             except (ConflictError, ServiceUnavailableError) as exc:
                 log.warning("could not expire checkout %s yet: %s", session_id, exc)
                 continue
         stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
-        for session_id in self.store.session_ids(
+        for session_id in self.storage.sessions.session_ids(
             statuses=(Status.COMPLETE_IN_PROGRESS.value,), updated_before=stuck
         ):
             try:
                 with self.locked(session_id):
-                    session = self.store.get(session_id)
+                    session = self.storage.sessions.get(session_id)
                     if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
                         self.reconcile(session)
                         recovered += 1
             except (ConflictError, ServiceUnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
-        purged = self.store.purge(idempotency_before=now.timestamp() - self.settings.idempotency_ttl)
+        purged = self.storage.idempotency.purge(before=now.timestamp() - self.settings.idempotency_ttl)
         return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
 
     # -- completion steps ----------------------------------------------------------
@@ -476,7 +478,7 @@ class CheckoutService:
         :raises ServiceUnavailableError: the processor is unavailable (503).
         """
         with self.locked(session_id):
-            session = self.store.get(session_id)
+            session = self.storage.sessions.get(session_id)
             if session is None:
                 log.error("charge %s (%s %s) names checkout %s, which does not exist here: "
                           "check it in the processor's dashboard", charge.payment_id, charge.amount,
@@ -699,7 +701,7 @@ class CheckoutService:
         return PLATFORM_CALL_MARGIN + self.charge_time_budget()
 
     def _find(self, agent: str, session_id: str) -> CheckoutSession:
-        session = self.store.get(session_id)
+        session = self.storage.sessions.get(session_id)
         if session is None or session.agent != agent:
             raise NotFoundError(f"Checkout session '{session_id}' does not exist.",
                                 code="checkout_session_not_found")
@@ -712,7 +714,7 @@ class CheckoutService:
         :raises ConflictError: still held by another request, or lost to
             another request while held (the holder was frozen past its lease) (409).
         """
-        return _LockGuard(self.store, session_id, self.settings)
+        return _LockGuard(self.storage.locks, session_id, self.settings)
 
     def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = ()) -> CheckoutSession:
         """Store the session (and outbox ``events``), fenced by its lock when
@@ -720,7 +722,7 @@ class CheckoutService:
 
         :raises LockLostError: the lock passed to another request meanwhile.
         """
-        return self.store.save(session, events, fence=(_fences.get() or {}).get(session.id))
+        return self.storage.sessions.save(session, events, fence=(_fences.get() or {}).get(session.id))
 
     def _keep_lock(self, session_id: str) -> None:
         """Renew the held lock for a whole lease before an irreversible call.
@@ -728,7 +730,7 @@ class CheckoutService:
         :raises LockLostError: another request holds it now.
         """
         fence = (_fences.get() or {}).get(session_id)
-        if fence is not None and not self.store.lock_renew(fence, lease=self.settings.lock_lease):
+        if fence is not None and not self.storage.locks.lock_renew(fence, lease=self.settings.lock_lease):
             raise LockLostError(fence.name)
 
     def _note_request_key(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
@@ -814,9 +816,9 @@ _fences: contextvars.ContextVar[dict[str, Fence] | None] = contextvars.ContextVa
 
 
 class _LockGuard:
-    def __init__(self, store: SessionStore, session_id: str, settings: Settings) -> None:
+    def __init__(self, locks: Locks, session_id: str, settings: Settings) -> None:
         self._session_id = session_id
-        self._cm = store.lock(f"session:{session_id}", lease=settings.lock_lease, wait=settings.lock_wait)
+        self._cm = locks.lock(f"session:{session_id}", lease=settings.lock_lease, wait=settings.lock_wait)
         self._token: contextvars.Token[dict[str, Fence] | None] | None = None
 
     def __enter__(self) -> None:

@@ -20,6 +20,9 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from .store import parse_store_url
+from .store import sqlite_url
+
 log = logging.getLogger("flask_acp")
 
 #: ``ACP_*`` keys that belong to adapters (read by them, not here).
@@ -39,7 +42,8 @@ DEFAULTS: dict[str, t.Any] = {
     "ACP_API_VERSIONS": list(IMPLEMENTED_VERSIONS),  #: accepted API-Version values
     "ACP_AGENTS": {},  #: agent name -> {"api_keys": [...], "webhook_url", "webhook_secrets"}
     "ACP_ADAPTER": "catalog",  #: entry-point name or "module:Class"
-    "ACP_SQLITE_PATH": None,  #: SQLite file; default <instance_path>/acp.sqlite3
+    "ACP_STORE_URL": None,  #: storage URL (sqlite:///abs/path, sqlite:rel/path); default: ACP_SQLITE_PATH
+    "ACP_SQLITE_PATH": None,  #: SQLite file when ACP_STORE_URL is unset; default <instance_path>/acp.sqlite3
     "ACP_SESSION_TTL": 3600,  #: seconds a session lives after its last change
     "ACP_IDEMPOTENCY_TTL": 86400,  #: seconds idempotent responses are kept (>= 24 h)
     "ACP_IDEMPOTENCY_LEASE": 120,  #: seconds before an unfinished claim counts as abandoned
@@ -102,6 +106,7 @@ class Settings:
     api_versions: tuple[str, ...]
     agents: tuple[Agent, ...]
     adapter: str
+    store_url: str
     sqlite_path: str
     session_ttl: int
     idempotency_ttl: int
@@ -149,6 +154,13 @@ class Settings:
         raise KeyError(name)
 
 
+def _check_store_url(url: str) -> None:
+    try:
+        parse_store_url(url)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class _AgentSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -177,6 +189,7 @@ class _SettingsSchema(Schema):
     ACP_AGENTS = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
                              values=fields.Nested(_AgentSchema), validate=validate.Length(min=1))
     ACP_ADAPTER = fields.String(validate=validate.Length(min=1))
+    ACP_STORE_URL = fields.String(validate=_check_store_url)
     ACP_SQLITE_PATH = fields.String(validate=validate.Length(min=1))
     ACP_SESSION_TTL = fields.Integer(strict=True, validate=validate.Range(min=60))
     ACP_IDEMPOTENCY_TTL = fields.Integer(strict=True, validate=validate.Range(
@@ -244,8 +257,23 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
     """
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
+    # storage: ACP_STORE_URL wins over ACP_SQLITE_PATH; relative sqlite: URLs start
+    # at the instance folder, a relative ACP_SQLITE_PATH at the working directory
+    if config["ACP_STORE_URL"] is not None:
+        if config["ACP_SQLITE_PATH"] is not None:
+            log.warning("ACP_SQLITE_PATH is ignored: ACP_STORE_URL is set")
+        try:
+            scheme, target = parse_store_url(str(config["ACP_STORE_URL"]), base_dir=instance_path)
+        except ValueError:
+            pass  # reported by the schema below, with the other bad keys
+        else:
+            if scheme == "sqlite":
+                config["ACP_STORE_URL"] = sqlite_url(target)
+                config["ACP_SQLITE_PATH"] = target
     if config["ACP_SQLITE_PATH"] is None:
         config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")
+    if config["ACP_STORE_URL"] is None:
+        config["ACP_STORE_URL"] = sqlite_url(str(config["ACP_SQLITE_PATH"]))
     raw = {k: v for k, v in config.items() if k in DEFAULTS}
     for key in sorted(k for k in config if k.startswith("ACP_") and k not in DEFAULTS
                       and k not in ADAPTER_KEYS):
@@ -271,6 +299,7 @@ def load_settings(config: t.MutableMapping[str, t.Any], *, instance_path: str) -
         api_versions=tuple(sorted(set(data["ACP_API_VERSIONS"]), reverse=True)),
         agents=agents,
         adapter=data["ACP_ADAPTER"],
+        store_url=data["ACP_STORE_URL"],
         sqlite_path=data["ACP_SQLITE_PATH"],
         session_ttl=data["ACP_SESSION_TTL"],
         idempotency_ttl=data["ACP_IDEMPOTENCY_TTL"],

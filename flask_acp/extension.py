@@ -1,7 +1,7 @@
 """The ``ACP`` Flask extension.
 
 Life cycle: ``ACP(app)`` or ``ACP()`` + ``init_app(app)`` reads and validates
-every ``ACP_*`` key once, builds the store, the platform adapter and the
+every ``ACP_*`` key once, opens the storage, builds the platform adapter and the
 checkout service, keeps them in ``app.extensions["acp"]`` (an
 :class:`ACPState`), and registers the blueprints. The extension object keeps
 no app, so one instance can serve several apps.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import os
 import typing as t
 
 from flask import Flask
@@ -27,8 +26,8 @@ from .config import load_settings
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import StripePaymentProcessor
-from .store.base import SessionStore
-from .store.sqlite import SQLiteSessionStore
+from .store import open_storage
+from .store.base import Storage
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
 
@@ -40,7 +39,7 @@ class ACPState:
     """Per-app state in ``app.extensions["acp"]``."""
 
     settings: Settings
-    store: SessionStore
+    storage: Storage
     adapter: PlatformAdapter
     payments: PaymentProcessor
     service: CheckoutService
@@ -55,7 +54,10 @@ class ACP:
     :param adapter: a platform adapter instance; overrides ``ACP_ADAPTER``.
     :param payment_processor: the payment processor (required until the
         Stripe processor ships as the default).
-    :param store: a session store; default SQLite at ``ACP_SQLITE_PATH``.
+    :param store: the storage (a :class:`~flask_acp.store.Storage` bundle of
+        every storage port); default: opened from ``ACP_STORE_URL`` (SQLite at
+        ``ACP_SQLITE_PATH`` when unset).
+    :raises TypeError: ``store`` is not a :class:`~flask_acp.store.Storage`.
     """
 
     def __init__(
@@ -64,8 +66,13 @@ class ACP:
         *,
         adapter: PlatformAdapter | None = None,
         payment_processor: PaymentProcessor | None = None,
-        store: SessionStore | None = None,
+        store: Storage | None = None,
     ) -> None:
+        if store is not None and not isinstance(store, Storage):
+            raise TypeError(
+                "ACP(store=...) takes a flask_acp.store.Storage (one object per storage port), "
+                f"not {type(store).__name__}; build one with flask_acp.store.open_storage(url) or "
+                "flask_acp.store.sqlite.sqlite_storage(path)")
         self._adapter = adapter
         self._payment_processor = payment_processor
         self._store = store
@@ -77,8 +84,8 @@ class ACP:
 
         Reads every key listed in the README's configuration reference
         (``ACP_URL_PREFIX``, ``ACP_AGENTS``, ``ACP_API_VERSIONS``, ``ACP_ADAPTER``,
-        ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), applying defaults into
-        ``app.config``.
+        ``ACP_STORE_URL``, ``ACP_SQLITE_PATH``, ``ACP_SESSION_TTL``, ...), applying
+        defaults into ``app.config``.
 
         Order webhooks (``ACP_REDIS_URL``, ``ACP_WEBHOOK_*``, each agent's
         ``webhook_url`` / ``webhook_secrets``): with Redis, events are queued
@@ -99,15 +106,16 @@ class ACP:
             raise RuntimeError(
                 "flask-acp needs a payment processor: set ACP_STRIPE_SECRET_KEY and "
                 "ACP_STRIPE_MERCHANT_ID, or pass ACP(app, payment_processor=...).")
-        store = self._store
-        if store is None:
-            directory = os.path.dirname(os.path.abspath(settings.sqlite_path))
-            os.makedirs(directory, exist_ok=True)
-            store = SQLiteSessionStore(settings.sqlite_path)
+        storage = self._store
+        if storage is None:
+            try:
+                storage = open_storage(settings.store_url, base_dir=app.instance_path)
+            except ValueError as exc:  # (the settings checked the URL's form already)
+                raise RuntimeError(f"flask-acp configuration is invalid: ACP_STORE_URL: {exc}") from None
         check_agents(settings, allow_http=app.debug or app.testing)
         adapter = self._adapter or load_adapter(settings.adapter, app.config)
-        webhooks = WebhookService(settings, store)
-        service = CheckoutService(adapter=adapter, payments=payments, store=store,
+        webhooks = WebhookService(settings, storage)
+        service = CheckoutService(adapter=adapter, payments=payments, storage=storage,
                                   settings=settings, on_events=webhooks.on_events)
         budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
@@ -116,7 +124,7 @@ class ACP:
                 f"not above one completion's time budget ({budget:g} s: the payment processor's "
                 "retries and timeouts plus the platform's calls); raise it, or lower "
                 "ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")
-        app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
+        app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service), webhooks=webhooks)
         if webhooks.thread is not None:

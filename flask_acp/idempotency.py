@@ -30,7 +30,7 @@ from .errors import ACPError
 from .errors import ConflictError
 from .errors import InvalidRequestError
 from .errors import UnprocessableError
-from .store.base import SessionStore
+from .store.base import IdempotencyRecords
 
 #: response headers stored with a response and replayed with it.
 _STORED_HEADERS = ("Content-Type", "Content-Language")
@@ -59,7 +59,7 @@ def fingerprint(body: t.Any, *, present: bool) -> str:
 
 def run_idempotent(
     *,
-    store: SessionStore,
+    records: IdempotencyRecords,
     scope: str,
     key: str | None,
     body_fingerprint: str,
@@ -82,7 +82,7 @@ def run_idempotent(
     if len(key) > 255:
         raise InvalidRequestError("The Idempotency-Key header must be at most 255 characters.",
                                   code="invalid_idempotency_key")
-    outcome = store.idempotency_begin(scope, key, body_fingerprint, now=time.time(),
+    outcome = records.begin(scope, key, body_fingerprint, now=time.time(),
                                       lease=lease, retention=retention)
     if outcome.state == "conflict":
         raise UnprocessableError(
@@ -101,12 +101,12 @@ def run_idempotent(
         except ACPError as exc:
             response = render_error(exc)
     except BaseException:
-        store.idempotency_release(scope, key)
+        records.release(scope, key)
         raise
     if response.status_code >= 500 or response.status_code == 409:
-        store.idempotency_release(scope, key)
+        records.release(scope, key)
     else:
-        store.idempotency_finish(
+        records.finish(
             scope, key, status=response.status_code, body=response.get_data(),
             headers={h: response.headers[h] for h in _STORED_HEADERS if h in response.headers},
             now=time.time(),

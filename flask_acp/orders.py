@@ -265,8 +265,8 @@ class OrderService:
         """
         session_id = update.checkout_session_id
         if session_id is None and update.platform_order_id:
-            session_id = self.checkout.store.session_id_for_order(update.platform_order_id)
-        session = self.checkout.store.get(session_id) if session_id else None
+            session_id = self.checkout.storage.sessions.session_id_for_order(update.platform_order_id)
+        session = self.checkout.storage.sessions.get(session_id) if session_id else None
         if session is None or session.order is None:
             log.info("%s update about an order that is not ours (%s): ignored", source,
                      update.platform_order_id or update.checkout_session_id)
@@ -364,7 +364,7 @@ class OrderService:
     # -- machinery -----------------------------------------------------------------
 
     def _session(self, order_id: str) -> tuple[CheckoutSession, Order]:
-        store = self.checkout.store
+        store = self.checkout.storage.sessions
         session_id = store.session_id_for_order(order_id)
         session = store.get(session_id) if session_id else None
         if session is None or session.order is None:
@@ -372,7 +372,7 @@ class OrderService:
         return session, session.order
 
     def _session_id(self, order_id: str) -> str:
-        session_id = self.checkout.store.session_id_for_order(order_id)
+        session_id = self.checkout.storage.sessions.session_id_for_order(order_id)
         if session_id is None:
             raise NotFoundError(f"Order '{order_id}' does not exist.", code="order_not_found")
         return session_id
