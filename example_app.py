@@ -17,7 +17,8 @@ Environment:
 
 - ``ACP_API_KEYS``: ``name:token`` pairs, comma-separated (a name may appear
   twice during key rotation). Unset: a demo key is printed at start-up.
-- ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
+- ``ACP_STORE_URL`` (``sqlite:///abs/path``, ``sqlite:relative/to/instance``) or
+  ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
 - ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
 - ``ACP_ADAPTER=shopify`` with ``SHOPIFY_SHOP_URL`` and ``SHOPIFY_ACCESS_TOKEN`` (or
   ``SHOPIFY_CLIENT_ID``/``SHOPIFY_CLIENT_SECRET``); ``ACP_ADAPTER=woocommerce`` with
@@ -80,8 +81,8 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     """Build the example app; ``config`` overrides (tests pass their own)."""
     app = Flask(__name__)
     app.config.from_prefixed_env()  # FLASK_ACP_* -> ACP_*
-    for key in ("ACP_ADAPTER", "ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE", "ACP_REDIS_URL",
-                *PLATFORM_KEYS):
+    for key in ("ACP_ADAPTER", "ACP_STORE_URL", "ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE",
+                "ACP_REDIS_URL", *PLATFORM_KEYS):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.setdefault("ACP_AGENTS", _agents(os.environ.get("ACP_API_KEYS")))

@@ -244,14 +244,14 @@ def main() -> None:
         for n in range(args.events):
             purchase(client, n)
         make_s = time.perf_counter() - started
-        events = state.store.outbox_list(statuses=["pending"], limit=args.events + 10)
+        events = state.storage.outbox.entries(statuses=["pending"], limit=args.events + 10)
         assert len(events) == args.events, len(events)
         assert state.webhooks.queue.queue.count == args.events
 
         # -- bare loop ----------------------------------------------------------
         bodies = []
         for e in events:
-            session = state.store.get(e.session_id)
+            session = state.storage.sessions.get(e.session_id)
             if session is None or session.order is None:
                 raise SystemExit(f"no order for {e.event_id}")
             bodies.append(encode_body(VERSIONS[session.api_version].render_event(e.type, session.order)))
@@ -281,7 +281,7 @@ def main() -> None:
             if len(arrivals) != len(events):
                 raise SystemExit(f"{len(arrivals)} of {len(events)} events delivered")
             worker_rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-            undelivered = state.store.outbox_list(statuses=["pending", "failed"], limit=10)
+            undelivered = state.storage.outbox.entries(statuses=["pending", "failed"], limit=10)
             if undelivered:
                 raise SystemExit(f"outbox not drained: {undelivered[:3]}")
 
@@ -302,7 +302,7 @@ def main() -> None:
         floor_rate = rq_floor(spec["redis"], len(events))
         got = receipts()
         delays = []
-        for e in state.store.outbox_list(statuses=["delivered"], limit=100_000):
+        for e in state.storage.outbox.entries(statuses=["delivered"], limit=100_000):
             if e.event_id not in {x.event_id for x in events} and e.event_id in got:
                 delays.append((got[e.event_id] - e.created_at) * 1000)
         delays = delays[1:]  # the warm-up

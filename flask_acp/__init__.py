@@ -25,7 +25,8 @@ from .models import Status
 from .payments.base import ChargeRequest
 from .payments.base import ChargeResult
 from .payments.base import PaymentProcessor
-from .store.base import SessionStore
+from .store import open_storage
+from .store.base import Storage
 
 __all__ = [
     "ACP",
@@ -50,6 +51,7 @@ __all__ = [
     "PricedLine",
     "Quote",
     "QuoteRequest",
-    "SessionStore",
     "Status",
+    "Storage",
+    "open_storage",
 ]

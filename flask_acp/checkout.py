@@ -75,7 +75,7 @@ from .sessions import utcnow
 from .settlement import Settlement
 from .settlement import unavailable
 from .store.base import LockLostError
-from .store.base import SessionStore
+from .store.base import Storage
 
 log = logging.getLogger("flask_acp")
 
@@ -121,7 +121,7 @@ class CheckoutService:
 
     :param adapter: the platform adapter.
     :param payments: the payment processor.
-    :param store: the session store.
+    :param storage: the storage (sessions, locks, idempotency records).
     :param settings: the app's ACP settings (TTL in seconds, lock timings).
     :param clock: returns the current aware UTC time (tests inject their own).
     """
@@ -131,17 +131,18 @@ class CheckoutService:
         *,
         adapter: PlatformAdapter,
         payments: PaymentProcessor,
-        store: SessionStore,
+        storage: Storage,
         settings: CheckoutSettings,
         clock: cabc.Callable[[], dt.datetime] = utcnow,
         on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.payments = payments
-        self.store = store
+        self.storage = storage
         self.settings = settings
         #: locked, fenced session reads and writes (shared with the order service)
-        self.sessions = SessionAccess(store, settings, clock=clock, on_events=on_events)
+        self.sessions = SessionAccess(storage.sessions, storage.locks, settings, clock=clock,
+                                      on_events=on_events)
         #: captures, releases and refunds (shared with the order service)
         self.settlement = Settlement(payments)
 
@@ -153,6 +154,15 @@ class CheckoutService:
     @clock.setter
     def clock(self, clock: cabc.Callable[[], dt.datetime]) -> None:
         self.sessions.clock = clock
+
+    @property
+    def on_events(self) -> cabc.Callable[[cabc.Sequence[OrderEvent]], None]:
+        """Called with order events after they are committed (hands them to the delivery)."""
+        return self.sessions.on_events
+
+    @on_events.setter
+    def on_events(self, on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None]) -> None:
+        self.sessions.on_events = on_events
 
     def locked(self, session_id: str) -> t.ContextManager[None]:
         """Hold the session's lock (see :meth:`SessionAccess.locked`).
@@ -204,7 +214,7 @@ class CheckoutService:
             locale=data.locale,
             order_notes=data.order_notes,
         )
-        self.store.create(session)
+        self.storage.sessions.create(session)
         return session
 
     def get(self, agent: str, session_id: str) -> CheckoutSession:
@@ -310,28 +320,29 @@ class CheckoutService:
         now = self.clock()
         expired = recovered = 0
         open_statuses = (Status.NOT_READY_FOR_PAYMENT.value, Status.READY_FOR_PAYMENT.value)
-        for session_id in self.store.session_ids(statuses=open_statuses, expires_before=now.timestamp()):
+        for session_id in self.storage.sessions.session_ids(statuses=open_statuses,
+                                                            expires_before=now.timestamp()):
             try:
                 with self.locked(session_id):
-                    session = self.store.get(session_id)
+                    session = self.storage.sessions.get(session_id)
                     if session is not None and self._expire_if_due(session).status is Status.EXPIRED:
                         expired += 1
             except (BusyError, UnavailableError) as exc:
                 log.warning("could not expire checkout %s yet: %s", session_id, exc)
                 continue
         stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
-        for session_id in self.store.session_ids(
+        for session_id in self.storage.sessions.session_ids(
             statuses=(Status.COMPLETE_IN_PROGRESS.value,), updated_before=stuck
         ):
             try:
                 with self.locked(session_id):
-                    session = self.store.get(session_id)
+                    session = self.storage.sessions.get(session_id)
                     if session is not None and session.status is Status.COMPLETE_IN_PROGRESS:
                         self.reconcile(session)
                         recovered += 1
             except (BusyError, UnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
-        purged = self.store.purge(idempotency_before=now.timestamp() - self.settings.idempotency_ttl)
+        purged = self.storage.idempotency.purge(before=now.timestamp() - self.settings.idempotency_ttl)
         return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
 
     # -- completion steps ----------------------------------------------------------
@@ -472,7 +483,7 @@ class CheckoutService:
         :raises UnavailableError: the processor is unavailable (503).
         """
         with self.locked(session_id):
-            session = self.store.get(session_id)
+            session = self.storage.sessions.get(session_id)
             if session is None:
                 log.error("charge %s (%s %s) names checkout %s, which does not exist here: "
                           "check it in the processor's dashboard", charge.payment_id, charge.amount,

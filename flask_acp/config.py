@@ -30,6 +30,9 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
+from .store import parse_store_url
+from .store import sqlite_url
+
 if t.TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -242,6 +245,13 @@ def _newest_first(value: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(value), reverse=True))
 
 
+def _check_store_url(url: str) -> None:
+    try:
+        parse_store_url(url)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def _seconds(minimum: float) -> validate.Range:
     return validate.Range(min=minimum)
 
@@ -279,10 +289,19 @@ class Settings:
         "ACP_ADAPTER", fields.String(validate=validate.Length(min=1)), DEFAULT_ADAPTER,
         doc="Platform adapter: an entry point of the `flask_acp.adapters` group, or `module:Class`. "
             "`ACP(adapter=...)` overrides it.")
+    store_url: str = setting(
+        "ACP_STORE_URL", fields.String(validate=_check_store_url), None, unit="URL",
+        default_doc="`sqlite://` + the `ACP_SQLITE_PATH` file",
+        doc="Where sessions, locks, idempotency records, the order-event outbox and the inbound-webhook "
+            "log live: `sqlite:///abs/path.sqlite3`, or `sqlite:rel/path.sqlite3` relative to the "
+            "instance folder. It wins over `ACP_SQLITE_PATH` (a warning says the latter is ignored, "
+            "and the catalog's stock then goes to the URL's file too); `redis://` is reserved (not yet "
+            "supported). `ACP(store=...)` takes a ready `flask_acp.store.Storage` instead.")
     sqlite_path: str = setting(
         "ACP_SQLITE_PATH", fields.String(validate=validate.Length(min=1)), None, unit="path",
         default_doc="`<instance_path>/acp.sqlite3`",
-        doc="SQLite file for sessions, idempotency records, locks, and the catalog's stock.")
+        doc="SQLite file (relative: to the working directory) for sessions, idempotency records, "
+            "locks, the outbox and the catalog's stock, when `ACP_STORE_URL` is unset.")
     session_ttl: int = setting(
         "ACP_SESSION_TTL", fields.Integer(strict=True, validate=_seconds(60)), 3600, unit="seconds",
         doc="A session expires this long after its creation or last update; its stock is released.")
@@ -414,8 +433,7 @@ def load_settings(config: cabc.MutableMapping[str, t.Any], sections: cabc.Sequen
     :raises RuntimeError: listing every problem, one line per key, naming the
         key and what to set (:func:`config_error`).
     """
-    if config.get("ACP_SQLITE_PATH") is None:
-        config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")
+    _resolve_storage(config, instance_path)
     found = list(problems)
     values: dict[str, object] = {}
     for section in (CORE_SETTINGS, *sections):
@@ -425,6 +443,28 @@ def load_settings(config: cabc.MutableMapping[str, t.Any], sections: cabc.Sequen
     if found:
         raise config_error(found)
     return Loaded(values)
+
+
+def _resolve_storage(config: cabc.MutableMapping[str, t.Any], instance_path: str) -> None:
+    """``ACP_STORE_URL`` wins over ``ACP_SQLITE_PATH``; a relative ``sqlite:``
+    URL starts at the instance folder, a relative ``ACP_SQLITE_PATH`` at the
+    working directory. Afterwards both keys name the same SQLite file (the
+    catalog's stock lives there too)."""
+    url = config.get("ACP_STORE_URL")
+    if url is not None:
+        if config.get("ACP_SQLITE_PATH") is not None:
+            log.warning("ACP_SQLITE_PATH is ignored: ACP_STORE_URL is set")
+        try:
+            scheme, target = parse_store_url(str(url), base_dir=instance_path)
+        except ValueError:
+            return  # reported by the section's validation, with the other bad keys
+        if scheme == "sqlite":
+            config["ACP_STORE_URL"] = sqlite_url(target)
+            config["ACP_SQLITE_PATH"] = target
+        return
+    if config.get("ACP_SQLITE_PATH") is None:
+        config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")
+    config["ACP_STORE_URL"] = sqlite_url(str(config["ACP_SQLITE_PATH"]))
 
 
 def config_error(problems: cabc.Iterable[Problem]) -> RuntimeError:

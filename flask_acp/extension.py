@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections.abc as cabc
 import importlib.metadata
 import logging
-import os
 import typing as t
 
 from flask import Flask
@@ -39,8 +38,8 @@ from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
 from .payments.stripe import StripePaymentProcessor
 from .state import ACPState
-from .store.base import SessionStore
-from .store.sqlite import SQLiteSessionStore
+from .store import open_storage
+from .store.base import Storage
 from .versions import VERSIONS
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
@@ -57,7 +56,10 @@ class ACP:
     :param adapter: a platform adapter instance; overrides ``ACP_ADAPTER``.
     :param payment_processor: the payment processor (required until the
         Stripe processor ships as the default).
-    :param store: a session store; default SQLite at ``ACP_SQLITE_PATH``.
+    :param store: the storage (a :class:`~flask_acp.store.Storage` bundle of
+        every storage port); default: opened from ``ACP_STORE_URL`` (SQLite at
+        ``ACP_SQLITE_PATH`` when unset).
+    :raises TypeError: ``store`` is not a :class:`~flask_acp.store.Storage`.
     """
 
     def __init__(
@@ -66,10 +68,15 @@ class ACP:
         *,
         adapter: PlatformAdapter | None = None,
         payment_processor: PaymentProcessor | None = None,
-        store: SessionStore | None = None,
+        store: Storage | None = None,
     ) -> None:
         self._adapter = adapter
         self._payment_processor = payment_processor
+        if store is not None and not isinstance(store, Storage):
+            raise TypeError(
+                "ACP(store=...) takes a flask_acp.store.Storage (one object per storage port), "
+                f"not {type(store).__name__}; build one with flask_acp.store.open_storage(url) or "
+                "flask_acp.store.sqlite.sqlite_storage(path)")
         self._store = store
         if app is not None:
             self.init_app(app)
@@ -111,17 +118,18 @@ class ACP:
             raise RuntimeError(
                 "flask-acp needs a payment processor: set ACP_STRIPE_SECRET_KEY and "
                 "ACP_STRIPE_MERCHANT_ID, or pass ACP(app, payment_processor=...).")
-        store = self._store
-        if store is None:
-            directory = os.path.dirname(os.path.abspath(settings.sqlite_path))
-            os.makedirs(directory, exist_ok=True)
-            store = SQLiteSessionStore(settings.sqlite_path)
+        storage = self._store
+        if storage is None:
+            try:
+                storage = open_storage(settings.store_url, base_dir=app.instance_path)
+            except ValueError as exc:  # (the settings checked the URL's form already)
+                raise config_error([("ACP_STORE_URL", str(exc))]) from None
         check_agents(settings, allow_http=app.debug or app.testing)
         # adapter_cls is known here: an ACP_ADAPTER naming none failed load_settings
         adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls),
                                                   settings.adapter, app.config)
-        webhooks = WebhookService(settings, store)
-        service = CheckoutService(adapter=adapter, payments=payments, store=store,
+        webhooks = WebhookService(settings, storage)
+        service = CheckoutService(adapter=adapter, payments=payments, storage=storage,
                                   settings=settings, on_events=webhooks.on_events)
         budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
@@ -133,9 +141,9 @@ class ACP:
         if unknown:
             raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
                                                      f"{sorted(VERSIONS)}")])
-        pipeline = Pipeline(settings=settings, service=service, store=store, payments=payments,
-                            versions=VERSIONS)
-        app.extensions["acp"] = ACPState(settings=settings, store=store, adapter=adapter,
+        pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
+                            payments=payments, versions=VERSIONS)
+        app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
                                          webhooks=webhooks, pipeline=pipeline,

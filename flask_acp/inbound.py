@@ -74,7 +74,7 @@ def stripe_webhook() -> Response:
         log.warning("rejected a Stripe webhook: %s", exc)
         return _json({"type": "invalid_request", "code": "invalid_signature",
                       "message": "The Stripe-Signature header does not match the body."}, 400)
-    if state.store.inbound_seen("stripe", event.id):
+    if state.storage.inbound.seen("stripe", event.id):
         return _json({"received": True, "duplicate": True})
     try:
         handle_stripe_event(state, event.type, event.data.object.to_dict())
@@ -84,7 +84,7 @@ def stripe_webhook() -> Response:
             rendered = render_error(exc)
             return _json(rendered.body, rendered.status)  # Stripe retries it later
         log.warning("Stripe event %s (%s) ignored: %s", event.id, event.type, exc.message)
-    state.store.inbound_record("stripe", event.id)
+    state.storage.inbound.record("stripe", event.id)
     return _json({"received": True})
 
 
@@ -101,7 +101,8 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
     elif event_type == "payment_intent.canceled":
         order_id = _order_for_payment(state, obj.get("id"))
         if order_id is not None:
-            session = state.store.get(state.store.session_id_for_payment(obj["id"]) or "")
+            sessions = state.storage.sessions
+            session = sessions.get(sessions.session_id_for_payment(obj["id"]) or "")
             if session is not None and session.payment is not None \
                     and session.payment.capture_status == "authorized":
                 state.orders.cancel(order_id, reason="payment authorization canceled")
@@ -148,11 +149,11 @@ def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bo
                               currency=str(intent["currency"]), status=str(intent.get("status")))
         state.service.settle_charge(session_id, charge, idempotency_key=key)
         return
-    session = state.store.get(session_id)
+    session = state.storage.sessions.get(session_id)
     if session is None or session.status is not Status.COMPLETE_IN_PROGRESS:
         return
     with state.service.locked(session.id):
-        session = state.store.get(session.id)
+        session = state.storage.sessions.get(session.id)
         if session is None or session.status is not Status.COMPLETE_IN_PROGRESS \
                 or session.payment is None or key != session.payment.idempotency_key:
             return
@@ -162,8 +163,8 @@ def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bo
 def _order_for_payment(state: ACPState, payment_id: t.Any) -> str | None:
     if not isinstance(payment_id, str):
         return None
-    session_id = state.store.session_id_for_payment(payment_id)
-    session = state.store.get(session_id) if session_id else None
+    session_id = state.storage.sessions.session_id_for_payment(payment_id)
+    session = state.storage.sessions.get(session_id) if session_id else None
     return session.order.id if session is not None and session.order is not None else None
 
 
@@ -202,7 +203,7 @@ def platform_webhook() -> Response:
     except WebhookSignatureError as exc:
         log.warning("rejected a %s webhook: %s", source, exc)
         return _json({"type": "invalid_request", "code": "invalid_signature", "message": str(exc)}, 401)
-    if webhook.event_id is not None and state.store.inbound_seen(source, webhook.event_id):
+    if webhook.event_id is not None and state.storage.inbound.seen(source, webhook.event_id):
         return _json({"received": True, "duplicate": True})
     try:
         for update in webhook.updates:
@@ -212,7 +213,7 @@ def platform_webhook() -> Response:
             return _json(render_error(exc).body, 503)  # the platform delivers it again
         log.warning("%s webhook %s not applied: %s", source, webhook.event_id, exc.message)
     if webhook.event_id is not None:
-        state.store.inbound_record(source, webhook.event_id)
+        state.storage.inbound.record(source, webhook.event_id)
     return _json({"received": True})
 
 

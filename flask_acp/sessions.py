@@ -22,8 +22,9 @@ from .models import Order
 from .models import OrderEvent
 from .store.base import Fence
 from .store.base import LockLostError
+from .store.base import Locks
 from .store.base import LockTimeoutError
-from .store.base import SessionStore
+from .store.base import Sessions
 
 
 class LockSettings(t.Protocol):
@@ -49,16 +50,18 @@ _fences: contextvars.ContextVar[dict[str, Fence] | None] = contextvars.ContextVa
 class SessionAccess:
     """Find, lock and save sessions; hand committed order events on.
 
-    :param store: the session store.
+    :param store: where sessions are stored.
+    :param locks: the named locks (``session:<id>``).
     :param settings: lock wait and lease (seconds).
     :param clock: returns the current aware UTC time.
     :param on_events: called with order events after they are committed.
     """
 
-    def __init__(self, store: SessionStore, settings: LockSettings, *,
+    def __init__(self, store: Sessions, locks: Locks, settings: LockSettings, *,
                  clock: cabc.Callable[[], dt.datetime] = utcnow,
                  on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None) -> None:
         self.store = store
+        self.locks = locks
         self.settings = settings
         self.clock = clock
         self.on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] = on_events or _ignore
@@ -99,7 +102,7 @@ class SessionAccess:
         :raises BusyError: still held by another request after the wait, or
             lost to another request while held (this one was frozen past its lease).
         """
-        lock = self.store.lock(f"session:{session_id}", lease=self.settings.lock_lease,
+        lock = self.locks.lock(f"session:{session_id}", lease=self.settings.lock_lease,
                                wait=self.settings.lock_wait)
         try:
             fence = lock.__enter__()
@@ -145,7 +148,7 @@ class SessionAccess:
         :raises LockLostError: another request holds it now.
         """
         fence = (_fences.get() or {}).get(session_id)
-        if fence is not None and not self.store.lock_renew(fence, lease=self.settings.lock_lease):
+        if fence is not None and not self.locks.lock_renew(fence, lease=self.settings.lock_lease):
             raise LockLostError(fence.name)
 
 

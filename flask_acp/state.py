@@ -15,7 +15,7 @@ from .config import Settings
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import StripeSettings
-from .store.base import SessionStore
+from .store.base import Storage
 from .webhooks.service import WebhookService
 
 
@@ -24,7 +24,7 @@ class ACPState:
     """Per-app state in ``app.extensions["acp"]``."""
 
     settings: Settings
-    store: SessionStore
+    storage: Storage
     adapter: PlatformAdapter
     payments: PaymentProcessor
     service: CheckoutService

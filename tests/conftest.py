@@ -20,6 +20,8 @@ from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing import acp_headers
 from tests.spec import validate_response
 
+pytest.register_assert_rewrite("flask_acp.testing.storage_contract")
+
 DATA = pathlib.Path(__file__).parent / "data"
 AGENT_KEY = "agent-one-key-0123456789"
 AGENT_KEY_ROTATED = "agent-one-key-rotated-99999"

@@ -176,8 +176,8 @@ def test_create_replay_returns_same_status_and_body(app: Flask, client: FlaskCli
     # no second session: a new key gets a new id, the replay does not
     third = agent.post("/checkout_sessions", CREATE_BODY)
     assert third.get_json()["id"] != first.get_json()["id"]
-    store = app.extensions["acp"].store
-    open_ids = list(store.session_ids(statuses=("not_ready_for_payment", "ready_for_payment")))
+    sessions = app.extensions["acp"].storage.sessions
+    open_ids = list(sessions.session_ids(statuses=("not_ready_for_payment", "ready_for_payment")))
     assert len(open_ids) == 2
 
 
@@ -279,7 +279,7 @@ def test_5xx_is_not_stored_and_retry_succeeds(tmp_path: pathlib.Path) -> None:
 def test_in_flight_key_is_409_with_retry_after(app: Flask, agent: Agent) -> None:
     key = str(uuid.uuid4())
     state = app.extensions["acp"]
-    outcome = state.store.idempotency_begin(
+    outcome = state.storage.idempotency.begin(
         "agent-one /checkout_sessions", key, fingerprint(CREATE_BODY, present=True),
         now=time.time(), lease=120, retention=86400)
     assert outcome.state == "new"

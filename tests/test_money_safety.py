@@ -12,6 +12,7 @@ subclasses, and "time passing beyond a lease" by ageing the lock row.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import sqlite3
@@ -37,7 +38,8 @@ from flask_acp.payments.base import ChargeRequest
 from flask_acp.payments.base import ChargeResult
 from flask_acp.payments.base import RefundResult
 from flask_acp.store.base import Fence
-from flask_acp.store.sqlite import SQLiteSessionStore
+from flask_acp.store.sqlite import SQLiteSessions
+from flask_acp.store.sqlite import sqlite_storage
 from flask_acp.testing import FakePaymentProcessor
 from tests.conftest import Agent
 from tests.conftest import build_app
@@ -99,8 +101,8 @@ class FaultyProcessor(FakePaymentProcessor):
         return super().charge(request)
 
 
-class FreezingStore(SQLiteSessionStore):
-    """The SQLite store, able to freeze the worker right after it recorded a
+class FreezingSessions(SQLiteSessions):
+    """The SQLite sessions, able to freeze the worker right after it recorded a
     charge attempt (the line before the processor call)."""
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -221,8 +223,10 @@ def test_worker_frozen_before_charging_does_not_charge(tmp_path: pathlib.Path,
     """Frozen between recording the attempt and charging, longer than the lease:
     another completion takes over and pays; the frozen worker wakes and must
     not charge its token."""
-    store = FreezingStore(str(tmp_path / "acp.sqlite3"))
-    app = make_app(tmp_path, processor, store=store, ACP_PAYMENT_RECONCILE_WINDOW=0)
+    storage = sqlite_storage(str(tmp_path / "acp.sqlite3"))
+    store = FreezingSessions(t.cast(SQLiteSessions, storage.sessions).db)
+    app = make_app(tmp_path, processor, store=dataclasses.replace(storage, sessions=store),
+                   ACP_PAYMENT_RECONCILE_WINDOW=0)
     agent = Agent(app.test_client())
     sid = agent.ready_session()["id"]
     store.freeze = threading.Event()
@@ -273,7 +277,7 @@ def test_charge_that_lands_after_the_lock_was_lost_is_given_back(tmp_path: pathl
 
 
 def get_payment_id(app: Flask, sid: str) -> str:
-    session = app.extensions["acp"].store.get(sid)
+    session = app.extensions["acp"].storage.sessions.get(sid)
     assert session is not None
     assert session.payment is not None
     assert session.payment.payment_id
@@ -342,9 +346,9 @@ def test_same_key_retry_after_a_crash_after_the_commit_returns_the_completed_ses
 
 _HOLD_LOCK = textwrap.dedent("""
     import os, sys, time
-    from flask_acp.store.sqlite import SQLiteSessionStore
-    store = SQLiteSessionStore(sys.argv[1])
-    with store.lock(sys.argv[2], lease=600, wait=1):
+    from flask_acp.store.sqlite import sqlite_storage
+    storage = sqlite_storage(sys.argv[1])
+    with storage.locks.lock(sys.argv[2], lease=600, wait=1):
         print("held", flush=True)
         if sys.argv[3] == "die":
             os._exit(0)  # a crash: no finally, the lock row stays
@@ -401,8 +405,8 @@ def test_storage_failure_is_503_with_retry_after(tmp_path: pathlib.Path, process
                                                  operation: str) -> None:
     """The database locked by someone else past the busy timeout: 503 in the
     flat error shape with Retry-After, nothing changed."""
-    store = SQLiteSessionStore(str(tmp_path / "acp.sqlite3"), busy_timeout=0.05)
-    app = make_app(tmp_path, processor, store=store)
+    storage = sqlite_storage(str(tmp_path / "acp.sqlite3"), busy_timeout=0.05)
+    app = make_app(tmp_path, processor, store=storage)
     agent = Agent(app.test_client())
     sid = agent.ready_session()["id"]
     blocker = sqlite3.connect(tmp_path / "acp.sqlite3", isolation_level=None)

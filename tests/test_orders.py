@@ -33,7 +33,7 @@ def _buy(agent: Agent, items: list[dict[str, t.Any]] | None = None) -> dict[str,
 
 
 def _outbox(app: Flask, status: str = "pending") -> list[t.Any]:
-    return app.extensions["acp"].store.outbox_list(statuses=[status])
+    return app.extensions["acp"].storage.outbox.entries(statuses=[status])
 
 
 def _valid_order(order_body: dict[str, t.Any]) -> None:

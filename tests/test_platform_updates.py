@@ -98,7 +98,7 @@ def test_fulfillment_refund_and_duplicates(tmp_path: pathlib.Path) -> None:
     assert _post(client, {**refund, "event_id": "e5"}).status_code == 200  # same refund id
     assert [r["amount"] for r in processor.operations("refund")] == [150]
     assert _order(app, done["order"]["id"])["totals"][1]["amount"] == 150
-    events = app.extensions["acp"].store.outbox_list(statuses=["pending", "delivered", "failed"])
+    events = app.extensions["acp"].storage.outbox.entries(statuses=["pending", "delivered", "failed"])
     assert [e.type for e in events][0] == "order_create"
     # create, shipped, delivered, refund pending, refund completed (duplicates add nothing)
     assert len(events) == 5

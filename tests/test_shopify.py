@@ -191,7 +191,7 @@ def adapter_of(app: Flask) -> ShopifyAdapter:
 
 
 def stored(app: Flask, sid: str) -> CheckoutSession:
-    session = app.extensions["acp"].store.get(sid)
+    session = app.extensions["acp"].storage.sessions.get(sid)
     assert session is not None
     return t.cast(CheckoutSession, session)
 

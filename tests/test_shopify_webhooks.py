@@ -183,7 +183,8 @@ def refunded(order: dict[str, t.Any]) -> int:
 
 
 def outbox(app: Flask) -> list[str]:
-    events = app.extensions["acp"].store.outbox_list(statuses=("pending", "delivered", "failed", "skipped"))
+    events = app.extensions["acp"].storage.outbox.entries(
+        statuses=("pending", "delivered", "failed", "skipped"))
     return [e.type for e in events]
 
 

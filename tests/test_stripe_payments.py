@@ -134,12 +134,12 @@ class Shop:
         return body
 
     def stored(self, session_id: str) -> CheckoutSession:
-        session = self.state.store.get(session_id)
+        session = self.state.storage.sessions.get(session_id)
         assert session is not None
         return t.cast(CheckoutSession, session)
 
     def outbox_types(self) -> list[str]:
-        return [e.type for e in self.state.store.outbox_list(statuses=["pending"])]
+        return [e.type for e in self.state.storage.outbox.entries(statuses=["pending"])]
 
 
 MakeShop = t.Callable[..., Shop]

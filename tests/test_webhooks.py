@@ -301,7 +301,7 @@ def buy(app: Flask, items: list[dict[str, t.Any]] | None = None) -> dict[str, t.
 
 
 def outbox(app: Flask, *statuses: str) -> list[t.Any]:
-    return t.cast(list[t.Any], app.extensions["acp"].store.outbox_list(
+    return t.cast(list[t.Any], app.extensions["acp"].storage.outbox.entries(
         statuses=statuses or ("pending", "delivered", "failed", "skipped")))
 
 
@@ -394,7 +394,7 @@ def test_attempt_signs_sends_current_state_and_records(make_app: MakeApp, receiv
     # delivered rows are never sent again
     assert state.webhooks.deliver(create.event_id).result == "unchanged"
     assert len(receiver.log) == 2
-    row = state.store.outbox_get(create.event_id)
+    row = state.storage.outbox.get(create.event_id)
     assert (row.status, row.attempts, row.last_status) == ("delivered", 1, 200)
     assert row.delivered_at is not None
 
@@ -428,7 +428,7 @@ def test_sends_of_one_order_are_serialised_by_the_store_lock(make_app: MakeApp, 
     done = buy(app)
     (event,) = outbox(app, "pending")
     results: list[str] = []
-    with state.store.lock(f"order-send:{done['order']['id']}", lease=30, wait=1):
+    with state.storage.locks.lock(f"order-send:{done['order']['id']}", lease=30, wait=1):
         worker = threading.Thread(
             target=lambda: results.append(state.webhooks.deliver(event.event_id).result))
         worker.start()
@@ -449,7 +449,7 @@ def test_agent_without_webhook_url_is_skipped(make_app: MakeApp, receiver: Recei
     assert event.agent == "agent-two"
     outcome = state.webhooks.deliver(event.event_id)
     assert (outcome.result, outcome.error) == ("skipped", "no webhook_url configured for agent 'agent-two'")
-    assert state.store.outbox_get(event.event_id).status == "skipped"
+    assert state.storage.outbox.get(event.event_id).status == "skipped"
     assert receiver.log == []
 
 
@@ -474,7 +474,7 @@ def test_timeouts_and_refused_connections_are_retried(make_app: MakeApp) -> None
         (event,) = outbox(app, "pending")
         outcome = app.extensions["acp"].webhooks.deliver(event.event_id)
     assert (outcome.result, outcome.error) == ("retry", "timed out after 0.3 s")
-    app.extensions["acp"].store.outbox_update(event.event_id, next_attempt_at=0)
+    app.extensions["acp"].storage.outbox.update(event.event_id, next_attempt_at=0)
     outcome = app.extensions["acp"].webhooks.deliver(event.event_id)  # the port is closed now
     assert outcome.result == "retry"
     assert "ConnectionError" in str(outcome.error)
@@ -751,7 +751,7 @@ def test_rq_batch_leaves_a_failed_events_retry_to_its_own_job(
     receiver.plan = [200, 503]  # own event delivered, the batched one refused for now
     with app.app_context():
         assert deliver_order_event(first.event_id)["result"] == "delivered"
-        row = app.extensions["acp"].store.outbox_get(second.event_id)
+        row = app.extensions["acp"].storage.outbox.get(second.event_id)
         assert (row.status, row.attempts, row.last_status) == ("pending", 1, 503)
         # its own job does not send before the interval: it raises, so RQ schedules the retry
         with pytest.raises(WebhookDeliveryError, match="not due yet"):

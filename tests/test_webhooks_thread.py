@@ -176,7 +176,7 @@ def test_a_forked_worker_process_starts_its_own_thread(make_app: MakeApp, receiv
                 app.test_client().get("/.well-known/acp.json")  # first request of this process
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
-                    entry = app.extensions["acp"].store.outbox_get(row.event_id)
+                    entry = app.extensions["acp"].storage.outbox.get(row.event_id)
                     if entry is not None and entry.status == "delivered":
                         code = 0
                         break

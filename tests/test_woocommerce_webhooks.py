@@ -93,7 +93,7 @@ class Shop:
         return body
 
     def outbox(self) -> list[t.Any]:
-        return t.cast(list[t.Any], self.app.extensions["acp"].store.outbox_list(
+        return t.cast(list[t.Any], self.app.extensions["acp"].storage.outbox.entries(
             statuses=("pending", "delivered", "failed", "skipped")))
 
     def sent(self) -> list[WebhookDelivery]:
@@ -234,7 +234,7 @@ def test_completed_then_partially_refunded_order_reaches_the_agent(shop: Shop) -
 def test_ping_is_accepted_and_changes_nothing(shop: Shop) -> None:
     shop.buy()
     shop.settle()
-    before = (len(shop.outbox()), shop.app.extensions["acp"].store.get(
+    before = (len(shop.outbox()), shop.app.extensions["acp"].storage.sessions.get(
         shop.outbox()[0].session_id))
     ping = shop.woo.ping(shop.hook)
     assert (ping.status, ping.headers.get("X-WC-Webhook-Signature")) == (200, None)
@@ -242,7 +242,8 @@ def test_ping_is_accepted_and_changes_nothing(shop: Shop) -> None:
     # any digits, even a webhook id this store does not know
     answer = requests.post(shop.hook_url, data={"webhook_id": "987"}, timeout=5)
     assert answer.status_code == 200
-    assert (len(shop.outbox()), shop.app.extensions["acp"].store.get(shop.outbox()[0].session_id)) == before
+    sessions = shop.app.extensions["acp"].storage.sessions
+    assert (len(shop.outbox()), sessions.get(shop.outbox()[0].session_id)) == before
 
 
 def test_bad_or_missing_signature_is_refused(shop: Shop) -> None:
@@ -442,9 +443,9 @@ def test_orders_that_are_not_ours_are_acknowledged_and_not_recorded(shop: Shop) 
         auth=(shop.woo.consumer_key, shop.woo.consumer_secret), timeout=5).json()
     shop.woo.complete_order(created["id"])
     assert [d.status for d in shop.sent()] == [200]
-    store = shop.app.extensions["acp"].store
+    inbound = shop.app.extensions["acp"].storage.inbound
     body = shop.sent()[-1].body
-    assert not store.inbound_seen("woocommerce", event_key(json.loads(body), body))
+    assert not inbound.seen("woocommerce", event_key(json.loads(body), body))
 
 
 # --------------------------------------------------------------------------- pure parts

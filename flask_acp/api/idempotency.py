@@ -27,7 +27,7 @@ import typing as t
 from ..errors import BusyError
 from ..errors import IdempotencyConflictError
 from ..errors import InvalidRequestError
-from ..store.base import SessionStore
+from ..store.base import IdempotencyRecords
 from .response import ApiResponse
 
 #: response headers stored with a response and replayed with it.
@@ -57,7 +57,7 @@ def fingerprint(body: t.Any, *, present: bool) -> str:
 
 def run_idempotent(
     *,
-    store: SessionStore,
+    records: IdempotencyRecords,
     scope: str,
     key: str | None,
     body_fingerprint: str,
@@ -78,8 +78,8 @@ def run_idempotent(
     if len(key) > 255:
         raise InvalidRequestError("The Idempotency-Key header must be at most 255 characters.",
                                   code="invalid_idempotency_key")
-    outcome = store.idempotency_begin(scope, key, body_fingerprint, now=time.time(),
-                                      lease=lease, retention=retention)
+    outcome = records.begin(scope, key, body_fingerprint, now=time.time(), lease=lease,
+                            retention=retention)
     if outcome.state == "conflict":
         raise IdempotencyConflictError(
             "Idempotency-Key has already been used with a different request body")
@@ -93,12 +93,12 @@ def run_idempotent(
     try:
         response = handler()
     except BaseException:
-        store.idempotency_release(scope, key)
+        records.release(scope, key)
         raise
     if response.status >= 500 or response.status == 409:
-        store.idempotency_release(scope, key)
+        records.release(scope, key)
     else:
-        store.idempotency_finish(
+        records.finish(
             scope, key, status=response.status, body=response.body,
             headers={h: response.headers[h] for h in _STORED_HEADERS if h in response.headers},
             now=time.time(),

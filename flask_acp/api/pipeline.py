@@ -40,7 +40,7 @@ from ..errors import APIVersionError
 from ..errors import AuthenticationError
 from ..models import CheckoutSession
 from ..payments.base import PaymentProcessor
-from ..store.base import SessionStore
+from ..store.base import IdempotencyRecords
 from ..versions import WireVersion
 from .body import load
 from .body import read_json
@@ -82,16 +82,16 @@ class Pipeline:
 
     :param settings: the app's settings (agents, versions, idempotency times).
     :param service: the checkout service.
-    :param store: where idempotency records live.
+    :param records: where idempotency records live.
     :param payments: the processor whose handlers sessions advertise.
     :param versions: the wire versions this app serves (API-Version -> plug-in).
     """
 
-    def __init__(self, *, settings: Settings, service: CheckoutService, store: SessionStore,
+    def __init__(self, *, settings: Settings, service: CheckoutService, records: IdempotencyRecords,
                  payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion]) -> None:
         self.settings = settings
         self.service = service
-        self.store = store
+        self.records = records
         self.payments = payments
         self.versions = {v: versions[v] for v in settings.api_versions}
 
@@ -109,7 +109,7 @@ class Pipeline:
                                       content_encoding=request.headers.get("content-encoding"),
                                       optional=optional)
             return run_idempotent(
-                store=self.store,
+                records=self.records,
                 scope=f"{agent} {request.scope}",
                 key=request.headers.get("idempotency-key"),
                 body_fingerprint=fingerprint(body, present=present),

@@ -1,8 +1,21 @@
-"""The session store port.
+"""Storage ports: one small Protocol per concern, bundled in :class:`Storage`.
 
-A store keeps checkout sessions, the idempotency records of the HTTP layer and
-short-lived named locks. Every method is atomic on its own; implementations
-must be safe with several worker processes.
+- :class:`Sessions` -- checkout sessions; a save writes the session, its
+  order-event outbox entries and checks the lock fence in one transaction;
+- :class:`Locks` -- named leases that fence the writes of their holder;
+- :class:`IdempotencyRecords` -- claims and stored responses of the HTTP layer;
+- :class:`Outbox` -- the order-event outbox (read, claim, update);
+- :class:`InboundLog` -- de-duplication of inbound webhooks.
+
+Every method is atomic on its own, and implementations must be safe with
+several threads and several worker processes. Times are unix seconds
+(``float``), durations are seconds.
+
+One implementation ships: :mod:`flask_acp.store.sqlite`
+(:func:`~flask_acp.store.sqlite.sqlite_storage`). :func:`flask_acp.store.open_storage`
+picks one from ``ACP_STORE_URL``. A third-party implementation provides the
+five Protocols and checks them with the contract test kit,
+:mod:`flask_acp.testing.storage_contract`.
 """
 
 from __future__ import annotations
@@ -14,6 +27,22 @@ import typing as t
 
 from ..models import CheckoutSession
 from ..models import OrderEvent
+
+__all__ = [
+    "Fence",
+    "IdempotencyOutcome",
+    "IdempotencyRecords",
+    "InboundLog",
+    "LockLostError",
+    "LockTimeoutError",
+    "Locks",
+    "OUTBOX_FIELDS",
+    "Outbox",
+    "OutboxEntry",
+    "Sessions",
+    "StaleSessionError",
+    "Storage",
+]
 
 
 class StaleSessionError(Exception):
@@ -31,7 +60,7 @@ class LockLostError(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fence:
-    """Proof of holding the named lock, yielded by :meth:`SessionStore.lock`.
+    """Proof of holding the named lock, yielded by :meth:`Locks.lock`.
     A write made with it is refused (:class:`LockLostError`) once another
     owner holds the lock.
 
@@ -49,6 +78,9 @@ class IdempotencyOutcome:
     :ivar state: ``new`` (you own it now; run the request), ``replay`` (a stored
         response follows), ``conflict`` (same key, another body), ``in_flight``
         (another request with this key is running).
+    :ivar status: the stored HTTP status (``replay`` only).
+    :ivar body: the stored response body as bytes (``replay`` only).
+    :ivar headers: the stored response headers (``replay`` only).
     """
 
     state: str
@@ -66,7 +98,7 @@ class OutboxEntry(t.NamedTuple):
     agent: str
     type: str
     created_at: float
-    status: str  # pending | delivered | failed
+    status: str  # pending | delivered | failed | skipped
     attempts: int
     next_attempt_at: float
     enqueued_at: float | None
@@ -75,7 +107,14 @@ class OutboxEntry(t.NamedTuple):
     last_error: str | None
 
 
-class SessionStore(t.Protocol):
+#: the outbox columns :meth:`Outbox.update` may set
+OUTBOX_FIELDS = frozenset({"status", "attempts", "next_attempt_at", "enqueued_at", "delivered_at",
+                           "last_status", "last_error"})
+
+
+class Sessions(t.Protocol):
+    """Checkout sessions, with the indexes the order and payment webhooks need."""
+
     def create(self, session: CheckoutSession) -> None:
         """Insert a new session (its ``revision`` is stored as given)."""
         ...
@@ -87,65 +126,44 @@ class SessionStore(t.Protocol):
     def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = (), *,
              fence: Fence | None = None) -> CheckoutSession:
         """Store ``session`` if the stored revision still equals ``session.revision``,
-        together with ``events`` (order-event outbox entries), in one transaction;
-        returns it with ``revision + 1``. With ``fence``, the same transaction
-        first checks that the fence's owner still holds its lock.
+        together with ``events`` (new outbox entries, ``pending`` and due at their
+        ``created_at``; an event id already in the outbox is ignored), in ONE
+        transaction; returns the session with ``revision + 1``. With ``fence``,
+        the same transaction first checks that the fence's owner still holds
+        its lock (the :class:`Locks` of the same implementation). Also indexes
+        the session by its order ids and its payment id.
 
-        :raises StaleSessionError: someone else saved in between.
-        :raises LockLostError: ``fence`` no longer holds its lock.
+        :raises StaleSessionError: someone else saved in between; nothing written.
+        :raises LockLostError: ``fence`` no longer holds its lock; nothing written.
         """
-        ...
-
-    def session_id_for_order(self, order_id: str) -> str | None:
-        """The session whose completion produced ``order_id`` (our order id or
-        the platform's, ``Order.platform_order_id``)."""
-        ...
-
-    def session_id_for_payment(self, payment_id: str) -> str | None:
-        """The session whose charge has the processor id ``payment_id``."""
-        ...
-
-    def inbound_seen(self, source: str, event_id: str) -> bool:
-        """Whether an inbound webhook (``source``: stripe, shopify...) was processed."""
-        ...
-
-    def inbound_record(self, source: str, event_id: str) -> bool:
-        """Remember a processed inbound webhook; False if it was already recorded."""
-        ...
-
-    def outbox_get(self, event_id: str) -> OutboxEntry | None:
-        ...
-
-    def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
-                    due_before: float | None = None,
-                    not_enqueued_since: float | None = None,
-                    max_attempts: int | None = None) -> list[OutboxEntry]:
-        """Outbox entries in ``statuses``, oldest first; optionally only those due
-        (``next_attempt_at <= due_before``), not enqueued since a unix time, or
-        attempted at most ``max_attempts`` times."""
-        ...
-
-    def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:
-        """Atomically take a due pending entry for one delivery attempt (pushes its
-        ``next_attempt_at`` by ``lease`` seconds); False if someone else has it."""
-        ...
-
-    def outbox_update(self, event_id: str, **fields: object) -> None:
-        """Set columns of an outbox entry (status, attempts, next_attempt_at,
-        enqueued_at, delivered_at, last_status, last_error)."""
         ...
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
                     updated_before: float | None = None) -> list[str]:
-        """Ids of sessions in one of ``statuses`` (optionally expiring / last
-        updated before a unix time in seconds); for sweepers."""
+        """Ids of sessions in one of ``statuses`` (optionally only those expiring,
+        or last updated, before a unix time in seconds); for sweepers."""
         ...
+
+    def session_id_for_order(self, order_id: str) -> str | None:
+        """The session whose completion produced ``order_id`` (our order id or
+        the platform's, ``Order.platform_order_id``), or None."""
+        ...
+
+    def session_id_for_payment(self, payment_id: str) -> str | None:
+        """The session whose charge has the processor id ``payment_id``, or None."""
+        ...
+
+
+class Locks(t.Protocol):
+    """Named leases. A holder that dies keeps its lock for ``lease`` seconds at
+    most; a fenced write (:meth:`Sessions.save`) fails once the lock passed on."""
 
     def lock(self, name: str, *, lease: float, wait: float) -> contextlib.AbstractContextManager[Fence]:
         """Hold the named lock for at most ``lease`` seconds, waiting up to
-        ``wait`` seconds for it; yields the :class:`Fence` of this holding.
-        A lock whose holder is known to be dead (a process of this machine
-        that no longer exists) is taken over at once, without waiting.
+        ``wait`` seconds for it; yields the :class:`Fence` of this holding and
+        releases the lock on exit (if still held by it). A lock whose lease has
+        passed is taken over; so is one whose holder is known to be dead (a
+        process of this machine that no longer exists), without waiting.
 
         :raises LockTimeoutError: still held by another owner after ``wait``.
         """
@@ -156,23 +174,91 @@ class SessionStore(t.Protocol):
         changed) when ``fence`` no longer holds it."""
         ...
 
-    def idempotency_begin(self, scope: str, key: str, fingerprint: str, *, now: float,
-                          lease: float, retention: float) -> IdempotencyOutcome:
+
+class IdempotencyRecords(t.Protocol):
+    """The ``Idempotency-Key`` records of the HTTP layer, per (scope, key)."""
+
+    def begin(self, scope: str, key: str, fingerprint: str, *, now: float, lease: float,
+              retention: float) -> IdempotencyOutcome:
         """Claim ``key`` in ``scope`` for a request whose body hashes to
         ``fingerprint``. An in-flight claim older than ``lease`` seconds is
-        considered abandoned (its worker died) and is taken over; a stored
-        response older than ``retention`` seconds is forgotten (all unix seconds)."""
+        considered abandoned (its worker died) and is taken over (``new``); a
+        stored response older than ``retention`` seconds is forgotten (``new``
+        for any fingerprint). ``now`` is unix seconds."""
         ...
 
-    def idempotency_finish(self, scope: str, key: str, *, status: int, body: bytes,
-                           headers: dict[str, str], now: float) -> None:
-        """Store the response of a claimed key for replay."""
+    def finish(self, scope: str, key: str, *, status: int, body: bytes, headers: dict[str, str],
+               now: float) -> None:
+        """Store the response of a claimed key for replay: HTTP ``status``, the
+        body as bytes, the headers to replay; ``now`` (unix seconds) starts its
+        retention."""
         ...
 
-    def idempotency_release(self, scope: str, key: str) -> None:
-        """Forget a claim without storing a response (5xx outcomes)."""
+    def release(self, scope: str, key: str) -> None:
+        """Forget an in-flight claim without storing a response (5xx outcomes);
+        a stored response is kept."""
         ...
 
-    def purge(self, *, idempotency_before: float) -> int:
-        """Delete idempotency records created before a unix time; returns how many."""
+    def purge(self, *, before: float) -> int:
+        """Delete stored responses finished before a unix time; returns how many."""
         ...
+
+
+class Outbox(t.Protocol):
+    """The order-event outbox. Entries are added by :meth:`Sessions.save`."""
+
+    def get(self, event_id: str) -> OutboxEntry | None:
+        """The entry of ``event_id``, or None."""
+        ...
+
+    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100,
+                due_before: float | None = None, not_enqueued_since: float | None = None,
+                max_attempts: int | None = None) -> list[OutboxEntry]:
+        """Up to ``limit`` entries in ``statuses``, oldest (``created_at``) first;
+        optionally only those due (``next_attempt_at <= due_before``), not
+        enqueued since a unix time (``enqueued_at`` unset or older), or attempted
+        at most ``max_attempts`` times."""
+        ...
+
+    def claim(self, event_id: str, *, now: float, lease: float) -> bool:
+        """Atomically take a due (``next_attempt_at <= now``) ``pending`` entry for
+        one delivery attempt, pushing its ``next_attempt_at`` to ``now + lease``
+        (seconds); False if it is not pending, not due, or someone else has it."""
+        ...
+
+    def update(self, event_id: str, **fields: object) -> None:
+        """Set columns of an entry (names in :data:`OUTBOX_FIELDS`).
+
+        :raises ValueError: no field, or a name not in :data:`OUTBOX_FIELDS`.
+        """
+        ...
+
+
+class InboundLog(t.Protocol):
+    """Inbound webhooks already processed, per source (``stripe``, ``shopify``...)."""
+
+    def seen(self, source: str, event_id: str) -> bool:
+        """Whether the webhook ``event_id`` of ``source`` was recorded."""
+        ...
+
+    def record(self, source: str, event_id: str) -> bool:
+        """Remember a processed webhook; False if it was already recorded."""
+        ...
+
+    def purge(self, *, before: float) -> int:
+        """Forget webhooks recorded before a unix time; returns how many."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Storage:
+    """One implementation of every storage port, as the app uses them
+    (``app.extensions["acp"].storage``). Fenced saves need ``sessions`` and
+    ``locks`` of the same implementation (the fence is checked in the save's
+    transaction)."""
+
+    sessions: Sessions
+    locks: Locks
+    idempotency: IdempotencyRecords
+    outbox: Outbox
+    inbound: InboundLog

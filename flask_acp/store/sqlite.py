@@ -1,4 +1,9 @@
-"""SQLite session store: the embedded default (stdlib ``sqlite3``, WAL mode).
+"""SQLite storage: the embedded default (stdlib ``sqlite3``, WAL mode).
+
+:func:`sqlite_storage` opens one database file and returns a
+:class:`~flask_acp.store.base.Storage` whose five port objects share it
+(one :class:`~flask_acp.store._sqlite.SQLiteDatabase`), so a session save
+checks the lock fence and writes the outbox in the same transaction.
 
 Safe with several worker processes on one machine: every write runs in a
 ``BEGIN IMMEDIATE`` transaction, connections are per thread and per process,
@@ -23,12 +28,24 @@ from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
 from ._sqlite import SQLiteDatabase
+from .base import OUTBOX_FIELDS
 from .base import Fence
 from .base import IdempotencyOutcome
 from .base import LockLostError
 from .base import LockTimeoutError
 from .base import OutboxEntry
 from .base import StaleSessionError
+from .base import Storage
+
+__all__ = [
+    "SQLiteIdempotencyRecords",
+    "SQLiteInboundLog",
+    "SQLiteLocks",
+    "SQLiteOutbox",
+    "SQLiteSessions",
+    "open_database",
+    "sqlite_storage",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS acp_sessions (
@@ -90,28 +107,59 @@ CREATE INDEX IF NOT EXISTS acp_outbox_due ON acp_outbox (status, next_attempt_at
 """
 
 
-class SQLiteSessionStore:
-    """A :class:`~flask_acp.store.SessionStore` in one SQLite file.
+def open_database(path: str, *, busy_timeout: float = 30.0) -> SQLiteDatabase:
+    """The database of :func:`sqlite_storage` at ``path`` (file and tables
+    created if missing; the parent folder must exist).
 
-    :param path: database file; created with its tables if missing.
     :param busy_timeout: seconds a writer waits for SQLite's own write lock.
+    :raises StorageUnavailableError: the file cannot be opened or set up.
+    """
+    return SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+
+
+def sqlite_storage(path: str, *, busy_timeout: float = 30.0) -> Storage:
+    """Every storage port on one SQLite file (created with its tables if missing).
+
+    :param path: the database file; its folder is created if missing.
+    :param busy_timeout: seconds a writer waits for SQLite's own write lock
+        before the operation fails with
+        :class:`~flask_acp.errors.StorageUnavailableError` (503).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    db = open_database(path, busy_timeout=busy_timeout)
+    return Storage(sessions=SQLiteSessions(db), locks=SQLiteLocks(db),
+                   idempotency=SQLiteIdempotencyRecords(db), outbox=SQLiteOutbox(db),
+                   inbound=SQLiteInboundLog(db))
+
+
+class _Port:
+    """A port on a shared :class:`SQLiteDatabase`.
+
+    :param db: the database (see :func:`open_database`).
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
-        self.path = path
-        self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
-        self._conn = self._db.conn
-        self._tx = self._db.tx
-        self._read = self._db.read
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self.db = db
+        self._tx = db.tx
+        self._read = db.read
 
-    # -- sessions ------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self.db.path
+
+
+class SQLiteSessions(_Port):
+    """:class:`~flask_acp.store.base.Sessions` in SQLite; fenced by :class:`SQLiteLocks`
+    on the same database."""
 
     def create(self, session: CheckoutSession) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO acp_sessions (id, status, revision, expires_at, updated_at, record)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                self._row(session),
+                _row(session),
             )
 
     def get(self, session_id: str) -> CheckoutSession | None:
@@ -130,7 +178,7 @@ class SQLiteSessionStore:
             cur = db.execute(
                 "UPDATE acp_sessions SET status = ?, revision = ?, expires_at = ?,"
                 " updated_at = ?, record = ? WHERE id = ? AND revision = ?",
-                (*self._row(saved)[1:], session.id, session.revision),
+                (*_row(saved)[1:], session.id, session.revision),
             )
             if cur.rowcount != 1:
                 raise StaleSessionError(session.id)
@@ -151,80 +199,6 @@ class SQLiteSessionStore:
                 )
         return saved
 
-    def session_id_for_order(self, order_id: str) -> str | None:
-        with self._read() as db:
-            row = db.execute("SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def session_id_for_payment(self, payment_id: str) -> str | None:
-        with self._read() as db:
-            row = db.execute("SELECT session_id FROM acp_payments WHERE payment_id = ?",
-                             (payment_id,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def inbound_seen(self, source: str, event_id: str) -> bool:
-        with self._read() as db:
-            row = db.execute("SELECT 1 FROM acp_inbound_events WHERE source = ? AND event_id = ?",
-                             (source, event_id)).fetchone()
-        return row is not None
-
-    def inbound_record(self, source: str, event_id: str) -> bool:
-        with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO acp_inbound_events (source, event_id, received_at)"
-                             " VALUES (?, ?, ?)", (source, event_id, time.time()))
-            return cur.rowcount == 1
-
-    # -- outbox --------------------------------------------------------------------
-
-    _OUTBOX_COLUMNS = ("event_id, order_id, session_id, agent, type, created_at, status, attempts,"
-                       " next_attempt_at, enqueued_at, delivered_at, last_status, last_error")
-
-    def outbox_get(self, event_id: str) -> OutboxEntry | None:
-        with self._read() as db:
-            row = db.execute(
-                f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
-                (event_id,)).fetchone()
-        return None if row is None else OutboxEntry(*row)
-
-    def outbox_list(self, *, statuses: cabc.Iterable[str], limit: int = 100,
-                    due_before: float | None = None, not_enqueued_since: float | None = None,
-                    max_attempts: int | None = None) -> list[OutboxEntry]:
-        statuses = list(statuses)
-        sql = (f"SELECT {self._OUTBOX_COLUMNS} FROM acp_outbox"  # noqa: S608
-               f" WHERE status IN ({','.join('?' * len(statuses))})")
-        args: list[object] = list(statuses)
-        if due_before is not None:
-            sql += " AND next_attempt_at <= ?"
-            args.append(due_before)
-        if not_enqueued_since is not None:
-            sql += " AND (enqueued_at IS NULL OR enqueued_at < ?)"
-            args.append(not_enqueued_since)
-        if max_attempts is not None:
-            sql += " AND attempts <= ?"
-            args.append(max_attempts)
-        sql += " ORDER BY created_at LIMIT ?"
-        args.append(limit)
-        with self._read() as db:
-            return [OutboxEntry(*row) for row in db.execute(sql, args)]
-
-    def outbox_claim(self, event_id: str, *, now: float, lease: float) -> bool:
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE acp_outbox SET next_attempt_at = ? WHERE event_id = ?"
-                " AND status = 'pending' AND next_attempt_at <= ?",
-                (now + lease, event_id, now))
-            return cur.rowcount == 1
-
-    def outbox_update(self, event_id: str, **fields: object) -> None:
-        allowed = {"status", "attempts", "next_attempt_at", "enqueued_at", "delivered_at",
-                   "last_status", "last_error"}
-        if not fields or set(fields) - allowed:
-            raise ValueError(f"outbox_update takes {sorted(allowed)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE acp_outbox SET {assignments} WHERE event_id = ?",  # noqa: S608
-                       (*fields.values(), event_id))
-
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
                     updated_before: float | None = None) -> list[str]:
         statuses = list(statuses)
@@ -239,18 +213,35 @@ class SQLiteSessionStore:
         with self._read() as db:
             return [r[0] for r in db.execute(sql, args)]
 
-    @staticmethod
-    def _row(session: CheckoutSession) -> tuple[object, ...]:
-        return (
-            session.id,
-            session.status.value,
-            session.revision,
-            session.expires_at.timestamp(),
-            session.updated_at.timestamp(),
-            json.dumps(to_record(session), separators=(",", ":")),
-        )
+    def session_id_for_order(self, order_id: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT session_id FROM acp_orders WHERE order_id = ?", (order_id,)).fetchone()
+        return None if row is None else str(row[0])
 
-    # -- locks ---------------------------------------------------------------------
+    def session_id_for_payment(self, payment_id: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT session_id FROM acp_payments WHERE payment_id = ?",
+                             (payment_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+def _row(session: CheckoutSession) -> tuple[object, ...]:
+    return (
+        session.id,
+        session.status.value,
+        session.revision,
+        session.expires_at.timestamp(),
+        session.updated_at.timestamp(),
+        json.dumps(to_record(session), separators=(",", ":")),
+    )
+
+
+class SQLiteLocks(_Port):
+    """:class:`~flask_acp.store.base.Locks` as lease rows naming their holder.
+
+    Releasing a lock also deletes the rows whose lease has passed (holders
+    that crashed), so the table holds only live locks and a few stale ones.
+    """
 
     @contextlib.contextmanager
     def lock(self, name: str, *, lease: float, wait: float) -> cabc.Iterator[Fence]:
@@ -284,6 +275,7 @@ class SQLiteSessionStore:
         finally:
             with self._tx() as db:
                 db.execute("DELETE FROM acp_locks WHERE name = ? AND owner = ?", (name, fence.owner))
+                db.execute("DELETE FROM acp_locks WHERE lease_until < ?", (time.time(),))
 
     def lock_renew(self, fence: Fence, *, lease: float) -> bool:
         with self._tx() as db:
@@ -291,10 +283,12 @@ class SQLiteSessionStore:
                              (time.time() + lease, fence.name, fence.owner))
             return cur.rowcount == 1
 
-    # -- idempotency ---------------------------------------------------------------
 
-    def idempotency_begin(self, scope: str, key: str, fingerprint: str, *, now: float,
-                          lease: float, retention: float) -> IdempotencyOutcome:
+class SQLiteIdempotencyRecords(_Port):
+    """:class:`~flask_acp.store.base.IdempotencyRecords` in SQLite."""
+
+    def begin(self, scope: str, key: str, fingerprint: str, *, now: float, lease: float,
+              retention: float) -> IdempotencyOutcome:
         with self._tx() as db:
             row = db.execute(
                 "SELECT fingerprint, state, status, body, headers, claimed_at"
@@ -329,8 +323,8 @@ class SQLiteSessionStore:
             )
             return IdempotencyOutcome("new")
 
-    def idempotency_finish(self, scope: str, key: str, *, status: int, body: bytes,
-                           headers: dict[str, str], now: float) -> None:
+    def finish(self, scope: str, key: str, *, status: int, body: bytes, headers: dict[str, str],
+               now: float) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE acp_idempotency SET state = 'done', status = ?, body = ?, headers = ?,"
@@ -338,21 +332,90 @@ class SQLiteSessionStore:
                 (status, body, json.dumps(headers), now, now, scope, key),
             )
 
-    def idempotency_release(self, scope: str, key: str) -> None:
+    def release(self, scope: str, key: str) -> None:
         with self._tx() as db:
             db.execute(
                 "DELETE FROM acp_idempotency WHERE scope = ? AND key = ? AND state = 'in_flight'",
                 (scope, key),
             )
 
-    def purge(self, *, idempotency_before: float) -> int:
+    def purge(self, *, before: float) -> int:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM acp_idempotency WHERE state = 'done' AND created_at < ?",
+                             (before,))
+            return cur.rowcount
+
+
+class SQLiteOutbox(_Port):
+    """:class:`~flask_acp.store.base.Outbox` in SQLite (rows written by
+    :meth:`SQLiteSessions.save`)."""
+
+    _COLUMNS = ("event_id, order_id, session_id, agent, type, created_at, status, attempts,"
+                " next_attempt_at, enqueued_at, delivered_at, last_status, last_error")
+
+    def get(self, event_id: str) -> OutboxEntry | None:
+        with self._read() as db:
+            row = db.execute(
+                f"SELECT {self._COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
+                (event_id,)).fetchone()
+        return None if row is None else OutboxEntry(*row)
+
+    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100,
+                due_before: float | None = None, not_enqueued_since: float | None = None,
+                max_attempts: int | None = None) -> list[OutboxEntry]:
+        statuses = list(statuses)
+        sql = (f"SELECT {self._COLUMNS} FROM acp_outbox"  # noqa: S608
+               f" WHERE status IN ({','.join('?' * len(statuses))})")
+        args: list[object] = list(statuses)
+        if due_before is not None:
+            sql += " AND next_attempt_at <= ?"
+            args.append(due_before)
+        if not_enqueued_since is not None:
+            sql += " AND (enqueued_at IS NULL OR enqueued_at < ?)"
+            args.append(not_enqueued_since)
+        if max_attempts is not None:
+            sql += " AND attempts <= ?"
+            args.append(max_attempts)
+        sql += " ORDER BY created_at LIMIT ?"
+        args.append(limit)
+        with self._read() as db:
+            return [OutboxEntry(*row) for row in db.execute(sql, args)]
+
+    def claim(self, event_id: str, *, now: float, lease: float) -> bool:
         with self._tx() as db:
             cur = db.execute(
-                "DELETE FROM acp_idempotency WHERE state = 'done' AND created_at < ?",
-                (idempotency_before,),
-            )
-            db.execute("DELETE FROM acp_locks WHERE lease_until < ?", (time.time(),))
-            return cur.rowcount
+                "UPDATE acp_outbox SET next_attempt_at = ? WHERE event_id = ?"
+                " AND status = 'pending' AND next_attempt_at <= ?",
+                (now + lease, event_id, now))
+            return cur.rowcount == 1
+
+    def update(self, event_id: str, **fields: object) -> None:
+        if not fields or set(fields) - OUTBOX_FIELDS:
+            raise ValueError(f"Outbox.update takes {sorted(OUTBOX_FIELDS)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE acp_outbox SET {assignments} WHERE event_id = ?",  # noqa: S608
+                       (*fields.values(), event_id))
+
+
+class SQLiteInboundLog(_Port):
+    """:class:`~flask_acp.store.base.InboundLog` in SQLite."""
+
+    def seen(self, source: str, event_id: str) -> bool:
+        with self._read() as db:
+            row = db.execute("SELECT 1 FROM acp_inbound_events WHERE source = ? AND event_id = ?",
+                             (source, event_id)).fetchone()
+        return row is not None
+
+    def record(self, source: str, event_id: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO acp_inbound_events (source, event_id, received_at)"
+                             " VALUES (?, ?, ?)", (source, event_id, time.time()))
+            return cur.rowcount == 1
+
+    def purge(self, *, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM acp_inbound_events WHERE received_at < ?", (before,)).rowcount
 
 
 def _process_start(pid: int) -> str:

@@ -72,7 +72,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def list_events(status: str | None, limit: int, as_json: bool) -> None:
         """List outbox events, oldest first."""
-        entries = _service().store.outbox_list(statuses=[status] if status else STATUSES, limit=limit)
+        entries = _service().storage.outbox.entries(statuses=[status] if status else STATUSES, limit=limit)
         if as_json:
             for entry in entries:
                 click.echo(json.dumps(entry._asdict()))

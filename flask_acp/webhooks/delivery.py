@@ -39,7 +39,7 @@ from ..models import JSON
 from ..models import Order
 from ..store.base import LockTimeoutError
 from ..store.base import OutboxEntry
-from ..store.base import SessionStore
+from ..store.base import Storage
 from ..versions import VERSIONS
 from .signing import sign
 
@@ -121,14 +121,14 @@ class WebhookSender:
 
     :param settings: the app's settings (agents, timeout in seconds, retry
         intervals in seconds).
-    :param store: the session store holding orders and the outbox.
+    :param storage: the storage holding orders (sessions), the outbox and the locks.
     :param clock: returns unix seconds (tests inject their own).
     """
 
-    def __init__(self, settings: Settings, store: SessionStore, *,
+    def __init__(self, settings: Settings, storage: Storage, *,
                  clock: t.Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.store = store
+        self.storage = storage
         self.clock = clock
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -151,7 +151,7 @@ class WebhookSender:
         Unexpected errors (store failures) propagate; the row is then unchanged.
         """
         if entry is None:
-            entry = self.store.outbox_get(event_id)
+            entry = self.storage.outbox.get(event_id)
         if entry is None:
             log.warning("webhook event %s: not in the outbox", event_id)
             return DeliveryOutcome(event_id, "missing")
@@ -162,14 +162,14 @@ class WebhookSender:
             why = (f"agent {entry.agent!r} is not configured" if agent is None
                    else f"no webhook_url configured for agent {entry.agent!r}" if not agent.webhook_url
                    else f"no webhook_secrets configured for agent {entry.agent!r}")
-            self.store.outbox_update(event_id, status=SKIPPED, last_error=why)
+            self.storage.outbox.update(event_id, status=SKIPPED, last_error=why)
             log.info("webhook event %s skipped: %s", event_id, why)
             return DeliveryOutcome(event_id, SKIPPED, entry.attempts, error=why)
         timeout = self.settings.webhook_timeout
         try:
-            with self.store.lock(f"order-send:{entry.order_id}", lease=2 * timeout + 30,
+            with self.storage.locks.lock(f"order-send:{entry.order_id}", lease=2 * timeout + 30,
                                  wait=0.0 if skip_if_busy else timeout + 5):
-                current = self.store.outbox_get(event_id)
+                current = self.storage.outbox.get(event_id)
                 if current is None or current.status != PENDING:
                     return DeliveryOutcome(event_id, "unchanged", entry.attempts if current is None
                                            else current.attempts)
@@ -183,7 +183,7 @@ class WebhookSender:
         except LockTimeoutError:
             if skip_if_busy:
                 return DeliveryOutcome(event_id, "busy", entry.attempts)
-            latest = self.store.outbox_get(event_id) or entry
+            latest = self.storage.outbox.get(event_id) or entry
             if latest.status != PENDING:
                 return DeliveryOutcome(event_id, "unchanged", latest.attempts)
             return self._record(latest, _Response(
@@ -195,7 +195,7 @@ class WebhookSender:
         until none is left, ``limit`` attempts were made or ``seconds`` have passed
         (network calls, store writes): the batch an RQ job runs after its own event.
 
-        Each event is first claimed with ``outbox_claim`` (``lease`` seconds), so
+        Each event is first claimed with ``Outbox.claim`` (``lease`` seconds), so
         two drains never pick the same one; the attempt itself is :meth:`deliver`
         (order lock, re-read of the row, current state), made with
         ``skip_if_busy``: an order whose lock is held is left to its own job.
@@ -212,7 +212,7 @@ class WebhookSender:
         skipped: set[str] = set()
         while len(outcomes) < limit and time.monotonic() < stop:
             now = self.clock()
-            rows = [e for e in self.store.outbox_list(
+            rows = [e for e in self.storage.outbox.entries(
                 statuses=[PENDING], due_before=now, limit=min(100, limit - len(outcomes)) + len(skipped),
                 max_attempts=0 if first_attempts_only else None) if e.event_id not in skipped]
             if not rows:
@@ -221,7 +221,7 @@ class WebhookSender:
                 if len(outcomes) >= limit or time.monotonic() >= stop:
                     break
                 skipped.add(row.event_id)
-                if not self.store.outbox_claim(row.event_id, now=now, lease=lease):
+                if not self.storage.outbox.claim(row.event_id, now=now, lease=lease):
                     continue  # someone else has it
                 try:
                     outcome = self.deliver(row.event_id, entry=row, skip_if_busy=True)
@@ -261,7 +261,7 @@ class WebhookSender:
             return None
 
     def _order(self, entry: OutboxEntry) -> tuple[Order | None, str]:
-        session = self.store.get(entry.session_id)
+        session = self.storage.sessions.get(entry.session_id)
         newest = self.settings.api_versions[0]
         if session is None or session.order is None or session.order.id != entry.order_id:
             return None, newest
@@ -335,14 +335,14 @@ class WebhookSender:
         attempts = entry.attempts + 1
         event_id = entry.event_id
         if response.error is None:
-            self.store.outbox_update(event_id, status=DELIVERED, attempts=attempts, delivered_at=now,
+            self.storage.outbox.update(event_id, status=DELIVERED, attempts=attempts, delivered_at=now,
                                      last_status=response.status_code, last_error=None)
             log.info("webhook event %s (%s, order %s) delivered to %s: HTTP %s, attempt %d",
                      event_id, entry.type, entry.order_id, entry.agent, response.status_code, attempts)
             return DeliveryOutcome(event_id, DELIVERED, attempts, response.status_code)
         intervals = self.settings.webhook_retry_intervals
         if not response.retryable:
-            self.store.outbox_update(event_id, status=FAILED, attempts=attempts,
+            self.storage.outbox.update(event_id, status=FAILED, attempts=attempts,
                                      last_status=response.status_code, last_error=response.error)
             log.warning("webhook event %s (%s, order %s) refused by agent %s, not retried: status %s: %s",
                         event_id, entry.type, entry.order_id, entry.agent, response.status_code,
@@ -350,13 +350,13 @@ class WebhookSender:
             return DeliveryOutcome(event_id, FAILED, attempts, response.status_code, response.error)
         if attempts > len(intervals):
             error = f"gave up after {attempts} attempts: {response.error}"
-            self.store.outbox_update(event_id, status=FAILED, attempts=attempts,
+            self.storage.outbox.update(event_id, status=FAILED, attempts=attempts,
                                      last_status=response.status_code, last_error=error)
             log.error("webhook event %s (%s, order %s) to agent %s failed: %s",
                       event_id, entry.type, entry.order_id, entry.agent, error)
             return DeliveryOutcome(event_id, FAILED, attempts, response.status_code, error, gave_up=True)
         next_at = now + intervals[attempts - 1]
-        self.store.outbox_update(event_id, attempts=attempts, next_attempt_at=next_at,
+        self.storage.outbox.update(event_id, attempts=attempts, next_attempt_at=next_at,
                                  last_status=response.status_code, last_error=response.error)
         log.warning("webhook event %s (%s, order %s) to agent %s: attempt %d failed (%s); next in %d s",
                     event_id, entry.type, entry.order_id, entry.agent, attempts, response.error,

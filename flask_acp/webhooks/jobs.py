@@ -7,7 +7,7 @@ more, e.g. delivered by another job's batch: nothing is sent), then the
 agent's URL and secret from the app's configuration and the order's current
 state from the store, and makes one attempt (``WebhookSender.deliver``).
 After that it delivers up to :data:`BATCH_EVENTS` other due, never attempted
-events for at most :data:`BATCH_SECONDS` (each claimed with ``outbox_claim``
+events for at most :data:`BATCH_SECONDS` (each claimed with ``Outbox.claim``
 and sent under its order's lock, as always), so RQ's fixed cost per job is
 shared by a batch; the jobs of those events then find them delivered. It
 
@@ -80,7 +80,7 @@ def deliver_order_event(event_id: str) -> dict[str, JSON]:
     state = t.cast("ACPState", current_app.extensions["acp"])
     webhooks = state.webhooks
     started = time.monotonic()
-    entry = webhooks.store.outbox_get(event_id)
+    entry = webhooks.storage.outbox.get(event_id)
     if entry is None or entry.status != PENDING:
         outcome = DeliveryOutcome(event_id, "missing" if entry is None else "unchanged",
                                   0 if entry is None else entry.attempts)

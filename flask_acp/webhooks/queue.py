@@ -41,7 +41,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from ..config import Settings
-from ..store.base import SessionStore
+from ..store.base import Outbox
 from .delivery import PENDING
 
 log = logging.getLogger("flask_acp.webhooks")
@@ -82,15 +82,15 @@ class WebhookQueue:
     lazily and again after a fork (one per process).
 
     :param settings: ``redis_url``, ``webhook_queue``, retry intervals, timeout.
-    :param store: the outbox.
+    :param outbox: the outbox.
     """
 
-    def __init__(self, settings: Settings, store: SessionStore, *,
+    def __init__(self, settings: Settings, outbox: Outbox, *,
                  clock: t.Callable[[], float] = time.time) -> None:
         if not settings.redis_url:
             raise ValueError("WebhookQueue needs ACP_REDIS_URL")
         self.settings = settings
-        self.store = store
+        self.outbox = outbox
         self.clock = clock
         self.url: str = settings.redis_url
         self.name = settings.webhook_queue
@@ -145,14 +145,14 @@ class WebhookQueue:
                     result = "already_queued"
                     break
                 # a finished or failed job of an event that is pending again
-                entry = self.store.outbox_get(event_id)
+                entry = self.outbox.get(event_id)
                 if entry is None or entry.status != PENDING:
                     return "already_queued"
                 job.delete()
                 attempts = entry.attempts
         else:  # pragma: no cover - three races in a row
             raise RuntimeError(f"could not enqueue {jid}")
-        self.store.outbox_update(event_id, enqueued_at=self.clock())
+        self.outbox.update(event_id, enqueued_at=self.clock())
         return result
 
     def _enqueue(self, queue: Queue, event_id: str, attempts: int) -> Job:
@@ -181,7 +181,7 @@ class WebhookQueue:
         queued = 0
         seen: set[str] = set()
         while True:
-            batch = [e for e in self.store.outbox_list(
+            batch = [e for e in self.outbox.entries(
                 statuses=[PENDING], due_before=now, not_enqueued_since=now - stale_after, limit=100)
                 if e.event_id not in seen]
             if not batch:

@@ -28,7 +28,7 @@ import flask
 
 from ..config import Settings
 from ..models import OrderEvent
-from ..store.base import SessionStore
+from ..store.base import Storage
 from .delivery import DELIVERED
 from .delivery import FAILED
 from .delivery import PENDING
@@ -72,24 +72,24 @@ class WebhookService:
     """Delivery of order events to agents for one app.
 
     :param settings: the app's settings.
-    :param store: the store holding orders and the outbox.
+    :param storage: the storage holding orders, the outbox and the locks.
     :param clock: returns unix seconds.
     """
 
-    def __init__(self, settings: Settings, store: SessionStore, *,
+    def __init__(self, settings: Settings, storage: Storage, *,
                  clock: t.Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.store = store
+        self.storage = storage
         self.clock = clock
-        self.sender = WebhookSender(settings, store, clock=clock)
+        self.sender = WebhookSender(settings, storage, clock=clock)
         self.queue: WebhookQueue | None = None
         self.thread: DeliveryThread | None = None
         if settings.redis_url:
             from .queue import WebhookQueue  # rq and redis are needed in this mode only
 
-            self.queue = WebhookQueue(settings, store, clock=clock)
+            self.queue = WebhookQueue(settings, storage.outbox, clock=clock)
         elif settings.webhook_delivery_thread and any(a.webhook_url for a in settings.agents):
-            self.thread = DeliveryThread(self.sender, store, clock=clock,
+            self.thread = DeliveryThread(self.sender, storage.outbox, clock=clock,
                                          lease=2 * settings.webhook_timeout + 30)
 
     @property
@@ -143,7 +143,7 @@ class WebhookService:
 
         :returns: how many attempts were made.
         """
-        runner = self.thread or DeliveryThread(self.sender, self.store, clock=self.clock,
+        runner = self.thread or DeliveryThread(self.sender, self.storage.outbox, clock=self.clock,
                                                lease=2 * self.settings.webhook_timeout + 30)
         return runner.run_once(now)
 
@@ -175,11 +175,11 @@ class WebhookService:
             an old job: nothing changed; when enqueueing: the row is pending and
             the sweeper queues it later).
         """
-        if self.store.outbox_get(event_id) is None:
+        if self.storage.outbox.get(event_id) is None:
             raise KeyError(event_id)
         if self.queue is not None:
             self.queue.discard(event_id)
-        self.store.outbox_update(event_id, status=PENDING, attempts=0, next_attempt_at=self.clock(),
+        self.storage.outbox.update(event_id, status=PENDING, attempts=0, next_attempt_at=self.clock(),
                                  enqueued_at=None, delivered_at=None, last_status=None, last_error=None)
         log.info("webhook event %s reset to pending for replay", event_id)
         if self.queue is not None:
@@ -197,7 +197,7 @@ class WebhookService:
         seen: set[str] = set()
         results: list[tuple[str, str]] = []
         while True:
-            batch = [e for e in self.store.outbox_list(statuses=[FAILED], limit=100)
+            batch = [e for e in self.storage.outbox.entries(statuses=[FAILED], limit=100)
                      if e.event_id not in seen]
             if not batch:
                 return results

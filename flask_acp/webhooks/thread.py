@@ -4,7 +4,7 @@ Life cycle: nothing runs at import or at ``init_app``. The thread starts on
 the first order event or the first request of a process (so a gunicorn
 ``--preload`` master forks before any thread exists, and each worker starts
 its own), and again in a forked child. Every pass takes the due ``pending``
-rows of the outbox, **claims** each one (``outbox_claim``: one process wins,
+rows of the outbox, **claims** each one (``Outbox.claim``: one process wins,
 the others skip it; a crashed claimer's lease runs out) and makes one
 delivery attempt. Between passes it sleeps ``poll_interval`` seconds or until
 woken by a new event.
@@ -18,7 +18,7 @@ import threading
 import time
 import typing as t
 
-from ..store.base import SessionStore
+from ..store.base import Outbox
 from .delivery import PENDING
 from .delivery import WebhookSender
 
@@ -29,7 +29,7 @@ class DeliveryThread:
     """Delivers due outbox events from a background thread of this process.
 
     :param sender: makes the attempts.
-    :param store: the outbox.
+    :param outbox: the outbox.
     :param poll_interval: seconds between passes when idle (events written by
         other processes are found within this delay).
     :param lease: seconds a claim lasts; after it, a crashed claimer's event
@@ -37,11 +37,11 @@ class DeliveryThread:
     :param batch: rows read per query.
     """
 
-    def __init__(self, sender: WebhookSender, store: SessionStore, *, poll_interval: float = 1.0,
+    def __init__(self, sender: WebhookSender, outbox: Outbox, *, poll_interval: float = 1.0,
                  lease: float = 120.0, batch: int = 50,
                  clock: t.Callable[[], float] = time.time) -> None:
         self.sender = sender
-        self.store = store
+        self.outbox = outbox
         self.poll_interval = poll_interval
         self.lease = lease
         self.batch = batch
@@ -96,10 +96,10 @@ class DeliveryThread:
         """
         now = self.clock() if now is None else now
         done = 0
-        for entry in self.store.outbox_list(statuses=[PENDING], due_before=now, limit=self.batch):
+        for entry in self.outbox.entries(statuses=[PENDING], due_before=now, limit=self.batch):
             if self._stop.is_set():
                 break
-            if not self.store.outbox_claim(entry.event_id, now=now, lease=self.lease):
+            if not self.outbox.claim(entry.event_id, now=now, lease=self.lease):
                 continue  # another process has it
             try:
                 self.sender.deliver(entry.event_id)

@@ -1,0 +1,680 @@
+"""The storage contract test kit: the behaviour every storage implementation owes.
+
+One pytest suite per port (:class:`SessionsContract`, :class:`LocksContract`,
+:class:`IdempotencyContract`, :class:`OutboxContract`, :class:`InboundLogContract`;
+:class:`StorageContract` is all five), written against the Protocols of
+:mod:`flask_acp.store.base` only. It includes the races that matter for money:
+several threads, and several processes, claiming one idempotency key, one
+lock or one outbox event -- exactly one wins.
+
+How an implementation reuses it (flask-acp's own SQLite run is
+``tests/test_storage_contract.py``)::
+
+    import functools
+    import pytest
+    from flask_acp.testing.storage_contract import StorageContract
+
+    @pytest.fixture(params=["mystore"])
+    def storage_opener(request, tmp_path):
+        # a fresh, empty backing store for this test; every call of the returned
+        # callable opens a new handle on that same store (as another worker
+        # process would). It must be picklable: processes are spawned with it.
+        return functools.partial(my_package.open_my_storage, f"mystore://test/{tmp_path.name}")
+
+    class TestMyStorage(StorageContract):
+        pass
+
+Call ``pytest.register_assert_rewrite("flask_acp.testing.storage_contract")``
+in your ``conftest.py`` (before anything imports the kit) for pytest's
+detailed assertion messages. The ``storage_opener`` fixture may be parametrized over several
+implementations; each test then runs once per implementation. Subclass a
+single port's suite (e.g. ``OutboxContract``) to check one port only.
+Timing-based tests use leases of a fraction of a second; an implementation
+whose lease resolution is coarser fails them. Nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import threading
+import time
+import typing as t
+import uuid
+
+import pytest
+
+from ..models import CheckoutSession
+from ..models import LineItemRequest
+from ..models import Order
+from ..models import OrderEvent
+from ..models import PaymentRecord
+from ..models import PricedLine
+from ..models import Quote
+from ..models import Status
+from ..store.base import Fence
+from ..store.base import LockLostError
+from ..store.base import LockTimeoutError
+from ..store.base import OutboxEntry
+from ..store.base import StaleSessionError
+from ..store.base import Storage
+
+__all__ = [
+    "IdempotencyContract",
+    "InboundLogContract",
+    "LocksContract",
+    "OutboxContract",
+    "SessionsContract",
+    "StorageContract",
+    "StorageOpener",
+    "make_event",
+    "make_session",
+]
+
+#: Opens a handle on the test's backing store (a picklable zero-argument callable).
+StorageOpener = t.Callable[[], Storage]
+
+#: processes of the cross-process races (each opens its own handle)
+PROCESSES = 4
+#: threads of the in-process races
+THREADS = 8
+#: seconds the racers of one race may take to line up
+LINE_UP = 60.0
+
+
+def make_session(session_id: str | None = None, *, status: Status = Status.READY_FOR_PAYMENT,
+                 now: dt.datetime | None = None, expires_in: float = 3600.0,
+                 order: Order | None = None, payment: PaymentRecord | None = None) -> CheckoutSession:
+    """A small valid session (one line of 10.00 USD) for storage tests.
+
+    :param expires_in: seconds from ``now`` (default: the current time) to its expiry.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return CheckoutSession(
+        id=session_id or f"cs_{uuid.uuid4().hex}",
+        agent="agent-one",
+        api_version="2026-04-17",
+        status=status,
+        currency="usd",
+        line_items=(LineItemRequest(id="item_1", quantity=1),),
+        quote=Quote(lines=(PricedLine(item_id="item_1", quantity=1, unit_amount=1000, name="Item"),)),
+        created_at=now,
+        updated_at=now,
+        expires_at=now + dt.timedelta(seconds=expires_in),
+        order=order,
+        payment=payment,
+    )
+
+
+def make_event(session: CheckoutSession, *, order_id: str = "ord_1", kind: str = "order_create",
+               created_at: float | None = None, event_id: str | None = None) -> OrderEvent:
+    """An order event of ``session`` created at ``created_at`` (unix seconds; default now)."""
+    created = dt.datetime.fromtimestamp(time.time() if created_at is None else created_at, dt.timezone.utc)
+    return OrderEvent(id=event_id or f"evt_{uuid.uuid4().hex}", order_id=order_id,
+                      checkout_session_id=session.id, agent=session.agent, type=kind, created_at=created)
+
+
+_R = t.TypeVar("_R")
+
+
+def race(count: int, action: t.Callable[[int], _R]) -> list[_R | BaseException]:
+    """Run ``action(i)`` in ``count`` threads released at the same moment;
+    their results (or exceptions) in thread order."""
+    barrier = threading.Barrier(count)
+    results: list[_R | BaseException] = [RuntimeError("did not run")] * count
+
+    def run(i: int) -> None:
+        barrier.wait(LINE_UP)
+        try:
+            results[i] = action(i)
+        except BaseException as exc:  # noqa: B036 - reported to the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LINE_UP + 30)
+    return results
+
+
+# --------------------------------------------------------------------------- processes
+# (module-level functions: spawned processes import them by name)
+
+
+def _in_process(target: t.Callable[..., None], opener: StorageOpener, count: int,
+                *args: object) -> list[str]:
+    """Run ``target(opener, barrier, results, index, *args)`` in ``count`` spawned
+    processes lined up on one barrier; what they put in ``results``, sorted."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(count)
+    results: multiprocessing.Queue[str] = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(opener, barrier, results, i, *args), daemon=True)
+             for i in range(count)]
+    for proc in procs:
+        proc.start()
+    found: list[str] = []
+    try:
+        for _ in procs:
+            found.append(results.get(timeout=LINE_UP + 30))
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():  # pragma: no cover - a stuck racer
+                proc.kill()
+                proc.join()
+    return sorted(found)
+
+
+def _proc_begin(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int, scope: str,
+                key: str) -> None:
+    storage = opener()
+    barrier.wait(LINE_UP)
+    outcome = storage.idempotency.begin(scope, key, "fp", now=time.time(), lease=60, retention=86400)
+    results.put(outcome.state)
+
+
+def _proc_lock(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int, name: str,
+               hold: float) -> None:
+    storage = opener()
+    barrier.wait(LINE_UP)
+    try:
+        with storage.locks.lock(name, lease=60, wait=0):
+            results.put("held")
+            time.sleep(hold)
+    except LockTimeoutError:
+        results.put("busy")
+
+
+def _proc_claim(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int,
+                event_id: str) -> None:
+    storage = opener()
+    barrier.wait(LINE_UP)
+    results.put("claimed" if storage.outbox.claim(event_id, now=time.time(), lease=60) else "lost")
+
+
+def _proc_die_holding(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int,
+                      name: str) -> None:
+    storage = opener()
+    barrier.wait(LINE_UP)
+    holding = storage.locks.lock(name, lease=600, wait=5)
+    holding.__enter__()
+    results.put("held")
+    results.close()
+    results.join_thread()  # the message is out before the crash
+    os._exit(0)  # a crash: the lock is never released
+
+
+# --------------------------------------------------------------------------- suites
+
+
+class _Base:
+    @pytest.fixture
+    def storage(self, storage_opener: StorageOpener) -> Storage:
+        """A handle on the test's (empty) backing store."""
+        return storage_opener()
+
+
+class SessionsContract(_Base):
+    """:class:`~flask_acp.store.base.Sessions`: revisions, fencing, atomic events, indexes."""
+
+    def test_get_of_an_unknown_id_is_none(self, storage: Storage) -> None:
+        assert storage.sessions.get("cs_missing") is None
+
+    def test_create_then_get_returns_the_same_session(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        assert storage.sessions.get(session.id) == session
+
+    def test_save_stores_the_next_revision(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        saved = storage.sessions.save(session.replace(status=Status.CANCELED))
+        assert saved.revision == session.revision + 1
+        assert saved.status is Status.CANCELED
+        assert storage.sessions.get(session.id) == saved
+        again = storage.sessions.save(saved.replace(locale="fr-FR"))
+        assert (again.revision, storage.sessions.get(session.id)) == (saved.revision + 1, again)
+
+    def test_save_of_a_stale_revision_raises_and_writes_nothing(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        current = storage.sessions.save(session.replace(locale="en-US"))
+        event = make_event(session)
+        with pytest.raises(StaleSessionError):
+            storage.sessions.save(session.replace(status=Status.CANCELED), [event])
+        assert storage.sessions.get(session.id) == current
+        assert storage.outbox.get(event.id) is None
+
+    def test_concurrent_saves_of_one_revision_exactly_one_wins(self, storage: Storage,
+                                                               storage_opener: StorageOpener) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        handles = [storage_opener() for _ in range(THREADS)]
+        results = race(THREADS, lambda i: handles[i].sessions.save(session.replace(locale=f"l{i}")))
+        won = [r for r in results if isinstance(r, CheckoutSession)]
+        assert len(won) == 1, results
+        assert all(isinstance(r, StaleSessionError) for r in results if r not in won), results
+        assert storage.sessions.get(session.id) == won[0]
+
+    def test_events_are_written_with_the_session(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        created = time.time() - 5
+        first = make_event(session, created_at=created)
+        second = make_event(session, kind="order_update", created_at=created + 1)
+        storage.sessions.save(session, [first, second])
+        entry = storage.outbox.get(first.id)
+        assert entry is not None
+        assert (entry.event_id, entry.order_id, entry.session_id, entry.agent, entry.type) == (
+            first.id, "ord_1", session.id, "agent-one", "order_create")
+        assert (entry.status, entry.attempts, entry.enqueued_at, entry.delivered_at) == (
+            "pending", 0, None, None)
+        assert (entry.last_status, entry.last_error) == (None, None)
+        assert entry.created_at == pytest.approx(created, abs=1e-3)
+        assert entry.next_attempt_at == pytest.approx(created, abs=1e-3)  # due at once
+        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == [first.id, second.id]
+
+    def test_an_event_already_in_the_outbox_is_not_written_twice(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        event = make_event(session)
+        saved = storage.sessions.save(session, [event])
+        storage.outbox.update(event.id, status="delivered", attempts=1)
+        storage.sessions.save(saved, [event])
+        entry = storage.outbox.get(event.id)
+        assert entry is not None
+        assert (entry.status, entry.attempts) == ("delivered", 1)
+        assert len(storage.outbox.entries(statuses=["pending", "delivered"])) == 1
+
+    def test_fenced_save_while_holding_the_lock(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        event = make_event(session)
+        with storage.locks.lock(f"session:{session.id}", lease=30, wait=1) as fence:
+            saved = storage.sessions.save(session.replace(locale="de-DE"), [event], fence=fence)
+        assert storage.sessions.get(session.id) == saved
+        assert storage.outbox.get(event.id) is not None
+
+    def test_fenced_save_after_the_lock_passed_on_raises_and_writes_nothing(self, storage: Storage) -> None:
+        """A holder frozen past its lease: another one took the lock; the frozen
+        holder's save (session and events) is refused as a whole."""
+        session = make_session()
+        storage.sessions.create(session)
+        name = f"session:{session.id}"
+        frozen = storage.locks.lock(name, lease=0.2, wait=1)
+        fence = frozen.__enter__()
+        time.sleep(0.3)
+        event = make_event(session)
+        with storage.locks.lock(name, lease=30, wait=1) as other:
+            assert other != fence
+            with pytest.raises(LockLostError):
+                storage.sessions.save(session.replace(status=Status.CANCELED), [event], fence=fence)
+            assert storage.sessions.get(session.id) == session
+            assert storage.outbox.get(event.id) is None
+            saved = storage.sessions.save(session.replace(locale="it-IT"), fence=other)
+        frozen.__exit__(None, None, None)
+        assert storage.sessions.get(session.id) == saved
+
+    def test_fenced_save_after_release_raises(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        with storage.locks.lock(f"session:{session.id}", lease=30, wait=1) as fence:
+            pass
+        with pytest.raises(LockLostError):
+            storage.sessions.save(session, fence=fence)
+        assert storage.sessions.get(session.id) == session
+
+    def test_a_fence_is_checked_before_the_revision(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        storage.sessions.save(session)
+        with storage.locks.lock("other", lease=30, wait=1) as fence:
+            pass
+        with pytest.raises(LockLostError):
+            storage.sessions.save(session, fence=fence)  # stale too: the fence decides
+
+    def test_session_ids_filter_by_status_expiry_and_update(self, storage: Storage) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        old = now - dt.timedelta(hours=2)
+        due = make_session(now=old, expires_in=60)  # expired an hour ago
+        fresh = make_session(now=now)
+        progress = make_session(now=old, status=Status.COMPLETE_IN_PROGRESS)
+        for session in (due, fresh, progress):
+            storage.sessions.create(session)
+        open_ = ("ready_for_payment", "not_ready_for_payment")
+        assert sorted(storage.sessions.session_ids(statuses=open_)) == sorted([due.id, fresh.id])
+        assert storage.sessions.session_ids(statuses=open_, expires_before=now.timestamp()) == [due.id]
+        assert storage.sessions.session_ids(statuses=["complete_in_progress"],
+                                            updated_before=now.timestamp() - 60) == [progress.id]
+        assert storage.sessions.session_ids(statuses=["complete_in_progress"],
+                                            updated_before=old.timestamp() - 60) == []
+        assert storage.sessions.session_ids(statuses=["canceled"]) == []
+
+    def test_orders_and_payments_find_their_session(self, storage: Storage) -> None:
+        session = make_session()
+        storage.sessions.create(session)
+        assert storage.sessions.session_id_for_order("ord_1") is None
+        order = Order(id="ord_1", checkout_session_id=session.id, permalink_url="https://shop.example/o/1",
+                      platform_order_id="gid://shop/Order/9")
+        payment = PaymentRecord(idempotency_key="acp-key", handler_id="card_tokenized", amount=1000,
+                                currency="usd", status="succeeded", payment_id="pi_123",
+                                token_sha256="0" * 64)
+        storage.sessions.save(session.replace(status=Status.COMPLETED, order=order, payment=payment))
+        assert storage.sessions.session_id_for_order("ord_1") == session.id
+        assert storage.sessions.session_id_for_order("gid://shop/Order/9") == session.id
+        assert storage.sessions.session_id_for_payment("pi_123") == session.id
+        assert storage.sessions.session_id_for_payment("pi_other") is None
+
+
+class LocksContract(_Base):
+    """:class:`~flask_acp.store.base.Locks`: exclusion, wait, lease, takeover, renewal."""
+
+    def test_a_held_lock_yields_its_fence(self, storage: Storage) -> None:
+        with storage.locks.lock("a", lease=30, wait=1) as fence:
+            assert isinstance(fence, Fence)
+            assert fence.name == "a"
+            with storage.locks.lock("b", lease=30, wait=0) as other:  # other names are independent
+                assert other.owner != fence.owner
+
+    def test_a_held_lock_times_out_after_the_wait(self, storage: Storage) -> None:
+        with storage.locks.lock("a", lease=30, wait=1):
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError), storage.locks.lock("a", lease=30, wait=0.3):
+                pass  # pragma: no cover
+            assert time.monotonic() - started >= 0.25
+
+    def test_a_waiter_gets_the_lock_when_it_is_released(self, storage: Storage) -> None:
+        holding = storage.locks.lock("a", lease=30, wait=1)
+        holding.__enter__()
+        released = threading.Timer(0.2, holding.__exit__, (None, None, None))
+        released.start()
+        started = time.monotonic()
+        with storage.locks.lock("a", lease=30, wait=5):
+            assert time.monotonic() - started >= 0.15
+        released.join()
+
+    def test_a_lock_is_reusable_after_release(self, storage: Storage) -> None:
+        for _ in range(3):
+            with storage.locks.lock("a", lease=30, wait=0):
+                pass
+
+    def test_a_lock_is_taken_over_after_its_lease_only(self, storage: Storage) -> None:
+        holding = storage.locks.lock("a", lease=0.4, wait=1)
+        first = holding.__enter__()
+        with pytest.raises(LockTimeoutError), storage.locks.lock("a", lease=30, wait=0):
+            pass  # pragma: no cover - the lease still runs
+        time.sleep(0.5)
+        with storage.locks.lock("a", lease=30, wait=0) as second:
+            assert second.owner != first.owner
+            holding.__exit__(None, None, None)  # the first holder's late release frees nothing
+            with pytest.raises(LockTimeoutError), storage.locks.lock("a", lease=30, wait=0):
+                pass  # pragma: no cover
+
+    def test_renew_extends_the_lease(self, storage: Storage) -> None:
+        with storage.locks.lock("a", lease=0.4, wait=1) as fence:
+            assert storage.locks.lock_renew(fence, lease=30)
+            time.sleep(0.5)
+            with pytest.raises(LockTimeoutError), storage.locks.lock("a", lease=30, wait=0):
+                pass  # pragma: no cover
+            session = make_session()
+            storage.sessions.create(session)
+            storage.sessions.save(session, fence=fence)  # still the holder
+
+    def test_renew_after_a_takeover_fails_and_changes_nothing(self, storage: Storage) -> None:
+        holding = storage.locks.lock("a", lease=0.2, wait=1)
+        fence = holding.__enter__()
+        time.sleep(0.3)
+        with storage.locks.lock("a", lease=0.5, wait=0) as other:
+            assert not storage.locks.lock_renew(fence, lease=60)
+            assert storage.locks.lock_renew(other, lease=60)
+            time.sleep(0.6)  # past other's first lease: the renewal of other counts, not fence's
+            with pytest.raises(LockTimeoutError), storage.locks.lock("a", lease=30, wait=0):
+                pass  # pragma: no cover
+        holding.__exit__(None, None, None)
+
+    def test_renew_after_release_fails(self, storage: Storage) -> None:
+        with storage.locks.lock("a", lease=30, wait=1) as fence:
+            pass
+        assert not storage.locks.lock_renew(fence, lease=30)
+        with storage.locks.lock("a", lease=30, wait=0):
+            pass
+
+    def test_threads_exactly_one_holds_the_lock(self, storage_opener: StorageOpener) -> None:
+        handles = [storage_opener() for _ in range(THREADS)]
+        inside: list[int] = []
+
+        def attempt(i: int) -> str:
+            try:
+                with handles[i].locks.lock("money", lease=30, wait=0):
+                    inside.append(i)
+                    time.sleep(0.3)
+                    return "held"
+            except LockTimeoutError:
+                return "busy"
+
+        assert sorted(race(THREADS, attempt), key=str) == ["busy"] * (THREADS - 1) + ["held"]
+        assert len(inside) == 1
+
+    def test_waiting_threads_hold_the_lock_one_after_another(self, storage_opener: StorageOpener) -> None:
+        handles = [storage_opener() for _ in range(4)]
+        active: list[int] = []
+        overlaps: list[int] = []
+
+        def attempt(i: int) -> None:
+            with handles[i].locks.lock("money", lease=30, wait=20):
+                active.append(i)
+                if len(active) > 1:
+                    overlaps.append(i)
+                time.sleep(0.05)
+                active.remove(i)
+
+        assert race(4, attempt) == [None] * 4
+        assert overlaps == []
+
+    def test_processes_exactly_one_holds_the_lock(self, storage_opener: StorageOpener) -> None:
+        assert _in_process(_proc_lock, storage_opener, PROCESSES, "money", 2.0) == (
+            ["busy"] * (PROCESSES - 1) + ["held"])
+
+    def test_lock_of_a_dead_local_process_is_taken_over_at_once(self, storage: Storage,
+                                                                storage_opener: StorageOpener) -> None:
+        """A worker process of this machine crashed while holding a lock with a
+        long lease: the next holder does not wait for that lease."""
+        assert _in_process(_proc_die_holding, storage_opener, 1, "crashed") == ["held"]
+        started = time.monotonic()
+        with storage.locks.lock("crashed", lease=30, wait=5):
+            pass
+        assert time.monotonic() - started < 5
+
+
+class IdempotencyContract(_Base):
+    """:class:`~flask_acp.store.base.IdempotencyRecords`: claim, replay, conflict,
+    in-flight, lease takeover, retention, release, purge."""
+
+    SCOPE = "agent-one /checkout_sessions"
+
+    def _begin(self, storage: Storage, key: str, fingerprint: str = "fp", *, now: float = 1000.0,
+               lease: float = 60, retention: float = 86400, scope: str | None = None) -> str:
+        return storage.idempotency.begin(scope or self.SCOPE, key, fingerprint, now=now, lease=lease,
+                                         retention=retention).state
+
+    def test_a_new_key_is_claimed_then_in_flight(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1") == "new"
+        assert self._begin(storage, "k1", now=1001) == "in_flight"
+        assert self._begin(storage, "k1", "other", now=1001) == "conflict"
+
+    def test_a_finished_key_replays_its_response(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1") == "new"
+        body = b'{"id":"cs_1","note":"caf\xc3\xa9"}'
+        storage.idempotency.finish(self.SCOPE, "k1", status=201, body=body,
+                                   headers={"Content-Type": "application/json"}, now=1001)
+        outcome = storage.idempotency.begin(self.SCOPE, "k1", "fp", now=1002, lease=60, retention=86400)
+        assert (outcome.state, outcome.status, outcome.body, outcome.headers) == (
+            "replay", 201, body, {"Content-Type": "application/json"})
+        assert isinstance(outcome.body, bytes)
+        assert self._begin(storage, "k1", "other", now=1002) == "conflict"
+
+    def test_scopes_are_independent(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1") == "new"
+        assert self._begin(storage, "k1", "other", scope="agent-two /checkout_sessions") == "new"
+
+    def test_an_abandoned_claim_is_taken_over_after_its_lease(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1", now=1000, lease=60) == "new"
+        assert self._begin(storage, "k1", now=1059, lease=60) == "in_flight"
+        assert self._begin(storage, "k1", now=1061, lease=60) == "new"  # its worker died
+        assert self._begin(storage, "k1", now=1062, lease=60) == "in_flight"  # the new claim counts
+        assert self._begin(storage, "k1", "other", now=1200, lease=60) == "conflict"
+
+    def test_a_response_is_forgotten_after_its_retention(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1") == "new"
+        storage.idempotency.finish(self.SCOPE, "k1", status=200, body=b"{}", headers={}, now=1000)
+        assert self._begin(storage, "k1", now=1000 + 86399) == "replay"
+        assert self._begin(storage, "k1", "other", now=1000 + 86401) == "new"
+        assert self._begin(storage, "k1", "other", now=1000 + 86402) == "in_flight"
+
+    def test_release_forgets_a_claim_but_not_a_response(self, storage: Storage) -> None:
+        assert self._begin(storage, "k1") == "new"
+        storage.idempotency.release(self.SCOPE, "k1")
+        assert self._begin(storage, "k1", "other", now=1001) == "new"
+        storage.idempotency.finish(self.SCOPE, "k1", status=200, body=b"{}", headers={}, now=1002)
+        storage.idempotency.release(self.SCOPE, "k1")
+        assert self._begin(storage, "k1", "other", now=1003) == "replay"
+        storage.idempotency.release(self.SCOPE, "never-claimed")  # no error
+
+    def test_purge_deletes_old_responses_only(self, storage: Storage) -> None:
+        for key, finished in (("old", 1000.0), ("new", 5000.0)):
+            assert self._begin(storage, key, now=finished) == "new"
+            storage.idempotency.finish(self.SCOPE, key, status=200, body=b"{}", headers={}, now=finished)
+        assert self._begin(storage, "running", now=1000) == "new"
+        assert storage.idempotency.purge(before=2000) == 1
+        assert self._begin(storage, "old", "other", now=5001) == "new"
+        assert self._begin(storage, "new", now=5001) == "replay"
+        assert self._begin(storage, "running", now=1001) == "in_flight"
+        assert storage.idempotency.purge(before=2000) == 0
+
+    def test_threads_exactly_one_claims_a_key(self, storage_opener: StorageOpener) -> None:
+        handles = [storage_opener() for _ in range(THREADS)]
+        now = time.time()
+        states = race(THREADS, lambda i: handles[i].idempotency.begin(
+            self.SCOPE, "money", "fp", now=now, lease=60, retention=86400).state)
+        assert sorted(t.cast(list[str], states)) == ["in_flight"] * (THREADS - 1) + ["new"]
+
+    def test_processes_exactly_one_claims_a_key(self, storage_opener: StorageOpener) -> None:
+        assert _in_process(_proc_begin, storage_opener, PROCESSES, self.SCOPE, "money") == (
+            ["in_flight"] * (PROCESSES - 1) + ["new"])
+
+
+class OutboxContract(_Base):
+    """:class:`~flask_acp.store.base.Outbox`: listing order and filters, claim
+    exclusivity, updates."""
+
+    def _events(self, storage: Storage, count: int, *, start: float = 1000.0) -> list[OrderEvent]:
+        session = make_session()
+        storage.sessions.create(session)
+        events = [make_event(session, order_id=f"ord_{i}", created_at=start + i) for i in range(count)]
+        storage.sessions.save(session, list(reversed(events)))  # written in any order
+        return events
+
+    def _entry(self, storage: Storage, event_id: str) -> OutboxEntry:
+        entry = storage.outbox.get(event_id)
+        assert entry is not None
+        return entry
+
+    def test_get_of_an_unknown_event_is_none(self, storage: Storage) -> None:
+        assert storage.outbox.get("evt_missing") is None
+
+    def test_entries_are_oldest_first_and_filtered(self, storage: Storage) -> None:
+        events = self._events(storage, 4)
+        ids = [e.id for e in events]
+        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == ids
+        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"], limit=2)] == ids[:2]
+        due = storage.outbox.entries(statuses=["pending"], due_before=1001.5)
+        assert [e.event_id for e in due] == ids[:2]
+        storage.outbox.update(ids[0], status="delivered", attempts=1, delivered_at=1005.0)
+        storage.outbox.update(ids[1], attempts=2, enqueued_at=1010.0)
+        assert [e.event_id for e in storage.outbox.entries(statuses=["delivered"])] == ids[:1]
+        assert [e.event_id for e in storage.outbox.entries(statuses=["pending", "delivered"])] == ids
+        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"], max_attempts=0)] == ids[2:]
+        assert [e.event_id for e in storage.outbox.entries(
+            statuses=["pending"], not_enqueued_since=1010.0)] == ids[2:]
+        assert [e.event_id for e in storage.outbox.entries(
+            statuses=["pending"], not_enqueued_since=1011.0)] == ids[1:]
+        assert storage.outbox.entries(statuses=["failed"]) == []
+
+    def test_update_sets_the_named_fields(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        storage.outbox.update(event.id, status="failed", attempts=3, next_attempt_at=2000.0,
+                              enqueued_at=1500.0, delivered_at=None, last_status=503,
+                              last_error="HTTP 503")
+        entry = self._entry(storage, event.id)
+        assert entry[6:] == ("failed", 3, 2000.0, 1500.0, None, 503, "HTTP 503")
+        storage.outbox.update(event.id, last_error=None)
+        assert self._entry(storage, event.id).last_error is None
+        assert self._entry(storage, event.id).last_status == 503
+
+    def test_update_refuses_unknown_fields(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        with pytest.raises(ValueError, match="status"):
+            storage.outbox.update(event.id, order_id="ord_other")
+        with pytest.raises(ValueError, match="status"):
+            storage.outbox.update(event.id)
+
+    def test_claim_takes_a_due_pending_event_once(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        assert not storage.outbox.claim(event.id, now=999.0, lease=60)  # not due yet
+        assert storage.outbox.claim(event.id, now=1000.0, lease=60)
+        assert not storage.outbox.claim(event.id, now=1001.0, lease=60)  # someone has it
+        assert self._entry(storage, event.id).next_attempt_at == 1060.0
+        assert storage.outbox.claim(event.id, now=1060.0, lease=60)  # the claimer died: due again
+        storage.outbox.update(event.id, status="delivered")
+        assert not storage.outbox.claim(event.id, now=5000.0, lease=60)
+        assert not storage.outbox.claim("evt_missing", now=5000.0, lease=60)
+
+    def test_threads_exactly_one_claims_an_event(self, storage: Storage,
+                                                 storage_opener: StorageOpener) -> None:
+        (event,) = self._events(storage, 1, start=time.time() - 1)
+        handles = [storage_opener() for _ in range(THREADS)]
+        now = time.time()
+        won = race(THREADS, lambda i: handles[i].outbox.claim(event.id, now=now, lease=60))
+        assert won.count(True) == 1, won
+        assert won.count(False) == THREADS - 1, won
+
+    def test_processes_exactly_one_claims_an_event(self, storage: Storage,
+                                                   storage_opener: StorageOpener) -> None:
+        (event,) = self._events(storage, 1, start=time.time() - 1)
+        assert _in_process(_proc_claim, storage_opener, PROCESSES, event.id) == (
+            ["claimed"] + ["lost"] * (PROCESSES - 1))
+
+
+class InboundLogContract(_Base):
+    """:class:`~flask_acp.store.base.InboundLog`: de-duplication per source."""
+
+    def test_record_once_then_seen(self, storage: Storage) -> None:
+        assert not storage.inbound.seen("stripe", "evt_1")
+        assert storage.inbound.record("stripe", "evt_1")
+        assert storage.inbound.seen("stripe", "evt_1")
+        assert not storage.inbound.record("stripe", "evt_1")
+
+    def test_sources_are_independent(self, storage: Storage) -> None:
+        assert storage.inbound.record("stripe", "evt_1")
+        assert not storage.inbound.seen("shopify", "evt_1")
+        assert storage.inbound.record("shopify", "evt_1")
+
+    def test_purge_forgets_old_records(self, storage: Storage) -> None:
+        assert storage.inbound.record("stripe", "evt_old")
+        assert storage.inbound.purge(before=time.time() - 3600) == 0
+        assert storage.inbound.seen("stripe", "evt_old")
+        assert storage.inbound.purge(before=time.time() + 1) == 1
+        assert not storage.inbound.seen("stripe", "evt_old")
+
+    def test_threads_exactly_one_records_an_event(self, storage_opener: StorageOpener) -> None:
+        handles = [storage_opener() for _ in range(THREADS)]
+        recorded = race(THREADS, lambda i: handles[i].inbound.record("stripe", "evt_race"))
+        assert recorded.count(True) == 1, recorded
+
+
+class StorageContract(SessionsContract, LocksContract, IdempotencyContract, OutboxContract,
+                      InboundLogContract):
+    """Every port's suite."""
+

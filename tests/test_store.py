@@ -1,0 +1,79 @@
+"""Storage selection: ``ACP_STORE_URL`` / ``ACP_SQLITE_PATH`` and :func:`flask_acp.store.open_storage`."""
+
+from __future__ import annotations
+
+import pathlib
+import typing as t
+
+import pytest
+
+from flask_acp.store import open_storage
+from flask_acp.store import parse_store_url
+from flask_acp.store.sqlite import SQLiteSessions
+from tests.conftest import build_app
+
+
+def test_store_url_forms(tmp_path: pathlib.Path) -> None:
+    assert parse_store_url("sqlite:///var/lib/acp.sqlite3") == ("sqlite", "/var/lib/acp.sqlite3")
+    assert parse_store_url("sqlite:data/acp.sqlite3", base_dir="/srv/instance") == (
+        "sqlite", "/srv/instance/data/acp.sqlite3")
+    assert parse_store_url("SQLITE:///x.db") == ("sqlite", "/x.db")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgres://db/acp", "unknown storage scheme 'postgres'"),
+    ("acp.sqlite3", "is not a storage URL"),
+    ("redis://localhost:6379/0", "redis:// storage is not yet supported"),
+    ("rediss://localhost:6379/0", "rediss:// storage is not yet supported"),
+    ("sqlite://host/acp.sqlite3", "has a host part"),
+    ("sqlite:", "names no file"),
+    ("sqlite::memory:", "in-memory"),
+])
+def test_bad_store_urls_are_refused(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_store_url(url)
+
+
+def test_store_url_defaults_to_the_instance_sqlite_file(tmp_path: pathlib.Path) -> None:
+    app = build_app(tmp_path, ACP_SQLITE_PATH=None)
+    settings = app.extensions["acp"].settings
+    expected = tmp_path / "instance" / "acp.sqlite3"
+    assert settings.sqlite_path == str(expected)
+    assert settings.store_url == f"sqlite://{expected}"
+    assert app.config["ACP_STORE_URL"] == f"sqlite://{expected}"
+    assert t.cast(SQLiteSessions, app.extensions["acp"].storage.sessions).path == str(expected)
+
+
+def test_sqlite_path_still_names_the_file(tmp_path: pathlib.Path) -> None:
+    app = build_app(tmp_path, ACP_SQLITE_PATH=str(tmp_path / "legacy.sqlite3"))
+    assert app.extensions["acp"].settings.store_url == f"sqlite://{tmp_path / 'legacy.sqlite3'}"
+    assert (tmp_path / "legacy.sqlite3").exists()
+
+
+def test_store_url_wins_over_sqlite_path(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = build_app(tmp_path, ACP_STORE_URL="sqlite:data/acp.sqlite3",
+                    ACP_SQLITE_PATH=str(tmp_path / "ignored.sqlite3"))
+    target = tmp_path / "instance" / "data" / "acp.sqlite3"  # relative to the instance folder
+    settings = app.extensions["acp"].settings
+    assert (settings.store_url, settings.sqlite_path) == (f"sqlite://{target}", str(target))
+    assert app.config["ACP_SQLITE_PATH"] == str(target)  # the catalog's stock goes there too
+    assert target.exists()
+    assert not (tmp_path / "ignored.sqlite3").exists()
+    assert "ACP_SQLITE_PATH is ignored: ACP_STORE_URL is set" in caplog.text
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("redis://localhost:6379/0", r"ACP_STORE_URL: redis:// storage is not yet supported"),
+    ("mongodb://localhost/acp", r"ACP_STORE_URL: unknown storage scheme 'mongodb'"),
+])
+def test_store_url_errors_name_the_key(tmp_path: pathlib.Path, url: str, message: str) -> None:
+    with pytest.raises(RuntimeError, match=r"flask-acp configuration is invalid:\s+" + message):
+        build_app(tmp_path, ACP_STORE_URL=url)
+
+
+def test_acp_takes_a_storage_only(tmp_path: pathlib.Path) -> None:
+    storage = open_storage(f"sqlite://{tmp_path / 'given.sqlite3'}")
+    app = build_app(tmp_path, store=storage)
+    assert app.extensions["acp"].storage is storage
+    with pytest.raises(TypeError, match="takes a flask_acp.store.Storage"):
+        build_app(tmp_path, store=storage.sessions)
