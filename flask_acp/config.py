@@ -38,8 +38,7 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("flask_acp")
 
-#: ACP versions this release implements, newest first.
-IMPLEMENTED_VERSIONS: tuple[str, ...] = ("2026-04-17",)
+
 
 LINK_TYPES = (
     "terms_of_use", "privacy_policy", "return_policy", "shipping_policy",
@@ -281,10 +280,11 @@ class Settings:
         doc="Mount point of the checkout routes (`/acp`); discovery stays at `/.well-known/acp.json`.")
     api_versions: tuple[str, ...] = setting(
         "ACP_API_VERSIONS",
-        fields.List(fields.String(validate=validate.OneOf(IMPLEMENTED_VERSIONS)),
-                    validate=validate.Length(min=1)),
-        list(IMPLEMENTED_VERSIONS), convert=_newest_first,
-        doc="Accepted `API-Version` values (a subset of the implemented ones).")
+        fields.List(fields.String(validate=validate.Regexp(
+            r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))),
+        [], convert=_newest_first, default_doc="every implemented version",
+        doc="Accepted `API-Version` values: some of the versions this release implements "
+            "(`flask_acp.versions.VERSIONS`); empty: all of them.")
     adapter: str = setting(
         "ACP_ADAPTER", fields.String(validate=validate.Length(min=1)), DEFAULT_ADAPTER,
         doc="Platform adapter: an entry point of the `flask_acp.adapters` group, or `module:Class`. "

@@ -12,6 +12,7 @@ several apps.
 from __future__ import annotations
 
 import collections.abc as cabc
+import dataclasses
 import importlib.metadata
 import logging
 import typing as t
@@ -111,6 +112,12 @@ class ACP:
                                         *([adapter_section] if adapter_section else [])])
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
+        served = settings.api_versions or tuple(sorted(VERSIONS, reverse=True))
+        unknown = [v for v in served if v not in VERSIONS]
+        if unknown:
+            raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
+                                                     f"{sorted(VERSIONS)}")])
+        settings = dataclasses.replace(settings, api_versions=served)
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -137,10 +144,6 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
-        unknown = [v for v in settings.api_versions if v not in VERSIONS]
-        if unknown:
-            raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
-                                                     f"{sorted(VERSIONS)}")])
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
                             payments=payments, versions=VERSIONS)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
