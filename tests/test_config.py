@@ -191,3 +191,17 @@ def test_configdoc_check_and_write(tmp_path: pathlib.Path, capsys: pytest.Captur
     assert configdoc.main([]) == 0
     printed = capsys.readouterr().out
     assert "<!-- settings: woocommerce -->\n| Key | Type, unit | Default | Meaning |" in printed
+
+
+def test_served_versions_default_to_every_plug_in_and_unknown_ones_are_refused(tmp_path: pathlib.Path) -> None:
+    """``ACP_API_VERSIONS`` empty (the default) serves every version plug-in
+    registered in ``flask_acp.versions``; a version no plug-in implements, or
+    a string that is no version, is a configuration error naming the key."""
+    from flask_acp.versions import VERSIONS
+
+    app = build_app(tmp_path / "all")
+    assert app.extensions["acp"].settings.api_versions == tuple(sorted(VERSIONS, reverse=True))
+    with pytest.raises(RuntimeError, match=r"ACP_API_VERSIONS: \['2099-01-01'\] are not implemented"):
+        build_app(tmp_path / "future", ACP_API_VERSIONS=["2099-01-01"])
+    with pytest.raises(RuntimeError, match="ACP_API_VERSIONS"):
+        build_app(tmp_path / "word", ACP_API_VERSIONS=["latest"])
