@@ -193,7 +193,8 @@ def test_configdoc_check_and_write(tmp_path: pathlib.Path, capsys: pytest.Captur
     assert "<!-- settings: woocommerce -->\n| Key | Type, unit | Default | Meaning |" in printed
 
 
-def test_served_versions_default_to_every_plug_in_and_unknown_ones_are_refused(tmp_path: pathlib.Path) -> None:
+def test_served_versions_default_to_every_plug_in_and_unknown_ones_are_refused(
+        tmp_path: pathlib.Path) -> None:
     """``ACP_API_VERSIONS`` empty (the default) serves every version plug-in
     registered in ``flask_acp.versions``; a version no plug-in implements, or
     a string that is no version, is a configuration error naming the key."""
