@@ -1188,3 +1188,91 @@ def test_isk_partial_and_full_refunds_round_trip(make_shop: MakeShop, tmp_path: 
     assert {"type": "amount_refunded", "display_text": "Refunded", "amount": FOREIGN_TOTAL} in body["totals"]
     with pytest.raises(InvalidRequestError, match="nothing is left to refund"):
         orders.refund(order_id, amount=1)
+
+
+def test_isk_charge_refunded_events_land_in_iso_units(make_shop: MakeShop, tmp_path: pathlib.Path,
+                                                      dashboard: stripe.StripeClient) -> None:
+    """Stripe's ``charge.refunded`` carries ``amount_refunded`` in its units: our
+    own 1,000 ISK refund (100000) adds nothing, a 1,200 ISK dashboard refund
+    (``amount_refunded`` 220000) becomes a 1,200 ISK adjustment."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    with serve_app(shop.app) as url:
+        shop.fake.auto_webhooks(f"{url}/webhooks/stripe", WHSEC)
+        shop.state.orders.refund(order_id, amount=1_000, refund_id="rf_ours")
+        dashboard.v1.refunds.create(params={"payment_intent": pi["id"], "amount": 120_000})
+        shop.fake.flush_webhooks()
+        shop.fake.auto_webhooks(None)
+    deliveries = [d for d in shop.fake.webhook_log if d.event["type"] == "charge.refunded"]
+    assert [(d.status_code, d.event["data"]["object"]["amount_refunded"]) for d in deliveries] == [
+        (200, 100_000), (200, 220_000)]
+    order = shop.state.orders.get(order_id)
+    assert [(a.type, a.status, a.amount, a.currency) for a in order.adjustments] == [
+        ("refund", "completed", 1_000, "isk"), ("refund", "completed", 1_200, "isk")]
+    assert order.amount_refunded == 2_200
+    assert_order_valid(order)
+    with pytest.raises(InvalidRequestError, match=f"1 to {FOREIGN_TOTAL - 2_200} "):
+        shop.state.orders.refund(order_id, amount=FOREIGN_TOTAL)
+
+
+def test_isk_dispute_and_listed_refund_events_land_in_iso_units(make_shop: MakeShop,
+                                                                tmp_path: pathlib.Path) -> None:
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    refund = {"id": "re_listed", "object": "refund", "amount": 80_000, "currency": "isk",
+              "status": "succeeded", "payment_intent": pi["id"], "created": int(time.time()),
+              "metadata": {}, "reason": "requested_by_customer"}
+    charge = {"id": pi["latest_charge"], "object": "charge", "amount": FOREIGN_TOTAL * 100,
+              "amount_refunded": 80_000, "currency": "isk", "payment_intent": pi["id"],
+              "refunds": {"object": "list", "data": [refund]}}
+    assert post_event(shop, "charge.refunded", charge).status_code == 200
+    dispute = {"id": "dp_isk", "object": "dispute", "amount": FOREIGN_TOTAL * 100, "currency": "isk",
+               "charge": pi["latest_charge"], "payment_intent": pi["id"], "reason": "fraudulent",
+               "status": "needs_response", "created": int(time.time())}
+    assert post_event(shop, "charge.dispute.created", dispute).status_code == 200
+    order = shop.state.orders.get(order_id)
+    assert [(a.id, a.type, a.amount, a.currency) for a in order.adjustments] == [
+        ("re_listed", "refund", 800, "isk"), ("dp_isk", "dispute", FOREIGN_TOTAL, "isk")]
+    assert order.amount_refunded == 800
+    assert_order_valid(order)
+
+
+def test_isk_event_amount_in_fractions_of_a_krona_is_an_error_not_a_rounding(
+        make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
+    """``amount_refunded=120050`` (1,200.50 ISK) is no whole number of krónur:
+    500, nothing recorded, and the event is not marked processed (Stripe sends
+    it again)."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    before = shop.state.orders.get(order_id)
+    charge = {"id": pi["latest_charge"], "object": "charge", "amount": FOREIGN_TOTAL * 100,
+              "amount_refunded": 120_050, "currency": "isk", "payment_intent": pi["id"]}
+    for _ in range(2):
+        response = post_event(shop, "charge.refunded", charge, event_id="evt_fractional")
+        assert response.status_code == 500
+        assert response.get_json()["code"] == "invalid_amount"
+    assert shop.state.orders.get(order_id) == before
+    assert not shop.state.store.inbound_seen("stripe", "evt_fractional")
+
+
+def test_isk_stray_charge_is_refunded_in_full(make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
+    """A stray ISK charge reaches us as ``payment_intent.succeeded`` with Stripe's
+    ``amount``: it is refunded in full (that same Stripe amount), not a hundredfold."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    stray = shop.payments.charge(ChargeRequest(
+        idempotency_key=stripe_key(done["id"], "late"), amount=FOREIGN_TOTAL, currency="isk",
+        token=shop.mint(currency="isk", max_amount=FOREIGN_TOTAL * 100), handler_id="card_tokenized",
+        checkout_session_id=done["id"]))
+    assert (stray.amount, stray.currency) == (FOREIGN_TOTAL, "isk")
+    pi = shop.fake.payment_intents[stray.payment_id]
+    assert pi["amount"] == FOREIGN_TOTAL * 100
+    assert post_event(shop, "payment_intent.succeeded", pi).get_json() == {"received": True}
+    assert [r["amount"] for r in shop.fake.refunds.values()] == [FOREIGN_TOTAL * 100]
+    assert shop.session(done["id"])["status"] == "completed"
