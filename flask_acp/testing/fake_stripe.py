@@ -58,7 +58,10 @@ checked before anything else, with 400 ``invalid_request_error`` and
   Stripe sends for this case are not documented, so they are this fake's).
 * ISK and UGX ("Special cases"): Stripe takes them as two-decimal values
   (``amount=500`` is 5 ISK) that must be evenly divisible by 100; any other
-  value gets ``invalid_charge_amount`` (code and text this fake's, as above).
+  value gets Stripe's text ("Invalid amount. Currency UGX has become
+  effectively zero-decimal and charged amounts must be evenly divisible by
+  100. ...", as merchants report it) with the code ``invalid_charge_amount``
+  (this fake's: the code Stripe sends is not documented).
   The same rule applies to ``amount_to_capture`` and a refund's ``amount``.
   Minimum and maximum are checked on the amount in ISO units
   (``stripe_amounts.from_stripe``).
@@ -399,8 +402,9 @@ def _unit_error(amount: int, currency: str, param: str = "amount") -> _StripeErr
     step = stripe_amounts.stripe_factor(currency)
     if amount % step == 0:
         return None
-    return _StripeError(400, f"Invalid amount: {currency} amounts must be evenly divisible by {step} "
-                             f"(whole {currency.upper()}); {amount} is not.",
+    return _StripeError(400, f"Invalid amount. Currency {currency.upper()} has become effectively "
+                             f"zero-decimal and charged amounts must be evenly divisible by {step}. See "
+                             "https://stripe.com/docs/currencies#zero-decimal for more information.",
                         code="invalid_charge_amount", param=param, saved=False)
 
 
