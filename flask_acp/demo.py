@@ -9,6 +9,7 @@ import uuid
 import requests
 
 from .errors import InvalidRequestError
+from .payments import stripe_amounts
 from .payments.stripe import StripePaymentProcessor
 from .testing.fake_stripe import mint_granted_token
 
@@ -60,7 +61,8 @@ def demo_purchase(state: ACPState, *, base_url: str, api_key: str, items: cabc.S
             raise InvalidRequestError(f"the session is not payable: {session['messages']}")
         try:
             token = mint_granted_token(payments.client, payment_method=payment_method,
-                                       currency=session["currency"], max_amount=total,
+                                       currency=session["currency"],
+                                       max_amount=stripe_amounts.to_stripe(total, session["currency"]),
                                        spt_api_version=payments.spt_api_version)
         except Exception as exc:  # any SDK failure is reported as is
             raise InvalidRequestError(f"could not mint a test token: {exc}") from exc

@@ -25,6 +25,12 @@ events"; ``../shared/docs/stripe.md`` §7):
 Unknown event types are acknowledged (200) and ignored. An event that cannot
 be applied now (a busy session, Stripe unreachable) gets a non-2xx answer
 and is not recorded, so Stripe delivers it again.
+
+Amounts in events are Stripe's (``amount``, ``amount_refunded``): converted
+to ISO 4217 minor units of the object's ``currency`` before use
+(:func:`flask_acp.payments.stripe_amounts.from_stripe`: ``amount=50000`` in
+ISK is 500 ISK). An amount that does not convert exactly is logged at error
+level and answered 500, not recorded (Stripe delivers it again): never rounded.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from .errors import is_transient
 from .models import Adjustment
 from .models import Status
 from .payments.base import ChargeResult
+from .payments.stripe_amounts import StripeAmountError
+from .payments.stripe_amounts import from_stripe
 from .state import ACPState
 from .state import current_state
 
@@ -78,6 +86,10 @@ def stripe_webhook() -> Response:
         return _json({"received": True, "duplicate": True})
     try:
         handle_stripe_event(state, event.type, event.data.object.to_dict())
+    except StripeAmountError as exc:
+        log.error("Stripe event %s (%s) not processed: %s", event.id, event.type, exc)
+        return _json({"type": "processing_error", "code": "invalid_amount",
+                      "message": "An amount in the event is not a whole number of minor units."}, 500)
     except ACPError as exc:
         if is_transient(exc):  # a busy session lock, a processor outage
             log.warning("Stripe event %s not processed yet: %s", event.id, exc.message)
@@ -116,13 +128,14 @@ def handle_stripe_event(state: ACPState, event_type: str, obj: dict[str, t.Any])
                 state.orders.record_adjustment(order_id, _refund_adjustment(refund))
         elif isinstance(obj.get("amount_refunded"), int):
             state.orders.record_refunded_total(
-                order_id, refunded=obj["amount_refunded"], reference=str(obj.get("id")),
+                order_id, refunded=from_stripe(obj["amount_refunded"], str(obj.get("currency") or "")),
+                reference=str(obj.get("id")),
                 currency=str(obj.get("currency") or "").lower() or None)
     elif event_type == "charge.dispute.created":
         order_id = _order_for_payment(state, obj.get("payment_intent"))
         if order_id is not None:
             state.orders.record_adjustment(order_id, Adjustment(
-                id=obj["id"], type="dispute", status="pending", amount=obj.get("amount"),
+                id=obj["id"], type="dispute", status="pending", amount=_iso(obj, "amount"),
                 currency=str(obj.get("currency") or "").lower() or None, reason=obj.get("reason"),
                 occurred_at=_time(obj.get("created"))))
 
@@ -145,8 +158,9 @@ def _settle_completion(state: ACPState, intent: dict[str, t.Any], *, charged: bo
         return
     if charged:
         # the event is signed by Stripe: it is the charge's own evidence
-        charge = ChargeResult(payment_id=str(intent["id"]), amount=int(intent["amount"]),
-                              currency=str(intent["currency"]), status=str(intent.get("status")))
+        currency = str(intent["currency"])
+        charge = ChargeResult(payment_id=str(intent["id"]), amount=from_stripe(intent["amount"], currency),
+                              currency=currency, status=str(intent.get("status")))
         state.service.settle_charge(session_id, charge, idempotency_key=key)
         return
     session = state.storage.sessions.get(session_id)
@@ -175,12 +189,22 @@ def _refund_adjustment(refund: dict[str, t.Any]) -> Adjustment:
         type="refund",
         status="completed" if status == "succeeded" else "failed" if status in ("failed", "canceled")
         else "pending",
-        amount=refund.get("amount"),
+        amount=_iso(refund, "amount"),
         currency=str(refund.get("currency") or "").lower() or None,
         reason=refund.get("reason"),
         description=f"Refund {refund['id']}",
         occurred_at=_time(refund.get("created")),
     )
+
+
+def _iso(obj: dict[str, t.Any], field: str) -> int | None:
+    """``obj[field]``, a Stripe amount of ``obj["currency"]``, in ISO minor
+    units (``None`` when absent).
+
+    :raises StripeAmountError: not a whole number of ISO minor units.
+    """
+    amount = obj.get(field)
+    return None if amount is None else from_stripe(amount, str(obj.get("currency") or ""))
 
 
 def _time(unix: t.Any) -> dt.datetime:

@@ -212,6 +212,10 @@ def test_unusable_token_is_an_invalid_request(fake: FakeStripe, client: stripe.S
     assert fake.charges_count() == (1 if problem == "consumed" else 0)
 
 
+#: Stripe's text for an ISK or UGX amount that is not whole units (as merchants report it)
+WHOLE_UNITS = "has become effectively zero-decimal and charged amounts must be evenly divisible by 100."
+
+
 @pytest.mark.parametrize(("currency", "amount", "code", "message"), [
     ("usd", 49, "amount_too_small", "Amount must be at least $0.50 usd"),
     ("gbp", 29, "amount_too_small", "Amount must be at least £0.30 gbp"),
@@ -220,6 +224,9 @@ def test_unusable_token_is_an_invalid_request(fake: FakeStripe, client: stripe.S
     ("idr", 1_000_000_000_000, "amount_too_large", "Amount must be no more than 9,999,999,999.99"),
     ("kwd", 5124, "invalid_charge_amount", "Invalid amount: kwd amounts must be a multiple of 10"),
     ("bhd", 1001, "invalid_charge_amount", "Invalid amount: bhd amounts must be a multiple of 10"),
+    ("isk", 50_050, "invalid_charge_amount", f"Invalid amount. Currency ISK {WHOLE_UNITS}"),
+    ("ugx", 99, "invalid_charge_amount", f"Invalid amount. Currency UGX {WHOLE_UNITS}"),
+    ("isk", 100_000_000, "amount_too_large", "Amount must be no more than 999,999"),
 ])
 def test_amounts_stripe_refuses(fake: FakeStripe, client: stripe.StripeClient, currency: str, amount: int,
                                 code: str, message: str) -> None:
@@ -251,6 +258,27 @@ def test_amounts_stripe_accepts(fake: FakeStripe, client: stripe.StripeClient, c
     spt = mint_granted_token(client, currency=currency, max_amount=amount)
     assert charge(client, spt, amount, currency=currency).status == "succeeded"
     assert fake.charges_count() == 1
+
+
+def test_isk_capture_and_refund_amounts_must_be_whole_kronur(fake: FakeStripe,
+                                                            client: stripe.StripeClient) -> None:
+    """ISK counts hundredths that must be evenly divisible by 100, on capture and
+    refund as on create: ``invalid_charge_amount`` on the parameter, nothing moved."""
+    spt = mint_granted_token(client, currency="isk", max_amount=500_000)
+    pi = charge(client, spt, 500_000, currency="isk", capture_method="manual")
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.payment_intents.capture(pi.id, params={"amount_to_capture": 250_050})
+    assert (exc.value.http_status, exc.value.code, exc.value.param) == (
+        400, "invalid_charge_amount", "amount_to_capture")
+    assert fake.payment_intents[pi.id]["status"] == "requires_capture"
+    assert client.v1.payment_intents.capture(pi.id, params={"amount_to_capture": 250_000}).amount_received \
+        == 250_000
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 10_001})
+    assert (exc.value.http_status, exc.value.code, exc.value.param) == (
+        400, "invalid_charge_amount", "amount")
+    assert fake.refunds == {}
+    assert client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 10_000}).amount == 10_000
 
 
 def test_unknown_token_is_resource_missing(client: stripe.StripeClient) -> None:

@@ -53,6 +53,46 @@ def test_three_decimal_currencies_need_a_last_digit_of_zero(currency: str) -> No
     assert stripe_amounts.amount_problem(5124, "usd") is None  # two decimals: any digit
 
 
+# --- units: ISO 4217 minor units <-> Stripe's ``amount`` ("Special cases") ---------------
+
+
+@pytest.mark.parametrize(("currency", "iso", "stripe"), [
+    ("isk", 500, 50_000), ("ISK", 1, 100), ("ugx", 3_700, 370_000),
+    ("usd", 430, 430), ("jpy", 500, 500), ("kwd", 5_120, 5_120), ("huf", 17_500, 17_500),
+    ("twd", 3_000, 3_000),
+])
+def test_stripe_units_differ_from_iso_only_for_isk_and_ugx(currency: str, iso: int, stripe: int) -> None:
+    """5 ISK is ``amount=500`` for Stripe; HUF and TWD are special for payouts
+    only, so their charges count ISO's two decimals like USD."""
+    assert stripe_amounts.to_stripe(iso, currency) == stripe
+    assert stripe_amounts.from_stripe(stripe, currency) == iso
+    assert stripe_amounts.STRIPE_EXPONENT == {"ISK": 2, "UGX": 2}
+
+
+@pytest.mark.parametrize(("amount", "currency"), [
+    (50_050, "isk"), (99, "ISK"), (1, "ugx"), (500.0, "usd"), ("500", "jpy"), (True, "usd"),
+])
+def test_a_stripe_amount_that_does_not_convert_exactly_is_an_error(amount: object, currency: str) -> None:
+    with pytest.raises(stripe_amounts.StripeAmountError):
+        stripe_amounts.from_stripe(amount, currency)  # type: ignore[arg-type]
+
+
+def test_amounts_sent_to_stripe_are_ints() -> None:
+    with pytest.raises(TypeError):
+        stripe_amounts.to_stripe(5.0, "isk")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("currency", ["isk", "UGX"])
+def test_maximum_counts_stripes_digits(currency: str) -> None:
+    """99999999 is 999,999.99 ISK to Stripe: the largest ISK total is 999999."""
+    assert stripe_amounts.maximum(currency) == 999_999
+    assert stripe_amounts.amount_problem(999_999, currency) is None
+    problem = stripe_amounts.amount_problem(1_000_000, currency)
+    assert problem is not None
+    assert (problem.code, problem.amount, problem.limit) == ("maximum_exceeded", 1_000_000, 999_999)
+    assert stripe_amounts.amount_problem(1, currency) is None  # no documented minimum
+
+
 @pytest.fixture
 def fake() -> cabc.Iterator[FakeStripe]:
     with FakeStripe() as server:

@@ -8,7 +8,8 @@ class, token problems with and without the pre-check, ``requires_action``,
 Stripe faults before and after execution, dropped connections, ACP replays,
 rate limits, a token reused for another total (``IdempotencyError``), refunds
 (API, CLI, dashboard webhook), disputes, webhook signatures, and an order that
-cannot be placed after the charge.
+cannot be placed after the charge; and currencies Stripe counts in other units
+than ISO 4217 (ISK, UGX: hundredths) end to end, next to JPY.
 
 Every ACP response is validated against the official 2026-04-17 JSON Schema
 by the test client (``tests.conftest.ValidatingClient``).
@@ -29,6 +30,7 @@ import uuid
 import pytest
 import stripe
 from flask import Flask
+from flask import request as flask_request
 from werkzeug.test import TestResponse
 
 from flask_acp.catalog import CatalogAdapter
@@ -46,6 +48,8 @@ from flask_acp.testing.fake_stripe import WireRequest
 from flask_acp.testing.fake_stripe import mint_granted_token
 from flask_acp.testing.fake_stripe import stripe_signature_header
 from flask_acp.versions.v2026_04_17 import render_order
+from tests.conftest import ADDRESS
+from tests.conftest import AGENT_KEY
 from tests.conftest import FROM_CONFIG
 from tests.conftest import Agent
 from tests.conftest import build_app
@@ -1010,3 +1014,265 @@ def test_stray_charge_of_a_completed_session_is_refunded_by_its_event(shop: Shop
 
     foreign = dict(pi, id="pi_not_ours", metadata={})
     assert post_event(shop, "payment_intent.succeeded", foreign).get_json() == {"received": True}
+
+
+# --------------------------------------------------------------------------- Stripe's own units: ISK, UGX
+
+#: Stripe ``amount`` units per ISO 4217 minor unit (docs.stripe.com/currencies, "Special cases"):
+#: ISO gives ISK and UGX no minor unit, Stripe takes them as two-decimal values ("to charge
+#: 5 ISK, provide an amount value of 500"). JPY is zero-decimal for both: sent as it is.
+STRIPE_UNITS = {"isk": 100, "ugx": 100, "jpy": 1}
+#: one sweater, shipped by post, with 10 % Californian tax on the sweater (whole units)
+SWEATER, POST, SWEATER_TAX = 24_990, 1_500, 2_499
+FOREIGN_TOTAL = SWEATER + SWEATER_TAX + POST  # 28,989 ISK (ISO minor units = krónur)
+HOOK_SECRET = "whsec_agent_one_orders_0001"
+
+
+def foreign_shop(make_shop: MakeShop, tmp_path: pathlib.Path, currency: str, **config: t.Any) -> Shop:
+    """A shop whose catalog sells in ``currency``: a sweater, and a jeep above
+    Stripe's 8-digit maximum once counted in Stripe's units."""
+    folder = tmp_path / f"catalog_{currency}"
+    folder.mkdir()
+    variants = [{"id": vid, "title": title, "price": {"amount": amount, "currency": currency.upper()},
+                 "availability": {"available": True, "status": "in_stock"}}
+                for vid, title, amount in (("sweater", "Lopapeysa", SWEATER), ("jeep", "Jeep", 1_000_000))]
+    feed = {"products": [{"id": "prod_wool", "title": "Wool and wheels", "variants": variants}]}
+    store = {"currency": currency, "order_url_template": "https://shop.example/orders/{order_id}",
+             "stock": {"sweater": 100, "jeep": 1}, "max_quantity_per_order": 10,
+             "shipping_methods": [{"id": "post", "title": "Post", "carrier": "Post", "amount": POST,
+                                   "min_days": 3, "max_days": 6, "countries": ["US"]}],
+             "tax": [{"country": "US", "region": "CA", "rate": "0.1"}], "tax_shipping": False}
+    (folder / "feed.json").write_text(json.dumps(feed))
+    (folder / "store.json").write_text(json.dumps(store))
+    return make_shop(ACP_CATALOG_FILE=str(folder / "feed.json"), ACP_STORE_FILE=str(folder / "store.json"),
+                     **config)
+
+
+def foreign_session(shop: Shop, currency: str, item: str = "sweater") -> dict[str, t.Any]:
+    created = shop.agent.create([{"id": item}], currency=currency, fulfillment_details={"address": ADDRESS})
+    assert created.status_code == 201, created.get_json()
+    return t.cast(dict[str, t.Any], created.get_json())
+
+
+def buy_in(shop: Shop, currency: str) -> dict[str, t.Any]:
+    """Buy the sweater, with a token whose ``max_amount`` is the total in Stripe's units."""
+    session = foreign_session(shop, currency)
+    assert (session["status"], session["currency"]) == ("ready_for_payment", currency), session["messages"]
+    assert total_of(session) == FOREIGN_TOTAL
+    token = shop.mint(currency=currency, max_amount=FOREIGN_TOTAL * STRIPE_UNITS[currency])
+    done = shop.agent.complete(session["id"], token)
+    assert done.status_code == 200, done.get_json()
+    body = t.cast(dict[str, t.Any], done.get_json())
+    assert body["status"] == "completed", body["messages"]
+    return body
+
+
+@pytest.mark.parametrize("currency", ["isk", "ugx", "jpy"])
+def test_purchase_is_charged_in_stripes_units_and_shown_in_iso_units(make_shop: MakeShop,
+                                                                     tmp_path: pathlib.Path,
+                                                                     currency: str) -> None:
+    """Regression (a money bug): a 28,989 ISK session was sent as ``amount=28989``,
+    which Stripe reads as 289.89 ISK. Stripe gets ``amount=2898900`` now, and
+    the session, the order and the agent's order webhook keep saying 28989 (ISO
+    minor units: krónur). JPY, zero-decimal for both, goes as it is."""
+    units = STRIPE_UNITS[currency]
+    received: list[dict[str, t.Any]] = []
+    agent_endpoint = Flask("agent_endpoint")
+
+    @agent_endpoint.post("/order_events")
+    def order_events() -> dict[str, t.Any]:
+        received.append(t.cast(dict[str, t.Any], flask_request.get_json()))
+        return {"received": True}
+
+    with serve_app(agent_endpoint) as hooks:
+        shop = foreign_shop(make_shop, tmp_path, currency, ACP_WEBHOOK_DELIVERY_THREAD=False, ACP_AGENTS={
+            "agent-one": {"api_keys": [AGENT_KEY], "webhook_url": f"{hooks}/order_events",
+                          "webhook_secrets": [HOOK_SECRET]}})
+        done = buy_in(shop, currency)
+        [entry] = shop.state.store.outbox_list(statuses=["pending"])
+        assert shop.state.webhooks.deliver(entry.event_id).result == "delivered"
+
+    # Stripe's side: its units
+    [create] = shop.pi_creates()
+    sent = dict(urllib.parse.parse_qsl(create.body))
+    assert (sent["amount"], sent["currency"]) == (str(FOREIGN_TOTAL * units), currency)
+    [pi] = shop.fake.payment_intents.values()
+    assert (pi["status"], pi["amount"], pi["amount_received"]) == (
+        "succeeded", FOREIGN_TOTAL * units, FOREIGN_TOTAL * units)
+    [token] = shop.fake.granted_tokens.values()
+    assert token["usage_details"]["amount_captured"] == {"value": FOREIGN_TOTAL * units, "currency": currency}
+    # ours: ISO minor units
+    assert total_of(done) == total_of(shop.session(done["id"])) == FOREIGN_TOTAL
+    payment = shop.stored(done["id"]).payment
+    assert payment is not None
+    assert (payment.amount, payment.currency, payment.payment_id) == (FOREIGN_TOTAL, currency, pi["id"])
+    order = assert_order_valid(shop.state.orders.get(done["order"]["id"]))
+    assert total_of(order) == FOREIGN_TOTAL
+    [event] = received
+    data = dict(event["data"])
+    assert (event["type"], data.pop("type")) == ("order_create", "order")
+    validate(data, "Order")
+    assert (data["id"], total_of(data)) == (done["order"]["id"], FOREIGN_TOTAL)
+
+
+def test_isk_manual_capture_captures_in_stripes_units(make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
+    shop = foreign_shop(make_shop, tmp_path, "isk", ACP_STRIPE_CAPTURE_METHOD="manual")
+    done = buy_in(shop, "isk")
+    [pi] = shop.fake.payment_intents.values()
+    assert (pi["status"], pi["amount_capturable"]) == ("requires_capture", FOREIGN_TOTAL * 100)
+    shop.state.orders.ship(done["order"]["id"], carrier="Post", tracking_number="RR123IS")
+    [capture] = [w for w in shop.fake.wire_requests if w.path == f"{PI_PATH}/{pi['id']}/capture"]
+    assert dict(urllib.parse.parse_qsl(capture.body)) == {"amount_to_capture": str(FOREIGN_TOTAL * 100)}
+    pi = shop.fake.payment_intents[pi["id"]]
+    assert (pi["status"], pi["amount_received"]) == ("succeeded", FOREIGN_TOTAL * 100)
+    payment = shop.stored(done["id"]).payment
+    assert payment is not None
+    assert (payment.capture_status, payment.amount) == ("captured", FOREIGN_TOTAL)
+
+
+@pytest.mark.parametrize("preflight", [True, False], ids=["preflight", "stripe_error"])
+def test_isk_token_limit_is_compared_in_stripes_units(make_shop: MakeShop, tmp_path: pathlib.Path,
+                                                      preflight: bool) -> None:
+    """``usage_limits.max_amount`` is a Stripe amount: a token for 28,989 (i.e.
+    289.89 ISK) cannot pay a 28,989 ISK total, nor one a króna short of it."""
+    shop = foreign_shop(make_shop, tmp_path, "isk", ACP_STRIPE_TOKEN_PREFLIGHT=preflight)
+    session = foreign_session(shop, "isk")
+    for max_amount in (FOREIGN_TOTAL, FOREIGN_TOTAL * 100 - 100):
+        body = shop.agent.complete(session["id"], shop.mint(currency="isk", max_amount=max_amount)).get_json()
+        assert body["status"] == "ready_for_payment"
+        message = only_message(body)
+        assert (message["code"], message["param"]) == ("invalid", TOKEN_PARAM)
+    assert shop.fake.charges_count() == 0
+    assert len(shop.pi_creates()) == (0 if preflight else 2)
+    done = shop.agent.complete(session["id"], shop.mint(currency="isk", max_amount=FOREIGN_TOTAL * 100))
+    assert done.get_json()["status"] == "completed"
+
+
+def test_isk_total_above_stripes_maximum_is_refused_when_quoted(make_shop: MakeShop,
+                                                                tmp_path: pathlib.Path) -> None:
+    """Stripe's 8-digit maximum counts its own units: 99999999 is 999,999.99 ISK,
+    so a 1,000,000 ISK jeep (``amount=100000000``) cannot be charged."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    session = foreign_session(shop, "isk", item="jeep")
+    assert session["status"] == "not_ready_for_payment"
+    message = only_message(session)
+    assert (message["code"], message["param"]) == ("maximum_exceeded", "$.totals")
+    assert "999999 ISK" in message["content"]
+    assert shop.fake.requests == []
+
+
+def test_isk_partial_and_full_refunds_round_trip(make_shop: MakeShop, tmp_path: pathlib.Path,
+                                                 dashboard: stripe.StripeClient) -> None:
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    orders = shop.state.orders
+
+    order = orders.refund(order_id, amount=4_990, refund_id="rf_1", reason="too small")
+    assert [(a.id, a.status, a.amount, a.currency) for a in order.adjustments] == [
+        ("rf_1", "completed", 4_990, "isk")]
+    assert order.amount_refunded == 4_990
+    [refund] = shop.fake.refunds.values()
+    assert (refund["amount"], refund["currency"], refund["payment_intent"]) == (499_000, "isk", pi["id"])
+    [wire] = [w for w in shop.fake.wire_requests if w.path == "/v1/refunds"]
+    assert dict(urllib.parse.parse_qsl(wire.body))["amount"] == "499000"
+
+    order = orders.refund(order_id, refund_id="rf_rest")  # all that is left
+    assert [(a.id, a.status, a.amount) for a in order.adjustments] == [
+        ("rf_1", "completed", 4_990), ("rf_rest", "completed", FOREIGN_TOTAL - 4_990)]
+    assert order.amount_refunded == FOREIGN_TOTAL
+    assert sorted(r["amount"] for r in shop.fake.refunds.values()) == [499_000, (FOREIGN_TOTAL - 4_990) * 100]
+    assert dashboard.v1.charges.retrieve(pi["latest_charge"]).amount_refunded == FOREIGN_TOTAL * 100
+    body = assert_order_valid(order)
+    assert {"type": "amount_refunded", "display_text": "Refunded", "amount": FOREIGN_TOTAL} in body["totals"]
+    with pytest.raises(InvalidRequestError, match="nothing is left to refund"):
+        orders.refund(order_id, amount=1)
+
+
+def test_isk_charge_refunded_events_land_in_iso_units(make_shop: MakeShop, tmp_path: pathlib.Path,
+                                                      dashboard: stripe.StripeClient) -> None:
+    """Stripe's ``charge.refunded`` carries ``amount_refunded`` in its units: our
+    own 1,000 ISK refund (100000) adds nothing, a 1,200 ISK dashboard refund
+    (``amount_refunded`` 220000) becomes a 1,200 ISK adjustment."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    with serve_app(shop.app) as url:
+        shop.fake.auto_webhooks(f"{url}/webhooks/stripe", WHSEC)
+        shop.state.orders.refund(order_id, amount=1_000, refund_id="rf_ours")
+        dashboard.v1.refunds.create(params={"payment_intent": pi["id"], "amount": 120_000})
+        shop.fake.flush_webhooks()
+        shop.fake.auto_webhooks(None)
+    deliveries = [d for d in shop.fake.webhook_log if d.event["type"] == "charge.refunded"]
+    assert [(d.status_code, d.event["data"]["object"]["amount_refunded"]) for d in deliveries] == [
+        (200, 100_000), (200, 220_000)]
+    order = shop.state.orders.get(order_id)
+    assert [(a.type, a.status, a.amount, a.currency) for a in order.adjustments] == [
+        ("refund", "completed", 1_000, "isk"), ("refund", "completed", 1_200, "isk")]
+    assert order.amount_refunded == 2_200
+    assert_order_valid(order)
+    with pytest.raises(InvalidRequestError, match=f"1 to {FOREIGN_TOTAL - 2_200} "):
+        shop.state.orders.refund(order_id, amount=FOREIGN_TOTAL)
+
+
+def test_isk_dispute_and_listed_refund_events_land_in_iso_units(make_shop: MakeShop,
+                                                                tmp_path: pathlib.Path) -> None:
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    refund = {"id": "re_listed", "object": "refund", "amount": 80_000, "currency": "isk",
+              "status": "succeeded", "payment_intent": pi["id"], "created": int(time.time()),
+              "metadata": {}, "reason": "requested_by_customer"}
+    charge = {"id": pi["latest_charge"], "object": "charge", "amount": FOREIGN_TOTAL * 100,
+              "amount_refunded": 80_000, "currency": "isk", "payment_intent": pi["id"],
+              "refunds": {"object": "list", "data": [refund]}}
+    assert post_event(shop, "charge.refunded", charge).status_code == 200
+    dispute = {"id": "dp_isk", "object": "dispute", "amount": FOREIGN_TOTAL * 100, "currency": "isk",
+               "charge": pi["latest_charge"], "payment_intent": pi["id"], "reason": "fraudulent",
+               "status": "needs_response", "created": int(time.time())}
+    assert post_event(shop, "charge.dispute.created", dispute).status_code == 200
+    order = shop.state.orders.get(order_id)
+    assert [(a.id, a.type, a.amount, a.currency) for a in order.adjustments] == [
+        ("re_listed", "refund", 800, "isk"), ("dp_isk", "dispute", FOREIGN_TOTAL, "isk")]
+    assert order.amount_refunded == 800
+    assert_order_valid(order)
+
+
+def test_isk_event_amount_in_fractions_of_a_krona_is_an_error_not_a_rounding(
+        make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
+    """``amount_refunded=120050`` (1,200.50 ISK) is no whole number of krónur:
+    500, nothing recorded, and the event is not marked processed (Stripe sends
+    it again)."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    order_id = done["order"]["id"]
+    [pi] = shop.fake.payment_intents.values()
+    before = shop.state.orders.get(order_id)
+    charge = {"id": pi["latest_charge"], "object": "charge", "amount": FOREIGN_TOTAL * 100,
+              "amount_refunded": 120_050, "currency": "isk", "payment_intent": pi["id"]}
+    for _ in range(2):
+        response = post_event(shop, "charge.refunded", charge, event_id="evt_fractional")
+        assert response.status_code == 500
+        assert response.get_json()["code"] == "invalid_amount"
+    assert shop.state.orders.get(order_id) == before
+    assert not shop.state.store.inbound_seen("stripe", "evt_fractional")
+
+
+def test_isk_stray_charge_is_refunded_in_full(make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
+    """A stray ISK charge reaches us as ``payment_intent.succeeded`` with Stripe's
+    ``amount``: it is refunded in full (that same Stripe amount), not a hundredfold."""
+    shop = foreign_shop(make_shop, tmp_path, "isk")
+    done = buy_in(shop, "isk")
+    stray = shop.payments.charge(ChargeRequest(
+        idempotency_key=stripe_key(done["id"], "late"), amount=FOREIGN_TOTAL, currency="isk",
+        token=shop.mint(currency="isk", max_amount=FOREIGN_TOTAL * 100), handler_id="card_tokenized",
+        checkout_session_id=done["id"]))
+    assert (stray.amount, stray.currency) == (FOREIGN_TOTAL, "isk")
+    pi = shop.fake.payment_intents[stray.payment_id]
+    assert pi["amount"] == FOREIGN_TOTAL * 100
+    assert post_event(shop, "payment_intent.succeeded", pi).get_json() == {"received": True}
+    assert [r["amount"] for r in shop.fake.refunds.values()] == [FOREIGN_TOTAL * 100]
+    assert shop.session(done["id"])["status"] == "completed"

@@ -33,6 +33,20 @@ authentication/permission/other request errors -> :class:`PaymentProviderError`
 Amount rules (:meth:`StripePaymentProcessor.amount_problem`): Stripe's
 documented three-decimal rule, minimum and maximum charge amounts, from the
 table in :mod:`flask_acp.payments.stripe_amounts`.
+
+Amount units: the port speaks ISO 4217 minor units; Stripe's ``amount``
+fields do too, except for the currencies Stripe takes in other units (ISK and
+UGX: two decimals, ``amount=500`` is 5 ISK). This class converts at its edge,
+with :func:`~flask_acp.payments.stripe_amounts.to_stripe` on every amount it
+sends (the PaymentIntent's ``amount``, ``amount_to_capture``, a refund's
+``amount``, the comparison with a token's ``usage_limits.max_amount``) and
+:func:`~flask_acp.payments.stripe_amounts.from_stripe` on every amount it
+reads back (:class:`ChargeResult` and :class:`RefundResult` amounts). A
+Stripe amount that is not a whole number of ISO minor units raises
+:class:`~flask_acp.payments.stripe_amounts.StripeAmountError` (logged at
+error level), never a rounded amount. Capture and refund name no currency in
+the port, so they first read the PaymentIntent's (one GET): Stripe reads
+their amounts in it.
 """
 
 from __future__ import annotations
@@ -143,6 +157,20 @@ def _replayed(obj: t.Any) -> bool:
     headers = getattr(response, "headers", None) or {}
     return any(k.lower() == "idempotent-replayed" and str(v).lower() == "true"
                for k, v in headers.items())
+
+
+def _iso(obj: t.Any, field: str = "amount") -> int:
+    """``obj.<field>``, a Stripe amount of ``obj.currency``, in ISO minor units.
+
+    :raises stripe_amounts.StripeAmountError: not a whole number of ISO minor
+        units: logged at error level, never rounded.
+    """
+    try:
+        return stripe_amounts.from_stripe(getattr(obj, field), str(obj.currency))
+    except stripe_amounts.StripeAmountError as exc:
+        log.error("Stripe %s %s: %s is not an amount in ISO minor units (%s)",
+                  getattr(obj, "object", "object"), getattr(obj, "id", "?"), field, exc)
+        raise
 
 
 class StripePaymentProcessor:
@@ -266,7 +294,7 @@ class StripePaymentProcessor:
             if found is not None:
                 return found
         params: dict[str, t.Any] = {
-            "amount": request.amount,
+            "amount": stripe_amounts.to_stripe(request.amount, request.currency),
             "currency": request.currency.lower(),
             "confirm": True,
             "payment_method_data": {"shared_payment_granted_token": request.token},
@@ -305,18 +333,19 @@ class StripePaymentProcessor:
             raise self._unavailable(exc) from exc
         for intent in found.data:
             if intent.status in ("succeeded", "requires_capture", "processing"):
-                return ChargeResult(payment_id=intent.id, amount=intent.amount,
+                return ChargeResult(payment_id=intent.id, amount=_iso(intent),
                                     currency=intent.currency, status=str(intent.status))
         return None
 
     def capture(self, payment_id: str, *, amount: int, idempotency_key: str) -> ChargeResult:
+        currency = self._currency_of(payment_id)
         try:
             intent = self.client.v1.payment_intents.capture(
-                payment_id, params={"amount_to_capture": amount},
+                payment_id, params={"amount_to_capture": stripe_amounts.to_stripe(amount, currency)},
                 options={"idempotency_key": idempotency_key})
         except stripe.StripeError as exc:
             raise self._translate(exc, None) from exc
-        return ChargeResult(payment_id=intent.id, amount=intent.amount_received,
+        return ChargeResult(payment_id=intent.id, amount=_iso(intent, "amount_received"),
                             currency=intent.currency, status=str(intent.status))
 
     def void(self, payment_id: str, *, idempotency_key: str) -> None:
@@ -335,18 +364,34 @@ class StripePaymentProcessor:
 
     def refund(self, payment_id: str, *, amount: int, idempotency_key: str,
                metadata: dict[str, str]) -> RefundResult:
+        currency = self._currency_of(payment_id)
         try:
             refund = self.client.v1.refunds.create(
-                params={"payment_intent": payment_id, "amount": amount,
+                params={"payment_intent": payment_id, "amount": stripe_amounts.to_stripe(amount, currency),
                         "reason": "requested_by_customer", "metadata": metadata},
                 options={"idempotency_key": idempotency_key})
         except stripe.StripeError as exc:
             raise self._translate(exc, None) from exc
         status = "succeeded" if refund.status == "succeeded" else (
             "failed" if refund.status in ("failed", "canceled") else "pending")
-        return RefundResult(id=refund.id, amount=refund.amount, currency=refund.currency, status=status)
+        return RefundResult(id=refund.id, amount=_iso(refund), currency=refund.currency, status=status)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _currency_of(self, payment_id: str) -> str:
+        """The currency of PaymentIntent ``payment_id`` (a GET), in which Stripe
+        reads the amounts sent about it.
+
+        :raises PaymentError: as :meth:`_translate` says (never "outcome unknown": a read).
+        """
+        try:
+            intent = self.client.v1.payment_intents.retrieve(payment_id)
+        except stripe.StripeError as exc:
+            error = self._translate(exc, None)
+            if isinstance(error, PaymentUnavailableError):
+                error.outcome_unknown = False
+            raise error from exc
+        return str(intent.currency)
 
     def granted_token(self, token: str) -> dict[str, t.Any]:
         """``GET /v1/shared_payment/granted_tokens/{token}`` (preview API), as a dict.
@@ -393,9 +438,11 @@ class StripePaymentProcessor:
         if str(limits.get("currency", request.currency)).lower() != request.currency.lower():
             raise PaymentTokenError(f"the payment token is for {limits.get('currency')}, "
                                     f"not {request.currency}")
-        max_amount = limits.get("max_amount")
-        if max_amount is not None and int(max_amount) < request.amount:
-            raise PaymentTokenError(f"the payment token allows {max_amount}, the total is {request.amount} "
+        max_amount = limits.get("max_amount")  # Stripe units, like every Stripe amount
+        if max_amount is not None \
+                and int(max_amount) < stripe_amounts.to_stripe(request.amount, request.currency):
+            allowed = int(max_amount) // stripe_amounts.stripe_factor(request.currency)
+            raise PaymentTokenError(f"the payment token allows {allowed}, the total is {request.amount} "
                                     "(minor units)")
         expires_at = limits.get("expires_at")
         if expires_at is not None and int(expires_at) <= self.clock() + self.expiry_margin:
@@ -422,13 +469,13 @@ class StripePaymentProcessor:
                      intent.id, status, refunded)
             raise PaymentTokenError("the payment token was already used for a payment that was "
                                     "refunded or released")
-        return ChargeResult(payment_id=intent.id, amount=intent.amount, currency=intent.currency,
+        return ChargeResult(payment_id=intent.id, amount=_iso(intent), currency=intent.currency,
                             status=status)
 
     def _result(self, intent: t.Any, idempotency_key: str) -> ChargeResult:
         status = str(intent.status)
         if status in ("succeeded", "requires_capture", "processing"):
-            return ChargeResult(payment_id=intent.id, amount=intent.amount, currency=intent.currency,
+            return ChargeResult(payment_id=intent.id, amount=_iso(intent), currency=intent.currency,
                                 status=status)
         if status == "requires_action":
             try:

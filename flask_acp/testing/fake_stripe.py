@@ -56,6 +56,17 @@ checked before anything else, with 400 ``invalid_request_error`` and
 * a three-decimal currency (BHD, JOD, KWD, OMR, TND) whose last digit is not 0:
   ``invalid_charge_amount`` (a code from Stripe's list; the exact code and text
   Stripe sends for this case are not documented, so they are this fake's).
+* ISK and UGX ("Special cases"): Stripe takes them as two-decimal values
+  (``amount=500`` is 5 ISK) that must be evenly divisible by 100; any other
+  value gets Stripe's text ("Invalid amount. Currency UGX has become
+  effectively zero-decimal and charged amounts must be evenly divisible by
+  100. ...", as merchants report it) with the code ``invalid_charge_amount``
+  (this fake's: the code Stripe sends is not documented).
+  The same rule applies to ``amount_to_capture`` and a refund's ``amount``.
+  Minimum and maximum are checked on the amount in ISO units
+  (``stripe_amounts.from_stripe``).
+
+Amounts stored and answered are Stripe's, as on the wire (ISK in hundredths).
 
 Test payment methods (``payment_method`` of the test helper) pick the outcome of
 the charge, mirroring Stripe's sandbox cards (see :data:`TEST_PAYMENT_METHODS`):
@@ -385,10 +396,25 @@ class _StripeError(Exception):
 _SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 
+def _unit_error(amount: int, currency: str, param: str = "amount") -> _StripeError | None:
+    """Stripe's answer to an ``amount`` of ``currency`` (Stripe units) that is not
+    a whole number of the currency's units (ISK, UGX: a multiple of 100), else ``None``."""
+    step = stripe_amounts.stripe_factor(currency)
+    if amount % step == 0:
+        return None
+    return _StripeError(400, f"Invalid amount. Currency {currency.upper()} has become effectively "
+                             f"zero-decimal and charged amounts must be evenly divisible by {step}. See "
+                             "https://stripe.com/docs/currencies#zero-decimal for more information.",
+                        code="invalid_charge_amount", param=param, saved=False)
+
+
 def _amount_error(amount: int, currency: str) -> _StripeError | None:
-    """Stripe's answer to a PaymentIntent for ``amount`` minor units of
+    """Stripe's answer to a PaymentIntent for ``amount`` (Stripe units) of
     ``currency`` that breaks its amount rules (module docstring), else ``None``."""
-    problem = stripe_amounts.amount_problem(amount, currency)
+    refused = _unit_error(amount, currency)
+    if refused is not None:
+        return refused
+    problem = stripe_amounts.amount_problem(stripe_amounts.from_stripe(amount, currency), currency)
     if problem is None or problem.limit is None:
         return None
     shown = f"{_SYMBOLS.get(currency, '')}{decimal.Decimal(format_minor(problem.limit, currency)):,}"
@@ -1211,6 +1237,9 @@ class FakeStripe:
                                     "of the following statuses may be captured: requires_capture.",
                                code="payment_intent_unexpected_state")
         amount: int = params.get("amount_to_capture") or intent["amount_capturable"]
+        refused = _unit_error(amount, intent["currency"], "amount_to_capture")
+        if refused is not None:
+            raise refused
         if amount > intent["amount_capturable"]:
             raise _StripeError(400, f"The amount to capture ({amount}) must be less than or equal "
                                     f"to the amount capturable ({intent['amount_capturable']}).",
@@ -1269,6 +1298,9 @@ class FakeStripe:
             raise _StripeError(400, f"Charge {charge['id']} has already been refunded.",
                                code="charge_already_refunded")
         amount = params.get("amount", remaining)
+        refused = _unit_error(amount, intent["currency"])
+        if refused is not None:
+            raise refused
         if amount > remaining:
             raise _StripeError(400, f"Refund amount ({amount}) is greater than unrefunded amount "
                                     f"on charge ({remaining})", code="amount_too_large",
@@ -1341,7 +1373,8 @@ def mint_granted_token(client: stripe.StripeClient, *, payment_method: str = "pm
     :param payment_method: a test PaymentMethod (``pm_card_visa``, ``pm_card_chargeDeclined``,
         … see :data:`TEST_PAYMENT_METHODS`); it decides the outcome of the charge.
     :param currency: ``usage_limits[currency]`` (lowercase ISO code).
-    :param max_amount: ``usage_limits[max_amount]`` in minor units.
+    :param max_amount: ``usage_limits[max_amount]``, a Stripe amount (minor units; ISK and
+        UGX in hundredths: :func:`flask_acp.payments.stripe_amounts.to_stripe`).
     :param expires_in: seconds from now for ``usage_limits[expires_at]``; ``None`` omits it.
     :raises stripe.StripeError: as the API answers (e.g. ``InvalidRequestError``).
     """
