@@ -1089,7 +1089,7 @@ def test_purchase_is_charged_in_stripes_units_and_shown_in_iso_units(make_shop: 
             "agent-one": {"api_keys": [AGENT_KEY], "webhook_url": f"{hooks}/order_events",
                           "webhook_secrets": [HOOK_SECRET]}})
         done = buy_in(shop, currency)
-        [entry] = shop.state.store.outbox_list(statuses=["pending"])
+        [entry] = shop.state.storage.outbox.entries(statuses=["pending"])
         assert shop.state.webhooks.deliver(entry.event_id).result == "delivered"
 
     # Stripe's side: its units
@@ -1258,7 +1258,7 @@ def test_isk_event_amount_in_fractions_of_a_krona_is_an_error_not_a_rounding(
         assert response.status_code == 500
         assert response.get_json()["code"] == "invalid_amount"
     assert shop.state.orders.get(order_id) == before
-    assert not shop.state.store.inbound_seen("stripe", "evt_fractional")
+    assert not shop.state.storage.inbound.seen("stripe", "evt_fractional")
 
 
 def test_isk_stray_charge_is_refunded_in_full(make_shop: MakeShop, tmp_path: pathlib.Path) -> None:
