@@ -21,6 +21,7 @@ from .wire import new_id
 if t.TYPE_CHECKING:
     import stripe
 
+
 class SandboxCard(t.NamedTuple):
     """Behaviour of a ``pm_card_*`` test payment method."""
 
