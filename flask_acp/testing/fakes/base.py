@@ -86,7 +86,8 @@ class FakeClock:
         self._mono_offset = 0.0
         self._frozen: tuple[float, float] | None = None  # (Unix time, monotonic) when frozen
         if frozen:
-            self.freeze()
+            self._frozen = (time.time() if start is None else start, time.monotonic())
+            self._offset = 0.0
 
     def time(self) -> float:
         """The clock's Unix time, in seconds."""
