@@ -284,6 +284,7 @@ class _WebhookQueue:
             self._cv.notify_all()
         thread.join(timeout)
         with self._cv:
+            self._jobs.clear()  # queued while closing: dropped too
             self._closing = False
             self.closing.clear()
             if self._thread is thread and not thread.is_alive():

@@ -193,6 +193,8 @@ class Orders(Inventory):
         order.updated_at = refund.created_at
         return self._refund_rest(order, refund)
 
+    # -- views ---------------------------------------------------------------------------------
+
     def order_list(self) -> list[dict[str, t.Any]]:
         with self._lock:
             return [self._order_view(o) for o in self.orders.values()]
@@ -400,6 +402,8 @@ class Orders(Inventory):
             "fulfillments": [self._fulfillment_rest(order, f) for f in order.fulfillments],
             "refunds": [self._refund_rest(order, r) for r in order.refunds],
         }
+
+    # -- search --------------------------------------------------------------------------------
 
     def _order_search(self, query: str | None, sort_key: str, reverse: bool) -> list[Order]:
         """``orders(query:)``: ``tag:``, ``status:`` (open, closed, cancelled,

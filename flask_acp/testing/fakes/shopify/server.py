@@ -23,8 +23,8 @@ from .model import json_response
 class FakeShopify(ShopGraphQL):
     """The fake shop: state, GraphQL execution, faults, counters and the HTTP server.
 
-    :param seed: a seed dict, or the path of a seed JSON file (see the module
-        docstring); ``None`` uses :data:`DEMO_SEED`.
+    :param seed: a seed dict, or the path of a seed JSON file (see
+        :mod:`flask_acp.testing.fakes.shopify`); ``None`` uses :data:`DEMO_SEED`.
     :param host: interface :meth:`start` listens on by default.
     :param port: TCP port :meth:`start` uses by default; 0 picks a free one.
     :param quiet: do not log each request.

@@ -42,7 +42,7 @@ from .wire import validation_error
 
 
 class FakeStripe(Search):
-    """A stateful, thread-safe fake Stripe API server (see the module docstring).
+    """A stateful, thread-safe fake Stripe API server (see :mod:`flask_acp.testing.fakes.stripe`).
 
     :param api_key: the only secret key accepted (``Authorization: Bearer <key>`` or Basic
         auth); any other key gets 401, which the SDK raises as ``AuthenticationError``.

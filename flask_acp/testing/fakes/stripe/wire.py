@@ -82,7 +82,8 @@ _SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 def amount_error(amount: int, currency: str) -> StripeError | None:
     """Stripe's answer to a PaymentIntent for ``amount`` minor units of
-    ``currency`` that breaks its amount rules (module docstring), else ``None``."""
+    ``currency`` that breaks its amount rules (see :mod:`flask_acp.testing.fakes.stripe`),
+    else ``None``."""
     problem = stripe_amounts.amount_problem(amount, currency)
     if problem is None or problem.limit is None:
         return None

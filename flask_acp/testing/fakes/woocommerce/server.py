@@ -22,7 +22,7 @@ from .model import json_response
 
 
 class FakeWooCommerce(StoreApi):
-    """A fake WooCommerce site (see the module docstring).
+    """A fake WooCommerce site (see :mod:`flask_acp.testing.fakes.woocommerce`).
 
     :param seed: a seed mapping, a JSON file path, or ``None`` for the demo seed.
     :param salt: the secret that signs Cart-Tokens and nonces (random by default).
