@@ -4,6 +4,10 @@
   by the token, with a ledger (in memory, or in a SQLite file shared by
   several processes) that honours idempotency keys like a real processor.
 - :func:`acp_headers`: the headers an agent sends.
+- Fake Stripe, Shopify and WooCommerce servers on one base:
+  :mod:`flask_acp.testing.fakes` (its docstring lists their shared API), also
+  importable as ``flask_acp.testing.fake_stripe``, ``fake_shopify`` and
+  ``fake_woocommerce``.
 
 Tokens understood by :class:`FakePaymentProcessor` (prefix match):
 
