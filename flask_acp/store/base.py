@@ -251,12 +251,14 @@ class Outbox(t.Protocol):
     def claim_due(self, *, owner: str, now: float, lease: float, limit: int,
                   first_attempts_only: bool = False) -> list[OutboxEntry]:
         """Claim up to ``limit`` due ``pending`` entries for ``owner`` until
-        ``now + lease``, oldest first, skipping claimed entries and orders on
-        which another owner holds a live claim (several entries of one order
-        may be claimed together by one owner: it sends them in this order).
+        ``now + lease``, longest due first (``next_attempt_at``, then
+        ``created_at``: first attempts in the order they were made), skipping
+        claimed entries and orders on which another owner holds a live claim
+        (several entries of one order may be claimed together by one owner: it
+        sends them in this order).
 
         :param first_attempts_only: only entries never attempted.
-        :returns: the claimed entries, oldest first (empty: nothing is due).
+        :returns: the claimed entries in that order (empty: nothing is due).
         """
         ...
 
@@ -276,9 +278,9 @@ class Outbox(t.Protocol):
 
     def awaiting_handover(self, *, now: float, stale_after: float, limit: int = 100) -> list[OutboxEntry]:
         """Due, unclaimed ``pending`` entries to hand to a per-event runner
-        (RQ), oldest first: never handed over, handed over before their current
-        due time (a retry), or handed over more than ``stale_after`` seconds ago
-        (the runner's job was lost)."""
+        (RQ), longest due first: never handed over, handed over before their
+        current due time (a retry), or handed over more than ``stale_after``
+        seconds ago (the runner's job was lost)."""
         ...
 
     def mark_handed_over(self, event_id: str, *, at: float | None) -> None:

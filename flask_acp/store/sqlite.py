@@ -409,7 +409,7 @@ class SQLiteOutbox(_Port):
                " WHERE status = 'pending' AND next_attempt_at <= :now"
                " AND (claim_until IS NULL OR claim_until <= :now)"
                + (" AND attempts = 0" if first_attempts_only else "")
-               + " AND " + self._ORDER_FREE + " ORDER BY created_at LIMIT :limit")
+               + " AND " + self._ORDER_FREE + " ORDER BY next_attempt_at, created_at LIMIT :limit")
         with self._tx() as db:
             rows = [OutboxEntry(*row) for row in db.execute(sql, args)]
             if rows:
@@ -438,7 +438,7 @@ class SQLiteOutbox(_Port):
                " WHERE status = 'pending' AND next_attempt_at <= ?"
                " AND (claim_until IS NULL OR claim_until <= ?)"
                " AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at OR enqueued_at < ?)"
-               " ORDER BY created_at LIMIT ?")
+               " ORDER BY next_attempt_at, created_at LIMIT ?")
         with self._read() as db:
             return [OutboxEntry(*row) for row in db.execute(sql, (now, now, now - stale_after, limit))]
 

@@ -707,6 +707,14 @@ class OutboxContract(_Base):
         # b's claim lapses at 2060: the order is free again
         assert storage.outbox.claim(update.id, owner="c", now=2060.0, lease=60) is not None
 
+    def test_claim_due_takes_the_longest_due_first(self, storage: Storage) -> None:
+        retried, fresh = self._events(storage, 2)  # created at 1000 and 1001
+        assert storage.outbox.claim(retried.id, owner="a", now=1000.0, lease=60) is not None
+        assert self._record(storage, retried.id, "a", "pending", next_attempt_at=1010.0, last_status=500,
+                            last_error="HTTP 500", delivered_at=None)
+        assert [e.event_id for e in storage.outbox.claim_due(owner="b", now=1020.0, lease=60, limit=10)] == [
+            fresh.id, retried.id]  # due since 1001, then since 1010
+
     def test_claim_due_takes_the_oldest_due_events(self, storage: Storage) -> None:
         events = self._events(storage, 5)
         ids = [e.id for e in events]

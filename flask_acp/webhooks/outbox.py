@@ -238,7 +238,7 @@ class OutboxDelivery:
     def deliver_due(self, *, limit: int, seconds: float | None = None, deadline: float | None = None,
                     first_attempts_only: bool = False, chunk: int = 10,
                     now: float | None = None) -> list[DeliveryOutcome]:
-        """Claim and attempt due events, oldest first, ``chunk`` claims at a time,
+        """Claim and attempt due events, longest due first, ``chunk`` claims at a time,
         until none is due, ``limit`` attempts were made, or time is up (network
         calls, outbox writes). Claimed events not attempted in time are released.
         A send that fails unexpectedly is logged; its claim lapses after the lease.
