@@ -27,11 +27,17 @@ How an implementation reuses it (flask-acp's own SQLite run is
 
 Call ``pytest.register_assert_rewrite("flask_acp.testing.storage_contract")``
 in your ``conftest.py`` (before anything imports the kit) for pytest's
-detailed assertion messages. The ``storage_opener`` fixture may be parametrized over several
-implementations; each test then runs once per implementation. Subclass a
-single port's suite (e.g. ``OutboxContract``) to check one port only.
-Timing-based tests use leases of a fraction of a second; an implementation
-whose lease resolution is coarser fails them. Nothing here is skipped.
+detailed assertion messages. The ``storage_opener`` fixture may be
+parametrized over several implementations; each test then runs once per
+implementation. Subclass a single port's suite (e.g. ``OutboxContract``) to
+check one port only.
+
+What the suites take for granted: the bundle's ``sessions`` check fences of
+its own ``locks``; a lock held by a process of this machine that has died is
+taken over at once (not after its lease); leases of a fraction of a second
+are honoured (an implementation with a coarser resolution fails the timing
+tests); the outbox's times are the ``now`` values passed in, never its own
+clock. Nothing here is skipped.
 """
 
 from __future__ import annotations
