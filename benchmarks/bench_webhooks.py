@@ -349,7 +349,6 @@ def rq_floor(url: str, n: int) -> float:
     (``os.getpid``): RQ's own cost per job, in this process."""
     import redis
     from rq import Queue
-    from rq import Retry
     from rq.serializers import JSONSerializer
     from rq.timeouts import UnixSignalDeathPenalty
 
@@ -362,8 +361,7 @@ def rq_floor(url: str, n: int) -> float:
         queue = Queue("bench-noop", connection=conn, serializer=JSONSerializer)
         for i in range(n):
             queue.enqueue_call("os.getpid", job_id=f"noop-{i}", unique=True, timeout=80,
-                               result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-                               retry=Retry(max=8, interval=[10, 30]))
+                               result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
         worker = DeliveryWorker([queue], connection=conn, serializer=JSONSerializer)
         worker.death_penalty_class = UnixSignalDeathPenalty  # as run_worker does on a main thread
         started = time.perf_counter()

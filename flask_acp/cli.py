@@ -66,7 +66,8 @@ def register(cli: click.Group) -> None:
                   help="Seconds after which an unfinished completion is recovered.")
     def sweep_command(stuck_after: float | None) -> None:
         """Expire due sessions, recover interrupted completions, purge old idempotency keys,
-        and queue order webhook events that never reached the queue (Redis mode)."""
+        and hand the due order webhook events to their runner: queue them (Redis mode: retries
+        come due, events that never reached the queue) or attempt them here (thread mode)."""
         report = _state().service.sweep(stuck_after=stuck_after)
         click.echo(f"expired={report.expired} recovered={report.recovered} "
                    f"purged_idempotency={report.purged_idempotency}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 import typing as t
 
 import pytest
@@ -77,3 +78,23 @@ def test_acp_takes_a_storage_only(tmp_path: pathlib.Path) -> None:
     assert app.extensions["acp"].storage is storage
     with pytest.raises(TypeError, match="takes a flask_acp.store.Storage"):
         build_app(tmp_path, store=storage.sessions)
+
+
+def test_an_outbox_of_the_previous_release_is_migrated_on_open(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # acp_outbox as the release before claims had it
+        db.execute("CREATE TABLE acp_outbox (event_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,"
+                   " session_id TEXT NOT NULL, agent TEXT NOT NULL, type TEXT NOT NULL,"
+                   " created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending',"
+                   " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, enqueued_at REAL,"
+                   " delivered_at REAL, last_status INTEGER, last_error TEXT)")
+        db.execute("INSERT INTO acp_outbox (event_id, order_id, session_id, agent, type, created_at,"
+                   " next_attempt_at) VALUES ('evt_old', 'ord_1', 'cs_1', 'agent-one', 'order_create', 1, 1)")
+    db.close()
+    storage = open_storage(f"sqlite://{path}")
+    entry = storage.outbox.get("evt_old")
+    assert entry is not None
+    assert (entry.status, entry.claimed_by, entry.claim_until) == ("pending", None, None)
+    assert storage.outbox.claim("evt_old", owner="a", now=10.0, lease=60) is not None
+    open_storage(f"sqlite://{path}")  # opening again changes nothing
+    assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == ["evt_old"]

@@ -401,16 +401,19 @@ def test_attempt_signs_sends_current_state_and_records(make_app: MakeApp, receiv
 
 def test_each_attempt_is_signed_at_send_time(make_app: MakeApp, receiver: Receiver) -> None:
     app = make_app(receiver.url, ACP_WEBHOOK_DELIVERY_THREAD=False)
-    sender = app.extensions["acp"].webhooks.sender
+    webhooks = app.extensions["acp"].webhooks
     buy(app)
     (event,) = outbox(app, "pending")
     receiver.plan = [503]
     now = time.time()
-    sender.clock = lambda: now
-    outcome = sender.deliver(event.event_id)
+    webhooks.sender.clock = webhooks.delivery.clock = lambda: now  # the signer's and the outbox's
+    outcome = webhooks.deliver(event.event_id)
     assert (outcome.result, outcome.status_code, outcome.next_attempt_at) == ("retry", 503, now + 1)
-    sender.clock = lambda: now + 7200  # the retry runs two hours later
-    assert sender.deliver(event.event_id).result == "delivered"
+    webhooks.sender.clock = webhooks.delivery.clock = lambda: now + 0.5
+    assert webhooks.delivery.deliver(event.event_id, due_only=True).result == "not_due"
+    assert len(receiver.log) == 1
+    webhooks.sender.clock = webhooks.delivery.clock = lambda: now + 7200  # the retry runs two hours later
+    assert webhooks.delivery.deliver(event.event_id, due_only=True).result == "delivered"
     first, second = receiver.log
     assert (first.signed_at, second.signed_at) == (int(now), int(now + 7200))
     assert first.request_id == second.request_id == event.event_id  # stable across retries
@@ -422,20 +425,26 @@ def test_each_attempt_is_signed_at_send_time(make_app: MakeApp, receiver: Receiv
                               [SECRET], now=now + 7200)
 
 
-def test_sends_of_one_order_are_serialised_by_the_store_lock(make_app: MakeApp, receiver: Receiver) -> None:
+def test_sends_of_one_order_are_serialised_by_the_outbox_claim(make_app: MakeApp,
+                                                               receiver: Receiver) -> None:
     app = make_app(receiver.url, ACP_WEBHOOK_DELIVERY_THREAD=False)
     state = app.extensions["acp"]
     done = buy(app)
-    (event,) = outbox(app, "pending")
+    state.orders.ship(done["order"]["id"], carrier="USPS", tracking_number="9400")
+    create, update = outbox(app, "pending")
+    # another runner (say, a worker process in the middle of a send) holds this order's order_create
+    assert state.storage.outbox.claim(create.event_id, owner="other-runner", now=time.time(),
+                                      lease=30) is not None
     results: list[str] = []
-    with state.storage.locks.lock(f"order-send:{done['order']['id']}", lease=30, wait=1):
-        worker = threading.Thread(
-            target=lambda: results.append(state.webhooks.deliver(event.event_id).result))
-        worker.start()
-        time.sleep(0.4)
-        assert receiver.log == []  # waiting for the lock, not sending
+    worker = threading.Thread(
+        target=lambda: results.append(state.webhooks.deliver(update.event_id).result))
+    worker.start()
+    time.sleep(0.4)
+    assert receiver.log == []  # waiting for the order, not sending
+    assert state.storage.outbox.release(create.event_id, owner="other-runner")
     worker.join(10)
     assert results == ["delivered"]
+    assert [d.request_id for d in receiver.log] == [update.event_id]
     state.webhooks.sender.close()
 
 
@@ -474,8 +483,8 @@ def test_timeouts_and_refused_connections_are_retried(make_app: MakeApp) -> None
         (event,) = outbox(app, "pending")
         outcome = app.extensions["acp"].webhooks.deliver(event.event_id)
     assert (outcome.result, outcome.error) == ("retry", "timed out after 0.3 s")
-    app.extensions["acp"].storage.outbox.update(event.event_id, next_attempt_at=0)
-    outcome = app.extensions["acp"].webhooks.deliver(event.event_id)  # the port is closed now
+    # a manual attempt runs whatever the schedule; the port is closed now
+    outcome = app.extensions["acp"].webhooks.deliver(event.event_id)
     assert outcome.result == "retry"
     assert "ConnectionError" in str(outcome.error)
     assert outcome.attempts == 2
@@ -497,7 +506,8 @@ def test_rq_delivers_order_create_then_order_update(make_app: MakeApp, receiver:
         assert job.id == f"acp-evt-{event.event_id}"
         assert (job.func_name, job.args, job.kwargs) == (
             "flask_acp.webhooks.jobs.deliver_order_event", [event.event_id], {})
-        assert (job.retries_left, job.retry_intervals) == (3, [1, 1, 1])
+        # no RQ Retry: the outbox alone schedules retries (test_rq_retries_5xx_on_the_outbox_schedule)
+        assert (job.retries_left, job.retry_intervals) == (None, None)
         assert (job.result_ttl, job.failure_ttl, job.timeout) == (3600, 30 * 86400, 64)
         raw = zlib.decompress(t.cast(bytes, conn.hget(job.key, "data")))
         assert json.loads(raw)  # JSON, not pickle; and no secret, URL or payload in Redis
@@ -518,7 +528,8 @@ def test_rq_delivers_order_create_then_order_update(make_app: MakeApp, receiver:
     assert len(receiver.log) == 2
 
 
-def test_rq_retries_5xx_with_the_scheduler(make_app: MakeApp, receiver: Receiver, redis_url: str) -> None:
+def test_rq_retries_5xx_on_the_outbox_schedule(make_app: MakeApp, receiver: Receiver,
+                                                redis_url: str) -> None:
     app = make_app(receiver.url, ACP_REDIS_URL=redis_url)
     receiver.plan = [500, 502]
     buy(app)
@@ -527,6 +538,15 @@ def test_rq_retries_5xx_with_the_scheduler(make_app: MakeApp, receiver: Receiver
     assert len({d.request_id for d in receiver.log}) == 1
     (row,) = outbox(app)
     assert (row.status, row.attempts, row.last_status) == ("delivered", 3, 200)
+    # each retry waited its ACP_WEBHOOK_RETRY_INTERVALS entry (1 s), and RQ scheduled nothing
+    first, second, third = (d.signed_at for d in receiver.log)
+    assert second - first >= 1
+    assert third - second >= 1
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        assert rq_queue(app, conn).scheduled_job_registry.get_job_ids() == []
+    finally:
+        conn.close()
 
 
 def test_rq_gives_up_after_the_last_interval_then_replay_delivers(
@@ -739,21 +759,26 @@ def test_rq_job_delivers_a_batch_and_the_batched_events_jobs_send_nothing(
     assert [r.attempts for r in outbox(app)] == [1, 1, 1, 1]
 
 
-def test_rq_batch_leaves_a_failed_events_retry_to_its_own_job(
+def test_rq_batch_leaves_a_failed_events_retry_to_the_outbox_schedule(
         make_app: MakeApp, receiver: Receiver, redis_url: str) -> None:
-    from flask_acp.webhooks.jobs import WebhookDeliveryError
     from flask_acp.webhooks.jobs import deliver_order_event
 
     app = make_app(receiver.url, ACP_REDIS_URL=redis_url, ACP_WEBHOOK_RETRY_INTERVALS=[30, 30])
+    state = app.extensions["acp"]
     buy(app)
     buy(app)
     first, second = outbox(app, "pending")
     receiver.plan = [200, 503]  # own event delivered, the batched one refused for now
     with app.app_context():
         assert deliver_order_event(first.event_id)["result"] == "delivered"
-        row = app.extensions["acp"].storage.outbox.get(second.event_id)
+        row = state.storage.outbox.get(second.event_id)
         assert (row.status, row.attempts, row.last_status) == ("pending", 1, 503)
-        # its own job does not send before the interval: it raises, so RQ schedules the retry
-        with pytest.raises(WebhookDeliveryError, match="not due yet"):
-            deliver_order_event(second.event_id)
+        assert row.next_attempt_at >= time.time() + 25
+        # its own job does not send before the interval: the outbox says it is not due
+        result = deliver_order_event(second.event_id)
+        assert (result["result"], result["next_attempt_at"]) == ("not_due", row.next_attempt_at)
+    drain(app, lambda: True)  # the queued jobs of both events, run by a real worker: nothing sent
     assert len(receiver.log) == 2
+    # the retry is handed to RQ when the outbox says it is due, not before
+    assert state.webhooks.sweep() == 0
+    assert state.webhooks.sweep(now=row.next_attempt_at) == 1

@@ -4,7 +4,8 @@
   order-event outbox entries and checks the lock fence in one transaction;
 - :class:`Locks` -- named leases that fence the writes of their holder;
 - :class:`IdempotencyRecords` -- claims and stored responses of the HTTP layer;
-- :class:`Outbox` -- the order-event outbox (read, claim, update);
+- :class:`Outbox` -- the order-event outbox: the one owner of when an event
+  is due and who holds it (claims with a lease, per order);
 - :class:`InboundLog` -- de-duplication of inbound webhooks.
 
 Every method is atomic on its own, and implementations must be safe with
@@ -36,8 +37,8 @@ __all__ = [
     "LockLostError",
     "LockTimeoutError",
     "Locks",
-    "OUTBOX_FIELDS",
     "Outbox",
+    "OutboxClaimedError",
     "OutboxEntry",
     "Sessions",
     "StaleSessionError",
@@ -56,6 +57,10 @@ class LockTimeoutError(Exception):
 class LockLostError(Exception):
     """A fenced write found its lock held by someone else: the writer was
     frozen past its lease and another request took over. Nothing was written."""
+
+
+class OutboxClaimedError(Exception):
+    """The outbox event is held by a live claim (a delivery attempt is running)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,7 +95,14 @@ class IdempotencyOutcome:
 
 
 class OutboxEntry(t.NamedTuple):
-    """A row of the order-event outbox (times are unix seconds)."""
+    """A row of the order-event outbox (times are unix seconds).
+
+    ``next_attempt_at``: when the event is due (its ``created_at`` at first,
+    then the retry schedule's). ``enqueued_at``: when it was last handed to a
+    runner that is woken per event (an RQ job). ``claimed_by`` /
+    ``claim_until``: the owner token of the attempt holding it, and when that
+    claim lapses (``None`` when nobody holds it).
+    """
 
     event_id: str
     order_id: str
@@ -105,11 +117,8 @@ class OutboxEntry(t.NamedTuple):
     delivered_at: float | None
     last_status: int | None
     last_error: str | None
-
-
-#: the outbox columns :meth:`Outbox.update` may set
-OUTBOX_FIELDS = frozenset({"status", "attempts", "next_attempt_at", "enqueued_at", "delivered_at",
-                           "last_status", "last_error"})
+    claimed_by: str | None = None
+    claim_until: float | None = None
 
 
 class Sessions(t.Protocol):
@@ -205,31 +214,85 @@ class IdempotencyRecords(t.Protocol):
 
 
 class Outbox(t.Protocol):
-    """The order-event outbox. Entries are added by :meth:`Sessions.save`."""
+    """The order-event outbox: the one owner of when an event is due and who
+    holds it. Entries are added by :meth:`Sessions.save` (``pending``, due at
+    their ``created_at``).
+
+    A runner takes events with :meth:`claim` or :meth:`claim_due` under an
+    owner token of its own, for ``lease`` seconds; attempts them; and ends each
+    claim with :meth:`record` (the outcome) or :meth:`release` (not attempted).
+    An event is claimed by one owner at a time, and while an event of an order
+    is claimed no other owner can claim any event of that order, so the sends
+    of one order never overlap. A claim whose lease has passed counts as
+    abandoned (its runner died): the event can be claimed again. Times are unix
+    seconds, durations seconds.
+    """
 
     def get(self, event_id: str) -> OutboxEntry | None:
         """The entry of ``event_id``, or None."""
         ...
 
-    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100,
-                due_before: float | None = None, not_enqueued_since: float | None = None,
-                max_attempts: int | None = None) -> list[OutboxEntry]:
-        """Up to ``limit`` entries in ``statuses``, oldest (``created_at``) first;
-        optionally only those due (``next_attempt_at <= due_before``), not
-        enqueued since a unix time (``enqueued_at`` unset or older), or attempted
-        at most ``max_attempts`` times."""
+    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries in ``statuses``, oldest (``created_at``) first."""
         ...
 
-    def claim(self, event_id: str, *, now: float, lease: float) -> bool:
-        """Atomically take a due (``next_attempt_at <= now``) ``pending`` entry for
-        one delivery attempt, pushing its ``next_attempt_at`` to ``now + lease``
-        (seconds); False if it is not pending, not due, or someone else has it."""
+    def claim(self, event_id: str, *, owner: str, now: float, lease: float,
+              due_only: bool = True) -> OutboxEntry | None:
+        """Claim one ``pending`` entry for ``owner`` until ``now + lease``.
+
+        :param due_only: only if it is due (``next_attempt_at <= now``); False
+            for an attempt out of schedule (an operator's "deliver now").
+        :returns: the claimed entry, or None when it is missing, not pending,
+            not due, claimed by a live claim, or another owner holds a live
+            claim on an entry of the same order.
+        """
         ...
 
-    def update(self, event_id: str, **fields: object) -> None:
-        """Set columns of an entry (names in :data:`OUTBOX_FIELDS`).
+    def claim_due(self, *, owner: str, now: float, lease: float, limit: int,
+                  first_attempts_only: bool = False) -> list[OutboxEntry]:
+        """Claim up to ``limit`` due ``pending`` entries for ``owner`` until
+        ``now + lease``, longest due first (``next_attempt_at``, then
+        ``created_at``: first attempts in the order they were made), skipping
+        claimed entries and orders on which another owner holds a live claim
+        (several entries of one order may be claimed together by one owner: it
+        sends them in this order).
 
-        :raises ValueError: no field, or a name not in :data:`OUTBOX_FIELDS`.
+        :param first_attempts_only: only entries never attempted.
+        :returns: the claimed entries in that order (empty: nothing is due).
+        """
+        ...
+
+    def release(self, event_id: str, *, owner: str) -> bool:
+        """End ``owner``'s claim without an attempt (the entry stays due as it
+        was); False when ``owner`` does not hold it."""
+        ...
+
+    def record(self, event_id: str, *, owner: str, status: str, attempts: int, next_attempt_at: float,
+               delivered_at: float | None, last_status: int | None, last_error: str | None) -> bool:
+        """Store the outcome of ``owner``'s attempt and end its claim, in one step.
+
+        :returns: False (nothing written) when ``owner`` no longer holds the
+            claim: its lease passed and another owner claimed the entry.
+        """
+        ...
+
+    def awaiting_handover(self, *, now: float, stale_after: float, limit: int = 100) -> list[OutboxEntry]:
+        """Due, unclaimed ``pending`` entries to hand to a per-event runner
+        (RQ), longest due first: never handed over, handed over before their
+        current due time (a retry), or handed over more than ``stale_after``
+        seconds ago (the runner's job was lost)."""
+        ...
+
+    def mark_handed_over(self, event_id: str, *, at: float | None) -> None:
+        """Set (or, with None, clear) when the entry was handed to a runner."""
+        ...
+
+    def reset(self, event_id: str, *, now: float) -> bool:
+        """Replay: make the entry ``pending`` with no attempts, due at ``now``,
+        not handed over, whatever its status.
+
+        :returns: False when there is no such entry.
+        :raises OutboxClaimedError: a live claim holds it (an attempt is running).
         """
         ...
 

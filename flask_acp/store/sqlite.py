@@ -28,11 +28,11 @@ from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
 from ._sqlite import SQLiteDatabase
-from .base import OUTBOX_FIELDS
 from .base import Fence
 from .base import IdempotencyOutcome
 from .base import LockLostError
 from .base import LockTimeoutError
+from .base import OutboxClaimedError
 from .base import OutboxEntry
 from .base import StaleSessionError
 from .base import Storage
@@ -101,10 +101,16 @@ CREATE TABLE IF NOT EXISTS acp_outbox (
     enqueued_at REAL,
     delivered_at REAL,
     last_status INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    claimed_by TEXT,
+    claim_until REAL
 );
 CREATE INDEX IF NOT EXISTS acp_outbox_due ON acp_outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS acp_outbox_order ON acp_outbox (order_id);
 """
+
+#: columns added since the first release, added to older files on open
+_ADDED_COLUMNS = {"acp_outbox": (("claimed_by", "TEXT"), ("claim_until", "REAL"))}
 
 
 def open_database(path: str, *, busy_timeout: float = 30.0) -> SQLiteDatabase:
@@ -114,7 +120,14 @@ def open_database(path: str, *, busy_timeout: float = 30.0) -> SQLiteDatabase:
     :param busy_timeout: seconds a writer waits for SQLite's own write lock.
     :raises StorageUnavailableError: the file cannot be opened or set up.
     """
-    return SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+    db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+    with db.tx() as conn:  # files made by an older release
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    return db
 
 
 def sqlite_storage(path: str, *, busy_timeout: float = 30.0) -> Storage:
@@ -348,10 +361,21 @@ class SQLiteIdempotencyRecords(_Port):
 
 class SQLiteOutbox(_Port):
     """:class:`~flask_acp.store.base.Outbox` in SQLite (rows written by
-    :meth:`SQLiteSessions.save`)."""
+    :meth:`SQLiteSessions.save`). Claims are two columns of the row
+    (``claimed_by``, ``claim_until``); each claim and each record is one
+    ``BEGIN IMMEDIATE`` transaction, so claimers in several processes
+    serialize on SQLite's write lock."""
 
     _COLUMNS = ("event_id, order_id, session_id, agent, type, created_at, status, attempts,"
-                " next_attempt_at, enqueued_at, delivered_at, last_status, last_error")
+                " next_attempt_at, enqueued_at, delivered_at, last_status, last_error, claimed_by,"
+                " claim_until")
+    #: no live claim of another owner on the row's order (``o`` is the row)
+    _ORDER_FREE = ("NOT EXISTS (SELECT 1 FROM acp_outbox AS other WHERE other.order_id = o.order_id"
+                   " AND other.event_id != o.event_id AND other.claim_until > :now"
+                   " AND other.claimed_by != :owner)")
+    _CLAIM = ("UPDATE acp_outbox AS o SET claimed_by = :owner, claim_until = :until"  # noqa: S608
+              " WHERE event_id = :id AND status = 'pending' AND (:due = 0 OR next_attempt_at <= :now)"
+              " AND (claim_until IS NULL OR claim_until <= :now) AND " + _ORDER_FREE)
 
     def get(self, event_id: str) -> OutboxEntry | None:
         with self._read() as db:
@@ -360,42 +384,80 @@ class SQLiteOutbox(_Port):
                 (event_id,)).fetchone()
         return None if row is None else OutboxEntry(*row)
 
-    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100,
-                due_before: float | None = None, not_enqueued_since: float | None = None,
-                max_attempts: int | None = None) -> list[OutboxEntry]:
+    def entries(self, *, statuses: cabc.Iterable[str], limit: int = 100) -> list[OutboxEntry]:
         statuses = list(statuses)
         sql = (f"SELECT {self._COLUMNS} FROM acp_outbox"  # noqa: S608
-               f" WHERE status IN ({','.join('?' * len(statuses))})")
-        args: list[object] = list(statuses)
-        if due_before is not None:
-            sql += " AND next_attempt_at <= ?"
-            args.append(due_before)
-        if not_enqueued_since is not None:
-            sql += " AND (enqueued_at IS NULL OR enqueued_at < ?)"
-            args.append(not_enqueued_since)
-        if max_attempts is not None:
-            sql += " AND attempts <= ?"
-            args.append(max_attempts)
-        sql += " ORDER BY created_at LIMIT ?"
-        args.append(limit)
+               f" WHERE status IN ({','.join('?' * len(statuses))}) ORDER BY created_at LIMIT ?")
         with self._read() as db:
-            return [OutboxEntry(*row) for row in db.execute(sql, args)]
+            return [OutboxEntry(*row) for row in db.execute(sql, [*statuses, limit])]
 
-    def claim(self, event_id: str, *, now: float, lease: float) -> bool:
+    def claim(self, event_id: str, *, owner: str, now: float, lease: float,
+              due_only: bool = True) -> OutboxEntry | None:
+        args = {"id": event_id, "owner": owner, "now": now, "until": now + lease, "due": int(due_only)}
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE acp_outbox SET next_attempt_at = ? WHERE event_id = ?"
-                " AND status = 'pending' AND next_attempt_at <= ?",
-                (now + lease, event_id, now))
-            return cur.rowcount == 1
+            cur = db.execute(self._CLAIM, args)
+            if cur.rowcount != 1:
+                return None
+            row = db.execute(f"SELECT {self._COLUMNS} FROM acp_outbox WHERE event_id = ?",  # noqa: S608
+                             (event_id,)).fetchone()
+        return OutboxEntry(*row)
 
-    def update(self, event_id: str, **fields: object) -> None:
-        if not fields or set(fields) - OUTBOX_FIELDS:
-            raise ValueError(f"Outbox.update takes {sorted(OUTBOX_FIELDS)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+    def claim_due(self, *, owner: str, now: float, lease: float, limit: int,
+                  first_attempts_only: bool = False) -> list[OutboxEntry]:
+        args = {"owner": owner, "now": now, "until": now + lease, "limit": limit}
+        sql = (f"SELECT {self._COLUMNS} FROM acp_outbox AS o"  # noqa: S608
+               " WHERE status = 'pending' AND next_attempt_at <= :now"
+               " AND (claim_until IS NULL OR claim_until <= :now)"
+               + (" AND attempts = 0" if first_attempts_only else "")
+               + " AND " + self._ORDER_FREE + " ORDER BY next_attempt_at, created_at LIMIT :limit")
         with self._tx() as db:
-            db.execute(f"UPDATE acp_outbox SET {assignments} WHERE event_id = ?",  # noqa: S608
-                       (*fields.values(), event_id))
+            rows = [OutboxEntry(*row) for row in db.execute(sql, args)]
+            if rows:
+                ids = [row.event_id for row in rows]
+                db.execute(f"UPDATE acp_outbox SET claimed_by = ?, claim_until = ?"  # noqa: S608
+                           f" WHERE event_id IN ({','.join('?' * len(ids))})", [owner, now + lease, *ids])
+        return [row._replace(claimed_by=owner, claim_until=now + lease) for row in rows]
+
+    def release(self, event_id: str, *, owner: str) -> bool:
+        with self._tx() as db:
+            return db.execute("UPDATE acp_outbox SET claimed_by = NULL, claim_until = NULL"
+                              " WHERE event_id = ? AND claimed_by = ?", (event_id, owner)).rowcount == 1
+
+    def record(self, event_id: str, *, owner: str, status: str, attempts: int, next_attempt_at: float,
+               delivered_at: float | None, last_status: int | None, last_error: str | None) -> bool:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE acp_outbox SET status = ?, attempts = ?, next_attempt_at = ?, delivered_at = ?,"
+                " last_status = ?, last_error = ?, claimed_by = NULL, claim_until = NULL"
+                " WHERE event_id = ? AND claimed_by = ?",
+                (status, attempts, next_attempt_at, delivered_at, last_status, last_error, event_id, owner),
+            ).rowcount == 1
+
+    def awaiting_handover(self, *, now: float, stale_after: float, limit: int = 100) -> list[OutboxEntry]:
+        sql = (f"SELECT {self._COLUMNS} FROM acp_outbox"  # noqa: S608
+               " WHERE status = 'pending' AND next_attempt_at <= ?"
+               " AND (claim_until IS NULL OR claim_until <= ?)"
+               " AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at OR enqueued_at < ?)"
+               " ORDER BY next_attempt_at, created_at LIMIT ?")
+        with self._read() as db:
+            return [OutboxEntry(*row) for row in db.execute(sql, (now, now, now - stale_after, limit))]
+
+    def mark_handed_over(self, event_id: str, *, at: float | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE acp_outbox SET enqueued_at = ? WHERE event_id = ?", (at, event_id))
+
+    def reset(self, event_id: str, *, now: float) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT claim_until FROM acp_outbox WHERE event_id = ?", (event_id,)).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None and row[0] > now:
+                raise OutboxClaimedError(event_id)
+            db.execute(
+                "UPDATE acp_outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                " enqueued_at = NULL, delivered_at = NULL, last_status = NULL, last_error = NULL,"
+                " claimed_by = NULL, claim_until = NULL WHERE event_id = ?", (now, event_id))
+        return True
 
 
 class SQLiteInboundLog(_Port):

@@ -5,7 +5,8 @@ One pytest suite per port (:class:`SessionsContract`, :class:`LocksContract`,
 :class:`StorageContract` is all five), written against the Protocols of
 :mod:`flask_acp.store.base` only. It includes the races that matter for money:
 several threads, and several processes, claiming one idempotency key, one
-lock or one outbox event -- exactly one wins.
+lock, one outbox event or one order's events -- exactly one wins -- and
+claimers draining the outbox together -- each event is taken once.
 
 How an implementation reuses it (flask-acp's own SQLite run is
 ``tests/test_storage_contract.py``)::
@@ -26,15 +27,22 @@ How an implementation reuses it (flask-acp's own SQLite run is
 
 Call ``pytest.register_assert_rewrite("flask_acp.testing.storage_contract")``
 in your ``conftest.py`` (before anything imports the kit) for pytest's
-detailed assertion messages. The ``storage_opener`` fixture may be parametrized over several
-implementations; each test then runs once per implementation. Subclass a
-single port's suite (e.g. ``OutboxContract``) to check one port only.
-Timing-based tests use leases of a fraction of a second; an implementation
-whose lease resolution is coarser fails them. Nothing here is skipped.
+detailed assertion messages. The ``storage_opener`` fixture may be
+parametrized over several implementations; each test then runs once per
+implementation. Subclass a single port's suite (e.g. ``OutboxContract``) to
+check one port only.
+
+What the suites take for granted: the bundle's ``sessions`` check fences of
+its own ``locks``; a lock held by a process of this machine that has died is
+taken over at once (not after its lease); leases of a fraction of a second
+are honoured (an implementation with a coarser resolution fails the timing
+tests); the outbox's times are the ``now`` values passed in, never its own
+clock. Nothing here is skipped.
 """
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import datetime as dt
 import multiprocessing
 import os
@@ -56,6 +64,7 @@ from ..models import Status
 from ..store.base import Fence
 from ..store.base import LockLostError
 from ..store.base import LockTimeoutError
+from ..store.base import OutboxClaimedError
 from ..store.base import OutboxEntry
 from ..store.base import StaleSessionError
 from ..store.base import Storage
@@ -191,7 +200,20 @@ def _proc_claim(opener: StorageOpener, barrier: t.Any, results: t.Any, index: in
                 event_id: str) -> None:
     storage = opener()
     barrier.wait(LINE_UP)
-    results.put("claimed" if storage.outbox.claim(event_id, now=time.time(), lease=60) else "lost")
+    claimed = storage.outbox.claim(event_id, owner=f"proc-{index}", now=time.time(), lease=60)
+    results.put("lost" if claimed is None else "claimed")
+
+
+def _proc_claim_due(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int) -> None:
+    storage = opener()
+    barrier.wait(LINE_UP)
+    taken: list[str] = []
+    while True:
+        batch = storage.outbox.claim_due(owner=f"proc-{index}", now=time.time(), lease=60, limit=3)
+        if not batch:
+            break
+        taken += [entry.event_id for entry in batch]
+    results.put(",".join(taken))
 
 
 def _proc_die_holding(opener: StorageOpener, barrier: t.Any, results: t.Any, index: int,
@@ -281,7 +303,10 @@ class SessionsContract(_Base):
         storage.sessions.create(session)
         event = make_event(session)
         saved = storage.sessions.save(session, [event])
-        storage.outbox.update(event.id, status="delivered", attempts=1)
+        assert storage.outbox.claim(event.id, owner="runner", now=time.time(), lease=60) is not None
+        assert storage.outbox.record(event.id, owner="runner", status="delivered", attempts=1,
+                                     next_attempt_at=0.0, delivered_at=time.time(), last_status=200,
+                                     last_error=None)
         storage.sessions.save(saved, [event])
         entry = storage.outbox.get(event.id)
         assert entry is not None
@@ -566,14 +591,19 @@ class IdempotencyContract(_Base):
 
 
 class OutboxContract(_Base):
-    """:class:`~flask_acp.store.base.Outbox`: listing order and filters, claim
-    exclusivity, updates."""
+    """:class:`~flask_acp.store.base.Outbox`: listing, claims (due only, one owner
+    at a time, one owner per order, lapsing after the lease), outcomes recorded
+    by the claim's owner only, hand-over bookkeeping, replay."""
 
-    def _events(self, storage: Storage, count: int, *, start: float = 1000.0) -> list[OrderEvent]:
+    def _events(self, storage: Storage, count: int, *, start: float = 1000.0,
+                orders: cabc.Sequence[str] | None = None) -> list[OrderEvent]:
+        """``count`` events created at ``start``, ``start + 1``... (one order
+        each unless ``orders`` names them), written in reverse order."""
         session = make_session()
         storage.sessions.create(session)
-        events = [make_event(session, order_id=f"ord_{i}", created_at=start + i) for i in range(count)]
-        storage.sessions.save(session, list(reversed(events)))  # written in any order
+        events = [make_event(session, order_id=orders[i] if orders else f"ord_{i}", created_at=start + i)
+                  for i in range(count)]
+        storage.sessions.save(session, list(reversed(events)))
         return events
 
     def _entry(self, storage: Storage, event_id: str) -> OutboxEntry:
@@ -581,70 +611,233 @@ class OutboxContract(_Base):
         assert entry is not None
         return entry
 
+    def _record(self, storage: Storage, event_id: str, owner: str, status: str = "delivered", *,
+                attempts: int = 1, next_attempt_at: float = 0.0, last_status: int | None = 200,
+                last_error: str | None = None, delivered_at: float | None = 1500.0) -> bool:
+        return storage.outbox.record(event_id, owner=owner, status=status, attempts=attempts,
+                                     next_attempt_at=next_attempt_at, delivered_at=delivered_at,
+                                     last_status=last_status, last_error=last_error)
+
     def test_get_of_an_unknown_event_is_none(self, storage: Storage) -> None:
         assert storage.outbox.get("evt_missing") is None
 
-    def test_entries_are_oldest_first_and_filtered(self, storage: Storage) -> None:
+    def test_entries_are_oldest_first_per_status(self, storage: Storage) -> None:
         events = self._events(storage, 4)
         ids = [e.id for e in events]
         assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == ids
         assert [e.event_id for e in storage.outbox.entries(statuses=["pending"], limit=2)] == ids[:2]
-        due = storage.outbox.entries(statuses=["pending"], due_before=1001.5)
-        assert [e.event_id for e in due] == ids[:2]
-        storage.outbox.update(ids[0], status="delivered", attempts=1, delivered_at=1005.0)
-        storage.outbox.update(ids[1], attempts=2, enqueued_at=1010.0)
-        assert [e.event_id for e in storage.outbox.entries(statuses=["delivered"])] == ids[:1]
+        assert storage.outbox.claim(ids[1], owner="a", now=2000.0, lease=60) is not None
+        assert self._record(storage, ids[1], "a")
+        assert [e.event_id for e in storage.outbox.entries(statuses=["delivered"])] == [ids[1]]
         assert [e.event_id for e in storage.outbox.entries(statuses=["pending", "delivered"])] == ids
-        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"], max_attempts=0)] == ids[2:]
-        assert [e.event_id for e in storage.outbox.entries(
-            statuses=["pending"], not_enqueued_since=1010.0)] == ids[2:]
-        assert [e.event_id for e in storage.outbox.entries(
-            statuses=["pending"], not_enqueued_since=1011.0)] == ids[1:]
         assert storage.outbox.entries(statuses=["failed"]) == []
 
-    def test_update_sets_the_named_fields(self, storage: Storage) -> None:
+    def test_claim_takes_a_due_pending_event_for_one_owner(self, storage: Storage) -> None:
         (event,) = self._events(storage, 1)
-        storage.outbox.update(event.id, status="failed", attempts=3, next_attempt_at=2000.0,
-                              enqueued_at=1500.0, delivered_at=None, last_status=503,
-                              last_error="HTTP 503")
+        assert storage.outbox.claim(event.id, owner="a", now=999.0, lease=60) is None  # not due yet
+        claimed = storage.outbox.claim(event.id, owner="a", now=1000.0, lease=60)
+        assert claimed is not None
+        assert (claimed.event_id, claimed.status, claimed.claimed_by, claimed.claim_until) == (
+            event.id, "pending", "a", 1060.0)
+        assert claimed.next_attempt_at == pytest.approx(1000.0, abs=1e-3)  # the schedule is untouched
+        assert storage.outbox.claim(event.id, owner="b", now=1001.0, lease=60) is None  # a has it
+        assert storage.outbox.claim(event.id, owner="a", now=1001.0, lease=60) is None  # held already
+        assert self._entry(storage, event.id).claimed_by == "a"
+        assert storage.outbox.claim("evt_missing", owner="a", now=5000.0, lease=60) is None
+
+    def test_claim_out_of_schedule(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        claimed = storage.outbox.claim(event.id, owner="a", now=900.0, lease=60, due_only=False)
+        assert claimed is not None
+        assert self._record(storage, event.id, "a")
+        assert storage.outbox.claim(event.id, owner="a", now=5000.0, lease=60, due_only=False) is None
+
+    def test_record_stores_the_outcome_and_ends_the_claim(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        assert storage.outbox.claim(event.id, owner="a", now=1000.0, lease=60) is not None
+        assert storage.outbox.record(event.id, owner="a", status="pending", attempts=1,
+                                     next_attempt_at=1030.0, delivered_at=None, last_status=503,
+                                     last_error="HTTP 503")
         entry = self._entry(storage, event.id)
-        assert entry[6:] == ("failed", 3, 2000.0, 1500.0, None, 503, "HTTP 503")
-        storage.outbox.update(event.id, last_error=None)
-        assert self._entry(storage, event.id).last_error is None
-        assert self._entry(storage, event.id).last_status == 503
+        assert (entry.status, entry.attempts, entry.next_attempt_at, entry.delivered_at) == (
+            "pending", 1, 1030.0, None)
+        assert (entry.last_status, entry.last_error, entry.claimed_by, entry.claim_until) == (
+            503, "HTTP 503", None, None)
+        assert not self._record(storage, event.id, "a")  # the claim has ended
+        assert storage.outbox.claim(event.id, owner="b", now=1029.0, lease=60) is None  # retry not due
+        assert storage.outbox.claim(event.id, owner="b", now=1030.0, lease=60) is not None
+        assert self._record(storage, event.id, "b", "failed", attempts=2, next_attempt_at=1030.0,
+                            last_status=404, last_error="HTTP 404", delivered_at=None)
+        assert self._entry(storage, event.id)[6:] == (
+            "failed", 2, 1030.0, None, None, 404, "HTTP 404", None, None)
+        assert storage.outbox.claim(event.id, owner="c", now=9000.0, lease=60) is None  # not pending
 
-    def test_update_refuses_unknown_fields(self, storage: Storage) -> None:
+    def test_a_lapsed_claim_is_taken_over_and_its_owner_cannot_record(self, storage: Storage) -> None:
         (event,) = self._events(storage, 1)
-        with pytest.raises(ValueError, match="status"):
-            storage.outbox.update(event.id, order_id="ord_other")
-        with pytest.raises(ValueError, match="status"):
-            storage.outbox.update(event.id)
+        assert storage.outbox.claim(event.id, owner="frozen", now=1000.0, lease=60) is not None
+        assert storage.outbox.claim(event.id, owner="next", now=1059.0, lease=60) is None
+        assert storage.outbox.claim(event.id, owner="next", now=1060.0, lease=60) is not None
+        assert not self._record(storage, event.id, "frozen")  # frozen past its lease: refused
+        assert not storage.outbox.release(event.id, owner="frozen")
+        assert self._entry(storage, event.id).status == "pending"
+        assert self._record(storage, event.id, "next")
+        assert self._entry(storage, event.id).status == "delivered"
 
-    def test_claim_takes_a_due_pending_event_once(self, storage: Storage) -> None:
+    def test_a_lapsed_claim_nobody_took_can_still_be_recorded(self, storage: Storage) -> None:
         (event,) = self._events(storage, 1)
-        assert not storage.outbox.claim(event.id, now=999.0, lease=60)  # not due yet
-        assert storage.outbox.claim(event.id, now=1000.0, lease=60)
-        assert not storage.outbox.claim(event.id, now=1001.0, lease=60)  # someone has it
-        assert self._entry(storage, event.id).next_attempt_at == 1060.0
-        assert storage.outbox.claim(event.id, now=1060.0, lease=60)  # the claimer died: due again
-        storage.outbox.update(event.id, status="delivered")
-        assert not storage.outbox.claim(event.id, now=5000.0, lease=60)
-        assert not storage.outbox.claim("evt_missing", now=5000.0, lease=60)
+        assert storage.outbox.claim(event.id, owner="slow", now=1000.0, lease=60) is not None
+        assert self._record(storage, event.id, "slow")  # late, but nobody else claimed it
+
+    def test_release_ends_a_claim_and_keeps_the_schedule(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        assert storage.outbox.claim(event.id, owner="a", now=1000.0, lease=60) is not None
+        assert not storage.outbox.release(event.id, owner="b")
+        assert storage.outbox.release(event.id, owner="a")
+        entry = self._entry(storage, event.id)
+        assert (entry.status, entry.attempts, entry.claimed_by, entry.claim_until) == (
+            "pending", 0, None, None)
+        assert storage.outbox.claim(event.id, owner="b", now=1001.0, lease=60) is not None  # due at once
+
+    def test_one_owner_at_a_time_per_order(self, storage: Storage) -> None:
+        create, update, other = self._events(storage, 3, orders=["ord_a", "ord_a", "ord_b"])
+        assert storage.outbox.claim(create.id, owner="a", now=2000.0, lease=60) is not None
+        assert storage.outbox.claim(update.id, owner="b", now=2000.0, lease=60) is None  # ord_a is a's
+        assert [e.event_id for e in storage.outbox.claim_due(owner="b", now=2000.0, lease=60, limit=10)] == [
+            other.id]
+        assert storage.outbox.claim(update.id, owner="a", now=2000.0, lease=60) is not None  # a's own order
+        assert self._record(storage, create.id, "a")
+        assert storage.outbox.claim(update.id, owner="b", now=2000.0, lease=60) is None  # a still holds it
+        assert storage.outbox.release(update.id, owner="a")
+        assert storage.outbox.claim(update.id, owner="b", now=2000.0, lease=60) is not None
+        assert storage.outbox.claim(create.id, owner="c", now=2100.0, lease=60) is None  # delivered
+        # b's claim lapses at 2060: the order is free again
+        assert storage.outbox.claim(update.id, owner="c", now=2060.0, lease=60) is not None
+
+    def test_claim_due_takes_the_longest_due_first(self, storage: Storage) -> None:
+        retried, fresh = self._events(storage, 2)  # created at 1000 and 1001
+        assert storage.outbox.claim(retried.id, owner="a", now=1000.0, lease=60) is not None
+        assert self._record(storage, retried.id, "a", "pending", next_attempt_at=1010.0, last_status=500,
+                            last_error="HTTP 500", delivered_at=None)
+        assert [e.event_id for e in storage.outbox.claim_due(owner="b", now=1020.0, lease=60, limit=10)] == [
+            fresh.id, retried.id]  # due since 1001, then since 1010
+
+    def test_claim_due_takes_the_oldest_due_events(self, storage: Storage) -> None:
+        events = self._events(storage, 5)
+        ids = [e.id for e in events]
+        first = storage.outbox.claim_due(owner="a", now=1003.0, lease=60, limit=2)
+        assert [e.event_id for e in first] == ids[:2]
+        assert {(e.claimed_by, e.claim_until) for e in first} == {("a", 1063.0)}
+        assert self._entry(storage, ids[0]).claimed_by == "a"
+        second = storage.outbox.claim_due(owner="b", now=1003.0, lease=60, limit=10)
+        assert [e.event_id for e in second] == ids[2:4]  # ids[4] is due at 1004
+        assert storage.outbox.claim_due(owner="c", now=1003.0, lease=60, limit=10) == []
+        assert [e.event_id for e in storage.outbox.claim_due(owner="c", now=1004.0, lease=60, limit=10)] == [
+            ids[4]]
+
+    def test_claim_due_first_attempts_only(self, storage: Storage) -> None:
+        retried, fresh = self._events(storage, 2)
+        assert storage.outbox.claim(retried.id, owner="a", now=1500.0, lease=60) is not None
+        assert self._record(storage, retried.id, "a", "pending", next_attempt_at=1600.0, last_status=500,
+                            last_error="HTTP 500", delivered_at=None)
+        due = storage.outbox.claim_due(owner="b", now=2000.0, lease=60, limit=10, first_attempts_only=True)
+        assert [e.event_id for e in due] == [fresh.id]
+        assert [e.event_id for e in storage.outbox.claim_due(owner="b", now=2000.0, lease=60, limit=10)] == [
+            retried.id]
+
+    def test_claim_due_gives_one_owner_several_events_of_an_order(self, storage: Storage) -> None:
+        create, update, other = self._events(storage, 3, orders=["ord_a", "ord_a", "ord_b"])
+        assert storage.outbox.claim(other.id, owner="b", now=2000.0, lease=60) is not None
+        taken = storage.outbox.claim_due(owner="a", now=2000.0, lease=60, limit=10)
+        assert [e.event_id for e in taken] == [create.id, update.id]
+
+    def test_handover_bookkeeping(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+
+        def awaiting(now: float) -> list[str]:
+            return [e.event_id for e in storage.outbox.awaiting_handover(now=now, stale_after=60)]
+
+        assert awaiting(999.0) == []  # not due
+        assert awaiting(1000.0) == [event.id]  # never handed over
+        storage.outbox.mark_handed_over(event.id, at=1001.0)
+        assert self._entry(storage, event.id).enqueued_at == 1001.0
+        assert awaiting(1002.0) == []
+        assert awaiting(1062.0) == [event.id]  # handed over too long ago: its job was lost
+        assert storage.outbox.claim(event.id, owner="a", now=1062.0, lease=60) is not None
+        assert awaiting(1063.0) == []  # claimed
+        assert self._record(storage, event.id, "a", "pending", next_attempt_at=1100.0, last_status=503,
+                            last_error="HTTP 503", delivered_at=None)
+        assert awaiting(1099.0) == []  # the retry is not due
+        assert awaiting(1100.0) == [event.id]  # due again, handed over before that
+        storage.outbox.mark_handed_over(event.id, at=1100.5)
+        assert awaiting(1101.0) == []
+        storage.outbox.mark_handed_over(event.id, at=None)
+        assert awaiting(1101.0) == [event.id]
+        assert storage.outbox.claim(event.id, owner="b", now=1101.0, lease=60) is not None
+        assert self._record(storage, event.id, "b")
+        assert awaiting(5000.0) == []  # delivered
+
+    def test_reset_replays_any_event_not_being_sent(self, storage: Storage) -> None:
+        (event,) = self._events(storage, 1)
+        storage.outbox.mark_handed_over(event.id, at=1001.0)
+        assert storage.outbox.claim(event.id, owner="a", now=1001.0, lease=60) is not None
+        with pytest.raises(OutboxClaimedError):
+            storage.outbox.reset(event.id, now=1002.0)
+        assert self._record(storage, event.id, "a", "failed", attempts=3, last_status=500,
+                            last_error="gave up", delivered_at=None)
+        assert storage.outbox.reset(event.id, now=3000.0)
+        entry = self._entry(storage, event.id)
+        assert entry[6:] == ("pending", 0, 3000.0, None, None, None, None, None, None)
+        assert not storage.outbox.reset("evt_missing", now=3000.0)
+        assert storage.outbox.claim(event.id, owner="b", now=3000.0, lease=60) is not None
+        assert storage.outbox.reset(event.id, now=3060.0)  # a lapsed claim does not stop a replay
+        assert self._entry(storage, event.id).claimed_by is None
 
     def test_threads_exactly_one_claims_an_event(self, storage: Storage,
                                                  storage_opener: StorageOpener) -> None:
         (event,) = self._events(storage, 1, start=time.time() - 1)
         handles = [storage_opener() for _ in range(THREADS)]
         now = time.time()
-        won = race(THREADS, lambda i: handles[i].outbox.claim(event.id, now=now, lease=60))
-        assert won.count(True) == 1, won
-        assert won.count(False) == THREADS - 1, won
+        won = race(THREADS, lambda i: handles[i].outbox.claim(event.id, owner=f"t{i}", now=now, lease=60))
+        claimed = [r for r in won if isinstance(r, OutboxEntry)]
+        assert len(claimed) == 1, won
+        assert won.count(None) == THREADS - 1, won
+
+    def test_threads_exactly_one_claims_an_order(self, storage: Storage,
+                                                 storage_opener: StorageOpener) -> None:
+        events = self._events(storage, THREADS, start=time.time() - 10, orders=["ord_x"] * THREADS)
+        handles = [storage_opener() for _ in range(THREADS)]
+        now = time.time()
+        won = race(THREADS, lambda i: handles[i].outbox.claim(events[i].id, owner=f"t{i}", now=now, lease=60))
+        assert len([r for r in won if isinstance(r, OutboxEntry)]) == 1, won
+
+    def test_threads_claim_due_takes_each_event_once(self, storage: Storage,
+                                                     storage_opener: StorageOpener) -> None:
+        events = self._events(storage, 40, start=time.time() - 100)
+        handles = [storage_opener() for _ in range(THREADS)]
+        now = time.time()
+
+        def drain(i: int) -> list[str]:
+            taken: list[str] = []
+            while batch := handles[i].outbox.claim_due(owner=f"t{i}", now=now, lease=60, limit=3):
+                taken += [e.event_id for e in batch]
+            return taken
+
+        results = race(THREADS, drain)
+        taken = [event_id for r in results for event_id in t.cast(list[str], r)]
+        assert sorted(taken) == sorted(e.id for e in events)  # every event, none twice
 
     def test_processes_exactly_one_claims_an_event(self, storage: Storage,
                                                    storage_opener: StorageOpener) -> None:
         (event,) = self._events(storage, 1, start=time.time() - 1)
         assert _in_process(_proc_claim, storage_opener, PROCESSES, event.id) == (
             ["claimed"] + ["lost"] * (PROCESSES - 1))
+
+    def test_processes_claim_due_takes_each_event_once(self, storage: Storage,
+                                                       storage_opener: StorageOpener) -> None:
+        events = self._events(storage, 30, start=time.time() - 100)
+        taken = [event_id for batch in _in_process(_proc_claim_due, storage_opener, PROCESSES)
+                 for event_id in batch.split(",") if event_id]
+        assert sorted(taken) == sorted(e.id for e in events)
 
 
 class InboundLogContract(_Base):

@@ -4,12 +4,15 @@ Every order change writes an outbox row in the same transaction as the
 change (``order_create`` at completion, ``order_update`` afterwards). This
 package delivers those rows to the agent's ``webhook_url``:
 
+- :mod:`.outbox` -- the delivery decisions, with no Flask or RQ: the outbox
+  alone decides when an event is due and who holds it (:class:`OutboxDelivery`:
+  claim due events, attempt, record the outcome);
 - :mod:`.signing` -- ``Merchant-Signature`` (compute, format, parse, verify);
-- :mod:`.delivery` -- one attempt of one event (:class:`WebhookSender`);
-- :mod:`.queue` / :mod:`.jobs` -- RQ mode (``ACP_REDIS_URL``);
-- :mod:`.thread` -- the embedded delivery thread (no Redis);
-- :mod:`.service` -- the per-app facade, ``app.extensions["acp"].webhooks``;
-- :mod:`.cli` -- ``flask acp worker`` and ``flask acp events ...``.
+- :mod:`.delivery` -- one send of one claimed event (:class:`WebhookSender`);
+- runners, which decide nothing: :mod:`.queue` / :mod:`.jobs` (RQ mode,
+  ``ACP_REDIS_URL``), :mod:`.thread` (the embedded delivery thread, no Redis),
+  :mod:`.cli`;
+- :mod:`.service` -- the per-app facade, ``app.extensions["acp"].webhooks``.
 
 Outbox statuses: ``pending`` (to send; ``attempts`` so far, next attempt at
 ``next_attempt_at``), ``delivered`` (a 2xx came back), ``failed`` (refused
@@ -24,13 +27,14 @@ import typing as t
 
 from flask import current_app
 
-from .delivery import DELIVERED
-from .delivery import FAILED
-from .delivery import PENDING
-from .delivery import SKIPPED
-from .delivery import STATUSES
-from .delivery import DeliveryOutcome
 from .delivery import WebhookSender
+from .outbox import DELIVERED
+from .outbox import FAILED
+from .outbox import PENDING
+from .outbox import SKIPPED
+from .outbox import STATUSES
+from .outbox import DeliveryOutcome
+from .outbox import OutboxDelivery
 from .service import WebhookService
 from .service import check_agents
 from .signing import SignatureError
@@ -47,6 +51,7 @@ __all__ = [
     "SKIPPED",
     "STATUSES",
     "DeliveryOutcome",
+    "OutboxDelivery",
     "SignatureError",
     "WebhookSender",
     "WebhookService",
@@ -58,11 +63,11 @@ __all__ = [
 
 
 def deliver_event(event_id: str) -> DeliveryOutcome:
-    """Make one delivery attempt of outbox event ``event_id`` for the current
-    app (needs an app context): the function both delivery modes run.
+    """Make one delivery attempt of pending outbox event ``event_id`` now, for
+    the current app (needs an app context); see :meth:`WebhookService.deliver`.
 
     :returns: the outcome (``delivered``, ``retry``, ``failed``, ``skipped``,
-        ``unchanged`` or ``missing``).
+        ``unchanged``, ``missing`` or ``busy``).
     """
     state = t.cast("ACPState", current_app.extensions["acp"])
     return state.webhooks.deliver(event_id)

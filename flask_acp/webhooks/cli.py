@@ -1,7 +1,8 @@
 """Webhook commands on the ``flask acp`` group.
 
 - ``flask acp worker``: run delivery jobs (RQ) with the periodic outbox
-  sweep; without Redis, run the delivery loop in the foreground.
+  sweep that hands RQ the events come due; without Redis, run the delivery
+  loop in the foreground.
 - ``flask acp events list [--status S]``: the outbox, oldest first.
 - ``flask acp events replay EVENT_ID`` / ``--all-failed``: back to pending
   and handed to the delivery again.
@@ -40,15 +41,16 @@ def register(cli: click.Group) -> None:
     @click.option("--burst", is_flag=True, help="Run what is queued or due now, then exit.")
     @click.option("--fork", is_flag=True,
                   help="RQ's forking Worker (a child process per job) instead of SimpleWorker.")
-    @click.option("--sweep-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
-                  help="Seconds between outbox sweeps that queue events never queued (0: at start only).")
+    @click.option("--sweep-interval", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                  help="Seconds between outbox sweeps that queue the events come due (retries, events "
+                       "never queued); bounds how late a retry starts (0: at start only).")
     @click.option("--name", help="RQ worker name (default: random).")
     @click.option("--log-level", default="INFO", show_default=True,
                   type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="RQ worker log level.")
     def worker(burst: bool, fork: bool, sweep_interval: float, name: str | None, log_level: str) -> None:
-        """Deliver order webhooks: an RQ worker on ACP_WEBHOOK_QUEUE (JSON serializer,
-        scheduler for interval retries) plus the outbox sweep. Without ACP_REDIS_URL,
-        delivers from the outbox in this process instead."""
+        """Deliver order webhooks: an RQ worker on ACP_WEBHOOK_QUEUE (JSON serializer)
+        plus the outbox sweep, which queues each event when the outbox says it is due.
+        Without ACP_REDIS_URL, delivers from the outbox in this process instead."""
         service = _service()
         if service.queue is None:
             from .loop import run_loop

@@ -1,4 +1,18 @@
-"""Outbox -> RQ: enqueue one delivery job per order event (``ACP_REDIS_URL`` set).
+"""Outbox -> RQ: hand due order events to RQ, one job per event (``ACP_REDIS_URL`` set).
+
+RQ only runs the attempts; it schedules nothing. The outbox decides when an
+event is due (its first attempt at once, each retry after its interval of
+``ACP_WEBHOOK_RETRY_INTERVALS``) and who holds it (its claim); this module
+wakes a worker for each due event:
+
+- right after the commit that wrote it (:meth:`WebhookQueue.enqueue`, from
+  the web process);
+- from :meth:`WebhookQueue.sweep` (run every ``--sweep-interval`` seconds by
+  ``flask acp worker``, and by ``flask acp sweep``) for every due event the
+  outbox says awaits a runner: a retry now due, an event never handed over
+  (Redis down at commit time, a crash right after the commit), or one handed
+  over more than :data:`STALE_AFTER` seconds ago whose job vanished (Redis
+  restarted without persistence).
 
 Job shape (``rq>=2.8``; written against rq 3.0):
 
@@ -6,18 +20,14 @@ Job shape (``rq>=2.8``; written against rq 3.0):
   argument is the outbox event id. No URL, secret or payload goes to Redis;
   the worker reads them from its app's configuration and store;
 - ``JSONSerializer`` on the queue (and on the worker), never pickle;
-- job id ``acp-evt-<event id>``, enqueued with ``unique=True``: an event is
-  never queued twice; enqueueing it again while its job is queued, scheduled
-  or running is a no-op;
-- ``Retry(max=<retries left>, interval=<their intervals>)`` from
-  ``ACP_WEBHOOK_RETRY_INTERVALS`` (seconds; needs a worker running the RQ
-  scheduler), ``job_timeout`` = 2 x ``ACP_WEBHOOK_TIMEOUT`` + 60 s,
-  ``result_ttl`` = :data:`RESULT_TTL`, ``failure_ttl`` = :data:`FAILURE_TTL`.
+- job id ``acp-evt-<event id>``, enqueued with ``unique=True``: while its job
+  is queued or running an event is not queued twice (a finished or failed job
+  of an event due again is replaced);
+- no RQ ``Retry``; ``job_timeout`` = 2 x ``ACP_WEBHOOK_TIMEOUT`` + 60 s,
+  ``result_ttl`` = :data:`RESULT_TTL`, ``failure_ttl`` = :data:`FAILURE_TTL`
+  (a job whose event was given up stays in RQ's failed registry).
 
-The outbox stays the source of truth: a row's ``enqueued_at`` records the
-hand-over, and :meth:`WebhookQueue.sweep` re-enqueues any pending row that
-was never handed over (Redis down at commit time, a crash right after the
-commit) or whose job vanished (Redis restarted without persistence).
+A row's ``enqueued_at`` records the last hand-over.
 """
 
 from __future__ import annotations
@@ -33,7 +43,6 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue
-from rq import Retry
 from rq.exceptions import DuplicateJobError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -42,7 +51,7 @@ from rq.serializers import JSONSerializer
 
 from ..config import Settings
 from ..store.base import Outbox
-from .delivery import PENDING
+from .outbox import PENDING
 
 log = logging.getLogger("flask_acp.webhooks")
 
@@ -52,10 +61,12 @@ JOB_FUNCTION = "flask_acp.webhooks.jobs.deliver_order_event"
 RESULT_TTL = 3600
 #: seconds a failed job is kept in RQ's failed registry for inspection (30 days)
 FAILURE_TTL = 30 * 86400
-#: seconds after which a pending row handed to RQ is checked again by the sweeper
+#: seconds after which a due row handed to RQ is handed over again by the sweep
 STALE_AFTER = 60.0
 
-_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED})
+#: job states that will still run the job (nothing of ours is scheduled or deferred in RQ:
+#: such a job is a leftover of an older release and is replaced)
+_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED})
 
 
 def job_id(event_id: str) -> str:
@@ -78,11 +89,12 @@ def connect(url: str, *, fail_fast: bool = True) -> Redis:
 
 
 class WebhookQueue:
-    """Hands outbox events to RQ. One per app; the Redis client is created
+    """Hands due outbox events to RQ. One per app; the Redis client is created
     lazily and again after a fork (one per process).
 
-    :param settings: ``redis_url``, ``webhook_queue``, retry intervals, timeout.
+    :param settings: ``redis_url``, ``webhook_queue``, timeout.
     :param outbox: the outbox.
+    :param clock: returns unix seconds.
     """
 
     def __init__(self, settings: Settings, outbox: Outbox, *,
@@ -119,21 +131,19 @@ class WebhookQueue:
                 self._pid = os.getpid()
             return self._queue
 
-    def enqueue(self, event_id: str, *, attempts: int = 0) -> str:
-        """Queue the delivery job of ``event_id`` unless it already is (Redis
-        writes; marks the row ``enqueued_at``).
+    def enqueue(self, event_id: str) -> str:
+        """Queue the delivery job of ``event_id`` unless it is queued or running
+        (Redis writes; records the hand-over in the row's ``enqueued_at``).
 
-        :param attempts: attempts already made; the job gets the remaining
-            retries and their intervals.
-        :returns: ``queued``, or ``already_queued`` (its job is queued,
-            scheduled or running).
+        :returns: ``queued``, or ``already_queued`` (its job is queued or
+            running, or the event is no longer pending).
         :raises redis.exceptions.RedisError: Redis unreachable.
         """
         queue = self.queue
         jid = job_id(event_id)
         for _ in range(3):
             try:
-                self._enqueue(queue, event_id, attempts)
+                self._enqueue(queue, event_id)
                 result = "queued"
                 break
             except DuplicateJobError:
@@ -144,26 +154,22 @@ class WebhookQueue:
                 if job.get_status(refresh=True) in _ALIVE:
                     result = "already_queued"
                     break
-                # a finished or failed job of an event that is pending again
+                # the finished or failed job of an earlier attempt: the event is due again
                 entry = self.outbox.get(event_id)
                 if entry is None or entry.status != PENDING:
                     return "already_queued"
                 job.delete()
-                attempts = entry.attempts
         else:  # pragma: no cover - three races in a row
             raise RuntimeError(f"could not enqueue {jid}")
-        self.outbox.update(event_id, enqueued_at=self.clock())
+        self.outbox.mark_handed_over(event_id, at=self.clock())
         return result
 
-    def _enqueue(self, queue: Queue, event_id: str, attempts: int) -> Job:
-        intervals = list(self.settings.webhook_retry_intervals)
-        retries = len(intervals) - attempts
+    def _enqueue(self, queue: Queue, event_id: str) -> Job:
         return queue.enqueue_call(
             JOB_FUNCTION,
             args=(event_id,),
             job_id=job_id(event_id),
             unique=True,
-            retry=Retry(max=retries, interval=intervals[attempts:]) if retries > 0 else None,
             timeout=self.job_timeout,
             result_ttl=RESULT_TTL,
             failure_ttl=FAILURE_TTL,
@@ -171,9 +177,12 @@ class WebhookQueue:
         )
 
     def sweep(self, *, now: float | None = None, stale_after: float = STALE_AFTER) -> int:
-        """Enqueue every due ``pending`` row not handed to RQ since
-        ``stale_after`` seconds (never handed over: always). Idempotent.
+        """Enqueue every due event awaiting a runner
+        (:meth:`~flask_acp.store.base.Outbox.awaiting_handover`): retries now
+        due, events never handed over, and events handed over more than
+        ``stale_after`` seconds ago. Idempotent.
 
+        :param now: unix seconds (default: the clock).
         :returns: how many jobs were actually queued (already queued ones not counted).
         :raises redis.exceptions.RedisError: Redis unreachable.
         """
@@ -181,14 +190,13 @@ class WebhookQueue:
         queued = 0
         seen: set[str] = set()
         while True:
-            batch = [e for e in self.outbox.entries(
-                statuses=[PENDING], due_before=now, not_enqueued_since=now - stale_after, limit=100)
-                if e.event_id not in seen]
+            batch = [e for e in self.outbox.awaiting_handover(now=now, stale_after=stale_after, limit=100)
+                     if e.event_id not in seen]
             if not batch:
                 return queued
             for entry in batch:
                 seen.add(entry.event_id)
-                if self.enqueue(entry.event_id, attempts=entry.attempts) == "queued":
+                if self.enqueue(entry.event_id) == "queued":
                     queued += 1
 
     def discard(self, event_id: str) -> None:

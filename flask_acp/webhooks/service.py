@@ -4,7 +4,9 @@ Modes, chosen once from the configuration:
 
 - ``rq`` (``ACP_REDIS_URL`` set): :meth:`WebhookService.on_events` enqueues
   one RQ job per event right after the commit, best effort; ``flask acp
-  worker`` runs the jobs and sweeps the outbox for events never queued.
+  worker`` runs the jobs and sweeps the outbox every ``--sweep-interval``
+  seconds, handing over the events that came due (retries) or never reached
+  the queue.
 - ``thread`` (no Redis, ``ACP_WEBHOOK_DELIVERY_THREAD`` true, at least one
   agent with a ``webhook_url``): a daemon thread per process delivers from
   the outbox (:mod:`flask_acp.webhooks.thread`).
@@ -12,8 +14,10 @@ Modes, chosen once from the configuration:
   :meth:`WebhookService.run_pending` (tests, or ``flask acp worker`` without
   Redis).
 
-Both automatic modes share one attempt function and the same retry rules
-(:mod:`flask_acp.webhooks.delivery`).
+Every runner makes its attempts through one
+:class:`~flask_acp.webhooks.outbox.OutboxDelivery` (:attr:`WebhookService.delivery`):
+the outbox decides when an event is due and who holds it, with the same retry
+rules in every mode.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import flask
 
 from ..config import Settings
 from ..models import OrderEvent
+from ..store.base import OutboxClaimedError
 from ..store.base import Storage
-from .delivery import DELIVERED
-from .delivery import FAILED
-from .delivery import PENDING
-from .delivery import SKIPPED
-from .delivery import DeliveryOutcome
 from .delivery import WebhookSender
+from .outbox import DELIVERED
+from .outbox import FAILED
+from .outbox import PENDING
+from .outbox import SKIPPED
+from .outbox import DeliveryOutcome
+from .outbox import OutboxDelivery
 from .thread import DeliveryThread
 
 if t.TYPE_CHECKING:
@@ -72,7 +78,7 @@ class WebhookService:
     """Delivery of order events to agents for one app.
 
     :param settings: the app's settings.
-    :param storage: the storage holding orders, the outbox and the locks.
+    :param storage: the storage holding orders (sessions) and the outbox.
     :param clock: returns unix seconds.
     """
 
@@ -81,7 +87,11 @@ class WebhookService:
         self.settings = settings
         self.storage = storage
         self.clock = clock
-        self.sender = WebhookSender(settings, storage, clock=clock)
+        self.sender = WebhookSender(settings, storage.sessions, clock=clock)
+        #: claims, attempts, records: what every runner calls
+        self.delivery = OutboxDelivery(storage.outbox, self.sender.send,
+                                       intervals=settings.webhook_retry_intervals,
+                                       lease=self.claim_lease(settings), clock=clock)
         self.queue: WebhookQueue | None = None
         self.thread: DeliveryThread | None = None
         if settings.redis_url:
@@ -89,8 +99,13 @@ class WebhookService:
 
             self.queue = WebhookQueue(settings, storage.outbox, clock=clock)
         elif settings.webhook_delivery_thread and any(a.webhook_url for a in settings.agents):
-            self.thread = DeliveryThread(self.sender, storage.outbox, clock=clock,
-                                         lease=2 * settings.webhook_timeout + 30)
+            self.thread = DeliveryThread(self.delivery, on_exit=self.sender.close_thread_session)
+
+    @staticmethod
+    def claim_lease(settings: Settings) -> float:
+        """Seconds an attempt holds its event (and its order): above one send's
+        worst case (two HTTP timeouts: connect, read), plus 30 s."""
+        return 2 * settings.webhook_timeout + 30
 
     @property
     def mode(self) -> str:
@@ -134,25 +149,30 @@ class WebhookService:
     # -- delivery ------------------------------------------------------------------
 
     def deliver(self, event_id: str) -> DeliveryOutcome:
-        """One delivery attempt of ``event_id`` now (see :meth:`WebhookSender.deliver`)."""
-        return self.sender.deliver(event_id)
+        """One delivery attempt of pending event ``event_id`` now, whatever its
+        schedule (network call, outbox writes), waiting up to
+        ``ACP_WEBHOOK_TIMEOUT`` + 5 seconds while another runner sends an event
+        of its order (then ``busy``). See :meth:`OutboxDelivery.deliver`."""
+        return self.delivery.deliver(event_id, wait=self.settings.webhook_timeout + 5)
 
     def run_pending(self, now: float | None = None) -> int:
-        """Claim and attempt every due pending event once, in the calling thread
-        (network calls). Works in every mode; RQ mode normally leaves this to jobs.
+        """Claim and attempt the due pending events (up to 50), in the calling
+        thread (network calls). Works in every mode; RQ mode normally leaves this
+        to jobs.
 
+        :param now: unix seconds to judge due-ness by (default: the clock).
         :returns: how many attempts were made.
         """
-        runner = self.thread or DeliveryThread(self.sender, self.storage.outbox, clock=self.clock,
-                                               lease=2 * self.settings.webhook_timeout + 30)
-        return runner.run_once(now)
+        return len(self.delivery.deliver_due(limit=50, now=now))
 
     def sweep(self, *, now: float | None = None, stale_after: float | None = None) -> int:
-        """RQ mode: enqueue pending events never handed to RQ (or handed over more
-        than ``stale_after`` seconds ago and due). Thread mode: attempt the due
-        pending events once, in the calling thread.
+        """RQ mode: enqueue the due events the outbox says await a runner
+        (retries come due, events never handed to RQ, or handed over more than
+        ``stale_after`` seconds ago). Thread mode: attempt the due pending
+        events once, in the calling thread. Manual mode: nothing.
 
-        :returns: jobs queued.
+        :param now: unix seconds (default: the clock).
+        :returns: jobs queued (thread mode: attempts made).
         :raises redis.exceptions.RedisError: Redis unreachable.
         """
         if self.queue is None:
@@ -170,7 +190,8 @@ class WebhookService:
 
         :returns: ``queued``, ``pending`` (left to the thread / sweeper).
         :raises KeyError: unknown event id.
-        :raises RuntimeError: its RQ job is running right now.
+        :raises RuntimeError: an attempt of it is running right now (its claim,
+            or its RQ job).
         :raises redis.exceptions.RedisError: Redis unreachable (when checking for
             an old job: nothing changed; when enqueueing: the row is pending and
             the sweeper queues it later).
@@ -179,8 +200,12 @@ class WebhookService:
             raise KeyError(event_id)
         if self.queue is not None:
             self.queue.discard(event_id)
-        self.storage.outbox.update(event_id, status=PENDING, attempts=0, next_attempt_at=self.clock(),
-                                 enqueued_at=None, delivered_at=None, last_status=None, last_error=None)
+        try:
+            if not self.storage.outbox.reset(event_id, now=self.clock()):
+                raise KeyError(event_id)
+        except OutboxClaimedError:
+            raise RuntimeError(
+                f"event {event_id} is being delivered right now; try again in a moment") from None
         log.info("webhook event %s reset to pending for replay", event_id)
         if self.queue is not None:
             self.queue.enqueue(event_id)

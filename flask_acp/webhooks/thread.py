@@ -3,11 +3,11 @@
 Life cycle: nothing runs at import or at ``init_app``. The thread starts on
 the first order event or the first request of a process (so a gunicorn
 ``--preload`` master forks before any thread exists, and each worker starts
-its own), and again in a forked child. Every pass takes the due ``pending``
-rows of the outbox, **claims** each one (``Outbox.claim``: one process wins,
-the others skip it; a crashed claimer's lease runs out) and makes one
-delivery attempt. Between passes it sleeps ``poll_interval`` seconds or until
-woken by a new event.
+its own), and again in a forked child. Every pass runs
+:meth:`~flask_acp.webhooks.outbox.OutboxDelivery.deliver_due`: the outbox
+hands out the due events (each to one claimer across processes; a crashed
+claimer's lease runs out) and each gets one attempt. Between passes it sleeps
+``poll_interval`` seconds or until woken by a new event.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import typing as t
 
-from ..store.base import Outbox
-from .delivery import PENDING
-from .delivery import WebhookSender
+from .outbox import OutboxDelivery
 
 log = logging.getLogger("flask_acp.webhooks")
 
@@ -28,24 +25,22 @@ log = logging.getLogger("flask_acp.webhooks")
 class DeliveryThread:
     """Delivers due outbox events from a background thread of this process.
 
-    :param sender: makes the attempts.
-    :param outbox: the outbox.
+    :param delivery: claims, attempts and records.
+    :param on_exit: called in the thread when it ends (closes its HTTP session).
     :param poll_interval: seconds between passes when idle (events written by
-        other processes are found within this delay).
-    :param lease: seconds a claim lasts; after it, a crashed claimer's event
-        is due again.
-    :param batch: rows read per query.
+        other processes, and retries coming due, are found within this delay).
+    :param batch: attempts per pass at most.
     """
 
-    def __init__(self, sender: WebhookSender, outbox: Outbox, *, poll_interval: float = 1.0,
-                 lease: float = 120.0, batch: int = 50,
-                 clock: t.Callable[[], float] = time.time) -> None:
-        self.sender = sender
-        self.outbox = outbox
+    #: attempts between two looks at the stop flag
+    CHUNK = 10
+
+    def __init__(self, delivery: OutboxDelivery, *, on_exit: t.Callable[[], None] | None = None,
+                 poll_interval: float = 1.0, batch: int = 50) -> None:
+        self.delivery = delivery
+        self.on_exit = on_exit
         self.poll_interval = poll_interval
-        self.lease = lease
         self.batch = batch
-        self.clock = clock
         self._pid = os.getpid()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -90,23 +85,17 @@ class DeliveryThread:
         self._thread = None
 
     def run_once(self, now: float | None = None) -> int:
-        """One pass: claim and attempt every due pending event (network calls).
+        """One pass: claim and attempt up to :attr:`batch` due events (network calls).
 
+        :param now: unix seconds to judge due-ness by (default: the clock).
         :returns: how many attempts were made.
         """
-        now = self.clock() if now is None else now
         done = 0
-        for entry in self.outbox.entries(statuses=[PENDING], due_before=now, limit=self.batch):
-            if self._stop.is_set():
+        while done < self.batch and not self._stop.is_set():  # a stop waits for one chunk at most
+            made = len(self.delivery.deliver_due(limit=min(self.CHUNK, self.batch - done), now=now))
+            if not made:
                 break
-            if not self.outbox.claim(entry.event_id, now=now, lease=self.lease):
-                continue  # another process has it
-            try:
-                self.sender.deliver(entry.event_id)
-            except Exception:
-                log.exception("webhook event %s: delivery attempt crashed; retried after %g s",
-                              entry.event_id, self.lease)
-            done += 1
+            done += made
         return done
 
     def _run(self) -> None:
@@ -122,4 +111,5 @@ class DeliveryThread:
                     self._wake.wait(self.poll_interval)
                     self._wake.clear()
         finally:
-            self.sender.close_thread_session()
+            if self.on_exit is not None:
+                self.on_exit()

@@ -1,11 +1,13 @@
 """``flask acp worker``: run the delivery jobs (RQ) or the delivery loop (no Redis).
 
-RQ mode phases: connect; sweep the outbox once (events never queued); start
-a sweeper thread repeating that every ``sweep_interval`` seconds; run an RQ
-worker on ``ACP_WEBHOOK_QUEUE`` with ``JSONSerializer`` and
-``with_scheduler=True`` (interval retries need the scheduler) until SIGINT /
-SIGTERM, or, with ``burst``, until the queue is empty. The caller provides
-the app context (Flask CLI commands have one), which jobs inherit.
+RQ mode phases: connect; sweep the outbox once (hand RQ every due event that
+awaits a runner: retries come due, events never queued); start a sweeper
+thread repeating that every ``sweep_interval`` seconds; run an RQ worker on
+``ACP_WEBHOOK_QUEUE`` with ``JSONSerializer`` until SIGINT / SIGTERM, or, with
+``burst``, until the queue is empty. RQ schedules nothing (no RQ ``Retry``,
+no RQ scheduler): retries are the outbox's, handed over by the sweep when
+due, so ``sweep_interval`` bounds how late a retry can start. The caller
+provides the app context (Flask CLI commands have one), which jobs inherit.
 
 The default worker class is RQ's ``SimpleWorker`` (jobs run in the worker
 process, so HTTP keep-alive connections to the agents and the store's
@@ -52,18 +54,20 @@ def _sweep(service: WebhookService) -> int:
         log.warning("outbox sweep failed: %s: %s", type(exc).__name__, exc)
         return 0
     if queued:
-        log.info("outbox sweep queued %d webhook event(s)", queued)
+        log.info("outbox sweep queued %d due webhook event(s)", queued)
     return queued
 
 
 def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = False,
-               sweep_interval: float = 30.0, name: str | None = None,
+               sweep_interval: float = 1.0, name: str | None = None,
                connection: Redis | None = None, logging_level: str = "INFO") -> bool:
     """Run an RQ worker for the app's webhook queue (blocking).
 
-    :param burst: sweep once, run every queued job and due retry, then return.
+    :param burst: sweep once, run every queued job (and the events due by
+        then), then return.
     :param fork: RQ's forking ``Worker`` instead of :class:`DeliveryWorker`.
-    :param sweep_interval: seconds between outbox sweeps (0: only at start).
+    :param sweep_interval: seconds between outbox sweeps (0: only at start;
+        retries then wait for another worker's sweep or ``flask acp sweep``).
     :param connection: Redis client (default: one for ``ACP_REDIS_URL``,
         closed on return).
     :returns: whether any job ran.
@@ -92,7 +96,7 @@ def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = Fal
         sweeper = threading.Thread(target=loop, name="acp-outbox-sweeper", daemon=True)
         sweeper.start()
     try:
-        return bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))
+        return bool(worker.work(burst=burst, logging_level=logging_level))
     finally:
         stop.set()
         if sweeper is not None:
