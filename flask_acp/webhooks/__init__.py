@@ -23,10 +23,6 @@ replay`` turns any of them back into ``pending``.
 
 from __future__ import annotations
 
-import typing as t
-
-from flask import current_app
-
 from .delivery import WebhookSender
 from .outbox import DELIVERED
 from .outbox import FAILED
@@ -37,12 +33,10 @@ from .outbox import DeliveryOutcome
 from .outbox import OutboxDelivery
 from .service import WebhookService
 from .service import check_agents
+from .service import current_webhooks
 from .signing import SignatureError
 from .signing import sign
 from .signing import verify_header
-
-if t.TYPE_CHECKING:
-    from ..state import ACPState
 
 __all__ = [
     "DELIVERED",
@@ -69,5 +63,4 @@ def deliver_event(event_id: str) -> DeliveryOutcome:
     :returns: the outcome (``delivered``, ``retry``, ``failed``, ``skipped``,
         ``unchanged``, ``missing`` or ``busy``).
     """
-    state = t.cast("ACPState", current_app.extensions["acp"])
-    return state.webhooks.deliver(event_id)
+    return current_webhooks().deliver(event_id)

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import typing as t
 
 import click
-from flask import current_app
 
 from .delivery import STATUSES
-
-if t.TYPE_CHECKING:
-    from ..state import ACPState
-    from .service import WebhookService
+from .service import WebhookService
+from .service import current_webhooks
 
 
 def _service() -> WebhookService:
-    return t.cast("ACPState", current_app.extensions["acp"]).webhooks
+    return current_webhooks()
 
 
 def _when(timestamp: float | None) -> str:

@@ -25,16 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
-import typing as t
-
-from flask import current_app
 
 from ..models import JSON
 from .outbox import DeliveryOutcome
-
-if t.TYPE_CHECKING:
-    from ..state import ACPState
-    from .service import WebhookService
+from .service import WebhookService
+from .service import current_webhooks
 
 log = logging.getLogger("flask_acp.webhooks")
 
@@ -73,8 +68,7 @@ def deliver_order_event(event_id: str) -> dict[str, JSON]:
     """
     if not isinstance(event_id, str):
         raise TypeError("deliver_order_event takes the event id (a string)")
-    state = t.cast("ACPState", current_app.extensions["acp"])
-    webhooks = state.webhooks
+    webhooks = current_webhooks()
     started = time.monotonic()
     outcome = webhooks.delivery.deliver(event_id, due_only=True,
                                         wait=webhooks.settings.webhook_timeout + 5)

@@ -244,3 +244,12 @@ class WebhookService:
 
 
 __all__ = ["DELIVERED", "FAILED", "PENDING", "SKIPPED", "WebhookService", "check_agents"]
+
+
+def current_webhooks() -> WebhookService:
+    """The webhook service of the app handling the current request, job or CLI
+    command (needs an app context)."""
+    service = flask.current_app.extensions["acp"].webhooks
+    if not isinstance(service, WebhookService):  # pragma: no cover - init_app builds it
+        raise RuntimeError("flask-acp is not initialised on this app")
+    return service
