@@ -57,6 +57,7 @@ from .inputs import UpdateInput
 from .models import JSON
 from .models import CheckoutSession
 from .models import Message
+from .models import Order
 from .models import OrderEvent
 from .models import OrderLine
 from .models import PaymentRecord
@@ -450,17 +451,29 @@ class CheckoutService:
         except LockLostError:
             log.error("checkout %s: charged (%s) after its lock passed to another request; "
                       "settling the charge anew", session.id, result.payment_id)
-            self._settle_after_lost_lock(session.id, result, record.idempotency_key)
+            self._settle_after_lost_lock(session.id, lambda: self.settle_charge(
+                session.id, result, idempotency_key=record.idempotency_key))
             raise
 
-    def _settle_after_lost_lock(self, session_id: str, charge: ChargeResult, idempotency_key: str) -> None:
-        with self.sessions.unfenced():  # the lost holding does not count any more
-            try:
-                self.settle_charge(session_id, charge, idempotency_key=idempotency_key)
-            except ACPError as exc:  # busy or unavailable: the processor's event settles it later
-                log.error("checkout %s: charge %s could not be settled now (%s); the processor's "
-                          "payment_intent.succeeded event will settle it", session_id, charge.payment_id,
-                          exc.message)
+    def _settle_after_lost_lock(self, session_id: str, settle: cabc.Callable[[], object]) -> None:
+        """Run ``settle`` under the session's lock, taken anew (the lost holding
+        no longer counts), waiting while the request that took over still runs:
+        at most one completion's time budget."""
+        deadline = time.monotonic() + self.complete_time_budget()
+        pause = 0.5
+        with self.sessions.unfenced():
+            while True:
+                try:
+                    settle()
+                    return
+                except ACPError as exc:  # busy or unavailable
+                    if time.monotonic() + pause > deadline:
+                        log.error("checkout %s: could not settle after losing the lock (%s); the "
+                                  "processor's payment_intent.succeeded event, or the merchant, must",
+                                  session_id, exc.message)
+                        return
+                    time.sleep(pause)
+                    pause = min(pause * 2, 10.0)
 
     def settle_charge(self, session_id: str, charge: ChargeResult, *,
                       idempotency_key: str | None) -> CheckoutSession | None:
@@ -509,19 +522,35 @@ class CheckoutService:
             # the money is (being) given back: nothing may place an order for it any more
             return self._give_back(session, payment.give_back_reason)
         for delay in (*self.settings.order_placement_retries, None):
+            self.sessions.keep_lock(session.id)  # a worker frozen past its lease must not place it
             try:
                 order = self.adapter.place_order(session, payment)
                 break
             except AdapterUnavailableError as exc:
                 charged_at = payment.charged_at or session.updated_at
                 overdue = (self.clock() - charged_at).total_seconds() > self.settings.order_placement_deadline
-                if overdue:
+                if overdue and not exc.outcome_unknown:
                     return self._give_back(session, f"the store was unavailable: {exc}")
+                if overdue:
+                    log.error("checkout %s: paid (%s) and the store's answer to placing the order is "
+                              "unknown (%s): not refunding while the order may exist; check the store",
+                              session.id, payment.payment_id, exc)
                 if delay is None:
                     raise _unavailable(exc) from exc
                 time.sleep(delay)
             except AdapterRejectedError as exc:
                 return self._give_back(session, str(exc))
+        try:
+            return self._completed(session, order)
+        except LockLostError:
+            log.error("checkout %s: order %s placed after the lock passed to another request; "
+                      "settling it anew", session.id, order.id)
+            self._settle_after_lost_lock(session.id, lambda: self._adopt_order(session.id, order))
+            raise
+
+    def _completed(self, session: CheckoutSession, order: Order) -> CheckoutSession:
+        """Save the session ``completed`` with its order and the ``order_create`` event."""
+        payment = _payment_of(session)
         now = self.clock()
         order = dataclasses.replace(
             order,
@@ -535,6 +564,22 @@ class CheckoutService:
             session.replace(status=Status.COMPLETED, order=order, updated_at=now, extra_messages=()),
             events=(event,),
         )
+
+    def _adopt_order(self, session_id: str, order: Order) -> None:
+        """An order placed by a request that lost the lock meanwhile: recorded if
+        the session still waits for it, else flagged for the merchant."""
+        with self.locked(session_id):
+            session = self.storage.sessions.get(session_id)
+            if session is None or (session.order is not None and session.order.id == order.id):
+                return
+            payment = session.payment
+            if session.status is Status.COMPLETE_IN_PROGRESS and payment is not None \
+                    and payment.status == "succeeded" and payment.give_back_reason is None:
+                self._completed(session, order)
+                return
+            log.error("checkout %s: order %s was placed on the platform for a payment that was given "
+                      "back (or for a session now %s): cancel it in the store", session_id, order.id,
+                      session.status.value)
 
     def _give_back(self, session: CheckoutSession, reason: str) -> CheckoutSession:
         """Refund (or release) the payment of an order that cannot be placed.

@@ -212,11 +212,17 @@ class AdapterUnavailableError(AdapterError):
     """The platform is unreachable, slow, throttling or failing (retryable).
 
     :param retry_after: seconds the platform asked us to wait, if it said so.
+    :param outcome_unknown: the call may have taken effect (a timeout or a
+        dropped connection after the request was sent, a re-read that failed):
+        for ``place_order``, the order may exist, so the core never gives the
+        money back on its own; False when the call certainly did not happen.
     """
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None,
+                 outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 class AdapterRejectedError(AdapterError):
