@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import cli
 from . import i18n
+from .api.errors import render_error
 from .api.pipeline import ApiRequest
 from .api.response import ApiResponse
 from .api.response import error_response
@@ -197,7 +198,11 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     elif status >= 500:
         error = ProcessingError("Internal error.")
     else:
+        # any other 4xx the host app raised (429, 408, 412...) keeps its status:
+        # an agent decides whether to retry from it
         error = InvalidRequestError(exc.description or exc.name, code=exc.name.lower().replace(" ", "_"))
+        rendered = render_error(error)
+        return to_flask(json_response(rendered.body, status, rendered.headers))
     return _handle_acp_error(error)
 
 
@@ -251,8 +256,8 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():
                 response = _handle_http_exception(exc)
-                request_id = request.headers.get("Request-Id") or f"req_{uuid.uuid4().hex}"
-                response.headers["Request-Id"] = request_id
+                given = request.headers.get("Request-Id", "")
+                response.headers["Request-Id"] = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
                 response.headers.setdefault("Cache-Control", "no-store")
                 return response
             for fn in _host.values():

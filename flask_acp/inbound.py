@@ -43,12 +43,14 @@ import stripe
 from flask import Blueprint
 from flask import Response
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from .adapter import WebhookSignatureError
 from .api.errors import render_error
 from .api.response import json_response
 from .blueprint import to_flask
 from .errors import ACPError
+from .errors import ProcessingError
 from .errors import is_transient
 from .models import Adjustment
 from .models import Status
@@ -67,6 +69,24 @@ def _state() -> ACPState:
 
 def _json(body: dict[str, t.Any], status: int = 200) -> Response:
     return to_flask(json_response(body, status))
+
+
+def _retry_later(exc: ACPError) -> bool:
+    """Whether the sender should deliver the event again: busy or unavailable
+    now, or a failure on our side (never acknowledged as processed)."""
+    return is_transient(exc) or isinstance(exc, ProcessingError)
+
+
+def _handle_error(exc: Exception) -> Response | HTTPException:
+    """Any failure outside the handlers (the de-duplication log's storage...):
+    the flat JSON error, never HTML; 5xx, so the sender tries again."""
+    if isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, ACPError):
+        rendered = render_error(exc)
+        return to_flask(json_response(rendered.body, rendered.status, rendered.headers))
+    log.exception("unhandled error in an inbound webhook")
+    return _handle_error(ProcessingError("An unexpected error occurred; it has been logged."))
 
 
 def stripe_webhook() -> Response:
@@ -91,7 +111,7 @@ def stripe_webhook() -> Response:
         return _json({"type": "processing_error", "code": "invalid_amount",
                       "message": "An amount in the event is not a whole number of minor units."}, 500)
     except ACPError as exc:
-        if is_transient(exc):  # a busy session lock, a processor outage
+        if _retry_later(exc):  # a busy session lock, a processor outage, a failure of ours
             log.warning("Stripe event %s not processed yet: %s", event.id, exc.message)
             rendered = render_error(exc)
             return _json(rendered.body, rendered.status)  # Stripe retries it later
@@ -233,7 +253,7 @@ def platform_webhook() -> Response:
         for update in webhook.updates:
             state.orders.apply_platform_update(update, source=source)
     except ACPError as exc:
-        if is_transient(exc):
+        if _retry_later(exc):
             return _json(render_error(exc).body, 503)  # the platform delivers it again
         log.warning("%s webhook %s not applied: %s", source, webhook.event_id, exc.message)
     if webhook.event_id is not None:
@@ -246,6 +266,7 @@ def make_blueprint(url_prefix: str, adapter_name: str) -> Blueprint:
     (no ACP auth: signed bodies)."""
     bp = Blueprint("acp_inbound", __name__, url_prefix=url_prefix or None)
     bp.add_url_rule("/webhooks/stripe", view_func=stripe_webhook, methods=["POST"])
+    bp.register_error_handler(Exception, _handle_error)
     if adapter_name != "stripe":
         bp.add_url_rule(f"/webhooks/{adapter_name}", view_func=platform_webhook, methods=["POST"])
     return bp

@@ -962,3 +962,44 @@ def test_digital_items_need_an_email(agent: Agent) -> None:
     body = agent.post(f"/checkout_sessions/{body['id']}", {"buyer": {"email": "ada@example.com"}}).get_json()
     assert body["status"] == "ready_for_payment"
     assert body["messages"] == []
+
+
+def test_replayed_405_keeps_its_allow_header(agent: Agent) -> None:
+    """A stored 405 (a change to a terminal session) replays with ``Allow``."""
+    sid = agent.ready_session()["id"]
+    assert agent.post(f"/checkout_sessions/{sid}/cancel").status_code == 200
+    key = str(uuid.uuid4())
+    first = agent.post(f"/checkout_sessions/{sid}/cancel", key=key)
+    again = agent.post(f"/checkout_sessions/{sid}/cancel", key=key)
+    assert (first.status_code, again.status_code) == (405, 405)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Allow"] == first.headers["Allow"] == "GET"
+
+
+@pytest.mark.parametrize("status", [408, 412, 429, 451])
+def test_host_app_http_errors_keep_their_status(tmp_path: pathlib.Path, status: int) -> None:
+    """A 4xx the host app raises on an ACP route (a rate limiter's 429...) keeps
+    its status in the flat error shape: the agent decides whether to retry from it."""
+    from flask import abort
+    from flask import request
+
+    app = build_app(tmp_path)
+
+    @app.before_request
+    def limit() -> None:
+        if request.path.startswith("/checkout_sessions"):
+            abort(status)
+
+    response = Agent(app.test_client()).create()
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["type"] == "invalid_request"
+    assert set(body) >= {"type", "code", "message"}
+
+
+def test_routing_404_bounds_the_echoed_request_id(client: FlaskClient, agent: Agent) -> None:
+    response = client.get("/checkout_sessions/x/y/z", headers=agent.headers(**{"Request-Id": "r" * 500}))
+    assert response.status_code == 404
+    assert response.headers["Request-Id"].startswith("req_")
+    kept = client.get("/checkout_sessions/x/y/z", headers=agent.headers(**{"Request-Id": "req_mine"}))
+    assert kept.headers["Request-Id"] == "req_mine"

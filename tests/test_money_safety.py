@@ -443,3 +443,26 @@ def test_charge_naming_an_unknown_session_is_flagged_not_refunded(
     assert result is None
     assert any("pi_elsewhere" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
     assert processor.operations("refund") == []
+
+
+def test_stripe_webhook_with_the_store_locked_is_a_json_503(tmp_path: pathlib.Path,
+                                                             processor: FaultyProcessor) -> None:
+    """Stripe must deliver the event again, and never see HTML."""
+    from tests.test_stripe_payments import WHSEC
+    from tests.test_stripe_payments import signed
+
+    store = sqlite_storage(str(tmp_path / "acp.sqlite3"), busy_timeout=0.05)
+    app = make_app(tmp_path, processor, store=store, ACP_STRIPE_WEBHOOK_SECRET=WHSEC)
+    body, headers = signed("charge.refunded", {"id": "ch_1", "object": "charge"})
+    blocker = sqlite3.connect(tmp_path / "acp.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        response = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "storage_unavailable"
+    assert response.headers["Retry-After"] == "1"
+    again = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
+    assert again.get_json() == {"received": True}

@@ -31,7 +31,7 @@ from ..store.base import IdempotencyRecords
 from .response import ApiResponse
 
 #: response headers stored with a response and replayed with it.
-_STORED_HEADERS = ("Content-Type", "Content-Language")
+_STORED_HEADERS = ("Content-Type", "Content-Language", "Allow")
 
 
 def canonical(value: t.Any) -> t.Any:
