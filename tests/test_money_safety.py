@@ -466,3 +466,25 @@ def test_stripe_webhook_with_the_store_locked_is_a_json_503(tmp_path: pathlib.Pa
     assert response.headers["Retry-After"] == "1"
     again = app.test_client().post("/webhooks/stripe", data=body, headers=headers)
     assert again.get_json() == {"received": True}
+
+
+def test_a_store_locked_at_start_up_does_not_stop_the_app(tmp_path: pathlib.Path,
+                                                         processor: FaultyProcessor) -> None:
+    """A worker (re)started while another process holds the SQLite file: the
+    app still starts (a gunicorn worker that fails to boot takes the whole
+    server down); requests meanwhile get 503, and the tables are set up on
+    first use once the file is free."""
+    path = tmp_path / "locked.sqlite3"
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        store = sqlite_storage(str(path), busy_timeout=0.05)  # does not raise
+        app = make_app(tmp_path, processor, store=store)
+        agent = Agent(app.test_client())
+        locked = agent.create()
+        assert locked.status_code == 503
+        assert locked.get_json()["code"] == "storage_unavailable"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert agent.create().status_code == 201

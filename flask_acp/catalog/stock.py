@@ -120,13 +120,13 @@ class StockLedger:
 
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = path
-        self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
+        self._db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout, setup=self._install_counters)
         self._conn = self._db.conn
         self._tx = self._db.tx
         self.close = self._db.close
-        self._install_counters()
 
-    def _install_counters(self) -> None:
+    @staticmethod
+    def _install_counters(db: sqlite3.Connection) -> None:
         """Create the held counter table and its triggers if the database lacks
         any of them (a file from before the counters), and then rebuild every
         counter from the holds, in one ``BEGIN IMMEDIATE`` transaction: no hold
@@ -135,17 +135,16 @@ class StockLedger:
 
         :raises sqlite3.Error: the database failed.
         """
-        with self._tx() as db:
-            present = {name for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")} & set(_COUNTERS)
-            if present == set(_COUNTERS):
-                return
-            for name, statement in _COUNTERS.items():
-                if name not in present:
-                    db.execute(statement)
-            db.execute("DELETE FROM acp_catalog_held")
-            db.execute("INSERT INTO acp_catalog_held (item_id, quantity)"
-                       " SELECT item_id, SUM(quantity) FROM acp_catalog_holds GROUP BY item_id")
+        present = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")} & set(_COUNTERS)
+        if present == set(_COUNTERS):
+            return
+        for name, statement in _COUNTERS.items():
+            if name not in present:
+                db.execute(statement)
+        db.execute("DELETE FROM acp_catalog_held")
+        db.execute("INSERT INTO acp_catalog_held (item_id, quantity)"
+                   " SELECT item_id, SUM(quantity) FROM acp_catalog_holds GROUP BY item_id")
 
     @staticmethod
     def _purge(db: sqlite3.Connection, now: float) -> None:
@@ -259,27 +258,26 @@ class StockLedger:
 
     def order_for(self, session_id: str) -> Order | None:
         """The order placed for the session, if any."""
-        return self._order(self._conn(), session_id)
+        with self._db.read() as db:
+            return self._order(db, session_id)
 
     def held(self, session_id: str) -> dict[str, int]:
         """item id -> units held by the session (expired holds included until purged)."""
-        rows = self._conn().execute(
-            "SELECT item_id, quantity FROM acp_catalog_holds WHERE session_id = ?", (session_id,)
-        )
-        return dict(rows.fetchall())
+        with self._db.read() as db:
+            return dict(db.execute("SELECT item_id, quantity FROM acp_catalog_holds WHERE session_id = ?",
+                                   (session_id,)).fetchall())
 
     def held_counts(self) -> dict[str, int]:
         """item id -> units in holds per the held counters (expired holds
         included until purged; zero counters left out)."""
-        rows = self._conn().execute(
-            "SELECT item_id, quantity FROM acp_catalog_held WHERE quantity != 0 ORDER BY item_id")
-        return dict(rows.fetchall())
+        with self._db.read() as db:
+            return dict(db.execute("SELECT item_id, quantity FROM acp_catalog_held WHERE quantity != 0"
+                                   " ORDER BY item_id").fetchall())
 
     def sold(self, item_id: str) -> int:
         """Units of the item sold through this ledger."""
-        row = self._conn().execute(
-            "SELECT quantity FROM acp_catalog_sold WHERE item_id = ?", (item_id,)
-        ).fetchone()
+        with self._db.read() as db:
+            row = db.execute("SELECT quantity FROM acp_catalog_sold WHERE item_id = ?", (item_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
     @staticmethod

@@ -28,20 +28,47 @@ log = logging.getLogger("flask_acp")
 class SQLiteDatabase:
     """Per-thread, per-process connections to one SQLite file.
 
+    The tables are set up (``schema``, then ``setup``) once per process, before
+    the first transaction or read; when the file cannot be set up at
+    construction (locked past the busy timeout by another process...), that is
+    logged and tried again on first use, where a failure is a 503 for that one
+    request, never a worker that fails to boot.
+
     :param path: the database file.
     :param schema: ``CREATE ... IF NOT EXISTS`` statements run once, one at a time.
     :param busy_timeout: seconds a writer waits for the write lock.
+    :param setup: migrations run in the same transaction as ``schema``
+        (added columns, triggers); must be idempotent.
     """
 
-    def __init__(self, path: str, schema: str, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str, schema: str, *, busy_timeout: float = 30.0,
+                 setup: cabc.Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        with self.tx() as db:  # (errors here stop start-up: a 503 has no request yet)
-            # one statement at a time: executescript() would COMMIT the transaction
-            for statement in schema.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self._schema = schema
+        self._setup = setup
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        try:
+            self._ensure_ready()
+        except StorageUnavailableError:
+            log.warning("SQLite database %s could not be set up now; trying again on first use", path)
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            with self._transaction() as db:
+                # one statement at a time: executescript() would COMMIT the transaction
+                for statement in self._schema.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if self._setup is not None:
+                    self._setup(db)
+            self._ready = True
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (opened on first use, again after a fork)."""
@@ -61,6 +88,12 @@ class SQLiteDatabase:
 
         :raises StorageUnavailableError: SQLite failed (nothing was committed).
         """
+        self._ensure_ready()
+        with self._transaction() as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> cabc.Iterator[sqlite3.Connection]:
         with self._translated():
             db = self.conn()
             db.execute("BEGIN IMMEDIATE")
@@ -83,6 +116,7 @@ class SQLiteDatabase:
 
         :raises StorageUnavailableError: SQLite failed.
         """
+        self._ensure_ready()
         with self._translated():
             yield self.conn()
 

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import time
 import uuid
 
@@ -120,14 +121,16 @@ def open_database(path: str, *, busy_timeout: float = 30.0) -> SQLiteDatabase:
     :param busy_timeout: seconds a writer waits for SQLite's own write lock.
     :raises StorageUnavailableError: the file cannot be opened or set up.
     """
-    db = SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout)
-    with db.tx() as conn:  # files made by an older release
-        for table, columns in _ADDED_COLUMNS.items():
-            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns:
-                if name not in present:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-    return db
+    return SQLiteDatabase(path, _SCHEMA, busy_timeout=busy_timeout, setup=_add_columns)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file made by an older release up to date (added columns)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def sqlite_storage(path: str, *, busy_timeout: float = 30.0) -> Storage:
