@@ -1,7 +1,7 @@
 """Example merchant app: flask-acp on the embedded default.
 
     python example_app.py              # serves http://127.0.0.1:8000
-    gunicorn -w 4 example_app:app      # the same WSGI app, several workers
+    gunicorn -w 4 --timeout 600 example_app:app      # the same WSGI app, several workers
 
 Embedded default: SQLite for sessions, the catalog adapter reading the demo
 product feed and store file shipped in the package (``ACP_CATALOG_FILE`` and

@@ -322,8 +322,8 @@ class Settings:
         "ACP_LOCK_LEASE", fields.Float(validate=_seconds(1)), 600.0, unit="seconds",
         doc="A session lock held by a dead worker on another machine frees itself after this (one on the "
             "same machine is taken over at once); also when `flask acp sweep` treats a completion as "
-            "interrupted. Must exceed one charge's time budget (checked at start-up: 361 s with the "
-            "default Stripe settings).")
+            "interrupted. Must exceed one completion's time budget (checked at start-up: 421.2 s with "
+            "the default Stripe settings: `CheckoutService.complete_time_budget()`).")
     require_https: bool = setting(
         "ACP_REQUIRE_HTTPS", fields.Boolean(), True,
         doc="Refuse plain-HTTP requests (403 `https_required`) unless the app is in debug or testing mode.")

@@ -623,3 +623,23 @@ def test_jsonl_feed_with_broken_json_names_the_line(tmp_path: pathlib.Path) -> N
     path.write_text('{"id": "p", "variants": []}\n{"id": oops}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="line 2: invalid JSON"):
         load_feed(path)
+
+
+def test_prepare_order_holds_the_stock_until_the_charge_can_end(tmp_path: pathlib.Path) -> None:
+    """A session completing just before it expires: ``prepare_order`` holds its
+    units until ``hold_until`` (the end of the charge's budget), so a session
+    created while the charge runs cannot take them (the buyer being charged
+    then refunded for an item another took)."""
+    clock = Clock()
+    adapter = CatalogAdapter(DEMO_FEED, DEMO_STORE, tmp_path / "db.sqlite3", clock=clock)
+    soon = NOW + dt.timedelta(seconds=30)
+    mine = request(("tee_red_l", 3), address=SF, expires_at=soon)
+    session = session_of(mine, adapter.quote(mine))
+    prepared = adapter.prepare_order(session, hold_until=NOW + dt.timedelta(minutes=7))
+
+    clock.now = soon + dt.timedelta(minutes=1)  # the session expired while its charge ran
+    rival = request(("tee_red_l", 3), session="cs_rival", address=SF,
+                    expires_at=clock.now + dt.timedelta(hours=1))
+    assert not adapter.quote(rival).lines[0].purchasable
+    assert adapter.place_order(session_of(mine, prepared), payment(7500)).order_number == "#1001"
+    assert adapter.ledger.sold("tee_red_l") == 3

@@ -131,11 +131,12 @@ def test_flask_command_line_against_the_served_example_app(demo_app: Flask, exam
 
 def test_readme_gunicorn_timeout_exceeds_one_completion(example: types.ModuleType) -> None:
     """gunicorn kills a sync worker silent for ``--timeout`` seconds (default 30):
-    every gunicorn command in the README must outlast one complete's budget."""
+    every gunicorn command in the README and example_app.py must outlast one
+    complete's budget."""
     import re
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = re.findall(r"gunicorn [^`\n]*example_app:app", readme)
+    texts = [(ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "example_app.py")]
+    commands = [c for text in texts for c in re.findall(r"gunicorn [^`\n]*example_app:app", text)]
     assert commands
     budget = example.app.extensions["acp"].service.complete_time_budget()
     assert budget > 30
@@ -143,3 +144,9 @@ def test_readme_gunicorn_timeout_exceeds_one_completion(example: types.ModuleTyp
         timeout = re.search(r"--timeout (\d+)", command)
         assert timeout is not None, command
         assert int(timeout.group(1)) > budget, (command, budget)
+
+
+def test_readme_states_the_default_completion_budget(example: types.ModuleType) -> None:
+    """The budget the README quotes for ACP_LOCK_LEASE is the one start-up checks."""
+    budget = example.app.extensions["acp"].service.complete_time_budget()
+    assert f"{budget:g} s with the default Stripe settings" in (ROOT / "README.md").read_text(encoding="utf-8")

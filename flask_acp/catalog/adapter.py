@@ -350,9 +350,12 @@ class CatalogAdapter(PlatformAdapter):
     # -- orders --------------------------------------------------------------------
 
     def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
-        """Re-quote the session's stored inputs (refreshing its hold).
+        """Re-quote the session's stored inputs, holding its stock until the
+        later of the session's expiry and ``hold_until`` (the end of the
+        charge's time budget): no other session can take the units while the
+        charge runs, even when the session expires meanwhile.
 
-        :raises sqlite3.Error: the stock database failed.
+        :raises StorageUnavailableError: the stock database failed.
         """
         return self.quote(QuoteRequest(
             session_id=session.id,
@@ -360,7 +363,7 @@ class CatalogAdapter(PlatformAdapter):
             line_items=session.line_items,
             fulfillment_details=session.fulfillment_details,
             selected_fulfillment_options=session.requested_fulfillment_options,
-            expires_at=session.expires_at,
+            expires_at=max(session.expires_at, hold_until),
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
         ))
