@@ -149,4 +149,5 @@ def test_readme_gunicorn_timeout_exceeds_one_completion(example: types.ModuleTyp
 def test_readme_states_the_default_completion_budget(example: types.ModuleType) -> None:
     """The budget the README quotes for ACP_LOCK_LEASE is the one start-up checks."""
     budget = example.app.extensions["acp"].service.complete_time_budget()
-    assert f"{budget:g} s with the default Stripe settings" in (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{budget:g} s with the default Stripe settings" in readme
