@@ -488,3 +488,33 @@ def test_a_store_locked_at_start_up_does_not_stop_the_app(tmp_path: pathlib.Path
         blocker.execute("ROLLBACK")
         blocker.close()
     assert agent.create().status_code == 201
+
+
+_CLAIM_AND_DIE = textwrap.dedent("""
+    import os, sys, time
+    from flask_acp.store.sqlite import sqlite_storage
+    storage = sqlite_storage(sys.argv[1])
+    outcome = storage.idempotency.begin(sys.argv[2], sys.argv[3], sys.argv[4], now=time.time(),
+                                        lease=120, retention=86400)
+    print(outcome.state, flush=True)
+    os._exit(0)  # the worker dies mid-request: its claim stays in flight
+""")
+
+
+def test_same_key_retry_after_a_crash_does_not_wait_out_the_idempotency_lease(
+        tmp_path: pathlib.Path, processor: FaultyProcessor) -> None:
+    """A worker that claimed an Idempotency-Key died (SIGKILL, OOM): the agent's
+    retry with the same key runs at once instead of 409 for ACP_IDEMPOTENCY_LEASE."""
+    from flask_acp.api.idempotency import fingerprint
+
+    app = make_app(tmp_path, processor)
+    agent = Agent(app.test_client())
+    body = {"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {}}
+    key = str(uuid.uuid4())
+    claimed = subprocess.run(
+        [sys.executable, "-c", _CLAIM_AND_DIE, str(tmp_path / "acp.sqlite3"),
+         "agent-one /checkout_sessions", key, fingerprint(body, present=True)],
+        capture_output=True, text=True, timeout=30, check=True)
+    assert claimed.stdout.strip() == "new"
+    response = agent.post("/checkout_sessions", body, key=key)
+    assert response.status_code == 201, response.get_json()

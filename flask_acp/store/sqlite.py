@@ -111,7 +111,8 @@ CREATE INDEX IF NOT EXISTS acp_outbox_order ON acp_outbox (order_id);
 """
 
 #: columns added since the first release, added to older files on open
-_ADDED_COLUMNS = {"acp_outbox": (("claimed_by", "TEXT"), ("claim_until", "REAL"))}
+_ADDED_COLUMNS = {"acp_outbox": (("claimed_by", "TEXT"), ("claim_until", "REAL")),
+                  "acp_idempotency": (("claimed_by", "TEXT"),)}
 
 
 def open_database(path: str, *, busy_timeout: float = 30.0) -> SQLiteDatabase:
@@ -305,37 +306,41 @@ class SQLiteIdempotencyRecords(_Port):
 
     def begin(self, scope: str, key: str, fingerprint: str, *, now: float, lease: float,
               retention: float) -> IdempotencyOutcome:
+        """(See the port.) An in-flight claim whose holder is a process of this
+        host that has ended is taken over at once, as a lock would be: a
+        same-key retry after a crash does not wait out the lease."""
+        owner = f"{_HOLDER}|{uuid.uuid4().hex}"
         with self._tx() as db:
             row = db.execute(
-                "SELECT fingerprint, state, status, body, headers, claimed_at"
+                "SELECT fingerprint, state, status, body, headers, claimed_at, claimed_by"
                 " FROM acp_idempotency WHERE scope = ? AND key = ?",
                 (scope, key),
             ).fetchone()
             if row is None:
                 db.execute(
                     "INSERT INTO acp_idempotency (scope, key, fingerprint, state, created_at,"
-                    " claimed_at) VALUES (?, ?, ?, 'in_flight', ?, ?)",
-                    (scope, key, fingerprint, now, now),
+                    " claimed_at, claimed_by) VALUES (?, ?, ?, 'in_flight', ?, ?, ?)",
+                    (scope, key, fingerprint, now, now, owner),
                 )
                 return IdempotencyOutcome("new")
-            stored_fingerprint, state, status, body, headers, claimed_at = row
+            stored_fingerprint, state, status, body, headers, claimed_at, claimed_by = row
             if state == "done" and claimed_at + retention < now:
                 db.execute(
                     "UPDATE acp_idempotency SET fingerprint = ?, state = 'in_flight', status = NULL,"
-                    " body = NULL, headers = NULL, created_at = ?, claimed_at = ?"
+                    " body = NULL, headers = NULL, created_at = ?, claimed_at = ?, claimed_by = ?"
                     " WHERE scope = ? AND key = ?",
-                    (fingerprint, now, now, scope, key),
+                    (fingerprint, now, now, owner, scope, key),
                 )
                 return IdempotencyOutcome("new")
             if stored_fingerprint != fingerprint:
                 return IdempotencyOutcome("conflict")
             if state == "done":
                 return IdempotencyOutcome("replay", status, bytes(body), json.loads(headers))
-            if claimed_at + lease > now:
+            if claimed_at + lease > now and not (claimed_by and _holder_is_dead(str(claimed_by))):
                 return IdempotencyOutcome("in_flight")
             db.execute(
-                "UPDATE acp_idempotency SET claimed_at = ? WHERE scope = ? AND key = ?",
-                (now, scope, key),
+                "UPDATE acp_idempotency SET claimed_at = ?, claimed_by = ? WHERE scope = ? AND key = ?",
+                (now, owner, scope, key),
             )
             return IdempotencyOutcome("new")
 
