@@ -406,7 +406,8 @@ class CheckoutService:
             updated_at=self.clock(),
             extra_messages=(),
         ))
-        self.sessions.keep_lock(session.id)  # a worker frozen past its lease must not charge
+        # a worker frozen past its lease must not charge
+        self.sessions.keep_lock(session.id, for_seconds=self.charge_time_budget())
         try:
             result = self.payments.charge(ChargeRequest(
                 idempotency_key=record.idempotency_key,
@@ -522,7 +523,8 @@ class CheckoutService:
             # the money is (being) given back: nothing may place an order for it any more
             return self._give_back(session, payment.give_back_reason)
         for delay in (*self.settings.order_placement_retries, None):
-            self.sessions.keep_lock(session.id)  # a worker frozen past its lease must not place it
+            # a worker frozen past its lease must not place it
+            self.sessions.keep_lock(session.id, for_seconds=PLATFORM_CALL_MARGIN)
             try:
                 order = self.adapter.place_order(session, payment)
                 break

@@ -12,7 +12,9 @@ from __future__ import annotations
 import collections.abc as cabc
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
+import time
 import typing as t
 
 from .errors import BusyError
@@ -43,8 +45,21 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-#: session id -> the fence of the session lock this context holds
-_fences: contextvars.ContextVar[dict[str, Fence] | None] = contextvars.ContextVar("acp_fences", default=None)
+#: session id -> the session lock this context holds
+_fences: contextvars.ContextVar[dict[str, _Holding] | None] = contextvars.ContextVar("acp_fences",
+                                                                                    default=None)
+
+#: seconds of clock difference allowed between processes judging a lease
+CLOCK_MARGIN = 30.0
+
+
+@dataclasses.dataclass(slots=True)
+class _Holding:
+    """A session lock this context holds: its fence and when its lease ends
+    (unix seconds, as this process last set it)."""
+
+    fence: Fence
+    lease_until: float
 
 
 class SessionAccess:
@@ -109,7 +124,8 @@ class SessionAccess:
         except LockTimeoutError:
             raise BusyError("Another request on this checkout session is still running; retry shortly.",
                             code="checkout_session_busy") from None
-        token = _fences.set({**(_fences.get() or {}), session_id: fence})
+        holding = _Holding(fence, time.time() + self.settings.lock_lease)
+        token = _fences.set({**(_fences.get() or {}), session_id: holding})
         try:
             yield
         except LockLostError as exc:
@@ -137,19 +153,32 @@ class SessionAccess:
         :raises LockLostError: the lock passed to another request meanwhile.
         :raises StaleSessionError: saved by someone else since it was read.
         """
-        saved = self.store.save(session, events, fence=(_fences.get() or {}).get(session.id))
+        holding = (_fences.get() or {}).get(session.id)
+        saved = self.store.save(session, events, fence=holding.fence if holding is not None else None)
         if events:
             self.on_events(events)
         return saved
 
-    def keep_lock(self, session_id: str) -> None:
-        """Renew the held lock for a whole lease before an irreversible call.
+    def keep_lock(self, session_id: str, *, for_seconds: float) -> None:
+        """Before an irreversible call (a charge, placing the order): make sure
+        this context still holds the session's lock, with a lease that lasts
+        ``for_seconds`` more (plus :data:`CLOCK_MARGIN`): a read when the
+        lease suffices, else a renewal for a whole lease.
 
-        :raises LockLostError: another request holds it now.
+        :raises LockLostError: another request holds it now (this one was
+            frozen past its lease).
         """
-        fence = (_fences.get() or {}).get(session_id)
-        if fence is not None and not self.locks.lock_renew(fence, lease=self.settings.lock_lease):
-            raise LockLostError(fence.name)
+        holding = (_fences.get() or {}).get(session_id)
+        if holding is None:
+            return
+        now = time.time()
+        if holding.lease_until - now >= for_seconds + CLOCK_MARGIN:
+            if not self.locks.lock_held(holding.fence):
+                raise LockLostError(holding.fence.name)
+            return
+        if not self.locks.lock_renew(holding.fence, lease=self.settings.lock_lease):
+            raise LockLostError(holding.fence.name)
+        holding.lease_until = now + self.settings.lock_lease
 
 
 def _ignore(events: cabc.Sequence[OrderEvent]) -> None:

@@ -183,6 +183,10 @@ class Locks(t.Protocol):
         changed) when ``fence`` no longer holds it."""
         ...
 
+    def lock_held(self, fence: Fence) -> bool:
+        """Whether ``fence`` still holds its lock (a read: nothing changes)."""
+        ...
+
 
 class IdempotencyRecords(t.Protocol):
     """The ``Idempotency-Key`` records of the HTTP layer, per (scope, key)."""

@@ -300,6 +300,11 @@ class SQLiteLocks(_Port):
                              (time.time() + lease, fence.name, fence.owner))
             return cur.rowcount == 1
 
+    def lock_held(self, fence: Fence) -> bool:
+        with self._read() as db:
+            return db.execute("SELECT 1 FROM acp_locks WHERE name = ? AND owner = ?",
+                              (fence.name, fence.owner)).fetchone() is not None
+
 
 class SQLiteIdempotencyRecords(_Port):
     """:class:`~flask_acp.store.base.IdempotencyRecords` in SQLite."""

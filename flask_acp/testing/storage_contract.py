@@ -459,6 +459,17 @@ class LocksContract(_Base):
                 pass  # pragma: no cover
         holding.__exit__(None, None, None)
 
+    def test_held_says_whether_the_fence_still_holds(self, storage: Storage) -> None:
+        holding = storage.locks.lock("a", lease=0.2, wait=1)
+        fence = holding.__enter__()
+        assert storage.locks.lock_held(fence)
+        time.sleep(0.3)
+        with storage.locks.lock("a", lease=30, wait=0) as other:
+            assert not storage.locks.lock_held(fence)
+            assert storage.locks.lock_held(other)
+        assert not storage.locks.lock_held(other)
+        holding.__exit__(None, None, None)
+
     def test_renew_after_release_fails(self, storage: Storage) -> None:
         with storage.locks.lock("a", lease=30, wait=1) as fence:
             pass
