@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import typing as t
 
 from ..errors import StorageUnavailableError
 
@@ -119,6 +120,19 @@ class SQLiteDatabase:
         self._ensure_ready()
         with self._translated():
             yield self.conn()
+
+    def fetch_one(self, sql: str, params: cabc.Sequence[object] = ()) -> tuple[t.Any, ...] | None:
+        """One row of a read outside a transaction (the hot path of reads).
+
+        :raises StorageUnavailableError: SQLite failed.
+        """
+        self._ensure_ready()
+        try:
+            row: tuple[t.Any, ...] | None = self.conn().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            log.error("SQLite database %s failed: %s", self.path, exc)
+            raise StorageUnavailableError() from exc
+        return row
 
     @contextlib.contextmanager
     def _translated(self) -> cabc.Iterator[None]:

@@ -180,8 +180,7 @@ class SQLiteSessions(_Port):
             )
 
     def get(self, session_id: str) -> CheckoutSession | None:
-        with self._read() as db:
-            row = db.execute("SELECT record FROM acp_sessions WHERE id = ?", (session_id,)).fetchone()
+        row = self.db.fetch_one("SELECT record FROM acp_sessions WHERE id = ?", (session_id,))
         return None if row is None else from_record(CheckoutSession, json.loads(row[0]))
 
     def save(self, session: CheckoutSession, events: cabc.Sequence[OrderEvent] = (), *,
