@@ -1,9 +1,12 @@
 """The checkout service: the session state machine, with no Flask in it.
 
 Behind it sit three ports: the platform adapter (:mod:`flask_acp.adapter`),
-the payment processor (:mod:`flask_acp.payments`) and the session store
-(:mod:`flask_acp.store`). Views parse a request into one of the ``*Input``
-objects below, call one method, and render the session it returns.
+the payment processor (:mod:`flask_acp.payments`) and the storage
+(:mod:`flask_acp.store`, reached through :class:`~flask_acp.sessions.SessionAccess`).
+The request pipeline (:mod:`flask_acp.api`) has a wire version parse a request
+into one of the inputs of :mod:`flask_acp.inputs`, calls one method, and has
+the version render the session it returns. Errors are named by cause
+(:mod:`flask_acp.errors`); the settings it reads are :class:`CheckoutSettings`.
 
 State machine (ACP 2026-04-17 leaves most of it to the merchant, digest §13)::
 
@@ -21,6 +24,10 @@ before the order), under a per-session lock, and both the charge (processor
 idempotency key derived from session id + token hash) and the order
 (``place_order`` idempotent per session) are safe to repeat. A retry after a
 crash, with any idempotency key, resumes where the first attempt stopped.
+Every save is fenced by the lock, and the lock is checked before the charge
+and before placing the order, so a worker frozen past its lease changes
+nothing; a decision to give the money back is saved before the refund, and
+nothing places an order after it.
 """
 
 from __future__ import annotations
