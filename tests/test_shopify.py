@@ -142,19 +142,35 @@ def fake_stripe(stripe_server: FakeStripe) -> cabc.Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def stripe_app(tmp_path: pathlib.Path, shop: FakeShopify, fake_stripe: FakeStripe) -> cabc.Iterator[Flask]:
-    """An app on the fake Shopify whose payments go to FakeStripe through the
+def make_stripe_app(tmp_path: pathlib.Path, shop: FakeShopify,
+                    fake_stripe: FakeStripe) -> cabc.Iterator[AppFactory]:
+    """Build apps on the fake Shopify whose payments go to FakeStripe through the
     Stripe processor built from ``ACP_STRIPE_*`` (real HTTP both ways); no inline
-    order-placement retries, so a failed placement answers 503 at once."""
-    app = build_app(tmp_path / "stripe-app", payment_processor=FROM_CONFIG, ACP_ADAPTER="shopify",
-                    SHOPIFY_SHOP_URL=shop.url, SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2,
-                    SHOPIFY_READY_TIMEOUT=2, ACP_STRIPE_SECRET_KEY=fake_stripe.api_key,
-                    ACP_STRIPE_MERCHANT_ID="acct_test", ACP_STRIPE_API_BASE=fake_stripe.url,
-                    ACP_ORDER_PLACEMENT_RETRIES=[])
-    yield app
-    state = app.extensions["acp"]
-    state.adapter.close()
-    state.webhooks.close()
+    order-placement retries unless configured, so a failed placement answers 503
+    at once (closed afterwards)."""
+    made: list[Flask] = []
+
+    def factory(**config: t.Any) -> Flask:
+        settings: dict[str, t.Any] = {"ACP_ORDER_PLACEMENT_RETRIES": []}
+        settings.update(config)
+        app = build_app(tmp_path / f"stripe-app{len(made)}", payment_processor=FROM_CONFIG,
+                        ACP_ADAPTER="shopify", SHOPIFY_SHOP_URL=shop.url,
+                        SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2, SHOPIFY_READY_TIMEOUT=2,
+                        ACP_STRIPE_SECRET_KEY=fake_stripe.api_key, ACP_STRIPE_MERCHANT_ID="acct_test",
+                        ACP_STRIPE_API_BASE=fake_stripe.url, **settings)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        state = app.extensions["acp"]
+        state.adapter.close()
+        state.webhooks.close()
+
+
+@pytest.fixture
+def stripe_app(make_stripe_app: AppFactory) -> Flask:
+    return make_stripe_app()
 
 
 @pytest.fixture
@@ -566,6 +582,103 @@ def test_complete_response_lost_and_shopify_down_then_retry(
     assert done["status"] == "completed"
     assert shop.executed["AcpDraftOrderComplete"] == 1
     assert_one_paid_order(shop, processor, done, "usd")
+
+
+def test_lost_completion_answer_and_failed_reread_past_the_deadline_is_never_refunded(
+        shop: FakeShopify, fake_stripe: FakeStripe, make_stripe_app: AppFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """draftOrderComplete ran but its answer was lost, and the re-read failed: the
+    order may exist, so even past ACP_ORDER_PLACEMENT_DEADLINE the payment is kept
+    (503, logged at error level); once Shopify answers, a retry completes the
+    session with that order."""
+    app = make_stripe_app(ACP_ORDER_PLACEMENT_DEADLINE=0)
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    token = mint(app, total_of(body))
+    shop.add_fault("drop", operation="AcpDraftOrderComplete")  # executed, answer lost
+    shop.add_fault("status", operation="AcpDraftOrderStatus", status=503, skip=1)  # the re-read fails
+    with caplog.at_level(logging.ERROR, "flask_acp"):
+        failed = agent.complete(body["id"], token)
+    assert failed.status_code == 503, failed.get_json()
+    assert failed.get_json()["type"] == "service_unavailable"
+    assert "the order may exist" in caplog.text
+    [order] = shop.order_list()  # Shopify completed the draft: the order is there, paid
+    assert order["displayFinancialStatus"] == "PAID"
+    [intent] = fake_stripe.payment_intents.values()
+    assert (intent["status"], fake_stripe.refunds) == ("succeeded", {})
+    assert stored(app, body["id"]).status.value == "complete_in_progress"
+    # Shopify answers again: the retry finds the completed draft and records its order
+    retried = agent.complete(body["id"], token)
+    assert retried.status_code == 200, retried.get_json()
+    done = retried.get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert done["order"]["id"] == order["id"]
+    assert shop.executed["AcpDraftOrderComplete"] == 1
+    assert (len(shop.draft_list()), len(shop.order_list())) == (1, 1)  # no second draft, no second order
+    assert fake_stripe.refunds == {}
+    assert mapping.money(order["totalPriceSet"], "usd") == intent["amount_received"] == total_of(done)
+
+
+def test_unknown_completion_then_shopify_unreachable_is_never_refunded(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor) -> None:
+    """After a completion whose outcome is unknown, a later attempt that cannot
+    even connect (nothing sent) still must not refund: the first one may have
+    placed the order."""
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[])
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("drop", operation="AcpDraftOrderComplete")
+    shop.add_fault("status", operation="AcpDraftOrderStatus", status=503, skip=1)
+    assert agent.complete(body["id"]).status_code == 503
+    port = shop.port
+    shop.stop()  # connection refused from now on
+    try:
+        refused = agent.complete(body["id"])
+        assert refused.status_code == 503, refused.get_json()
+        assert processor.operations("refund") == []
+    finally:
+        shop.start(port=port)
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    assert processor.operations("refund") == []
+
+
+def test_completion_with_no_answer_on_a_draft_still_open_is_never_refunded(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor) -> None:
+    """draftOrderComplete timed out and the draft reads open: the completion may
+    still be running at Shopify, so the deadline does not refund it."""
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[], SHOPIFY_TIMEOUT=0.5)
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("timeout", operation="AcpDraftOrderComplete", seconds=1.0)  # held, then dropped
+    assert agent.complete(body["id"]).status_code == 503
+    assert processor.operations("refund") == []
+    assert shop.order_list() == []
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    assert processor.operations("refund") == []
+
+
+@pytest.mark.parametrize(("operation", "fault"), [
+    ("AcpDraftOrderStatus", {"status": 503}),  # the first read fails: nothing was attempted
+    ("AcpDraftOrderComplete", {"status": 429, "retry_after": "30"}),  # throttled: not executed
+    ("AcpDraftOrderComplete", {"status": 503}),  # answered with an error, the draft reads open
+], ids=["status-read-503", "complete-throttled", "complete-503-still-open"])
+def test_completion_that_certainly_did_not_happen_is_refunded_past_the_deadline(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor, operation: str,
+        fault: dict[str, t.Any]) -> None:
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[])
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("status", operation=operation, **fault)
+    response = agent.complete(body["id"])
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "not_ready_for_payment"
+    assert [r["amount"] for r in processor.operations("refund")] == [total_of(body)]
+    assert shop.order_list() == []
+    assert shop.executed["AcpDraftOrderComplete"] == 0
 
 
 def test_order_tagging_failure_does_not_fail_the_purchase(shop: FakeShopify, agent: Agent,

@@ -49,6 +49,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import typing as t
 import urllib.parse
@@ -77,7 +78,7 @@ from flask_acp.models import Totals
 from . import mapping
 from . import queries
 from .client import ShopifyClient
-from .client import ShopifyThrottledError
+from .client import ShopifyNoAnswerError
 from .settings import SHOPIFY_SETTINGS
 from .webhooks import SESSION_ATTRIBUTE
 from .webhooks import TAG
@@ -157,6 +158,10 @@ class ShopifyAdapter(PlatformAdapter):
         self.clock = clock
         self._sleep = sleep
         self._currencies: list[str] | None = None
+        self._lock = threading.Lock()
+        #: drafts whose completion this process sent without learning its outcome:
+        #: until their order is seen, every failure to place them is outcome-unknown
+        self._unknown_completions: set[str] = set()
         host = (urllib.parse.urlsplit(client.shop_url).hostname or "").lower()
         #: ``{shop}.myshopify.com`` when the shop URL is one: webhooks whose
         #: ``X-Shopify-Shop-Domain`` names another shop are ignored.
@@ -752,9 +757,22 @@ class ShopifyAdapter(PlatformAdapter):
         (``Order.statusPageUrl``), ``id`` and ``platform_order_id`` its GID,
         ``order_number`` its ``name`` (``#1001``).
 
+        Whether the order may exist when it cannot be placed now is told by
+        ``outcome_unknown`` (the core then never refunds on its own): set when a
+        ``draftOrderComplete`` got no answer (timed out, connection lost) and
+        the draft is still open -- it may still be running -- or when the draft
+        could not be re-read after a completion attempt; and, from then on, on
+        every failure to place this draft in this process until its order is
+        seen (a later attempt that cannot even connect does not know more).
+        It is false when no completion can have happened: the draft was read
+        open and ``draftOrderComplete`` was refused before running (connection
+        refused, throttled, 401/402/403/423) or answered with an error while the
+        draft stayed open, or the first read failed with no unknown completion
+        before it in this process.
+
         :raises AdapterUnavailableError: Shopify unavailable, still calculating
-            the draft, or the outcome of a completion attempt is unknown; retry
-            later (the core then may not refund: the order may exist).
+            the draft, or the outcome of a completion attempt is unknown
+            (``outcome_unknown``); retry later.
         :raises AdapterRejectedError: only when no order exists and none can be
             placed at the amount charged: the draft is gone, its total is not
             ``payment.amount``, or Shopify refused to complete it (the core
@@ -763,13 +781,21 @@ class ShopifyAdapter(PlatformAdapter):
         draft_id = str(session.quote.adapter_state.get("draft_id") or "")
         if not draft_id:
             raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
-        draft = self._draft_status(draft_id)
-        order = _completed(draft)
-        if order is None:
-            if not draft.get("ready"):
-                draft = self._await_ready(draft_id, draft, read=self._read_status)
-            self._require_charged_total(draft_id, draft, payment, session)
-            order = self._complete_draft(draft_id)
+        try:
+            order = self._completed_draft_order(draft_id, payment, session)
+        except AdapterUnavailableError as exc:
+            with self._lock:
+                if exc.outcome_unknown:
+                    self._unknown_completions.add(draft_id)
+                earlier = draft_id in self._unknown_completions
+            if earlier and not exc.outcome_unknown:
+                raise AdapterUnavailableError(
+                    f"{exc} (an earlier completion of Shopify draft order {draft_id} has an unknown "
+                    "outcome: the order may exist)", retry_after=exc.retry_after,
+                    outcome_unknown=True) from exc
+            raise
+        with self._lock:
+            self._unknown_completions.discard(draft_id)
         self._tag_order(order, payment, session)
         try:
             charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
@@ -806,19 +832,45 @@ class ShopifyAdapter(PlatformAdapter):
                 f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
                 f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
 
+    def _completed_draft_order(self, draft_id: str, payment: PaymentRecord,
+                               session: CheckoutSession) -> dict[str, JSON]:
+        """The order of the draft: completed already (an earlier attempt), else
+        completed now at the amount charged (``AcpDraftOrderStatus`` ->
+        [until ``ready``] -> ``draftOrderComplete``)."""
+        draft = self._draft_status(draft_id)
+        order = _completed(draft)
+        if order is None:
+            if not draft.get("ready"):
+                draft = self._await_ready(draft_id, draft, read=self._read_status)
+            self._require_charged_total(draft_id, draft, payment, session)
+            order = self._complete_draft(draft_id)
+        return order
+
     def _complete_draft(self, draft_id: str) -> dict[str, JSON]:
-        """``draftOrderComplete``; on an unknown outcome (timeout, dropped
-        connection, user errors) the draft is re-read before deciding."""
+        """``draftOrderComplete``; when it may have run (an error after the
+        request may have left, user errors) the draft is re-read before deciding.
+
+        :raises AdapterUnavailableError: not completed now. ``outcome_unknown``
+            when it may have been: no answer and the draft still open (the
+            completion may still be running), or the re-read failed; false when
+            it certainly was not: refused before running, or answered with an
+            error and the draft still open.
+        :raises AdapterRejectedError: Shopify refused to complete the open draft.
+        """
         try:
             data = self.client.execute(queries.DRAFT_ORDER_COMPLETE, {"id": draft_id},
                                        operation_name="AcpDraftOrderComplete")
-        except ShopifyThrottledError:
-            raise  # throttled requests are not executed
         except AdapterUnavailableError as exc:
+            if not exc.outcome_unknown:
+                raise  # not executed (throttled, refused before running): nothing to re-read
             order = self._order_after_attempt(draft_id, exc)
-            if order is None:
-                raise  # still open: the completion did not happen
-            return order
+            if order is not None:
+                return order
+            if isinstance(exc, ShopifyNoAnswerError):
+                raise  # still open, but a completion that got no answer may still be running
+            raise AdapterUnavailableError(  # answered with an error, and the draft is still open
+                f"{exc}; Shopify draft order {draft_id} is still open: it was not completed",
+                retry_after=exc.retry_after) from exc
         except AdapterRejectedError as exc:
             order = self._order_after_attempt(draft_id, exc)
             if order is None:
@@ -836,14 +888,18 @@ class ShopifyAdapter(PlatformAdapter):
         return order
 
     def _order_after_attempt(self, draft_id: str, cause: Exception | None) -> dict[str, JSON] | None:
-        """Re-read a draft after a completion attempt; any failure to read it is
-        "outcome unknown" (:class:`AdapterUnavailableError`), never a rejection."""
+        """Re-read a draft after a completion attempt: its order, or ``None``
+        while it is open.
+
+        :raises AdapterUnavailableError: the draft cannot be read: the outcome
+            is unknown (``outcome_unknown``; never a rejection): the order may exist.
+        """
         try:
             return self._completed_order(draft_id)
         except AdapterError as exc:
             raise AdapterUnavailableError(
                 f"completing Shopify draft order {draft_id} has an unknown outcome ({cause or exc}); "
-                "it is re-read on the next attempt", retry_after=1) from exc
+                "it is re-read on the next attempt", retry_after=1, outcome_unknown=True) from exc
 
     def _completed_order(self, draft_id: str) -> dict[str, JSON] | None:
         """The order of a completed draft, ``None`` if the draft is still open.
