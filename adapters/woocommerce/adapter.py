@@ -32,8 +32,9 @@ Off the happy path: a refused ``add-item`` costs one ``GET S/products?include=â€
 a stale cart (expired ``Cart-Token``, refused nonce, unknown cart key) one
 ``GET S/cart`` and a second batch; an unpaid ``pending`` order left by a
 declined payment is cancelled (``GET`` + ``PUT``) before the next quote or
-completion; a ``set_paid`` whose answer is lost is followed by ``GET
-R/orders/{id}`` before anything is sent again.
+completion; a ``set_paid`` whose answer is lost (or, on the last attempt,
+answered with a 5xx) is followed by ``GET R/orders/{id}`` before anything is
+sent again.
 
 Business conditions come back as messages: an item WooCommerce refuses to add
 (``item_not_found``, ``out_of_stock``, ``quantity_exceeded``; one extra
