@@ -794,8 +794,10 @@ class ShopifyAdapter(PlatformAdapter):
                     "outcome: the order may exist)", retry_after=exc.retry_after,
                     outcome_unknown=True) from exc
             raise
-        with self._lock:
-            self._unknown_completions.discard(draft_id)
+        except AdapterRejectedError:
+            self._settled(draft_id)  # the core gives the money back: no further attempt
+            raise
+        self._settled(draft_id)
         self._tag_order(order, payment, session)
         try:
             charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
@@ -831,6 +833,10 @@ class ShopifyAdapter(PlatformAdapter):
                 f"the store's total changed after the payment (now "
                 f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
                 f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
+
+    def _settled(self, draft_id: str) -> None:
+        with self._lock:
+            self._unknown_completions.discard(draft_id)
 
     def _completed_draft_order(self, draft_id: str, payment: PaymentRecord,
                                session: CheckoutSession) -> dict[str, JSON]:
