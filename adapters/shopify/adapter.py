@@ -566,7 +566,10 @@ class ShopifyAdapter(PlatformAdapter):
         changes the draft nor the order completed from it (the next quote,
         which sends the lines again without ``priceOverride``, follows the
         catalog again). A draft whose lines all carry ``priceOverride`` already
-        (an earlier attempt whose charge failed) is left as it is.
+        (an earlier attempt whose charge failed) is left as it is. (Since
+        2025-01 a draft's prices follow the catalog, and a line's price override
+        is "locked and used as the basis for all further calculations":
+        https://shopify.dev/changelog/posts/set-custom-prices-in-draft-orders.)
 
         ``draftOrderComplete`` does not check stock either, so the reservation
         must outlast the charge: when the draft's ``reserveInventoryUntil`` is
