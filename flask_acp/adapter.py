@@ -159,7 +159,10 @@ class PlatformAdapter(abc.ABC):
     @abc.abstractmethod
     def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
         """Re-price the session right before charging; the core refuses to charge
-        when the total differs from the one the agent last saw.
+        when the total differs from the one the agent last saw. The prices of
+        the quote returned are the ones :meth:`place_order` must order at: a
+        platform whose pending order follows its catalog fixes them here
+        (Shopify: ``priceOverride`` on the draft's lines).
 
         :param hold_until: the end of the payment's time budget (aware UTC): an
             adapter whose stock reservation lapses on its own extends it to at
@@ -174,6 +177,9 @@ class PlatformAdapter(abc.ABC):
         a second call returns the same order.
 
         :raises AdapterUnavailableError: retry later; the payment stays recorded.
+            With ``outcome_unknown`` when the order may have been placed (a call
+            that places it got no answer, or could not be checked): the core then
+            never refunds on its own past ``ACP_ORDER_PLACEMENT_DEADLINE``.
         :raises AdapterRejectedError: the order cannot be placed.
         """
 

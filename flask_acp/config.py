@@ -365,7 +365,8 @@ class Settings:
             "order.")
     order_placement_deadline: int = setting(
         "ACP_ORDER_PLACEMENT_DEADLINE", fields.Integer(strict=True, validate=_seconds(0)), 3600,
-        unit="seconds", doc="A paid order still unplaceable this long after the charge is refunded.")
+        unit="seconds", doc="A paid order still unplaceable this long after the charge is refunded "
+                            "(unless placing it may have succeeded: then it is logged at error level).")
     payment_reconcile_window: int = setting(
         "ACP_PAYMENT_RECONCILE_WINDOW", fields.Integer(strict=True, validate=_seconds(0)), 300,
         unit="seconds",

@@ -142,19 +142,35 @@ def fake_stripe(stripe_server: FakeStripe) -> cabc.Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def stripe_app(tmp_path: pathlib.Path, shop: FakeShopify, fake_stripe: FakeStripe) -> cabc.Iterator[Flask]:
-    """An app on the fake Shopify whose payments go to FakeStripe through the
+def make_stripe_app(tmp_path: pathlib.Path, shop: FakeShopify,
+                    fake_stripe: FakeStripe) -> cabc.Iterator[AppFactory]:
+    """Build apps on the fake Shopify whose payments go to FakeStripe through the
     Stripe processor built from ``ACP_STRIPE_*`` (real HTTP both ways); no inline
-    order-placement retries, so a failed placement answers 503 at once."""
-    app = build_app(tmp_path / "stripe-app", payment_processor=FROM_CONFIG, ACP_ADAPTER="shopify",
-                    SHOPIFY_SHOP_URL=shop.url, SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2,
-                    SHOPIFY_READY_TIMEOUT=2, ACP_STRIPE_SECRET_KEY=fake_stripe.api_key,
-                    ACP_STRIPE_MERCHANT_ID="acct_test", ACP_STRIPE_API_BASE=fake_stripe.url,
-                    ACP_ORDER_PLACEMENT_RETRIES=[])
-    yield app
-    state = app.extensions["acp"]
-    state.adapter.close()
-    state.webhooks.close()
+    order-placement retries unless configured, so a failed placement answers 503
+    at once (closed afterwards)."""
+    made: list[Flask] = []
+
+    def factory(**config: t.Any) -> Flask:
+        settings: dict[str, t.Any] = {"ACP_ORDER_PLACEMENT_RETRIES": []}
+        settings.update(config)
+        app = build_app(tmp_path / f"stripe-app{len(made)}", payment_processor=FROM_CONFIG,
+                        ACP_ADAPTER="shopify", SHOPIFY_SHOP_URL=shop.url,
+                        SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2, SHOPIFY_READY_TIMEOUT=2,
+                        ACP_STRIPE_SECRET_KEY=fake_stripe.api_key, ACP_STRIPE_MERCHANT_ID="acct_test",
+                        ACP_STRIPE_API_BASE=fake_stripe.url, **settings)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        state = app.extensions["acp"]
+        state.adapter.close()
+        state.webhooks.close()
+
+
+@pytest.fixture
+def stripe_app(make_stripe_app: AppFactory) -> Flask:
+    return make_stripe_app()
 
 
 @pytest.fixture
@@ -362,9 +378,12 @@ def test_calls_per_acp_operation(shop: FakeShopify, agent: Agent, capsys: pytest
         print("\nShopify calls per ACP operation:", json.dumps(calls, sort_keys=True))
     assert calls["create"] == {"AcpVariants": 1, "AcpDraftOrderCreate": 1}
     assert calls["update"] == {"AcpDeliveryOptions": 1, "AcpDraftOrderUpdate": 1, "AcpDraftOrder": 1}
-    assert calls["complete"] == {"AcpDraftOrder": 1, "AcpDraftOrderStatus": 1, "AcpDraftOrderComplete": 1,
-                                 "AcpTagsAdd": 1}
-    assert [sum(c.values()) for c in calls.values()] == [2, 3, 4]
+    # before the charge the draft's prices are fixed (draftOrderUpdate with priceOverride: the
+    # only way to stop an open draft from following the catalog), and Shopify recalculates the
+    # updated draft asynchronously, so it is read again once ready before its total is charged
+    assert calls["complete"] == {"AcpDraftOrder": 2, "AcpDraftOrderUpdate": 1, "AcpDraftOrderStatus": 1,
+                                 "AcpDraftOrderComplete": 1, "AcpTagsAdd": 1}
+    assert [sum(c.values()) for c in calls.values()] == [2, 3, 6]
 
 
 def test_client_credentials_grant(shop: FakeShopify, make_app: AppFactory,
@@ -499,6 +518,42 @@ def test_price_change_between_update_and_complete_is_not_charged(
     assert processor.charges()[0]["amount"] == total_of(first)
 
 
+def test_price_change_while_the_draft_is_completed_orders_at_the_charged_price(
+        shop: FakeShopify, app: Flask, processor: FakePaymentProcessor) -> None:
+    """The check-then-act race: the total is checked, then draftOrderComplete runs
+    separately; a price change in between must not change the order (the lines
+    were frozen with priceOverride before the charge)."""
+    body = ready_session(Agent(app.test_client()))
+    paid = total_of(body)
+    assert paid == 2000 + 175 + 500 + 44
+    shop.add_fault("delay", operation="AcpDraftOrderComplete", seconds=1.0)
+    results: dict[str, t.Any] = {}
+
+    def complete() -> None:
+        results["done"] = Agent(app.test_client()).complete(body["id"]).get_json()
+
+    thread = threading.Thread(target=complete)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not shop.calls["AcpDraftOrderComplete"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # charged, the total checked; Shopify holds draftOrderComplete while the merchant raises the price
+    assert (shop.calls["AcpDraftOrderComplete"], shop.executed["AcpDraftOrderComplete"]) == (1, 0)
+    assert len(processor.charges()) == 1
+    shop.set_price(1001, "22.00")
+    thread.join(30)
+    assert not thread.is_alive()
+    done = results["done"]
+    assert done["status"] == "completed", done["messages"]
+    [order] = shop.order_list()
+    [charge] = processor.charges()
+    assert charge["amount"] == paid == total_of(done) == mapping.money(order["totalPriceSet"], "usd")
+    assert processor.operations("refund") == []
+    assert_one_paid_order(shop, processor, done, "usd")
+    # the catalog price applies to the next checkout
+    assert total_of(ready_session(Agent(app.test_client()))) == 2200 + 193 + 500 + 44
+
+
 def test_complete_response_lost_completes_once(shop: FakeShopify, agent: Agent,
                                                processor: FakePaymentProcessor) -> None:
     body = ready_session(agent)
@@ -529,6 +584,103 @@ def test_complete_response_lost_and_shopify_down_then_retry(
     assert_one_paid_order(shop, processor, done, "usd")
 
 
+def test_lost_completion_answer_and_failed_reread_past_the_deadline_is_never_refunded(
+        shop: FakeShopify, fake_stripe: FakeStripe, make_stripe_app: AppFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """draftOrderComplete ran but its answer was lost, and the re-read failed: the
+    order may exist, so even past ACP_ORDER_PLACEMENT_DEADLINE the payment is kept
+    (503, logged at error level); once Shopify answers, a retry completes the
+    session with that order."""
+    app = make_stripe_app(ACP_ORDER_PLACEMENT_DEADLINE=0)
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    token = mint(app, total_of(body))
+    shop.add_fault("drop", operation="AcpDraftOrderComplete")  # executed, answer lost
+    shop.add_fault("status", operation="AcpDraftOrderStatus", status=503, skip=1)  # the re-read fails
+    with caplog.at_level(logging.ERROR, "flask_acp"):
+        failed = agent.complete(body["id"], token)
+    assert failed.status_code == 503, failed.get_json()
+    assert failed.get_json()["type"] == "service_unavailable"
+    assert "the order may exist" in caplog.text
+    [order] = shop.order_list()  # Shopify completed the draft: the order is there, paid
+    assert order["displayFinancialStatus"] == "PAID"
+    [intent] = fake_stripe.payment_intents.values()
+    assert (intent["status"], fake_stripe.refunds) == ("succeeded", {})
+    assert stored(app, body["id"]).status.value == "complete_in_progress"
+    # Shopify answers again: the retry finds the completed draft and records its order
+    retried = agent.complete(body["id"], token)
+    assert retried.status_code == 200, retried.get_json()
+    done = retried.get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert done["order"]["id"] == order["id"]
+    assert shop.executed["AcpDraftOrderComplete"] == 1
+    assert (len(shop.draft_list()), len(shop.order_list())) == (1, 1)  # no second draft, no second order
+    assert fake_stripe.refunds == {}
+    assert mapping.money(order["totalPriceSet"], "usd") == intent["amount_received"] == total_of(done)
+
+
+def test_unknown_completion_then_shopify_unreachable_is_never_refunded(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor) -> None:
+    """After a completion whose outcome is unknown, a later attempt that cannot
+    even connect (nothing sent) still must not refund: the first one may have
+    placed the order."""
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[])
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("drop", operation="AcpDraftOrderComplete")
+    shop.add_fault("status", operation="AcpDraftOrderStatus", status=503, skip=1)
+    assert agent.complete(body["id"]).status_code == 503
+    port = shop.port
+    shop.stop()  # connection refused from now on
+    try:
+        refused = agent.complete(body["id"])
+        assert refused.status_code == 503, refused.get_json()
+        assert processor.operations("refund") == []
+    finally:
+        shop.start(port=port)
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    assert processor.operations("refund") == []
+
+
+def test_completion_with_no_answer_on_a_draft_still_open_is_never_refunded(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor) -> None:
+    """draftOrderComplete timed out and the draft reads open: the completion may
+    still be running at Shopify, so the deadline does not refund it."""
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[], SHOPIFY_TIMEOUT=0.5)
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("timeout", operation="AcpDraftOrderComplete", seconds=1.0)  # held, then dropped
+    assert agent.complete(body["id"]).status_code == 503
+    assert processor.operations("refund") == []
+    assert shop.order_list() == []
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    assert processor.operations("refund") == []
+
+
+@pytest.mark.parametrize(("operation", "fault"), [
+    ("AcpDraftOrderStatus", {"status": 503}),  # the first read fails: nothing was attempted
+    ("AcpDraftOrderComplete", {"status": 429, "retry_after": "30"}),  # throttled: not executed
+    ("AcpDraftOrderComplete", {"status": 503}),  # answered with an error, the draft reads open
+], ids=["status-read-503", "complete-throttled", "complete-503-still-open"])
+def test_completion_that_certainly_did_not_happen_is_refunded_past_the_deadline(
+        shop: FakeShopify, make_app: AppFactory, processor: FakePaymentProcessor, operation: str,
+        fault: dict[str, t.Any]) -> None:
+    app = make_app(ACP_ORDER_PLACEMENT_DEADLINE=0, ACP_ORDER_PLACEMENT_RETRIES=[])
+    agent = Agent(app.test_client())
+    body = ready_session(agent)
+    shop.add_fault("status", operation=operation, **fault)
+    response = agent.complete(body["id"])
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["status"] == "not_ready_for_payment"
+    assert [r["amount"] for r in processor.operations("refund")] == [total_of(body)]
+    assert shop.order_list() == []
+    assert shop.executed["AcpDraftOrderComplete"] == 0
+
+
 def test_order_tagging_failure_does_not_fail_the_purchase(shop: FakeShopify, agent: Agent,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     body = ready_session(agent)
@@ -553,32 +705,55 @@ def test_draft_shopify_refuses_to_complete_is_refunded(shop: FakeShopify, agent:
     assert len(processor.operations("refund")) == 1
 
 
-def test_retry_after_a_failed_completion_never_orders_at_a_changed_price(
-        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+def _charged_then_completion_failed(shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask,
+                                    ) -> tuple[Agent, dict[str, t.Any], str, dict[str, t.Any]]:
+    """A session charged at Stripe whose draftOrderComplete then failed (503: not
+    executed): the session waits. Returns the agent, the session, the token and the intent."""
     agent = Agent(stripe_app.test_client())
     body = ready_session(agent)
     paid = total_of(body)
     assert paid == 2000 + 175 + 500 + 44
     token = mint(stripe_app, paid)
-    # charged at Stripe, then draftOrderComplete fails (503: not executed): the session waits
     shop.add_fault("status", operation="AcpDraftOrderComplete", status=503)
     failed = agent.complete(body["id"], token)
     assert failed.status_code == 503, failed.get_json()
     [intent] = fake_stripe.payment_intents.values()
     assert (intent["status"], intent["amount_received"]) == ("succeeded", paid)
     assert shop.order_list() == []
-    # the merchant changes the price: Shopify re-prices the open draft (no priceOverride on its lines)
+    return agent, body, token, intent
+
+
+def test_retry_after_a_failed_completion_orders_at_the_price_paid(
+        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+    agent, body, token, intent = _charged_then_completion_failed(shop, fake_stripe, stripe_app)
+    # the merchant changes the price: the draft's lines were fixed with priceOverride before the charge
     shop.set_price(1001, "22.00")
-    assert mapping.money(draft_of(shop, body["id"])["totalPriceSet"], "usd") == 2200 + 193 + 500 + 44
+    assert mapping.money(draft_of(shop, body["id"])["totalPriceSet"], "usd") == total_of(body)
+    retried = agent.complete(body["id"], token)
+    assert retried.status_code == 200, retried.get_json()
+    done = retried.get_json()
+    assert done["status"] == "completed", done["messages"]
+    [order] = shop.order_list()
+    assert mapping.money(order["totalPriceSet"], "usd") == intent["amount_received"] == total_of(body)
+    assert fake_stripe.refunds == {}
+
+
+def test_retry_after_a_failed_completion_never_orders_at_a_changed_total(
+        shop: FakeShopify, fake_stripe: FakeStripe, stripe_app: Flask) -> None:
+    agent, body, token, intent = _charged_then_completion_failed(shop, fake_stripe, stripe_app)
+    paid = total_of(body)
+    # what priceOverride does not fix: the tax rate changes, Shopify recalculates the open draft
+    shop.set_tax_rate("US-CA", "0.10")
+    assert mapping.money(draft_of(shop, body["id"])["totalPriceSet"], "usd") == 2000 + 200 + 500 + 50
     retried = agent.complete(body["id"], token)
     assert retried.status_code == 200, retried.get_json()
     done = retried.get_json()
     assert done["status"] == "not_ready_for_payment"
     assert "order" not in done
     assert done["messages"][-1]["type"] == "error"
-    assert "total changed after the payment (now 29.37 USD, 27.19 USD was paid)" in \
+    assert "total changed after the payment (now 27.50 USD, 27.19 USD was paid)" in \
         done["messages"][-1]["content"]
-    # no Shopify order at a price the buyer was not charged; the payment went back in full
+    # no Shopify order at a total the buyer was not charged; the payment went back in full
     assert shop.order_list() == []
     assert shop.calls["AcpDraftOrderComplete"] == 1
     [refund] = fake_stripe.refunds.values()
@@ -808,6 +983,22 @@ def test_draft_deleted_in_shopify_is_recreated(shop: FakeShopify, agent: Agent, 
     draft = draft_of(shop, body["id"])
     assert draft["id"] != old
     assert draft["email"] == "new@example.com"
+
+
+def test_draft_deleted_before_complete_is_recreated_with_fixed_prices(
+        shop: FakeShopify, agent: Agent, app: Flask, processor: FakePaymentProcessor) -> None:
+    body = ready_session(agent)
+    old = draft_of(shop, body["id"])["id"]
+    adapter_of(app).client.execute(
+        "mutation D($input: DraftOrderDeleteInput!) { draftOrderDelete(input: $input) { deletedId } }",
+        {"input": {"id": old}}, operation_name="D")
+    done = agent.complete(body["id"]).get_json()
+    assert done["status"] == "completed", done["messages"]
+    assert_one_paid_order(shop, processor, done, "usd")
+    [draft] = shop.draft_list()
+    assert draft["id"] != old
+    assert [n["priceOverride"] for n in draft["lineItems"]["nodes"]] == [
+        {"amount": "20.0", "currencyCode": "USD"}]
 
 
 def test_cleanup_abandoned_drafts(shop: FakeShopify, agent: Agent, app: Flask) -> None:

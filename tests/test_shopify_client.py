@@ -15,6 +15,7 @@ from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp_adapters.shopify import ShopifyAdapter
 from flask_acp_adapters.shopify import ShopifyClient
 from flask_acp_adapters.shopify import ShopifyGraphQLError
+from flask_acp_adapters.shopify import ShopifyNoAnswerError
 from flask_acp_adapters.shopify import ShopifyThrottledError
 from flask_acp_adapters.shopify.client import validate_shop_url
 from tests.test_shopify import STORE
@@ -214,6 +215,45 @@ def test_timeout_is_unavailable(shop: FakeShopify, connect: cabc.Callable[..., S
     with pytest.raises(AdapterUnavailableError, match="within 0.2 s"):
         connect(timeout=0.2).execute(SHOP, operation_name="S")
     assert shop.executed["S"] == 0
+
+
+MUTATION = 'mutation T { tagsAdd(id: "gid://shopify/Order/1", tags: ["x"]) { node { id } } }'
+
+
+@pytest.mark.parametrize(("fault", "unknown", "no_answer"), [
+    ({"kind": "drop"}, True, True),  # executed, the answer lost
+    ({"kind": "timeout", "seconds": 0.5}, True, True),  # no answer in time: may still run
+    ({"kind": "status", "status": 500}, True, False),  # answered 5xx: may have run
+    ({"kind": "500_after"}, True, False),
+    ({"kind": "status", "status": 200, "body": {"errors": [
+        {"message": "Internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}}, True, False),
+    ({"kind": "status", "status": 423}, False, False),  # refused before running
+    ({"kind": "status", "status": 429, "retry_after": "30"}, False, False),  # throttled: not run
+], ids=["drop", "timeout", "500", "500-after", "internal-error", "423", "429"])
+def test_outcome_unknown_marks_mutations_that_may_have_run(
+        shop: FakeShopify, connect: cabc.Callable[..., ShopifyClient], fault: dict[str, t.Any],
+        unknown: bool, no_answer: bool) -> None:
+    client = connect(timeout=0.2)
+    options = dict(fault)
+    shop.add_fault(options.pop("kind"), operation="T", **options)
+    with pytest.raises(AdapterUnavailableError) as info:
+        client.execute(MUTATION, operation_name="T")
+    assert (info.value.outcome_unknown, isinstance(info.value, ShopifyNoAnswerError)) == (unknown, no_answer)
+    # a query changes nothing: its failures never have an unknown outcome
+    options = dict(fault)
+    shop.add_fault(options.pop("kind"), operation="S", times=2, **options)
+    with pytest.raises(AdapterUnavailableError) as info:
+        client.execute(SHOP, operation_name="S")
+    assert info.value.outcome_unknown is False
+
+
+def test_refused_connection_is_not_an_unknown_outcome(connect: cabc.Callable[..., ShopifyClient]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(AdapterUnavailableError, match="cannot reach Shopify") as info:
+        connect(shop_url=f"http://127.0.0.1:{port}").execute(MUTATION, operation_name="T")
+    assert info.value.outcome_unknown is False  # nothing was sent
 
 
 @pytest.mark.parametrize("url", ["https://shop.myshopify.com", "https://shop.myshopify.com/",

@@ -170,6 +170,46 @@ def test_price_change_reprices_open_drafts_only(shop: FakeShopify, http: request
     assert shop.order_list()[0]["totalPriceSet"]["shopMoney"]["amount"] == "12.0"
 
 
+LINES = """query L($id: ID!) { draftOrder(id: $id) { presentmentCurrencyCode
+  totalPriceSet { shopMoney { amount } presentmentMoney { amount currencyCode } }
+  lineItems(first: 10) { nodes { variant { id } priceOverride { amount currencyCode }
+    originalUnitPriceSet { shopMoney { amount } presentmentMoney { amount currencyCode } } } } } }"""
+UPDATE = """mutation U($id: ID!, $input: DraftOrderInput!) { draftOrderUpdate(id: $id, input: $input) {
+  draftOrder { id } userErrors { field message } } }"""
+
+
+def test_price_override_is_kept_whatever_the_catalog_does(shop: FakeShopify, http: requests.Session) -> None:
+    def lines(draft_id: str) -> list[tuple[t.Any, str]]:
+        nodes = data(gql(http, shop, LINES, {"id": draft_id}))["draftOrder"]["lineItems"]["nodes"]
+        return [(n["priceOverride"], n["originalUnitPriceSet"]["presentmentMoney"]["amount"]) for n in nodes]
+
+    fixed = {"variantId": "gid://shopify/ProductVariant/1002", "quantity": 1,
+             "priceOverride": {"amount": "10.00", "currencyCode": "USD"}}
+    catalog = {"variantId": "gid://shopify/ProductVariant/1001", "quantity": 1}
+    draft = create(http, shop, lineItems=[fixed, catalog])["draftOrder"]
+    assert lines(draft["id"]) == [({"amount": "10.0", "currencyCode": "USD"}, "10.0"), (None, "20.0")]
+    shop.set_price(1002, "13.50")
+    shop.set_price(1001, "21.00")  # the catalog line follows, the overridden one does not
+    assert shop.draft(draft["id"])["totalPriceSet"]["shopMoney"]["amount"] == "31.0"
+    # another presentment currency: the override is converted at the shop's rate (0.300 KWD per USD)
+    data(gql(http, shop, UPDATE, {"id": draft["id"], "input": {"presentmentCurrencyCode": "KWD"}}))
+    assert lines(draft["id"])[0] == ({"amount": "3.0", "currencyCode": "KWD"}, "3.0")
+    data(gql(http, shop, UPDATE, {"id": draft["id"], "input": {"presentmentCurrencyCode": "USD"}}))
+    done = data(gql(http, shop, COMPLETE, {"id": draft["id"]}))["draftOrderComplete"]
+    assert done["userErrors"] == []
+    assert shop.order_list()[0]["totalPriceSet"]["shopMoney"]["amount"] == "31.0"
+    # lines sent again without priceOverride follow the catalog again
+    other = create(http, shop, lineItems=[fixed])["draftOrder"]
+    plain = {"lineItems": [dict(fixed, priceOverride=None)]}
+    data(gql(http, shop, UPDATE, {"id": other["id"], "input": plain}))
+    assert lines(other["id"]) == [(None, "13.5")]
+    refused = gql(http, shop, UPDATE, {"id": other["id"], "input": {"lineItems": [
+        dict(fixed, priceOverride={"amount": "-1.00", "currencyCode": "USD"})]}})
+    assert data(refused)["draftOrderUpdate"]["userErrors"] == [
+        {"field": ["lineItems", "0", "priceOverride"],
+         "message": "Price override must be a non-negative amount in a currency of the shop"}]
+
+
 def test_user_errors(shop: FakeShopify, http: requests.Session) -> None:
     unknown = create(http, shop, lineItems=[{"variantId": "gid://shopify/ProductVariant/9", "quantity": 1}])
     assert unknown == {"draftOrder": None, "userErrors": [

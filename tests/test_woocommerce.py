@@ -511,6 +511,94 @@ def test_lost_set_paid_and_failed_reread_are_retried_inline_by_the_core(shop: Sh
     assert [o["status"] for o in shop.woo.orders.values()] == ["processing"]
 
 
+def test_lost_set_paid_and_failed_reread_past_the_deadline_is_never_refunded(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:
+    """set_paid ran (the order is paid) but its answer was lost, and the re-read
+    failed: the order may be paid, so even past ACP_ORDER_PLACEMENT_DEADLINE the
+    payment is kept (503); the retry finds the paid order and completes."""
+    shop = open_shop(tmp_path, woo, ACP_ORDER_PLACEMENT_RETRIES=[], ACP_ORDER_PLACEMENT_DEADLINE=0)
+    try:
+        session = shop.create([{"id": "10"}])
+        woo.fail_next("drop_after", route=PUT_ORDER, after=1)  # the set_paid PUT: done, answer lost
+        woo.fail_next("500", route=GET_ORDER, after=1)  # the re-read fails
+        response = shop.agent.complete(session["id"])
+        assert response.status_code == 503, response.get_json()
+        assert response.get_json()["type"] == "service_unavailable"
+        assert shop.processor.operations("refund") == []
+        [order] = [o for o in woo.orders.values() if o["status"] == "processing"]  # paid in WooCommerce
+        done = shop.complete(session["id"])
+        assert done["status"] == "completed", done["messages"]
+        assert int(done["order"]["id"]) == order["id"]
+        [charge] = shop.processor.charges()
+        assert order["transaction_id"] == charge["payment_id"]
+        assert shop.processor.operations("refund") == []
+        assert woo.stock(10) == 24
+    finally:
+        shop.adapter.close()
+
+
+def test_unknown_set_paid_then_store_unreachable_is_never_refunded(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:
+    """After a set_paid whose outcome is unknown, a later attempt that cannot even
+    connect (nothing sent) still must not refund: the first one may have paid."""
+    shop = open_shop(tmp_path, woo, ACP_ORDER_PLACEMENT_RETRIES=[], ACP_ORDER_PLACEMENT_DEADLINE=0)
+    try:
+        session = shop.create([{"id": "10"}])
+        woo.fail_next("drop_after", route=PUT_ORDER, after=1)
+        woo.fail_next("500", route=GET_ORDER, after=1)
+        assert shop.agent.complete(session["id"]).status_code == 503
+        port = woo.port
+        woo.stop()  # connection refused from now on
+        try:
+            refused = shop.agent.complete(session["id"])
+            assert refused.status_code == 503, refused.get_json()
+            assert shop.processor.operations("refund") == []
+        finally:
+            woo.start(port=port)
+        done = shop.complete(session["id"])
+        assert done["status"] == "completed", done["messages"]
+        assert shop.processor.operations("refund") == []
+        assert [o["status"] for o in woo.orders.values()] == ["processing"]
+    finally:
+        shop.adapter.close()
+
+
+def test_set_paid_with_no_answer_while_the_order_stays_unpaid_is_never_refunded(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:
+    """Every set_paid times out and the order still reads pending: they may still be
+    running, so the deadline does not refund; a later retry pays the order."""
+    shop = open_shop(tmp_path, woo, ACP_ORDER_PLACEMENT_RETRIES=[], ACP_ORDER_PLACEMENT_DEADLINE=0,
+                     WOOCOMMERCE_TIMEOUT=0.3)
+    try:
+        session = shop.create([{"id": "10"}])
+        woo.fail_next("timeout", route=PUT_ORDER, after=1, count=3, seconds=0.6)  # nothing done
+        response = shop.agent.complete(session["id"])
+        assert response.status_code == 503, response.get_json()
+        assert shop.processor.operations("refund") == []
+        assert [o["status"] for o in woo.orders.values()] == ["pending"]
+        done = shop.complete(session["id"])
+        assert done["status"] == "completed", done["messages"]
+        assert [o["status"] for o in woo.orders.values()] == ["processing"]
+        assert shop.processor.operations("refund") == []
+    finally:
+        shop.adapter.close()
+
+
+@pytest.mark.parametrize("fault", ["429", "500"], ids=["throttled", "answered-500-still-pending"])
+def test_set_paid_that_certainly_did_not_pay_is_refunded_past_the_deadline(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce, fault: str) -> None:
+    shop = open_shop(tmp_path, woo, ACP_ORDER_PLACEMENT_RETRIES=[], ACP_ORDER_PLACEMENT_DEADLINE=0)
+    try:
+        session = shop.create([{"id": "10"}])
+        woo.fail_next(fault, route=PUT_ORDER, after=1, count=3)  # every set_paid, nothing done
+        done = shop.complete(session["id"])
+        assert done["status"] == "not_ready_for_payment"
+        assert [r["amount"] for r in shop.processor.operations("refund")] == [total(session)]
+        assert "processing" not in [o["status"] for o in woo.orders.values()]
+    finally:
+        shop.adapter.close()
+
+
 def test_set_paid_timeout_is_retried_after_a_reread(tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:
     shop = open_shop(tmp_path, woo, WOOCOMMERCE_TIMEOUT=0.3)
     try:

@@ -4,6 +4,7 @@ session headers, transport retries and error translation."""
 from __future__ import annotations
 
 import collections.abc as cabc
+import socket
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from flask_acp_adapters.woocommerce import CartSession
 from flask_acp_adapters.woocommerce import WooCommerceClient
 from flask_acp_adapters.woocommerce import WooCommerceError
+from flask_acp_adapters.woocommerce import WooCommerceNoAnswerError
 from flask_acp_adapters.woocommerce.client import is_loopback
 
 CART = "/wc/store/v1/cart"
@@ -126,6 +128,41 @@ def test_timeouts_and_dropped_connections(woo: FakeWooCommerce, client: WooComme
         client.request("POST", ADD, json={"id": 10, "quantity": 1}, cart=cart)
     # it was done all the same: the answer was lost, not the request
     assert [i["quantity"] for i in client.request("GET", CART, cart=cart).data["items"]] == [1]
+
+
+@pytest.mark.parametrize(("fault", "unknown", "no_answer"), [
+    ("drop_after", True, True),  # done, the answer lost
+    ("timeout", True, True),  # no answer in time: it may still run
+    ("500", True, False),  # answered 5xx: PHP may have done the work first
+    ("500_after", True, False),
+    ("429", False, False),  # rate limited: nothing done
+])
+def test_outcome_unknown_marks_changes_that_may_have_been_made(
+        woo: FakeWooCommerce, client: WooCommerceClient, fault: str, unknown: bool, no_answer: bool) -> None:
+    woo.fail_next(fault, route="PUT /wc/v3/orders/{id}", seconds=1.0)
+    with pytest.raises(AdapterUnavailableError) as info:
+        client.request("PUT", "/wc/v3/orders/1", json={"status": "pending"})
+    assert info.value.outcome_unknown is unknown
+    assert isinstance(info.value, WooCommerceNoAnswerError) is no_answer
+    # a read changes nothing: its failures never have an unknown outcome
+    woo.fail_next(fault, route="GET /wc/v3/orders/{id}", count=3, seconds=1.0)
+    with pytest.raises(AdapterUnavailableError) as info:
+        client.request("GET", "/wc/v3/orders/1")
+    assert info.value.outcome_unknown is False
+
+
+def test_refused_connection_is_not_an_unknown_outcome(woo: FakeWooCommerce) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = WooCommerceClient(f"http://127.0.0.1:{port}", woo.consumer_key, woo.consumer_secret, timeout=0.5)
+    try:
+        with pytest.raises(AdapterUnavailableError, match="ConnectionError") as info:
+            client.request("PUT", "/wc/v3/orders/1", json={"set_paid": True})
+    finally:
+        client.close()
+    assert info.value.outcome_unknown is False  # nothing was sent
+    assert not isinstance(info.value, WooCommerceNoAnswerError)
 
 
 def test_https_is_required_except_for_loopback() -> None:

@@ -22,6 +22,7 @@ from .adapter import ShopifyAdapter as ShopifyAdapter
 from .client import DEFAULT_API_VERSION as DEFAULT_API_VERSION
 from .client import ShopifyClient as ShopifyClient
 from .client import ShopifyGraphQLError as ShopifyGraphQLError
+from .client import ShopifyNoAnswerError as ShopifyNoAnswerError
 from .client import ShopifyThrottledError as ShopifyThrottledError
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "ShopifyAdapter",
     "ShopifyClient",
     "ShopifyGraphQLError",
+    "ShopifyNoAnswerError",
     "ShopifyThrottledError",
 ]

@@ -20,13 +20,15 @@ create         ``AcpVariants`` (``nodes(ids:)`` + shop currencies) -> [address:
 update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOptions``]
                -> ``draftOrderUpdate`` (full line list, address, chosen rate
                handle, refreshed reservation) -> [payable: ``draftOrder`` until ``ready``]
-complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock) -> [reservation
-               ending before the charge's time budget: ``draftOrderUpdate``
-               (``reserveInventoryUntil``) -> ``draftOrder`` until ``ready``; stock re-checked]
-               -> *core charges* -> ``place_order``: ``draftOrder`` status (an earlier
-               attempt may have completed it; an open draft's total must be the amount
-               charged) -> ``draftOrderComplete`` -> ``tagsAdd`` (``payment:<payment id>``
-               on the order)
+complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock, line prices) ->
+               ``draftOrderUpdate`` (``lineItems`` with ``priceOverride`` = the unit prices
+               read, so the prices charged are the order's; and ``reserveInventoryUntil``
+               when the reservation ends before the charge's time budget) -> ``draftOrder``
+               until ``ready``; stock re-checked (a draft fixed by an earlier attempt, with
+               a long enough reservation: the first read only) -> *core charges* ->
+               ``place_order``: ``draftOrder`` status (an earlier attempt may have
+               completed it; an open draft's total must still be the amount charged) ->
+               ``draftOrderComplete`` -> ``tagsAdd`` (``payment:<payment id>`` on the order)
 cancel/expiry  ``draftOrderDelete`` (releases the reservation; "already gone" is fine)
 =============  =================================================================
 
@@ -47,6 +49,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import typing as t
 import urllib.parse
@@ -75,7 +78,7 @@ from flask_acp.models import Totals
 from . import mapping
 from . import queries
 from .client import ShopifyClient
-from .client import ShopifyThrottledError
+from .client import ShopifyNoAnswerError
 from .settings import SHOPIFY_SETTINGS
 from .webhooks import SESSION_ATTRIBUTE
 from .webhooks import TAG
@@ -155,6 +158,10 @@ class ShopifyAdapter(PlatformAdapter):
         self.clock = clock
         self._sleep = sleep
         self._currencies: list[str] | None = None
+        self._lock = threading.Lock()
+        #: drafts whose completion this process sent without learning its outcome:
+        #: until their order is seen, every failure to place them is outcome-unknown
+        self._unknown_completions: set[str] = set()
         host = (urllib.parse.urlsplit(client.shop_url).hostname or "").lower()
         #: ``{shop}.myshopify.com`` when the shop URL is one: webhooks whose
         #: ``X-Shopify-Shop-Domain`` names another shop are ignored.
@@ -546,33 +553,56 @@ class ShopifyAdapter(PlatformAdapter):
     # -- orders -----------------------------------------------------------------------
 
     def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
-        """Re-read the session's draft right before the charge, make its stock
-        reservation last until ``hold_until``, and return its current totals
-        (the core refuses to charge when they changed).
+        """Re-read the session's draft right before the charge, fix its prices,
+        make its stock reservation last until ``hold_until``, and return its
+        current totals (the core refuses to charge when they changed).
 
-        ``draftOrderComplete`` does not check stock, so the reservation must
-        outlast the charge: when the draft's ``reserveInventoryUntil`` is unset
-        or earlier than ``hold_until`` (a session near its expiry), it is
-        extended first (``draftOrderUpdate`` with only ``reserveInventoryUntil``
-        = the later of the session's expiry and ``hold_until``, rounded up to
-        the second), and the draft is re-read until ``ready``. Then the stock
-        of every limited variant is re-checked: when another draft or order
-        holds the units (e.g. taken while this draft's reservation had lapsed)
-        the line gets an ``out_of_stock`` / ``quantity_exceeded`` error and
-        nothing is charged; an extension that found units taken is given back
-        (the former end while still ahead, else none) so that the buyer who
-        holds them is not refused as well. A deleted draft is recreated by
-        re-quoting (its reservation also lasts until ``hold_until``); a refused
-        extension (``userErrors``) is returned as error messages.
+        An open draft follows the variants' catalog prices until
+        ``draftOrderComplete``, which does not check them against anything: so
+        every line is given ``priceOverride`` = its unit price as just read
+        (``originalUnitPriceSet``, presentment currency), and the quote
+        returned -- the one charged when its total is what the agent saw -- is
+        priced from the draft so frozen. A price change after that no longer
+        changes the draft nor the order completed from it (the next quote,
+        which sends the lines again without ``priceOverride``, follows the
+        catalog again). A draft whose lines all carry ``priceOverride`` already
+        (an earlier attempt whose charge failed) is left as it is. (Since
+        2025-01 a draft's prices follow the catalog, and a line's price override
+        is "locked and used as the basis for all further calculations":
+        https://shopify.dev/changelog/posts/set-custom-prices-in-draft-orders.)
+
+        ``draftOrderComplete`` does not check stock either, so the reservation
+        must outlast the charge: when the draft's ``reserveInventoryUntil`` is
+        unset or earlier than ``hold_until`` (a session near its expiry), it is
+        extended in the same ``draftOrderUpdate`` (``reserveInventoryUntil`` =
+        the later of the session's expiry and ``hold_until``, rounded up to the
+        second; the other fields are left as they are), and the draft is
+        re-read until ``ready``. Then the stock of every limited variant is
+        re-checked: when another draft or order holds the units (e.g. taken
+        while this draft's reservation had lapsed) the line gets an
+        ``out_of_stock`` / ``quantity_exceeded`` error and nothing is charged;
+        an extension that found units taken is given back (the former end
+        while still ahead, else none) so that the buyer who holds them is not
+        refused as well. A deleted draft is recreated by re-quoting (its
+        reservation also lasts until ``hold_until``) and then prepared the same
+        way; a refused update (``userErrors``) is returned as error messages.
+
+        Calls: ``draftOrder`` -> [not fixed yet or the reservation too short:
+        (``draftOrder`` until ``ready``) -> ``draftOrderUpdate`` -> ``draftOrder``
+        until ``ready``] -> [units taken after an extension: ``draftOrderUpdate``].
 
         :param hold_until: aware UTC; the end of the charge's time budget.
-        :returns: the quote, its ``stock_held_until`` the draft's
-            ``reserveInventoryUntil`` as Shopify reports it (the current time
-            when it reports none: nothing is held), or ``None`` when the
-            session has no draft (nothing purchasable: payment is blocked).
+        :returns: the quote, in minor units of ``session.currency``, its
+            ``stock_held_until`` the draft's ``reserveInventoryUntil`` as Shopify
+            reports it (the current time when it reports none: nothing is held),
+            or the session's quote unchanged when the session has no draft
+            (nothing purchasable: payment is blocked).
         :raises AdapterUnavailableError: Shopify unavailable or still calculating.
         :raises AdapterRejectedError: Shopify refused the credentials or a query.
         """
+        return self._prepare(session, hold_until, requoted=False)
+
+    def _prepare(self, session: CheckoutSession, hold_until: dt.datetime, *, requoted: bool) -> Quote:
         quote = session.quote
         state: dict[str, JSON] = dict(quote.adapter_state)
         draft_id = state.get("draft_id")
@@ -583,6 +613,7 @@ class ShopifyAdapter(PlatformAdapter):
         extended_from: dt.datetime | None = None  # the reservation's end before extending it
         extended = False
         if draft is not None and draft.get("status") != "COMPLETED":
+            changes: dict[str, JSON] = {}
             until = mapping.parse_datetime(draft.get("reserveInventoryUntil"))
             if until is None or until < hold_until:
                 extended, extended_from = True, until
@@ -590,7 +621,13 @@ class ShopifyAdapter(PlatformAdapter):
                          "until %s; extending the reservation to %s", session.id, draft_id,
                          draft.get("reserveInventoryUntil"), mapping.reserve_until(hold_until),
                          mapping.reserve_until(wanted))
-                draft, errors = self._extend_reservation(str(draft_id), wanted)
+                changes["reserveInventoryUntil"] = mapping.reserve_until(wanted)
+            if not _prices_fixed(draft):
+                if not draft.get("ready"):  # fix the prices Shopify has finished calculating
+                    draft = self._await_ready(str(draft_id), draft)
+                changes["lineItems"] = t.cast(JSON, _fixed_line_items(draft))
+            if changes:
+                draft, errors = self._update_for_charge(str(draft_id), changes)
                 if errors:
                     return dataclasses.replace(quote, messages=quote.messages + tuple(
                         _user_error_messages(errors, _session_request(session, state))))
@@ -600,6 +637,8 @@ class ShopifyAdapter(PlatformAdapter):
             state["held"] = {}
             request = dataclasses.replace(_session_request(session, state), expires_at=wanted)
             fresh = self.quote(request)
+            if not requoted and fresh.adapter_state.get("draft_id"):
+                return self._prepare(session.replace(quote=fresh), hold_until, requoted=True)
             held_until = mapping.parse_datetime(fresh.adapter_state.get("reserve_until")) \
                 if fresh.adapter_state.get("draft_id") else None
             return dataclasses.replace(fresh, stock_held_until=held_until)
@@ -672,23 +711,33 @@ class ShopifyAdapter(PlatformAdapter):
             return current
         return mapping.parse_datetime(draft.get("reserveInventoryUntil"))
 
-    def _extend_reservation(self, draft_id: str, until: dt.datetime,
-                            ) -> tuple[dict[str, JSON] | None, list[dict[str, JSON]]]:
-        """``draftOrderUpdate`` of ``reserveInventoryUntil`` alone (the other
-        fields are left as they are). Returns the updated draft and no errors,
-        ``(None, [])`` when the draft no longer exists, or ``(None, userErrors)``."""
-        data = self.client.execute(
-            queries.DRAFT_ORDER_UPDATE,
-            {"id": draft_id, "input": {"reserveInventoryUntil": mapping.reserve_until(until)}},
-            operation_name="AcpDraftOrderUpdate")
+    def _update_for_charge(self, draft_id: str, changes: dict[str, JSON],
+                           ) -> tuple[dict[str, JSON] | None, list[dict[str, JSON]]]:
+        """``draftOrderUpdate`` of ``changes`` alone (``reserveInventoryUntil``,
+        ``lineItems`` with ``priceOverride``; the other fields are left as they
+        are), then the draft re-read until ``ready``. Returns the updated draft
+        and no errors, ``(None, [])`` when the draft no longer exists, or
+        ``(None, userErrors)`` (also for a line whose price cannot be fixed).
+
+        :raises AdapterUnavailableError: Shopify unavailable or still calculating.
+        """
+        lines = changes.get("lineItems")
+        if isinstance(lines, list) and not all(lines):
+            log.error("Shopify draft %s has a line without a variant or a unit price; not charging it",
+                      draft_id)
+            return None, [{"field": ["lineItems"], "message": "An item of this order is no longer sold "
+                                                                "in the store at a known price."}]
+        data = self.client.execute(queries.DRAFT_ORDER_UPDATE, {"id": draft_id, "input": changes},
+                                   operation_name="AcpDraftOrderUpdate")
         payload = t.cast(dict[str, JSON], data.get("draftOrderUpdate") or {})
         errors = t.cast(list[dict[str, JSON]], payload.get("userErrors") or [])
         draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
         if draft is not None and not errors:
-            return draft, []
+            return (draft if draft.get("ready") else self._await_ready(draft_id, draft)), []
         if errors and _draft_missing(errors) and self._read_draft(draft_id) is None:
             return None, []
-        log.warning("Shopify refused to extend the reservation of draft %s: %s", draft_id, errors)
+        log.warning("Shopify refused to update draft %s before the charge (%s): %s", draft_id,
+                    ", ".join(sorted(changes)), errors)
         return None, errors or [{"message": "Shopify did not return the draft order"}]
 
     def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
@@ -699,17 +748,34 @@ class ShopifyAdapter(PlatformAdapter):
         lost) yields its order; ``draftOrderComplete`` itself completes a draft
         only once. An open draft is completed only at the amount charged: its
         ``totalPriceSet`` (once ``ready``) in minor units of ``payment.currency``
-        must equal ``payment.amount`` -- Shopify re-prices an open draft when
-        the merchant changes a price, e.g. between a failed attempt and its
-        retry. An order that already exists at another total is kept (it
-        exists) and the difference logged at error level.
+        must equal ``payment.amount``. Its line prices were fixed by
+        :meth:`prepare_order` (``priceOverride``), so a catalog price change no
+        longer moves it; this check is the second guard, for what they do not
+        fix (a tax rate changed, lines edited in the admin between a failed
+        attempt and its retry). It cannot cover a change made while
+        ``draftOrderComplete`` itself runs: that is what fixing the prices is for.
+        An order that already exists at another total is kept (it exists) and
+        the difference logged at error level.
         The order's ``permalink_url`` is Shopify's order status page
         (``Order.statusPageUrl``), ``id`` and ``platform_order_id`` its GID,
         ``order_number`` its ``name`` (``#1001``).
 
+        Whether the order may exist when it cannot be placed now is told by
+        ``outcome_unknown`` (the core then never refunds on its own): set when a
+        ``draftOrderComplete`` got no answer (timed out, connection lost) and
+        the draft is still open -- it may still be running -- or when the draft
+        could not be re-read after a completion attempt; and, from then on, on
+        every failure to place this draft in this process until its order is
+        seen (a later attempt that cannot even connect does not know more).
+        It is false when no completion can have happened: the draft was read
+        open and ``draftOrderComplete`` was refused before running (connection
+        refused, throttled, 401/402/403/423) or answered with an error while the
+        draft stayed open, or the first read failed with no unknown completion
+        before it in this process.
+
         :raises AdapterUnavailableError: Shopify unavailable, still calculating
-            the draft, or the outcome of a completion attempt is unknown; retry
-            later (the core then may not refund: the order may exist).
+            the draft, or the outcome of a completion attempt is unknown
+            (``outcome_unknown``); retry later.
         :raises AdapterRejectedError: only when no order exists and none can be
             placed at the amount charged: the draft is gone, its total is not
             ``payment.amount``, or Shopify refused to complete it (the core
@@ -718,13 +784,23 @@ class ShopifyAdapter(PlatformAdapter):
         draft_id = str(session.quote.adapter_state.get("draft_id") or "")
         if not draft_id:
             raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
-        draft = self._draft_status(draft_id)
-        order = _completed(draft)
-        if order is None:
-            if not draft.get("ready"):
-                draft = self._await_ready(draft_id, draft, read=self._read_status)
-            self._require_charged_total(draft_id, draft, payment, session)
-            order = self._complete_draft(draft_id)
+        try:
+            order = self._completed_draft_order(draft_id, payment, session)
+        except AdapterUnavailableError as exc:
+            with self._lock:
+                if exc.outcome_unknown:
+                    self._unknown_completions.add(draft_id)
+                earlier = draft_id in self._unknown_completions
+            if earlier and not exc.outcome_unknown:
+                raise AdapterUnavailableError(
+                    f"{exc} (an earlier completion of Shopify draft order {draft_id} has an unknown "
+                    "outcome: the order may exist)", retry_after=exc.retry_after,
+                    outcome_unknown=True) from exc
+            raise
+        except AdapterRejectedError:
+            self._settled(draft_id)  # the core gives the money back: no further attempt
+            raise
+        self._settled(draft_id)
         self._tag_order(order, payment, session)
         try:
             charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
@@ -761,19 +837,49 @@ class ShopifyAdapter(PlatformAdapter):
                 f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
                 f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
 
+    def _settled(self, draft_id: str) -> None:
+        with self._lock:
+            self._unknown_completions.discard(draft_id)
+
+    def _completed_draft_order(self, draft_id: str, payment: PaymentRecord,
+                               session: CheckoutSession) -> dict[str, JSON]:
+        """The order of the draft: completed already (an earlier attempt), else
+        completed now at the amount charged (``AcpDraftOrderStatus`` ->
+        [until ``ready``] -> ``draftOrderComplete``)."""
+        draft = self._draft_status(draft_id)
+        order = _completed(draft)
+        if order is None:
+            if not draft.get("ready"):
+                draft = self._await_ready(draft_id, draft, read=self._read_status)
+            self._require_charged_total(draft_id, draft, payment, session)
+            order = self._complete_draft(draft_id)
+        return order
+
     def _complete_draft(self, draft_id: str) -> dict[str, JSON]:
-        """``draftOrderComplete``; on an unknown outcome (timeout, dropped
-        connection, user errors) the draft is re-read before deciding."""
+        """``draftOrderComplete``; when it may have run (an error after the
+        request may have left, user errors) the draft is re-read before deciding.
+
+        :raises AdapterUnavailableError: not completed now. ``outcome_unknown``
+            when it may have been: no answer and the draft still open (the
+            completion may still be running), or the re-read failed; false when
+            it certainly was not: refused before running, or answered with an
+            error and the draft still open.
+        :raises AdapterRejectedError: Shopify refused to complete the open draft.
+        """
         try:
             data = self.client.execute(queries.DRAFT_ORDER_COMPLETE, {"id": draft_id},
                                        operation_name="AcpDraftOrderComplete")
-        except ShopifyThrottledError:
-            raise  # throttled requests are not executed
         except AdapterUnavailableError as exc:
+            if not exc.outcome_unknown:
+                raise  # not executed (throttled, refused before running): nothing to re-read
             order = self._order_after_attempt(draft_id, exc)
-            if order is None:
-                raise  # still open: the completion did not happen
-            return order
+            if order is not None:
+                return order
+            if isinstance(exc, ShopifyNoAnswerError):
+                raise  # still open, but a completion that got no answer may still be running
+            raise AdapterUnavailableError(  # answered with an error, and the draft is still open
+                f"{exc}; Shopify draft order {draft_id} is still open: it was not completed",
+                retry_after=exc.retry_after) from exc
         except AdapterRejectedError as exc:
             order = self._order_after_attempt(draft_id, exc)
             if order is None:
@@ -791,14 +897,18 @@ class ShopifyAdapter(PlatformAdapter):
         return order
 
     def _order_after_attempt(self, draft_id: str, cause: Exception | None) -> dict[str, JSON] | None:
-        """Re-read a draft after a completion attempt; any failure to read it is
-        "outcome unknown" (:class:`AdapterUnavailableError`), never a rejection."""
+        """Re-read a draft after a completion attempt: its order, or ``None``
+        while it is open.
+
+        :raises AdapterUnavailableError: the draft cannot be read: the outcome
+            is unknown (``outcome_unknown``; never a rejection): the order may exist.
+        """
         try:
             return self._completed_order(draft_id)
         except AdapterError as exc:
             raise AdapterUnavailableError(
                 f"completing Shopify draft order {draft_id} has an unknown outcome ({cause or exc}); "
-                "it is re-read on the next attempt", retry_after=1) from exc
+                "it is re-read on the next attempt", retry_after=1, outcome_unknown=True) from exc
 
     def _completed_order(self, draft_id: str) -> dict[str, JSON] | None:
         """The order of a completed draft, ``None`` if the draft is still open.
@@ -1096,6 +1206,31 @@ def _completed(draft: dict[str, JSON]) -> dict[str, JSON] | None:
 
 def _draft_lines(draft: dict[str, JSON]) -> list[dict[str, JSON]]:
     return t.cast(list[dict[str, JSON]], ((draft.get("lineItems") or {}).get("nodes") or []))
+
+
+def _prices_fixed(draft: dict[str, JSON]) -> bool:
+    """Whether every line of ``draft`` carries a ``priceOverride`` (its price no
+    longer follows the catalog)."""
+    lines = _draft_lines(draft)
+    return bool(lines) and all(node.get("priceOverride") for node in lines)
+
+
+def _fixed_line_items(draft: dict[str, JSON]) -> list[dict[str, JSON] | None]:
+    """``DraftOrderLineItemInput`` of every line of ``draft`` (same variant and
+    quantity, in order) with ``priceOverride`` = the line's unit price as read:
+    ``originalUnitPriceSet.presentmentMoney`` (``{amount, currencyCode}``, the
+    draft's presentment currency), passed on as Shopify wrote it. ``None`` for
+    a line without a variant or a unit price (it cannot be fixed)."""
+    items: list[dict[str, JSON] | None] = []
+    for node in _draft_lines(draft):
+        variant = t.cast(dict[str, JSON], node.get("variant") or {})
+        unit = t.cast(dict[str, JSON], node.get("originalUnitPriceSet") or {}).get("presentmentMoney")
+        if not variant.get("id") or not isinstance(unit, dict) or unit.get("amount") is None:
+            items.append(None)
+            continue
+        items.append({"variantId": variant["id"], "quantity": node.get("quantity"),
+                      "priceOverride": {"amount": unit["amount"], "currencyCode": unit.get("currencyCode")}})
+    return items
 
 
 def _line_param(request: QuoteRequest, item_id: str) -> str:

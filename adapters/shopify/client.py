@@ -13,10 +13,20 @@ Exceptions (all from :mod:`flask_acp.errors`, so the checkout service maps them)
     AdapterError
     +-- AdapterUnavailableError     timeouts, connection errors, 5xx, throttling that
     |   |                           would need a longer wait than allowed (retry_after)
+    |   |                           (and 401 after a refresh, 402, 403, 423: the merchant's to fix)
     |   +-- ShopifyThrottledError   THROTTLED (HTTP 200) or HTTP 429 beyond the wait budget
-    |                               (and 401 after a refresh, 402, 403, 423: the merchant's to fix)
+    |   +-- ShopifyNoAnswerError    the request may have been sent and no answer came (a read
+    |                               timeout, a connection lost): it may even still be running
     +-- AdapterRejectedError        404 and other 4xx, GraphQL errors
         +-- ShopifyGraphQLError     top-level ``errors`` of a 200 response (``.errors``)
+
+``outcome_unknown`` is set on the unavailable errors of a *mutation* that may
+have been executed: no answer after the request may have left (a read timeout,
+a connection lost: :class:`ShopifyNoAnswerError`), a 5xx, an
+``INTERNAL_SERVER_ERROR``/``TIMEOUT`` GraphQL error, an answer that cannot be
+read. It is false when the mutation certainly did not run (a connection
+refused or not made in time, throttling, 401/402/403/423) and for every query
+(a read changes nothing).
 
 Throttling (https://shopify.dev/docs/api/usage/rate-limits): a cost-based
 leaky bucket. A throttled response (``errors[].extensions.code == "THROTTLED"``
@@ -51,10 +61,13 @@ from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
 from flask_acp.models import JSON
 
+from ..transport import may_have_been_sent  # noqa: TID251 - installed as flask_acp_adapters
+
 __all__ = [
     "DEFAULT_API_VERSION",
     "ShopifyClient",
     "ShopifyGraphQLError",
+    "ShopifyNoAnswerError",
     "ShopifyThrottledError",
     "validate_shop_url",
 ]
@@ -79,6 +92,12 @@ class ShopifyThrottledError(AdapterUnavailableError):
         self.delay = delay
 
 
+class ShopifyNoAnswerError(AdapterUnavailableError):
+    """No answer came to a request that may have been sent (a read timeout, a
+    connection lost after it was made): a mutation may have been executed, or
+    may even still be running at Shopify (``outcome_unknown`` for mutations)."""
+
+
 class ShopifyGraphQLError(AdapterRejectedError):
     """A 200 response whose top-level ``errors`` is set (bad query, access denied...).
 
@@ -94,9 +113,10 @@ class _AuthError(AdapterRejectedError):
     """HTTP 401 (internal: triggers one token refresh with client credentials)."""
 
 
-class _ConnectionLost(AdapterUnavailableError):
-    """The connection failed after the request may have been sent (internal:
-    a query is resent once, a mutation never)."""
+class _ConnectionLost(ShopifyNoAnswerError):
+    """The connection failed, maybe after the request was sent (internal: a
+    query is resent once, a mutation never). ``outcome_unknown`` tells which,
+    for a mutation."""
 
 
 def validate_shop_url(url: str) -> str:
@@ -194,18 +214,22 @@ class ShopifyClient:
         :param variables: its variables, JSON-able.
         :param operation_name: the operation to run (``AcpDraftOrderCreate``).
         :raises ShopifyThrottledError: throttled beyond the wait budget (``retry_after`` set).
-        :raises AdapterUnavailableError: timeout, connection error, 5xx,
-            ``INTERNAL_SERVER_ERROR``, a body that is not JSON.
+        :raises ShopifyNoAnswerError: no answer (read timeout, connection lost);
+            ``outcome_unknown`` for a mutation that may have been sent.
+        :raises AdapterUnavailableError: connection refused, 5xx,
+            ``INTERNAL_SERVER_ERROR``, a body that is not JSON; ``outcome_unknown``
+            for a mutation that may have been executed (see the module docstring).
         :raises ShopifyGraphQLError: other top-level GraphQL errors.
         :raises AdapterRejectedError: 4xx other than 429.
         """
         body = {"query": document, "variables": dict(variables or {}), "operationName": operation_name}
         waited = 0.0
         refreshed = False
-        resend = document.lstrip().startswith(("query", "{"))  # reads only; never a mutation
+        mutation = not document.lstrip().startswith(("query", "{"))
+        resend = not mutation  # reads only; never a mutation
         while True:
             try:
-                payload = self._request(self.graphql_url, body, auth=True)
+                payload = self._request(self.graphql_url, body, auth=True, mutation=mutation)
             except _ConnectionLost:
                 if not resend:
                     raise
@@ -229,7 +253,8 @@ class ShopifyClient:
             if not errors:
                 data = payload.get("data")
                 if not isinstance(data, dict):
-                    raise AdapterUnavailableError(f"Shopify {operation_name}: response without data")
+                    raise AdapterUnavailableError(f"Shopify {operation_name}: response without data",
+                                                  outcome_unknown=mutation)
                 return data
             errors_list: list[dict[str, JSON]] = (
                 [e for e in errors if isinstance(e, dict)] if isinstance(errors, list)
@@ -242,7 +267,8 @@ class ShopifyClient:
                 continue
             text = "; ".join(str(e.get("message")) for e in errors_list)
             if codes & {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"}:
-                raise AdapterUnavailableError(f"Shopify {operation_name} failed: {text}", retry_after=1)
+                raise AdapterUnavailableError(f"Shopify {operation_name} failed: {text}", retry_after=1,
+                                              outcome_unknown=mutation)
             raise ShopifyGraphQLError(f"Shopify {operation_name} failed: {text}", errors_list)
 
     def _wait(self, operation: str, delay: float, waited: float, exc: ShopifyThrottledError) -> float:
@@ -257,12 +283,16 @@ class ShopifyClient:
 
     # -- the one request method -------------------------------------------------------
 
-    def _request(self, url: str, body: cabc.Mapping[str, JSON], *, auth: bool) -> dict[str, JSON]:
+    def _request(self, url: str, body: cabc.Mapping[str, JSON], *, auth: bool,
+                 mutation: bool = False) -> dict[str, JSON]:
         """POST ``body`` (JSON) to ``url`` and return the parsed JSON object.
 
+        :param mutation: the body changes something: errors after which it may
+            have been executed carry ``outcome_unknown``.
         :raises _AuthError: 401.
         :raises ShopifyThrottledError: 429 (``retry_after`` from ``Retry-After``).
-        :raises AdapterUnavailableError: timeout, connection error, 5xx, non-JSON body.
+        :raises ShopifyNoAnswerError: read timeout, connection lost (``_ConnectionLost``).
+        :raises AdapterUnavailableError: connection not made, 5xx, non-JSON body.
         :raises AdapterRejectedError: other 4xx.
         """
         headers = {"Content-Type": "application/json"}
@@ -272,13 +302,17 @@ class ShopifyClient:
             response = self.session.post(url, json=dict(body), headers=headers,
                                          timeout=(self.timeout, self.timeout))
         except requests.Timeout as exc:
-            raise AdapterUnavailableError(f"Shopify did not answer within {self.timeout} s") from exc
+            sent = may_have_been_sent(exc)
+            kind = ShopifyNoAnswerError if sent else AdapterUnavailableError
+            raise kind(f"Shopify did not answer within {self.timeout} s",
+                       outcome_unknown=mutation and sent) from exc
         except requests.ConnectionError as exc:
-            # connection refused/reset before sending is retried by urllib3 (connect=2);
-            # what reaches here may have been sent
-            raise _ConnectionLost(f"cannot reach Shopify: {exc}") from exc
+            # a refused connection is retried by urllib3 (connect=2) before it reaches here
+            raise _ConnectionLost(f"cannot reach Shopify: {exc}",
+                                  outcome_unknown=mutation and may_have_been_sent(exc)) from exc
         except requests.RequestException as exc:
-            raise AdapterUnavailableError(f"cannot reach Shopify: {exc}") from exc
+            raise AdapterUnavailableError(f"cannot reach Shopify: {exc}",
+                                          outcome_unknown=mutation and may_have_been_sent(exc)) from exc
         with response:
             status = response.status_code
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -290,7 +324,7 @@ class ShopifyClient:
             if status >= 500:
                 raise AdapterUnavailableError(f"Shopify answered HTTP {status}",
                                               retry_after=None if retry_after is None else
-                                              max(1, math.ceil(retry_after)))
+                                              max(1, math.ceil(retry_after)), outcome_unknown=mutation)
             if status in (402, 403, 423):
                 # shop frozen, app scopes missing, shop locked: the merchant's to fix, retryable
                 raise AdapterUnavailableError(f"Shopify answered HTTP {status}: {_errors_text(response)}",
@@ -306,9 +340,11 @@ class ShopifyClient:
             try:
                 payload = response.json()
             except ValueError as exc:
-                raise AdapterUnavailableError(f"Shopify answered HTTP {status} without JSON") from exc
+                raise AdapterUnavailableError(f"Shopify answered HTTP {status} without JSON",
+                                              outcome_unknown=mutation) from exc
         if not isinstance(payload, dict):
-            raise AdapterUnavailableError("Shopify answered with a JSON value that is not an object")
+            raise AdapterUnavailableError("Shopify answered with a JSON value that is not an object",
+                                          outcome_unknown=mutation)
         return payload
 
     # -- tokens ---------------------------------------------------------------------

@@ -42,8 +42,9 @@ fragment AcpOrder on Order {
 """
 
 # Everything a quote needs from a draft: totals, per-line taxes, the shipping
-# line, readiness, and the stock of each line's variant (checked again before
-# charging). https://shopify.dev/docs/api/admin-graphql/latest/objects/DraftOrder
+# line, readiness, the stock of each line's variant (checked again before
+# charging), and each line's unit price and ``priceOverride`` (the prices are
+# fixed before charging). https://shopify.dev/docs/api/admin-graphql/latest/objects/DraftOrder
 _DRAFT = """
 fragment AcpDraft on DraftOrder {
   id name status ready reserveInventoryUntil updatedAt
@@ -55,6 +56,8 @@ fragment AcpDraft on DraftOrder {
         id availableForSale inventoryPolicy sellableOnlineQuantity
         inventoryItem { tracked }
       }
+      originalUnitPriceSet { ...AcpMoney }
+      priceOverride { amount currencyCode }
       originalTotalSet { ...AcpMoney }
       discountedTotalSet { ...AcpMoney }
       taxLines { title priceSet { ...AcpMoney } }

@@ -36,6 +36,7 @@ from .adapter import WooCommerceAdapter
 from .client import CartSession
 from .client import WooCommerceClient
 from .client import WooCommerceError
+from .client import WooCommerceNoAnswerError
 from .mapping import PriceNotRepresentable
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "WooCommerceAdapter",
     "WooCommerceClient",
     "WooCommerceError",
+    "WooCommerceNoAnswerError",
 ]

@@ -32,8 +32,9 @@ Off the happy path: a refused ``add-item`` costs one ``GET S/products?include=â€
 a stale cart (expired ``Cart-Token``, refused nonce, unknown cart key) one
 ``GET S/cart`` and a second batch; an unpaid ``pending`` order left by a
 declined payment is cancelled (``GET`` + ``PUT``) before the next quote or
-completion; a ``set_paid`` whose answer is lost is followed by ``GET
-R/orders/{id}`` before anything is sent again.
+completion; a ``set_paid`` whose answer is lost (or, on the last attempt,
+answered with a 5xx) is followed by ``GET R/orders/{id}`` before anything is
+sent again.
 
 Business conditions come back as messages: an item WooCommerce refuses to add
 (``item_not_found``, ``out_of_stock``, ``quantity_exceeded``; one extra
@@ -83,9 +84,11 @@ from flask_acp.models import PaymentRecord
 from flask_acp.models import Quote
 from flask_acp.models import Totals
 
+from .client import READ_METHODS
 from .client import CartSession
 from .client import WooCommerceClient
 from .client import WooCommerceError
+from .client import WooCommerceNoAnswerError
 from .mapping import DIGITAL_OPTION_ID
 from .mapping import STOCK_ERROR_CODES
 from .mapping import PriceNotRepresentable
@@ -240,7 +243,9 @@ class WooCommerceAdapter(PlatformAdapter):
         self.reconcile_window = float(reconcile_window)
         self._currency: str | None = None
         self._lock = threading.Lock()
-        #: order ids this process sent ``set_paid`` for: the next call re-reads first.
+        #: order ids this process sent ``set_paid`` for without learning the outcome
+        #: (or is sending it now): the next call re-reads the order first, and until it
+        #: is seen paid every failure to pay it is outcome-unknown.
         self._set_paid_sent: set[int] = set()
 
     @classmethod
@@ -606,9 +611,19 @@ class WooCommerceAdapter(PlatformAdapter):
         already paid with this ``transaction_id`` is returned as is. ``set_paid``
         itself only acts on a pending order, so a retry cannot pay twice.
 
+        Whether the order may be paid when it cannot be confirmed now is told by
+        ``outcome_unknown`` (the core then never refunds on its own): set when a
+        ``set_paid`` got no answer (timed out, connection lost: it may still be
+        running, even if the order reads unpaid), or when one may have run (a
+        5xx) and the order could not be re-read; and, from then on, on every
+        failure to pay this order in this process until it is seen paid. False
+        when no ``set_paid`` can have paid it: refused before running (connection
+        refused, 429), or answered with an error while the order still read unpaid.
+
         :returns: the order: ``id`` = WooCommerce order id, ``permalink_url`` =
             the order-received page with the order key (no WordPress account needed).
-        :raises AdapterUnavailableError: the store cannot answer now; the core retries later.
+        :raises AdapterUnavailableError: the store cannot answer now; the core
+            retries later (``outcome_unknown``: see above).
         :raises AdapterRejectedError: no order was prepared, or it was cancelled,
             or paid with another transaction.
         """
@@ -620,11 +635,24 @@ class WooCommerceAdapter(PlatformAdapter):
                                  if payment.amount > 0 else
                                  {"status": "processing", "transaction_id": payment.payment_id or ""})
         with self._lock:
-            retry = order_id in self._set_paid_sent
+            earlier = order_id in self._set_paid_sent
             self._set_paid_sent.add(order_id)
-        order = self._pay(order_id, body, payment, reread_first=retry)
-        with self._lock:
-            self._set_paid_sent.discard(order_id)
+        try:
+            order = self._pay(order_id, body, payment, reread_first=earlier)
+        except AdapterUnavailableError as exc:
+            if exc.outcome_unknown:
+                raise
+            if earlier:
+                raise AdapterUnavailableError(
+                    f"{exc} (an earlier set_paid on WooCommerce order {order_id} has an unknown "
+                    "outcome: the order may be paid)", retry_after=exc.retry_after,
+                    outcome_unknown=True) from exc
+            self._settled(order_id)
+            raise
+        except AdapterRejectedError:
+            self._settled(order_id)
+            raise
+        self._settled(order_id)
         self._empty_cart(state)
         return Order(
             id=str(order.get("id") or order_id),
@@ -635,27 +663,68 @@ class WooCommerceAdapter(PlatformAdapter):
             platform_order_id=str(order_id),
         )
 
+    def _settled(self, order_id: int) -> None:
+        with self._lock:
+            self._set_paid_sent.discard(order_id)
+
     def _pay(self, order_id: int, body: dict[str, JSON], payment: PaymentRecord, *,
              reread_first: bool) -> cabc.Mapping[str, JSON]:
         """Send ``body`` (``set_paid``) until the order is paid, re-reading it
-        before every retry; returns the paid order."""
+        before every retry, and after a last attempt that may have run; returns
+        the paid order.
+
+        :raises AdapterUnavailableError: not paid now; ``outcome_unknown`` when a
+            ``set_paid`` of this call may have paid it: one got no answer (it may
+            still be running), or the re-read after one that may have run failed.
+        :raises AdapterRejectedError: see :meth:`_paid`, or not paid after ``set_paid``.
+        """
+        running = False  # a set_paid of this call got no answer: it may still be running
+        failed: AdapterUnavailableError | None = None  # the last set_paid's failure
         for attempt in range(self.set_paid_attempts):
             if reread_first or attempt > 0:
-                current = self._rest("GET", f"/orders/{order_id}")
-                if self._paid(current, payment, order_id):
+                current = self._reread(order_id, payment,
+                                       unknown=running or (failed is not None and failed.outcome_unknown))
+                if current is not None:
                     return current
             try:
                 order = self._rest("PUT", f"/orders/{order_id}", body)
             except AdapterUnavailableError as exc:
-                if attempt + 1 == self.set_paid_attempts:
-                    raise
-                log.warning("WooCommerce set_paid on order %s: %s; re-reading the order", order_id, exc)
+                running = running or (exc.outcome_unknown and isinstance(exc, WooCommerceNoAnswerError))
+                failed = exc
+                log.warning("WooCommerce set_paid on order %s: %s", order_id, exc)
                 continue
             if self._paid(order, payment, order_id):
                 return order
             raise AdapterRejectedError(
                 f"WooCommerce order {order_id} is {order.get('status')!r} after set_paid")
-        raise AdapterUnavailableError(f"WooCommerce order {order_id}: set_paid did not go through")
+        if failed is not None and failed.outcome_unknown:  # the last one may have run: look
+            current = self._reread(order_id, payment, unknown=True)
+            if current is not None:
+                return current
+        raise AdapterUnavailableError(
+            f"WooCommerce order {order_id}: set_paid did not go through ({failed})",
+            retry_after=failed.retry_after if failed is not None else None, outcome_unknown=running,
+        ) from failed
+
+    def _reread(self, order_id: int, payment: PaymentRecord, *,
+                unknown: bool) -> cabc.Mapping[str, JSON] | None:
+        """``GET`` the order: returned when ``payment`` paid it, ``None`` while it
+        still needs payment.
+
+        :param unknown: a ``set_paid`` may have paid it: a failed read is then
+            outcome-unknown.
+        :raises AdapterUnavailableError: the order cannot be read.
+        :raises AdapterRejectedError: see :meth:`_paid`.
+        """
+        try:
+            current = self._rest("GET", f"/orders/{order_id}")
+        except AdapterUnavailableError as exc:
+            if not unknown:
+                raise
+            raise AdapterUnavailableError(
+                f"WooCommerce set_paid on order {order_id} has an unknown outcome and the order cannot "
+                f"be read ({exc})", retry_after=exc.retry_after, outcome_unknown=True) from exc
+        return current if self._paid(current, payment, order_id) else None
 
     @staticmethod
     def _paid(order: cabc.Mapping[str, JSON], payment: PaymentRecord, order_id: int) -> bool:
@@ -838,8 +907,9 @@ class WooCommerceAdapter(PlatformAdapter):
 
     def _rest(self, method: str, path: str, body: JSON = None) -> dict[str, JSON]:
         data = self.client.request(method, R + path, json=body).data
-        if not isinstance(data, dict):
-            raise AdapterUnavailableError(f"WooCommerce {method} {R}{path}: not a JSON object")
+        if not isinstance(data, dict):  # answered 2xx: a change was made
+            raise AdapterUnavailableError(f"WooCommerce {method} {R}{path}: not a JSON object",
+                                          outcome_unknown=method not in READ_METHODS)
         return data
 
 

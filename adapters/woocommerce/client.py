@@ -21,10 +21,20 @@ Errors (the adapter never sees a ``requests`` exception)::
 
     AdapterError (flask_acp.errors)
     +-- AdapterUnavailableError       timeouts, connection errors, 5xx, 429, HTML pages
-    |                                 (WAF, maintenance), non-JSON bodies
+    |   |                             (WAF, maintenance), non-JSON bodies
+    |   +-- WooCommerceNoAnswerError  the request may have been sent and no answer came
+    |                                 (a read timeout, a connection lost): it may still run
     +-- AdapterRejectedError
         +-- WooCommerceError          a WordPress REST error body
                                       {code, message, data{status, ...}} with a 4xx status
+
+``outcome_unknown`` is set on the unavailable errors of a call that changes
+something (any method but GET, HEAD, OPTIONS) and may have been executed: no
+answer after the request may have left (:class:`WooCommerceNoAnswerError`), a
+5xx (PHP may have done the work, then failed: a mail plugin after
+``payment_complete()``), a 2xx whose body is not JSON. It is false when the
+call certainly did not run (a connection refused or not made in time, a 429,
+a 3xx/4xx page from a firewall) and for reads.
 """
 
 from __future__ import annotations
@@ -45,11 +55,15 @@ from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
 from flask_acp.models import JSON
 
+from ..transport import may_have_been_sent  # noqa: TID251 - installed as flask_acp_adapters
+
 __all__ = [
     "IDEMPOTENT_METHODS",
+    "READ_METHODS",
     "CartSession",
     "WooCommerceClient",
     "WooCommerceError",
+    "WooCommerceNoAnswerError",
     "WooResponse",
     "is_loopback",
     "validate_site_url",
@@ -59,8 +73,16 @@ log = logging.getLogger("flask_acp.woocommerce")
 
 #: methods the transport may repeat by itself.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+#: methods that change nothing: their failures never have an unknown outcome.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STORE_API = "/wc/store/v1"
 REST_API = "/wc/v3"
+
+
+class WooCommerceNoAnswerError(AdapterUnavailableError):
+    """No answer came to a request that may have been sent (a read timeout, a
+    connection lost after it was made): a change may have been made, or may
+    even still be under way in WooCommerce (``outcome_unknown`` for changes)."""
 
 
 class WooCommerceError(AdapterRejectedError):
@@ -195,9 +217,12 @@ class WooCommerceClient:
         :param json: the JSON body, if any.
         :param cart: the Store API cart credentials; updated from the response's
             ``Cart-Token`` and ``Nonce`` headers (also on errors).
-        :raises AdapterUnavailableError: timeout, connection error, 5xx, 429, or
-            a non-JSON answer; ``retry_after`` from ``RateLimit-Retry-After`` /
-            ``Retry-After`` when given.
+        :raises WooCommerceNoAnswerError: no answer (read timeout, connection
+            lost after the request may have left).
+        :raises AdapterUnavailableError: connection not made, 5xx, 429, or a
+            non-JSON answer; ``retry_after`` from ``RateLimit-Retry-After`` /
+            ``Retry-After`` when given. ``outcome_unknown`` when a change may
+            have been made (see the module docstring).
         :raises WooCommerceError: a 4xx WordPress REST error.
         """
         headers = {"Accept": "application/json"}
@@ -207,27 +232,31 @@ class WooCommerceClient:
         elif cart is not None:
             headers.update(cart.headers())
         where = f"WooCommerce {method} {route}"
+        changes = method.upper() not in READ_METHODS
         try:
             response = self.session.request(
                 method, self.url + "/wp-json" + route, json=json, params=params, headers=headers,
                 auth=auth, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            raise AdapterUnavailableError(f"{where}: no answer within {self.timeout} s ({exc})") from exc
         except requests.RequestException as exc:
-            raise AdapterUnavailableError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            sent = may_have_been_sent(exc)
+            kind = WooCommerceNoAnswerError if sent else AdapterUnavailableError
+            text = (f"no answer within {self.timeout} s ({exc})" if isinstance(exc, requests.Timeout)
+                    else f"{type(exc).__name__}: {exc}")
+            raise kind(f"{where}: {text}", outcome_unknown=changes and sent) from exc
         with response:
             log.debug("%s -> %s", where, response.status_code)
             if cart is not None and not route.startswith(REST_API + "/"):
                 cart.cart_token = response.headers.get("Cart-Token") or cart.cart_token
                 cart.nonce = response.headers.get("Nonce") or cart.nonce
-            return self._result(where, response)
+            return self._result(where, response, changes=changes)
 
     @staticmethod
-    def _result(where: str, response: requests.Response) -> WooResponse:
+    def _result(where: str, response: requests.Response, *, changes: bool) -> WooResponse:
         status = response.status_code
         if status == 429 or status >= 500:
             raise AdapterUnavailableError(f"{where}: HTTP {status} {response.text[:200]!r}",
-                                          retry_after=_retry_after(response))
+                                          retry_after=_retry_after(response),
+                                          outcome_unknown=changes and status >= 500)
         try:
             data = response.json()
         except ValueError:
@@ -235,7 +264,7 @@ class WooCommerceClient:
             raise AdapterUnavailableError(
                 f"{where}: HTTP {status} with a non-JSON body "
                 f"({response.headers.get('Content-Type')}): {response.text[:200]!r}",
-                retry_after=_retry_after(response)) from None
+                retry_after=_retry_after(response), outcome_unknown=changes and status < 300) from None
         if 200 <= status < 300:
             return WooResponse(status, data, dict(response.headers))
         if isinstance(data, dict) and isinstance(data.get("code"), str):

@@ -63,9 +63,17 @@ Behaviour (the fake's choices where Shopify's is not documented)
   units (``on hand`` goes below zero: oversold) and drops the reservation;
   ``draftOrderDelete`` drops it.
 * **Prices**: a draft's variant lines follow the variant's current price, as on
-  Shopify since 2025-01 for lines without ``priceOverride`` (which the fake
-  does not implement): :meth:`FakeShopify.set_price` re-prices the open drafts
-  holding the variant (a completed draft's order keeps its amounts).
+  Shopify since 2025-01 for lines without ``priceOverride``:
+  :meth:`FakeShopify.set_price` re-prices the open drafts holding the variant
+  (a completed draft's order keeps its amounts). A line given
+  ``DraftOrderLineItemInput.priceOverride`` (``MoneyInput``) keeps that unit
+  price whatever the catalog does, converted at the shop's rates when given in
+  another currency than the draft's presentment currency (also when that
+  changes later), until a ``draftOrderUpdate`` replaces the line;
+  ``DraftOrderLineItem.priceOverride`` reads it back in the presentment
+  currency and ``originalUnitPriceSet`` is the unit price in use. A negative
+  amount or a currency the shop does not sell in is a ``userError`` on
+  ``["lineItems", i, "priceOverride"]``.
 * **Asynchronous calculation**: after a create/update (or a price change) a
   draft reads ``ready: false`` -- with no taxes yet -- for ``ready_delay_reads``
   reads (default 1: the mutation's own payload), then ``ready: true``.

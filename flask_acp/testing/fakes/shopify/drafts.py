@@ -4,6 +4,7 @@ address, ``draftOrders(query:)`` and the draft views (``ready`` after a delay)."
 
 from __future__ import annotations
 
+import decimal
 import secrets
 import shlex
 import typing as t
@@ -73,6 +74,9 @@ class Drafts(Orders):
                 "variant": self._variant_view(variant) if variant else None,
                 "product": self._product_view(variant) if variant else None,
                 "originalTotalSet": original, "discountedTotalSet": original, "totalDiscountSet": zero,
+                "originalUnitPriceSet": self._bag(line.unit, cur),
+                "priceOverride": {"amount": shopify_decimal(line.unit[cur]), "currencyCode": cur}
+                if line.override else None,
                 "taxLines": tax_lines,
             })
         totals = money["totals"]
@@ -156,10 +160,21 @@ class Drafts(Orders):
                     errors.append({"field": ["lineItems", str(index), "quantity"],
                                    "message": "Quantity must be greater than or equal to 1"})
                     continue
+                override: tuple[decimal.Decimal, str] | None = None
+                if item.get("priceOverride") is not None:
+                    amount = D(str(item["priceOverride"]["amount"]))
+                    code = str(item["priceOverride"]["currencyCode"]).upper()
+                    if code not in self.fx or amount < 0:
+                        errors.append({"field": ["lineItems", str(index), "priceOverride"],
+                                       "message": "Price override must be a non-negative amount in a "
+                                                  "currency of the shop"})
+                        continue
+                    override = (amount, code)
                 if presentment in self.fx:
                     lines.append(Line(uuid=str(item.get("uuid") or secrets.token_hex(8)),
                                       variant_id=variant.id, quantity=int(item["quantity"]),
-                                      unit=self._unit_prices(variant, presentment)))
+                                      unit=self._override_prices(override, presentment) if override
+                                      else self._unit_prices(variant, presentment), override=override))
             if creating and not data["lineItems"]:
                 errors.append({"field": ["lineItems"], "message": "Line items can't be blank"})
         elif creating:
@@ -189,7 +204,8 @@ class Drafts(Orders):
             draft.lines = lines
         elif "presentmentCurrencyCode" in data:
             for line in draft.lines:
-                line.unit = self._unit_prices(self.variants[line.variant_id], presentment)
+                line.unit = (self._override_prices(line.override, presentment) if line.override
+                             else self._unit_prices(self.variants[line.variant_id], presentment))
         if "shippingAddress" in data:
             draft.address = dict(data["shippingAddress"]) if data["shippingAddress"] else None
         if shipping is not False:

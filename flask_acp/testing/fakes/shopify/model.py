@@ -111,6 +111,8 @@ class Line:
     variant_id: int
     quantity: int
     unit: dict[str, decimal.Decimal]  # currency -> unit price
+    #: the line's ``priceOverride`` as given (amount, currency); ``None``: the catalog price
+    override: tuple[decimal.Decimal, str] | None = None
 
 
 @dataclasses.dataclass

@@ -174,7 +174,8 @@ class ShopState(FakeServer[WebhookDelivery]):
     def set_price(self, variant_id: int, amount: str, *, currency: str | None = None,
                   reprice_drafts: bool = True) -> None:
         """Change a variant's price (shop currency, or one presentment currency);
-        open drafts holding it are re-priced and recalculated (``ready: false``)."""
+        the lines of open drafts holding it at the catalog price (no
+        ``priceOverride``) are re-priced and their drafts recalculated (``ready: false``)."""
         with self._lock:
             variant = self.variants[int(variant_id)]
             if currency is None or currency.upper() == self.currency:
@@ -183,10 +184,10 @@ class ShopState(FakeServer[WebhookDelivery]):
                 variant.presentment_prices[currency.upper()] = D(amount)
             if reprice_drafts:
                 for draft in self.drafts.values():
-                    if draft.status == "OPEN" and any(x.variant_id == variant.id for x in draft.lines):
-                        for line in draft.lines:
-                            if line.variant_id == variant.id:
-                                line.unit = self._unit_prices(variant, draft.presentment)
+                    following = [x for x in draft.lines if x.variant_id == variant.id and x.override is None]
+                    if draft.status == "OPEN" and following:
+                        for line in following:
+                            line.unit = self._unit_prices(variant, draft.presentment)
                         draft.unready_reads = max(1, self.ready_delay_reads)
                         draft.updated_at = self.now()
 
@@ -208,6 +209,21 @@ class ShopState(FakeServer[WebhookDelivery]):
         if presentment != self.currency:
             units[presentment] = variant.presentment_prices.get(presentment) or round_money(
                 variant.price * self.fx[presentment], presentment)
+        return units
+
+    def _override_prices(self, override: tuple[decimal.Decimal, str], presentment: str,
+                         ) -> dict[str, decimal.Decimal]:
+        """The unit prices of a line whose ``priceOverride`` is ``override`` (amount,
+        currency): in the presentment currency, converted at the shop's rates
+        when given in another one (half-up), and in the shop currency."""
+        amount, currency = override
+        if currency == presentment:
+            unit = round_money(amount, presentment)
+        else:
+            unit = round_money(amount / self.fx[currency] * self.fx[presentment], presentment)
+        units = {presentment: unit}
+        if presentment != self.currency:
+            units[self.currency] = round_money(unit / self.fx[presentment], self.currency)
         return units
 
     def _new_id(self) -> int:
