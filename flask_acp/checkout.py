@@ -536,9 +536,13 @@ class CheckoutService:
                 order = self.adapter.place_order(session, payment)
                 break
             except AdapterUnavailableError as exc:
+                if exc.outcome_unknown and not payment.placement_outcome_unknown:
+                    # remembered in the session: any later attempt, in any process, knows
+                    payment = dataclasses.replace(payment, placement_outcome_unknown=True)
+                    session = self.save(session.replace(payment=payment))
                 charged_at = payment.charged_at or session.updated_at
                 overdue = (self.clock() - charged_at).total_seconds() > self.settings.order_placement_deadline
-                if overdue and not exc.outcome_unknown:
+                if overdue and not payment.placement_outcome_unknown:
                     return self._give_back(session, f"the store was unavailable: {exc}")
                 if overdue:
                     log.error("checkout %s: paid (%s) and the store's answer to placing the order is "

@@ -354,6 +354,9 @@ class PaymentRecord:
     give_back_reason: str | None = None
     #: ``Idempotency-Key`` of the latest complete request working on this attempt
     request_key: str | None = None
+    #: an attempt to place the order had an unknown outcome (the order may
+    #: exist): the placement deadline never gives this payment back on its own
+    placement_outcome_unknown: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

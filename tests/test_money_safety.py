@@ -57,6 +57,8 @@ class DownCatalogAdapter(FlakyCatalogAdapter):
 
     down = False
     down_at_place_order = False
+    #: place_order calls that end with no answer (they may have placed the order)
+    unknown_outcomes = 0
 
     def _check(self) -> None:
         if self.down:
@@ -71,6 +73,9 @@ class DownCatalogAdapter(FlakyCatalogAdapter):
         super().release(session)
 
     def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
+        if self.unknown_outcomes:
+            self.unknown_outcomes -= 1
+            raise AdapterUnavailableError("no answer to placing the order", outcome_unknown=True)
         if self.down_at_place_order:
             self.down, self.down_at_place_order = True, False
         self._check()
@@ -518,3 +523,29 @@ def test_same_key_retry_after_a_crash_does_not_wait_out_the_idempotency_lease(
     assert claimed.stdout.strip() == "new"
     response = agent.post("/checkout_sessions", body, key=key)
     assert response.status_code == 201, response.get_json()
+
+
+def test_an_unknown_placement_outcome_is_never_refunded_by_the_deadline(tmp_path: pathlib.Path,
+                                                                        processor: FaultyProcessor) -> None:
+    """Placing the order got no answer (the order may exist), then the store is
+    plainly down past the deadline, for a sweep in another process: the money
+    is not given back on a guess; once the store answers, the order is placed."""
+    app = make_app(tmp_path, processor, ACP_ORDER_PLACEMENT_DEADLINE=0)
+    agent, adapter = Agent(app.test_client()), adapter_of(app)
+    sid = agent.ready_session()["id"]
+    adapter.unknown_outcomes = 1
+    response = agent.complete(sid, "spt_unknown_outcome")
+    assert response.status_code == 503
+    assert get(agent, sid)["status"] == "complete_in_progress"
+
+    adapter.down = True  # "connection refused" from now on: certainly not placed, each time
+    other_process = make_app(tmp_path, processor, ACP_ORDER_PLACEMENT_DEADLINE=0)
+    adapter_of(other_process).down = True
+    assert other_process.extensions["acp"].service.sweep(stuck_after=0).recovered == 0
+    assert processor.operations("refund") == []
+
+    adapter_of(other_process).down = False
+    assert other_process.extensions["acp"].service.sweep(stuck_after=0).recovered == 1
+    assert get(agent, sid)["status"] == "completed"
+    assert processor.operations("refund") == []
+    assert len(orders(tmp_path, sid)) == 1
