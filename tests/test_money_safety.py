@@ -549,3 +549,47 @@ def test_an_unknown_placement_outcome_is_never_refunded_by_the_deadline(tmp_path
     assert get(agent, sid)["status"] == "completed"
     assert processor.operations("refund") == []
     assert len(orders(tmp_path, sid)) == 1
+
+
+class HeldPlacementAdapter(DownCatalogAdapter):
+    """Its ``place_order`` can be held (a worker frozen inside the platform call)."""
+
+    hold: threading.Event | None = None
+    entered = threading.Event()
+
+    def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:
+        if self.hold is not None and threading.current_thread().name == "frozen-worker":
+            self.entered.set()
+            assert self.hold.wait(30)
+        return super().place_order(session, payment)
+
+
+def test_order_placed_after_the_lock_was_lost_is_adopted_once(
+        tmp_path: pathlib.Path, processor: FaultyProcessor, caplog: pytest.LogCaptureFixture) -> None:
+    """Frozen inside the order call past its lease: the retry that took over
+    places the (same, idempotent) order; the frozen worker's late answer finds
+    it recorded and writes nothing: one charge, one order, one order_create."""
+    app = make_app(tmp_path, processor, ACP_ADAPTER=f"{__name__}:HeldPlacementAdapter")
+    adapter = app.extensions["acp"].adapter
+    assert isinstance(adapter, HeldPlacementAdapter)
+    agent = Agent(app.test_client())
+    sid = agent.ready_session()["id"]
+    adapter.hold = threading.Event()
+    thread, result = _frozen_completion(agent, sid, "spt_frozen_placing")
+    assert adapter.entered.wait(10)
+    expire_lock(tmp_path / "acp.sqlite3", sid)
+    retry = agent.complete(sid, "spt_frozen_placing")
+    assert retry.get_json()["status"] == "completed"
+
+    with caplog.at_level("ERROR", logger="flask_acp"):
+        adapter.hold.set()
+        thread.join(30)
+    [(status, _)] = result
+    assert status == 409
+    assert any("placed after the lock passed" in r.getMessage() for r in caplog.records)
+    assert len(processor.charges()) == 1
+    assert processor.operations("refund") == []
+    assert len(orders(tmp_path, sid)) == 1
+    outbox = app.extensions["acp"].storage.outbox.entries(statuses=["pending", "delivered", "skipped",
+                                                                    "failed"])
+    assert [e.type for e in outbox if e.session_id == sid] == ["order_create"]
