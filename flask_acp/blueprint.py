@@ -124,7 +124,8 @@ def _after_request(response: Response) -> Response:
 
 
 def _run(operation: str, session_id: str | None = None) -> Response:
-    language = request.accept_languages.best_match(i18n.LANGUAGES) \
+    # the agent's stated preference (English when none of ours fits), or None: the session's locale
+    language = (request.accept_languages.best_match(i18n.LANGUAGES) or "en") \
         if "Accept-Language" in request.headers else None
     api_request = ApiRequest(
         operation=operation,
@@ -132,7 +133,7 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         headers={k.lower(): v for k, v in request.headers.items()},
         body=_read_body() if request.method == "POST" else b"",
         scope=request.path,
-        language=language or ("en" if "Accept-Language" in request.headers else None),
+        language=language,
     )
     return to_flask(current_state().pipeline.handle(api_request))
 

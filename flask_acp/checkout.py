@@ -57,6 +57,7 @@ from .errors import PaymentUnavailableError
 from .errors import ProcessingError
 from .errors import SessionClosedError
 from .errors import UnavailableError
+from .errors import is_transient
 from .inputs import CancelInput
 from .inputs import CompleteInput
 from .inputs import CreateInput
@@ -474,11 +475,11 @@ class CheckoutService:
                 try:
                     settle()
                     return
-                except ACPError as exc:  # busy or unavailable
-                    if time.monotonic() + pause > deadline:
+                except ACPError as exc:
+                    if not is_transient(exc) or time.monotonic() + pause > deadline:
                         log.error("checkout %s: could not settle after losing the lock (%s); the "
-                                  "processor's payment_intent.succeeded event, or the merchant, must",
-                                  session_id, exc.message)
+                                  "processor's payment_intent.succeeded event, or the merchant, must "
+                                  "settle it", session_id, exc.message)
                         return
                     time.sleep(pause)
                     pause = min(pause * 2, 10.0)

@@ -61,7 +61,7 @@ class OrderService:
 
         :raises NotFoundError: unknown order id.
         """
-        return self._session(order_id)[1]
+        return self.sessions.find_order(order_id)[1]
 
     def ship(
         self,
@@ -200,9 +200,9 @@ class OrderService:
             the same ``refund_id``.
         """
         refund_id = refund_id or _id("rf")
-        session_id = self._session_id(order_id)
+        session_id = self.sessions.order_session_id(order_id)
         with self.sessions.locked(session_id):
-            session, order = self._session(order_id)
+            session, order = self.sessions.find_order(order_id)
             payment = session.payment
             existing = next((a for a in order.adjustments if a.id == refund_id), None)
             if existing is not None and amount is not None and existing.amount != amount:
@@ -235,7 +235,7 @@ class OrderService:
             if existing is None:
                 order = self._save(session, dataclasses.replace(
                     order, adjustments=order.adjustments + (pending,)), now)
-                session, order = self._session(order_id)
+                session, order = self.sessions.find_order(order_id)
             try:
                 result = self.settlement.refund(
                     payment.payment_id, amount=amount,
@@ -361,16 +361,10 @@ class OrderService:
 
     # -- machinery -----------------------------------------------------------------
 
-    def _session(self, order_id: str) -> tuple[CheckoutSession, Order]:
-        return self.sessions.find_order(order_id)
-
-    def _session_id(self, order_id: str) -> str:
-        return self.sessions.order_session_id(order_id)
-
     def _change(self, order_id: str,
                 change: cabc.Callable[[Order, dt.datetime], Order]) -> Order:
-        with self.sessions.locked(self._session_id(order_id)):
-            session, order = self._session(order_id)
+        with self.sessions.locked(self.sessions.order_session_id(order_id)):
+            session, order = self.sessions.find_order(order_id)
             now = self.sessions.clock()
             updated = change(order, now)
             if updated == order:
@@ -386,8 +380,8 @@ class OrderService:
         return order
 
     def _capture_if_authorized(self, order_id: str) -> None:
-        with self.sessions.locked(self._session_id(order_id)):
-            session, order = self._session(order_id)
+        with self.sessions.locked(self.sessions.order_session_id(order_id)):
+            session, order = self.sessions.find_order(order_id)
             payment = session.payment
             if payment is None or payment.capture_status != "authorized" or payment.payment_id is None:
                 return
@@ -397,8 +391,8 @@ class OrderService:
 
     def _give_back_payment(self, order_id: str) -> Order:
         """Release the authorization, or refund what is left, of a canceled order."""
-        with self.sessions.locked(self._session_id(order_id)):
-            session, order = self._session(order_id)
+        with self.sessions.locked(self.sessions.order_session_id(order_id)):
+            session, order = self.sessions.find_order(order_id)
             payment = session.payment
             if payment is None or payment.payment_id is None:
                 return order
