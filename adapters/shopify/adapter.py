@@ -49,7 +49,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import threading
 import time
 import typing as t
 import urllib.parse
@@ -158,10 +157,6 @@ class ShopifyAdapter(PlatformAdapter):
         self.clock = clock
         self._sleep = sleep
         self._currencies: list[str] | None = None
-        self._lock = threading.Lock()
-        #: drafts whose completion this process sent without learning its outcome:
-        #: until their order is seen, every failure to place them is outcome-unknown
-        self._unknown_completions: set[str] = set()
         host = (urllib.parse.urlsplit(client.shop_url).hostname or "").lower()
         #: ``{shop}.myshopify.com`` when the shop URL is one: webhooks whose
         #: ``X-Shopify-Shop-Domain`` names another shop are ignored.
@@ -764,14 +759,13 @@ class ShopifyAdapter(PlatformAdapter):
         ``outcome_unknown`` (the core then never refunds on its own): set when a
         ``draftOrderComplete`` got no answer (timed out, connection lost) and
         the draft is still open -- it may still be running -- or when the draft
-        could not be re-read after a completion attempt; and, from then on, on
-        every failure to place this draft in this process until its order is
-        seen (a later attempt that cannot even connect does not know more).
-        It is false when no completion can have happened: the draft was read
-        open and ``draftOrderComplete`` was refused before running (connection
-        refused, throttled, 401/402/403/423) or answered with an error while the
-        draft stayed open, or the first read failed with no unknown completion
-        before it in this process.
+        could not be re-read after a completion attempt. The core remembers it
+        in the payment record (``placement_outcome_unknown``), so a later attempt
+        that cannot even connect never turns it into a refund. It is false when
+        this attempt cannot have completed anything: the draft was read open and
+        ``draftOrderComplete`` was refused before running (connection refused,
+        throttled, 401/402/403/423) or answered with an error while the draft
+        stayed open, or the first read failed.
 
         :raises AdapterUnavailableError: Shopify unavailable, still calculating
             the draft, or the outcome of a completion attempt is unknown
@@ -784,23 +778,7 @@ class ShopifyAdapter(PlatformAdapter):
         draft_id = str(session.quote.adapter_state.get("draft_id") or "")
         if not draft_id:
             raise AdapterRejectedError(f"checkout {session.id} has no Shopify draft order")
-        try:
-            order = self._completed_draft_order(draft_id, payment, session)
-        except AdapterUnavailableError as exc:
-            with self._lock:
-                if exc.outcome_unknown:
-                    self._unknown_completions.add(draft_id)
-                earlier = draft_id in self._unknown_completions
-            if earlier and not exc.outcome_unknown:
-                raise AdapterUnavailableError(
-                    f"{exc} (an earlier completion of Shopify draft order {draft_id} has an unknown "
-                    "outcome: the order may exist)", retry_after=exc.retry_after,
-                    outcome_unknown=True) from exc
-            raise
-        except AdapterRejectedError:
-            self._settled(draft_id)  # the core gives the money back: no further attempt
-            raise
-        self._settled(draft_id)
+        order = self._completed_draft_order(draft_id, payment, session)
         self._tag_order(order, payment, session)
         try:
             charged = mapping.money(t.cast(dict[str, JSON], order.get("totalPriceSet")), payment.currency)
@@ -836,10 +814,6 @@ class ShopifyAdapter(PlatformAdapter):
                 f"the store's total changed after the payment (now "
                 f"{mapping.minor_to_decimal_string(total, currency)} {currency}, "
                 f"{mapping.minor_to_decimal_string(payment.amount, currency)} {currency} was paid)")
-
-    def _settled(self, draft_id: str) -> None:
-        with self._lock:
-            self._unknown_completions.discard(draft_id)
 
     def _completed_draft_order(self, draft_id: str, payment: PaymentRecord,
                                session: CheckoutSession) -> dict[str, JSON]:
