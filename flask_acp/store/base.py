@@ -162,6 +162,16 @@ class Sessions(t.Protocol):
         """The session whose charge has the processor id ``payment_id``, or None."""
         ...
 
+    def claim_token(self, token_sha256: str, session_id: str, *, now: float) -> str:
+        """Bind a payment credential (the hex SHA-256 of its token, never the
+        token) to the first session that presents it, atomically, and return
+        the id of the session that holds it: ``session_id`` if it is the first
+        (or already held it), another id if that one was first. Claims are
+        kept for good: a delegated token is single-use and scoped to one
+        checkout session (``Allowance.checkout_session_id``); ``now`` is unix
+        seconds (the time of the first claim)."""
+        ...
+
 
 class Locks(t.Protocol):
     """Named leases. A holder that dies keeps its lock for ``lease`` seconds at

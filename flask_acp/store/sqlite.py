@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS acp_payments (
     payment_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS acp_payment_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    claimed_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acp_inbound_events (
     source TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -239,6 +244,14 @@ class SQLiteSessions(_Port):
             row = db.execute("SELECT session_id FROM acp_payments WHERE payment_id = ?",
                              (payment_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def claim_token(self, token_sha256: str, session_id: str, *, now: float) -> str:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO acp_payment_tokens (token_sha256, session_id, claimed_at)"
+                       " VALUES (?, ?, ?)", (token_sha256, session_id, now))
+            row = db.execute("SELECT session_id FROM acp_payment_tokens WHERE token_sha256 = ?",
+                             (token_sha256,)).fetchone()
+        return str(row[0])
 
 
 def _row(session: CheckoutSession) -> tuple[object, ...]:

@@ -392,6 +392,17 @@ class SessionsContract(_Base):
         assert storage.sessions.session_id_for_payment("pi_123") == session.id
         assert storage.sessions.session_id_for_payment("pi_other") is None
 
+    def test_a_token_is_held_by_the_first_session_that_claims_it(self, storage: Storage) -> None:
+        token = "a" * 64
+        assert storage.sessions.claim_token(token, "cs_1", now=1000.0) == "cs_1"
+        assert storage.sessions.claim_token(token, "cs_1", now=1001.0) == "cs_1"
+        assert storage.sessions.claim_token(token, "cs_2", now=1002.0) == "cs_1"
+        assert storage.sessions.claim_token("b" * 64, "cs_2", now=1003.0) == "cs_2"
+
+    def test_threads_racing_for_one_token_agree_on_one_session(self, storage_opener: StorageOpener) -> None:
+        results = race(8, lambda i: storage_opener().sessions.claim_token("c" * 64, f"cs_{i}", now=1.0))
+        assert len(set(results)) == 1 and str(results[0]).startswith("cs_"), results
+
 
 class LocksContract(_Base):
     """:class:`~flask_acp.store.base.Locks`: exclusion, wait, lease, takeover, renewal."""
