@@ -18,6 +18,8 @@ from werkzeug.test import TestResponse
 from flask_acp import ACP
 from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing import acp_headers
+from tests.redis_servers import redis_cluster  # noqa: F401 - session fixtures shared by every module
+from tests.redis_servers import redis_single  # noqa: F401
 from tests.spec import validate_response
 
 pytest.register_assert_rewrite("flask_acp.testing.storage_contract")
