@@ -5,7 +5,10 @@
 - ``flask acp orders show|ship|deliver|cancel|refund ORDER_ID``: report order changes;
   each one queues a signed ``order_update`` webhook to the agent.
 - ``flask acp worker``, ``flask acp events list|replay``: order webhook
-  delivery (:mod:`flask_acp.webhooks.cli`).
+  delivery (:mod:`flask_acp.webhooks.cli`);
+- ``flask acp doctor``: check the configuration and connections (:mod:`flask_acp.doctor`);
+- ``flask acp migrate-store --to URL``: copy this app's store into another one
+  (:mod:`flask_acp.store.migrate`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,23 @@ def register(cli: click.Group) -> None:
         except Exception as exc:  # Redis down: a later sweep queues them
             raise click.ClickException(f"webhook events not queued: {type(exc).__name__}: {exc}") from None
         click.echo(f"webhooks_queued={queued}")
+
+    @cli.command("doctor")
+    def doctor() -> None:
+        """Check the configuration and every connection (store, queue, Stripe, agents'
+        webhook URLs, the platform, clock skew) and print what to fix; exit 1 on any error."""
+        from flask import current_app
+
+        from .doctor import diagnose
+
+        findings = diagnose(_state(), current_app.config, debug=current_app.debug or current_app.testing)
+        for finding in findings:
+            click.echo(finding.line())
+        errors = sum(1 for f in findings if f.level == "error")
+        warnings = sum(1 for f in findings if f.level == "warn")
+        click.echo(f"{errors} error(s), {warnings} warning(s)")
+        if errors:
+            raise SystemExit(1)
 
     @cli.command("demo-purchase")
     @click.option("--base-url", required=True, help="The ACP server, e.g. http://127.0.0.1:8000")

@@ -282,3 +282,28 @@ def test_hold_expiry_uses_the_quote_clock(tmp_path: pathlib.Path, redis_url: str
     later = CatalogAdapter(feed, store, redis_url, clock=lambda: now + dt.timedelta(seconds=6))
     assert later.quote(request(("a", 1), session="cs_2", address=SF,
                                expires_at=now + dt.timedelta(hours=1))).lines[0].purchasable
+
+
+def test_example_app_honours_a_redis_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path,
+                                               redis_single: RedisServer) -> None:
+    """``ACP_STORE_URL=redis://...`` moves the example's state to Redis (and its
+    order webhooks to RQ on the same Redis); without it, nothing needs Redis."""
+    url = f"{redis_single.url}?key_prefix={unique_prefix()}"
+    monkeypatch.setenv("ACP_STORE_URL", url)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_example_not_used_0000")  # no fake Stripe server
+    monkeypatch.setenv("STRIPE_ACCOUNT_ID", "acct_example")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).resolve().parent.parent))
+    import example_app
+
+    app = example_app.create_app({"ACP_WEBHOOK_DELIVERY_THREAD": False})
+    state = app.extensions["acp"]
+    assert isinstance(state.storage.sessions, RedisSessions)
+    assert isinstance(state.adapter.ledger, RedisStockLedger)
+    assert (app.config["ACP_REDIS_URL"], state.webhooks.mode) == (url, "rq")
+    state.webhooks.close()
+    monkeypatch.delenv("ACP_STORE_URL")
+    monkeypatch.setenv("ACP_SQLITE_PATH", str(tmp_path / "example.sqlite3"))
+    plain = example_app.create_app({"ACP_WEBHOOK_DELIVERY_THREAD": False})
+    assert plain.config["ACP_REDIS_URL"] is None
+    assert plain.config["ACP_STORE_URL"] == f"sqlite://{tmp_path / 'example.sqlite3'}"

@@ -419,6 +419,14 @@ class CatalogAdapter(PlatformAdapter):
         """``[store currency]``, lowercase."""
         return [self.store.currency]
 
+    def check_connection(self) -> str:
+        """The feed and the stock ledger (a read of the sold counters).
+
+        :raises StorageUnavailableError: the stock database failed.
+        """
+        self.ledger.held_counts()
+        return f"{len(self.items)} variants, stock in {type(self.ledger).__name__}"
+
     def close(self) -> None:
         """Close this thread's SQLite connection (nothing for Redis: shared)."""
         self.ledger.close()

@@ -96,6 +96,18 @@ def open_storage(url: str, *, base_dir: str | None = None) -> Storage:
     return redis_storage(target)
 
 
+def safe_store_url(url: str) -> str:
+    """A storage URL fit for logs and messages: a Redis URL's passwords masked."""
+    if is_redis(url):
+        from ._redis import parse_redis_url
+
+        try:
+            return parse_redis_url(url).safe
+        except ValueError:
+            return url.partition("://")[0] + "://(malformed)"
+    return url
+
+
 def is_redis(url: str | None) -> bool:
     """Whether a storage URL names a Redis (any of :data:`REDIS_SCHEMES`)."""
     return bool(url) and str(url).partition(":")[0].lower() in REDIS_SCHEMES
@@ -117,5 +129,6 @@ __all__ = [
     "is_redis",
     "open_storage",
     "parse_store_url",
+    "safe_store_url",
     "sqlite_url",
 ]
