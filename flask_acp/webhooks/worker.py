@@ -38,13 +38,40 @@ from .service import WebhookService
 log = logging.getLogger("flask_acp.webhooks")
 
 
+#: seconds the thread listening for RQ's worker commands waits per read
+PUBSUB_POLL = 1.0
+
+
+def _subscribe(worker: t.Any) -> None:
+    """RQ listens for worker commands in a pub/sub thread polling every 60 s;
+    with redis-py >= 8 stopping that thread waits for its current poll, so a
+    worker (a burst run, a SIGTERM) could take a minute to stop. This polls
+    every :data:`PUBSUB_POLL` seconds instead (RQ's ``subscribe`` otherwise)."""
+    worker.log.info("Worker %s: subscribing to channel %s", worker.name, worker.pubsub_channel_name)
+    worker.pubsub = worker.connection.pubsub()
+    worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
+    worker.pubsub_thread = worker.pubsub.run_in_thread(
+        sleep_time=PUBSUB_POLL, daemon=True, exception_handler=worker._pubsub_exception_handler)
+
+
 class DeliveryWorker(SimpleWorker):
     """``SimpleWorker`` whose ``job_timeout`` enforcement works from any thread
     and respects an existing ``SIGALRM`` handler: a timer thread by default;
     :func:`run_worker` switches to RQ's cheaper ``SIGALRM`` penalty when it
-    runs on the main thread and nobody else handles ``SIGALRM``."""
+    runs on the main thread and nobody else handles ``SIGALRM``. It stops
+    within a second (:func:`_subscribe`)."""
 
     death_penalty_class: type[BaseDeathPenalty] = TimerDeathPenalty
+
+    def subscribe(self) -> None:
+        _subscribe(self)
+
+
+class ForkingDeliveryWorker(Worker):
+    """RQ's forking ``Worker`` (a child process per job) that stops within a second."""
+
+    def subscribe(self) -> None:
+        _subscribe(self)
 
 
 def _sweep(service: WebhookService) -> int:
@@ -78,7 +105,7 @@ def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = Fal
     own = connection is None
     redis = connection if connection is not None else connect(service.queue.url, fail_fast=False)
     queue = Queue(service.queue.name, connection=redis, serializer=JSONSerializer)
-    worker_class: type[Worker] | type[SimpleWorker] = Worker if fork else DeliveryWorker
+    worker_class: type[Worker] | type[SimpleWorker] = ForkingDeliveryWorker if fork else DeliveryWorker
     worker = worker_class([queue], connection=redis, serializer=JSONSerializer, name=name)
     stop = threading.Event()
     sweeper: threading.Thread | None = None
