@@ -303,16 +303,17 @@ class RedisConnection:
         return found
 
     def run(self, source: str, keys: cabc.Sequence[str], args: cabc.Sequence[t.Any] = (), *,
-            write: bool = True) -> t.Any:
+            write: bool = True, quiet: bool = False) -> t.Any:
         """Run a Lua script (its keys all in one slot).
 
         :param write: the script may write: with ``wait_replicas``, wait for
             the replicas before returning.
+        :param quiet: a failure is not logged (a call retried in the background).
         :raises StorageUnavailableError: Redis failed, or the replicas did not
             acknowledge the write in time.
         """
         script = self.script(source)
-        with self.translated():
+        with self.translated(quiet=quiet):
             if write and self.url.wait_replicas:
                 pipe = t.cast("redis.Redis", self.client).pipeline(transaction=False)
                 script(keys=list(keys), args=list(args), client=pipe)
@@ -345,9 +346,10 @@ class RedisConnection:
                 script(keys=list(keys(i)), args=list(args(i)), client=pipe)
             return list(pipe.execute())
 
-    def translated(self) -> _Translated:
-        """A context manager turning Redis errors into :class:`StorageUnavailableError`."""
-        return _Translated(self)
+    def translated(self, *, quiet: bool = False) -> _Translated:
+        """A context manager turning Redis errors into :class:`StorageUnavailableError`
+        (logged at error level unless ``quiet``)."""
+        return _Translated(self, quiet=quiet)
 
     def server_time(self) -> float:
         """The server's clock, unix seconds (``TIME``; a cluster's first node)."""
@@ -367,15 +369,17 @@ class _Translated:
     """``with``: a :class:`redis.exceptions.RedisError` becomes a
     :class:`StorageUnavailableError` (logged once, at error level)."""
 
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: RedisConnection, *, quiet: bool = False) -> None:
         self.connection = connection
+        self.quiet = quiet
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: t.Any) -> None:
         if exc is not None and isinstance(exc, redis.exceptions.RedisError):
-            log.error("Redis %s failed: %s: %s", self.connection.url.safe, type(exc).__name__, exc)
+            if not self.quiet:
+                log.error("Redis %s failed: %s: %s", self.connection.url.safe, type(exc).__name__, exc)
             raise StorageUnavailableError() from exc
 
 

@@ -37,10 +37,11 @@ Redis TTL of their retention plus an hour, so they vanish even when nobody
 runs ``flask acp sweep`` -- which is why the server must not evict keys
 (``maxmemory-policy noeviction``; ``flask acp doctor`` checks it).
 
-When Redis fails while a lock or an idempotency claim is being released, the
-release is retried in the background until Redis answers (the lock's lease
+When Redis fails while a lock or an idempotency claim is being taken or
+released, its release is retried in the background until Redis answers
+(owner-checked: only the claim of that request is removed; the lock's lease
 and the claim's lease bound it anyway): a retry after the outage does not
-find its session busy for the whole lease.
+find its session busy, or its key in flight, for the whole lease.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ log = logging.getLogger("flask_acp")
 
 #: seconds an idempotency record outlives its retention in Redis (clock skew, sweeps)
 IDEMPOTENCY_TTL_MARGIN = 3600
+#: seconds a failed release of an Idempotency-Key claim is retried in the background
+DEFERRED_RELEASE_WITHIN = 300
 
 
 def redis_storage(url: str) -> Storage:
@@ -423,7 +426,7 @@ class RedisLocks(_Port):
         key = self.key(name)
         deadline = time.monotonic() + wait
         delay = 0.005
-        while not self._acquire(key, fence.owner, lease):
+        while not self._try_acquire(key, fence.owner, lease):
             if time.monotonic() >= deadline:
                 raise LockTimeoutError(name)
             time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
@@ -432,6 +435,16 @@ class RedisLocks(_Port):
             yield fence
         finally:
             self._release(key, fence.owner, within=lease)
+
+    def _try_acquire(self, key: str, owner: str, lease: float) -> bool:
+        """:meth:`_acquire`; when Redis fails meanwhile (the lock may be ours
+        without our knowing), its release is retried in the background."""
+        try:
+            return self._acquire(key, owner, lease)
+        except StorageUnavailableError:
+            _deferred.add(lambda: self.connection.run(_LOCK_RELEASE, [key], [owner], quiet=True),
+                          within=lease)
+            raise
 
     def _acquire(self, key: str, owner: str, lease: float) -> bool:
         if self.connection.call("SET", key, owner, "NX", "PX", _ms(lease)):
@@ -444,14 +457,14 @@ class RedisLocks(_Port):
         return False
 
     def _release(self, key: str, owner: str, *, within: float) -> None:
-        def release() -> None:
-            self.connection.run(_LOCK_RELEASE, [key], [owner])
+        def release(quiet: bool = False) -> None:
+            self.connection.run(_LOCK_RELEASE, [key], [owner], quiet=quiet)
 
         try:
             release()
         except StorageUnavailableError:
             log.warning("lock %s not released (Redis unavailable); retrying in the background", key)
-            _deferred.add(release, within=within)
+            _deferred.add(lambda: release(quiet=True), within=within)
 
     def lock_renew(self, fence: Fence, *, lease: float) -> bool:
         return bool(self.connection.run(_LOCK_RENEW, [self.key(fence.name)], [fence.owner, _ms(lease)]))
@@ -550,9 +563,15 @@ class RedisIdempotencyRecords(_Port):
         shard, digest, rkey = self._where(scope, key)
         owner = new_owner()
         ttl = int(retention) + IDEMPOTENCY_TTL_MARGIN
-        reply = self.connection.run(_IDEM_BEGIN, [rkey], [
-            fingerprint, _num(float(now)), _num(float(lease)), _num(float(retention)), owner, ttl,
-            self._base(shard), digest])
+        try:
+            reply = self.connection.run(_IDEM_BEGIN, [rkey], [
+                fingerprint, _num(float(now)), _num(float(lease)), _num(float(retention)), owner, ttl,
+                self._base(shard), digest])
+        except StorageUnavailableError:
+            # the claim may have been made and its answer lost: give it back once Redis answers
+            _deferred.add(lambda: self.connection.run(_IDEM_RELEASE, [rkey], [owner], quiet=True),
+                          within=lease)
+            raise
         state = _text(reply[0])
         if state == "in_flight":
             holder = _text(reply[1]) or ""
@@ -583,8 +602,8 @@ class RedisIdempotencyRecords(_Port):
         with self._owners_lock:
             owner = self._owners.pop((scope, key), "")
 
-        def release() -> None:
-            self.connection.run(_IDEM_RELEASE, [rkey], [owner])
+        def release(quiet: bool = False) -> None:
+            self.connection.run(_IDEM_RELEASE, [rkey], [owner], quiet=quiet)
 
         try:
             release()
@@ -592,7 +611,7 @@ class RedisIdempotencyRecords(_Port):
             if not owner:
                 raise
             log.warning("Idempotency-Key claim not released (Redis unavailable); retrying in the background")
-            _deferred.add(release, within=IDEMPOTENCY_TTL_MARGIN)
+            _deferred.add(lambda: release(quiet=True), within=DEFERRED_RELEASE_WITHIN)
 
     def purge(self, *, before: float) -> int:
         counts = self.connection.each_shard(_IDEM_PURGE, lambda i: [self._key(i, "idem:done")],
