@@ -507,9 +507,11 @@ end
 return 0
 """
 
-# ARGV status, body, headers, now, base, hash, ttl margin
+# ARGV status, body, headers, now, base, hash, ttl margin, owner ('' any: the port's finish)
 _IDEM_FINISH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local r = redis.call('HMGET', KEYS[1], 'state', 'by')
+if not r[1] then return 0 end
+if ARGV[8] ~= '' and (r[1] ~= 'in_flight' or r[2] ~= ARGV[8]) then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[1], 'body', ARGV[2], 'headers', ARGV[3],
   'created', ARGV[4], 'claimed', ARGV[4])
 local ret = tonumber(redis.call('HGET', KEYS[1], 'ret') or '86400')
@@ -589,11 +591,22 @@ class RedisIdempotencyRecords(_Port):
 
     def finish(self, scope: str, key: str, *, status: int, body: bytes, headers: dict[str, str],
                now: float) -> None:
+        """(See the port.) When Redis fails, the response is stored in the
+        background once Redis answers (the request still fails): a retry with
+        the key then gets it replayed instead of running again."""
         shard, digest, rkey = self._where(scope, key)
         with self._owners_lock:
-            self._owners.pop((scope, key), None)
-        self.connection.run(_IDEM_FINISH, [rkey], [status, body, json.dumps(headers), _num(float(now)),
-                                                   self._base(shard), digest, IDEMPOTENCY_TTL_MARGIN])
+            owner = self._owners.pop((scope, key), "")
+        args = [status, body, json.dumps(headers), _num(float(now)), self._base(shard), digest,
+                IDEMPOTENCY_TTL_MARGIN, owner]
+        try:
+            self.connection.run(_IDEM_FINISH, [rkey], args)
+        except StorageUnavailableError:
+            log.warning("Idempotency-Key response not stored (Redis unavailable); storing it in the "
+                        "background")
+            _deferred.add(lambda: self.connection.run(_IDEM_FINISH, [rkey], args, quiet=True),
+                          within=DEFERRED_RELEASE_WITHIN)
+            raise
 
     def release(self, scope: str, key: str) -> None:
         """(See the port.) When Redis fails, the release is retried in the
