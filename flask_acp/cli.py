@@ -97,6 +97,31 @@ def register(cli: click.Group) -> None:
         if errors:
             raise SystemExit(1)
 
+    @cli.command("migrate-store")
+    @click.option("--to", "target", required=True, metavar="URL",
+                  help="The Redis store to copy into (ACP_STORE_URL form), under an empty key prefix.")
+    def migrate_store(target: str) -> None:
+        """Copy this app's SQLite store (sessions and their orders, idempotency responses,
+        the order-event outbox, the inbound-webhook log, the catalog's stock and orders) into a
+        Redis store. Stop every app server and worker first; then point ACP_STORE_URL at TARGET."""
+        from .migrate import copy_sqlite_to_redis
+        from .store import is_redis
+
+        state = _state()
+        if is_redis(state.settings.store_url):
+            raise click.ClickException("this app's store is Redis already; migrate-store copies a SQLite "
+                                       "store")
+        try:
+            report = copy_sqlite_to_redis(state.settings.sqlite_path, target,
+                                          idempotency_ttl=state.settings.idempotency_ttl, progress=click.echo)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ACPError as exc:
+            raise click.ClickException(f"{exc.message} (the copy may be partial: delete the target's keys "
+                                       "and run it again)") from None
+        click.echo(f"copied: {report.line()}")
+        click.echo(f"now set ACP_STORE_URL={target} on every app server and worker, and start them")
+
     @cli.command("demo-purchase")
     @click.option("--base-url", required=True, help="The ACP server, e.g. http://127.0.0.1:8000")
     @click.option("--api-key", required=True, help="An agent API key of that server.")

@@ -31,6 +31,7 @@ from flask_acp.models import Order
 from flask_acp.store import open_storage
 from flask_acp.store.redis import RedisSessions
 from flask_acp.testing.storage_contract import make_session
+from tests.conftest import ADDRESS
 from tests.conftest import Agent
 from tests.conftest import build_app
 from tests.redis_servers import RedisClusterServers
@@ -307,3 +308,47 @@ def test_example_app_honours_a_redis_store_url(monkeypatch: pytest.MonkeyPatch, 
     plain = example_app.create_app({"ACP_WEBHOOK_DELIVERY_THREAD": False})
     assert plain.config["ACP_REDIS_URL"] is None
     assert plain.config["ACP_STORE_URL"] == f"sqlite://{tmp_path / 'example.sqlite3'}"
+
+
+# --------------------------------------------------------------------------- migration
+
+
+def test_migrate_store_copies_a_sqlite_store_into_redis(tmp_path: pathlib.Path, redis_url: str) -> None:
+    """``flask acp migrate-store --to URL`` on the SQLite app: the Redis app
+    then replays its Idempotency-Keys, manages its orders, delivers its
+    pending events, keeps the open session's hold and numbers orders on."""
+    old = build_app(tmp_path, ACP_WEBHOOK_DELIVERY_THREAD=False)
+    agent = Agent(old.test_client())
+    done = agent.ready_session([{"id": "item_456", "quantity": 2}])
+    first = agent.complete(done["id"], key="pay-1")
+    assert first.status_code == 200
+    order_id = first.get_json()["order"]["id"]
+    held = agent.ready_session([{"id": "item_456", "quantity": 3}])  # the last 3 units, held
+    old.extensions["acp"].storage.inbound.record("stripe", "evt_seen")
+
+    result = old.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", redis_url])
+    assert result.exit_code == 0, result.output
+    assert "sessions=2" in result.output
+    assert "outbox_events=1" in result.output
+    assert "orders=1" in result.output
+    again = old.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", redis_url])
+    assert again.exit_code == 1
+    assert "already holds keys" in again.output
+
+    new = build_app(tmp_path / "new", ACP_STORE_URL=redis_url, ACP_REDIS_URL="",
+                    ACP_WEBHOOK_DELIVERY_THREAD=False)
+    moved = Agent(new.test_client())
+    replay = moved.complete(done["id"], key="pay-1")
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_data() == first.get_data()
+    state = new.extensions["acp"]
+    assert state.storage.inbound.seen("stripe", "evt_seen")
+    assert [e.order_id for e in state.storage.outbox.entries(statuses=["pending"])] == [order_id]
+    shipped = new.test_cli_runner().invoke(args=["acp", "orders", "ship", order_id, "--carrier", "UPS"])
+    assert shipped.exit_code == 0, shipped.output
+    assert len(state.storage.outbox.entries(statuses=["pending"])) == 2  # order_update queued
+    other = moved.create([{"id": "item_456", "quantity": 1}], fulfillment_details={"address": ADDRESS})
+    assert other.get_json()["status"] == "not_ready_for_payment"  # the 3 units are still held
+    finished = moved.complete(held["id"])
+    assert finished.get_json()["order"]["order_number"] == "#1002"  # numbering goes on
+    assert state.adapter.ledger.sold("item_456") == 5

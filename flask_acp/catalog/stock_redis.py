@@ -253,6 +253,30 @@ class RedisStockLedger:
         """Delete the session's hold; a no-op when there is none."""
         self.connection.run(_RELEASE, [self._key("hexp")], [self.base, session_id])
 
+    def import_state(self, *, sold: cabc.Mapping[str, int],
+                     holds: cabc.Iterable[tuple[str, str, int, float]],
+                     orders: cabc.Iterable[tuple[str, dict[str, t.Any]]], last_number: int) -> None:
+        """Load another ledger's state into this empty one (a store migration,
+        :mod:`flask_acp.migrate`; nothing else may use either ledger meanwhile).
+
+        :param sold: item id -> units sold.
+        :param holds: ``(session id, item id, units, expires_at)`` rows.
+        :param orders: ``(session id, record)``: ``id``, ``order_number``,
+            ``permalink_url``, ``number``, ``lines``, ``amount``, ``currency``,
+            ``payment_id``, ``created_at``.
+        :param last_number: the last order's sequence number.
+        """
+        for item_id, quantity in sold.items():
+            self.connection.call("HSET", self._key("sold"), item_id, quantity)
+        for session_id, item_id, quantity, expires_at in holds:
+            self.connection.call("HSET", self._key(f"hold:{session_id}"), item_id, quantity)
+            self.connection.call("HINCRBY", self._key("held"), item_id, quantity)
+            self.connection.call("ZADD", self._key("hexp"), repr(float(expires_at)), session_id)
+        for session_id, record in orders:
+            self.connection.call("HSET", self._key("orders"), session_id,
+                                 json.dumps(record, separators=(",", ":")))
+        self.connection.call("SET", self._key("onum"), last_number)
+
     # -- inspection ----------------------------------------------------------------
 
     def order_for(self, session_id: str) -> Order | None:

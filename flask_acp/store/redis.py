@@ -344,6 +344,15 @@ class RedisSessions(_Port):
                     self._pointers.clear()
                 self._pointers.add((kind, name))
 
+    def import_pointers(self, kind: str, pairs: cabc.Iterable[tuple[str, str]]) -> int:
+        """Write ``order`` or ``payment`` id -> session id pointers as they are
+        (a store migration, :mod:`flask_acp.migrate`); returns how many."""
+        count = 0
+        for name, session_id in pairs:
+            self.connection.run(_POINTER, [self._key(shard_of(name), f"{kind}:{name}")], [session_id])
+            count += 1
+        return count
+
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
                     updated_before: float | None = None) -> list[str]:
         statuses = list(statuses)
@@ -520,6 +529,16 @@ redis.call('ZADD', ARGV[5] .. 'idem:done', ARGV[4], ARGV[6])
 return 1
 """
 
+# ARGV fingerprint, status, body, headers, finished at, retention, ttl, base, hash
+_IDEM_IMPORT = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'done', 'status', ARGV[2], 'body', ARGV[3],
+  'headers', ARGV[4], 'created', ARGV[5], 'claimed', ARGV[5], 'ret', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', ARGV[8] .. 'idem:done', ARGV[5], ARGV[9])
+return 1
+"""
+
 _IDEM_RELEASE = """
 local r = redis.call('HMGET', KEYS[1], 'state', 'by')
 if r[1] == 'in_flight' and (ARGV[1] == '' or r[2] == ARGV[1]) then return redis.call('DEL', KEYS[1]) end
@@ -625,6 +644,17 @@ class RedisIdempotencyRecords(_Port):
                 raise
             log.warning("Idempotency-Key claim not released (Redis unavailable); retrying in the background")
             _deferred.add(lambda: release(quiet=True), within=DEFERRED_RELEASE_WITHIN)
+
+    def import_response(self, scope: str, key: str, *, fingerprint: str, status: int, body: bytes,
+                        headers: dict[str, str], finished_at: float, retention: float) -> None:
+        """Store a finished response as :meth:`finish` would have (a store
+        migration, :mod:`flask_acp.migrate`): replayed for ``retention``
+        seconds after ``finished_at`` (unix seconds)."""
+        shard, digest, rkey = self._where(scope, key)
+        ttl = max(int(finished_at + retention - time.time()), 0) + IDEMPOTENCY_TTL_MARGIN
+        self.connection.run(_IDEM_IMPORT, [rkey], [fingerprint, status, body, json.dumps(headers),
+                                                   _num(float(finished_at)), _num(float(retention)), ttl,
+                                                   self._base(shard), digest])
 
     def purge(self, *, before: float) -> int:
         counts = self.connection.each_shard(_IDEM_PURGE, lambda i: [self._key(i, "idem:done")],
@@ -733,6 +763,18 @@ for i = 3, #ARGV do
   end
 end
 return out
+"""
+
+# KEYS[1] the event; ARGV base, event id, order id, status, created_at, next_attempt_at, fields...
+_IMPORT_ENTRY = """
+redis.call('DEL', KEYS[1])
+local fields = {}
+for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', ARGV[1] .. 'ox:st:' .. ARGV[4], ARGV[5], ARGV[2])
+if ARGV[4] == 'pending' then redis.call('ZADD', ARGV[1] .. 'ox:due', ARGV[6], ARGV[2]) end
+redis.call('SADD', ARGV[1] .. 'ox:ord:' .. ARGV[3], ARGV[2])
+return 1
 """
 
 _RELEASE = """
@@ -917,6 +959,21 @@ class RedisOutbox(_Port):
             _optional(delivered_at if delivered_at is None else float(delivered_at)),
             _optional(last_status), _optional(last_error), event_id]))
 
+    def import_entry(self, entry: OutboxEntry) -> None:
+        """Write an outbox entry as it is, whatever its status (a store
+        migration, :mod:`flask_acp.migrate`; its session is the entry's
+        ``session_id``, whose shard it joins)."""
+        shard = shard_of(entry.session_id)
+        pointer = self._key(shard_of(entry.event_id), f"evp:{entry.event_id}")
+        self.connection.run(_POINTER, [pointer], [str(shard)])
+        fields: list[t.Any] = []
+        for name, value in zip(_ENTRY_FIELDS, entry, strict=True):
+            if value is not None:
+                fields += [name, _num(value) if isinstance(value, (int, float)) else value]
+        self.connection.run(_IMPORT_ENTRY, [self._key(shard, f"evt:{entry.event_id}")], [
+            self._base(shard), entry.event_id, entry.order_id, entry.status, _num(float(entry.created_at)),
+            _num(float(entry.next_attempt_at)), *fields])
+
     def awaiting_handover(self, *, now: float, stale_after: float, limit: int = 100) -> list[OutboxEntry]:
         found = self.connection.each_shard(
             _AWAITING, lambda i: [self._key(i, "ox:due")],
@@ -978,6 +1035,12 @@ class RedisInboundLog(_Port):
         shard, field = self._where(source, event_id)
         return bool(self.connection.run(_INBOUND_RECORD, [self._key(shard, "inb"), self._key(shard, "inb:t")],
                                         [field, _num(time.time())]))
+
+    def import_record(self, source: str, event_id: str, *, received_at: float) -> None:
+        """Remember a webhook received at ``received_at`` (a store migration)."""
+        shard, field = self._where(source, event_id)
+        self.connection.run(_INBOUND_RECORD, [self._key(shard, "inb"), self._key(shard, "inb:t")],
+                            [field, _num(float(received_at))])
 
     def purge(self, *, before: float) -> int:
         counts = self.connection.each_shard(
