@@ -5,7 +5,8 @@
 The ACP blueprint on the embedded default (SQLite store, catalog adapter) with
 the test-double payment processor (``FakePaymentProcessor``, its ledger in a
 SQLite file shared by the workers), configured from the environment:
-``ACP_API_KEYS`` (``name:token``), ``ACP_SQLITE_PATH``, ``ACP_CATALOG_FILE``,
+``ACP_API_KEYS`` (``name:token``), ``ACP_SQLITE_PATH`` or ``ACP_STORE_URL`` (a Redis:
+``benchmarks/bench_stores.py``; the order webhooks then stay in the outbox), ``ACP_CATALOG_FILE``,
 ``ACP_STORE_FILE`` and ``BENCH_INSTANCE_PATH`` (a temp folder for the ledger).
 """
 
@@ -28,8 +29,9 @@ app.config.update(
     ACP_AGENTS={name: {"api_keys": [token]}},
     ACP_ALLOW_INSECURE_LOOPBACK=True,
     ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
+    ACP_REDIS_URL="",  # no RQ: with no agent webhook_url the events stay in the outbox
 )
-for key in ("ACP_SQLITE_PATH", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
+for key in ("ACP_SQLITE_PATH", "ACP_STORE_URL", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
     if os.environ.get(key):
         app.config[key] = os.environ[key]
 ACP(app, payment_processor=FakePaymentProcessor(os.path.join(_instance, "ledger.sqlite3")))
