@@ -16,6 +16,7 @@ from flask import Flask
 
 from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_stripe import FakeStripe
+from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from tests.conftest import AGENT_KEY
 from tests.conftest import FROM_CONFIG
 from tests.conftest import build_app
@@ -131,3 +132,18 @@ def test_platform_credentials_are_checked_with_one_call(tmp_path: pathlib.Path,
     assert result.exit_code == 1
     assert any("shopify:" in line and "check the platform's URL and credentials" in line
                for line in lines(result, "ERROR")), result.output
+
+
+def test_woocommerce_credentials_are_checked_with_one_call(tmp_path: pathlib.Path,
+                                                           stripe_fake: FakeStripe) -> None:
+    with FakeWooCommerce() as woo:
+        good = make(tmp_path, stripe_fake, f"sqlite://{tmp_path / 'acp.sqlite3'}", **woo.config())
+        result = doctor(good)
+        assert result.exit_code == 0, result.output
+        assert "woocommerce: REST API v3 answered" in result.output
+        bad = make(tmp_path / "bad", stripe_fake, f"sqlite://{tmp_path / 'bad.sqlite3'}",
+                   **woo.config(WOOCOMMERCE_CONSUMER_SECRET="cs_wrong"))
+        result = doctor(bad)
+    assert result.exit_code == 1
+    errors = lines(result, "ERROR")
+    assert any(line.startswith("ERROR  platform  woocommerce:") for line in errors), result.output
