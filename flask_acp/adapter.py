@@ -188,7 +188,10 @@ class PlatformAdapter(abc.ABC):
         """Release whatever is held for the session (cancel, expiry). Idempotent."""
 
     def supported_currencies(self) -> list[str]:
-        """Lowercase ISO 4217 codes the store sells in (for discovery)."""
+        """Lowercase ISO 4217 codes the store sells in (for discovery), the
+        store's own currency first: sessions of versions whose create request
+        has no ``currency`` (before 2026-01-30) are priced in it. ``[]`` while
+        the store cannot say."""
         return []
 
     def parse_webhook(self, headers: cabc.Mapping[str, str], body: bytes) -> PlatformWebhook:
@@ -241,7 +244,7 @@ def choose_fulfillment(
     messages: list[Message] = []
     for index, sel in enumerate(requested):
         option = by_id.get(sel.option_id)
-        if option is None or option.type != sel.type:
+        if option is None or (sel.type is not None and option.type != sel.type):
             messages.append(
                 Message(
                     type="error",

@@ -36,6 +36,7 @@ import collections.abc as cabc
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -187,17 +188,19 @@ class CheckoutService:
     # -- public operations ---------------------------------------------------------
 
     def create(self, agent: str, api_version: str, data: CreateInput) -> CheckoutSession:
-        """Open a session, price it and hold its stock.
+        """Open a session, price it and hold its stock. Without a ``currency``
+        (versions before 2026-01-30) the store's own currency is used.
 
         :raises UnavailableError: the platform cannot answer now (503).
         """
         now = self.clock()
         session_id = "cs_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
+        currency = data.currency or self._store_currency()
         quote = self._quote(
             QuoteRequest(
                 session_id=session_id,
-                currency=data.currency,
+                currency=currency,
                 line_items=data.line_items,
                 fulfillment_details=data.fulfillment_details,
                 selected_fulfillment_options=(),
@@ -211,7 +214,7 @@ class CheckoutService:
             agent=agent,
             api_version=api_version,
             status=_status_of(quote),
-            currency=data.currency,
+            currency=currency,
             line_items=data.line_items,
             quote=quote,
             created_at=now,
@@ -290,7 +293,7 @@ class CheckoutService:
                     and session.payment.request_key == data.idempotency_key:
                 return session  # a retry of the request that completed it (its answer was lost)
             self._require_open(session, "complete")
-            self._check_payment_data(data)
+            data = self._check_payment_data(data)
             if session.status is Status.COMPLETE_IN_PROGRESS:
                 return self._resume(self._note_request_key(session, data), data)
             if session.status is not Status.READY_FOR_PAYMENT:
@@ -397,10 +400,18 @@ class CheckoutService:
             # this token paid once and the money was given back: never again
             return self._payment_failed(session, PaymentTokenError(
                 "this payment token was already used and refunded"))
+        holder = self.storage.sessions.claim_token(token_sha256, session.id, now=self.clock().timestamp())
+        if holder != session.id:
+            # a delegated token is single-use and scoped to one session (Allowance)
+            log.warning("checkout %s: refused a payment token already presented to %s", session.id, holder)
+            return self.save(session.replace(updated_at=self.clock(), extra_messages=(Message(
+                type="error", code="invalid", resolution="requires_buyer_input",
+                param="$.payment_data.instrument.credential.token", text_key="payment_token_used"),)))
+        handler_id = t.cast(str, data.handler_id)  # filled by _check_payment_data
         record = PaymentRecord(
-            idempotency_key=f"acp-{session.id}-{token_sha256[:32]}",
+            idempotency_key=_charge_key(session.id, data),
             token_sha256=token_sha256,
-            handler_id=data.handler_id,
+            handler_id=handler_id,
             amount=session.totals.total,
             currency=session.currency,
             attempted_at=self.clock(),
@@ -422,9 +433,10 @@ class CheckoutService:
                 amount=record.amount,
                 currency=record.currency,
                 token=data.token,
-                handler_id=data.handler_id,
+                handler_id=handler_id,
                 checkout_session_id=session.id,
-                metadata={"checkout_session_id": session.id, "acp_agent": session.agent},
+                metadata=_charge_metadata(session, data),
+                authentication_result=data.authentication_result,
             ))
         except PaymentUnavailableError as exc:
             if not exc.outcome_unknown:  # certainly not executed: nothing to reconcile
@@ -666,8 +678,8 @@ class CheckoutService:
         found = self._find_charge(record)
         if found is not None:
             return self._place(self._charged(session, found))
-        if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
-            # Same credential: re-sending the same charge is safe (same key).
+        if record.idempotency_key == _charge_key(session.id, data):
+            # Same credential (and authentication): re-sending the same charge is safe (same key).
             return self._charge_and_place(session.replace(status=Status.READY_FOR_PAYMENT), data)
         # Another credential: only once the first attempt is known not to have charged.
         return self._charge_and_place(self._settle_unfound(session), data)
@@ -765,9 +777,25 @@ class CheckoutService:
                 code="complete_in_progress",
             )
 
-    def _check_payment_data(self, data: CompleteInput) -> None:
-        """Check ``payment_data`` against the processor's handlers (described as data)."""
+    def _check_payment_data(self, data: CompleteInput) -> CompleteInput:
+        """Check ``payment_data`` against the processor's handlers (described as
+        data); a payment naming only a PSP (``data.psp``) gets that PSP's
+        delegated-token card handler. Returns ``data`` with the handler, the
+        instrument and the credential types filled in.
+
+        :raises InvalidRequestError: unknown handler or PSP, unfit instrument
+            or credential type (400).
+        """
         handlers = {h.id: h for h in self.payments.handlers()}
+        if data.handler_id is None:
+            fits = [h for h in handlers.values() if h.psp == data.psp and h.requires_delegate_payment
+                    and "card" in h.instrument_types]
+            if not fits:
+                raise InvalidRequestError(
+                    f"This merchant takes no delegated card payments through '{data.psp}'.",
+                    code="invalid_payment_provider", param="$.payment_data.provider")
+            return dataclasses.replace(data, handler_id=fits[0].id, instrument_type="card",
+                                       credential_type=data.credential_type or fits[0].credential_types[0])
         handler = handlers.get(data.handler_id)
         if handler is None:
             raise InvalidRequestError(
@@ -786,6 +814,18 @@ class CheckoutService:
                 f"{_one_of(handler.credential_types)}.", code="invalid_credential_type",
                 param="$.payment_data.instrument.credential.type",
             )
+        return data
+
+    def _store_currency(self) -> str:
+        """The store's own currency (the adapter's first supported one)."""
+        try:
+            currencies = self.adapter.supported_currencies()
+        except AdapterError as exc:
+            raise _unavailable(exc) from exc
+        if not currencies:
+            raise UnavailableError("The store's currency cannot be read right now; retry shortly.",
+                                   code="store_currency_unknown", retry_after=5)
+        return currencies[0].lower()
 
     def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
         return QuoteRequest(
@@ -817,6 +857,29 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _charge_key(session_id: str, data: CompleteInput) -> str:
+    """The processor idempotency key of a charge: the session and the token
+    (one token charges at most once per session), plus the 3-D Secure result
+    when one was sent — after ``requires_3ds`` the agent authenticates and
+    sends the same token again, a different request that must not replay the
+    processor's stored "action required" answer."""
+    key = f"acp-{session_id}-{hashlib.sha256(data.token.encode()).hexdigest()[:32]}"
+    if data.authentication_result:
+        canonical = json.dumps(data.authentication_result, sort_keys=True, separators=(",", ":"))
+        key += "-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return key
+
+
+def _charge_metadata(session: CheckoutSession, data: CompleteInput) -> dict[str, str]:
+    """What the charge carries for reconciliation: the session, the agent and,
+    when the agent ran 3-D Secure, its outcome."""
+    metadata = {"checkout_session_id": session.id, "acp_agent": session.agent}
+    outcome = (data.authentication_result or {}).get("outcome")
+    if isinstance(outcome, str):
+        metadata["acp_authentication_outcome"] = outcome
+    return metadata
 
 
 def _payment_of(session: CheckoutSession) -> PaymentRecord:

@@ -42,6 +42,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
         "payment_declined": "Your payment was declined. Please try a different payment method.",
         "payment_token_invalid": "The payment credential cannot be used: {reason}",
+        "payment_token_used": "This payment credential was already used for another checkout; "
+                              "a delegated payment token pays for one checkout only. Get a new one.",
         "payment_requires_3ds": (
             "The card requires authentication, which this checkout cannot perform. "
             "Please try a different payment method."
@@ -85,6 +87,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "address_required": "Une adresse de livraison est nécessaire pour proposer des options de livraison.",
         "fulfillment_option_invalid": "L'option de livraison « {option_id} » n'est pas disponible.",
         "payment_declined": "Votre paiement a été refusé. Essayez un autre moyen de paiement.",
+        "payment_token_used": "Ce moyen de paiement a déjà servi pour une autre commande ; "
+                              "un jeton de paiement délégué ne vaut que pour une commande. "
+                              "Obtenez-en un nouveau.",
         "not_ready": "La session de paiement n'est pas encore prête.",
         "amount_not_multiple": (
             "Le total de {total} ne peut pas être débité : les paiements en {currency} doivent être "
@@ -115,6 +120,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "quantity_exceeded": "Von „{name}“ können höchstens {available} bestellt werden.",
         "address_required": "Für Versandoptionen wird eine Lieferadresse benötigt.",
         "payment_declined": "Ihre Zahlung wurde abgelehnt. Bitte versuchen Sie eine andere Zahlungsart.",
+        "payment_token_used": "Dieses Zahlungsmittel wurde bereits für einen anderen Checkout verwendet; "
+                              "ein delegiertes Zahlungstoken gilt nur für einen Checkout. "
+                              "Fordern Sie ein neues an.",
         "amount_below_minimum": "Der Gesamtbetrag von {total} liegt unter der Mindestzahlung von {limit}.",
         "amount_above_maximum": "Der Gesamtbetrag von {total} liegt über der Höchstzahlung von {limit}.",
     },
@@ -139,6 +147,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "quantity_exceeded": "Solo se pueden pedir {available} de «{name}».",
         "address_required": "Se necesita una dirección de envío para ofrecer opciones de entrega.",
         "payment_declined": "Su pago fue rechazado. Pruebe con otro método de pago.",
+        "payment_token_used": "Esta credencial de pago ya se usó en otra compra; "
+                              "un token de pago delegado sirve para una sola compra. Obtenga uno nuevo.",
         "amount_below_minimum": "El total de {total} es inferior al pago mínimo de {limit}.",
         "amount_above_maximum": "El total de {total} supera el pago máximo de {limit}.",
     },

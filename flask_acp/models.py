@@ -51,9 +51,13 @@ class LineItemRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class SelectedFulfillmentOption:
-    """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``."""
+    """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``.
 
-    type: str
+    ``type`` is None when the agent named the option by id alone
+    (``fulfillment_option_id``, 2025-09-29): any offered option of that id fits.
+    """
+
+    type: str | None
     option_id: str
     item_ids: tuple[str, ...] = ()
 

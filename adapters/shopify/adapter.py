@@ -1073,8 +1073,8 @@ class ShopifyAdapter(PlatformAdapter):
         return [draft_id for draft_id in found if self._delete_draft(draft_id)]
 
     def supported_currencies(self) -> list[str]:
-        """The shop currency and its enabled presentment currencies, lowercase
-        (one ``shop`` query, cached; ``[]`` while Shopify is unreachable)."""
+        """The shop currency, then its other enabled presentment currencies,
+        lowercase (one ``shop`` query, cached; ``[]`` while Shopify is unreachable)."""
         if self._currencies is None:
             try:
                 data = self.client.execute(queries.SHOP_CURRENCIES, operation_name="AcpShopCurrencies")
@@ -1082,9 +1082,9 @@ class ShopifyAdapter(PlatformAdapter):
                 log.warning("cannot read the Shopify shop currencies: %s", exc)
                 return []
             shop = t.cast(dict[str, t.Any], data.get("shop") or {})
-            codes = {str(shop.get("currencyCode") or "")}
-            codes |= {str(c) for c in shop.get("enabledPresentmentCurrencies") or []}
-            self._currencies = sorted(c.lower() for c in codes if c)
+            own = str(shop.get("currencyCode") or "").lower()
+            others = {str(c).lower() for c in shop.get("enabledPresentmentCurrencies") or []} - {own, ""}
+            self._currencies = ([own] if own else []) + sorted(others)
         return list(self._currencies)
 
     def close(self) -> None:
