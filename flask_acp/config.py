@@ -210,12 +210,15 @@ class Agent:
     :ivar api_keys: bearer tokens; two may be active during rotation.
     :ivar webhook_url: where order events go (https unless debug/testing).
     :ivar webhook_secrets: HMAC secrets for ``Merchant-Signature``; the first signs.
+    :ivar api_version: the ACP version its order webhooks are written in (and
+        signed as); None until ``init_app`` resolves it (default: the newest served).
     """
 
     name: str
     api_keys: tuple[str, ...]
     webhook_url: str | None = None
     webhook_secrets: tuple[str, ...] = ()
+    api_version: str | None = None
 
 
 class _AgentSchema(Schema):
@@ -227,6 +230,8 @@ class _AgentSchema(Schema):
     webhook_url = fields.Url(load_default=None, require_tld=False)
     webhook_secrets = fields.List(fields.String(validate=validate.Length(min=16)),
                                   load_default=list, validate=validate.Length(max=2))
+    api_version = fields.String(load_default=None, validate=validate.Regexp(
+        r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))
 
 
 class _LinkSchema(Schema):
@@ -237,7 +242,8 @@ class _LinkSchema(Schema):
 
 def _agents(value: dict[str, dict[str, t.Any]]) -> tuple[Agent, ...]:
     return tuple(Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
-                       webhook_secrets=tuple(a["webhook_secrets"])) for name, a in value.items())
+                       webhook_secrets=tuple(a["webhook_secrets"]), api_version=a["api_version"])
+                 for name, a in value.items())
 
 
 def _newest_first(value: list[str]) -> tuple[str, ...]:
@@ -264,10 +270,12 @@ class Settings:
         fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.Nested(_AgentSchema),
                     validate=validate.Length(min=1, error="name at least one agent")),
         example='{"agent-name": {"api_keys": ["<at least 16 chars>"], "webhook_url": ..., '
-                '"webhook_secrets": [...]}}',
+                '"webhook_secrets": [...], "api_version": "2026-04-17"}}',
         convert=_agents,
         doc='Agent name → `{"api_keys": [1 or 2 tokens, ≥16 chars], "webhook_url": str, '
-            '"webhook_secrets": [≤2]}`. Two keys per agent are accepted at once during rotation; keys are '
+            '"webhook_secrets": [≤2], "api_version": str}`. `api_version` (a served version; default the '
+            "newest served) is the ACP version that agent's order webhooks are written and signed in. "
+            "Two keys per agent are accepted at once during rotation; keys are "
             "compared in constant time. `webhook_url` must be https (http only to loopback hosts or in "
             "debug/testing); the first secret signs (give the agent the new one before moving it first); "
             "no URL: that agent's events are `skipped` when a delivery looks at them. `example_app.py` "
@@ -284,7 +292,9 @@ class Settings:
             r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))),
         [], convert=_newest_first, default_doc="every implemented version",
         doc="Accepted `API-Version` values: some of the versions this release implements "
-            "(`flask_acp.versions.VERSIONS`); empty: all of them.")
+            "(`flask_acp.versions.VERSIONS`: 2025-09-29, 2025-12-12, 2026-01-16, 2026-01-30, "
+            "2026-04-17); empty: all of them. `2025-09-12` is answered as `2025-09-29` whenever that "
+            "is served.")
     adapter: str = setting(
         "ACP_ADAPTER", fields.String(validate=validate.Length(min=1)), DEFAULT_ADAPTER,
         doc="Platform adapter: an entry point of the `flask_acp.adapters` group, or `module:Class`. "

@@ -30,6 +30,7 @@ from .config import CORE_SETTINGS
 from .config import DEFAULT_ADAPTER
 from .config import Problem
 from .config import Section
+from .config import Settings
 from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
@@ -41,6 +42,7 @@ from .payments.stripe import StripePaymentProcessor
 from .state import ACPState
 from .store import open_storage
 from .store.base import Storage
+from .versions import ALIASES
 from .versions import VERSIONS
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
@@ -112,12 +114,7 @@ class ACP:
                                         *([adapter_section] if adapter_section else [])])
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
-        served = settings.api_versions or tuple(sorted(VERSIONS, reverse=True))
-        unknown = [v for v in served if v not in VERSIONS]
-        if unknown:
-            raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
-                                                     f"{sorted(VERSIONS)}")])
-        settings = dataclasses.replace(settings, api_versions=served)
+        settings = _resolve_versions(settings)
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -175,6 +172,31 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _resolve_versions(settings: Settings) -> Settings:
+    """``ACP_API_VERSIONS`` as canonical versions, newest first (default: every
+    implemented one; an alias names its version), and every agent's webhook
+    ``api_version`` resolved (default: the newest served).
+
+    :raises RuntimeError: a version that is not implemented, or an agent's
+        ``api_version`` that is not served.
+    """
+    wanted = settings.api_versions or tuple(VERSIONS)
+    unknown = [v for v in wanted if v not in ALIASES]
+    if unknown:
+        raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
+                                                 f"{sorted(VERSIONS)}")])
+    served = tuple(sorted({ALIASES[v] for v in wanted}, reverse=True))
+    agents = []
+    for agent in settings.agents:
+        version = ALIASES.get(agent.api_version or served[0])
+        if version not in served:
+            raise config_error([(f"ACP_AGENTS[{agent.name!r}].api_version",
+                                 f"{agent.api_version!r} is not a served version; "
+                                 f"use one of {list(served)}")])
+        agents.append(dataclasses.replace(agent, api_version=version))
+    return dataclasses.replace(settings, api_versions=served, agents=tuple(agents))
 
 
 def adapter_class(name: str) -> type[PlatformAdapter]:

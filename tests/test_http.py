@@ -36,6 +36,8 @@ from tests.conftest import Agent
 from tests.conftest import build_app
 
 VERSION = "2026-04-17"
+#: every version served by default, newest first (as ``Error.supported_versions`` lists them)
+ALL_VERSIONS = ["2026-04-17", "2026-01-30", "2026-01-16", "2025-12-12", "2025-09-29"]
 CREATE_BODY: dict[str, t.Any] = {"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {}}
 
 
@@ -127,12 +129,22 @@ def test_missing_api_version_is_400_with_supported_versions(client: FlaskClient)
     for response in (client.get("/checkout_sessions/cs_x", headers=headers),
                      client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=headers)):
         body = assert_error(response, 400, "missing_api_version")
-        assert body["supported_versions"] == [VERSION]
+        assert body["supported_versions"] == ALL_VERSIONS
 
 
 def test_unsupported_api_version_is_400_with_supported_versions(client: FlaskClient) -> None:
-    headers = acp_headers(AGENT_KEY, version="2025-09-29")
+    headers = acp_headers(AGENT_KEY, version="2025-10-01")
     response = client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=headers)
+    body = assert_error(response, 400, "unsupported_api_version")
+    assert body["supported_versions"] == ALL_VERSIONS
+
+
+def test_a_version_not_selected_in_acp_api_versions_is_unsupported(tmp_path: pathlib.Path) -> None:
+    client = build_app(tmp_path, ACP_API_VERSIONS=["2026-04-17"]).test_client()
+    headers = acp_headers(AGENT_KEY, version="2025-09-29")
+    body = {"items": [{"id": "item_123", "quantity": 1}]}
+    response = client.post("/checkout_sessions", data=json.dumps(body),
+                           headers=headers)
     body = assert_error(response, 400, "unsupported_api_version")
     assert body["supported_versions"] == [VERSION]
 
@@ -690,7 +702,7 @@ def test_discovery_document(tmp_path: pathlib.Path) -> None:
     assert "max-age=3600" in cache
     body = response.get_json()
     assert body["protocol"]["version"] == VERSION
-    assert body["protocol"]["supported_versions"] == [VERSION]
+    assert body["protocol"]["supported_versions"] == sorted(ALL_VERSIONS)  # oldest first here
     assert body["api_base_url"] == "http://localhost"
     assert body["capabilities"]["supported_currencies"] == ["usd"]
     assert "checkout" in body["capabilities"]["services"]

@@ -5,10 +5,12 @@ For one ACP operation, in order:
 
 1. authenticate: ``Authorization: Bearer`` against every agent's keys
    (constant time) -> :class:`~flask_acp.errors.AuthenticationError`;
-2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` ->
-   :class:`~flask_acp.errors.APIVersionError` (with ``supported_versions``);
+2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` (or an
+   alias of one, ``2025-09-12``) -> :class:`~flask_acp.errors.APIVersionError`
+   (with ``supported_versions``);
 3. for state changes (POST): read the JSON body, then idempotency
-   (:mod:`flask_acp.api.idempotency`: replay, conflict, in flight);
+   (:mod:`flask_acp.api.idempotency`: replay, conflict, in flight; the key is
+   optional before 2026-04-17, and a conflict is 409 there);
 4. parse the body with the version's request schema into a core input
    (400 with a JSONPath ``param``);
 5. call the checkout service;
@@ -38,6 +40,7 @@ from ..config import Settings
 from ..errors import ACPError
 from ..errors import APIVersionError
 from ..errors import AuthenticationError
+from ..errors import IdempotencyConflictError
 from ..models import CheckoutSession
 from ..payments.base import PaymentProcessor
 from ..store.base import IdempotencyRecords
@@ -94,11 +97,15 @@ class Pipeline:
         self.records = records
         self.payments = payments
         self.versions = {v: versions[v] for v in settings.api_versions}
+        #: every API-Version string answered (aliases too) -> its plug-in
+        self.accepted = {name: wire for wire in self.versions.values()
+                         for name in (wire.version, *wire.aliases)}
 
     # -- the pipeline --------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> ApiResponse:
         """Run one operation; every failure becomes the flat error response."""
+        version: WireVersion | None = None
         try:
             agent = self.authenticate(request.headers.get("authorization"))
             version = self.negotiate(request.headers.get("api-version"))
@@ -108,15 +115,20 @@ class Pipeline:
             body, present = read_json(request.body, content_type=request.headers.get("content-type"),
                                       content_encoding=request.headers.get("content-encoding"),
                                       optional=optional)
+            key = request.headers.get("idempotency-key")
+            if not key and not version.idempotency_key_required:
+                return self._call(request, agent, version, body)
             return run_idempotent(
                 records=self.records,
                 scope=f"{agent} {request.scope}",
-                key=request.headers.get("idempotency-key"),
+                key=key,
                 body_fingerprint=fingerprint(body, present=present),
                 lease=self.settings.idempotency_lease,
                 retention=self.settings.idempotency_ttl,
                 handler=lambda: self._call(request, agent, version, body),
             )
+        except IdempotencyConflictError as exc:
+            return error_response(exc, status=version.idempotency_conflict_status if version else None)
         except ACPError as exc:
             return error_response(exc)
 
@@ -148,10 +160,10 @@ class Pipeline:
         if not version:
             raise APIVersionError("The API-Version header is required.", code="missing_api_version",
                                   extra={"supported_versions": supported})
-        if version not in self.versions:
+        if version not in self.accepted:
             raise APIVersionError(f"API-Version '{version}' is not supported.",
                                   code="unsupported_api_version", extra={"supported_versions": supported})
-        return self.versions[version]
+        return self.accepted[version]
 
     # -- calling the core ----------------------------------------------------------
 

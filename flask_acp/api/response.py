@@ -34,7 +34,9 @@ def json_response(body: t.Any, status: int = 200, headers: t.Mapping[str, str] |
     return ApiResponse(status, {"Content-Type": "application/json", **(headers or {})}, data)
 
 
-def error_response(exc: ACPError) -> ApiResponse:
-    """``exc`` rendered through the error table as the flat ``Error`` body."""
+def error_response(exc: ACPError, *, status: int | None = None) -> ApiResponse:
+    """``exc`` rendered through the error table as the flat ``Error`` body;
+    ``status`` overrides the table's HTTP status (a version's own code for
+    that cause, e.g. 409 for ``idempotency_conflict`` before 2026-04-17)."""
     rendered = render_error(exc)
-    return json_response(rendered.body, rendered.status, rendered.headers)
+    return json_response(rendered.body, status or rendered.status, rendered.headers)
