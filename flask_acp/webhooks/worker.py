@@ -28,6 +28,7 @@ from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
 from rq.serializers import JSONSerializer
+from rq.worker.base import BaseWorker
 from rq.timeouts import BaseDeathPenalty
 from rq.timeouts import TimerDeathPenalty
 from rq.timeouts import UnixSignalDeathPenalty
@@ -38,13 +39,34 @@ from .service import WebhookService
 log = logging.getLogger("flask_acp.webhooks")
 
 
-class DeliveryWorker(SimpleWorker):
+#: seconds the workers' command channel (RQ pub/sub) waits per poll
+PUBSUB_POLL = 1.0
+
+
+class _PromptPubSub(BaseWorker):
+    """RQ's command-channel subscription, polled every :data:`PUBSUB_POLL`
+    seconds instead of RQ's 60: redis-py 8.2 waits for the pub/sub thread when
+    it is stopped, so with RQ's poll every worker's shutdown (each burst run)
+    took up to a minute."""
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq types it None
+            sleep_time=PUBSUB_POLL, daemon=True, exception_handler=self._pubsub_exception_handler)
+
+
+class DeliveryWorker(_PromptPubSub, SimpleWorker):
     """``SimpleWorker`` whose ``job_timeout`` enforcement works from any thread
     and respects an existing ``SIGALRM`` handler: a timer thread by default;
     :func:`run_worker` switches to RQ's cheaper ``SIGALRM`` penalty when it
     runs on the main thread and nobody else handles ``SIGALRM``."""
 
     death_penalty_class: type[BaseDeathPenalty] = TimerDeathPenalty
+
+
+class ForkingDeliveryWorker(_PromptPubSub, Worker):
+    """RQ's forking ``Worker`` (``--fork``) with the prompt command channel."""
 
 
 def _sweep(service: WebhookService) -> int:
@@ -78,7 +100,7 @@ def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = Fal
     own = connection is None
     redis = connection if connection is not None else connect(service.queue.url, fail_fast=False)
     queue = Queue(service.queue.name, connection=redis, serializer=JSONSerializer)
-    worker_class: type[Worker] | type[SimpleWorker] = Worker if fork else DeliveryWorker
+    worker_class: type[BaseWorker] = ForkingDeliveryWorker if fork else DeliveryWorker
     worker = worker_class([queue], connection=redis, serializer=JSONSerializer, name=name)
     stop = threading.Event()
     sweeper: threading.Thread | None = None
