@@ -28,10 +28,10 @@ from rq import Queue
 from rq import SimpleWorker
 from rq import Worker
 from rq.serializers import JSONSerializer
-from rq.worker.base import BaseWorker
 from rq.timeouts import BaseDeathPenalty
 from rq.timeouts import TimerDeathPenalty
 from rq.timeouts import UnixSignalDeathPenalty
+from rq.worker.base import BaseWorker
 
 from .queue import connect
 from .service import WebhookService
