@@ -401,7 +401,8 @@ class SessionsContract(_Base):
 
     def test_threads_racing_for_one_token_agree_on_one_session(self, storage_opener: StorageOpener) -> None:
         results = race(8, lambda i: storage_opener().sessions.claim_token("c" * 64, f"cs_{i}", now=1.0))
-        assert len(set(results)) == 1 and str(results[0]).startswith("cs_"), results
+        assert len(set(results)) == 1, results
+        assert str(results[0]).startswith("cs_"), results
 
 
 class LocksContract(_Base):
