@@ -168,7 +168,7 @@ class ACP:
         if settings.mcp_enabled:
             from .mcp.routes import make_blueprint as make_mcp_blueprint
 
-            app.register_blueprint(make_mcp_blueprint(settings.mcp_path))
+            app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
 
     def _adapter_class(self, config: cabc.Mapping[str, t.Any]
                        ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:

@@ -19,6 +19,7 @@ from flask import Response
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from ..api.pipeline import Pipeline
 from ..blueprint import check_body_size
 from ..blueprint import check_transport
 from ..blueprint import read_body
@@ -26,7 +27,6 @@ from ..errors import ACPError
 from ..errors import BodyTooLargeError
 from ..errors import InvalidRequestError
 from ..errors import ProcessingError
-from ..state import current_state
 from . import require_sdk
 
 log = logging.getLogger("flask_acp")
@@ -35,9 +35,9 @@ log = logging.getLogger("flask_acp")
 _METHODS = ["POST", "GET", "DELETE", "PUT", "PATCH", "OPTIONS"]
 
 
-def make_blueprint(path: str) -> Blueprint:
-    """The blueprint serving the MCP endpoint at ``path`` (every method: the
-    transport answers 405 to those it does not serve).
+def make_blueprint(path: str, pipeline: Pipeline) -> Blueprint:
+    """The blueprint serving the MCP endpoint at ``path`` over ``pipeline``
+    (every method: the transport answers 405 to those it does not serve).
 
     :raises RuntimeError: the ``mcp`` SDK is not installed.
     """
@@ -45,18 +45,13 @@ def make_blueprint(path: str) -> Blueprint:
     from .transport import McpService
     from .transport import refusal
 
+    service = McpService(pipeline, offload=False)
+
     def refuse(exc: ACPError) -> Response:
         status, body, headers = refusal(exc)
-        return Response(body, status=status, headers=headers, mimetype="application/json")
-
-    services: dict[int, McpService] = {}  # per app (an ACPState), built on first use
-
-    def service() -> McpService:
-        state = current_state()
-        found = services.get(id(state))
-        if found is None or found.pipeline is not state.pipeline:
-            found = services[id(state)] = McpService(state.pipeline, offload=False)
-        return found
+        response = Response(body, status=status, headers=headers, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def endpoint() -> Response:
         try:
@@ -81,7 +76,7 @@ def make_blueprint(path: str) -> Blueprint:
             "client": (request.remote_addr or "", int(environ.get("REMOTE_PORT") or 0)),
             "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
         }
-        status, raw_headers, payload = service().exchange(scope, body)
+        status, raw_headers, payload = service.exchange(scope, body)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers
                    if k.lower() != b"content-length"]
         response = Response(payload, status=status, headers=headers)
