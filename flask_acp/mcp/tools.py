@@ -216,30 +216,23 @@ def _segment(name: str | int) -> str:
 
 
 def _envelope_error(error: jsonschema.ValidationError) -> EnvelopeError:
+    """The first schema violation of the arguments as an ACP ``Error`` cause
+    (``param``: its JSONPath; a missing or unknown member is named itself)."""
     path = list(error.absolute_path)
     instance = error.instance
+    code = "invalid_type" if error.validator == "type" else "invalid"
     if error.validator == "required" and isinstance(instance, dict):
         path.append(next(n for n in error.validator_value if n not in instance))
-    elif error.validator == "additionalProperties" and isinstance(instance, dict):
-        allowed = error.schema.get("properties", {})
-        path.append(next(n for n in instance if n not in allowed))
-        return EnvelopeError(InvalidRequestError(
-            f"Unknown argument {'$' + ''.join(map(_segment, path))}.", code="invalid",
-            param="$" + "".join(map(_segment, path))))
-    param = "$" + "".join(map(_segment, path))
-    code = "invalid_type" if error.validator == "type" else "invalid"
-    if error.validator == "required":
+        param = "$" + "".join(map(_segment, path))
         message = f"{param} is required."
+    elif error.validator == "additionalProperties" and isinstance(instance, dict):
+        path.append(next(n for n in instance if n not in error.schema.get("properties", {})))
+        param = "$" + "".join(map(_segment, path))
+        message = f"{param} is not an argument of this tool."
     else:
+        param = "$" + "".join(map(_segment, path))
         message = f"{param}: {error.message}"
     return EnvelopeError(InvalidRequestError(message, code=code, param=param))
-
-
-def _error_data(error: ACPError, *, payload_param: bool) -> dict[str, t.Any]:
-    data = render_error(error).body
-    if payload_param:
-        data = _payload_param(data)
-    return data
 
 
 def _payload_param(data: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -305,7 +298,7 @@ class Binding:
         try:
             api_request, request_id = self.request(name, arguments, authorization=authorization)
         except EnvelopeError as exc:
-            data = _error_data(exc.error, payload_param=False)
+            data = render_error(exc.error).body
             raise MCPError(INVALID_PARAMS, data["message"], data) from None
         try:
             if self.offload:
@@ -314,8 +307,7 @@ class Binding:
                 response = self.pipeline.handle(api_request)
         except Exception:
             log.exception("unhandled error in MCP tool %s (request %s)", name, request_id)
-            data = _error_data(ProcessingError("An unexpected error occurred; it has been logged."),
-                               payload_param=False)
+            data = render_error(ProcessingError("An unexpected error occurred; it has been logged.")).body
             raise MCPError(ACP_ERROR, data["message"], data) from None
         return self.result(response, request_id)
 
