@@ -77,7 +77,11 @@ def _is_loopback(addr: str | None) -> bool:
         return False
 
 
-def _check_transport() -> None:
+def check_transport() -> None:
+    """HTTPS (outside debug/testing), or plain HTTP from loopback when allowed.
+
+    :raises InsecureTransportError: (403 ``https_required``).
+    """
     settings = current_state().settings
     app = current_app
     if not settings.require_https or app.debug or app.testing:
@@ -88,14 +92,16 @@ def _check_transport() -> None:
     raise InsecureTransportError("ACP requests must use HTTPS.")
 
 
-def _check_body_size() -> None:
+def check_body_size() -> None:
+    """:raises BodyTooLargeError: a declared body above ``ACP_MAX_BODY_BYTES`` (413)."""
     limit = current_state().settings.max_body_bytes
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
-def _read_body() -> bytes:
+def read_body() -> bytes:
+    """The request body, at most ``ACP_MAX_BODY_BYTES`` (a longer chunked body: 413)."""
     raw = request.get_data(cache=True)
     if request.content_length is None and len(raw) >= current_state().settings.max_body_bytes:
         # werkzeug stops a streamed (chunked) body at the limit without an error;
@@ -107,8 +113,8 @@ def _read_body() -> bytes:
 def _before_request() -> None:
     given = request.headers.get("Request-Id", "")
     g._acp_request_id = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
-    _check_transport()
-    _check_body_size()
+    check_transport()
+    check_body_size()
 
 
 def _after_request(response: Response) -> Response:
@@ -131,7 +137,7 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         operation=operation,
         session_id=session_id,
         headers={k.lower(): v for k, v in request.headers.items()},
-        body=_read_body() if request.method == "POST" else b"",
+        body=read_body() if request.method == "POST" else b"",
         scope=request.path,
         language=language,
     )
@@ -176,6 +182,8 @@ def discovery() -> Response:
         interventions=settings.interventions,
         languages=i18n.LANGUAGES,
     )
+    if settings.mcp_enabled and "mcp" not in body["transports"]:
+        body["transports"] = [*body["transports"], "mcp"]  # served at ACP_MCP_PATH (flask_acp.mcp)
     return to_flask(json_response(body, headers={"Cache-Control": cache}))
 
 
@@ -268,4 +276,5 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
         app.register_error_handler(code, handler)
 
 
-__all__ = ["client_scheme_and_addr", "install_routing_errors", "make_blueprints", "to_flask"]
+__all__ = ["check_body_size", "check_transport", "client_scheme_and_addr", "install_routing_errors",
+           "make_blueprints", "read_body", "to_flask"]

@@ -405,6 +405,15 @@ class Settings:
         "ACP_WEBHOOK_DELIVERY_THREAD", fields.Boolean(), True,
         doc="Without Redis, deliver from a daemon thread (started on the first request or event); "
             "`False`: run `flask acp worker` instead.")
+    mcp_enabled: bool = setting(
+        "ACP_MCP_ENABLED", fields.Boolean(), False,
+        doc="Serve the checkout API as MCP tools (ACP's MCP binding, Streamable HTTP) at `ACP_MCP_PATH` "
+            "of this app, and list the `mcp` transport in discovery. Needs `pip install "
+            "'flask-acp[mcp]'`. `flask acp mcp --port N` serves the same tools standalone.")
+    mcp_path: str = setting(
+        "ACP_MCP_PATH", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /mcp, without a trailing slash")),
+        "/mcp", doc="Where the MCP endpoint is served when `ACP_MCP_ENABLED` (not under `ACP_URL_PREFIX`).")
 
     def agent(self, name: str) -> Agent:
         """The configured agent called ``name``.

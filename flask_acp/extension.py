@@ -35,6 +35,9 @@ from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
 from .config import warn_unknown_keys
+from .mcp import SDK_MISSING
+from .mcp import cli as mcp_cli
+from .mcp import sdk_available
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
@@ -141,6 +144,8 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
+        if settings.mcp_enabled and not sdk_available():
+            raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
                             payments=payments, versions=VERSIONS)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
@@ -151,11 +156,16 @@ class ACP:
         if webhooks.thread is not None:
             app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
+        mcp_cli.register(checkout_bp.cli)  # flask acp mcp
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
         app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
+        if settings.mcp_enabled:
+            from .mcp.routes import make_blueprint as make_mcp_blueprint
+
+            app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
 
     def _adapter_class(self, config: cabc.Mapping[str, t.Any]
                        ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:
