@@ -653,3 +653,14 @@ def test_every_order_status_renders_a_valid_legacy_event(version: str, status: s
     validate_legacy_event(event, version)
     assert event["data"]["refunds"] == [{"type": "original_payment", "amount": 250},
                                         {"type": "store_credit", "amount": 100}]
+
+
+@pytest.mark.parametrize("version", ["2025-09-29", "2026-01-16"])
+def test_a_legacy_token_that_could_steer_a_url_is_refused(app: Flask, processor: FakePaymentProcessor,
+                                                          version: str) -> None:
+    agent = VersionedAgent(app, version)
+    sid = agent.post("/checkout_sessions", agent.create_body()).get_json()["id"]
+    response = agent.post(f"/checkout_sessions/{sid}/complete", agent.payment_body("../../v1/balance"))
+    assert response.status_code == 400
+    assert response.get_json()["param"] == "$.payment_data.token"
+    assert processor.charges() == []

@@ -186,9 +186,22 @@ class UpdateRequestSchema(Base):
         )
 
 
+#: a delegated payment token: ``spt_`` (Stripe SharedPaymentToken, the spec's
+#: examples) or ``vt_`` (delegate-payment responses) and an id of letters,
+#: digits and underscores — never anything that could steer a processor URL
+TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}$"
+
+
+def token_field() -> fields.String:
+    """A credential token (:data:`TOKEN_PATTERN`), required."""
+    return fields.String(required=True, validate=validate.Regexp(
+        TOKEN_PATTERN, error="Must be a delegated payment token: 'spt_' or 'vt_' followed by letters, "
+                             "digits or underscores."))
+
+
 class CredentialSchema(Base):
     type = NonEmpty(required=True)
-    token = NonEmpty(required=True, max=4096)
+    token = token_field()
 
 
 class InstrumentSchema(Base):
