@@ -252,12 +252,13 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
 
 def install_routing_errors(app: Flask, url_prefix: str) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
-    (blueprint handlers never see routing errors). Other paths keep the host
-    app's own handlers."""
+    and its ``/webhooks/`` (blueprint handlers never see routing errors).
+    Other paths keep the host app's own handlers."""
     root = url_prefix or "/checkout_sessions"
+    webhooks = f"{url_prefix}/webhooks/"
 
     def under_prefix() -> bool:
-        return request.path == root or request.path.startswith(root + "/")
+        return request.path == root or request.path.startswith((root + "/", webhooks))
 
     for code in (404, 405):
         host_handlers = dict(app.error_handler_spec.get(None, {}).get(code, {}))

@@ -347,6 +347,10 @@ class Settings:
     max_body_bytes: int = setting(
         "ACP_MAX_BODY_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 65536,
         unit="bytes", doc="Larger request bodies get 413.")
+    max_webhook_bytes: int = setting(
+        "ACP_MAX_WEBHOOK_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 1048576,
+        unit="bytes", doc="Larger inbound webhook bodies (Stripe, the platform) get 413 before the rest "
+                          "is read.")
     links: tuple[dict[str, str], ...] = setting(
         "ACP_LINKS", fields.List(fields.Nested(_LinkSchema)), [],
         convert=lambda value: tuple(dict(link) for link in value),
@@ -365,8 +369,8 @@ class Settings:
             "return their intersection with the agent's.")
     json_routing_errors: bool = setting(
         "ACP_JSON_ROUTING_ERRORS", fields.Boolean(), True,
-        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix; the host app's other "
-            "errors are untouched.")
+        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix (and its "
+            "`/webhooks/`); the host app's other errors are untouched.")
     order_placement_retries: tuple[float, ...] = setting(
         "ACP_ORDER_PLACEMENT_RETRIES",
         fields.List(fields.Float(validate=validate.Range(min=0, max=10)), validate=validate.Length(max=5)),

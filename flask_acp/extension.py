@@ -35,6 +35,7 @@ from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
 from .config import warn_unknown_keys
+from .inbound import takes_webhooks
 from .mcp import SDK_MISSING
 from .mcp import cli as mcp_cli
 from .mcp import sdk_available
@@ -159,7 +160,8 @@ class ACP:
         mcp_cli.register(checkout_bp.cli)  # flask acp mcp
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
-        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name))
+        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name,
+                                                      takes_webhooks=takes_webhooks(adapter)))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
         if settings.mcp_enabled:

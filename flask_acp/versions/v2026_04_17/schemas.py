@@ -25,6 +25,7 @@ from marshmallow import fields
 from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates
+from marshmallow import validates_schema
 
 from ...inputs import CancelInput
 from ...inputs import CompleteInput
@@ -200,8 +201,19 @@ def token_field() -> fields.String:
 
 
 class CredentialSchema(Base):
+    """``{type, token}``; an ``spt`` token must match :data:`TOKEN_PATTERN`
+    (other types are refused by the payment handler check, with their own error)."""
+
     type = NonEmpty(required=True)
-    token = token_field()
+    token = NonEmpty(required=True, max=4096)
+
+    @validates_schema
+    def _token_format(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        if data.get("type") == "spt" and "token" in data:
+            try:
+                token_field().deserialize(data["token"])
+            except ValidationError as exc:
+                raise ValidationError(exc.messages, "token") from None
 
 
 class InstrumentSchema(Base):
