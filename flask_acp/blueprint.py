@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import typing as t
-import uuid
 
 from flask import Blueprint
 from flask import Flask
@@ -35,6 +34,7 @@ from .api.pipeline import ApiRequest
 from .api.response import ApiResponse
 from .api.response import error_response
 from .api.response import json_response
+from .api.response import request_id
 from .errors import ACPError
 from .errors import BodyTooLargeError
 from .errors import InsecureTransportError
@@ -111,14 +111,24 @@ def read_body() -> bytes:
 
 
 def _before_request() -> None:
-    given = request.headers.get("Request-Id", "")
-    g._acp_request_id = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
+    g._acp_request_id = request_id(request.headers.get("Request-Id"))
     check_transport()
     check_body_size()
 
 
+def secure_headers(response: Response) -> Response:
+    """One bounded ``Request-Id`` (:func:`~flask_acp.api.response.request_id`)
+    and, over HTTPS, ``Strict-Transport-Security`` (one year, subdomains)."""
+    if "_acp_request_id" not in g:
+        g._acp_request_id = request_id(request.headers.get("Request-Id"))
+    response.headers["Request-Id"] = g._acp_request_id
+    if client_scheme_and_addr()[0] == "https":
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
 def _after_request(response: Response) -> Response:
-    response.headers["Request-Id"] = getattr(g, "_acp_request_id", None) or f"req_{uuid.uuid4().hex}"
+    secure_headers(response)
     key = request.headers.get("Idempotency-Key")
     if key and request.method == "POST" and len(key) <= 255:
         response.headers["Idempotency-Key"] = key
@@ -265,9 +275,7 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
 
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():
-                response = _handle_http_exception(exc)
-                given = request.headers.get("Request-Id", "")
-                response.headers["Request-Id"] = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
+                response = secure_headers(_handle_http_exception(exc))
                 response.headers.setdefault("Cache-Control", "no-store")
                 return response
             for fn in _host.values():

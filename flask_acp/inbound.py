@@ -50,6 +50,7 @@ from .adapter import WebhookSignatureError
 from .api.errors import render_error
 from .api.response import json_response
 from .blueprint import check_transport
+from .blueprint import secure_headers
 from .blueprint import to_flask
 from .errors import ACPError
 from .errors import BodyTooLargeError
@@ -289,6 +290,7 @@ def make_blueprint(url_prefix: str, adapter_name: str, *, takes_webhooks: bool =
     bodies), HTTPS and a body limit."""
     bp = Blueprint("acp_inbound", __name__, url_prefix=url_prefix or None)
     bp.before_request(_before_request)
+    bp.after_request(secure_headers)
     bp.add_url_rule("/webhooks/stripe", view_func=stripe_webhook, methods=["POST"])
     bp.register_error_handler(Exception, _handle_error)
     if adapter_name != "stripe" and takes_webhooks:

@@ -317,6 +317,15 @@ def test_non_json_content_type_is_415(client: FlaskClient) -> None:
     assert_error(response, 415, "unsupported_media_type")
 
 
+def test_a_key_sent_twice_is_400_and_nothing_is_created(client: FlaskClient) -> None:
+    """Parsers disagree on which duplicate wins; we take neither."""
+    body = '{"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {}, "currency": "eur"}'
+    error = assert_error(post_raw(client, "/checkout_sessions", body), 400, "invalid_json")
+    assert "'currency' appears twice" in error["message"]
+    nested = '{"currency": "usd", "line_items": [{"id": "item_123", "id": "item_456"}], "capabilities": {}}'
+    assert_error(post_raw(client, "/checkout_sessions", nested), 400, "invalid_json")
+
+
 def test_malformed_json_is_400_invalid_json(client: FlaskClient) -> None:
     assert_error(post_raw(client, "/checkout_sessions", '{"currency": "usd",'), 400, "invalid_json")
     assert_error(post_raw(client, "/checkout_sessions", b"\xff\xfe{}"), 400, "invalid_json")
@@ -1015,3 +1024,26 @@ def test_routing_404_bounds_the_echoed_request_id(client: FlaskClient, agent: Ag
     assert response.headers["Request-Id"].startswith("req_")
     kept = client.get("/checkout_sessions/x/y/z", headers=agent.headers(**{"Request-Id": "req_mine"}))
     assert kept.headers["Request-Id"] == "req_mine"
+
+
+@pytest.mark.parametrize("given", ["a" * 201, "bad id", "x\ty", "é"])
+def test_an_unsafe_request_id_is_replaced_on_every_path(client: FlaskClient, given: str) -> None:
+    """One bounded, printable ``Request-Id`` on every ACP route (checkout,
+    discovery, inbound webhooks, routing errors)."""
+    for response in (
+        client.get("/checkout_sessions/cs_x", headers={**acp_headers(AGENT_KEY), "Request-Id": given}),
+        client.get("/.well-known/acp.json", headers={"Request-Id": given}),
+        client.post("/webhooks/stripe", data=b"{}", headers={"Request-Id": given}),
+        client.get("/checkout_sessions/cs_x/nowhere", headers={"Request-Id": given}),
+    ):
+        assert response.headers.getlist("Request-Id") != [given]
+        (value,) = response.headers.getlist("Request-Id")
+        assert value.startswith("req_")
+    good = client.get("/.well-known/acp.json", headers={"Request-Id": "agent-req-42"})
+    assert good.headers.getlist("Request-Id") == ["agent-req-42"]
+
+
+def test_hsts_is_sent_over_https_only(client: FlaskClient) -> None:
+    secure = client.get("/.well-known/acp.json", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    assert "Strict-Transport-Security" not in client.get("/.well-known/acp.json").headers
