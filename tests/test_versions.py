@@ -664,3 +664,17 @@ def test_a_legacy_token_that_could_steer_a_url_is_refused(app: Flask, processor:
     assert response.status_code == 400
     assert response.get_json()["param"] == "$.payment_data.token"
     assert processor.charges() == []
+
+
+def test_a_key_reused_in_another_version_is_a_conflict_not_a_replay(app: Flask) -> None:
+    """A stored response is in the version it was made in: replaying it to an
+    agent that asked for another version would hand it a body it cannot read."""
+    key = str(uuid.uuid4())
+    new = VersionedAgent(app, "2026-04-17")
+    body = new.create_body()
+    assert new.post("/checkout_sessions", body, key=key).status_code == 201
+    for version, status in (("2026-01-30", 409), ("2025-09-29", 409)):
+        response = VersionedAgent(app, version).post("/checkout_sessions", body, key=key)
+        assert response.status_code == status
+        assert response.get_json()["code"] == "idempotency_conflict"
+    assert new.post("/checkout_sessions", body, key=key).headers["Idempotent-Replayed"] == "true"
