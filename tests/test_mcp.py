@@ -68,6 +68,38 @@ def openrpc() -> dict[str, t.Any]:
     return t.cast(dict[str, t.Any], json.loads(path.read_text()))
 
 
+def checkout_examples() -> dict[str, t.Any]:
+    path = require_spec() / VERSION / "examples" / "examples.agentic_checkout.json"
+    return t.cast(dict[str, t.Any], json.loads(path.read_text()))
+
+
+#: the headers of a raw Streamable HTTP POST
+WIRE = {"Authorization": f"Bearer {AGENT_KEY}", "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream"}
+
+
+def rpc(name: str, arguments: t.Any, id_: int = 1) -> dict[str, t.Any]:
+    """A raw ``tools/call`` JSON-RPC request."""
+    return {"jsonrpc": "2.0", "id": id_, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments}}
+
+
+def wire_error(response: requests.Response, status: int, code: int) -> dict[str, t.Any]:
+    """The JSON-RPC error of a raw answer: JSON (never text or HTML), the
+    expected HTTP status and code, and ``data`` a valid ACP ``Error``; returns ``data``."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json"), response.text
+    answer = response.json()
+    error = answer["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["data"], dict), error
+    validate(error["data"], "Error")
+    assert error["message"] == error["data"]["message"]
+    for internal in ("pydantic", "validation error", "union["):
+        assert internal not in response.text.lower()
+    return t.cast(dict[str, t.Any], error["data"])
+
+
 def meta(key: str | None = None, **extra: str) -> dict[str, str]:
     out = {"api_version": VERSION, **extra}
     if key is not None:
@@ -226,6 +258,86 @@ def test_every_example_request_fits_the_envelope() -> None:
         params = example["params"]
         assert example["method"] == "tools/call"
         jsonschema.validate(params["arguments"], input_schema(specs[params["name"]], [VERSION]))
+
+
+def _branches(payload: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    """The payload schema's alternatives: the newest served version's request
+    schema first, then (when older versions are served too) any object."""
+    return t.cast(list[dict[str, t.Any]], payload.get("anyOf", [payload]))
+
+
+#: tool -> the spec's 2026-04-17 request examples of its REST operation
+REQUEST_EXAMPLES = {
+    "create_checkout_session": ["create_checkout_session_request",
+                                "create_checkout_session_request_with_first_touch_attribution"],
+    "update_checkout_session": ["update_checkout_session_request"],
+    "complete_checkout_session": ["complete_checkout_session_request",
+                                  "complete_checkout_session_request_seller_backed",
+                                  "complete_checkout_session_request_with_last_touch_attribution",
+                                  "complete_session_with_authentication_result_request",
+                                  "complete_session_with_denied_authentication_request"],
+    "cancel_checkout_session": ["cancel_checkout_session_request",
+                                "cancel_checkout_session_request_timing_deferred"],
+}
+
+
+def test_payload_schemas_are_the_rest_request_schemas(url: str, rest: Agent) -> None:
+    """``payload`` is described by the REST API's own request schemas of the
+    newest served version (generated from the marshmallow schemas): the spec's
+    2026-04-17 request examples fit, what REST refuses in 2026-04-17 does not,
+    and an older version's body, which the REST API (and so the tool) serves,
+    is not refused by a client that validates."""
+    examples = checkout_examples()
+
+    async def main() -> dict[str, t.Any]:
+        async with connect(url) as agent:
+            return {tool.name: tool for tool in (await agent.client.list_tools()).tools}
+
+    tools = anyio.run(main)
+    newest: dict[str, dict[str, t.Any]] = {}
+    for name, names in REQUEST_EXAMPLES.items():
+        payload = tools[name].input_schema["properties"]["payload"]
+        jsonschema.Draft202012Validator.check_schema(payload)
+        assert "meta.api_version" in payload["description"]
+        newest[name] = _branches(payload)[0]
+        assert VERSION in newest[name]["title"]
+        for example in names:
+            jsonschema.validate(examples[example], newest[name], cls=jsonschema.Draft202012Validator)
+            jsonschema.validate(examples[example], payload, cls=jsonschema.Draft202012Validator)
+    create = newest["create_checkout_session"]
+    assert {"line_items", "currency", "capabilities"} <= set(create["required"])
+    assert create["properties"]["line_items"]["items"]["required"] == ["id"]
+    assert "interventions" in create["properties"]["capabilities"]["properties"]
+    complete = newest["complete_checkout_session"]
+    assert complete["required"] == ["payment_data"]
+    assert {"handler_id", "instrument"} <= set(complete["properties"]["payment_data"]["required"])
+    assert "reason_code" in newest["cancel_checkout_session"]["properties"]["intent_trace"]["required"]
+
+    # not a bare object: a 2026-04-17 body REST refuses is refused here too
+    bad = {"currency": "usd", "capabilities": {}}
+    assert rest.post("/checkout_sessions", bad).status_code == 400
+    assert not jsonschema.Draft202012Validator(create).is_valid(bad)
+    # open for the older versions the app serves (validated server-side per meta.api_version)
+    older = {"items": [{"id": "item_123", "quantity": 1}]}
+    assert rest.post("/checkout_sessions", older, **{"API-Version": "2025-09-29"}).status_code == 201
+    payload = tools["create_checkout_session"].input_schema["properties"]["payload"]
+    assert jsonschema.Draft202012Validator(payload).is_valid(older)
+    assert not jsonschema.Draft202012Validator(create).is_valid(older)
+
+
+def test_one_served_version_gives_strict_payload_schemas(tmp_path: pathlib.Path) -> None:
+    """An app serving 2026-04-17 only declares its request schemas as they
+    are: an older shape is refused by a client that validates, as by the server."""
+    from flask_acp.mcp.tools import Binding
+
+    app = build_app(tmp_path, ACP_MCP_ENABLED=True, ACP_API_VERSIONS=[VERSION])
+    binding = Binding(app.extensions["acp"].pipeline, url_prefix="", offload=False)
+    payload = binding.input_schema("create_checkout_session")["properties"]["payload"]  # type: ignore[index]
+    assert "anyOf" not in payload
+    assert VERSION in payload["title"]
+    validator = jsonschema.Draft202012Validator(payload)
+    assert validator.is_valid(checkout_examples()["create_checkout_session_request"])
+    assert not validator.is_valid({"items": [{"id": "item_123", "quantity": 1}]})
 
 
 # --- a full purchase ----------------------------------------------------------------------
@@ -422,6 +534,11 @@ def test_every_served_version_is_served_over_mcp(url: str, app: Flask, rest: Age
 
     async def main() -> None:
         async with connect(url) as agent:
+            # listed first: the SDK's client then checks every result against its outputSchema
+            tools = {tool.name: tool for tool in (await agent.client.list_tools()).tools}
+            output_schema = tools["create_checkout_session"].output_schema
+            assert output_schema is not None
+            assert all(tool.output_schema == output_schema for tool in tools.values())
             for version in versions:
                 response = rest.post("/checkout_sessions", CREATE, **{"API-Version": version})
                 arguments = {"meta": {"api_version": version, "idempotency_key": str(uuid.uuid4())},
@@ -431,6 +548,12 @@ def test_every_served_version_is_served_over_mcp(url: str, app: Flask, rest: Age
                     body = result.structured_content
                     assert isinstance(body, dict)
                     assert _comparable(body) == _comparable(response.get_json())
+                    jsonschema.validate(body, output_schema, cls=jsonschema.Draft202012Validator)
+                    sid = body["id"]
+                    fetched = await agent.call("get_checkout_session", {
+                        "meta": {"api_version": version}, "id": sid})
+                    jsonschema.validate(fetched.structured_content, output_schema,
+                                        cls=jsonschema.Draft202012Validator)
                 else:
                     with pytest.raises(MCPError) as info:
                         await agent.call("create_checkout_session", arguments)
@@ -489,6 +612,8 @@ def test_unknown_session_is_a_404_error(url: str, rest: Agent) -> None:
     ("update_checkout_session", {"meta": meta(), "id": "cs_1", "payload": "{}"}, "$.payload", "invalid_type"),
     ("get_checkout_session", {"meta": meta()}, "$.id", "invalid"),
     ("get_checkout_session", {"meta": meta(), "id": ""}, "$.id", "invalid"),
+    ("get_checkout_session", {"meta": meta(), "id": "cs_1/cancel"}, "$.id", "invalid"),
+    ("update_checkout_session", {"meta": meta(), "id": "/", "payload": {}}, "$.id", "invalid"),
     ("get_checkout_session", {"meta": meta(), "id": "cs_1", "authorization": f"Bearer {AGENT_KEY}"},
      "$.authorization", "invalid"),
     ("complete_checkout_session", {"meta": meta(), "id": "cs_1", "payload": COMPLETE, "extra": 1},
@@ -502,6 +627,28 @@ def test_envelope_problems_are_invalid_params(url: str, tool: str, arguments: di
         assert data["param"] == param
         assert data["code"] == code
         assert data["type"] == "invalid_request"
+
+    run(main)
+
+
+def test_a_session_id_is_one_path_segment(url: str, processor: FakePaymentProcessor) -> None:
+    """An ``id`` with a ``/`` is refused (-32602 at ``$.id``), as REST cannot
+    route one: ``update`` of ``cs_X/complete`` would otherwise share its
+    idempotency scope (the REST path) with ``complete`` of ``cs_X``, and a
+    real complete with the same key would replay the update's 404."""
+
+    async def main() -> None:
+        async with connect(url) as agent:
+            sid = (await agent.create({**CREATE, "fulfillment_details": {"address": ADDRESS}}))["id"]
+            key = str(uuid.uuid4())
+            data = await agent.error("update_checkout_session", {
+                "meta": meta(key), "id": f"{sid}/complete", "payload": COMPLETE}, code=-32602)
+            assert data["param"] == "$.id"
+            assert data["type"] == "invalid_request"
+            done = await agent.session("complete_checkout_session",
+                                       {"meta": meta(key), "id": sid, "payload": COMPLETE})
+            assert done["status"] == "completed"
+            assert [c["amount"] for c in processor.charges()] == [830]
 
     run(main)
 
@@ -566,6 +713,63 @@ def test_errors_on_the_wire(base_url: str) -> None:
     assert answer["error"]["data"]["param"] == "$.payload.currency"
     assert answer["error"]["message"] == answer["error"]["data"]["message"]
     assert "result" not in answer
+
+
+def test_not_json_rpc_is_answered_in_json_rpc(base_url: str) -> None:
+    """What the SDK would answer with library text gets a JSON-RPC error of
+    ours: a batch (not served) -32600, JSON that is no JSON-RPC message
+    -32600, a body that is not JSON (or sends a key twice, as REST refuses)
+    -32700; each with an ACP Error as ``data``. Both MCP eras (with and without
+    the 2026 ``MCP-Protocol-Version`` header)."""
+    url = base_url + "/mcp"
+    call = rpc("get_checkout_session", {"meta": meta(), "id": "cs_1"})
+    for era in ({}, {"MCP-Protocol-Version": "2026-07-28"}):
+        headers = {**WIRE, **era}
+        response = requests.post(url, json=[call, {**call, "id": 2}], headers=headers, timeout=30)
+        data = wire_error(response, 400, -32600)
+        assert data["param"] == "$"
+        response = requests.post(url, json={"jsonrpc": "2.0", "id": 3, "params": {}}, headers=headers,
+                                 timeout=30)
+        wire_error(response, 400, -32600)
+        for garbage in (b"{", b"", b'{"jsonrpc": "2.0", "id": 1, "id": 2, "method": "ping"}'):
+            response = requests.post(url, data=garbage, headers=headers, timeout=30)
+            data = wire_error(response, 400, -32700)
+            assert data["code"] == "invalid_json"
+
+
+def test_arguments_that_are_not_an_object(url: str, base_url: str) -> None:
+    """``arguments`` that is not an object is invalid params (-32602) with an
+    ACP Error (``param`` ``$``: the arguments themselves), not the SDK's empty ``data``."""
+    response = requests.post(base_url + "/mcp", json=rpc("get_checkout_session", [1]), headers=WIRE, timeout=30)
+    assert response.status_code == 200
+    error = response.json()["error"]
+    assert error["code"] == -32602
+    validate(error["data"], "Error")
+    assert error["data"]["param"] == "$"
+    assert error["data"]["type"] == "invalid_request"
+    assert error["data"]["code"] == "invalid_type"
+
+    async def main() -> None:
+        async with connect(url) as agent:
+            data = await agent.error("get_checkout_session", [1], code=-32602)  # type: ignore[arg-type]
+            assert data["param"] == "$"
+
+    run(main)
+
+
+def test_the_endpoint_answers_json_at_its_edges(base_url: str) -> None:
+    """``/mcp/`` is the endpoint too (not the host's HTML 404); a body that
+    is not ``application/json`` is a 415 JSON-RPC error; other methods 405."""
+    body = rpc("get_checkout_session", {"meta": meta(), "id": "cs_1"})
+    response = requests.post(base_url + "/mcp/", json=body, headers=WIRE, timeout=30)
+    assert response.status_code == 200
+    assert response.json()["error"]["data"]["code"] == "checkout_session_not_found"
+    response = requests.post(base_url + "/mcp", data=json.dumps(body), timeout=30,
+                             headers={**WIRE, "Content-Type": "text/plain"})
+    assert wire_error(response, 415, -32000)["code"] == "unsupported_media_type"
+    response = requests.put(base_url + "/mcp", json=body, headers=WIRE, timeout=30)
+    assert wire_error(response, 405, -32000)["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
 
 
 # --- authentication and transport ---------------------------------------------------------------
@@ -839,18 +1043,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _flask_env(tmp_path: pathlib.Path) -> dict[str, str]:
+def _flask_env(tmp_path: pathlib.Path, config: dict[str, t.Any] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
     env.update(ACP_TEST_DIR=str(tmp_path), FLASK_APP="tests.gunicorn_app:create_app",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), ACP_TEST_CONFIG=json.dumps(config or {}))
     return env
 
 
 @contextlib.contextmanager
-def standalone(tmp_path: pathlib.Path) -> cabc.Iterator[str]:
+def standalone(tmp_path: pathlib.Path, config: dict[str, t.Any] | None = None) -> cabc.Iterator[str]:
+    """``flask acp mcp --port N`` over the app of ``tests/gunicorn_app.py``
+    (with ``config`` on top); yields its endpoint URL."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "flask", "acp", "mcp", "--port", str(port)],
-                            cwd=ROOT, env=_flask_env(tmp_path), stdout=subprocess.PIPE,
+                            cwd=ROOT, env=_flask_env(tmp_path, config), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -870,14 +1076,16 @@ def standalone(tmp_path: pathlib.Path) -> cabc.Iterator[str]:
             proc.stdout.close()
 
 
-def _same_store_app(tmp_path: pathlib.Path) -> Flask:
+def _same_store_app(tmp_path: pathlib.Path, config: dict[str, t.Any] | None = None) -> Flask:
     os.environ["ACP_TEST_DIR"] = str(tmp_path)
+    os.environ["ACP_TEST_CONFIG"] = json.dumps(config or {})
     try:
         from tests.gunicorn_app import create_app
 
         app = create_app()
     finally:
         del os.environ["ACP_TEST_DIR"]
+        del os.environ["ACP_TEST_CONFIG"]
     return app
 
 
@@ -901,6 +1109,93 @@ def test_standalone_http_server(tmp_path: pathlib.Path) -> None:
 
     with standalone(tmp_path) as url:
         anyio.run(main, url)
+        # its edges answer JSON-RPC errors too, never the SDK's or Starlette's plain text
+        body = rpc("get_checkout_session", {"meta": meta(), "id": "cs_1"})
+        response = requests.post(url, data=json.dumps(body), timeout=30,
+                                 headers={**WIRE, "Content-Type": "text/plain"})
+        assert wire_error(response, 415, -32000)["code"] == "unsupported_media_type"
+        response = requests.post(url, data=b" " * 70000, headers=WIRE, timeout=30)
+        assert wire_error(response, 413, -32000)["code"] == "payload_too_large"
+
+        def chunks() -> cabc.Iterator[bytes]:  # no Content-Length: counted while read
+            for _ in range(70):
+                yield b" " * 1000
+
+        response = requests.post(url, data=chunks(), headers=WIRE, timeout=30)
+        assert wire_error(response, 413, -32000)["code"] == "payload_too_large"
+        response = requests.post(url, json=[body], headers=WIRE, timeout=30)
+        wire_error(response, 400, -32600)
+        response = requests.post(url + "/", json=body, headers=WIRE, timeout=30, allow_redirects=False)
+        assert response.status_code == 200
+        assert response.json()["error"]["data"]["code"] == "checkout_session_not_found"
+        response = requests.post(url.removesuffix("/mcp") + "/elsewhere", json=body, headers=WIRE, timeout=30)
+        assert wire_error(response, 404, -32000)["code"] == "not_found"
+        response = requests.get(url, headers=WIRE, timeout=30)
+        assert wire_error(response, 405, -32000)["code"] == "method_not_allowed"
+
+
+#: (forwarded headers from 127.0.0.1) -> served? for each transport configuration
+TRANSPORT_CASES: list[tuple[dict[str, t.Any], list[tuple[dict[str, str], bool]]]] = [
+    ({"ACP_TRUSTED_PROXY_HOPS": 1}, [
+        ({"X-Forwarded-Proto": "http", "X-Forwarded-For": "203.0.113.5"}, False),
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.5"}, True),
+        # the proxy's own hop is the one trusted
+        ({"X-Forwarded-Proto": "https, http", "X-Forwarded-For": "127.0.0.1, 203.0.113.5"}, False),
+        # plain HTTP from a loopback client: ACP_ALLOW_INSECURE_LOOPBACK (on in this app)
+        ({"X-Forwarded-Proto": "http", "X-Forwarded-For": "127.0.0.1"}, True),
+        ({}, False),  # a proxy that says nothing: refused
+    ]),
+    ({"ACP_ALLOW_INSECURE_LOOPBACK": False}, [
+        ({}, False),
+        # no trusted proxy: X-Forwarded-* are the client's own words
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.5"}, False),
+    ]),
+]
+
+
+@pytest.mark.parametrize(("config", "cases"), TRANSPORT_CASES)
+def test_standalone_server_checks_https_per_request(tmp_path: pathlib.Path, config: dict[str, t.Any],
+                                                    cases: list[tuple[dict[str, str], bool]]) -> None:
+    """``flask acp mcp --port N`` applies the REST API's transport rule to
+    every request (HTTPS outside debug/testing; behind ``ACP_TRUSTED_PROXY_HOPS``
+    proxies the forwarded scheme and address; plain HTTP from loopback only
+    with ``ACP_ALLOW_INSECURE_LOOPBACK``): the same requests are refused (403
+    ``https_required``, as a JSON-RPC error) or served as REST refuses or serves them."""
+    rest = Agent(_same_store_app(tmp_path, config).test_client())
+    body = rpc("get_checkout_session", {"meta": meta(), "id": "cs_missing"})
+    with standalone(tmp_path, config) as url:
+        for headers, served in cases:
+            over_rest = rest.client.get("/checkout_sessions/cs_missing", headers={**rest.headers(), **headers},
+                                        environ_base={"REMOTE_ADDR": "127.0.0.1"})
+            assert over_rest.status_code == (404 if served else 403), headers
+            response = requests.post(url, json=body, headers={**WIRE, **headers}, timeout=30)
+            if served:
+                assert response.status_code == 200, (headers, response.text)
+                assert response.json()["error"]["data"]["code"] == "checkout_session_not_found"
+            else:
+                assert wire_error(response, 403, -32000)["code"] == "https_required", headers
+
+
+def test_stdio_garbage_line_is_a_parse_error(tmp_path: pathlib.Path) -> None:
+    """A line that is not JSON gets -32700 (id null), one that is no JSON-RPC
+    message -32600; the server goes on serving."""
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "acp", "mcp", "--stdio"], cwd=ROOT,
+                            env={**_flask_env(tmp_path), "ACP_MCP_API_KEY": AGENT_KEY},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"this is not json\n[1, 2]\n")
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ping"}).encode() + b"\n")
+        proc.stdin.flush()
+        answers = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+        proc.stdout.close()
+    assert [(a["id"], a["error"]["code"]) for a in answers[:2]] == [(None, -32700), (None, -32600)]
+    for answer in answers[:2]:
+        validate(answer["error"]["data"], "Error")
+    assert answers[2] == {"jsonrpc": "2.0", "id": 9, "result": {}}
 
 
 def test_stdio_server(tmp_path: pathlib.Path) -> None:
@@ -921,3 +1216,21 @@ def test_stdio_server(tmp_path: pathlib.Path) -> None:
         assert over_rest.get_json() == created
 
     run(main)
+
+
+def test_the_readme_sdk_snippet_runs(tmp_path: pathlib.Path) -> None:
+    """The README's SDK example, run as published against a served app (the
+    demo catalog it buys from; only its URL and key replaced)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## ACP over MCP", 1)[1].split("\n## ", 1)[0]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    data = ROOT / "flask_acp" / "data"
+    app = build_app(tmp_path, ACP_MCP_ENABLED=True, ACP_CATALOG_FILE=str(data / "demo_feed.json"),
+                    ACP_STORE_FILE=str(data / "demo_store.json"))
+    with serve_app(app) as base:
+        code = snippet.replace("https://shop.example/mcp", base + "/mcp")
+        env = {**os.environ, "ACP_API_KEY": AGENT_KEY}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60,
+                              check=False, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cs_" in done.stdout
