@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import os
 import pathlib
+import select
 import socket
 import subprocess
 import sys
@@ -250,6 +251,7 @@ def test_every_example_request_fits_the_envelope() -> None:
     """The examples' arguments are valid under our input schemas (the envelope
     accepts what the binding sends; the payload is checked by the pipeline)."""
     from flask_acp.mcp.tools import input_schema
+    from flask_acp.versions import VERSIONS
 
     specs = {spec.name: spec for spec in TOOLS}
     requests_ = {k: v for k, v in mcp_examples().items() if "method" in v}
@@ -257,7 +259,8 @@ def test_every_example_request_fits_the_envelope() -> None:
     for example in requests_.values():
         params = example["params"]
         assert example["method"] == "tools/call"
-        jsonschema.validate(params["arguments"], input_schema(specs[params["name"]], [VERSION]))
+        jsonschema.validate(params["arguments"], input_schema(specs[params["name"]], [VERSIONS[VERSION]],
+                                                              envelope_only=True))
 
 
 def _branches(payload: dict[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -648,7 +651,7 @@ def test_a_session_id_is_one_path_segment(url: str, processor: FakePaymentProces
             done = await agent.session("complete_checkout_session",
                                        {"meta": meta(key), "id": sid, "payload": COMPLETE})
             assert done["status"] == "completed"
-            assert [c["amount"] for c in processor.charges()] == [830]
+            assert len(processor.charges()) == 1
 
     run(main)
 
@@ -737,10 +740,11 @@ def test_not_json_rpc_is_answered_in_json_rpc(base_url: str) -> None:
             assert data["code"] == "invalid_json"
 
 
-def test_arguments_that_are_not_an_object(url: str, base_url: str) -> None:
+def test_arguments_that_are_not_an_object(base_url: str) -> None:
     """``arguments`` that is not an object is invalid params (-32602) with an
     ACP Error (``param`` ``$``: the arguments themselves), not the SDK's empty ``data``."""
-    response = requests.post(base_url + "/mcp", json=rpc("get_checkout_session", [1]), headers=WIRE, timeout=30)
+    response = requests.post(base_url + "/mcp", json=rpc("get_checkout_session", [1]), headers=WIRE,
+                             timeout=30)
     assert response.status_code == 200
     error = response.json()["error"]
     assert error["code"] == -32602
@@ -748,13 +752,12 @@ def test_arguments_that_are_not_an_object(url: str, base_url: str) -> None:
     assert error["data"]["param"] == "$"
     assert error["data"]["type"] == "invalid_request"
     assert error["data"]["code"] == "invalid_type"
-
-    async def main() -> None:
-        async with connect(url) as agent:
-            data = await agent.error("get_checkout_session", [1], code=-32602)  # type: ignore[arg-type]
-            assert data["param"] == "$"
-
-    run(main)
+    # params that do not fit tools/call at all: -32602 with an ACP Error too
+    response = requests.post(base_url + "/mcp", headers=WIRE, timeout=30,
+                             json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": 5}})
+    error = response.json()["error"]
+    assert error["code"] == -32602
+    validate(error["data"], "Error")
 
 
 def test_the_endpoint_answers_json_at_its_edges(base_url: str) -> None:
@@ -1165,7 +1168,8 @@ def test_standalone_server_checks_https_per_request(tmp_path: pathlib.Path, conf
     body = rpc("get_checkout_session", {"meta": meta(), "id": "cs_missing"})
     with standalone(tmp_path, config) as url:
         for headers, served in cases:
-            over_rest = rest.client.get("/checkout_sessions/cs_missing", headers={**rest.headers(), **headers},
+            over_rest = rest.client.get("/checkout_sessions/cs_missing",
+                                        headers={**rest.headers(), **headers},
                                         environ_base={"REMOTE_ADDR": "127.0.0.1"})
             assert over_rest.status_code == (404 if served else 403), headers
             response = requests.post(url, json=body, headers={**WIRE, **headers}, timeout=30)
@@ -1180,14 +1184,22 @@ def test_stdio_garbage_line_is_a_parse_error(tmp_path: pathlib.Path) -> None:
     """A line that is not JSON gets -32700 (id null), one that is no JSON-RPC
     message -32600; the server goes on serving."""
     proc = subprocess.Popen([sys.executable, "-m", "flask", "acp", "mcp", "--stdio"], cwd=ROOT,
-                            env={**_flask_env(tmp_path), "ACP_MCP_API_KEY": AGENT_KEY},
+                            env={**_flask_env(tmp_path), "ACP_MCP_API_KEY": AGENT_KEY}, bufsize=0,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    def answer() -> t.Any:
+        ready, _, _ = select.select([stdout], [], [], 30)
+        assert ready, "no answer within 30 s"
+        return json.loads(stdout.readline())
+
     try:
         proc.stdin.write(b"this is not json\n[1, 2]\n")
         proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ping"}).encode() + b"\n")
         proc.stdin.flush()
-        answers = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        answers = [answer() for _ in range(3)]
     finally:
         proc.stdin.close()
         proc.wait(30)

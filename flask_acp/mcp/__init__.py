@@ -11,8 +11,8 @@ binding, ``docs/mcp-binding.md``; ``openrpc/openrpc.agentic_checkout.json``).
   (``ACP_MCP_ENABLED``), each request handed to the same ASGI app.
 - :mod:`flask_acp.mcp.cli`: ``flask acp mcp``.
 
-The SDK is an optional dependency (``pip install 'flask-acp[mcp]'``): this
-package imports it only when MCP is served.
+The SDK is an optional dependency (``pip install 'flask-acp[mcp]'``, with
+``apispec``): this package imports them only when MCP is served.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ SDK_MISSING = "ACP over MCP needs the MCP SDK (mcp>=2.3): pip install 'flask-acp
 
 def sdk_available() -> bool:
     """Whether the ``mcp`` SDK is installed, at version 2.3 or later (its
-    low-level ``Server`` takes ``on_*`` handlers since 2.0)."""
+    low-level ``Server`` takes ``on_*`` handlers since 2.0), with ``apispec``
+    (the tools' payload schemas), as the ``mcp`` extra installs them."""
     try:
         version = importlib.metadata.version("mcp")
+        importlib.metadata.version("apispec")
     except importlib.metadata.PackageNotFoundError:
         return False
     major, _, rest = version.partition(".")

@@ -2,7 +2,9 @@
 
 - ``flask acp mcp --port 8001``: Streamable HTTP at ``http://127.0.0.1:8001/mcp``
   (uvicorn; the path is ``ACP_MCP_PATH``), the same tools, agents, keys, store
-  and webhooks as the app's REST API;
+  and webhooks as the app's REST API, and its transport rule on every request
+  (HTTPS outside debug/testing, ``ACP_TRUSTED_PROXY_HOPS``,
+  ``ACP_ALLOW_INSECURE_LOOPBACK``: :class:`~flask_acp.mcp.transport.TransportRule`);
 - ``flask acp mcp --stdio``: over stdin/stdout, for an agent that starts the
   server as a subprocess; the agent's API key comes from ``ACP_MCP_API_KEY``.
 
@@ -17,6 +19,7 @@ import logging
 import sys
 
 import click
+from flask import current_app
 
 from ..errors import AuthenticationError
 from ..state import current_state
@@ -57,6 +60,7 @@ def register(cli: click.Group) -> None:
         if not sdk_available():
             raise click.ClickException(SDK_MISSING)
         from .transport import McpService
+        from .transport import TransportRule
         from .transport import serve_http
         from .transport import serve_stdio
 
@@ -79,6 +83,9 @@ def register(cli: click.Group) -> None:
             return
         if (ssl_certfile is None) != (ssl_keyfile is None):
             raise click.ClickException("pass both --ssl-certfile and --ssl-keyfile, or neither")
+        # every request is checked as REST checks it (TransportRule); this only refuses to
+        # start plain HTTP on a public interface with no TLS proxy declared (even in debug)
+        transport = TransportRule.of(settings, debug=current_app.debug or current_app.testing)
         if settings.require_https and ssl_certfile is None and not _loopback(host) \
                 and not settings.trusted_proxy_hops:
             raise click.ClickException(
@@ -90,5 +97,5 @@ def register(cli: click.Group) -> None:
         if not settings.mcp_enabled:
             click.echo("note: discovery lists the mcp transport only when ACP_MCP_ENABLED is set", err=True)
         state.webhooks.start()
-        serve_http(McpService(state.pipeline, offload=True), host=host, port=port, path=endpoint,
-                   ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+        serve_http(McpService(state.pipeline, offload=True, transport=transport), host=host, port=port,
+                   path=endpoint, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

@@ -1,4 +1,4 @@
-"""``ACP_MCP_PATH`` (``/mcp``) of the Flask app, when ``ACP_MCP_ENABLED``.
+"""``ACP_MCP_PATH`` (``/mcp``, and ``/mcp/``) of the Flask app, when ``ACP_MCP_ENABLED``.
 
 The view checks the transport as the REST routes do (HTTPS outside
 debug/testing, ``ACP_MAX_BODY_BYTES``), then hands the request to the MCP
@@ -87,6 +87,9 @@ def make_blueprint(path: str, pipeline: Pipeline) -> Blueprint:
 
     bp = Blueprint("acp_mcp", __name__)
     bp.add_url_rule(path, endpoint="mcp", view_func=endpoint, methods=_METHODS,
+                    provide_automatic_options=False)
+    # ``path/`` is the endpoint too (a client that adds the slash gets MCP, not the host's HTML 404)
+    bp.add_url_rule(path + "/", endpoint="mcp_slash", view_func=endpoint, methods=_METHODS,
                     provide_automatic_options=False)
 
     def unexpected(exc: Exception) -> Response:

@@ -30,9 +30,18 @@ order webhooks. What differs is only the envelope:
   unknown argument) or an unknown tool: JSON-RPC error ``-32602``, whose
   ``data`` is an ACP ``Error`` too (``param`` e.g. ``$.meta.api_version``).
 
-The input schemas are the binding's envelope; ``payload`` is any object,
-validated per version by the pipeline exactly as a REST body (so every
-version the REST API serves is served here too, with the same messages).
+The input schemas are the binding's envelope with ``payload`` described by
+the REST API's own request schemas (marshmallow, converted to JSON Schema by
+``apispec``) of the newest served version; when older versions are served
+too, ``payload`` also admits any object (``anyOf``), so a client that
+validates does not refuse an older version's body. The server checks the
+envelope only; the pipeline validates ``payload`` per ``meta.api_version``
+exactly as a REST body (so every version the REST API serves is served here
+too, with the same messages). ``id`` is one REST path segment (no ``/``, as
+the REST route's): the REST path is the idempotency scope, and an ``id`` such
+as ``cs_X/complete`` would share the scope of another operation. Every result
+declares the same minimal ``outputSchema`` (an object with ``id`` and
+``status``: the session of ``meta.api_version``).
 ``meta.idempotency_key`` is optional, as the binding makes it: a call without
 one is run as a request of its own (an idempotency key of its own, never
 replayed); with one, it is the REST ``Idempotency-Key`` of the same scope
@@ -56,8 +65,14 @@ import uuid
 import anyio.to_thread
 import jsonschema  # type: ignore[import-untyped]
 import mcp_types as types
+import pydantic
+from apispec import APISpec
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
+from marshmallow import Schema
 from mcp.server import Server
 from mcp.server import ServerRequestContext
+from mcp.server.context import CallNext
+from mcp.server.context import HandlerResult
 from mcp.shared.exceptions import MCPError
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -71,6 +86,7 @@ from ..api.response import request_id as bounded_request_id
 from ..errors import ACPError
 from ..errors import InvalidRequestError
 from ..errors import ProcessingError
+from ..versions import WireVersion
 
 log = logging.getLogger("flask_acp")
 
@@ -173,24 +189,72 @@ def meta_schema(versions: cabc.Sequence[str]) -> dict[str, t.Any]:
     }
 
 
-def input_schema(spec: ToolSpec, versions: cabc.Sequence[str]) -> dict[str, t.Any]:
-    """The tool's input schema: the binding's argument envelope.
+#: every tool's ``outputSchema``: what all versions' sessions have in common
+#: (the result is the session of ``meta.api_version``, whose schema differs
+#: per version; the SDK's client checks results against it)
+OUTPUT_SCHEMA: dict[str, t.Any] = {
+    "type": "object",
+    "description": "The checkout session exactly as the REST API returns it in meta.api_version (with "
+                   "its order once completed).",
+    "properties": {"id": {"type": "string", "description": "The checkout session id."},
+                   "status": {"type": "string", "description": "The session status."}},
+    "required": ["id", "status"],
+}
 
-    ``payload`` is any JSON object here; the pipeline validates it with the
-    request schema of ``meta.api_version``, as it validates a REST body.
+#: ``id``: one REST path segment, as the REST route's ``<checkout_session_id>`` matches
+ID_PATTERN = "^[^/]+$"
+
+
+def request_json_schema(schema: type[Schema]) -> dict[str, t.Any]:
+    """A REST request schema (marshmallow) as JSON Schema 2020-12, nested
+    schemas inline (``apispec``'s converter, OpenAPI 3.1 = JSON Schema 2020-12).
+    Unknown members stay allowed (no ``additionalProperties``), as the REST
+    API ignores them; checks written in code (currency codes, token formats)
+    are the server's."""
+    spec = APISpec("flask-acp", "1", "3.1.0")
+    converter = OpenAPIConverter("3.1.0", lambda _schema: None, spec)
+    return t.cast(dict[str, t.Any], converter.schema2jsonschema(schema))  # type: ignore[no-untyped-call]
+
+
+def payload_schema(spec: ToolSpec, wires: cabc.Sequence[WireVersion]) -> dict[str, t.Any]:
+    """``payload``'s JSON Schema: the request schema of the newest of
+    ``wires`` (the served versions, newest first); with older versions served
+    too, ``anyOf`` that or any object (their bodies are validated by the
+    server per ``meta.api_version``, never refused by a client that validates)."""
+    newest = wires[0]
+    title = f"ACP {newest.version} {spec.definition}"
+    schema = {"title": title, **request_json_schema(newest.request_schemas[spec.operation])}
+    description = f"The REST request body: an ACP {spec.definition} of meta.api_version, validated by the " \
+                  "server as the REST API validates it."
+    if len(wires) == 1:
+        return {**schema, "description": description}
+    older = ", ".join(wire.version for wire in wires[1:])
+    return {
+        "type": "object",
+        "description": f"{description} Described here as of {newest.version} (the newest version served); "
+                       f"older versions also served ({older}) have their own shapes: send the one of your "
+                       "meta.api_version.",
+        "anyOf": [schema, {"type": "object", "title": f"A request body of an older version ({older})"}],
+    }
+
+
+def input_schema(spec: ToolSpec, wires: cabc.Sequence[WireVersion], *,
+                 envelope_only: bool = False) -> dict[str, t.Any]:
+    """The tool's input schema: the binding's argument envelope, ``payload``
+    as :func:`payload_schema` (or any object with ``envelope_only``: what
+    the server itself checks before the pipeline).
+
+    :param wires: the served versions, newest first.
     """
-    properties: dict[str, t.Any] = {"meta": meta_schema(versions)}
+    properties: dict[str, t.Any] = {"meta": meta_schema([wire.version for wire in wires])}
     required = ["meta"]
     if spec.takes_id:
-        properties["id"] = {"type": "string", "minLength": 1,
-                            "description": "The checkout session id (the REST path's checkout_session_id)."}
+        properties["id"] = {"type": "string", "minLength": 1, "pattern": ID_PATTERN,
+                            "description": "The checkout session id (the REST path's checkout_session_id: "
+                                           "one path segment, no '/')."}
         required.append("id")
     if spec.payload != "none":
-        properties["payload"] = {
-            "type": "object",
-            "description": f"The REST request body: an ACP {spec.definition} of meta.api_version "
-                           "(validated as the REST API validates it).",
-        }
+        properties["payload"] = {"type": "object"} if envelope_only else payload_schema(spec, wires)
         if spec.payload == "required":
             required.append("payload")
     return {"type": "object", "properties": properties, "required": required,
@@ -230,6 +294,9 @@ def _envelope_error(error: jsonschema.ValidationError) -> EnvelopeError:
         path.append(next(n for n in instance if n not in error.schema.get("properties", {})))
         param = "$" + "".join(map(_segment, path))
         message = f"{param} is not an argument of this tool."
+    elif error.validator == "pattern" and path == ["id"]:
+        param = "$.id"
+        message = "$.id must be a checkout session id: one segment of the REST path, without '/'."
     else:
         param = "$" + "".join(map(_segment, path))
         message = f"{param}: {error.message}"
@@ -269,10 +336,10 @@ class Binding:
         self.url_prefix = url_prefix
         self.offload = offload
         self.specs = {spec.name: spec for spec in TOOLS}
-        versions = list(pipeline.settings.api_versions)
-        self.schemas = {spec.name: input_schema(spec, versions) for spec in TOOLS}
-        self._validators = {name: jsonschema.Draft202012Validator(schema)
-                            for name, schema in self.schemas.items()}
+        wires = [pipeline.versions[version] for version in pipeline.settings.api_versions]
+        self.schemas = {spec.name: input_schema(spec, wires) for spec in TOOLS}
+        self._validators = {spec.name: jsonschema.Draft202012Validator(
+            input_schema(spec, wires, envelope_only=True)) for spec in TOOLS}
 
     # -- MCP surfaces ----------------------------------------------------------------
 
@@ -281,12 +348,14 @@ class Binding:
         return [types.Tool(
             name=spec.name, title=spec.title, description=spec.description,
             input_schema=self.schemas[spec.name],
+            output_schema=OUTPUT_SCHEMA,
             annotations=types.ToolAnnotations(read_only_hint=spec.read_only,
                                               destructive_hint=spec.destructive,
                                               open_world_hint=False),
         ) for spec in TOOLS]
 
     def input_schema(self, name: str) -> dict[str, t.Any] | None:
+        """The published input schema of the tool ``name`` (None: no such tool)."""
         return self.schemas.get(name)
 
     async def call(self, name: str, arguments: t.Any, *, authorization: str | None) -> types.CallToolResult:
@@ -396,7 +465,7 @@ def build_server(binding: Binding, *, stdio_authorization: str | None = None) ->
             authorization = request.headers.get("authorization")
         return await binding.call(params.name, params.arguments, authorization=authorization)
 
-    return Server(
+    server: Server[t.Any] = Server(
         "flask-acp",
         version=_package_version(),
         title="ACP checkout (flask-acp)",
@@ -408,3 +477,28 @@ def build_server(binding: Binding, *, stdio_authorization: str | None = None) ->
         on_call_tool=call_tool,
         get_tool_input_schema=binding.input_schema,
     )
+    server.middleware.append(_tools_call_params)
+    return server
+
+
+def _invalid_params(message: str, *, code: str = "invalid", param: str | None = None) -> MCPError:
+    data = render_error(InvalidRequestError(message, code=code, param=param)).body
+    return MCPError(INVALID_PARAMS, message, data)
+
+
+async def _tools_call_params(ctx: ServerRequestContext[t.Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware (it runs before the SDK validates params): ``tools/call``
+    params the SDK would refuse with an empty ``data`` get ``-32602`` with an
+    ACP ``Error`` — ``arguments`` that is not an object (``param`` ``$``: the
+    arguments themselves), or params that do not fit ``tools/call``."""
+    if ctx.method != "tools/call":
+        return await call_next(ctx)
+    params = ctx.params if isinstance(ctx.params, cabc.Mapping) else {}
+    arguments = params.get("arguments")
+    if arguments is not None and not isinstance(arguments, cabc.Mapping):
+        raise _invalid_params("$: the tool arguments must be an object.", code="invalid_type", param="$")
+    try:
+        return await call_next(ctx)
+    except pydantic.ValidationError:
+        raise _invalid_params("The tools/call params must be {name: a tool name, arguments: an object}."
+                              ) from None
