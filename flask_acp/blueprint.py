@@ -26,6 +26,7 @@ from flask import current_app
 from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 from . import cli
 from . import i18n
@@ -216,6 +217,9 @@ def _handle_http_exception(exc: HTTPException) -> Response:
                                       allowed=getattr(exc, "valid_methods", None) or ())
     elif status >= 500:
         error = ProcessingError("Internal error.")
+    elif isinstance(exc, SecurityError):  # a Host outside TRUSTED_HOSTS: never echo it
+        error = InvalidRequestError("The Host header names no host this server answers for.",
+                                    code="untrusted_host")
     else:
         # any other 4xx the host app raised (429, 408, 412...) keeps its status:
         # an agent decides whether to retry from it
@@ -255,23 +259,30 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     cli.register(bp.cli)
 
     well_known = Blueprint("acp_discovery", __name__)
-    well_known.add_url_rule("/.well-known/acp.json", view_func=discovery, methods=["GET"])
+    well_known.add_url_rule(DISCOVERY_PATH, view_func=discovery, methods=["GET"])
     well_known.after_request(_after_request)
+    well_known.register_error_handler(HTTPException, _handle_http_exception)
     return bp, well_known
+
+
+#: where the discovery document is served (discovery RFC)
+DISCOVERY_PATH = "/.well-known/acp.json"
 
 
 def install_routing_errors(app: Flask, url_prefix: str) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
-    and its ``/webhooks/`` (blueprint handlers never see routing errors).
-    Other paths keep the host app's own handlers."""
+    and its ``/webhooks/``, and a JSON 400 for a ``Host`` outside Flask's
+    ``TRUSTED_HOSTS`` there and on discovery (blueprint handlers never see
+    routing errors). Other paths keep the host app's own handlers."""
     root = url_prefix or "/checkout_sessions"
     webhooks = f"{url_prefix}/webhooks/"
 
     def under_prefix() -> bool:
-        return request.path == root or request.path.startswith((root + "/", webhooks))
+        return request.path in (root, DISCOVERY_PATH) or request.path.startswith((root + "/", webhooks))
 
-    for code in (404, 405):
-        host_handlers = dict(app.error_handler_spec.get(None, {}).get(code, {}))
+    for code in (404, 405, SecurityError):
+        host_handlers = dict(app.error_handler_spec.get(None, {}).get(
+            code if isinstance(code, int) else 400, {}))
 
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():

@@ -339,7 +339,13 @@ class Settings:
         doc="Refuse plain-HTTP requests (403 `https_required`) unless the app is in debug or testing mode.")
     allow_insecure_loopback: bool = setting(
         "ACP_ALLOW_INSECURE_LOOPBACK", fields.Boolean(), False,
-        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos).")
+        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos). Refused at start-up outside debug/testing "
+            "unless `ACP_FORCE_INSECURE_LOOPBACK` is also set: behind a reverse proxy on the same host every "
+            "request comes from loopback, and the HTTPS rule would be void.")
+    force_insecure_loopback: bool = setting(
+        "ACP_FORCE_INSECURE_LOOPBACK", fields.Boolean(), False,
+        doc="Keep `ACP_ALLOW_INSECURE_LOOPBACK` outside debug/testing (a local demo such as "
+            "`example_app.py`; never in production).")
     trusted_proxy_hops: int = setting(
         "ACP_TRUSTED_PROXY_HOPS", fields.Integer(strict=True, validate=validate.Range(min=0)), 0,
         doc="Number of reverse proxies in front of the app; only then are `X-Forwarded-Proto`/`-For` "
@@ -357,7 +363,9 @@ class Settings:
         doc='`Link` objects (`{"type": "terms_of_use", "url": ...}`) returned in every session.')
     api_base_url: str | None = setting(
         "ACP_API_BASE_URL", fields.Url(allow_none=True, require_tld=False), None,
-        default_doc="derived from the request", doc="`api_base_url` of the discovery document.")
+        default_doc="derived from the request",
+        doc="`api_base_url` of the discovery document. Required outside debug/testing unless Flask's "
+            "`TRUSTED_HOSTS` is set: the discovery document never echoes an untrusted `Host`.")
     discovery_max_age: int = setting(
         "ACP_DISCOVERY_MAX_AGE", fields.Integer(strict=True, validate=_seconds(0)), 3600, unit="seconds",
         doc="`Cache-Control: public, max-age=…` of the discovery document.")

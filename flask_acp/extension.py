@@ -119,6 +119,7 @@ class ACP:
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
         settings = _resolve_versions(settings)
+        _check_exposure(settings, app)
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -184,6 +185,30 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _check_exposure(settings: Settings, app: Flask) -> None:
+    """Refuse, outside debug/testing, settings that would expose a production
+    app: plain HTTP from loopback without ``ACP_FORCE_INSECURE_LOOPBACK``
+    (behind a reverse proxy on the same host every request is from loopback),
+    and no ``ACP_API_BASE_URL`` without Flask's ``TRUSTED_HOSTS`` (discovery
+    would echo whatever ``Host`` a client sends).
+
+    :raises RuntimeError: naming the setting to change.
+    """
+    if app.debug or app.testing:
+        return
+    problems: list[Problem] = []
+    if settings.allow_insecure_loopback and not settings.force_insecure_loopback:
+        problems.append(("ACP_ALLOW_INSECURE_LOOPBACK",
+                         "plain HTTP from loopback is for local demos: a reverse proxy on the same host "
+                         "makes every request local. Unset it (terminate TLS in the proxy and set "
+                         "ACP_TRUSTED_PROXY_HOPS), or set ACP_FORCE_INSECURE_LOOPBACK=true"))
+    if settings.api_base_url is None and not app.config.get("TRUSTED_HOSTS"):
+        problems.append(("ACP_API_BASE_URL", "set it to the public URL of the ACP API (discovery's "
+                         "api_base_url), or set Flask's TRUSTED_HOSTS so the request's Host can be trusted"))
+    if problems:
+        raise config_error(problems)
 
 
 def _resolve_versions(settings: Settings) -> Settings:
