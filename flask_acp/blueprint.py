@@ -242,16 +242,15 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
-    bp.add_url_rule("/checkout_sessions", view_func=create_checkout_session, methods=["POST"],
-                    provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=update_checkout_session,
-                    methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=get_checkout_session,
-                    methods=["GET"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/complete",
-                    view_func=complete_checkout_session, methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/cancel",
-                    view_func=cancel_checkout_session, methods=["POST"], provide_automatic_options=False)
+    session = "/checkout_sessions/<checkout_session_id>"
+    for rule, view, method in (("/checkout_sessions", create_checkout_session, "POST"),
+                               (session, update_checkout_session, "POST"),
+                               (session, get_checkout_session, "GET"),
+                               (f"{session}/complete", complete_checkout_session, "POST"),
+                               (f"{session}/cancel", cancel_checkout_session, "POST")):
+        # merge_slashes=False: "//" is a JSON 404, not Werkzeug's HTML 308 redirect
+        bp.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False,
+                        merge_slashes=False)
     bp.register_error_handler(ACPError, _handle_acp_error)
     bp.register_error_handler(HTTPException, _handle_http_exception)
     bp.register_error_handler(Exception, _handle_unexpected)

@@ -1065,3 +1065,10 @@ def test_hsts_is_sent_over_https_only(client: FlaskClient) -> None:
     secure = client.get("/.well-known/acp.json", base_url="https://localhost")
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert "Strict-Transport-Security" not in client.get("/.well-known/acp.json").headers
+
+
+def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client: FlaskClient) -> None:
+    for path in ("/checkout_sessions//complete", "/checkout_sessions/cs_x//cancel"):
+        response = client.post(path, data=json.dumps({}), headers=acp_headers(AGENT_KEY))
+        assert response.status_code == 404, (path, response.status)
+        assert response.mimetype == "application/json"
