@@ -234,8 +234,8 @@ def render_session(
             titles = {o.id: o.title for o in quote.fulfillment_options}
             split = "; ".join(f"{titles.get(s.option_id, s.option_id)}: {', '.join(s.item_ids)}"
                               for s in selected)
-            messages.append(Message(type="info", param="$.fulfillment_option_id", text_key="fulfillment_split",
-                                    text_args={"options": split}))
+            messages.append(Message(type="info", param="$.fulfillment_option_id",
+                                    text_key="fulfillment_split", text_args={"options": split}))
     elif selected:
         out["selected_fulfillment_options"] = [
             {"type": s.type, s.type: {"option_id": s.option_id, "item_ids": list(s.item_ids)}}
