@@ -21,6 +21,7 @@ from flask import Flask
 from werkzeug.utils import import_string
 
 from . import inbound
+from . import logs
 from .adapter import PlatformAdapter
 from .api.pipeline import Pipeline
 from .blueprint import install_routing_errors
@@ -120,6 +121,7 @@ class ACP:
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
         settings = _resolve_versions(settings)
         _check_exposure(settings, app)
+        logs.install()
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
