@@ -71,7 +71,8 @@ def register(cli: click.Group) -> None:
         come due, events that never reached the queue) or attempt them here (thread mode)."""
         report = _state().service.sweep(stuck_after=stuck_after)
         # inbound webhook ids and seen request signatures (ACP_INBOUND_LOG_TTL)
-        purged_inbound = _state().storage.inbound.purge(before=time.time() - _state().settings.inbound_log_ttl)
+        state = _state()
+        purged_inbound = state.storage.inbound.purge(before=time.time() - state.settings.inbound_log_ttl)
         click.echo(f"expired={report.expired} recovered={report.recovered} "
                    f"purged_idempotency={report.purged_idempotency} purged_inbound={purged_inbound}")
         try:

@@ -247,7 +247,8 @@ class _AgentSchema(Schema):
     api_version = fields.String(load_default=None, validate=validate.Regexp(
         r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))
     signature_policy = fields.String(load_default="off", validate=validate.OneOf(SIGNATURE_POLICIES))
-    signature_algorithm = fields.String(load_default="hmac-sha256", validate=validate.OneOf(signing.ALGORITHMS))
+    signature_algorithm = fields.String(load_default="hmac-sha256",
+                                        validate=validate.OneOf(signing.ALGORITHMS))
     signature_keys = fields.List(fields.String(validate=NOT_BLANK), load_default=list,
                                  validate=validate.Length(max=2))
 
@@ -291,7 +292,8 @@ def _check_limits(value: str) -> None:
 
 def _rate_limit(key: str, default: str, doc: str) -> t.Any:
     return setting(key, fields.String(validate=_check_limits), default, unit="requests/window",
-                   doc=doc + " `limits` notation (`\"20/second;600/minute\"`: every one applies); empty: none.")
+                   doc=doc + " `limits` notation (`\"20/second;600/minute\"`: every one applies); "
+                             "empty: none.")
 
 
 def _newest_first(value: list[str]) -> tuple[str, ...]:
@@ -460,9 +462,11 @@ class Settings:
         "Requests per client address (through `ACP_TRUSTED_PROXY_HOPS`), counted before authentication, "
         "on the REST routes and the MCP endpoint.")
     rate_limit_per_agent: str = _rate_limit(
-        "ACP_RATE_LIMIT_PER_AGENT", "600/minute", "Checkout requests per authenticated agent (REST and MCP tool calls).")
+        "ACP_RATE_LIMIT_PER_AGENT", "600/minute",
+        "Checkout requests per authenticated agent (REST and MCP tool calls).")
     rate_limit_complete_per_agent: str = _rate_limit(
-        "ACP_RATE_LIMIT_COMPLETE_PER_AGENT", "60/minute", "`complete` requests per agent (on top of the above).")
+        "ACP_RATE_LIMIT_COMPLETE_PER_AGENT", "60/minute",
+        "`complete` requests per agent (on top of the above).")
     rate_limit_complete_per_session: str = _rate_limit(
         "ACP_RATE_LIMIT_COMPLETE_PER_SESSION", "10/minute", "`complete` requests per agent and session.")
     signature_tolerance: int = setting(

@@ -150,10 +150,11 @@ class ACP:
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
+                                      seen=storage.inbound)
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
                             payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
-                            signatures=SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
-                                                        seen=storage.inbound))
+                            signatures=signatures)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),

@@ -292,7 +292,7 @@ def test_in_flight_key_is_409_with_retry_after(app: Flask, agent: Agent) -> None
     key = str(uuid.uuid4())
     state = app.extensions["acp"]
     outcome = state.storage.idempotency.begin(
-        "agent-one /checkout_sessions", key, fingerprint(CREATE_BODY, present=True),
+        "agent-one /checkout_sessions", key, fingerprint(CREATE_BODY, present=True, version="2026-04-17"),
         now=time.time(), lease=120, retention=86400)
     assert outcome.state == "new"
     response = agent.post("/checkout_sessions", CREATE_BODY, key=key)

@@ -88,7 +88,8 @@ def assert_limited(response: requests.Response) -> dict[str, t.Any]:
     """A 429 in the flat error shape with a Retry-After in whole seconds."""
     assert response.status_code == 429, response.text
     body = t.cast(dict[str, t.Any], response.json())
-    assert body["type"] == "invalid_request" and body["code"] == "rate_limit_exceeded"
+    assert body["type"] == "invalid_request"
+    assert body["code"] == "rate_limit_exceeded"
     assert set(body) == {"type", "code", "message"}
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     return body
@@ -100,7 +101,8 @@ def assert_limited(response: requests.Response) -> dict[str, t.Any]:
 def test_per_ip_limit_counts_before_authentication(serve: t.Callable[..., tuple[Flask, Client]]) -> None:
     _, agent = serve(ACP_RATE_LIMIT_PER_IP="3/minute")
     for _ in range(3):
-        assert agent.send("GET", "/checkout_sessions/cs_x", key="not-a-key-of-any-agent-0000").status_code == 401
+        refused = agent.send("GET", "/checkout_sessions/cs_x", key="not-a-key-of-any-agent-0000")
+        assert refused.status_code == 401
     # the address is spent: even a valid key is refused now, and nothing is authenticated first
     assert_limited(agent.send("GET", "/checkout_sessions/cs_x"))
     assert_limited(agent.send("GET", "/checkout_sessions/cs_x", key="not-a-key-of-any-agent-0000"))
@@ -116,7 +118,8 @@ def test_per_agent_limit_is_per_agent(serve: t.Callable[..., tuple[Flask, Client
 
 
 def test_complete_limits_per_session_and_per_agent(serve: t.Callable[..., tuple[Flask, Client]]) -> None:
-    _, agent = serve(ACP_RATE_LIMIT_COMPLETE_PER_SESSION="2/minute", ACP_RATE_LIMIT_COMPLETE_PER_AGENT="4/minute")
+    _, agent = serve(ACP_RATE_LIMIT_COMPLETE_PER_SESSION="2/minute",
+                     ACP_RATE_LIMIT_COMPLETE_PER_AGENT="4/minute")
     first, second = (agent.create().json()["id"] for _ in range(2))
     for _ in range(2):
         assert agent.complete(first, "spt_decline_1").status_code == 200
@@ -135,7 +138,8 @@ def test_a_429_is_not_stored_under_its_idempotency_key(serve: t.Callable[..., tu
     assert_limited(agent.create(idempotency_key=key))
     app.extensions["acp"].pipeline.limits.storage.reset()  # the window passed
     retried = agent.create(idempotency_key=key)
-    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert retried.status_code == 201
+    assert "Idempotent-Replayed" not in retried.headers
 
 
 def test_limits_are_shared_through_redis(tmp_path: pathlib.Path, redis_url: str) -> None:  # noqa: F811
@@ -170,7 +174,8 @@ def test_bad_limit_settings_stop_the_app(tmp_path: pathlib.Path, key: str, value
 def test_limits_over_mcp(serve: t.Callable[..., tuple[Flask, Client]]) -> None:
     """The endpoint counts the client address per HTTP request (429 before any
     JSON-RPC is read); tool calls count against the agent's limits."""
-    _, agent = serve(ACP_MCP_ENABLED=True, ACP_RATE_LIMIT_PER_IP="3/minute", ACP_RATE_LIMIT_PER_AGENT="1/minute")
+    _, agent = serve(ACP_MCP_ENABLED=True, ACP_RATE_LIMIT_PER_IP="3/minute",
+                     ACP_RATE_LIMIT_PER_AGENT="1/minute")
     headers = {"Authorization": f"Bearer {AGENT_KEY}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream"}
 
@@ -182,11 +187,13 @@ def test_limits_over_mcp(serve: t.Callable[..., tuple[Flask, Client]]) -> None:
 
     assert call().json()["error"]["data"]["code"] == "checkout_session_not_found"
     limited = call().json()["error"]
-    assert limited["code"] == -32000 and limited["data"]["code"] == "rate_limit_exceeded"
+    assert limited["code"] == -32000
+    assert limited["data"]["code"] == "rate_limit_exceeded"
     validate_response("/mcp", 429, limited["data"])
     assert call().status_code == 200  # third request of this address: still in its budget
     refused = call()
-    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["data"]["code"] == "rate_limit_exceeded"
 
 
@@ -208,13 +215,16 @@ def test_failed_payments_pause_the_session_without_calling_stripe(make_shop: Mak
     for body in bodies[3:]:
         assert body["status"] == "ready_for_payment"
         (message,) = body["messages"]
-        assert message["code"] == "rate_limited" and message["param"] == "$.payment_data"
-        assert message["resolution"] == "recoverable" and "600 seconds" in message["content"]
+        assert message["code"] == "rate_limited"
+        assert message["param"] == "$.payment_data"
+        assert message["resolution"] == "recoverable"
+        assert "600 seconds" in message["content"]
     stripe_calls = shop.stripe_calls()
     assert stripe_calls - calls_before == 3 * 2  # per attempt: the token look-up and the PaymentIntent
 
     paused = shop.agent.complete(session_id, good).get_json()
-    assert paused["messages"][0]["code"] == "rate_limited" and shop.stripe_calls() == stripe_calls
+    assert paused["messages"][0]["code"] == "rate_limited"
+    assert shop.stripe_calls() == stripe_calls
     assert shop.stored(session_id).payment_failures == 3
 
     # after the pause the good token pays; the order is placed once
@@ -222,7 +232,8 @@ def test_failed_payments_pause_the_session_without_calling_stripe(make_shop: Mak
     later = service.clock() + dt.timedelta(seconds=601)
     service.clock = lambda: later
     done = shop.agent.complete(session_id, good).get_json()
-    assert done["status"] == "completed" and shop.fake.charges_count() == 1
+    assert done["status"] == "completed"
+    assert shop.fake.charges_count() == 1
 
 
 def test_each_failure_past_the_limit_starts_a_new_pause(tmp_path: pathlib.Path) -> None:
@@ -265,4 +276,5 @@ def test_the_pause_in_versions_without_the_rate_limited_code(tmp_path: pathlib.P
         path = f"/checkout_sessions/{session_id}/complete"
         assert agent.send("POST", path, token).json()["messages"][0]["code"] == "payment_declined"
         (message,) = agent.send("POST", path, token).json()["messages"]
-        assert message["code"] == "invalid" and "Too many payment attempts failed" in message["content"]
+        assert message["code"] == "invalid"
+        assert "Too many payment attempts failed" in message["content"]

@@ -53,7 +53,8 @@ def readme_vectors() -> list[dict[str, str]]:
 
 def test_readme_vectors() -> None:
     vectors = readme_vectors()
-    assert {v["algorithm"] for v in vectors} == {"hmac-sha256", "ed25519"} and len(vectors) >= 4
+    assert {v["algorithm"] for v in vectors} == {"hmac-sha256", "ed25519"}
+    assert len(vectors) >= 4
     for v in vectors:
         body = b"" if v["body"] == "(empty)" else v["body"].encode()
         message = signing.signing_input(v["Timestamp"], v["method"], v["path"], body)
@@ -99,7 +100,8 @@ class Signer:
         return self.send("POST", "/checkout_sessions", CREATE, **sign)
 
 
-def agents(policy: str, algorithm: str = "hmac-sha256", keys: cabc.Sequence[str] = (SECRET,)) -> dict[str, t.Any]:
+def agents(policy: str, algorithm: str = "hmac-sha256",
+           keys: cabc.Sequence[str] = (SECRET,)) -> dict[str, t.Any]:
     return {"agent-one": {"api_keys": [AGENT_KEY], "signature_policy": policy,
                           "signature_algorithm": algorithm, "signature_keys": list(keys)},
             "agent-two": {"api_keys": [OTHER_KEY]}}
@@ -123,7 +125,8 @@ def serve(tmp_path: pathlib.Path) -> cabc.Iterator[t.Callable[..., tuple[Flask, 
 def assert_refused(response: requests.Response, text: str) -> None:
     assert response.status_code == 401, response.text
     body = response.json()
-    assert body["type"] == "invalid_request" and body["code"] == "invalid_signature"
+    assert body["type"] == "invalid_request"
+    assert body["code"] == "invalid_signature"
     assert text in body["message"], body["message"]
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -131,7 +134,10 @@ def assert_refused(response: requests.Response, text: str) -> None:
 # --- strict ---------------------------------------------------------------------------------------
 
 
-def test_strict_accepts_signed_requests_and_refuses_the_rest(serve: t.Callable[..., tuple[Flask, str]]) -> None:
+Serve = t.Callable[..., tuple[Flask, str]]
+
+
+def test_strict_accepts_signed_requests_and_refuses_the_rest(serve: Serve) -> None:
     _, base = serve(ACP_AGENTS=agents("strict"))
     agent = Signer(base)
     created = agent.create()
@@ -166,7 +172,8 @@ def test_a_signature_is_accepted_once_across_processes(serve: t.Callable[..., tu
     headers = agent.headers("POST", "/checkout_sessions", body)
     assert agent.send("POST", "/checkout_sessions", CREATE, headers=headers).status_code == 201
     assert_refused(agent.send("POST", "/checkout_sessions", CREATE, headers=headers), "used before")
-    assert_refused(Signer(base_two).send("POST", "/checkout_sessions", CREATE, headers=headers), "used before")
+    other_process = Signer(base_two).send("POST", "/checkout_sessions", CREATE, headers=headers)
+    assert_refused(other_process, "used before")
     # the same signature without its base64 padding is the same signature
     padded = {**headers, "Signature": headers["Signature"] + "="}
     assert_refused(agent.send("POST", "/checkout_sessions", CREATE, headers=padded), "used before")
@@ -221,12 +228,14 @@ def test_signed_mcp_requests(serve: t.Callable[..., tuple[Flask, str]]) -> None:
     signed = {**headers, **{k: v for k, v in Signer(base).headers("POST", "/mcp", body).items()
                             if k in ("Signature", "Timestamp")}}
     answer = requests.post(base + "/mcp", data=body, headers=signed, timeout=30)
-    assert answer.status_code == 200 and answer.json()["result"]["structuredContent"]["status"]
+    assert answer.status_code == 200
+    assert answer.json()["result"]["structuredContent"]["status"]
     for refused in (requests.post(base + "/mcp", data=body, headers=headers, timeout=30),
                     requests.post(base + "/mcp", data=body, headers=signed, timeout=30)):  # a replay
         assert refused.status_code == 401
         error = refused.json()["error"]
-        assert error["code"] == -32000 and error["data"]["code"] == "invalid_signature"
+        assert error["code"] == -32000
+        assert error["data"]["code"] == "invalid_signature"
         validate_response("/mcp", 401, error["data"])
 
 
@@ -238,7 +247,8 @@ def test_signed_mcp_requests(serve: t.Callable[..., tuple[Flask, str]]) -> None:
     ({"signature_algorithm": "rsa", "signature_keys": [SECRET]}, "signature_algorithm"),
     ({"signature_keys": [SECRET, SECRET_NEW, SECRET]}, "signature_keys"),
 ])
-def test_bad_signature_settings_stop_the_app(tmp_path: pathlib.Path, agent: dict[str, t.Any], match: str) -> None:
+def test_bad_signature_settings_stop_the_app(tmp_path: pathlib.Path, agent: dict[str, t.Any],
+                                             match: str) -> None:
     with pytest.raises(RuntimeError, match=match):
         build_app(tmp_path, ACP_AGENTS={"a": {"api_keys": [AGENT_KEY], **agent}})
 

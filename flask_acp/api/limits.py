@@ -77,7 +77,10 @@ class RateLimits:
     """
 
     def __init__(self, settings: LimitSettings, storage_url: str, *, namespace: str = "acp") -> None:
-        self.storage: Storage = storage_from_string(storage_url, wrap_exceptions=True)
+        storage = storage_from_string(storage_url, wrap_exceptions=True)
+        if not isinstance(storage, Storage):  # an async+ storage URL
+            raise ValueError(f"{storage_url}: an async storage cannot count requests of a WSGI app")
+        self.storage: Storage = storage
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self.namespace = namespace
         self.per_ip = _items(settings.per_ip)

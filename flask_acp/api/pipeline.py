@@ -51,14 +51,14 @@ from ..payments.base import PaymentProcessor
 from ..store.base import IdempotencyRecords
 from ..versions import WireVersion
 from .body import load
-from .limits import RateLimits
-from .signatures import SignatureChecker
 from .body import read_json
 from .idempotency import fingerprint
 from .idempotency import run_idempotent
+from .limits import RateLimits
 from .response import ApiResponse
 from .response import error_response
 from .response import json_response
+from .signatures import SignatureChecker
 
 #: the operations of the checkout API and whether each changes state (POST)
 OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
@@ -154,7 +154,7 @@ class Pipeline:
                 records=self.records,
                 scope=f"{agent} {request.scope}",
                 key=key,
-                body_fingerprint=fingerprint(body, present=present),
+                body_fingerprint=fingerprint(body, present=present, version=version.version),
                 lease=self.settings.idempotency_lease,
                 retention=self.settings.idempotency_ttl,
                 handler=lambda: self._call(request, agent, version, body),
