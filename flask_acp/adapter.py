@@ -63,6 +63,8 @@ class FulfillmentUpdate:
     :ivar id: the platform's fulfillment id (stable: later reports update it).
     :ivar status: ACP fulfillment status (``shipped``, ``in_transit``, ``delivered``, ``canceled``...).
     :ivar line_items: order line id (``models.line_item_id(item_id)``) -> units.
+    :ivar updated_at: when the platform last changed it (aware); a report older
+        than the state already applied is ignored. None: always applied.
     """
 
     id: str
@@ -71,6 +73,7 @@ class FulfillmentUpdate:
     carrier: str | None = None
     tracking_number: str | None = None
     tracking_url: str | None = None
+    updated_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

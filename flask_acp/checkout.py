@@ -305,9 +305,7 @@ class CheckoutService:
         """
         with self.locked(session_id):
             session = self._expire_if_due(self.sessions.find(agent, session_id))
-            if session.status is Status.COMPLETED and data.idempotency_key is not None \
-                    and session.payment is not None \
-                    and session.payment.request_key == data.idempotency_key:
+            if session.status is Status.COMPLETED and _retry_of_completion(session, data):
                 return session  # a retry of the request that completed it (its answer was lost)
             self._require_open(session, "complete")
             data = self._check_payment_data(data)
@@ -900,6 +898,19 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:
+    """Whether ``data`` retries the request that completed ``session``: the
+    same ``Idempotency-Key``, or — with no key (optional before 2026-04-17) —
+    the same payment token. Such a retry gets the completed session back;
+    anything else gets 405."""
+    payment = session.payment
+    if payment is None:
+        return False
+    if data.idempotency_key is not None:
+        return payment.request_key == data.idempotency_key
+    return payment.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest()
 
 
 def _charge_key(session_id: str, data: CompleteInput) -> str:

@@ -393,7 +393,13 @@ class Settings:
         doc="Refuse plain-HTTP requests (403 `https_required`) unless the app is in debug or testing mode.")
     allow_insecure_loopback: bool = setting(
         "ACP_ALLOW_INSECURE_LOOPBACK", fields.Boolean(), False,
-        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos).")
+        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos). Refused at start-up outside debug/testing "
+            "unless `ACP_FORCE_INSECURE_LOOPBACK` is also set: behind a reverse proxy on the same host every "
+            "request comes from loopback, and the HTTPS rule would be void.")
+    force_insecure_loopback: bool = setting(
+        "ACP_FORCE_INSECURE_LOOPBACK", fields.Boolean(), False,
+        doc="Keep `ACP_ALLOW_INSECURE_LOOPBACK` outside debug/testing (a local demo such as "
+            "`example_app.py`; never in production).")
     trusted_proxy_hops: int = setting(
         "ACP_TRUSTED_PROXY_HOPS", fields.Integer(strict=True, validate=validate.Range(min=0)), 0,
         doc="Number of reverse proxies in front of the app; only then are `X-Forwarded-Proto`/`-For` "
@@ -401,13 +407,19 @@ class Settings:
     max_body_bytes: int = setting(
         "ACP_MAX_BODY_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 65536,
         unit="bytes", doc="Larger request bodies get 413.")
+    max_webhook_bytes: int = setting(
+        "ACP_MAX_WEBHOOK_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 1048576,
+        unit="bytes", doc="Larger inbound webhook bodies (Stripe, the platform) get 413 before the rest "
+                          "is read.")
     links: tuple[dict[str, str], ...] = setting(
         "ACP_LINKS", fields.List(fields.Nested(_LinkSchema)), [],
         convert=lambda value: tuple(dict(link) for link in value),
         doc='`Link` objects (`{"type": "terms_of_use", "url": ...}`) returned in every session.')
     api_base_url: str | None = setting(
         "ACP_API_BASE_URL", fields.Url(allow_none=True, require_tld=False), None,
-        default_doc="derived from the request", doc="`api_base_url` of the discovery document.")
+        default_doc="derived from the request",
+        doc="`api_base_url` of the discovery document. Required outside debug/testing unless Flask's "
+            "`TRUSTED_HOSTS` is set: the discovery document never echoes an untrusted `Host`.")
     discovery_max_age: int = setting(
         "ACP_DISCOVERY_MAX_AGE", fields.Integer(strict=True, validate=_seconds(0)), 3600, unit="seconds",
         doc="`Cache-Control: public, max-age=…` of the discovery document.")
@@ -419,8 +431,8 @@ class Settings:
             "return their intersection with the agent's.")
     json_routing_errors: bool = setting(
         "ACP_JSON_ROUTING_ERRORS", fields.Boolean(), True,
-        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix; the host app's other "
-            "errors are untouched.")
+        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix (and its "
+            "`/webhooks/`); the host app's other errors are untouched.")
     order_placement_retries: tuple[float, ...] = setting(
         "ACP_ORDER_PLACEMENT_RETRIES",
         fields.List(fields.Float(validate=validate.Range(min=0, max=10)), validate=validate.Length(max=5)),

@@ -21,6 +21,7 @@ from flask import Flask
 from werkzeug.utils import import_string
 
 from . import inbound
+from . import logs
 from .adapter import PlatformAdapter
 from .api.limits import LimitSettings
 from .api.limits import RateLimits
@@ -39,6 +40,7 @@ from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
 from .config import warn_unknown_keys
+from .inbound import takes_webhooks
 from .mcp import SDK_MISSING
 from .mcp import cli as mcp_cli
 from .mcp import sdk_available
@@ -122,6 +124,8 @@ class ACP:
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
         settings = _resolve_versions(settings)
+        _check_exposure(settings, app)
+        logs.install()
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -166,7 +170,8 @@ class ACP:
         mcp_cli.register(checkout_bp.cli)  # flask acp mcp
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
-        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name))
+        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name,
+                                                      takes_webhooks=takes_webhooks(adapter)))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
         if settings.mcp_enabled:
@@ -208,6 +213,30 @@ def _rate_limits(settings: Settings) -> RateLimits | None:
             complete_per_session=settings.rate_limit_complete_per_session), url)
     except Exception as exc:  # limits' ConfigurationError and the like
         raise config_error([("ACP_RATE_LIMIT_STORAGE_URL", f"{url}: {exc}")]) from None
+
+
+def _check_exposure(settings: Settings, app: Flask) -> None:
+    """Refuse, outside debug/testing, settings that would expose a production
+    app: plain HTTP from loopback without ``ACP_FORCE_INSECURE_LOOPBACK``
+    (behind a reverse proxy on the same host every request is from loopback),
+    and no ``ACP_API_BASE_URL`` without Flask's ``TRUSTED_HOSTS`` (discovery
+    would echo whatever ``Host`` a client sends).
+
+    :raises RuntimeError: naming the setting to change.
+    """
+    if app.debug or app.testing:
+        return
+    problems: list[Problem] = []
+    if settings.allow_insecure_loopback and not settings.force_insecure_loopback:
+        problems.append(("ACP_ALLOW_INSECURE_LOOPBACK",
+                         "plain HTTP from loopback is for local demos: a reverse proxy on the same host "
+                         "makes every request local. Unset it (terminate TLS in the proxy and set "
+                         "ACP_TRUSTED_PROXY_HOPS), or set ACP_FORCE_INSECURE_LOOPBACK=true"))
+    if settings.api_base_url is None and not app.config.get("TRUSTED_HOSTS"):
+        problems.append(("ACP_API_BASE_URL", "set it to the public URL of the ACP API (discovery's "
+                         "api_base_url), or set Flask's TRUSTED_HOSTS so the request's Host can be trusted"))
+    if problems:
+        raise config_error(problems)
 
 
 def _resolve_versions(settings: Settings) -> Settings:

@@ -268,6 +268,8 @@ class Fulfillment:
     tracking_number: str | None = None
     tracking_url: str | None = None
     events: tuple[FulfillmentEvent, ...] = ()
+    #: the platform's time of the state held here (stale reports are ignored)
+    platform_updated_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

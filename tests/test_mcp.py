@@ -722,8 +722,9 @@ def test_the_spec_mcp_examples(url: str, rest: Agent, processor: FakePaymentProc
             assert data == {**response.get_json(), "param": "$.payload" + response.get_json()["param"][1:]}
             assert processor.charges() == []
             token = args["payload"]["payment_data"]["instrument"].pop("token")
+            # ``tok_visa_4242`` is a card token, not a delegated one (spt_/vt_): an SPT stands in
             args["payload"]["payment_data"]["instrument"] = {
-                "type": "card", "credential": {"type": "spt", "token": token}}
+                "type": "card", "credential": {"type": "spt", "token": "spt_" + token.removeprefix("tok_")}}
             validate(args["payload"], "CheckoutSessionCompleteRequest")
             args["meta"]["idempotency_key"] += "-fixed"  # a new request: the first key saw the other body
             done = await agent.session("complete_checkout_session", args)

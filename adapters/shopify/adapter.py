@@ -957,7 +957,7 @@ class ShopifyAdapter(PlatformAdapter):
 
         ``X-Shopify-Hmac-Sha256`` must be the base64 HMAC-SHA256 of the raw body
         under one of :attr:`webhook_secrets`; nothing is parsed before. The key
-        is ``{X-Shopify-Topic}:{X-Shopify-Event-Id}`` (:func:`.webhooks.event_key`).
+        is ``{X-Shopify-Topic}:{SHA-256 of the signed body}`` (:func:`.webhooks.event_key`).
         Topics other than :data:`.webhooks.TOPICS`, orders we did not make, a
         body that is no JSON object, and a delivery naming another shop in
         ``X-Shopify-Shop-Domain`` (when :attr:`shop_domain` is known) are
@@ -993,7 +993,7 @@ class ShopifyAdapter(PlatformAdapter):
         if not updates:
             log.info("Shopify webhook %r (%s): nothing for flask-acp", topic, payload.get("id"))
             return PlatformWebhook(event_id=None)
-        return PlatformWebhook(event_id=event_key(topic, given), updates=updates)
+        return PlatformWebhook(event_id=event_key(topic, body), updates=updates)
 
     def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
         """Re-read the orders flask-acp made (tag ``acp``, with the session

@@ -5,7 +5,8 @@
 - Same key, same body (semantic JSON equality: key order and ``1`` vs ``1.0``
   do not matter; array order and ``null`` vs absent do): the stored status and
   body are replayed with ``Idempotent-Replayed: true``; nothing runs again.
-- Same key, another body (or another ``API-Version``): 422 ``idempotency_conflict``.
+- Same key, another body (or another ``API-Version``: a stored response is in
+  the version it was made in): 422 ``idempotency_conflict`` (409 before 2026-04-17).
 - Same key while the first request runs: 409 ``idempotency_in_flight`` with
   ``Retry-After`` (seconds). A claim whose worker died is taken over after
   ``ACP_IDEMPOTENCY_LEASE`` seconds.
@@ -46,16 +47,13 @@ def canonical(value: t.Any) -> t.Any:
     return value
 
 
-def fingerprint(body: t.Any, *, present: bool, version: str = "") -> str:
+def fingerprint(body: t.Any, *, present: bool) -> str:
     """SHA-256 hex of the canonical JSON of a parsed request body
-    (``present=False`` for an empty body, which differs from ``{}``), and of
-    the negotiated ``API-Version``: the stored answer is written in one
-    version, so the same key and body in another version is a conflict, never
-    a replay in a version the request did not ask for."""
+    (``present=False`` for an empty body, which differs from ``{}``)."""
     if not present:
-        return f"absent {version}" if version else "absent"
+        return "absent"
     text = json.dumps(canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{version}\n{text}".encode() if version else text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def run_idempotent(
@@ -85,7 +83,7 @@ def run_idempotent(
                             retention=retention)
     if outcome.state == "conflict":
         raise IdempotencyConflictError(
-            "Idempotency-Key has already been used with a different request body")
+            "Idempotency-Key has already been used with a different request body or API-Version")
     if outcome.state == "in_flight":
         raise BusyError("A request with this Idempotency-Key is currently being processed",
                         code="idempotency_in_flight")

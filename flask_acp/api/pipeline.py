@@ -154,7 +154,10 @@ class Pipeline:
                 records=self.records,
                 scope=f"{agent} {request.scope}",
                 key=key,
-                body_fingerprint=fingerprint(body, present=present, version=version.version),
+                # the version is part of the request: a stored response is in the
+                # version it was made in, so the same key in another version is a
+                # conflict, never a replay the agent could not read
+                body_fingerprint=f"{version.version}:{fingerprint(body, present=present)}",
                 lease=self.settings.idempotency_lease,
                 retention=self.settings.idempotency_ttl,
                 handler=lambda: self._call(request, agent, version, body),

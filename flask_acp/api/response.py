@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing as t
+import uuid
 
 from ..errors import ACPError
 from .errors import render_error
@@ -26,6 +28,16 @@ class ApiResponse:
     def json(self) -> t.Any:
         """The body, parsed."""
         return json.loads(self.body)
+
+
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def request_id(given: str | None) -> str:
+    """The ``Request-Id`` of a response: the agent's when it is 1-200
+    printable ASCII characters without spaces (so it can be echoed and
+    logged safely), else a fresh ``req_<32 hex>``."""
+    return given if given and _REQUEST_ID.match(given) else f"req_{uuid.uuid4().hex}"
 
 
 def json_response(body: t.Any, status: int = 200, headers: t.Mapping[str, str] | None = None) -> ApiResponse:

@@ -67,6 +67,7 @@ from ..api.errors import render_error
 from ..api.pipeline import ApiRequest
 from ..api.pipeline import Pipeline
 from ..api.response import ApiResponse
+from ..api.response import request_id as bounded_request_id
 from ..errors import ACPError
 from ..errors import InvalidRequestError
 from ..errors import ProcessingError
@@ -333,9 +334,7 @@ class Binding:
                    if isinstance(meta.get(member), str)}
         if authorization is not None:
             headers["authorization"] = authorization
-        request_id = headers.get("request-id") or ""
-        if not 0 < len(request_id) <= 200:
-            request_id = f"req_{uuid.uuid4().hex}"
+        request_id = bounded_request_id(headers.get("request-id"))
         body = b""
         if "payload" in arguments:
             headers["content-type"] = "application/json"

@@ -88,7 +88,7 @@ class UpdateRequestSchema(Base):
 
 
 class PaymentDataSchema(Base):
-    token = NonEmpty(required=True, max=4096)
+    token = newer.token_field()
     provider = fields.String(required=True, validate=validate.OneOf(["stripe"]))
     billing_address = fields.Nested(AddressSchema)
 

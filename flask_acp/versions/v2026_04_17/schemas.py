@@ -25,6 +25,7 @@ from marshmallow import fields
 from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates
+from marshmallow import validates_schema
 
 from ...inputs import CancelInput
 from ...inputs import CompleteInput
@@ -186,9 +187,33 @@ class UpdateRequestSchema(Base):
         )
 
 
+#: a delegated payment token: ``spt_`` (Stripe SharedPaymentToken, the spec's
+#: examples) or ``vt_`` (delegate-payment responses) and an id of letters,
+#: digits and underscores — never anything that could steer a processor URL
+TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 - a pattern, not a secret
+
+
+def token_field() -> fields.String:
+    """A credential token (:data:`TOKEN_PATTERN`), required."""
+    return fields.String(required=True, validate=validate.Regexp(
+        TOKEN_PATTERN, error="Must be a delegated payment token: 'spt_' or 'vt_' followed by letters, "
+                             "digits or underscores."))
+
+
 class CredentialSchema(Base):
+    """``{type, token}``; an ``spt`` token must match :data:`TOKEN_PATTERN`
+    (other types are refused by the payment handler check, with their own error)."""
+
     type = NonEmpty(required=True)
     token = NonEmpty(required=True, max=4096)
+
+    @validates_schema
+    def _token_format(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        if data.get("type") == "spt" and "token" in data:
+            try:
+                token_field().deserialize(data["token"])
+            except ValidationError as exc:
+                raise ValidationError(exc.messages, "token") from None
 
 
 class InstrumentSchema(Base):
