@@ -151,6 +151,7 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         body=read_body() if request.method == "POST" else b"",
         scope=request.path,
         language=language,
+        client_address=client_scheme_and_addr()[1],
     )
     return to_flask(current_state().pipeline.handle(api_request))
 

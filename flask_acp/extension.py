@@ -23,7 +23,11 @@ from werkzeug.utils import import_string
 from . import inbound
 from . import logs
 from .adapter import PlatformAdapter
+from .api.limits import LimitSettings
+from .api.limits import RateLimits
+from .api.limits import storage_url
 from .api.pipeline import Pipeline
+from .api.signatures import SignatureChecker
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
 from .checkout import CheckoutService
@@ -150,8 +154,11 @@ class ACP:
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
+                                      seen=storage.inbound)
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
-                            payments=payments, versions=VERSIONS)
+                            payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
+                            signatures=signatures)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
@@ -187,6 +194,25 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _rate_limits(settings: Settings) -> RateLimits | None:
+    """The ``ACP_RATE_LIMIT_*`` limits on their storage (None when disabled).
+
+    :raises RuntimeError: the storage URL names no ``limits`` storage, or one
+        whose client library is not installed.
+    """
+    if not settings.rate_limits_enabled:
+        return None
+    url = storage_url(settings.rate_limit_storage_url, store_url=settings.store_url,
+                      redis_url=settings.redis_url)
+    try:
+        return RateLimits(LimitSettings(
+            per_ip=settings.rate_limit_per_ip, per_agent=settings.rate_limit_per_agent,
+            complete_per_agent=settings.rate_limit_complete_per_agent,
+            complete_per_session=settings.rate_limit_complete_per_session), url)
+    except Exception as exc:  # limits' ConfigurationError and the like
+        raise config_error([("ACP_RATE_LIMIT_STORAGE_URL", f"{url}: {exc}")]) from None
 
 
 def _check_exposure(settings: Settings, app: Flask) -> None:

@@ -42,6 +42,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "email_required": "An e-mail address is needed to deliver the digital items.",
         "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
         "payment_declined": "Your payment was declined. Please try a different payment method.",
+        "payments_paused": "Too many payment attempts failed for this checkout; "
+                           "payment can be tried again in {seconds} seconds.",
         "payment_token_invalid": "The payment credential cannot be used: {reason}",
         "payment_token_used": "This payment credential was already used for another checkout; "
                               "a delegated payment token pays for one checkout only. Get a new one.",
@@ -89,6 +91,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fulfillment_split": "Vos articles sont livrés de plusieurs façons : {options}.",
         "fulfillment_option_invalid": "L'option de livraison « {option_id} » n'est pas disponible.",
         "payment_declined": "Votre paiement a été refusé. Essayez un autre moyen de paiement.",
+        "payments_paused": "Trop de tentatives de paiement ont échoué pour cette commande ; "
+                           "vous pourrez réessayer dans {seconds} secondes.",
         "payment_token_used": "Ce moyen de paiement a déjà servi pour une autre commande ; "
                               "un jeton de paiement délégué ne vaut que pour une commande. "
                               "Obtenez-en un nouveau.",
@@ -123,6 +127,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "address_required": "Für Versandoptionen wird eine Lieferadresse benötigt.",
         "fulfillment_split": "Ihre Artikel werden auf mehreren Wegen geliefert: {options}.",
         "payment_declined": "Ihre Zahlung wurde abgelehnt. Bitte versuchen Sie eine andere Zahlungsart.",
+        "payments_paused": "Zu viele Zahlungsversuche für diesen Checkout sind fehlgeschlagen; "
+                           "eine Zahlung ist in {seconds} Sekunden wieder möglich.",
         "payment_token_used": "Dieses Zahlungsmittel wurde bereits für einen anderen Checkout verwendet; "
                               "ein delegiertes Zahlungstoken gilt nur für einen Checkout. "
                               "Fordern Sie ein neues an.",
@@ -151,6 +157,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "address_required": "Se necesita una dirección de envío para ofrecer opciones de entrega.",
         "fulfillment_split": "Sus artículos se entregan de varias formas: {options}.",
         "payment_declined": "Su pago fue rechazado. Pruebe con otro método de pago.",
+        "payments_paused": "Demasiados intentos de pago fallaron para esta compra; "
+                           "podrá intentarlo de nuevo en {seconds} segundos.",
         "payment_token_used": "Esta credencial de pago ya se usó en otra compra; "
                               "un token de pago delegado sirve para una sola compra. Obtenga uno nuevo.",
         "amount_below_minimum": "El total de {total} es inferior al pago mínimo de {limit}.",

@@ -46,20 +46,27 @@ from starlette.types import Send
 from ..api.errors import render_error
 from ..api.pipeline import Pipeline
 from ..errors import ACPError
-from ..errors import AuthenticationError
+from ..errors import BodyTooLargeError
 from .tools import ACP_ERROR
 from .tools import Binding
 from .tools import build_server
 
 
 class BearerGate:
-    """ASGI middleware: the connection-level authentication of the MCP endpoint.
+    """ASGI middleware: the connection-level checks of the MCP endpoint, per
+    HTTP request, before any JSON-RPC is read.
 
-    A request without a valid agent key (the REST API's ``ACP_AGENTS`` keys,
-    compared in constant time by :meth:`Pipeline.authenticate`) gets 401 with
-    ``WWW-Authenticate`` and a JSON-RPC error ``-32000`` whose ``data`` is the
-    ACP ``Error`` (code ``unauthorized``); an authenticated GET gets 405
-    (``Allow: POST, DELETE``): no SSE stream is offered.
+    1. the client address's rate limit (``ACP_RATE_LIMIT_PER_IP``; the scope's
+       ``client``): 429 with ``Retry-After``;
+    2. the agent key (the REST API's ``ACP_AGENTS`` keys, compared in constant
+       time by :meth:`Pipeline.authenticate`): 401 with ``WWW-Authenticate``;
+    3. the agent's request-signature policy over the raw HTTP request
+       (``Signature``/``Timestamp`` headers; ``POST``, the endpoint's path, the
+       exact JSON-RPC body): 401 ``invalid_signature`` when ``strict``.
+
+    Each refusal is a JSON-RPC error ``-32000`` whose ``data`` is the ACP
+    ``Error``. An authenticated GET gets 405 (``Allow: POST``): no SSE stream
+    is offered. The agent's own rate limits apply per tool call, in the pipeline.
     """
 
     def __init__(self, app: ASGIApp, pipeline: Pipeline) -> None:
@@ -72,14 +79,48 @@ class BearerGate:
             return
         headers = Headers(scope=scope)
         try:
-            self.pipeline.authenticate(headers.get("authorization"))
-        except AuthenticationError as exc:
+            client = scope.get("client")
+            self.pipeline.check_client(client[0] if client else None)
+            agent = self.pipeline.authenticate(headers.get("authorization"))
+        except ACPError as exc:
             await _respond(send, *refusal(exc))
             return
         if scope["method"] == "GET":
             await _respond(send, 405, b"", {"Allow": "POST"})
             return
+        signatures = self.pipeline.signatures
+        if scope["method"] == "POST" and signatures is not None and signatures.applies(agent):
+            body = b""
+            while True:  # the whole body: the signature covers it (the SDK reads it whole too)
+                message = await receive()
+                body += message.get("body", b"")
+                if len(body) > self.pipeline.settings.max_body_bytes:
+                    await _respond(send, *refusal(BodyTooLargeError("The request body is too large.")))
+                    return
+                if not message.get("more_body", False):
+                    break
+            try:
+                self.pipeline.check_signature(agent, method="POST", path=scope["path"], body=body,
+                                              headers={k.lower(): v for k, v in headers.items()})
+            except ACPError as exc:
+                await _respond(send, *refusal(exc))
+                return
+            receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` (read already) once, then waits on the original."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def refusal(exc: ACPError) -> tuple[int, bytes, dict[str, str]]:
