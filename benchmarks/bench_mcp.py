@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    app = build_app(pathlib.Path(tempfile.mkdtemp(prefix="acp-bench-mcp-")), ACP_MCP_ENABLED=True)
+    app = build_app(pathlib.Path(tempfile.mkdtemp(prefix="acp-bench-mcp-")), ACP_MCP_ENABLED=True,
+                    # counted, never reached (one agent, one address, many calls)
+                    ACP_RATE_LIMIT_PER_IP="1000000/minute", ACP_RATE_LIMIT_PER_AGENT="1000000/minute")
     sid = Agent(app.test_client()).create().get_json()["id"]
     mcp_headers = {"Authorization": f"Bearer {AGENT_KEY}", "Content-Type": "application/json",
                    "Accept": "application/json, text/event-stream"}

@@ -26,6 +26,7 @@ from flask import current_app
 from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 from . import cli
 from . import i18n
@@ -150,6 +151,7 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         body=read_body() if request.method == "POST" else b"",
         scope=request.path,
         language=language,
+        client_address=client_scheme_and_addr()[1],
     )
     return to_flask(current_state().pipeline.handle(api_request))
 
@@ -216,6 +218,9 @@ def _handle_http_exception(exc: HTTPException) -> Response:
                                       allowed=getattr(exc, "valid_methods", None) or ())
     elif status >= 500:
         error = ProcessingError("Internal error.")
+    elif isinstance(exc, SecurityError):  # a Host outside TRUSTED_HOSTS: never echo it
+        error = InvalidRequestError("The Host header names no host this server answers for.",
+                                    code="untrusted_host")
     else:
         # any other 4xx the host app raised (429, 408, 412...) keeps its status:
         # an agent decides whether to retry from it
@@ -238,16 +243,15 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
-    bp.add_url_rule("/checkout_sessions", view_func=create_checkout_session, methods=["POST"],
-                    provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=update_checkout_session,
-                    methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=get_checkout_session,
-                    methods=["GET"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/complete",
-                    view_func=complete_checkout_session, methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/cancel",
-                    view_func=cancel_checkout_session, methods=["POST"], provide_automatic_options=False)
+    session = "/checkout_sessions/<checkout_session_id>"
+    for rule, view, method in (("/checkout_sessions", create_checkout_session, "POST"),
+                               (session, update_checkout_session, "POST"),
+                               (session, get_checkout_session, "GET"),
+                               (f"{session}/complete", complete_checkout_session, "POST"),
+                               (f"{session}/cancel", cancel_checkout_session, "POST")):
+        # merge_slashes=False: "//" is a JSON 404, not Werkzeug's HTML 308 redirect
+        bp.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False,
+                        merge_slashes=False)
     bp.register_error_handler(ACPError, _handle_acp_error)
     bp.register_error_handler(HTTPException, _handle_http_exception)
     bp.register_error_handler(Exception, _handle_unexpected)
@@ -255,23 +259,30 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     cli.register(bp.cli)
 
     well_known = Blueprint("acp_discovery", __name__)
-    well_known.add_url_rule("/.well-known/acp.json", view_func=discovery, methods=["GET"])
+    well_known.add_url_rule(DISCOVERY_PATH, view_func=discovery, methods=["GET"])
     well_known.after_request(_after_request)
+    well_known.register_error_handler(HTTPException, _handle_http_exception)
     return bp, well_known
+
+
+#: where the discovery document is served (discovery RFC)
+DISCOVERY_PATH = "/.well-known/acp.json"
 
 
 def install_routing_errors(app: Flask, url_prefix: str) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
-    and its ``/webhooks/`` (blueprint handlers never see routing errors).
-    Other paths keep the host app's own handlers."""
+    and its ``/webhooks/``, and a JSON 400 for a ``Host`` outside Flask's
+    ``TRUSTED_HOSTS`` there and on discovery (blueprint handlers never see
+    routing errors). Other paths keep the host app's own handlers."""
     root = url_prefix or "/checkout_sessions"
     webhooks = f"{url_prefix}/webhooks/"
 
     def under_prefix() -> bool:
-        return request.path == root or request.path.startswith((root + "/", webhooks))
+        return request.path in (root, DISCOVERY_PATH) or request.path.startswith((root + "/", webhooks))
 
-    for code in (404, 405):
-        host_handlers = dict(app.error_handler_spec.get(None, {}).get(code, {}))
+    for code in (404, 405, SecurityError):
+        host_handlers = dict(app.error_handler_spec.get(None, {}).get(
+            code if isinstance(code, int) else 400, {}))
 
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():

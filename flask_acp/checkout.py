@@ -38,6 +38,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 import typing as t
@@ -124,6 +125,14 @@ class CheckoutSettings(LockSettings, t.Protocol):
     @property
     def payment_reconcile_window(self) -> int:
         """An unknown charge outcome blocks another credential this long."""
+
+    @property
+    def payment_failure_limit(self) -> int:
+        """Failed payment attempts of a session before each further one pauses its payments."""
+
+    @property
+    def payment_cooldown(self) -> int:
+        """How long such a pause lasts after the last failure."""
 
 
 class CheckoutService:
@@ -281,6 +290,14 @@ class CheckoutService:
         ``ready_for_payment`` with a message when the payment was declined or
         the price changed, or ``not_ready_for_payment`` unchanged.
 
+        Card testing: once a session has had ``payment_failure_limit`` failed
+        attempts (declines, unusable credentials, 3-D Secure required), each
+        further failure pauses its payments for ``payment_cooldown`` seconds;
+        a complete during the pause returns the session unchanged with a
+        ``rate_limited`` error message (``param`` ``$.payment_data``,
+        ``resolution`` ``recoverable``) and calls neither the processor nor the
+        platform, nor binds the credential to the session.
+
         :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
         :raises InvalidRequestError: unknown ``handler_id`` or credential type (400).
         :raises UnavailableError: processor or platform unavailable; the
@@ -288,9 +305,7 @@ class CheckoutService:
         """
         with self.locked(session_id):
             session = self._expire_if_due(self.sessions.find(agent, session_id))
-            if session.status is Status.COMPLETED and data.idempotency_key is not None \
-                    and session.payment is not None \
-                    and session.payment.request_key == data.idempotency_key:
+            if session.status is Status.COMPLETED and _retry_of_completion(session, data):
                 return session  # a retry of the request that completed it (its answer was lost)
             self._require_open(session, "complete")
             data = self._check_payment_data(data)
@@ -300,6 +315,9 @@ class CheckoutService:
                 return session.replace(extra_messages=session.extra_messages + (
                     Message(type="error", code="invalid", resolution="recoverable",
                             text_key="not_ready"),))
+            paused = self._payments_paused(session)
+            if paused is not None:
+                return paused
             prepared, payable = self._prepare(session)
             if not payable:
                 return prepared
@@ -648,9 +666,30 @@ class CheckoutService:
             return session
         return self.save(session.replace(quote=quote))
 
+    def _payments_paused(self, session: CheckoutSession) -> CheckoutSession | None:
+        """The session with a ``rate_limited`` message while its payments are
+        paused after repeated failures (None when they are not)."""
+        until = session.payments_paused_until
+        now = self.clock()
+        if until is None or now >= until:
+            return None
+        seconds = max(1, math.ceil((until - now).total_seconds()))
+        log.warning("checkout %s: payment attempt refused, %d failed attempts; paused for %d s more",
+                    session.id, session.payment_failures, seconds)
+        return session.replace(extra_messages=(Message(
+            type="error", code="rate_limited", resolution="recoverable", param="$.payment_data",
+            text_key="payments_paused", text_args={"seconds": str(seconds)}),))
+
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
         status = Status.READY_FOR_PAYMENT
+        failures, paused_until = session.payment_failures, session.payments_paused_until
+        if not isinstance(exc, PaymentAmountError):  # the credential failed: count it (card testing)
+            failures += 1
+            if failures >= self.settings.payment_failure_limit:
+                paused_until = self.clock() + dt.timedelta(seconds=self.settings.payment_cooldown)
+                log.warning("checkout %s: %d failed payment attempts; payments paused until %s",
+                            session.id, failures, paused_until.isoformat())
         if isinstance(exc, PaymentAmountError):  # the processor refused the total: it must change
             message, status = exc.problem.message(), Status.NOT_READY_FOR_PAYMENT
         elif isinstance(exc, PaymentTokenError):
@@ -668,6 +707,8 @@ class CheckoutService:
             payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
             extra_messages=(message,),
+            payment_failures=failures,
+            payments_paused_until=paused_until,
         ))
 
     def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
@@ -857,6 +898,19 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:
+    """Whether ``data`` retries the request that completed ``session``: the
+    same ``Idempotency-Key``, or — with no key (optional before 2026-04-17) —
+    the same payment token. Such a retry gets the completed session back;
+    anything else gets 405."""
+    payment = session.payment
+    if payment is None:
+        return False
+    if data.idempotency_key is not None:
+        return payment.request_key == data.idempotency_key
+    return payment.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest()
 
 
 def _charge_key(session_id: str, data: CompleteInput) -> str:

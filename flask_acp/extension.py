@@ -21,8 +21,13 @@ from flask import Flask
 from werkzeug.utils import import_string
 
 from . import inbound
+from . import logs
 from .adapter import PlatformAdapter
+from .api.limits import LimitSettings
+from .api.limits import RateLimits
+from .api.limits import storage_url
 from .api.pipeline import Pipeline
+from .api.signatures import SignatureChecker
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
 from .checkout import CheckoutService
@@ -119,6 +124,8 @@ class ACP:
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
         settings = _resolve_versions(settings)
+        _check_exposure(settings, app)
+        logs.install()
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -147,8 +154,11 @@ class ACP:
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
+                                      seen=storage.inbound)
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
-                            payments=payments, versions=VERSIONS)
+                            payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
+                            signatures=signatures)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
@@ -184,6 +194,49 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _rate_limits(settings: Settings) -> RateLimits | None:
+    """The ``ACP_RATE_LIMIT_*`` limits on their storage (None when disabled).
+
+    :raises RuntimeError: the storage URL names no ``limits`` storage, or one
+        whose client library is not installed.
+    """
+    if not settings.rate_limits_enabled:
+        return None
+    url = storage_url(settings.rate_limit_storage_url, store_url=settings.store_url,
+                      redis_url=settings.redis_url)
+    try:
+        return RateLimits(LimitSettings(
+            per_ip=settings.rate_limit_per_ip, per_agent=settings.rate_limit_per_agent,
+            complete_per_agent=settings.rate_limit_complete_per_agent,
+            complete_per_session=settings.rate_limit_complete_per_session), url)
+    except Exception as exc:  # limits' ConfigurationError and the like
+        raise config_error([("ACP_RATE_LIMIT_STORAGE_URL", f"{url}: {exc}")]) from None
+
+
+def _check_exposure(settings: Settings, app: Flask) -> None:
+    """Refuse, outside debug/testing, settings that would expose a production
+    app: plain HTTP from loopback without ``ACP_FORCE_INSECURE_LOOPBACK``
+    (behind a reverse proxy on the same host every request is from loopback),
+    and no ``ACP_API_BASE_URL`` without Flask's ``TRUSTED_HOSTS`` (discovery
+    would echo whatever ``Host`` a client sends).
+
+    :raises RuntimeError: naming the setting to change.
+    """
+    if app.debug or app.testing:
+        return
+    problems: list[Problem] = []
+    if settings.allow_insecure_loopback and not settings.force_insecure_loopback:
+        problems.append(("ACP_ALLOW_INSECURE_LOOPBACK",
+                         "plain HTTP from loopback is for local demos: a reverse proxy on the same host "
+                         "makes every request local. Unset it (terminate TLS in the proxy and set "
+                         "ACP_TRUSTED_PROXY_HOPS), or set ACP_FORCE_INSECURE_LOOPBACK=true"))
+    if settings.api_base_url is None and not app.config.get("TRUSTED_HOSTS"):
+        problems.append(("ACP_API_BASE_URL", "set it to the public URL of the ACP API (discovery's "
+                         "api_base_url), or set Flask's TRUSTED_HOSTS so the request's Host can be trusted"))
+    if problems:
+        raise config_error(problems)
 
 
 def _resolve_versions(settings: Settings) -> Settings:

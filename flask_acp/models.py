@@ -390,6 +390,11 @@ class CheckoutSession:
     payment: PaymentRecord | None = None
     order: Order | None = None
     revision: int = 0
+    #: failed payment attempts (declined, unusable credential, 3-D Secure required)
+    payment_failures: int = 0
+    #: no payment attempt until then (``ACP_PAYMENT_COOLDOWN`` after a failure past
+    #: ``ACP_PAYMENT_FAILURE_LIMIT``): the processor is not called (card testing)
+    payments_paused_until: dt.datetime | None = None
 
     @property
     def totals(self) -> Totals:

@@ -62,6 +62,8 @@ def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
         ACP_STORE_FILE=str(DATA / "store.json"),
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     )
+    if config.get("TESTING") is False:  # a production-like app: its public URL is known
+        config.setdefault("ACP_API_BASE_URL", "https://shop.example")
     store = config.pop("store", None)
     processor = config.pop("payment_processor", None)
     if processor is None:

@@ -35,6 +35,8 @@ def create_app() -> Flask:
         ACP_CATALOG_FILE=os.environ.get("ACP_CATALOG_FILE") or str(DATA / "feed.json"),
         ACP_STORE_FILE=os.environ.get("ACP_STORE_FILE") or str(DATA / "store.json"),
         ACP_ALLOW_INSECURE_LOOPBACK=True,
+        ACP_FORCE_INSECURE_LOOPBACK=True,
+        ACP_API_BASE_URL="https://shop.example",
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     )
     app.config.update(json.loads(os.environ.get("ACP_TEST_CONFIG") or "{}"))

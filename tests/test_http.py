@@ -518,8 +518,26 @@ def test_forwarded_proto_alone_is_enough_behind_a_trusted_proxy(tmp_path: pathli
     assert_error(response, 403, "https_required")
 
 
+def test_insecure_loopback_is_refused_in_production_unless_forced(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match="ACP_ALLOW_INSECURE_LOOPBACK: plain HTTP from loopback"):
+        build_app(tmp_path / "a", TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True)
+    assert build_app(tmp_path / "b", ACP_ALLOW_INSECURE_LOOPBACK=True)  # testing: allowed
+
+
+def test_without_a_base_url_production_needs_trusted_hosts(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match="ACP_API_BASE_URL: set it to the public URL"):
+        build_app(tmp_path / "a", TESTING=False, ACP_API_BASE_URL=None)
+    app = build_app(tmp_path / "b", TESTING=False, ACP_API_BASE_URL=None, TRUSTED_HOSTS=["shop.example"])
+    good = app.test_client().get("/.well-known/acp.json", base_url="https://shop.example")
+    assert good.get_json()["api_base_url"] == "https://shop.example"
+    forged = app.test_client().get("/.well-known/acp.json", base_url="https://evil.example")
+    assert forged.status_code == 400
+    assert b"evil.example" not in forged.data
+
+
 def test_insecure_loopback_allowed_only_from_loopback(tmp_path: pathlib.Path) -> None:
-    app = build_app(tmp_path, TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True)
+    app = build_app(tmp_path, TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True,
+                    ACP_FORCE_INSECURE_LOOPBACK=True)
     client = app.test_client()
     response = client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=acp_headers(AGENT_KEY))
     assert response.status_code == 201
@@ -1047,3 +1065,10 @@ def test_hsts_is_sent_over_https_only(client: FlaskClient) -> None:
     secure = client.get("/.well-known/acp.json", base_url="https://localhost")
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     assert "Strict-Transport-Security" not in client.get("/.well-known/acp.json").headers
+
+
+def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client: FlaskClient) -> None:
+    for path in ("/checkout_sessions//complete", "/checkout_sessions/cs_x//cancel"):
+        response = client.post(path, data=json.dumps({}), headers=acp_headers(AGENT_KEY))
+        assert response.status_code == 404, (path, response.status)
+        assert response.mimetype == "application/json"

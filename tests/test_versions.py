@@ -498,8 +498,13 @@ def test_idempotency_key_is_optional_before_2026_04_17(app: Flask, processor: Fa
     body = agent.payment_body(f"spt_{sid}")
     first = agent.post(f"/checkout_sessions/{sid}/complete", body, idempotent=False)
     assert first.get_json()["status"] == "completed"
+    # a keyless retry with the same token (its answer was lost) gets the completed session
     again = agent.post(f"/checkout_sessions/{sid}/complete", body, idempotent=False)
-    assert again.status_code == 405
+    assert again.status_code == 200
+    assert again.get_json()["order"] == first.get_json()["order"]
+    other = agent.post(f"/checkout_sessions/{sid}/complete", agent.payment_body("spt_another"),
+                       idempotent=False)
+    assert other.status_code == 405
     assert len(processor.charges()) == 1
 
 
@@ -678,3 +683,23 @@ def test_a_key_reused_in_another_version_is_a_conflict_not_a_replay(app: Flask) 
         assert response.status_code == status
         assert response.get_json()["code"] == "idempotency_conflict"
     assert new.post("/checkout_sessions", body, key=key).headers["Idempotent-Replayed"] == "true"
+
+
+def test_items_shipped_several_ways_are_explained_in_2025_09_29(app: Flask) -> None:
+    """2025-09-29 has one ``fulfillment_option_id``: when the items travel in
+    several ways (chosen in a later version) the total counts every option, and
+    an info message says which option carries which items."""
+    new = VersionedAgent(app, "2026-04-17")
+    body = new.create_body()
+    body["line_items"] = [{"id": "item_123"}, {"id": "item_456"}]
+    sid = new.post("/checkout_sessions", body).get_json()["id"]
+    new.post(f"/checkout_sessions/{sid}", {"selected_fulfillment_options": [
+        {"type": "shipping", "option_id": "fulfillment_option_456", "item_ids": ["item_123"]}]})
+    legacy = VersionedAgent(app, "2025-09-29").get(sid)
+    assert totals(legacy)["fulfillment"] == 500 + 100
+    assert legacy["fulfillment_option_id"] == "fulfillment_option_456"
+    (info,) = [m for m in legacy["messages"] if m["type"] == "info"]
+    assert info["param"] == "$.fulfillment_option_id"
+    assert "Express: item_123" in info["content"]
+    assert "Standard: item_456" in info["content"]
+    assert not [m for m in VersionedAgent(app, "2026-04-17").get(sid)["messages"] if m["type"] == "info"]

@@ -10,7 +10,7 @@
 - Same key while the first request runs: 409 ``idempotency_in_flight`` with
   ``Retry-After`` (seconds). A claim whose worker died is taken over after
   ``ACP_IDEMPOTENCY_LEASE`` seconds.
-- 5xx responses, and 409s (transient by nature), are never stored: a retry runs fresh.
+- 5xx responses, and 409s and 429s (transient by nature), are never stored: a retry runs fresh.
 - Stored responses live ``ACP_IDEMPOTENCY_TTL`` seconds (at least 24 h).
 
 Claims and responses (status, headers, body bytes) live in the session
@@ -96,7 +96,7 @@ def run_idempotent(
     except BaseException:
         records.release(scope, key)
         raise
-    if response.status >= 500 or response.status == 409:
+    if response.status >= 500 or response.status in (409, 429):
         records.release(scope, key)
     else:
         records.finish(

@@ -3,8 +3,13 @@ blueprint today; MCP next): no Flask, no Werkzeug.
 
 For one ACP operation, in order:
 
+0. the client address's rate limit (``ACP_RATE_LIMIT_PER_IP``, before
+   authentication; :mod:`flask_acp.api.limits`) -> 429;
 1. authenticate: ``Authorization: Bearer`` against every agent's keys
-   (constant time) -> :class:`~flask_acp.errors.AuthenticationError`;
+   (constant time) -> :class:`~flask_acp.errors.AuthenticationError`; then the
+   agent's rate limits (and ``complete``'s, per agent and per session) -> 429;
+   then the agent's request-signature policy (:mod:`flask_acp.api.signatures`)
+   -> 401 ``invalid_signature`` when ``strict``;
 2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` (or an
    alias of one, ``2025-09-12``) -> :class:`~flask_acp.errors.APIVersionError`
    (with ``supported_versions``);
@@ -49,9 +54,11 @@ from .body import load
 from .body import read_json
 from .idempotency import fingerprint
 from .idempotency import run_idempotent
+from .limits import RateLimits
 from .response import ApiResponse
 from .response import error_response
 from .response import json_response
+from .signatures import SignatureChecker
 
 #: the operations of the checkout API and whether each changes state (POST)
 OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
@@ -67,9 +74,16 @@ class ApiRequest:
     :ivar headers: request headers, keys lower-case (``authorization``,
         ``api-version``, ``idempotency-key``, ``content-type``, ``content-encoding``).
     :ivar body: the raw request body (empty for ``get``).
-    :ivar scope: what idempotency keys are scoped to besides the agent (the REST path).
+    :ivar scope: what idempotency keys are scoped to besides the agent: the
+        REST path (with ``ACP_URL_PREFIX``), which a request signature also covers.
     :ivar language: the language negotiated from the agent's preferences
         (one of :data:`flask_acp.i18n.LANGUAGES`), or None when it stated none.
+    :ivar client_address: the client's IP address, counted against
+        ``ACP_RATE_LIMIT_PER_IP``; None when the binding counted it already
+        (the MCP endpoint does, per HTTP request) or has none (stdio).
+    :ivar signature_checked: the binding applied the agent's signature policy
+        itself (the MCP endpoint, over the raw HTTP request), or there is no
+        request to sign (stdio).
     """
 
     operation: str
@@ -78,6 +92,13 @@ class ApiRequest:
     body: bytes = b""
     scope: str
     language: str | None = None
+    client_address: str | None = None
+    signature_checked: bool = False
+
+    @property
+    def method(self) -> str:
+        """The REST method of the operation: ``GET`` or ``POST``."""
+        return "POST" if OPERATIONS[self.operation] else "GET"
 
 
 class Pipeline:
@@ -88,14 +109,19 @@ class Pipeline:
     :param records: where idempotency records live.
     :param payments: the processor whose handlers sessions advertise.
     :param versions: the wire versions this app serves (API-Version -> plug-in).
+    :param limits: the rate limits (None: none).
+    :param signatures: the agents' request-signature policies (None: none checked).
     """
 
     def __init__(self, *, settings: Settings, service: CheckoutService, records: IdempotencyRecords,
-                 payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion]) -> None:
+                 payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion],
+                 limits: RateLimits | None = None, signatures: SignatureChecker | None = None) -> None:
         self.settings = settings
         self.service = service
         self.records = records
         self.payments = payments
+        self.limits = limits
+        self.signatures = signatures
         self.versions = {v: versions[v] for v in settings.api_versions}
         #: every API-Version string answered (aliases too) -> its plug-in
         self.accepted = {name: wire for wire in self.versions.values()
@@ -107,7 +133,13 @@ class Pipeline:
         """Run one operation; every failure becomes the flat error response."""
         version: WireVersion | None = None
         try:
+            self.check_client(request.client_address)
             agent = self.authenticate(request.headers.get("authorization"))
+            if self.limits is not None:
+                self.limits.check_agent(agent, request.operation, request.session_id)
+            if not request.signature_checked:
+                self.check_signature(agent, method=request.method, path=request.scope, body=request.body,
+                                     headers=request.headers)
             version = self.negotiate(request.headers.get("api-version"))
             if not OPERATIONS[request.operation]:
                 return self._call(request, agent, version, None)
@@ -134,6 +166,25 @@ class Pipeline:
             return error_response(exc, status=version.idempotency_conflict_status if version else None)
         except ACPError as exc:
             return error_response(exc)
+
+    def check_client(self, address: str | None) -> None:
+        """Count one request of the client ``address`` (before authentication).
+
+        :raises RateLimitedError: over ``ACP_RATE_LIMIT_PER_IP`` (429).
+        """
+        if self.limits is not None:
+            self.limits.check_client(address)
+
+    def check_signature(self, agent: str, *, method: str, path: str, body: bytes,
+                        headers: cabc.Mapping[str, str]) -> None:
+        """Apply ``agent``'s signature policy to a request (lower-case ``headers``).
+
+        :raises SignatureError: policy ``strict`` and no valid, fresh, unseen
+            signature (401 ``invalid_signature``).
+        """
+        if self.signatures is not None:
+            self.signatures.check(agent, method=method, path=path, body=body,
+                                  signature=headers.get("signature"), timestamp=headers.get("timestamp"))
 
     def authenticate(self, authorization: str | None) -> str:
         """The agent whose key is in ``Authorization: Bearer <key>``.

@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from ..api.pipeline import Pipeline
 from ..blueprint import check_body_size
 from ..blueprint import check_transport
+from ..blueprint import client_scheme_and_addr
 from ..blueprint import read_body
 from ..errors import ACPError
 from ..errors import BodyTooLargeError
@@ -73,7 +74,8 @@ def make_blueprint(path: str, pipeline: Pipeline) -> Blueprint:
             "query_string": request.query_string,
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
                         for k, v in request.headers.items()],
-            "client": (request.remote_addr or "", int(environ.get("REMOTE_PORT") or 0)),
+            # the client's address through ACP_TRUSTED_PROXY_HOPS (its rate limit, as on REST)
+            "client": (client_scheme_and_addr()[1] or "", int(environ.get("REMOTE_PORT") or 0)),
             "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
         }
         status, raw_headers, payload = service.exchange(scope, body)

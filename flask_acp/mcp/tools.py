@@ -115,8 +115,9 @@ _META_DOCS: dict[str, str] = {
     "user_agent": "The agent's identification; the REST User-Agent header.",
     "accept_language": "Language of display texts and messages (en, fr, de, es); the REST "
                        "Accept-Language header.",
-    "signature": "Request signature; the REST Signature header.",
-    "timestamp": "Request signing time (RFC 3339); the REST Timestamp header.",
+    "signature": "Not checked here: a merchant that requires signed requests checks the Signature and "
+                 "Timestamp HTTP headers of the MCP request, over its raw body.",
+    "timestamp": "Request signing time (RFC 3339); see signature.",
 }
 
 
@@ -414,8 +415,11 @@ class Binding:
         path = f"{self.url_prefix}/checkout_sessions"
         if spec.takes_id:
             path += f"/{session_id}{spec.suffix}"
+        # the endpoint counted the client address and checked the signature over the raw
+        # HTTP request (BearerGate); a stdio connection has neither
         return ApiRequest(operation=spec.operation, session_id=session_id, headers=headers, body=body,
-                          scope=path, language=_language(headers.get("accept-language"))), request_id
+                          scope=path, language=_language(headers.get("accept-language")),
+                          signature_checked=True), request_id
 
     def result(self, response: ApiResponse, request_id: str) -> types.CallToolResult:
         """A pipeline response as the tool's result.

@@ -152,18 +152,24 @@ class BearerGate:
 
     1. ``transport`` (when given): 403 ``https_required``;
     2. a declared body above ``max_body_bytes``: 413 ``payload_too_large``;
-    3. the agent's key (the REST API's ``ACP_AGENTS`` keys, compared in
+    3. the client address's rate limit (``ACP_RATE_LIMIT_PER_IP``; the address
+       through ``ACP_TRUSTED_PROXY_HOPS``): 429 with ``Retry-After``;
+    4. the agent's key (the REST API's ``ACP_AGENTS`` keys, compared in
        constant time by :meth:`Pipeline.authenticate`): 401 ``unauthorized``
        with ``WWW-Authenticate``;
-    4. POST only: 405 ``method_not_allowed``, ``Allow: POST`` (no SSE stream
+    5. POST only: 405 ``method_not_allowed``, ``Allow: POST`` (no SSE stream
        and no session to delete in stateless mode);
-    5. ``Content-Type: application/json`` without ``Content-Encoding``: 415
-       ``unsupported_media_type``;
-    6. the body, read up to ``max_body_bytes`` (413 past it), must be strict
-       JSON (as a REST body: UTF-8, no key twice) — else 400 ``-32700`` —
+    6. ``Content-Type: application/json``: 415 ``unsupported_media_type``;
+    7. the body, read whole up to ``max_body_bytes`` (413 past it); the
+       agent's request-signature policy over it (``Signature``/``Timestamp``
+       headers; ``POST``, the endpoint's path, the exact JSON-RPC body): 401
+       ``invalid_signature`` when ``strict``;
+    8. strict JSON (as a REST body: UTF-8, no key twice, no
+       ``Content-Encoding``) — else 400 ``-32700`` (415 for an encoding) —
        and one JSON-RPC 2.0 message — else 400 ``-32600`` (a batch too).
 
-    Over HTTPS, answers carry ``Strict-Transport-Security`` as REST's do.
+    The agent's own rate limits apply per tool call, in the pipeline. Over
+    HTTPS, answers carry ``Strict-Transport-Security`` as REST's do.
 
     :param transport: the HTTPS rule; None where the caller checked it (the
         app's route, with the REST code).
@@ -192,16 +198,13 @@ class BearerGate:
             return
         except _Disconnected:
             return
-        replayed = False
+        await self.app(scope, _replay(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+    def _client_address(self, scope: Scope) -> str | None:
+        if self.transport is not None:  # through ACP_TRUSTED_PROXY_HOPS, as REST counts it
+            return self.transport.client(scope)[1]
+        client = scope.get("client")  # the app's route puts the forwarded address here
+        return str(client[0]) if client else None
 
     async def _admit(self, scope: Scope, receive: Receive) -> bytes:
         """The body of a request that passes every rule.
@@ -217,7 +220,8 @@ class BearerGate:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise too_large
-        self.pipeline.authenticate(headers.get("authorization"))
+        self.pipeline.check_client(self._client_address(scope))
+        agent = self.pipeline.authenticate(headers.get("authorization"))
         if scope["method"] != "POST":
             raise MethodNotAllowedError(f"Method {scope['method']} is not allowed on the MCP endpoint; "
                                         "send each JSON-RPC message in a POST.", allowed=("POST",))
@@ -226,7 +230,7 @@ class BearerGate:
             raise UnsupportedMediaTypeError("The request body must be JSON (Content-Type: application/json).")
         chunks: list[bytes] = []
         size = 0
-        while True:
+        while True:  # the whole body: the signature covers it, and the SDK reads it whole too
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Disconnected
@@ -238,6 +242,10 @@ class BearerGate:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        signatures = self.pipeline.signatures
+        if signatures is not None and signatures.applies(agent):
+            self.pipeline.check_signature(agent, method="POST", path=scope["path"], body=body,
+                                          headers={k.lower(): v for k, v in headers.items()})
         try:
             decoded, _ = read_json(body, content_type=content_type,
                                    content_encoding=headers.get("content-encoding"), optional=False)
@@ -248,6 +256,20 @@ class BearerGate:
         if decoded is None or not _is_jsonrpc_message(decoded):
             raise _JsonRpcRefusal(types.INVALID_REQUEST, _not_a_message())
         return body
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` (read already) once, then waits on the original."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
 
 
 def _is_jsonrpc_message(decoded: t.Any) -> bool:
@@ -275,10 +297,11 @@ def _with_hsts(send: Send) -> Send:
 
 def refusal(exc: ACPError, *, code: int = ACP_ERROR) -> tuple[int, bytes, dict[str, str]]:
     """An HTTP-level refusal of the MCP endpoint (before any JSON-RPC is
-    handled: HTTPS, body size, authentication, method, media type): the
-    status the REST API gives ``exc``, its headers, and a JSON-RPC error
-    (``id`` null) ``code`` (``-32000``; ``-32700``/``-32600`` for a body that
-    is no JSON-RPC message, with status 400) carrying the ACP ``Error`` as ``data``."""
+    handled: HTTPS, body size, rate limit, authentication, signature, method,
+    media type): the status the REST API gives ``exc``, its headers, and a
+    JSON-RPC error (``id`` null) ``code`` (``-32000``; ``-32700``/``-32600``
+    for a body that is no JSON-RPC message, with status 400) carrying the ACP
+    ``Error`` as ``data``."""
     rendered = render_error(exc)
     body = {"jsonrpc": "2.0", "id": None,
             "error": {"code": code, "message": exc.message, "data": rendered.body}}

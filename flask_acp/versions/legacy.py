@@ -190,7 +190,10 @@ def render_session(
     language: str,
 ) -> dict[str, JSON]:
     """The legacy ``CheckoutSession`` (with ``order`` once completed). Amounts
-    in minor units; ``totals`` as :func:`~flask_acp.versions.common.session_totals`."""
+    in minor units; ``totals`` as :func:`~flask_acp.versions.common.session_totals`.
+    In 2025-09-29 (one ``fulfillment_option_id``) a session whose items ship
+    several ways names the first shipping option and adds an info message
+    listing every option and its items, which the ``fulfillment`` total sums."""
     quote = session.quote
     lines = []
     for line, amounts in zip(quote.lines, line_amounts(session), strict=True):
@@ -222,16 +225,23 @@ def render_session(
         out["fulfillment_details"] = {k: (_address(v) if k == "address" else v) for k, v in details.items()
                                       if k in ("name", "phone_number", "email", "address")}
     out["fulfillment_options"] = [_option(shape, o, language) for o in quote.fulfillment_options]
+    messages = list(session.messages)
     if selected and shape.by_address:
         # one option for the whole session: the shipping one when there is one
         first = next((s for s in selected if s.type == "shipping"), selected[0])
         out["fulfillment_option_id"] = first.option_id
+        if len(selected) > 1:  # the items travel in several ways: say which, the total counts them all
+            titles = {o.id: o.title for o in quote.fulfillment_options}
+            split = "; ".join(f"{titles.get(s.option_id, s.option_id)}: {', '.join(s.item_ids)}"
+                              for s in selected)
+            messages.append(Message(type="info", param="$.fulfillment_option_id",
+                                    text_key="fulfillment_split", text_args={"options": split}))
     elif selected:
         out["selected_fulfillment_options"] = [
             {"type": s.type, s.type: {"option_id": s.option_id, "item_ids": list(s.item_ids)}}
             for s in selected if s.type in ("shipping", "digital")]
     out["totals"] = session_totals(session, language)
-    out["messages"] = [message(shape, m, language) for m in session.messages]
+    out["messages"] = [message(shape, m, language) for m in messages]
     out["links"] = [{"type": shape.link_types[link["type"]], "url": link["url"]}
                     for link in _first_of_each(shape, links)]
     if session.order is not None and session.status is Status.COMPLETED:
