@@ -95,6 +95,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
             app.config[key] = os.environ[key]
     app.config.setdefault("ACP_AGENTS", _agents(os.environ.get("ACP_API_KEYS")))
     app.config.setdefault("ACP_ALLOW_INSECURE_LOOPBACK", True)
+    app.config.setdefault("ACP_FORCE_INSECURE_LOOPBACK", True)  # a local demo, never production
     app.config.setdefault("ACP_API_BASE_URL", os.environ.get("ACP_API_BASE_URL") or
                           f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
     app.config.setdefault("ACP_LINKS", [

@@ -30,6 +30,10 @@ app.config.update(
     ACP_ALLOW_INSECURE_LOOPBACK=True,
     ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     ACP_REDIS_URL="",  # no RQ: with no agent webhook_url the events stay in the outbox
+    # the limits are counted (their cost is part of what is measured) but never reached:
+    # one benchmark agent on one address sends thousands of requests a minute
+    ACP_RATE_LIMIT_PER_IP="1000000/minute", ACP_RATE_LIMIT_PER_AGENT="1000000/minute",
+    ACP_RATE_LIMIT_COMPLETE_PER_AGENT="1000000/minute",
 )
 for key in ("ACP_SQLITE_PATH", "ACP_STORE_URL", "ACP_CATALOG_FILE", "ACP_STORE_FILE"):
     if os.environ.get(key):

@@ -63,6 +63,8 @@ class FulfillmentUpdate:
     :ivar id: the platform's fulfillment id (stable: later reports update it).
     :ivar status: ACP fulfillment status (``shipped``, ``in_transit``, ``delivered``, ``canceled``...).
     :ivar line_items: order line id (``models.line_item_id(item_id)``) -> units.
+    :ivar updated_at: when the platform last changed it (aware); a report older
+        than the state already applied is ignored. None: always applied.
     """
 
     id: str
@@ -71,6 +73,7 @@ class FulfillmentUpdate:
     carrier: str | None = None
     tracking_number: str | None = None
     tracking_url: str | None = None
+    updated_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,7 +191,10 @@ class PlatformAdapter(abc.ABC):
         """Release whatever is held for the session (cancel, expiry). Idempotent."""
 
     def supported_currencies(self) -> list[str]:
-        """Lowercase ISO 4217 codes the store sells in (for discovery)."""
+        """Lowercase ISO 4217 codes the store sells in (for discovery), the
+        store's own currency first: sessions of versions whose create request
+        has no ``currency`` (before 2026-01-30) are priced in it. ``[]`` while
+        the store cannot say."""
         return []
 
     def parse_webhook(self, headers: cabc.Mapping[str, str], body: bytes) -> PlatformWebhook:
@@ -250,7 +256,7 @@ def choose_fulfillment(
     messages: list[Message] = []
     for index, sel in enumerate(requested):
         option = by_id.get(sel.option_id)
-        if option is None or option.type != sel.type:
+        if option is None or (sel.type is not None and option.type != sel.type):
             messages.append(
                 Message(
                     type="error",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import typing as t
-import uuid
 
 from flask import Blueprint
 from flask import Flask
@@ -27,6 +26,7 @@ from flask import current_app
 from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 from . import cli
 from . import i18n
@@ -35,6 +35,7 @@ from .api.pipeline import ApiRequest
 from .api.response import ApiResponse
 from .api.response import error_response
 from .api.response import json_response
+from .api.response import request_id
 from .errors import ACPError
 from .errors import BodyTooLargeError
 from .errors import InsecureTransportError
@@ -77,7 +78,11 @@ def _is_loopback(addr: str | None) -> bool:
         return False
 
 
-def _check_transport() -> None:
+def check_transport() -> None:
+    """HTTPS (outside debug/testing), or plain HTTP from loopback when allowed.
+
+    :raises InsecureTransportError: (403 ``https_required``).
+    """
     settings = current_state().settings
     app = current_app
     if not settings.require_https or app.debug or app.testing:
@@ -88,14 +93,16 @@ def _check_transport() -> None:
     raise InsecureTransportError("ACP requests must use HTTPS.")
 
 
-def _check_body_size() -> None:
+def check_body_size() -> None:
+    """:raises BodyTooLargeError: a declared body above ``ACP_MAX_BODY_BYTES`` (413)."""
     limit = current_state().settings.max_body_bytes
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
 
 
-def _read_body() -> bytes:
+def read_body() -> bytes:
+    """The request body, at most ``ACP_MAX_BODY_BYTES`` (a longer chunked body: 413)."""
     raw = request.get_data(cache=True)
     if request.content_length is None and len(raw) >= current_state().settings.max_body_bytes:
         # werkzeug stops a streamed (chunked) body at the limit without an error;
@@ -105,14 +112,24 @@ def _read_body() -> bytes:
 
 
 def _before_request() -> None:
-    given = request.headers.get("Request-Id", "")
-    g._acp_request_id = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
-    _check_transport()
-    _check_body_size()
+    g._acp_request_id = request_id(request.headers.get("Request-Id"))
+    check_transport()
+    check_body_size()
+
+
+def secure_headers(response: Response) -> Response:
+    """One bounded ``Request-Id`` (:func:`~flask_acp.api.response.request_id`)
+    and, over HTTPS, ``Strict-Transport-Security`` (one year, subdomains)."""
+    if "_acp_request_id" not in g:
+        g._acp_request_id = request_id(request.headers.get("Request-Id"))
+    response.headers["Request-Id"] = g._acp_request_id
+    if client_scheme_and_addr()[0] == "https":
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
 
 
 def _after_request(response: Response) -> Response:
-    response.headers["Request-Id"] = getattr(g, "_acp_request_id", None) or f"req_{uuid.uuid4().hex}"
+    secure_headers(response)
     key = request.headers.get("Idempotency-Key")
     if key and request.method == "POST" and len(key) <= 255:
         response.headers["Idempotency-Key"] = key
@@ -131,9 +148,10 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         operation=operation,
         session_id=session_id,
         headers={k.lower(): v for k, v in request.headers.items()},
-        body=_read_body() if request.method == "POST" else b"",
+        body=read_body() if request.method == "POST" else b"",
         scope=request.path,
         language=language,
+        client_address=client_scheme_and_addr()[1],
     )
     return to_flask(current_state().pipeline.handle(api_request))
 
@@ -176,6 +194,8 @@ def discovery() -> Response:
         interventions=settings.interventions,
         languages=i18n.LANGUAGES,
     )
+    if settings.mcp_enabled and "mcp" not in body["transports"]:
+        body["transports"] = [*body["transports"], "mcp"]  # served at ACP_MCP_PATH (flask_acp.mcp)
     return to_flask(json_response(body, headers={"Cache-Control": cache}))
 
 
@@ -198,6 +218,9 @@ def _handle_http_exception(exc: HTTPException) -> Response:
                                       allowed=getattr(exc, "valid_methods", None) or ())
     elif status >= 500:
         error = ProcessingError("Internal error.")
+    elif isinstance(exc, SecurityError):  # a Host outside TRUSTED_HOSTS: never echo it
+        error = InvalidRequestError("The Host header names no host this server answers for.",
+                                    code="untrusted_host")
     else:
         # any other 4xx the host app raised (429, 408, 412...) keeps its status:
         # an agent decides whether to retry from it
@@ -220,16 +243,15 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
-    bp.add_url_rule("/checkout_sessions", view_func=create_checkout_session, methods=["POST"],
-                    provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=update_checkout_session,
-                    methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>", view_func=get_checkout_session,
-                    methods=["GET"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/complete",
-                    view_func=complete_checkout_session, methods=["POST"], provide_automatic_options=False)
-    bp.add_url_rule("/checkout_sessions/<checkout_session_id>/cancel",
-                    view_func=cancel_checkout_session, methods=["POST"], provide_automatic_options=False)
+    session = "/checkout_sessions/<checkout_session_id>"
+    for rule, view, method in (("/checkout_sessions", create_checkout_session, "POST"),
+                               (session, update_checkout_session, "POST"),
+                               (session, get_checkout_session, "GET"),
+                               (f"{session}/complete", complete_checkout_session, "POST"),
+                               (f"{session}/cancel", cancel_checkout_session, "POST")):
+        # merge_slashes=False: "//" is a JSON 404, not Werkzeug's HTML 308 redirect
+        bp.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False,
+                        merge_slashes=False)
     bp.register_error_handler(ACPError, _handle_acp_error)
     bp.register_error_handler(HTTPException, _handle_http_exception)
     bp.register_error_handler(Exception, _handle_unexpected)
@@ -237,28 +259,34 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     cli.register(bp.cli)
 
     well_known = Blueprint("acp_discovery", __name__)
-    well_known.add_url_rule("/.well-known/acp.json", view_func=discovery, methods=["GET"])
+    well_known.add_url_rule(DISCOVERY_PATH, view_func=discovery, methods=["GET"])
     well_known.after_request(_after_request)
+    well_known.register_error_handler(HTTPException, _handle_http_exception)
     return bp, well_known
+
+
+#: where the discovery document is served (discovery RFC)
+DISCOVERY_PATH = "/.well-known/acp.json"
 
 
 def install_routing_errors(app: Flask, url_prefix: str) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
-    (blueprint handlers never see routing errors). Other paths keep the host
-    app's own handlers."""
+    and its ``/webhooks/``, and a JSON 400 for a ``Host`` outside Flask's
+    ``TRUSTED_HOSTS`` there and on discovery (blueprint handlers never see
+    routing errors). Other paths keep the host app's own handlers."""
     root = url_prefix or "/checkout_sessions"
+    webhooks = f"{url_prefix}/webhooks/"
 
     def under_prefix() -> bool:
-        return request.path == root or request.path.startswith(root + "/")
+        return request.path in (root, DISCOVERY_PATH) or request.path.startswith((root + "/", webhooks))
 
-    for code in (404, 405):
-        host_handlers = dict(app.error_handler_spec.get(None, {}).get(code, {}))
+    for code in (404, 405, SecurityError):
+        host_handlers = dict(app.error_handler_spec.get(None, {}).get(
+            code if isinstance(code, int) else 400, {}))
 
         def handler(exc: HTTPException, _host: dict[type, t.Any] = host_handlers) -> t.Any:
             if under_prefix():
-                response = _handle_http_exception(exc)
-                given = request.headers.get("Request-Id", "")
-                response.headers["Request-Id"] = given if 0 < len(given) <= 200 else f"req_{uuid.uuid4().hex}"
+                response = secure_headers(_handle_http_exception(exc))
                 response.headers.setdefault("Cache-Control", "no-store")
                 return response
             for fn in _host.values():
@@ -268,4 +296,5 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
         app.register_error_handler(code, handler)
 
 
-__all__ = ["client_scheme_and_addr", "install_routing_errors", "make_blueprints", "to_flask"]
+__all__ = ["check_body_size", "check_transport", "client_scheme_and_addr", "install_routing_errors",
+           "make_blueprints", "read_body", "to_flask"]

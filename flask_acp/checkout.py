@@ -36,7 +36,9 @@ import collections.abc as cabc
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
+import math
 import secrets
 import time
 import typing as t
@@ -124,6 +126,14 @@ class CheckoutSettings(LockSettings, t.Protocol):
     def payment_reconcile_window(self) -> int:
         """An unknown charge outcome blocks another credential this long."""
 
+    @property
+    def payment_failure_limit(self) -> int:
+        """Failed payment attempts of a session before each further one pauses its payments."""
+
+    @property
+    def payment_cooldown(self) -> int:
+        """How long such a pause lasts after the last failure."""
+
 
 class CheckoutService:
     """Create, update, read, complete and cancel checkout sessions.
@@ -187,17 +197,19 @@ class CheckoutService:
     # -- public operations ---------------------------------------------------------
 
     def create(self, agent: str, api_version: str, data: CreateInput) -> CheckoutSession:
-        """Open a session, price it and hold its stock.
+        """Open a session, price it and hold its stock. Without a ``currency``
+        (versions before 2026-01-30) the store's own currency is used.
 
         :raises UnavailableError: the platform cannot answer now (503).
         """
         now = self.clock()
         session_id = "cs_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
+        currency = data.currency or self._store_currency()
         quote = self._quote(
             QuoteRequest(
                 session_id=session_id,
-                currency=data.currency,
+                currency=currency,
                 line_items=data.line_items,
                 fulfillment_details=data.fulfillment_details,
                 selected_fulfillment_options=(),
@@ -211,7 +223,7 @@ class CheckoutService:
             agent=agent,
             api_version=api_version,
             status=_status_of(quote),
-            currency=data.currency,
+            currency=currency,
             line_items=data.line_items,
             quote=quote,
             created_at=now,
@@ -278,6 +290,14 @@ class CheckoutService:
         ``ready_for_payment`` with a message when the payment was declined or
         the price changed, or ``not_ready_for_payment`` unchanged.
 
+        Card testing: once a session has had ``payment_failure_limit`` failed
+        attempts (declines, unusable credentials, 3-D Secure required), each
+        further failure pauses its payments for ``payment_cooldown`` seconds;
+        a complete during the pause returns the session unchanged with a
+        ``rate_limited`` error message (``param`` ``$.payment_data``,
+        ``resolution`` ``recoverable``) and calls neither the processor nor the
+        platform, nor binds the credential to the session.
+
         :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
         :raises InvalidRequestError: unknown ``handler_id`` or credential type (400).
         :raises UnavailableError: processor or platform unavailable; the
@@ -285,18 +305,19 @@ class CheckoutService:
         """
         with self.locked(session_id):
             session = self._expire_if_due(self.sessions.find(agent, session_id))
-            if session.status is Status.COMPLETED and data.idempotency_key is not None \
-                    and session.payment is not None \
-                    and session.payment.request_key == data.idempotency_key:
+            if session.status is Status.COMPLETED and _retry_of_completion(session, data):
                 return session  # a retry of the request that completed it (its answer was lost)
             self._require_open(session, "complete")
-            self._check_payment_data(data)
+            data = self._check_payment_data(data)
             if session.status is Status.COMPLETE_IN_PROGRESS:
                 return self._resume(self._note_request_key(session, data), data)
             if session.status is not Status.READY_FOR_PAYMENT:
                 return session.replace(extra_messages=session.extra_messages + (
                     Message(type="error", code="invalid", resolution="recoverable",
                             text_key="not_ready"),))
+            paused = self._payments_paused(session)
+            if paused is not None:
+                return paused
             prepared, payable = self._prepare(session)
             if not payable:
                 return prepared
@@ -397,10 +418,18 @@ class CheckoutService:
             # this token paid once and the money was given back: never again
             return self._payment_failed(session, PaymentTokenError(
                 "this payment token was already used and refunded"))
+        holder = self.storage.sessions.claim_token(token_sha256, session.id, now=self.clock().timestamp())
+        if holder != session.id:
+            # a delegated token is single-use and scoped to one session (Allowance)
+            log.warning("checkout %s: refused a payment token already presented to %s", session.id, holder)
+            return self.save(session.replace(updated_at=self.clock(), extra_messages=(Message(
+                type="error", code="invalid", resolution="requires_buyer_input",
+                param="$.payment_data.instrument.credential.token", text_key="payment_token_used"),)))
+        handler_id = t.cast(str, data.handler_id)  # filled by _check_payment_data
         record = PaymentRecord(
-            idempotency_key=f"acp-{session.id}-{token_sha256[:32]}",
+            idempotency_key=_charge_key(session.id, data),
             token_sha256=token_sha256,
-            handler_id=data.handler_id,
+            handler_id=handler_id,
             amount=session.totals.total,
             currency=session.currency,
             attempted_at=self.clock(),
@@ -422,9 +451,10 @@ class CheckoutService:
                 amount=record.amount,
                 currency=record.currency,
                 token=data.token,
-                handler_id=data.handler_id,
+                handler_id=handler_id,
                 checkout_session_id=session.id,
-                metadata={"checkout_session_id": session.id, "acp_agent": session.agent},
+                metadata=_charge_metadata(session, data),
+                authentication_result=data.authentication_result,
             ))
         except PaymentUnavailableError as exc:
             if not exc.outcome_unknown:  # certainly not executed: nothing to reconcile
@@ -636,9 +666,30 @@ class CheckoutService:
             return session
         return self.save(session.replace(quote=quote))
 
+    def _payments_paused(self, session: CheckoutSession) -> CheckoutSession | None:
+        """The session with a ``rate_limited`` message while its payments are
+        paused after repeated failures (None when they are not)."""
+        until = session.payments_paused_until
+        now = self.clock()
+        if until is None or now >= until:
+            return None
+        seconds = max(1, math.ceil((until - now).total_seconds()))
+        log.warning("checkout %s: payment attempt refused, %d failed attempts; paused for %d s more",
+                    session.id, session.payment_failures, seconds)
+        return session.replace(extra_messages=(Message(
+            type="error", code="rate_limited", resolution="recoverable", param="$.payment_data",
+            text_key="payments_paused", text_args={"seconds": str(seconds)}),))
+
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
         payment = _payment_of(session)
         status = Status.READY_FOR_PAYMENT
+        failures, paused_until = session.payment_failures, session.payments_paused_until
+        if not isinstance(exc, PaymentAmountError):  # the credential failed: count it (card testing)
+            failures += 1
+            if failures >= self.settings.payment_failure_limit:
+                paused_until = self.clock() + dt.timedelta(seconds=self.settings.payment_cooldown)
+                log.warning("checkout %s: %d failed payment attempts; payments paused until %s",
+                            session.id, failures, paused_until.isoformat())
         if isinstance(exc, PaymentAmountError):  # the processor refused the total: it must change
             message, status = exc.problem.message(), Status.NOT_READY_FOR_PAYMENT
         elif isinstance(exc, PaymentTokenError):
@@ -656,6 +707,8 @@ class CheckoutService:
             payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
             extra_messages=(message,),
+            payment_failures=failures,
+            payments_paused_until=paused_until,
         ))
 
     def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
@@ -666,8 +719,8 @@ class CheckoutService:
         found = self._find_charge(record)
         if found is not None:
             return self._place(self._charged(session, found))
-        if record.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest():
-            # Same credential: re-sending the same charge is safe (same key).
+        if record.idempotency_key == _charge_key(session.id, data):
+            # Same credential (and authentication): re-sending the same charge is safe (same key).
             return self._charge_and_place(session.replace(status=Status.READY_FOR_PAYMENT), data)
         # Another credential: only once the first attempt is known not to have charged.
         return self._charge_and_place(self._settle_unfound(session), data)
@@ -765,9 +818,25 @@ class CheckoutService:
                 code="complete_in_progress",
             )
 
-    def _check_payment_data(self, data: CompleteInput) -> None:
-        """Check ``payment_data`` against the processor's handlers (described as data)."""
+    def _check_payment_data(self, data: CompleteInput) -> CompleteInput:
+        """Check ``payment_data`` against the processor's handlers (described as
+        data); a payment naming only a PSP (``data.psp``) gets that PSP's
+        delegated-token card handler. Returns ``data`` with the handler, the
+        instrument and the credential types filled in.
+
+        :raises InvalidRequestError: unknown handler or PSP, unfit instrument
+            or credential type (400).
+        """
         handlers = {h.id: h for h in self.payments.handlers()}
+        if data.handler_id is None:
+            fits = [h for h in handlers.values() if h.psp == data.psp and h.requires_delegate_payment
+                    and "card" in h.instrument_types]
+            if not fits:
+                raise InvalidRequestError(
+                    f"This merchant takes no delegated card payments through '{data.psp}'.",
+                    code="invalid_payment_provider", param="$.payment_data.provider")
+            return dataclasses.replace(data, handler_id=fits[0].id, instrument_type="card",
+                                       credential_type=data.credential_type or fits[0].credential_types[0])
         handler = handlers.get(data.handler_id)
         if handler is None:
             raise InvalidRequestError(
@@ -786,6 +855,18 @@ class CheckoutService:
                 f"{_one_of(handler.credential_types)}.", code="invalid_credential_type",
                 param="$.payment_data.instrument.credential.type",
             )
+        return data
+
+    def _store_currency(self) -> str:
+        """The store's own currency (the adapter's first supported one)."""
+        try:
+            currencies = self.adapter.supported_currencies()
+        except AdapterError as exc:
+            raise _unavailable(exc) from exc
+        if not currencies:
+            raise UnavailableError("The store's currency cannot be read right now; retry shortly.",
+                                   code="store_currency_unknown", retry_after=5)
+        return currencies[0].lower()
 
     def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
         return QuoteRequest(
@@ -817,6 +898,42 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:
+    """Whether ``data`` retries the request that completed ``session``: the
+    same ``Idempotency-Key``, or — with no key (optional before 2026-04-17) —
+    the same payment token. Such a retry gets the completed session back;
+    anything else gets 405."""
+    payment = session.payment
+    if payment is None:
+        return False
+    if data.idempotency_key is not None:
+        return payment.request_key == data.idempotency_key
+    return payment.token_sha256 == hashlib.sha256(data.token.encode()).hexdigest()
+
+
+def _charge_key(session_id: str, data: CompleteInput) -> str:
+    """The processor idempotency key of a charge: the session and the token
+    (one token charges at most once per session), plus the 3-D Secure result
+    when one was sent — after ``requires_3ds`` the agent authenticates and
+    sends the same token again, a different request that must not replay the
+    processor's stored "action required" answer."""
+    key = f"acp-{session_id}-{hashlib.sha256(data.token.encode()).hexdigest()[:32]}"
+    if data.authentication_result:
+        canonical = json.dumps(data.authentication_result, sort_keys=True, separators=(",", ":"))
+        key += "-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return key
+
+
+def _charge_metadata(session: CheckoutSession, data: CompleteInput) -> dict[str, str]:
+    """What the charge carries for reconciliation: the session, the agent and,
+    when the agent ran 3-D Secure, its outcome."""
+    metadata = {"checkout_session_id": session.id, "acp_agent": session.agent}
+    outcome = (data.authentication_result or {}).get("outcome")
+    if isinstance(outcome, str):
+        metadata["acp_authentication_outcome"] = outcome
+    return metadata
 
 
 def _payment_of(session: CheckoutSession) -> PaymentRecord:

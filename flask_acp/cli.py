@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import typing as t
 
 import click
@@ -72,8 +73,11 @@ def register(cli: click.Group) -> None:
         and hand the due order webhook events to their runner: queue them (Redis mode: retries
         come due, events that never reached the queue) or attempt them here (thread mode)."""
         report = _state().service.sweep(stuck_after=stuck_after)
+        # inbound webhook ids and seen request signatures (ACP_INBOUND_LOG_TTL)
+        state = _state()
+        purged_inbound = state.storage.inbound.purge(before=time.time() - state.settings.inbound_log_ttl)
         click.echo(f"expired={report.expired} recovered={report.recovered} "
-                   f"purged_idempotency={report.purged_idempotency}")
+                   f"purged_idempotency={report.purged_idempotency} purged_inbound={purged_inbound}")
         try:
             queued = _state().webhooks.sweep()
         except Exception as exc:  # Redis down: a later sweep queues them

@@ -24,12 +24,15 @@ import logging
 import os
 import typing as t
 
+from limits import parse_many
 from marshmallow import EXCLUDE
 from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
+from marshmallow import validates_schema
 
+from . import signing
 from .store import is_redis
 from .store import parse_store_url
 from .store import sqlite_url
@@ -212,12 +215,26 @@ class Agent:
     :ivar api_keys: bearer tokens; two may be active during rotation.
     :ivar webhook_url: where order events go (https unless debug/testing).
     :ivar webhook_secrets: HMAC secrets for ``Merchant-Signature``; the first signs.
+    :ivar api_version: the ACP version its order webhooks are written in (and
+        signed as); None until ``init_app`` resolves it (default: the newest served).
+    :ivar signature_policy: what an invalid request ``Signature`` does: ``off``
+        (not checked), ``log`` (checked, a warning logged), ``strict`` (401).
+    :ivar signature_algorithm: ``hmac-sha256`` or ``ed25519`` (:mod:`flask_acp.signing`).
+    :ivar signature_keys: the HMAC secrets or Ed25519 public keys; two during a rotation.
     """
 
     name: str
     api_keys: tuple[str, ...]
     webhook_url: str | None = None
     webhook_secrets: tuple[str, ...] = ()
+    api_version: str | None = None
+    signature_policy: str = "off"
+    signature_algorithm: str = "hmac-sha256"
+    signature_keys: tuple[str, ...] = ()
+
+
+#: what an agent's ``signature_policy`` may say
+SIGNATURE_POLICIES = ("off", "log", "strict")
 
 
 class _AgentSchema(Schema):
@@ -229,6 +246,25 @@ class _AgentSchema(Schema):
     webhook_url = fields.Url(load_default=None, require_tld=False)
     webhook_secrets = fields.List(fields.String(validate=validate.Length(min=16)),
                                   load_default=list, validate=validate.Length(max=2))
+    api_version = fields.String(load_default=None, validate=validate.Regexp(
+        r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))
+    signature_policy = fields.String(load_default="off", validate=validate.OneOf(SIGNATURE_POLICIES))
+    signature_algorithm = fields.String(load_default="hmac-sha256",
+                                        validate=validate.OneOf(signing.ALGORITHMS))
+    signature_keys = fields.List(fields.String(validate=NOT_BLANK), load_default=list,
+                                 validate=validate.Length(max=2))
+
+    @validates_schema
+    def _signature_keys(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        keys = data.get("signature_keys") or []
+        if data.get("signature_policy", "off") != "off" and not keys:
+            raise ValidationError("a signature_policy other than 'off' needs signature_keys",
+                                  "signature_keys")
+        for i, key in enumerate(keys):
+            try:
+                signing.check_key(data.get("signature_algorithm", "hmac-sha256"), key)
+            except ValueError as exc:
+                raise ValidationError(f"key {i}: {exc}", "signature_keys") from None
 
 
 class _LinkSchema(Schema):
@@ -239,7 +275,27 @@ class _LinkSchema(Schema):
 
 def _agents(value: dict[str, dict[str, t.Any]]) -> tuple[Agent, ...]:
     return tuple(Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
-                       webhook_secrets=tuple(a["webhook_secrets"])) for name, a in value.items())
+                       webhook_secrets=tuple(a["webhook_secrets"]), api_version=a["api_version"],
+                       signature_policy=a["signature_policy"], signature_algorithm=a["signature_algorithm"],
+                       signature_keys=tuple(a["signature_keys"]))
+                 for name, a in value.items())
+
+
+def _check_limits(value: str) -> None:
+    """A rate limit string in the ``limits`` notation (``"10/second;600/minute"``), or empty."""
+    if not value.strip():
+        return
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValidationError(f"not a rate limit such as '600/minute' or '10/second;600/minute': {exc}") \
+            from None
+
+
+def _rate_limit(key: str, default: str, doc: str) -> t.Any:
+    return setting(key, fields.String(validate=_check_limits), default, unit="requests/window",
+                   doc=doc + " `limits` notation (`\"20/second;600/minute\"`: every one applies); "
+                             "empty: none.")
 
 
 def _newest_first(value: list[str]) -> tuple[str, ...]:
@@ -279,14 +335,20 @@ class Settings:
         fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.Nested(_AgentSchema),
                     validate=validate.Length(min=1, error="name at least one agent")),
         example='{"agent-name": {"api_keys": ["<at least 16 chars>"], "webhook_url": ..., '
-                '"webhook_secrets": [...]}}',
+                '"webhook_secrets": [...], "api_version": "2026-04-17", "signature_policy": "strict", '
+                '"signature_keys": [...]}}',
         convert=_agents,
         doc='Agent name → `{"api_keys": [1 or 2 tokens, ≥16 chars], "webhook_url": str, '
-            '"webhook_secrets": [≤2]}`. Two keys per agent are accepted at once during rotation; keys are '
+            '"webhook_secrets": [≤2], "api_version": str}`. `api_version` (a served version; default the '
+            "newest served) is the ACP version that agent's order webhooks are written and signed in. "
+            "Two keys per agent are accepted at once during rotation; keys are "
             "compared in constant time. `webhook_url` must be https (http only to loopback hosts or in "
             "debug/testing); the first secret signs (give the agent the new one before moving it first); "
             "no URL: that agent's events are `skipped` when a delivery looks at them. `example_app.py` "
-            "takes them from `ACP_WEBHOOK_URL` / `ACP_WEBHOOK_SECRET`.")
+            "takes them from `ACP_WEBHOOK_URL` / `ACP_WEBHOOK_SECRET`. Request signatures (see Security): "
+            '`"signature_policy": "off"|"log"|"strict"` (default `off`), `"signature_algorithm": '
+            '"hmac-sha256"|"ed25519"` (default `hmac-sha256`), `"signature_keys": [1 or 2 HMAC secrets '
+            "(≥32 chars) or Ed25519 public keys (base64url of 32 bytes, or PEM)]`.")
     url_prefix: str = setting(
         "ACP_URL_PREFIX",
         fields.String(validate=validate.Regexp(
@@ -299,7 +361,9 @@ class Settings:
             r"^\d{4}-\d{2}-\d{2}$", error="must be an API-Version date, YYYY-MM-DD"))),
         [], convert=_newest_first, default_doc="every implemented version",
         doc="Accepted `API-Version` values: some of the versions this release implements "
-            "(`flask_acp.versions.VERSIONS`); empty: all of them.")
+            "(`flask_acp.versions.VERSIONS`: 2025-09-29, 2025-12-12, 2026-01-16, 2026-01-30, "
+            "2026-04-17); empty: all of them. `2025-09-12` is answered as `2025-09-29` whenever that "
+            "is served.")
     adapter: str = setting(
         "ACP_ADAPTER", fields.String(validate=validate.Length(min=1)), DEFAULT_ADAPTER,
         doc="Platform adapter: an entry point of the `flask_acp.adapters` group, or `module:Class`. "
@@ -349,7 +413,13 @@ class Settings:
         doc="Refuse plain-HTTP requests (403 `https_required`) unless the app is in debug or testing mode.")
     allow_insecure_loopback: bool = setting(
         "ACP_ALLOW_INSECURE_LOOPBACK", fields.Boolean(), False,
-        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos).")
+        doc="Accept plain HTTP from 127.0.0.1/::1 (local demos). Refused at start-up outside debug/testing "
+            "unless `ACP_FORCE_INSECURE_LOOPBACK` is also set: behind a reverse proxy on the same host every "
+            "request comes from loopback, and the HTTPS rule would be void.")
+    force_insecure_loopback: bool = setting(
+        "ACP_FORCE_INSECURE_LOOPBACK", fields.Boolean(), False,
+        doc="Keep `ACP_ALLOW_INSECURE_LOOPBACK` outside debug/testing (a local demo such as "
+            "`example_app.py`; never in production).")
     trusted_proxy_hops: int = setting(
         "ACP_TRUSTED_PROXY_HOPS", fields.Integer(strict=True, validate=validate.Range(min=0)), 0,
         doc="Number of reverse proxies in front of the app; only then are `X-Forwarded-Proto`/`-For` "
@@ -357,13 +427,19 @@ class Settings:
     max_body_bytes: int = setting(
         "ACP_MAX_BODY_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 65536,
         unit="bytes", doc="Larger request bodies get 413.")
+    max_webhook_bytes: int = setting(
+        "ACP_MAX_WEBHOOK_BYTES", fields.Integer(strict=True, validate=validate.Range(min=1024)), 1048576,
+        unit="bytes", doc="Larger inbound webhook bodies (Stripe, the platform) get 413 before the rest "
+                          "is read.")
     links: tuple[dict[str, str], ...] = setting(
         "ACP_LINKS", fields.List(fields.Nested(_LinkSchema)), [],
         convert=lambda value: tuple(dict(link) for link in value),
         doc='`Link` objects (`{"type": "terms_of_use", "url": ...}`) returned in every session.')
     api_base_url: str | None = setting(
         "ACP_API_BASE_URL", fields.Url(allow_none=True, require_tld=False), None,
-        default_doc="derived from the request", doc="`api_base_url` of the discovery document.")
+        default_doc="derived from the request",
+        doc="`api_base_url` of the discovery document. Required outside debug/testing unless Flask's "
+            "`TRUSTED_HOSTS` is set: the discovery document never echoes an untrusted `Host`.")
     discovery_max_age: int = setting(
         "ACP_DISCOVERY_MAX_AGE", fields.Integer(strict=True, validate=_seconds(0)), 3600, unit="seconds",
         doc="`Cache-Control: public, max-age=…` of the discovery document.")
@@ -375,8 +451,8 @@ class Settings:
             "return their intersection with the agent's.")
     json_routing_errors: bool = setting(
         "ACP_JSON_ROUTING_ERRORS", fields.Boolean(), True,
-        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix; the host app's other "
-            "errors are untouched.")
+        doc="JSON 404/405 for unknown paths and wrong methods under the ACP prefix (and its "
+            "`/webhooks/`); the host app's other errors are untouched.")
     order_placement_retries: tuple[float, ...] = setting(
         "ACP_ORDER_PLACEMENT_RETRIES",
         fields.List(fields.Float(validate=validate.Range(min=0, max=10)), validate=validate.Length(max=5)),
@@ -392,6 +468,49 @@ class Settings:
         unit="seconds",
         doc="After a charge whose outcome is unknown, how long other tokens are refused (503 "
             "`payment_outcome_pending`) while the processor's search may still be catching up.")
+    payment_failure_limit: int = setting(
+        "ACP_PAYMENT_FAILURE_LIMIT", fields.Integer(strict=True, validate=validate.Range(min=1)), 5,
+        doc="Failed payment attempts (declined, unusable token, 3-D Secure required) a session may have "
+            "before it stops calling the payment processor: from then on each failure starts an "
+            "`ACP_PAYMENT_COOLDOWN`, during which `complete` answers the session with a `rate_limited` "
+            "message and calls neither the processor nor the platform (card testing).")
+    payment_cooldown: int = setting(
+        "ACP_PAYMENT_COOLDOWN", fields.Integer(strict=True, validate=_seconds(1)), 900, unit="seconds",
+        doc="How long a session that reached `ACP_PAYMENT_FAILURE_LIMIT` refuses payment attempts after its "
+            "last failure.")
+    rate_limits_enabled: bool = setting(
+        "ACP_RATE_LIMITS_ENABLED", fields.Boolean(), True,
+        doc="Apply the `ACP_RATE_LIMIT_*` limits (429 `rate_limit_exceeded` with `Retry-After`).")
+    rate_limit_storage_url: str | None = setting(
+        "ACP_RATE_LIMIT_STORAGE_URL", fields.String(allow_none=True, validate=validate.Regexp(
+            r"^[a-z+]+://", error="must be a `limits` storage URL such as redis://host:6379/1 or memory://")),
+        None, unit="URL", default_doc="the Redis of `ACP_STORE_URL` or `ACP_REDIS_URL`, else `memory://`",
+        doc="Where the rate-limit counters live (a `limits` storage URL: `redis://`, `rediss://`, "
+            "`redis+unix://`, `redis+sentinel://`, `redis+cluster://`, `memcached://`, `memory://`). "
+            "`memory://` counts per process: with N worker processes a limit allows up to N times its "
+            "value — use Redis in production.")
+    rate_limit_per_ip: str = _rate_limit(
+        "ACP_RATE_LIMIT_PER_IP", "1200/minute",
+        "Requests per client address (through `ACP_TRUSTED_PROXY_HOPS`), counted before authentication, "
+        "on the REST routes and the MCP endpoint.")
+    rate_limit_per_agent: str = _rate_limit(
+        "ACP_RATE_LIMIT_PER_AGENT", "600/minute",
+        "Checkout requests per authenticated agent (REST and MCP tool calls).")
+    rate_limit_complete_per_agent: str = _rate_limit(
+        "ACP_RATE_LIMIT_COMPLETE_PER_AGENT", "60/minute",
+        "`complete` requests per agent (on top of the above).")
+    rate_limit_complete_per_session: str = _rate_limit(
+        "ACP_RATE_LIMIT_COMPLETE_PER_SESSION", "10/minute", "`complete` requests per agent and session.")
+    signature_tolerance: int = setting(
+        "ACP_SIGNATURE_TOLERANCE", fields.Integer(strict=True, validate=validate.Range(min=1, max=3600)), 300,
+        unit="seconds",
+        doc="A signed request's `Timestamp` may be this far from the server's clock, either way; a "
+            "signature is accepted once (seen signatures are kept in the store's inbound log).")
+    inbound_log_ttl: int = setting(
+        "ACP_INBOUND_LOG_TTL", fields.Integer(strict=True, validate=validate.Range(
+            min=259200, error="must be at least 259200 seconds (Stripe retries an event for 3 days)")),
+        604800, unit="seconds",
+        doc="`flask acp sweep` forgets inbound webhook ids and seen request signatures older than this.")
     redis_url: str | None = setting(
         "ACP_REDIS_URL", fields.String(allow_none=True, validate=_check_queue_url), None,
         default_doc="the store's Redis, if any",
@@ -415,6 +534,15 @@ class Settings:
         "ACP_WEBHOOK_DELIVERY_THREAD", fields.Boolean(), True,
         doc="Without Redis, deliver from a daemon thread (started on the first request or event); "
             "`False`: run `flask acp worker` instead.")
+    mcp_enabled: bool = setting(
+        "ACP_MCP_ENABLED", fields.Boolean(), False,
+        doc="Serve the checkout API as MCP tools (ACP's MCP binding, Streamable HTTP) at `ACP_MCP_PATH` "
+            "of this app, and list the `mcp` transport in discovery. Needs `pip install "
+            "'flask-acp[mcp]'`. `flask acp mcp --port N` serves the same tools standalone.")
+    mcp_path: str = setting(
+        "ACP_MCP_PATH", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /mcp, without a trailing slash")),
+        "/mcp", doc="Where the MCP endpoint is served when `ACP_MCP_ENABLED` (not under `ACP_URL_PREFIX`).")
 
     def agent(self, name: str) -> Agent:
         """The configured agent called ``name``.

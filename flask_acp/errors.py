@@ -13,6 +13,7 @@ Tree (the status the edge gives each, for orientation)::
     +-- InvalidRequestError           malformed or ill-typed request      400
     |   +-- APIVersionError           API-Version missing / unsupported   400
     +-- AuthenticationError           no or wrong bearer token            401
+    |   +-- SignatureError            bad request signature (strict)      401
     +-- InsecureTransportError        plain HTTP where HTTPS is required  403
     +-- NotFoundError                 unknown session, order, endpoint    404
     +-- MethodNotAllowedError         method not served by the endpoint   405
@@ -21,6 +22,7 @@ Tree (the status the edge gives each, for orientation)::
     +-- BodyTooLargeError             body above ACP_MAX_BODY_BYTES       413
     +-- UnsupportedMediaTypeError     body that is not JSON               415
     +-- IdempotencyConflictError      same Idempotency-Key, other body    422
+    +-- RateLimitedError              too many requests: retry later      429
     +-- ProcessingError               unexpected; the merchant must act   500
     +-- UnavailableError              a dependency is down: retry later   503
         +-- StorageUnavailableError   the session store failed
@@ -167,6 +169,25 @@ class IdempotencyConflictError(ACPError):
     code = "idempotency_conflict"
 
 
+class RateLimitedError(ACPError):
+    """Too many requests from one client address, agent or session within a
+    rate limit's window (``ACP_RATE_LIMIT_*``); retry after ``retry_after``
+    seconds. Transient: never stored under an ``Idempotency-Key``."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: t.Any) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class SignatureError(AuthenticationError):
+    """A request of an agent whose ``signature_policy`` is ``strict`` has no
+    valid ``Signature``/``Timestamp`` (missing, wrong, outside the time window,
+    or a replay of a signature already seen)."""
+
+    code = "invalid_signature"
+
+
 class ProcessingError(ACPError):
     """Unexpected failure on the merchant's side; retrying will not help."""
 
@@ -295,7 +316,9 @@ __all__ = [
     "PaymentTokenError",
     "PaymentUnavailableError",
     "ProcessingError",
+    "RateLimitedError",
     "SessionClosedError",
+    "SignatureError",
     "StorageUnavailableError",
     "UnavailableError",
     "UnsupportedMediaTypeError",

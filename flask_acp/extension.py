@@ -21,8 +21,13 @@ from flask import Flask
 from werkzeug.utils import import_string
 
 from . import inbound
+from . import logs
 from .adapter import PlatformAdapter
+from .api.limits import LimitSettings
+from .api.limits import RateLimits
+from .api.limits import storage_url
 from .api.pipeline import Pipeline
+from .api.signatures import SignatureChecker
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
 from .checkout import CheckoutService
@@ -30,10 +35,15 @@ from .config import CORE_SETTINGS
 from .config import DEFAULT_ADAPTER
 from .config import Problem
 from .config import Section
+from .config import Settings
 from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
 from .config import warn_unknown_keys
+from .inbound import takes_webhooks
+from .mcp import SDK_MISSING
+from .mcp import cli as mcp_cli
+from .mcp import sdk_available
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
@@ -41,6 +51,7 @@ from .payments.stripe import StripePaymentProcessor
 from .state import ACPState
 from .store import open_storage
 from .store.base import Storage
+from .versions import ALIASES
 from .versions import VERSIONS
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
@@ -112,12 +123,9 @@ class ACP:
                                         *([adapter_section] if adapter_section else [])])
         loaded = load_settings(app.config, sections, instance_path=app.instance_path, problems=problems)
         settings, stripe_settings = loaded[CORE_SETTINGS], loaded[STRIPE_SETTINGS]
-        served = settings.api_versions or tuple(sorted(VERSIONS, reverse=True))
-        unknown = [v for v in served if v not in VERSIONS]
-        if unknown:
-            raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
-                                                     f"{sorted(VERSIONS)}")])
-        settings = dataclasses.replace(settings, api_versions=served)
+        settings = _resolve_versions(settings)
+        _check_exposure(settings, app)
+        logs.install()
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
@@ -144,8 +152,13 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
+        if settings.mcp_enabled and not sdk_available():
+            raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
+                                      seen=storage.inbound)
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
-                            payments=payments, versions=VERSIONS)
+                            payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
+                            signatures=signatures)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
@@ -154,11 +167,17 @@ class ACP:
         if webhooks.thread is not None:
             app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
         checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
+        mcp_cli.register(checkout_bp.cli)  # flask acp mcp
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)
-        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name))
+        app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name,
+                                                      takes_webhooks=takes_webhooks(adapter)))
         if settings.json_routing_errors:
             install_routing_errors(app, settings.url_prefix)
+        if settings.mcp_enabled:
+            from .mcp.routes import make_blueprint as make_mcp_blueprint
+
+            app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
 
     def _adapter_class(self, config: cabc.Mapping[str, t.Any]
                        ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:
@@ -175,6 +194,74 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _rate_limits(settings: Settings) -> RateLimits | None:
+    """The ``ACP_RATE_LIMIT_*`` limits on their storage (None when disabled).
+
+    :raises RuntimeError: the storage URL names no ``limits`` storage, or one
+        whose client library is not installed.
+    """
+    if not settings.rate_limits_enabled:
+        return None
+    url = storage_url(settings.rate_limit_storage_url, store_url=settings.store_url,
+                      redis_url=settings.redis_url)
+    try:
+        return RateLimits(LimitSettings(
+            per_ip=settings.rate_limit_per_ip, per_agent=settings.rate_limit_per_agent,
+            complete_per_agent=settings.rate_limit_complete_per_agent,
+            complete_per_session=settings.rate_limit_complete_per_session), url)
+    except Exception as exc:  # limits' ConfigurationError and the like
+        raise config_error([("ACP_RATE_LIMIT_STORAGE_URL", f"{url}: {exc}")]) from None
+
+
+def _check_exposure(settings: Settings, app: Flask) -> None:
+    """Refuse, outside debug/testing, settings that would expose a production
+    app: plain HTTP from loopback without ``ACP_FORCE_INSECURE_LOOPBACK``
+    (behind a reverse proxy on the same host every request is from loopback),
+    and no ``ACP_API_BASE_URL`` without Flask's ``TRUSTED_HOSTS`` (discovery
+    would echo whatever ``Host`` a client sends).
+
+    :raises RuntimeError: naming the setting to change.
+    """
+    if app.debug or app.testing:
+        return
+    problems: list[Problem] = []
+    if settings.allow_insecure_loopback and not settings.force_insecure_loopback:
+        problems.append(("ACP_ALLOW_INSECURE_LOOPBACK",
+                         "plain HTTP from loopback is for local demos: a reverse proxy on the same host "
+                         "makes every request local. Unset it (terminate TLS in the proxy and set "
+                         "ACP_TRUSTED_PROXY_HOPS), or set ACP_FORCE_INSECURE_LOOPBACK=true"))
+    if settings.api_base_url is None and not app.config.get("TRUSTED_HOSTS"):
+        problems.append(("ACP_API_BASE_URL", "set it to the public URL of the ACP API (discovery's "
+                         "api_base_url), or set Flask's TRUSTED_HOSTS so the request's Host can be trusted"))
+    if problems:
+        raise config_error(problems)
+
+
+def _resolve_versions(settings: Settings) -> Settings:
+    """``ACP_API_VERSIONS`` as canonical versions, newest first (default: every
+    implemented one; an alias names its version), and every agent's webhook
+    ``api_version`` resolved (default: the newest served).
+
+    :raises RuntimeError: a version that is not implemented, or an agent's
+        ``api_version`` that is not served.
+    """
+    wanted = settings.api_versions or tuple(VERSIONS)
+    unknown = [v for v in wanted if v not in ALIASES]
+    if unknown:
+        raise config_error([("ACP_API_VERSIONS", f"{unknown} are not implemented; use some of "
+                                                 f"{sorted(VERSIONS)}")])
+    served = tuple(sorted({ALIASES[v] for v in wanted}, reverse=True))
+    agents = []
+    for agent in settings.agents:
+        version = ALIASES.get(agent.api_version or served[0])
+        if version not in served:
+            raise config_error([(f"ACP_AGENTS[{agent.name!r}].api_version",
+                                 f"{agent.api_version!r} is not a served version; "
+                                 f"use one of {list(served)}")])
+        agents.append(dataclasses.replace(agent, api_version=version))
+    return dataclasses.replace(settings, api_versions=served, agents=tuple(agents))
 
 
 def adapter_class(name: str) -> type[PlatformAdapter]:

@@ -38,10 +38,15 @@ _TEXTS: dict[str, dict[str, str]] = {
         "currency_unsupported": "This store does not sell in '{currency}'.",
         "no_shipping_to_address": "This store does not ship to {country}.",
         "address_required": "A shipping address is needed to offer delivery options.",
+        "fulfillment_split": "Your items are delivered in several ways: {options}.",
         "email_required": "An e-mail address is needed to deliver the digital items.",
         "fulfillment_option_invalid": "The fulfillment option '{option_id}' is not available.",
         "payment_declined": "Your payment was declined. Please try a different payment method.",
+        "payments_paused": "Too many payment attempts failed for this checkout; "
+                           "payment can be tried again in {seconds} seconds.",
         "payment_token_invalid": "The payment credential cannot be used: {reason}",
+        "payment_token_used": "This payment credential was already used for another checkout; "
+                              "a delegated payment token pays for one checkout only. Get a new one.",
         "payment_requires_3ds": (
             "The card requires authentication, which this checkout cannot perform. "
             "Please try a different payment method."
@@ -83,8 +88,14 @@ _TEXTS: dict[str, dict[str, str]] = {
         "currency_unsupported": "Cette boutique ne vend pas en « {currency} ».",
         "no_shipping_to_address": "Cette boutique ne livre pas vers {country}.",
         "address_required": "Une adresse de livraison est nécessaire pour proposer des options de livraison.",
+        "fulfillment_split": "Vos articles sont livrés de plusieurs façons : {options}.",
         "fulfillment_option_invalid": "L'option de livraison « {option_id} » n'est pas disponible.",
         "payment_declined": "Votre paiement a été refusé. Essayez un autre moyen de paiement.",
+        "payments_paused": "Trop de tentatives de paiement ont échoué pour cette commande ; "
+                           "vous pourrez réessayer dans {seconds} secondes.",
+        "payment_token_used": "Ce moyen de paiement a déjà servi pour une autre commande ; "
+                              "un jeton de paiement délégué ne vaut que pour une commande. "
+                              "Obtenez-en un nouveau.",
         "not_ready": "La session de paiement n'est pas encore prête.",
         "amount_not_multiple": (
             "Le total de {total} ne peut pas être débité : les paiements en {currency} doivent être "
@@ -114,7 +125,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "out_of_stock": "„{name}“ ist derzeit nicht vorrätig.",
         "quantity_exceeded": "Von „{name}“ können höchstens {available} bestellt werden.",
         "address_required": "Für Versandoptionen wird eine Lieferadresse benötigt.",
+        "fulfillment_split": "Ihre Artikel werden auf mehreren Wegen geliefert: {options}.",
         "payment_declined": "Ihre Zahlung wurde abgelehnt. Bitte versuchen Sie eine andere Zahlungsart.",
+        "payments_paused": "Zu viele Zahlungsversuche für diesen Checkout sind fehlgeschlagen; "
+                           "eine Zahlung ist in {seconds} Sekunden wieder möglich.",
+        "payment_token_used": "Dieses Zahlungsmittel wurde bereits für einen anderen Checkout verwendet; "
+                              "ein delegiertes Zahlungstoken gilt nur für einen Checkout. "
+                              "Fordern Sie ein neues an.",
         "amount_below_minimum": "Der Gesamtbetrag von {total} liegt unter der Mindestzahlung von {limit}.",
         "amount_above_maximum": "Der Gesamtbetrag von {total} liegt über der Höchstzahlung von {limit}.",
     },
@@ -138,7 +155,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "out_of_stock": "«{name}» está agotado.",
         "quantity_exceeded": "Solo se pueden pedir {available} de «{name}».",
         "address_required": "Se necesita una dirección de envío para ofrecer opciones de entrega.",
+        "fulfillment_split": "Sus artículos se entregan de varias formas: {options}.",
         "payment_declined": "Su pago fue rechazado. Pruebe con otro método de pago.",
+        "payments_paused": "Demasiados intentos de pago fallaron para esta compra; "
+                           "podrá intentarlo de nuevo en {seconds} segundos.",
+        "payment_token_used": "Esta credencial de pago ya se usó en otra compra; "
+                              "un token de pago delegado sirve para una sola compra. Obtenga uno nuevo.",
         "amount_below_minimum": "El total de {total} es inferior al pago mínimo de {limit}.",
         "amount_above_maximum": "El total de {total} supera el pago máximo de {limit}.",
     },

@@ -45,11 +45,15 @@ from flask import Response
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from .adapter import PlatformAdapter
 from .adapter import WebhookSignatureError
 from .api.errors import render_error
 from .api.response import json_response
+from .blueprint import check_transport
+from .blueprint import secure_headers
 from .blueprint import to_flask
 from .errors import ACPError
+from .errors import BodyTooLargeError
 from .errors import ProcessingError
 from .errors import is_transient
 from .models import Adjustment
@@ -81,6 +85,8 @@ def _handle_error(exc: Exception) -> Response | HTTPException:
     """Any failure outside the handlers (the de-duplication log's storage...):
     the flat JSON error, never HTML; 5xx, so the sender tries again."""
     if isinstance(exc, HTTPException):
+        if exc.code == 413:  # a streamed body past ACP_MAX_WEBHOOK_BYTES
+            return _handle_error(BodyTooLargeError("The webhook body is too large."))
         return exc
     if isinstance(exc, ACPError):
         rendered = render_error(exc)
@@ -261,12 +267,32 @@ def platform_webhook() -> Response:
     return _json({"received": True})
 
 
-def make_blueprint(url_prefix: str, adapter_name: str) -> Blueprint:
+def _before_request() -> None:
+    """The transport rules of every route: HTTPS (as for the checkout API),
+    and a body of at most ``ACP_MAX_WEBHOOK_BYTES`` — a larger declared body
+    is answered 413 before it is read, a larger streamed one when the limit is
+    passed (werkzeug stops reading there)."""
+    check_transport()
+    limit = current_state().settings.max_webhook_bytes
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError(f"The webhook body is larger than {limit} bytes.")
+
+
+def takes_webhooks(adapter: PlatformAdapter) -> bool:
+    """Whether ``adapter`` implements :meth:`PlatformAdapter.parse_webhook`."""
+    return type(adapter).parse_webhook is not PlatformAdapter.parse_webhook
+
+
+def make_blueprint(url_prefix: str, adapter_name: str, *, takes_webhooks: bool = True) -> Blueprint:
     """The blueprint of inbound webhooks: Stripe's, and the platform adapter's
-    (no ACP auth: signed bodies)."""
+    when it takes webhooks (no route at all otherwise); no ACP auth (signed
+    bodies), HTTPS and a body limit."""
     bp = Blueprint("acp_inbound", __name__, url_prefix=url_prefix or None)
+    bp.before_request(_before_request)
+    bp.after_request(secure_headers)
     bp.add_url_rule("/webhooks/stripe", view_func=stripe_webhook, methods=["POST"])
     bp.register_error_handler(Exception, _handle_error)
-    if adapter_name != "stripe":
+    if adapter_name != "stripe" and takes_webhooks:
         bp.add_url_rule(f"/webhooks/{adapter_name}", view_func=platform_webhook, methods=["POST"])
     return bp

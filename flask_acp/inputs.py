@@ -13,7 +13,10 @@ from .models import SelectedFulfillmentOption
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CreateInput:
-    currency: str
+    """``currency`` is None when the version's create request has none
+    (before 2026-01-30): the store's default currency is used."""
+
+    currency: str | None
     line_items: tuple[LineItemRequest, ...]
     capabilities: dict[str, JSON]
     buyer: dict[str, JSON] | None = None
@@ -36,10 +39,19 @@ class UpdateInput:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteInput:
-    handler_id: str
-    instrument_type: str
-    credential_type: str
+    """``handler_id`` is None when the version names a PSP instead of a handler
+    (``payment_data.provider`` before 2026-01-30): the processor's
+    delegated-token card handler of that ``psp`` is used, with its instrument
+    and credential types. ``authentication_result`` is the 3-D Secure
+    ``AuthenticationResult`` the agent sent (2025-12-12+), handed to the
+    payment processor as is."""
+
+    handler_id: str | None
+    instrument_type: str | None
+    credential_type: str | None
     token: str
+    psp: str | None = None
+    authentication_result: dict[str, JSON] | None = None
     buyer: dict[str, JSON] | None = None
     billing_address: dict[str, JSON] | None = None
     order_notes: str | None = None

@@ -51,9 +51,13 @@ class LineItemRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class SelectedFulfillmentOption:
-    """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``."""
+    """``SelectedFulfillmentOption``: ``{type, option_id, item_ids}``.
 
-    type: str
+    ``type`` is None when the agent named the option by id alone
+    (``fulfillment_option_id``, 2025-09-29): any offered option of that id fits.
+    """
+
+    type: str | None
     option_id: str
     item_ids: tuple[str, ...] = ()
 
@@ -264,6 +268,8 @@ class Fulfillment:
     tracking_number: str | None = None
     tracking_url: str | None = None
     events: tuple[FulfillmentEvent, ...] = ()
+    #: the platform's time of the state held here (stale reports are ignored)
+    platform_updated_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -384,6 +390,11 @@ class CheckoutSession:
     payment: PaymentRecord | None = None
     order: Order | None = None
     revision: int = 0
+    #: failed payment attempts (declined, unusable credential, 3-D Secure required)
+    payment_failures: int = 0
+    #: no payment attempt until then (``ACP_PAYMENT_COOLDOWN`` after a failure past
+    #: ``ACP_PAYMENT_FAILURE_LIMIT``): the processor is not called (card testing)
+    payments_paused_until: dt.datetime | None = None
 
     @property
     def totals(self) -> Totals:

@@ -412,6 +412,9 @@ def _id(prefix: str) -> str:
 def _apply_fulfillment(order: Order, reported: FulfillmentUpdate, now: dt.datetime) -> Order:
     """Add or update (by id) a fulfillment a platform reports."""
     existing = next((f for f in order.fulfillments if f.id == reported.id), None)
+    if existing is not None and reported.updated_at is not None and existing.platform_updated_at is not None \
+            and reported.updated_at < existing.platform_updated_at:
+        return order  # an older report (a replay, or out of order): the newer state stands
     if existing is not None:
         was, now_canceled = existing.status == "canceled", reported.status == "canceled"
         if was != now_canceled:  # a canceled shipment's units are unfulfilled again (and back)
@@ -426,6 +429,7 @@ def _apply_fulfillment(order: Order, reported: FulfillmentUpdate, now: dt.dateti
             carrier=reported.carrier or existing.carrier,
             tracking_number=reported.tracking_number or existing.tracking_number,
             tracking_url=reported.tracking_url or existing.tracking_url,
+            platform_updated_at=reported.updated_at or existing.platform_updated_at,
             events=existing.events if existing.status == reported.status else existing.events + (
                 FulfillmentEvent(id=_id("fev"), type=reported.status, occurred_at=now),))
         return _replace_fulfillment(order, updated)
@@ -438,7 +442,7 @@ def _apply_fulfillment(order: Order, reported: FulfillmentUpdate, now: dt.dateti
         id=reported.id, type="shipping", status=reported.status,
         line_items=tuple(LineItemReference(id=k, quantity=v) for k, v in units.items()),
         carrier=reported.carrier, tracking_number=reported.tracking_number,
-        tracking_url=reported.tracking_url,
+        tracking_url=reported.tracking_url, platform_updated_at=reported.updated_at,
         events=(FulfillmentEvent(id=_id("fev"), type=reported.status, occurred_at=now),))
     lines = tuple(dataclasses.replace(line, fulfilled=line.fulfilled + units.get(line.id, 0))
                   for line in order.line_items)

@@ -39,14 +39,16 @@ ADDRESS = {"name": "Ada Lovelace", "line_one": "1 Main St", "city": "San Francis
 
 class ValidatingClient(FlaskClient):
     """A test client that validates every ACP response body against the
-    official 2026-04-17 JSON Schema before the test sees it."""
+    official JSON Schema of the version the request asked for (``API-Version``)
+    before the test sees it."""
 
     def open(self, *args: t.Any, **kwargs: t.Any) -> TestResponse:  # type: ignore[override]
         response = super().open(*args, **kwargs)
         path = response.request.path
         if path.startswith("/checkout_sessions") or path.startswith("/acp/") or path.endswith("acp.json"):
             assert response.mimetype == "application/json", (response.status, response.data[:200])
-            validate_response(path, response.status_code, response.get_json())
+            validate_response(path, response.status_code, response.get_json(),
+                              response.request.headers.get("API-Version"))
         return response
 
 
@@ -64,6 +66,8 @@ def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
         ACP_STORE_FILE=str(DATA / "store.json"),
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     )
+    if config.get("TESTING") is False:  # a production-like app: its public URL is known
+        config.setdefault("ACP_API_BASE_URL", "https://shop.example")
     store = config.pop("store", None)
     if os.environ.get("ACP_TEST_REDIS_URL") and store is None and "ACP_STORE_URL" not in config:
         # the suite on a Redis store: ACP_TEST_REDIS_URL=redis://127.0.0.1:6390/0 pytest (one key
@@ -139,8 +143,11 @@ class Agent:
         assert body["status"] == "ready_for_payment", body["messages"]
         return t.cast(dict[str, t.Any], body)
 
-    def complete(self, session_id: str, token: str = "spt_123", *, key: str | None = None,
+    def complete(self, session_id: str, token: str | None = None, *, key: str | None = None,
                  handler_id: str = "card_tokenized") -> TestResponse:
+        """Complete with ``token`` (default: one of this session's own, as an
+        agent gets a fresh delegated token for every checkout)."""
+        token = token or f"spt_{session_id}"
         body = {"payment_data": {"handler_id": handler_id, "instrument": {
             "type": "card", "credential": {"type": "spt", "token": token}}}}
         return self.post(f"/checkout_sessions/{session_id}/complete", body, key=key)

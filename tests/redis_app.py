@@ -45,6 +45,12 @@ def create_app() -> Flask:
         ACP_CATALOG_FILE=os.environ.get("ACP_CATALOG_FILE") or str(DATA / "feed.json"),
         ACP_STORE_FILE=os.environ.get("ACP_STORE_FILE") or str(DATA / "store.json"),
         ACP_ALLOW_INSECURE_LOOPBACK=True,
+        ACP_FORCE_INSECURE_LOOPBACK=True,
+        ACP_API_BASE_URL="https://shop.example",
+        # the limits are counted (in the same Redis) but out of reach: one agent on one address
+        # sends hundreds of completes a minute here
+        ACP_RATE_LIMIT_PER_IP="1000000/minute", ACP_RATE_LIMIT_PER_AGENT="1000000/minute",
+        ACP_RATE_LIMIT_COMPLETE_PER_AGENT="1000000/minute", ACP_RATE_LIMIT_COMPLETE_PER_SESSION="1000/minute",
         ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
         ACP_LOCK_WAIT=float(os.environ.get("ACP_LOCK_WAIT", "10")),
         ACP_STRIPE_SECRET_KEY=os.environ.get("STRESS_STRIPE_KEY", "sk_test_fake"),

@@ -16,6 +16,7 @@ import typing as t
 import jsonschema
 import pytest
 import referencing
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPEC_DIR = pathlib.Path(os.environ.get("ACP_SPEC_DIR", ROOT.parent / "shared" / "acp-spec"))
@@ -31,15 +32,60 @@ def require_spec() -> pathlib.Path:
     return SPEC_DIR
 
 
+#: every version served, newest first; ``API-Version`` aliases -> their version
+VERSIONS = ("2026-04-17", "2026-01-30", "2026-01-16", "2025-12-12", "2025-09-29")
+ALIASES = {"2025-09-12": "2025-09-29"}
+
+
+def folder(version: str) -> str:
+    """The spec folder a version's responses are validated against. 2025-09-29
+    uses the as-published copy: the HEAD copy's ``Item.quantity`` uses
+    draft-04 ``exclusiveMinimum: true``, invalid in 2020-12 (``quantity: 1``
+    fails), see ``acp-spec/README.md``."""
+    version = ALIASES.get(version, version)
+    return "2025-09-29-as-published" if version == "2025-09-29" else version
+
+
 @functools.cache
 def bundle(version: str = VERSION) -> dict[str, t.Any]:
-    path = require_spec() / version / "json-schema" / "schema.agentic_checkout.json"
-    return t.cast(dict[str, t.Any], json.loads(path.read_text()))
+    """The checkout JSON Schema bundle of ``version``. For 2025-09-29 the
+    as-published copy, with its one defect patched in memory: its
+    ``CheckoutSessionBase`` forbids extra properties and lacks ``order``, so
+    no ``CheckoutSessionWithOrder`` can validate (every later bundle lists
+    ``order`` in the base; we add it the same way)."""
+    path = require_spec() / folder(version) / "json-schema" / "schema.agentic_checkout.json"
+    schema = t.cast(dict[str, t.Any], json.loads(path.read_text()))
+    base = schema["$defs"]["CheckoutSessionBase"]
+    if "order" not in base["properties"]:
+        base["properties"]["order"] = {"$ref": "#/$defs/Order"}
+    return schema
+
+
+@functools.cache
+def webhook_schema(version: str) -> dict[str, t.Any]:
+    """The ``components`` of a version's webhook OpenAPI file (before
+    2026-04-17: self-contained legacy ``WebhookEvent``/``EventDataOrder``)."""
+
+
+    path = require_spec() / folder(version) / "openapi" / "openapi.agentic_checkout_webhook.yaml"
+    return t.cast(dict[str, t.Any], yaml.safe_load(path.read_text()))
+
+
+def validate_legacy_event(body: t.Any, version: str) -> None:
+    """Raise unless ``body`` is a valid ``WebhookEvent`` of ``version``'s
+    webhook OpenAPI file (versions before 2026-04-17)."""
+    document = webhook_schema(version)
+    schema = {"$ref": "#/components/schemas/WebhookEvent", "components": document["components"]}
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = list(validator.iter_errors(body))
+    if errors:
+        raise AssertionError(f"not a valid {version} WebhookEvent: {errors[0].message}\n{json.dumps(body)}")
 
 
 @functools.cache
 def examples(version: str = VERSION) -> dict[str, t.Any]:
-    path = require_spec() / version / "examples" / "examples.agentic_checkout.json"
+    path = require_spec() / folder(version) / "examples" / "examples.agentic_checkout.json"
     return t.cast(dict[str, t.Any], json.loads(path.read_text()))
 
 
@@ -57,21 +103,28 @@ def _validator(definition: str, version: str) -> jsonschema.Draft202012Validator
 
 def validate(body: t.Any, definition: str, version: str = VERSION) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``body`` is a valid ``definition``."""
+    version = ALIASES.get(version, version)
     errors = sorted(_validator(definition, version).iter_errors(body), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         raise AssertionError(
-            f"response is not a valid {definition} ({VERSION}): {first.message} "
+            f"response is not a valid {definition} ({version}): {first.message} "
             f"at {'/'.join(map(str, first.absolute_path))}\n{json.dumps(body)[:2000]}")
 
 
-def validate_response(path: str, status: int, body: t.Any) -> None:
-    """Validate an ACP response by what it is: discovery, error or session."""
+def validate_response(path: str, status: int, body: t.Any, version: str | None = VERSION) -> None:
+    """Validate an ACP response by what it is (discovery, error or session)
+    against the schema of ``version``, the request's ``API-Version`` (a
+    version we do not serve, or none: the newest, as the error claims no other)."""
+    version = ALIASES.get(version or "", version)
+    if version not in VERSIONS or (isinstance(body, dict) and body.get("code") in (
+            "missing_api_version", "unsupported_api_version")):
+        version = VERSION  # a version error answers in no version the agent asked for
     if path.endswith("/.well-known/acp.json") and status == 200:
         validate(body, "DiscoveryResponse")
     elif status >= 400:
-        validate(body, "Error")
+        validate(body, "Error", version)
     elif isinstance(body, dict) and body.get("status") == "completed":
-        validate(body, "CheckoutSessionWithOrder")
+        validate(body, "CheckoutSessionWithOrder", version)
     else:
-        validate(body, "CheckoutSession")
+        validate(body, "CheckoutSession", version)

@@ -36,6 +36,8 @@ from tests.conftest import Agent
 from tests.conftest import build_app
 
 VERSION = "2026-04-17"
+#: every version served by default, newest first (as ``Error.supported_versions`` lists them)
+ALL_VERSIONS = ["2026-04-17", "2026-01-30", "2026-01-16", "2025-12-12", "2025-09-29"]
 CREATE_BODY: dict[str, t.Any] = {"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {}}
 
 
@@ -127,12 +129,22 @@ def test_missing_api_version_is_400_with_supported_versions(client: FlaskClient)
     for response in (client.get("/checkout_sessions/cs_x", headers=headers),
                      client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=headers)):
         body = assert_error(response, 400, "missing_api_version")
-        assert body["supported_versions"] == [VERSION]
+        assert body["supported_versions"] == ALL_VERSIONS
 
 
 def test_unsupported_api_version_is_400_with_supported_versions(client: FlaskClient) -> None:
-    headers = acp_headers(AGENT_KEY, version="2025-09-29")
+    headers = acp_headers(AGENT_KEY, version="2025-10-01")
     response = client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=headers)
+    body = assert_error(response, 400, "unsupported_api_version")
+    assert body["supported_versions"] == ALL_VERSIONS
+
+
+def test_a_version_not_selected_in_acp_api_versions_is_unsupported(tmp_path: pathlib.Path) -> None:
+    client = build_app(tmp_path, ACP_API_VERSIONS=["2026-04-17"]).test_client()
+    headers = acp_headers(AGENT_KEY, version="2025-09-29")
+    body = {"items": [{"id": "item_123", "quantity": 1}]}
+    response = client.post("/checkout_sessions", data=json.dumps(body),
+                           headers=headers)
     body = assert_error(response, 400, "unsupported_api_version")
     assert body["supported_versions"] == [VERSION]
 
@@ -280,7 +292,7 @@ def test_in_flight_key_is_409_with_retry_after(app: Flask, agent: Agent) -> None
     key = str(uuid.uuid4())
     state = app.extensions["acp"]
     outcome = state.storage.idempotency.begin(
-        "agent-one /checkout_sessions", key, fingerprint(CREATE_BODY, present=True),
+        "agent-one /checkout_sessions", key, f"2026-04-17:{fingerprint(CREATE_BODY, present=True)}",
         now=time.time(), lease=120, retention=86400)
     assert outcome.state == "new"
     response = agent.post("/checkout_sessions", CREATE_BODY, key=key)
@@ -303,6 +315,15 @@ def test_non_json_content_type_is_415(client: FlaskClient) -> None:
     response = post_raw(client, "/checkout_sessions", json.dumps(CREATE_BODY),
                         **{"Content-Type": "application/x-www-form-urlencoded"})
     assert_error(response, 415, "unsupported_media_type")
+
+
+def test_a_key_sent_twice_is_400_and_nothing_is_created(client: FlaskClient) -> None:
+    """Parsers disagree on which duplicate wins; we take neither."""
+    body = '{"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {}, "currency": "eur"}'
+    error = assert_error(post_raw(client, "/checkout_sessions", body), 400, "invalid_json")
+    assert "'currency' appears twice" in error["message"]
+    nested = '{"currency": "usd", "line_items": [{"id": "item_123", "id": "item_456"}], "capabilities": {}}'
+    assert_error(post_raw(client, "/checkout_sessions", nested), 400, "invalid_json")
 
 
 def test_malformed_json_is_400_invalid_json(client: FlaskClient) -> None:
@@ -497,8 +518,26 @@ def test_forwarded_proto_alone_is_enough_behind_a_trusted_proxy(tmp_path: pathli
     assert_error(response, 403, "https_required")
 
 
+def test_insecure_loopback_is_refused_in_production_unless_forced(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match="ACP_ALLOW_INSECURE_LOOPBACK: plain HTTP from loopback"):
+        build_app(tmp_path / "a", TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True)
+    assert build_app(tmp_path / "b", ACP_ALLOW_INSECURE_LOOPBACK=True)  # testing: allowed
+
+
+def test_without_a_base_url_production_needs_trusted_hosts(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match="ACP_API_BASE_URL: set it to the public URL"):
+        build_app(tmp_path / "a", TESTING=False, ACP_API_BASE_URL=None)
+    app = build_app(tmp_path / "b", TESTING=False, ACP_API_BASE_URL=None, TRUSTED_HOSTS=["shop.example"])
+    good = app.test_client().get("/.well-known/acp.json", base_url="https://shop.example")
+    assert good.get_json()["api_base_url"] == "https://shop.example"
+    forged = app.test_client().get("/.well-known/acp.json", base_url="https://evil.example")
+    assert forged.status_code == 400
+    assert b"evil.example" not in forged.data
+
+
 def test_insecure_loopback_allowed_only_from_loopback(tmp_path: pathlib.Path) -> None:
-    app = build_app(tmp_path, TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True)
+    app = build_app(tmp_path, TESTING=False, ACP_ALLOW_INSECURE_LOOPBACK=True,
+                    ACP_FORCE_INSECURE_LOOPBACK=True)
     client = app.test_client()
     response = client.post("/checkout_sessions", data=json.dumps(CREATE_BODY), headers=acp_headers(AGENT_KEY))
     assert response.status_code == 201
@@ -690,7 +729,7 @@ def test_discovery_document(tmp_path: pathlib.Path) -> None:
     assert "max-age=3600" in cache
     body = response.get_json()
     assert body["protocol"]["version"] == VERSION
-    assert body["protocol"]["supported_versions"] == [VERSION]
+    assert body["protocol"]["supported_versions"] == sorted(ALL_VERSIONS)  # oldest first here
     assert body["api_base_url"] == "http://localhost"
     assert body["capabilities"]["supported_currencies"] == ["usd"]
     assert "checkout" in body["capabilities"]["services"]
@@ -1003,3 +1042,33 @@ def test_routing_404_bounds_the_echoed_request_id(client: FlaskClient, agent: Ag
     assert response.headers["Request-Id"].startswith("req_")
     kept = client.get("/checkout_sessions/x/y/z", headers=agent.headers(**{"Request-Id": "req_mine"}))
     assert kept.headers["Request-Id"] == "req_mine"
+
+
+@pytest.mark.parametrize("given", ["a" * 201, "bad id", "x\ty", "é"])
+def test_an_unsafe_request_id_is_replaced_on_every_path(client: FlaskClient, given: str) -> None:
+    """One bounded, printable ``Request-Id`` on every ACP route (checkout,
+    discovery, inbound webhooks, routing errors)."""
+    for response in (
+        client.get("/checkout_sessions/cs_x", headers={**acp_headers(AGENT_KEY), "Request-Id": given}),
+        client.get("/.well-known/acp.json", headers={"Request-Id": given}),
+        client.post("/webhooks/stripe", data=b"{}", headers={"Request-Id": given}),
+        client.get("/checkout_sessions/cs_x/nowhere", headers={"Request-Id": given}),
+    ):
+        assert response.headers.getlist("Request-Id") != [given]
+        (value,) = response.headers.getlist("Request-Id")
+        assert value.startswith("req_")
+    good = client.get("/.well-known/acp.json", headers={"Request-Id": "agent-req-42"})
+    assert good.headers.getlist("Request-Id") == ["agent-req-42"]
+
+
+def test_hsts_is_sent_over_https_only(client: FlaskClient) -> None:
+    secure = client.get("/.well-known/acp.json", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    assert "Strict-Transport-Security" not in client.get("/.well-known/acp.json").headers
+
+
+def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client: FlaskClient) -> None:
+    for path in ("/checkout_sessions//complete", "/checkout_sessions/cs_x//cancel"):
+        response = client.post(path, data=json.dumps({}), headers=acp_headers(AGENT_KEY))
+        assert response.status_code == 404, (path, response.status)
+        assert response.mimetype == "application/json"

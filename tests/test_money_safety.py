@@ -518,7 +518,7 @@ def test_same_key_retry_after_a_crash_does_not_wait_out_the_idempotency_lease(
     key = str(uuid.uuid4())
     claimed = subprocess.run(
         [sys.executable, "-c", _CLAIM_AND_DIE, str(tmp_path / "acp.sqlite3"),
-         "agent-one /checkout_sessions", key, fingerprint(body, present=True)],
+         "agent-one /checkout_sessions", key, "2026-04-17:" + fingerprint(body, present=True)],
         capture_output=True, text=True, timeout=30, check=True)
     assert claimed.stdout.strip() == "new"
     response = agent.post("/checkout_sessions", body, key=key)

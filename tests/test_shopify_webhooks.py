@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import datetime as dt
+import hashlib
 import json
 import threading
 import time
@@ -332,6 +333,33 @@ def test_delivery_progress_completes_the_order(shop: FakeShopify, app: Flask, ur
     assert {line["status"] for line in final["line_items"]} == {"fulfilled"}
 
 
+def test_a_replayed_or_older_shipment_report_never_moves_a_delivery_back(
+        shop: FakeShopify, app: Flask, url: str, agent: Agent, endpoint: AgentEndpoint) -> None:  # noqa: F811
+    """The event-id headers are not signed: a captured signed body replayed
+    with a fresh event id is the same delivery (de-duplicated on the body), and
+    a report older (``updated_at``) than the one applied changes nothing."""
+    done = buy(agent, shop, endpoint)
+    fulfillment = shop.fulfill(done["order"]["id"], tracking_company="UPS", tracking_number="1Z1")
+    shop.update_fulfillment(fulfillment["id"], shipment_status="in_transit")
+    shop.clock.advance(2)  # Shopify's updated_at has whole seconds
+    shop.update_fulfillment(fulfillment["id"], shipment_status="delivered")
+    settle(shop, app, endpoint)
+    count = len(outbox(app))
+    in_transit = next(d for d in shop.webhooks("fulfillments/update")
+                      if json.loads(d.body)["shipment_status"] == "in_transit")
+    target = f"{url}/webhooks/shopify"
+    replay = requests.post(target, data=in_transit.body, timeout=5, headers={
+        **in_transit.headers, "X-Shopify-Event-Id": "fresh-event-id", "X-Shopify-Webhook-Id": "fresh"})
+    assert replay.json() == {"received": True, "duplicate": True}
+    # an older report with another body (as a late, out-of-order delivery would be)
+    older = {**json.loads(in_transit.body), "note": "late"}
+    late = shop.send_webhook(target, "fulfillments/update", older)
+    assert late.answer == {"received": True}
+    assert len(outbox(app)) == count  # nothing changed, nothing told to the agent
+    session = app.extensions["acp"].storage.sessions.get(done["id"])
+    assert [f.status for f in session.order.fulfillments] == ["delivered"]
+
+
 def test_reconcile_picks_up_a_fulfillment_whose_webhook_never_came(
         shop: FakeShopify, app: Flask, url: str, agent: Agent, endpoint: AgentEndpoint,  # noqa: F811
         processor: FakePaymentProcessor) -> None:  # noqa: F811
@@ -456,7 +484,7 @@ def test_parse_webhook_edge_cases() -> None:
                  {"kind": "refund", "status": "failure", "amount": "9.000", "currency": "KWD"}]}]}
     headers, body = _signed("old", "orders/cancelled", order)  # the previous key still verifies
     parsed = adapter.parse_webhook(headers, body)
-    assert parsed.event_id == "orders/cancelled:e1"
+    assert parsed.event_id == "orders/cancelled:" + hashlib.sha256(body).hexdigest()
     assert parsed.updates == (PlatformOrderUpdate(
         checkout_session_id="cs_1", platform_order_id="gid://shopify/Order/7", canceled=True,
         refunds=(PlatformRefund(id="9", amount=1250, reason="late"),)),)

@@ -136,3 +136,16 @@ def test_an_outbox_of_the_previous_release_is_migrated_on_open(tmp_path: pathlib
     assert storage.outbox.claim("evt_old", owner="a", now=10.0, lease=60) is not None
     open_storage(f"sqlite://{path}")  # opening again changes nothing
     assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == ["evt_old"]
+
+
+def test_the_database_file_is_created_private(tmp_path: pathlib.Path) -> None:
+    """It holds buyers' names and addresses: owner read/write only, WAL files too."""
+    import stat
+
+    from flask_acp.store.sqlite import sqlite_storage
+
+    storage = sqlite_storage(str(tmp_path / "private.sqlite3"))
+    storage.sessions.get("cs_none")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes["private.sqlite3"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes

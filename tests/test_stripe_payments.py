@@ -1276,3 +1276,30 @@ def test_isk_stray_charge_is_refunded_in_full(make_shop: MakeShop, tmp_path: pat
     assert post_event(shop, "payment_intent.succeeded", pi).get_json() == {"received": True}
     assert [r["amount"] for r in shop.fake.refunds.values()] == [FOREIGN_TOTAL * 100]
     assert shop.session(done["id"])["status"] == "completed"
+
+
+# --------------------------------------------------------------------------- hostile credentials
+
+
+@pytest.mark.parametrize("token", ["../../balance", "spt_x/../../balance", "spt_x?expand[]=data",
+                                   "spt_x#frag", "spt_x%2F..%2Fbalance", "spt_ x", "sk_live_123",
+                                   "spt_" + "a" * 251, ""])
+def test_a_malformed_credential_is_a_400_and_reaches_no_processor(shop: Shop, token: str) -> None:
+    session = shop.agent.ready_session()
+    response = shop.agent.complete(session["id"], token or " ")
+    assert response.status_code == 400
+    assert response.get_json()["param"] == "$.payment_data.instrument.credential.token"
+    assert shop.stripe_calls() == 0
+    assert shop.session(session["id"])["status"] == "ready_for_payment"
+
+
+@pytest.mark.parametrize("token", ["../../balance", "spt_x/../../balance", "spt_x?limit=1", "spt_x#y",
+                                   "spt_x%2F..%2F..%2Fbalance"])
+def test_the_token_lookup_never_leaves_its_path_segment(shop: Shop, token: str) -> None:
+    """Even called directly, the processor quotes the token into one path
+    segment: Stripe sees a missing token, never ``/v1/balance``."""
+    with pytest.raises(stripe.InvalidRequestError):
+        shop.payments.granted_token(token)
+    (wire,) = shop.fake.wire_requests
+    assert wire.path == "/v1/shared_payment/granted_tokens/" + urllib.parse.quote(token, safe="")
+    assert wire.query == ""

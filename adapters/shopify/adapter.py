@@ -957,7 +957,7 @@ class ShopifyAdapter(PlatformAdapter):
 
         ``X-Shopify-Hmac-Sha256`` must be the base64 HMAC-SHA256 of the raw body
         under one of :attr:`webhook_secrets`; nothing is parsed before. The key
-        is ``{X-Shopify-Topic}:{X-Shopify-Event-Id}`` (:func:`.webhooks.event_key`).
+        is ``{X-Shopify-Topic}:{SHA-256 of the signed body}`` (:func:`.webhooks.event_key`).
         Topics other than :data:`.webhooks.TOPICS`, orders we did not make, a
         body that is no JSON object, and a delivery naming another shop in
         ``X-Shopify-Shop-Domain`` (when :attr:`shop_domain` is known) are
@@ -993,7 +993,7 @@ class ShopifyAdapter(PlatformAdapter):
         if not updates:
             log.info("Shopify webhook %r (%s): nothing for flask-acp", topic, payload.get("id"))
             return PlatformWebhook(event_id=None)
-        return PlatformWebhook(event_id=event_key(topic, given), updates=updates)
+        return PlatformWebhook(event_id=event_key(topic, body), updates=updates)
 
     def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
         """Re-read the orders flask-acp made (tag ``acp``, with the session
@@ -1073,8 +1073,8 @@ class ShopifyAdapter(PlatformAdapter):
         return [draft_id for draft_id in found if self._delete_draft(draft_id)]
 
     def supported_currencies(self) -> list[str]:
-        """The shop currency and its enabled presentment currencies, lowercase
-        (one ``shop`` query, cached; ``[]`` while Shopify is unreachable)."""
+        """The shop currency, then its other enabled presentment currencies,
+        lowercase (one ``shop`` query, cached; ``[]`` while Shopify is unreachable)."""
         if self._currencies is None:
             try:
                 data = self.client.execute(queries.SHOP_CURRENCIES, operation_name="AcpShopCurrencies")
@@ -1082,9 +1082,9 @@ class ShopifyAdapter(PlatformAdapter):
                 log.warning("cannot read the Shopify shop currencies: %s", exc)
                 return []
             shop = t.cast(dict[str, t.Any], data.get("shop") or {})
-            codes = {str(shop.get("currencyCode") or "")}
-            codes |= {str(c) for c in shop.get("enabledPresentmentCurrencies") or []}
-            self._currencies = sorted(c.lower() for c in codes if c)
+            own = str(shop.get("currencyCode") or "").lower()
+            others = {str(c).lower() for c in shop.get("enabledPresentmentCurrencies") or []} - {own, ""}
+            self._currencies = ([own] if own else []) + sorted(others)
         return list(self._currencies)
 
     def check_connection(self) -> str:

@@ -20,12 +20,14 @@ Two sources, one mapping:
 key shown in the admin for webhooks made there), compared in constant time
 before any JSON is read (:func:`signature_matches`).
 
-**De-duplication key** (:func:`event_key`): ``{topic}:{X-Shopify-Event-Id}``
-(``X-Shopify-Webhook-Id`` when an older API version sends no event id). The
-event id is the same in every delivery of one event (retries, and one delivery
-per subscription of the topic); the topic is part of the key so that one change
-reported under several topics is never mistaken for a duplicate. Applying an
-update is idempotent anyway; the key only saves the work.
+**De-duplication key** (:func:`event_key`): ``{topic}:{SHA-256 of the raw
+body}``. The body is what the signature covers; the event-id headers are not
+signed, so a replayed body with a fresh ``X-Shopify-Event-Id`` is still the
+same delivery. The topic is part of the key so that one change reported under
+several topics is never mistaken for a duplicate. Applying an update is
+idempotent anyway, and a fulfillment report older (``updated_at``) than the
+state already applied changes nothing (see ``flask_acp.orders``): a replayed
+old body can never move a delivered shipment back.
 
 **Whose order**: ``platform_order_id`` is always the order GID (the adapter
 stored it as ``Order.platform_order_id``; for the fulfillment and refund topics
@@ -71,6 +73,7 @@ from __future__ import annotations
 
 import base64
 import collections.abc as cabc
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -162,11 +165,10 @@ def signature_matches(secrets: cabc.Iterable[str], body: bytes, header: str) -> 
     return any(hmac.compare_digest(signature(secret, body).encode(), given) for secret in secrets)
 
 
-def event_key(topic: str, headers: cabc.Mapping[str, str]) -> str | None:
-    """The de-duplication key of a delivery (``headers`` with lower-case names),
-    see the module docstring; ``None`` without an event or webhook id."""
-    event = (headers.get("x-shopify-event-id") or headers.get("x-shopify-webhook-id") or "").strip()
-    return f"{topic}:{event}" if event else None
+def event_key(topic: str, body: bytes) -> str:
+    """The de-duplication key of a delivery: its topic and the SHA-256 of its
+    signed raw body (see the module docstring)."""
+    return f"{topic}:{hashlib.sha256(body).hexdigest()}"
 
 
 # --- mapping ------------------------------------------------------------------------
@@ -205,6 +207,15 @@ def _units(pairs: cabc.Iterable[tuple[JSON, JSON]]) -> dict[str, int]:
     return units
 
 
+def _timestamp(value: JSON) -> dt.datetime | None:
+    """An ISO 8601 time with its offset (``2026-12-04T10:00:00-05:00``), or None."""
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
 def _text(value: JSON) -> str | None:
     text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
     return text or None
@@ -232,6 +243,7 @@ def _rest_fulfillment(data: cabc.Mapping[str, JSON]) -> FulfillmentUpdate | None
     url = _first(data.get("tracking_urls")) or _text(data.get("tracking_url"))
     return FulfillmentUpdate(
         id=fid, status=fulfillment_status(data.get("status"), data.get("shipment_status")),
+        updated_at=_timestamp(data.get("updated_at")),
         line_items=_units((line.get("variant_id"), line.get("quantity")) for line in lines),
         carrier=_text(data.get("tracking_company")),
         tracking_number=_first(data.get("tracking_numbers")) or _text(data.get("tracking_number")),

@@ -360,10 +360,10 @@ class WooCommerceAdapter(PlatformAdapter):
         if customer is not None and customer_changed:
             ops.append(_Op("customer", "/cart/update-customer", customer))
         for i, sel in enumerate(request.selected_fulfillment_options):
-            if sel.option_id == DIGITAL_OPTION_ID and sel.type == "digital":
+            if sel.option_id == DIGITAL_OPTION_ID and sel.type in ("digital", None):
                 continue
             parsed = parse_option_id(sel.option_id)
-            if parsed is None or sel.type != "shipping":
+            if parsed is None or sel.type not in ("shipping", None):
                 messages.append(_option_invalid(i, sel.option_id))
                 continue
             package_id, rate_id = parsed

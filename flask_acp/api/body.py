@@ -29,8 +29,10 @@ def read_json(raw: bytes, *, content_type: str | None, content_encoding: str | N
               optional: bool) -> tuple[t.Any, bool]:
     """The parsed JSON object and whether a body was sent.
 
-    UTF-8 only (RFC 8259), no ``NaN``/``Infinity``, nesting at most
-    :data:`MAX_DEPTH`, no lone surrogates, an object at the top.
+    UTF-8 only (RFC 8259), no ``NaN``/``Infinity``, no key twice in one
+    object (parsers disagree on which one wins, so an idempotency fingerprint
+    or a signature could cover another body than the one applied), nesting at
+    most :data:`MAX_DEPTH`, no lone surrogates, an object at the top.
 
     :raises InvalidRequestError: missing (when not ``optional``) or invalid JSON (400).
     :raises UnsupportedMediaTypeError: not JSON, or content-encoded (415).
@@ -44,7 +46,7 @@ def read_json(raw: bytes, *, content_type: str | None, content_encoding: str | N
     if (content_encoding or "identity").lower() != "identity":
         raise UnsupportedMediaTypeError("Send the request body without Content-Encoding.")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys)
         _check_json(body)
     except (ValueError, UnicodeError, RecursionError) as exc:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
@@ -94,6 +96,16 @@ def jsonpath(messages: t.Any, body: t.Any, path: str = "$") -> tuple[str, str]:
             return jsonpath(first, body, path)
         return path, str(first)
     return path, str(messages)
+
+
+def _unique_keys(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
+    """An object from its members, refusing a key given twice."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _no_constant(name: str) -> t.NoReturn:

@@ -5,11 +5,12 @@
 - Same key, same body (semantic JSON equality: key order and ``1`` vs ``1.0``
   do not matter; array order and ``null`` vs absent do): the stored status and
   body are replayed with ``Idempotent-Replayed: true``; nothing runs again.
-- Same key, another body: 422 ``idempotency_conflict``.
+- Same key, another body (or another ``API-Version``: a stored response is in
+  the version it was made in): 422 ``idempotency_conflict`` (409 before 2026-04-17).
 - Same key while the first request runs: 409 ``idempotency_in_flight`` with
   ``Retry-After`` (seconds). A claim whose worker died is taken over after
   ``ACP_IDEMPOTENCY_LEASE`` seconds.
-- 5xx responses, and 409s (transient by nature), are never stored: a retry runs fresh.
+- 5xx responses, and 409s and 429s (transient by nature), are never stored: a retry runs fresh.
 - Stored responses live ``ACP_IDEMPOTENCY_TTL`` seconds (at least 24 h).
 
 Claims and responses (status, headers, body bytes) live in the session
@@ -82,7 +83,7 @@ def run_idempotent(
                             retention=retention)
     if outcome.state == "conflict":
         raise IdempotencyConflictError(
-            "Idempotency-Key has already been used with a different request body")
+            "Idempotency-Key has already been used with a different request body or API-Version")
     if outcome.state == "in_flight":
         raise BusyError("A request with this Idempotency-Key is currently being processed",
                         code="idempotency_in_flight")
@@ -95,7 +96,7 @@ def run_idempotent(
     except BaseException:
         records.release(scope, key)
         raise
-    if response.status >= 500 or response.status == 409:
+    if response.status >= 500 or response.status in (409, 429):
         records.release(scope, key)
     else:
         records.finish(

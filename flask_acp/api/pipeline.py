@@ -3,12 +3,19 @@ blueprint today; MCP next): no Flask, no Werkzeug.
 
 For one ACP operation, in order:
 
+0. the client address's rate limit (``ACP_RATE_LIMIT_PER_IP``, before
+   authentication; :mod:`flask_acp.api.limits`) -> 429;
 1. authenticate: ``Authorization: Bearer`` against every agent's keys
-   (constant time) -> :class:`~flask_acp.errors.AuthenticationError`;
-2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` ->
-   :class:`~flask_acp.errors.APIVersionError` (with ``supported_versions``);
+   (constant time) -> :class:`~flask_acp.errors.AuthenticationError`; then the
+   agent's rate limits (and ``complete``'s, per agent and per session) -> 429;
+   then the agent's request-signature policy (:mod:`flask_acp.api.signatures`)
+   -> 401 ``invalid_signature`` when ``strict``;
+2. negotiate the version: ``API-Version`` among ``ACP_API_VERSIONS`` (or an
+   alias of one, ``2025-09-12``) -> :class:`~flask_acp.errors.APIVersionError`
+   (with ``supported_versions``);
 3. for state changes (POST): read the JSON body, then idempotency
-   (:mod:`flask_acp.api.idempotency`: replay, conflict, in flight);
+   (:mod:`flask_acp.api.idempotency`: replay, conflict, in flight; the key is
+   optional before 2026-04-17, and a conflict is 409 there);
 4. parse the body with the version's request schema into a core input
    (400 with a JSONPath ``param``);
 5. call the checkout service;
@@ -38,6 +45,7 @@ from ..config import Settings
 from ..errors import ACPError
 from ..errors import APIVersionError
 from ..errors import AuthenticationError
+from ..errors import IdempotencyConflictError
 from ..models import CheckoutSession
 from ..payments.base import PaymentProcessor
 from ..store.base import IdempotencyRecords
@@ -46,9 +54,11 @@ from .body import load
 from .body import read_json
 from .idempotency import fingerprint
 from .idempotency import run_idempotent
+from .limits import RateLimits
 from .response import ApiResponse
 from .response import error_response
 from .response import json_response
+from .signatures import SignatureChecker
 
 #: the operations of the checkout API and whether each changes state (POST)
 OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
@@ -64,9 +74,16 @@ class ApiRequest:
     :ivar headers: request headers, keys lower-case (``authorization``,
         ``api-version``, ``idempotency-key``, ``content-type``, ``content-encoding``).
     :ivar body: the raw request body (empty for ``get``).
-    :ivar scope: what idempotency keys are scoped to besides the agent (the REST path).
+    :ivar scope: what idempotency keys are scoped to besides the agent: the
+        REST path (with ``ACP_URL_PREFIX``), which a request signature also covers.
     :ivar language: the language negotiated from the agent's preferences
         (one of :data:`flask_acp.i18n.LANGUAGES`), or None when it stated none.
+    :ivar client_address: the client's IP address, counted against
+        ``ACP_RATE_LIMIT_PER_IP``; None when the binding counted it already
+        (the MCP endpoint does, per HTTP request) or has none (stdio).
+    :ivar signature_checked: the binding applied the agent's signature policy
+        itself (the MCP endpoint, over the raw HTTP request), or there is no
+        request to sign (stdio).
     """
 
     operation: str
@@ -75,6 +92,13 @@ class ApiRequest:
     body: bytes = b""
     scope: str
     language: str | None = None
+    client_address: str | None = None
+    signature_checked: bool = False
+
+    @property
+    def method(self) -> str:
+        """The REST method of the operation: ``GET`` or ``POST``."""
+        return "POST" if OPERATIONS[self.operation] else "GET"
 
 
 class Pipeline:
@@ -85,22 +109,37 @@ class Pipeline:
     :param records: where idempotency records live.
     :param payments: the processor whose handlers sessions advertise.
     :param versions: the wire versions this app serves (API-Version -> plug-in).
+    :param limits: the rate limits (None: none).
+    :param signatures: the agents' request-signature policies (None: none checked).
     """
 
     def __init__(self, *, settings: Settings, service: CheckoutService, records: IdempotencyRecords,
-                 payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion]) -> None:
+                 payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion],
+                 limits: RateLimits | None = None, signatures: SignatureChecker | None = None) -> None:
         self.settings = settings
         self.service = service
         self.records = records
         self.payments = payments
+        self.limits = limits
+        self.signatures = signatures
         self.versions = {v: versions[v] for v in settings.api_versions}
+        #: every API-Version string answered (aliases too) -> its plug-in
+        self.accepted = {name: wire for wire in self.versions.values()
+                         for name in (wire.version, *wire.aliases)}
 
     # -- the pipeline --------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> ApiResponse:
         """Run one operation; every failure becomes the flat error response."""
+        version: WireVersion | None = None
         try:
+            self.check_client(request.client_address)
             agent = self.authenticate(request.headers.get("authorization"))
+            if self.limits is not None:
+                self.limits.check_agent(agent, request.operation, request.session_id)
+            if not request.signature_checked:
+                self.check_signature(agent, method=request.method, path=request.scope, body=request.body,
+                                     headers=request.headers)
             version = self.negotiate(request.headers.get("api-version"))
             if not OPERATIONS[request.operation]:
                 return self._call(request, agent, version, None)
@@ -108,17 +147,44 @@ class Pipeline:
             body, present = read_json(request.body, content_type=request.headers.get("content-type"),
                                       content_encoding=request.headers.get("content-encoding"),
                                       optional=optional)
+            key = request.headers.get("idempotency-key")
+            if not key and not version.idempotency_key_required:
+                return self._call(request, agent, version, body)
             return run_idempotent(
                 records=self.records,
                 scope=f"{agent} {request.scope}",
-                key=request.headers.get("idempotency-key"),
-                body_fingerprint=fingerprint(body, present=present),
+                key=key,
+                # the version is part of the request: a stored response is in the
+                # version it was made in, so the same key in another version is a
+                # conflict, never a replay the agent could not read
+                body_fingerprint=f"{version.version}:{fingerprint(body, present=present)}",
                 lease=self.settings.idempotency_lease,
                 retention=self.settings.idempotency_ttl,
                 handler=lambda: self._call(request, agent, version, body),
             )
+        except IdempotencyConflictError as exc:
+            return error_response(exc, status=version.idempotency_conflict_status if version else None)
         except ACPError as exc:
             return error_response(exc)
+
+    def check_client(self, address: str | None) -> None:
+        """Count one request of the client ``address`` (before authentication).
+
+        :raises RateLimitedError: over ``ACP_RATE_LIMIT_PER_IP`` (429).
+        """
+        if self.limits is not None:
+            self.limits.check_client(address)
+
+    def check_signature(self, agent: str, *, method: str, path: str, body: bytes,
+                        headers: cabc.Mapping[str, str]) -> None:
+        """Apply ``agent``'s signature policy to a request (lower-case ``headers``).
+
+        :raises SignatureError: policy ``strict`` and no valid, fresh, unseen
+            signature (401 ``invalid_signature``).
+        """
+        if self.signatures is not None:
+            self.signatures.check(agent, method=method, path=path, body=body,
+                                  signature=headers.get("signature"), timestamp=headers.get("timestamp"))
 
     def authenticate(self, authorization: str | None) -> str:
         """The agent whose key is in ``Authorization: Bearer <key>``.
@@ -148,10 +214,10 @@ class Pipeline:
         if not version:
             raise APIVersionError("The API-Version header is required.", code="missing_api_version",
                                   extra={"supported_versions": supported})
-        if version not in self.versions:
+        if version not in self.accepted:
             raise APIVersionError(f"API-Version '{version}' is not supported.",
                                   code="unsupported_api_version", extra={"supported_versions": supported})
-        return self.versions[version]
+        return self.accepted[version]
 
     # -- calling the core ----------------------------------------------------------
 

@@ -63,6 +63,9 @@ class ChargeRequest:
     :ivar amount: minor units of ``currency``; always the session's own total.
     :ivar currency: lowercase ISO 4217 code.
     :ivar token: the credential token (``payment_data.instrument.credential.token``).
+    :ivar authentication_result: the agent's 3-D Secure ``AuthenticationResult``
+        (``{outcome, outcome_details?}``, ACP 2025-12-12+) when it sent one; a
+        processor that can import external authentication uses it, others ignore it.
     """
 
     idempotency_key: str
@@ -72,6 +75,7 @@ class ChargeRequest:
     handler_id: str
     checkout_session_id: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    authentication_result: dict[str, t.Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

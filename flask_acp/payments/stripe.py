@@ -56,6 +56,7 @@ import dataclasses
 import logging
 import time
 import typing as t
+import urllib.parse
 
 import stripe
 from marshmallow import ValidationError
@@ -395,10 +396,13 @@ class StripePaymentProcessor:
 
     def granted_token(self, token: str) -> dict[str, t.Any]:
         """``GET /v1/shared_payment/granted_tokens/{token}`` (preview API), as a dict.
+        The token is one quoted path segment: whatever it holds (``../``, ``?``,
+        ``#``, ``%2F``) it can never name another Stripe resource.
 
         :raises stripe.StripeError: as the SDK raises it.
         """
-        response = self.client.raw_request("get", f"/v1/shared_payment/granted_tokens/{token}",
+        segment = urllib.parse.quote(token, safe="")
+        response = self.client.raw_request("get", f"/v1/shared_payment/granted_tokens/{segment}",
                                            stripe_version=self.spt_api_version)
         return self.client.deserialize(response, api_mode="V1").to_dict()
 

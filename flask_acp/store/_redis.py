@@ -123,6 +123,33 @@ class RedisURL:
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def limits_url(url: str) -> str | None:
+    """The same Redis as a storage URL for the ``limits`` package (the rate
+    limits' counters): ``redis://``, ``rediss://``, ``redis+unix://``,
+    ``redis+sentinel://``, ``redis+cluster://``, without flask-acp's options.
+    ``None`` when ``limits`` cannot say it in a URL (TLS to a Sentinel or a
+    Cluster, a sentinel password): then set ``ACP_RATE_LIMIT_STORAGE_URL``.
+
+    :raises ValueError: a malformed URL.
+    """
+    parsed = parse_redis_url(url)
+    auth = ""
+    if parsed.username or parsed.password is not None:
+        user = urllib.parse.quote(parsed.username or "", safe="")
+        secret = "" if parsed.password is None else ":" + urllib.parse.quote(parsed.password, safe="")
+        auth = f"{user}{secret}@"
+    hosts = ",".join(f"{host}:{port}" for host, port in parsed.hosts)
+    if parsed.topology == "single":
+        if parsed.unix_path is not None:
+            return f"redis+unix://{auth}{parsed.unix_path}?db={parsed.db}"
+        return f"{'rediss' if parsed.tls else 'redis'}://{auth}{hosts}/{parsed.db}"
+    if parsed.tls or parsed.sentinel_password:
+        return None
+    if parsed.topology == "sentinel":
+        return f"redis+sentinel://{auth}{hosts}/{parsed.service}"
+    return f"redis+cluster://{auth}{hosts}"
+
+
 def is_redis_url(url: str) -> bool:
     """Whether ``url`` has one of the Redis schemes (:data:`SCHEMES`)."""
     return url.partition(":")[0].lower() in SCHEMES

@@ -26,6 +26,21 @@ from ..errors import StorageUnavailableError
 log = logging.getLogger("flask_acp")
 
 
+def _create_private(path: str) -> None:
+    """Create ``path`` readable and writable by its owner only (0600) when it
+    does not exist: it holds buyers' names and addresses. SQLite gives its
+    ``-wal`` and ``-shm`` files the same permissions. An existing file is left
+    as it is (the merchant may have chosen otherwise)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:  # a missing folder...: SQLite reports it on first use
+        log.debug("could not pre-create %s: %s", path, exc)
+
+
 class SQLiteDatabase:
     """Per-thread, per-process connections to one SQLite file.
 
@@ -51,6 +66,7 @@ class SQLiteDatabase:
         self._setup = setup
         self._ready = False
         self._ready_lock = threading.Lock()
+        _create_private(path)
         try:
             self._ensure_ready()
         except StorageUnavailableError:

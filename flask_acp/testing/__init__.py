@@ -14,7 +14,9 @@ Tokens understood by :class:`FakePaymentProcessor` (prefix match):
 =====================  ==================================================
 ``spt_decline``        declined (``PaymentDeclinedError``)
 ``spt_expired``        unusable token (``PaymentTokenError``)
-``spt_3ds``            needs authentication (``PaymentActionRequiredError``)
+``spt_3ds``            needs authentication (``PaymentActionRequiredError``), unless the
+                       complete carried an ``authentication_result`` whose outcome
+                       is in :data:`AUTHENTICATED`
 ``spt_unavailable``    processor down, nothing charged (``PaymentUnavailableError``)
 ``spt_timeout``        no answer, nothing charged, outcome unknown to the caller
 ``spt_lost``           charged, then the response is lost (``PaymentUnavailableError``);
@@ -54,6 +56,9 @@ from ..payments.base import RefundResult
 from ..payments.base import tokenized_card_handler
 
 API_VERSION = "2026-04-17"
+#: ``authentication_result.outcome`` values after which an ``spt_3ds...``
+#: token charges (the agent ran 3-D Secure; 2026-01-16 names it ``attempt``)
+AUTHENTICATED = ("authenticated", "attempt_acknowledged", "attempt")
 
 
 class FakePaymentProcessor:
@@ -197,7 +202,7 @@ class FakePaymentProcessor:
         return None if result.get("status") != "succeeded" else self._outcome(result)
 
     def charges(self) -> list[dict[str, t.Any]]:
-        """Every successful charge: ``[{payment_id, amount, currency, idempotency_key}]``."""
+        """Every successful charge: ``[{payment_id, amount, currency, idempotency_key, metadata}]``."""
         with self._db() as db:
             rows = db.execute("SELECT idempotency_key, result FROM fake_charges").fetchall()
         out = []
@@ -209,12 +214,13 @@ class FakePaymentProcessor:
 
     @staticmethod
     def _decide(request: ChargeRequest) -> dict[str, t.Any]:
+        authenticated = (request.authentication_result or {}).get("outcome") in AUTHENTICATED
         for prefix, status in (("spt_decline", "declined"), ("spt_expired", "token_invalid"),
                                ("spt_3ds", "requires_action")):
-            if request.token.startswith(prefix):
+            if request.token.startswith(prefix) and not (status == "requires_action" and authenticated):
                 return {"status": status}
         return {"status": "succeeded", "payment_id": "pi_fake_" + uuid.uuid4().hex[:24],
-                "amount": request.amount, "currency": request.currency}
+                "amount": request.amount, "currency": request.currency, "metadata": request.metadata}
 
     @staticmethod
     def _outcome(result: dict[str, t.Any]) -> ChargeResult:

@@ -8,10 +8,22 @@ Adding a version means adding its package here and one line to
 
 from __future__ import annotations
 
+from . import v2025_09_29
+from . import v2025_12_12
+from . import v2026_01_16
+from . import v2026_01_30
 from . import v2026_04_17
 from .base import WireVersion
 
-#: API-Version string -> its plug-in, newest first.
-VERSIONS: dict[str, WireVersion] = {v2026_04_17.VERSION: v2026_04_17.WIRE}
+#: API-Version string -> its plug-in, newest first (aliases not included).
+VERSIONS: dict[str, WireVersion] = {
+    wire.version: wire
+    for wire in (v2026_04_17.WIRE, v2026_01_30.WIRE, v2026_01_16.WIRE, v2025_12_12.WIRE, v2025_09_29.WIRE)
+}
 
-__all__ = ["VERSIONS", "WireVersion"]
+#: every ``API-Version`` string answered -> the version it means (aliases too).
+ALIASES: dict[str, str] = {
+    name: wire.version for wire in VERSIONS.values() for name in (wire.version, *wire.aliases)
+}
+
+__all__ = ["ALIASES", "VERSIONS", "WireVersion"]

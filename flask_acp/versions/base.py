@@ -42,6 +42,17 @@ class WireVersion:
     :ivar render_order: the ``Order`` object of webhooks.
     :ivar render_event: ``(event type, order)`` -> the webhook body.
     :ivar render_discovery: the ``/.well-known/acp.json`` body.
+    :ivar aliases: other ``API-Version`` strings answered with this version
+        (``2025-09-12`` for ``2025-09-29``).
+    :ivar idempotency_key_required: POSTs without ``Idempotency-Key`` are
+        refused (400 ``idempotency_key_required``; 2026-04-17); else they run
+        without replay protection, as the version allows.
+    :ivar idempotency_conflict_status: HTTP status of ``idempotency_conflict``
+        (same key, other body): 409 before 2026-04-17, 422 from it.
+    :ivar webhook_signature: how ``Merchant-Signature`` is computed:
+        ``timestamped`` (``t=<unix>,v1=<hex HMAC(secret, "t.body")>``,
+        2026-04-17) or ``body`` (hex HMAC-SHA256 of the raw body, with an RFC
+        3339 ``Timestamp`` header; the versions before, which fix no format).
     """
 
     version: str
@@ -50,3 +61,7 @@ class WireVersion:
     render_order: cabc.Callable[[Order], dict[str, JSON]]
     render_event: cabc.Callable[[str, Order], dict[str, JSON]]
     render_discovery: RenderDiscovery
+    aliases: tuple[str, ...] = ()
+    idempotency_key_required: bool = True
+    idempotency_conflict_status: int = 422
+    webhook_signature: t.Literal["timestamped", "body"] = "timestamped"

@@ -3,8 +3,9 @@
 :meth:`WebhookSender.send` looks the agent up in the configuration (URL and
 secrets come from ``ACP_AGENTS`` only; an agent without ``webhook_url`` gets
 ``skipped``), reads the order's **current** state, renders the
-``WebhookEvent`` in the session's API version, serialises it once, signs those
-bytes with a fresh timestamp (signed at send time: a retry hours later is
+``WebhookEvent`` in the agent's configured API version
+(``ACP_AGENTS[name]["api_version"]``), serialises it once, signs those
+bytes as that version signs (with a fresh timestamp: a retry hours later is
 signed anew) and POSTs them with ``Request-Id`` = the event id (explicit
 timeout, no redirects, at most 512 bytes of the answer read). It returns what
 happened (:class:`~flask_acp.webhooks.outbox.SendResult`) and writes nothing:
@@ -46,6 +47,7 @@ from .outbox import DeliveryOutcome as DeliveryOutcome
 from .outbox import SendResult
 from .outbox import retryable_status
 from .signing import sign
+from .signing import sign_body
 
 
 def _version() -> str:
@@ -107,11 +109,13 @@ class WebhookSender:
                    else f"no webhook_url configured for agent {entry.agent!r}" if not agent.webhook_url
                    else f"no webhook_secrets configured for agent {entry.agent!r}")
             return SendResult(None, why, skipped=True)
-        order, version = self._order(entry)
+        order = self._order(entry)
         if order is None:
             return SendResult(None, f"order {entry.order_id} not found")
-        body = encode_body(VERSIONS[version].render_event(entry.type, order))
-        return self._post(agent.webhook_url, agent.webhook_secrets[0], entry.event_id, body)
+        wire = VERSIONS[agent.api_version or self.settings.api_versions[0]]
+        body = encode_body(wire.render_event(entry.type, order))
+        return self._post(agent.webhook_url, agent.webhook_secrets[0], entry.event_id, body,
+                          timestamped=wire.webhook_signature == "timestamped")
 
     def close(self) -> None:
         """Close the HTTP sessions (connections to the agents)."""
@@ -140,13 +144,11 @@ class WebhookSender:
         except KeyError:
             return None
 
-    def _order(self, entry: OutboxEntry) -> tuple[Order | None, str]:
+    def _order(self, entry: OutboxEntry) -> Order | None:
         session = self.sessions.get(entry.session_id)
-        newest = self.settings.api_versions[0]
         if session is None or session.order is None or session.order.id != entry.order_id:
-            return None, newest
-        version = session.api_version if session.api_version in VERSIONS else newest
-        return session.order, version
+            return None
+        return session.order
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -179,11 +181,12 @@ class WebhookSender:
             found = self._env_cache[url] = {"proxies": merged["proxies"], "verify": merged["verify"]}
         return found
 
-    def _post(self, url: str, secret: str, event_id: str, body: bytes) -> SendResult:
+    def _post(self, url: str, secret: str, event_id: str, body: bytes, *, timestamped: bool) -> SendResult:
         stamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
-            "Merchant-Signature": sign(body, secret, timestamp=stamp),
+            "Merchant-Signature": (sign(body, secret, timestamp=stamp) if timestamped
+                                   else sign_body(body, secret)),
             "Request-Id": event_id,
             "Timestamp": rfc3339(stamp),
         }

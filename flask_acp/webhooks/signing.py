@@ -1,6 +1,9 @@
 """``Merchant-Signature`` for order webhooks (ACP 2026-04-17, Stripe's scheme).
 
 The header is ``t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``.
+Versions before 2026-04-17 only say "HMAC signature over the raw request
+body": for them :func:`sign_body` / :func:`verify_body` use the hex
+HMAC-SHA256 of the raw body alone (the time goes in the ``Timestamp`` header).
 Everything here works on the raw body **bytes**, exactly as sent or received,
 before any JSON parsing; no function reads the clock unless ``now`` /
 ``timestamp`` is left out. Pure functions, no Flask.
@@ -28,6 +31,8 @@ __all__ = [
     "format_header",
     "parse_header",
     "sign",
+    "sign_body",
+    "verify_body",
     "verify_header",
 ]
 
@@ -81,6 +86,33 @@ def sign(body: bytes, secret: str | bytes, *, timestamp: int | None = None) -> s
     """
     stamp = int(time.time()) if timestamp is None else int(timestamp)
     return format_header(stamp, [compute_signature(secret, stamp, body)])
+
+
+def sign_body(body: bytes, secret: str | bytes) -> str:
+    """The legacy ``Merchant-Signature`` (2025-09-29 ... 2026-01-30): 64 hex
+    characters, HMAC-SHA256 of the raw ``body`` under ``secret``.
+
+    :raises TypeError: ``body`` is not bytes.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"body must be the raw bytes sent, not {type(body).__name__}")
+    return hmac.new(_key(secret), bytes(body), hashlib.sha256).hexdigest()
+
+
+def verify_body(header: str | None, body: bytes, secrets: cabc.Sequence[str | bytes]) -> None:
+    """Check a legacy ``Merchant-Signature`` (hex HMAC of the raw body) in
+    constant time against each of ``secrets``.
+
+    :raises SignatureError: missing or mismatched.
+    """
+    if not header:
+        raise SignatureError("Missing Merchant-Signature header.", header)
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(header.strip().lower().encode("ascii", "replace"),
+                                       sign_body(body, secret).encode("ascii"))
+    if not matched:
+        raise SignatureError("Webhook signature verification failed.", header)
 
 
 def parse_header(header: str) -> tuple[int, list[str]]:

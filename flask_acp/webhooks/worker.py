@@ -31,6 +31,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
 from rq.timeouts import TimerDeathPenalty
 from rq.timeouts import UnixSignalDeathPenalty
+from rq.worker.base import BaseWorker
 
 from .queue import connect
 from .service import WebhookService
@@ -38,40 +39,34 @@ from .service import WebhookService
 log = logging.getLogger("flask_acp.webhooks")
 
 
-#: seconds the thread listening for RQ's worker commands waits per read
+#: seconds the workers' command channel (RQ pub/sub) waits per poll
 PUBSUB_POLL = 1.0
 
 
-def _subscribe(worker: t.Any) -> None:
-    """RQ listens for worker commands in a pub/sub thread polling every 60 s;
-    with redis-py >= 8 stopping that thread waits for its current poll, so a
-    worker (a burst run, a SIGTERM) could take a minute to stop. This polls
-    every :data:`PUBSUB_POLL` seconds instead (RQ's ``subscribe`` otherwise)."""
-    worker.log.info("Worker %s: subscribing to channel %s", worker.name, worker.pubsub_channel_name)
-    worker.pubsub = worker.connection.pubsub()
-    worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
-    worker.pubsub_thread = worker.pubsub.run_in_thread(
-        sleep_time=PUBSUB_POLL, daemon=True, exception_handler=worker._pubsub_exception_handler)
+class _PromptPubSub(BaseWorker):
+    """RQ's command-channel subscription, polled every :data:`PUBSUB_POLL`
+    seconds instead of RQ's 60: redis-py 8.2 waits for the pub/sub thread when
+    it is stopped, so with RQ's poll every worker's shutdown (each burst run)
+    took up to a minute."""
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq types it None
+            sleep_time=PUBSUB_POLL, daemon=True, exception_handler=self._pubsub_exception_handler)
 
 
-class DeliveryWorker(SimpleWorker):
+class DeliveryWorker(_PromptPubSub, SimpleWorker):
     """``SimpleWorker`` whose ``job_timeout`` enforcement works from any thread
     and respects an existing ``SIGALRM`` handler: a timer thread by default;
     :func:`run_worker` switches to RQ's cheaper ``SIGALRM`` penalty when it
-    runs on the main thread and nobody else handles ``SIGALRM``. It stops
-    within a second (:func:`_subscribe`)."""
+    runs on the main thread and nobody else handles ``SIGALRM``."""
 
     death_penalty_class: type[BaseDeathPenalty] = TimerDeathPenalty
 
-    def subscribe(self) -> None:
-        _subscribe(self)
 
-
-class ForkingDeliveryWorker(Worker):
-    """RQ's forking ``Worker`` (a child process per job) that stops within a second."""
-
-    def subscribe(self) -> None:
-        _subscribe(self)
+class ForkingDeliveryWorker(_PromptPubSub, Worker):
+    """RQ's forking ``Worker`` (``--fork``) with the prompt command channel."""
 
 
 def _sweep(service: WebhookService) -> int:
@@ -105,7 +100,7 @@ def run_worker(service: WebhookService, *, burst: bool = False, fork: bool = Fal
     own = connection is None
     redis = connection if connection is not None else connect(service.queue.url, fail_fast=False)
     queue = Queue(service.queue.name, connection=redis, serializer=JSONSerializer)
-    worker_class: type[Worker] | type[SimpleWorker] = ForkingDeliveryWorker if fork else DeliveryWorker
+    worker_class: type[BaseWorker] = ForkingDeliveryWorker if fork else DeliveryWorker
     worker = worker_class([queue], connection=redis, serializer=JSONSerializer, name=name)
     stop = threading.Event()
     sweeper: threading.Thread | None = None

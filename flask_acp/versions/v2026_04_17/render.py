@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import collections.abc as cabc
-import datetime as dt
 
 from ...i18n import text
 from ...models import JSON
@@ -15,31 +14,49 @@ from ...models import FulfillmentOption
 from ...models import Message
 from ...models import Order
 from ...models import Status
-from ...models import Totals
 from ...models import line_item_id
 from ...payments.base import PaymentHandler
+from ..common import line_amounts
+from ..common import message_content
+from ..common import session_totals
+from ..common import time as _time
+from ..common import total as _total
 
 VERSION = "2026-04-17"
 
 
-def _time(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _total(kind: str, amount: int, label: str) -> dict[str, JSON]:
-    return {"type": kind, "display_text": label, "amount": amount}
+#: ``MessageError.code`` values of 2026-01-30 and 2026-04-17; any other reads ``invalid``
+ERROR_CODES = frozenset({
+    "missing", "invalid", "out_of_stock", "payment_declined", "requires_sign_in", "requires_3ds", "low_stock",
+    "quantity_exceeded", "coupon_invalid", "coupon_expired", "minimum_not_met", "maximum_exceeded",
+    "region_restricted", "age_verification_required", "approval_required", "unsupported", "not_found",
+    "conflict", "rate_limited", "expired", "intervention_required"})
+#: ``MessageWarning.code`` values; a warning with another code is sent as info
+WARNING_CODES = frozenset({
+    "low_stock", "high_demand", "shipping_delay", "price_change", "expiring_promotion",
+    "limited_availability", "discount_code_expired", "discount_code_invalid",
+    "discount_code_already_applied", "discount_code_combination_disallowed", "discount_code_minimum_not_met",
+    "discount_code_user_not_logged_in", "discount_code_user_ineligible", "discount_code_usage_limit_reached"})
 
 
 def _message(message: Message, language: str) -> dict[str, JSON]:
-    body: dict[str, JSON] = {"type": message.type}
-    if message.type != "info" and message.code:
+    """A message; a code the version does not define (adapters may report
+    anything) becomes ``invalid`` for an error, and a warning without a
+    defined code is sent as info."""
+    kind = message.type
+    if kind == "warning" and message.code not in WARNING_CODES:
+        kind = "info"
+    body: dict[str, JSON] = {"type": kind}
+    if kind == "error":
+        body["code"] = message.code if message.code in ERROR_CODES else "invalid"
+    elif kind == "warning":
         body["code"] = message.code
     for name in ("param", "severity", "resolution"):
         value = getattr(message, name)
         if value is not None:
             body[name] = value
     body["content_type"] = "plain"
-    body["content"] = message.content or text(language, message.text_key or "", message.text_args)
+    body["content"] = message_content(message, language)
     return body
 
 
@@ -99,7 +116,7 @@ def render_session(
     """
     quote = session.quote
     lines = []
-    for line in quote.lines:
+    for line, amounts in zip(quote.lines, line_amounts(session), strict=True):
         body: dict[str, JSON] = {"id": line_item_id(line.item_id), "item": {"id": line.item_id},
                                  "quantity": line.quantity}
         for name in ("name", "description", "product_id", "sku", "variant_id",
@@ -112,32 +129,12 @@ def render_session(
         if line.images:
             body["images"] = list(line.images)
         body["unit_amount"] = line.unit_amount
-        amounts = (line.base_amount, line.discount, line.subtotal, line.tax, line.total)
-        if not line.purchasable:
-            amounts = (0, 0, 0, 0, 0)
         body["totals"] = [
             _total(kind, amount, text(language, f"line.{kind}"))
             for kind, amount in zip(("items_base_amount", "discount", "subtotal", "tax", "total"),
                                     amounts, strict=True)
         ]
         lines.append(body)
-
-    totals: Totals = session.totals
-    session_totals = [_total("items_base_amount", totals.items_base_amount,
-                             text(language, "total.items_base_amount"))]
-    if totals.items_discount:
-        session_totals.append(_total("items_discount", totals.items_discount,
-                                     text(language, "total.items_discount")))
-    session_totals.append(_total("subtotal", totals.subtotal, text(language, "total.subtotal")))
-    if totals.discount:
-        session_totals.append(_total("discount", totals.discount, text(language, "total.discount")))
-    if quote.selected_fulfillment_options:
-        session_totals.append(_total("fulfillment", totals.fulfillment,
-                                     text(language, "total.fulfillment")))
-    session_totals.append(_total("tax", totals.tax, text(language, "total.tax")))
-    if totals.fee:
-        session_totals.append(_total("fee", totals.fee, text(language, "total.fee")))
-    session_totals.append(_total("total", totals.total, text(language, "total.total")))
 
     agent_interventions = (session.capabilities.get("interventions") or {}).get("supported") or []
     out: dict[str, JSON] = {
@@ -155,7 +152,7 @@ def render_session(
         "currency": session.currency,
         "line_items": lines,
         "fulfillment_options": [_option(o, language) for o in quote.fulfillment_options],
-        "totals": session_totals,
+        "totals": session_totals(session, language),
         "messages": [_message(m, language) for m in session.messages],
         "links": [dict(link) for link in links],
         "created_at": _time(session.created_at),

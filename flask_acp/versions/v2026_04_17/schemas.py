@@ -25,6 +25,7 @@ from marshmallow import fields
 from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates
+from marshmallow import validates_schema
 
 from ...inputs import CancelInput
 from ...inputs import CompleteInput
@@ -54,30 +55,34 @@ class StrictInteger(fields.Integer):
         return super()._validated(value)
 
 
-class _Base(Schema):
+class Base(Schema):
+    """Unknown fields are ignored (forward compatibility)."""
+
     class Meta:
         unknown = EXCLUDE
 
 
-class _NonEmpty(fields.String):
+class NonEmpty(fields.String):
+    """A string of 1 to ``max`` (default 512) characters."""
+
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(validate=validate.Length(min=1, max=kwargs.pop("max", 512)), **kwargs)
 
 
-class ItemSchema(_Base):
-    id = _NonEmpty(required=True, max=256)
+class ItemSchema(Base):
+    id = NonEmpty(required=True, max=256)
     quantity = StrictInteger(load_default=1, validate=validate.Range(min=1, max=10_000))
 
 
-class AddressSchema(_Base):
-    name = _NonEmpty(required=True, max=256)
-    line_one = _NonEmpty(required=True)
+class AddressSchema(Base):
+    name = NonEmpty(required=True, max=256)
+    line_one = NonEmpty(required=True)
     line_two = fields.String(validate=validate.Length(max=512))
-    city = _NonEmpty(required=True)
+    city = NonEmpty(required=True)
     state = fields.String(required=True, validate=validate.Length(max=512))  # "" where there are none
     country = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Za-z]{2}$", error="Must be an ISO 3166-1 alpha-2 country code."))
-    postal_code = _NonEmpty(required=True, max=20)
+    postal_code = NonEmpty(required=True, max=20)
     company = fields.String(validate=validate.Length(max=256))
 
     @post_load
@@ -86,7 +91,7 @@ class AddressSchema(_Base):
         return data
 
 
-class BuyerSchema(_Base):
+class BuyerSchema(Base):
     email = fields.Email(required=True)
     first_name = fields.String(validate=validate.Length(max=256))
     last_name = fields.String(validate=validate.Length(max=256))
@@ -96,41 +101,44 @@ class BuyerSchema(_Base):
     account_type = fields.String(validate=validate.OneOf(["guest", "registered", "business"]))
 
 
-class FulfillmentDetailsSchema(_Base):
+class FulfillmentDetailsSchema(Base):
     name = fields.String(validate=validate.Length(max=256))
     phone_number = fields.String(validate=validate.Length(max=32))
     email = fields.Email()
     address = fields.Nested(AddressSchema)
 
 
-class InterventionsSchema(_Base):
+class InterventionsSchema(Base):
     supported = fields.List(fields.String())
 
 
-class CapabilitiesSchema(_Base):
+class CapabilitiesSchema(Base):
     interventions = fields.Nested(InterventionsSchema)
     extensions = fields.List(fields.Raw())
 
 
-class SelectedFulfillmentOptionSchema(_Base):
+class SelectedFulfillmentOptionSchema(Base):
     type = fields.String(required=True, validate=validate.OneOf(
         ["shipping", "digital", "pickup", "local_delivery"]))
-    option_id = _NonEmpty(required=True)
-    item_ids = fields.List(_NonEmpty(), load_default=list)
+    option_id = NonEmpty(required=True)
+    item_ids = fields.List(NonEmpty(), load_default=list)
 
 
-def _line_items(data: list[dict[str, t.Any]]) -> tuple[LineItemRequest, ...]:
+def line_requests(data: list[dict[str, t.Any]], field: str = "line_items") -> tuple[LineItemRequest, ...]:
+    """Loaded ``{id, quantity}`` entries of the request member ``field`` as
+    core line requests; an item id sent twice is refused (400 at
+    ``$.<field>[i].id``)."""
     seen: dict[str, int] = {}
     for index, item in enumerate(data):
         if item["id"] in seen:
             raise ValidationError({index: {"id": [
-                f"Duplicate item id; it is already line_items[{seen[item['id']]}]. "
-                "Send one entry with the total quantity."]}}, "line_items")
+                f"Duplicate item id; it is already {field}[{seen[item['id']]}]. "
+                "Send one entry with the total quantity."]}}, field)
         seen[item["id"]] = index
     return tuple(LineItemRequest(id=i["id"], quantity=i["quantity"]) for i in data)
 
 
-class CreateRequestSchema(_Base):
+class CreateRequestSchema(Base):
     line_items = fields.List(fields.Nested(ItemSchema), required=True,
                              validate=validate.Length(min=1, max=100))
     currency = fields.String(required=True)
@@ -149,7 +157,7 @@ class CreateRequestSchema(_Base):
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CreateInput:
         return CreateInput(
             currency=data["currency"].lower(),
-            line_items=_line_items(data["line_items"]),
+            line_items=line_requests(data["line_items"]),
             capabilities=data["capabilities"],
             buyer=data.get("buyer"),
             fulfillment_details=data.get("fulfillment_details"),
@@ -158,7 +166,7 @@ class CreateRequestSchema(_Base):
         )
 
 
-class UpdateRequestSchema(_Base):
+class UpdateRequestSchema(Base):
     buyer = fields.Nested(BuyerSchema)
     line_items = fields.List(fields.Nested(ItemSchema), validate=validate.Length(min=1, max=100))
     fulfillment_details = fields.Nested(FulfillmentDetailsSchema)
@@ -169,7 +177,7 @@ class UpdateRequestSchema(_Base):
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> UpdateInput:
         selected = data.get("selected_fulfillment_options")
         return UpdateInput(
-            line_items=_line_items(data["line_items"]) if "line_items" in data else None,
+            line_items=line_requests(data["line_items"]) if "line_items" in data else None,
             buyer=data.get("buyer"),
             fulfillment_details=data.get("fulfillment_details"),
             selected_fulfillment_options=None if selected is None else tuple(
@@ -179,26 +187,67 @@ class UpdateRequestSchema(_Base):
         )
 
 
-class CredentialSchema(_Base):
-    type = _NonEmpty(required=True)
-    token = _NonEmpty(required=True, max=4096)
+#: a delegated payment token: ``spt_`` (Stripe SharedPaymentToken, the spec's
+#: examples) or ``vt_`` (delegate-payment responses) and an id of letters,
+#: digits and underscores — never anything that could steer a processor URL
+TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 - a pattern, not a secret
 
 
-class InstrumentSchema(_Base):
-    type = _NonEmpty(required=True)
+def token_field() -> fields.String:
+    """A credential token (:data:`TOKEN_PATTERN`), required."""
+    return fields.String(required=True, validate=validate.Regexp(
+        TOKEN_PATTERN, error="Must be a delegated payment token: 'spt_' or 'vt_' followed by letters, "
+                             "digits or underscores."))
+
+
+class CredentialSchema(Base):
+    """``{type, token}``; an ``spt`` token must match :data:`TOKEN_PATTERN`
+    (other types are refused by the payment handler check, with their own error)."""
+
+    type = NonEmpty(required=True)
+    token = NonEmpty(required=True, max=4096)
+
+    @validates_schema
+    def _token_format(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        if data.get("type") == "spt" and "token" in data:
+            try:
+                token_field().deserialize(data["token"])
+            except ValidationError as exc:
+                raise ValidationError(exc.messages, "token") from None
+
+
+class InstrumentSchema(Base):
+    type = NonEmpty(required=True)
     credential = fields.Nested(CredentialSchema, required=True)
 
 
-class PaymentDataSchema(_Base):
-    handler_id = _NonEmpty(required=True)
+class PaymentDataSchema(Base):
+    handler_id = NonEmpty(required=True)
     instrument = fields.Nested(InstrumentSchema, required=True)
     billing_address = fields.Nested(AddressSchema)
 
 
-class CompleteRequestSchema(_Base):
+class AuthenticationOutcomeDetailsSchema(Base):
+    three_ds_cryptogram = fields.String(required=True)
+    electronic_commerce_indicator = fields.String(required=True)
+    transaction_id = fields.String(required=True)
+    version = fields.String(required=True)
+
+
+class AuthenticationResultSchema(Base):
+    """``AuthenticationResult`` (3-D Secure, 2025-12-12+). The ``outcome`` enum
+    differs between versions (2026-01-16 has its own), so any non-empty string
+    is carried; the processor decides what it means."""
+
+    outcome = NonEmpty(required=True, max=64)
+    outcome_details = fields.Nested(AuthenticationOutcomeDetailsSchema)
+
+
+class CompleteRequestSchema(Base):
     payment_data = fields.Nested(PaymentDataSchema, required=True)
     buyer = fields.Nested(BuyerSchema)
     order_notes = fields.String(validate=validate.Length(max=5000))
+    authentication_result = fields.Nested(AuthenticationResultSchema)
 
     @post_load
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CompleteInput:
@@ -211,10 +260,11 @@ class CompleteRequestSchema(_Base):
             billing_address=payment.get("billing_address"),
             buyer=data.get("buyer"),
             order_notes=data.get("order_notes"),
+            authentication_result=data.get("authentication_result"),
         )
 
 
-class _FlatMetadata(fields.Field[dict[str, t.Any]]):
+class FlatMetadata(fields.Field[dict[str, t.Any]]):
     """``IntentTrace.metadata``: a flat object of strings, numbers and booleans."""
 
     def _deserialize(self, value: t.Any, attr: str | None, data: t.Any,
@@ -227,13 +277,13 @@ class _FlatMetadata(fields.Field[dict[str, t.Any]]):
         return value
 
 
-class IntentTraceSchema(_Base):
+class IntentTraceSchema(Base):
     reason_code = fields.String(required=True)
     trace_summary = fields.String(validate=validate.Length(max=500))
-    metadata = _FlatMetadata()
+    metadata = FlatMetadata()
 
 
-class CancelRequestSchema(_Base):
+class CancelRequestSchema(Base):
     intent_trace = fields.Nested(IntentTraceSchema)
 
     @post_load

@@ -118,7 +118,7 @@ class FakeStripe(Search):
         key = request.headers.get("Idempotency-Key")
         with self._lock:
             self._requests.append(RecordedRequest(method, path, key, params))
-            self._wire.append(WireRequest(method, path, request.query_string.decode("latin-1"),
+            self._wire.append(WireRequest(method, _raw_path(request), request.query_string.decode("latin-1"),
                                           dict(request.headers), raw if method == "POST" else ""))
         request_id = new_id("req")
         try:
@@ -300,3 +300,8 @@ def ensure_fake_stripe(port: int, *, api_key: str = DEFAULT_API_KEY, account_id:
     _shared = FakeStripe(api_key=api_key, account_id=account_id).start(port)
     return _shared.url
 
+
+def _raw_path(request: Request) -> str:
+    """The path as sent, percent-encoding kept (``%2F`` stays ``%2F``)."""
+    uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    return str(uri).split("?", 1)[0] if uri else request.path

@@ -38,7 +38,7 @@ class RecordedRequest(t.NamedTuple):
 
 
 class WireRequest(t.NamedTuple):
-    """One request exactly as received: query string and body undecoded."""
+    """One request exactly as received: path, query string and body undecoded."""
 
     method: str
     path: str

@@ -1,0 +1,142 @@
+"""Rate limits of the checkout API, on the ``limits`` library (the engine of
+Flask-Limiter, without Flask: both bindings, REST and MCP, reach them through
+the request pipeline).
+
+Four limits, each a list of ``limits`` items (``"20/second;600/minute"``:
+every item applies), counted with the sliding-window-counter strategy in the
+storage ``ACP_RATE_LIMIT_STORAGE_URL`` names (Redis when the app has one,
+else ``memory://``, per process):
+
+- ``ACP_RATE_LIMIT_PER_IP``: every request of one client address, counted
+  before authentication (unauthenticated floods, key guessing);
+- ``ACP_RATE_LIMIT_PER_AGENT``: every checkout request of one agent;
+- ``ACP_RATE_LIMIT_COMPLETE_PER_AGENT`` and ``..._PER_SESSION``: ``complete``
+  requests of one agent, and of one agent on one session (card testing).
+
+A request over a limit raises :class:`~flask_acp.errors.RateLimitedError`
+(429 ``rate_limit_exceeded``, ``Retry-After`` in seconds until the window lets
+one more through); it is never stored under its ``Idempotency-Key``. The
+per-session cool-down after failed payments is the core's
+(``ACP_PAYMENT_FAILURE_LIMIT``), on the session itself.
+
+A storage that fails (Redis down) lets requests through and logs a warning
+(at most once a minute): the limits protect the service, they must not stop it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+
+from limits import RateLimitItem
+from limits import parse_many
+from limits.errors import StorageError
+from limits.storage import Storage
+from limits.storage import storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from ..errors import RateLimitedError
+from ..store import safe_store_url
+from ..store._redis import is_redis_url
+from ..store._redis import limits_url
+
+log = logging.getLogger("flask_acp")
+
+def storage_url(explicit: str | None, *, store_url: str | None, redis_url: str | None) -> str:
+    """The ``limits`` storage URL: ``ACP_RATE_LIMIT_STORAGE_URL`` when set, else the
+    Redis of ``ACP_STORE_URL``, else ``ACP_REDIS_URL``'s (single server, Sentinel
+    or Cluster, without flask-acp's URL options), else ``memory://``."""
+    if explicit:
+        return explicit
+    for url in (store_url, redis_url):
+        if url and is_redis_url(url):
+            translated = limits_url(url)
+            if translated is not None:
+                return translated
+            log.warning("the rate limits cannot share %s (TLS to a Sentinel or a Cluster, or a sentinel "
+                        "password): they count per process; set ACP_RATE_LIMIT_STORAGE_URL",
+                        safe_store_url(url))
+    return "memory://"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """The four limits, each ``limits`` notation (empty: none)."""
+
+    per_ip: str = ""
+    per_agent: str = ""
+    complete_per_agent: str = ""
+    complete_per_session: str = ""
+
+
+class RateLimits:
+    """Counts requests against the configured limits.
+
+    :param settings: the limits (``limits`` notation strings).
+    :param storage_url: a ``limits`` storage URL (``memory://``, ``redis://...``).
+    :param namespace: prefixes every counter (apps sharing a Redis keep apart).
+    """
+
+    def __init__(self, settings: LimitSettings, storage_url: str, *, namespace: str = "acp") -> None:
+        storage = storage_from_string(storage_url, wrap_exceptions=True)
+        if not isinstance(storage, Storage):  # an async+ storage URL
+            raise ValueError(f"{storage_url}: an async storage cannot count requests of a WSGI app")
+        self.storage: Storage = storage
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self.namespace = namespace
+        self.per_ip = _items(settings.per_ip)
+        self.per_agent = _items(settings.per_agent)
+        self.complete_per_agent = _items(settings.complete_per_agent)
+        self.complete_per_session = _items(settings.complete_per_session)
+        self._warned_at = -math.inf
+        self._warn_lock = threading.Lock()
+
+    def check_client(self, address: str | None) -> None:
+        """Count one request of the client ``address`` (None: not known, not counted).
+
+        :raises RateLimitedError: over ``ACP_RATE_LIMIT_PER_IP``.
+        """
+        if address:
+            self._hit(self.per_ip, "the client address", "ip", address)
+
+    def check_agent(self, agent: str, operation: str, session_id: str | None) -> None:
+        """Count one checkout request of ``agent`` (and, for ``complete``, one
+        of that agent and of that agent on ``session_id``).
+
+        :raises RateLimitedError: over one of the limits.
+        """
+        self._hit(self.per_agent, "this agent", "agent", agent)
+        if operation == "complete":
+            self._hit(self.complete_per_agent, "complete requests of this agent", "complete", agent)
+            self._hit(self.complete_per_session, "complete requests on this checkout session",
+                      "complete-session", agent, session_id or "")
+
+    def _hit(self, items: tuple[RateLimitItem, ...], what: str, *identifiers: str) -> None:
+        keys = (self.namespace, *identifiers)
+        for item in items:
+            try:
+                allowed = self.limiter.hit(item, *keys)
+                if allowed:
+                    continue
+                reset = self.limiter.get_window_stats(item, *keys).reset_time
+            except StorageError as exc:
+                self._warn(exc)
+                return
+            retry_after = max(1, math.ceil(reset - time.time()))
+            raise RateLimitedError(f"Too many requests for {what} (limit {item}); retry after "
+                                   f"{retry_after} s.", retry_after=retry_after)
+
+    def _warn(self, exc: StorageError) -> None:
+        with self._warn_lock:
+            now = time.monotonic()
+            if now - self._warned_at < 60:
+                return
+            self._warned_at = now
+        log.warning("rate limits not applied: their storage failed (%s)", exc.storage_error)
+
+
+def _items(text: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(text)) if text.strip() else ()
