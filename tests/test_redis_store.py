@@ -352,3 +352,18 @@ def test_migrate_store_copies_a_sqlite_store_into_redis(tmp_path: pathlib.Path, 
     finished = moved.complete(held["id"])
     assert finished.get_json()["order"]["order_number"] == "#1002"  # numbering goes on
     assert state.adapter.ledger.sold("item_456") == 5
+
+
+def test_rate_limits_are_counted_in_the_stores_redis_across_instances(tmp_path: pathlib.Path,
+                                                                      redis_url: str) -> None:
+    """Two app instances on one Redis store share the rate-limit counters: the
+    limit holds for the agent, not per instance."""
+    first, second = (build_app(tmp_path / name, ACP_STORE_URL=redis_url, ACP_REDIS_URL="",
+                               ACP_RATE_LIMIT_PER_AGENT="3/minute", ACP_RATE_LIMIT_PER_IP="",
+                               ACP_RATE_LIMIT_COMPLETE_PER_AGENT="", ACP_RATE_LIMIT_COMPLETE_PER_SESSION="")
+                     for name in ("one", "two"))
+    a, b = Agent(first.test_client()), Agent(second.test_client())
+    assert [a.create().status_code, b.create().status_code, a.create().status_code] == [201, 201, 201]
+    refused = b.create()
+    assert refused.status_code == 429
+    assert refused.get_json()["code"] == "rate_limit_exceeded"

@@ -12,6 +12,7 @@ from redis.crc import key_slot
 from flask_acp.store import open_storage
 from flask_acp.store import parse_store_url
 from flask_acp.store._redis import SHARD_TAGS
+from flask_acp.store._redis import limits_url
 from flask_acp.store._redis import parse_redis_url
 from flask_acp.store._redis import shard_of
 from flask_acp.store.sqlite import SQLiteSessions
@@ -44,6 +45,19 @@ def test_redis_url_forms() -> None:
     assert "sp" not in sentinel.safe
     cluster = parse_redis_url("rediss+cluster://n1:7000,n2:7001")
     assert (cluster.topology, cluster.tls, cluster.hosts) == ("cluster", True, (("n1", 7000), ("n2", 7001)))
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("redis://:pw@h:6380/2?key_prefix=x:&wait_replicas=1", "redis://:pw@h:6380/2"),
+    ("rediss://u:p%40ss@h/0", "rediss://u:p%40ss@h:6379/0"),
+    ("unix:///run/redis.sock?db=3&socket_timeout=2", "redis+unix:///run/redis.sock?db=3"),
+    ("redis+sentinel://s1:26379,s2:26380/shop/1?key_prefix=a:", "redis+sentinel://s1:26379,s2:26380/shop"),
+    ("redis+cluster://n1:7000,n2:7001?key_prefix=a:", "redis+cluster://n1:7000,n2:7001"),
+    ("rediss+cluster://n1:7000", None),
+    ("redis+sentinel://s1:26379/shop?sentinel_password=x", None),
+])
+def test_the_rate_limits_get_the_stores_redis_in_their_own_url_form(url: str, expected: str | None) -> None:
+    assert limits_url(url) == expected
 
 
 def test_shard_tags_spread_over_the_slots() -> None:
