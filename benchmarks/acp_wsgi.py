@@ -28,6 +28,8 @@ app = Flask(__name__, instance_path=_instance)
 app.config.update(
     ACP_AGENTS={name: {"api_keys": [token]}},
     ACP_ALLOW_INSECURE_LOOPBACK=True,
+    ACP_FORCE_INSECURE_LOOPBACK=True,  # plain HTTP from the local benchmark clients
+    ACP_API_BASE_URL="https://shop.example",
     ACP_LINKS=[{"type": "terms_of_use", "url": "https://shop.example/terms"}],
     ACP_REDIS_URL="",  # no RQ: with no agent webhook_url the events stay in the outbox
     # the limits are counted (their cost is part of what is measured) but never reached:
