@@ -181,8 +181,12 @@ class RedisClusterServers:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self) -> RedisClusterServers:
-        for node in self.nodes:
-            node.start()
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:  # (a skip or a failure) no node is left running
+            self.stop()
+            raise
         cli = _binary("redis-cli")
         created = subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in self.nodes),
@@ -239,6 +243,13 @@ class SentinelGroup:
         return f"redis+sentinel://{hosts}/{self.service}/0" + (f"?{query}" if query else "")
 
     def start(self) -> SentinelGroup:
+        try:
+            return self._start()
+        except BaseException:  # (a skip or a failure) nothing is left running
+            self.stop()
+            raise
+
+    def _start(self) -> SentinelGroup:
         self.master.start()
         for replica in self.replicas:
             replica.start()
