@@ -93,6 +93,8 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
                 "ACP_REDIS_URL", *PLATFORM_KEYS):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
+    if os.environ.get("ACP_REDIS_URL") == "":  # "" says: the delivery thread, not RQ on the store's Redis
+        app.config["ACP_REDIS_URL"] = ""
     app.config.setdefault("ACP_AGENTS", _agents(os.environ.get("ACP_API_KEYS")))
     app.config.setdefault("ACP_ALLOW_INSECURE_LOOPBACK", True)
     app.config.setdefault("ACP_FORCE_INSECURE_LOOPBACK", True)  # a local demo, never production

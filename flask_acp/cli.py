@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 import typing as t
 
@@ -118,7 +119,7 @@ def register(cli: click.Group) -> None:
         try:
             report = copy_sqlite_to_redis(state.settings.sqlite_path, target,
                                           idempotency_ttl=state.settings.idempotency_ttl, progress=click.echo)
-        except ValueError as exc:
+        except (ValueError, sqlite3.Error) as exc:
             raise click.ClickException(str(exc)) from None
         except ACPError as exc:
             raise click.ClickException(f"{exc.message} (the copy may be partial: delete the target's keys "

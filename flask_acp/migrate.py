@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import json
+import pathlib
 import sqlite3
 import time
 import typing as t
@@ -98,7 +99,8 @@ def copy_sqlite_to_redis(sqlite_path: str, redis_url: str, *, idempotency_ttl: f
     outbox = t.cast(RedisOutbox, storage.outbox)
     inbound = t.cast(RedisInboundLog, storage.inbound)
     counts: dict[str, int] = {}
-    db = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    # a file: URI from the resolved path (quoted: '?', '#', '%' and '//tmp' are plain path text)
+    db = sqlite3.connect(pathlib.Path(sqlite_path).resolve().as_uri() + "?mode=ro", uri=True)
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 

@@ -367,3 +367,22 @@ def test_rate_limits_are_counted_in_the_stores_redis_across_instances(tmp_path: 
     refused = b.create()
     assert refused.status_code == 429
     assert refused.get_json()["code"] == "rate_limit_exceeded"
+
+
+def test_migrate_store_reads_any_sqlite_path(tmp_path: pathlib.Path, redis_url: str) -> None:
+    """The SQLite file's path is plain text in the URI migrate-store opens:
+    '?', '#', '%' and a doubled leading slash neither break it nor trace back."""
+    odd = tmp_path / "odd ?#% dir"
+    odd.mkdir()
+    old = build_app(tmp_path, ACP_SQLITE_PATH=str(odd / "acp?#%.sqlite3"), ACP_WEBHOOK_DELIVERY_THREAD=False)
+    agent = Agent(old.test_client())
+    agent.ready_session()
+    result = old.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", redis_url])
+    assert result.exit_code == 0, result.output
+    assert "sessions=1" in result.output
+    doubled = build_app(tmp_path / "d", ACP_SQLITE_PATH="/" + str(tmp_path / "d.sqlite3"),
+                        ACP_WEBHOOK_DELIVERY_THREAD=False)
+    target = redis_url + "?key_prefix=d:"
+    result = doubled.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", target])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
