@@ -44,6 +44,7 @@ from .inbound import takes_webhooks
 from .mcp import SDK_MISSING
 from .mcp import cli as mcp_cli
 from .mcp import sdk_available
+from .ops import routes as health_routes
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
@@ -178,6 +179,8 @@ class ACP:
             from .mcp.routes import make_blueprint as make_mcp_blueprint
 
             app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
+        if settings.health_enabled:
+            app.register_blueprint(health_routes.make_blueprint(settings.healthz_path, settings.readyz_path))
 
     def _adapter_class(self, config: cabc.Mapping[str, t.Any]
                        ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:
