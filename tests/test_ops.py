@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 import sys
 import typing as t
@@ -15,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flask_acp.testing import FakePaymentProcessor
 
+from .conftest import ADDRESS
 from .conftest import AGENT_KEY
+from .conftest import OTHER_KEY
 from .conftest import Agent
 from .conftest import build_app
 from .conftest import serve_app
@@ -169,3 +172,58 @@ def test_metrics_without_prometheus_client_is_one_clear_error(tmp_path: pathlib.
                         else _find_spec(name, *a))
     with pytest.raises(RuntimeError, match=r"ACP_METRICS_ENABLED: .*pip install 'flask-acp\[metrics\]'"):
         build_app(tmp_path, ACP_METRICS_ENABLED=True)
+
+
+# --- read-only CLI views -------------------------------------------------------------------------
+
+
+def _cli(app: t.Any, *args: str) -> str:
+    result = CliRunner().invoke(app.cli, ["acp", *args], obj=ScriptInfo(create_app=lambda: app))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cli_views_newest_first_filtered_masked(tmp_path: pathlib.Path) -> None:
+    app = build_app(tmp_path)
+    agent = Agent(app.test_client())
+    first = agent.ready_session()
+    assert agent.complete(first["id"]).status_code == 200
+    email = "jane.doe@example.com"
+    second = agent.ready_session([{"id": "item_123", "quantity": 2}])
+    assert agent.post(f"/checkout_sessions/{second['id']}", {"buyer": {
+        "first_name": "Jane", "last_name": "Doe", "email": email}}).status_code == 200
+    other = Agent(app.test_client(), OTHER_KEY).create().get_json()
+
+    rows = [json.loads(line) for line in _cli(app, "sessions", "list", "--json").splitlines()]
+    assert [r["id"] for r in rows] == [other["id"], second["id"], first["id"]]
+    assert rows[1]["buyer_email"] == "j***@example.com"
+    assert [r["id"] for r in map(json.loads, _cli(app, "sessions", "list", "--json", "--status",
+                                                  "completed").splitlines())] == [first["id"]]
+    assert [r["id"] for r in map(json.loads, _cli(app, "sessions", "list", "--json", "--agent", "agent-two",
+                                                  ).splitlines())] == [other["id"]]
+    assert len(_cli(app, "sessions", "list", "--limit", "1").splitlines()) == 2  # header + 1
+    shown = _cli(app, "sessions", "show", second["id"])
+    assert json.loads(shown)["line_items"] == [{"id": "item_123", "quantity": 2}]
+    assert email not in shown
+    assert ADDRESS["line_one"] not in shown
+    assert json.loads(shown)["ship_to_country"] == ADDRESS["country"]
+    missing = CliRunner().invoke(app.cli, ["acp", "sessions", "show", "cs_nope"],
+                                 obj=ScriptInfo(create_app=lambda: app))
+    assert missing.exit_code != 0
+    assert "no checkout session" in missing.output
+
+    orders = [json.loads(line) for line in _cli(app, "orders", "list", "--json").splitlines()]
+    assert [o["checkout_session_id"] for o in orders] == [first["id"]]
+    assert orders[0]["total"] > 0
+    assert orders[0]["currency"] == "usd"
+    assert _cli(app, "orders", "list", "--json", "--status", "shipped") == ""
+    table = _cli(app, "orders", "list").splitlines()
+    assert table[0].split("\t")[:3] == ["order_id", "status", "total"]
+
+    stock = {r["item_id"]: r for r in map(json.loads, _cli(app, "stock", "--json").splitlines())}
+    item = stock["item_123"]
+    assert item["sold"] == 1
+    assert item["held"] >= 2  # the open session's hold
+    assert item["on_hand"] == 100
+    assert item["available"] == 100 - item["sold"] - item["held"]
+    assert list(map(json.loads, _cli(app, "stock", "--json", "--item", "item_123").splitlines())) == [item]
