@@ -18,7 +18,13 @@ Environment:
 - ``ACP_API_KEYS``: ``name:token`` pairs, comma-separated (a name may appear
   twice during key rotation). Unset: a demo key is printed at start-up.
 - ``ACP_STORE_URL`` (``sqlite:///abs/path``, ``sqlite:relative/to/instance``) or
-  ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``).
+  ``ACP_SQLITE_PATH``: the SQLite file (default ``instance/acp.sqlite3``). Or a
+  Redis shared by several app servers (``redis://host:6379/0``, ``rediss://``,
+  ``unix://``, ``redis+sentinel://``, ``redis+cluster://``): sessions, idempotency
+  keys, locks, stock holds and the order-event outbox then live there, and the
+  order webhooks go through RQ on the same Redis (run ``flask --app example_app
+  acp worker``) unless ``ACP_REDIS_URL`` names another one (``""``: a delivery
+  thread in each app process). ``flask --app example_app acp doctor`` checks it.
 - ``ACP_CATALOG_FILE``, ``ACP_STORE_FILE``: catalog adapter data.
 - ``ACP_ADAPTER=shopify`` with ``SHOPIFY_SHOP_URL`` and ``SHOPIFY_ACCESS_TOKEN`` (or
   ``SHOPIFY_CLIENT_ID``/``SHOPIFY_CLIENT_SECRET``); ``ACP_ADAPTER=woocommerce`` with
@@ -45,6 +51,8 @@ import typing as t
 from flask import Flask
 
 from flask_acp import ACP
+from flask_acp.store import is_redis
+from flask_acp.store import safe_store_url
 from flask_acp.testing.fake_stripe import DEFAULT_API_KEY
 from flask_acp.testing.fake_stripe import ensure_fake_stripe
 
@@ -103,7 +111,7 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
         app.config["ACP_STRIPE_SECRET_KEY"] = DEFAULT_API_KEY
         app.config["ACP_STRIPE_MERCHANT_ID"] = "acct_demo"
         fake_port = int(os.environ.get("FAKE_STRIPE_PORT", "12111"))
-        app.config["ACP_STRIPE_API_BASE"] = ensure_fake_stripe(fake_port)
+        app.config["ACP_STRIPE_API_BASE"] = ensure_fake_stripe(fake_port, account_id="acct_demo")
     ACP(app)
     return app
 
@@ -118,7 +126,10 @@ if __name__ == "__main__":
         stripe = f"a FAKE Stripe at {stripe}: no real money moves"
     store = app.extensions["acp"].adapter.name
     store = "embedded catalog" if store == "catalog" else f"the {store} adapter"
-    print(f"flask-acp demo on http://{host}:{port}: {store}, SQLite, payments through {stripe}",
+    url = app.config["ACP_STORE_URL"]
+    where = (f"Redis at {safe_store_url(url)}" if is_redis(url)
+             else f"SQLite at {app.config['ACP_SQLITE_PATH']}")
+    print(f"flask-acp demo on http://{host}:{port}: {store}, state in {where}, payments through {stripe}",
           file=sys.stderr)
     print("Plain HTTP is accepted from loopback clients only: this is a local demo.", file=sys.stderr)
     if not os.environ.get("ACP_API_KEYS"):

@@ -271,8 +271,11 @@ def _client(cfg: dict[str, t.Any], ready_q: t.Any, go: t.Any, start: t.Any, out_
             "line_items": [{"id": pool_items[sid], "quantity": q}],
             "fulfillment_details": {"address": ADDRESS}}).encode()
             for sid in pool for q in range(1, 6)}
-        complete_body = json.dumps({"payment_data": {"handler_id": "card_tokenized", "instrument": {
-            "type": "card", "credential": {"type": "spt", "token": "spt_bench"}}}}).encode()
+        def complete_body(session_id: str) -> bytes:
+            # a credential is bound to the first session that presents it: one token per session
+            token = "spt_bench_" + session_id.removeprefix("cs_")
+            return json.dumps({"payment_data": {"handler_id": "card_tokenized", "instrument": {
+                "type": "card", "credential": {"type": "spt", "token": token}}}}).encode()
 
         def one(i: int) -> tuple[bool | None, int, int]:
             """-> (ok, status, body bytes); ok None = nothing left to send."""
@@ -291,7 +294,8 @@ def _client(cfg: dict[str, t.Any], ready_q: t.Any, go: t.Any, start: t.Any, out_
                 return r.status_code == 200, r.status_code, len(r.content)
             if not ready:
                 return None, 0, 0
-            r = s.post(f"{url}/checkout_sessions/{ready.pop()}/complete", data=complete_body,
+            sid = ready.pop()
+            r = s.post(f"{url}/checkout_sessions/{sid}/complete", data=complete_body(sid),
                        headers=headers(), timeout=REQUEST_TIMEOUT)
             ok = r.status_code == 200 and b'"status":"completed"' in r.content
             return ok, r.status_code, len(r.content)

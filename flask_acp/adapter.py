@@ -222,6 +222,15 @@ class PlatformAdapter(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP sessions, connections)."""
 
+    def check_connection(self) -> str:
+        """One cheap authenticated call to the platform, for ``flask acp
+        doctor``: a short description of what answered (``shop "X", currency
+        USD``). Default: nothing to call.
+
+        :raises AdapterError: the platform refused the credentials or did not answer.
+        """
+        return "no platform to call"
+
 
 def choose_fulfillment(
     options: cabc.Sequence[FulfillmentOption],

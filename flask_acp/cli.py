@@ -8,7 +8,10 @@
   ``flask acp stock``: read-only views, newest first, ``--json`` for one
   JSON object per line; buyer e-mails masked, no address, token or secret.
 - ``flask acp worker``, ``flask acp events list|replay``: order webhook
-  delivery (:mod:`flask_acp.webhooks.cli`).
+  delivery (:mod:`flask_acp.webhooks.cli`);
+- ``flask acp doctor``: check the configuration and connections (:mod:`flask_acp.doctor`);
+- ``flask acp migrate-store --to URL``: copy this app's store into another one
+  (:mod:`flask_acp.store.migrate`).
 """
 
 from __future__ import annotations
@@ -155,6 +158,48 @@ def register(cli: click.Group) -> None:
         except Exception as exc:  # Redis down: a later sweep queues them
             raise click.ClickException(f"webhook events not queued: {type(exc).__name__}: {exc}") from None
         click.echo(f"webhooks_queued={queued}")
+
+    @cli.command("doctor")
+    def doctor() -> None:
+        """Check the configuration and every connection (store, queue, Stripe, agents'
+        webhook URLs, the platform, clock skew) and print what to fix; exit 1 on any error."""
+        from flask import current_app
+
+        from .doctor import diagnose
+
+        findings = diagnose(_state(), current_app.config, debug=current_app.debug or current_app.testing)
+        for finding in findings:
+            click.echo(finding.line())
+        errors = sum(1 for f in findings if f.level == "error")
+        warnings = sum(1 for f in findings if f.level == "warn")
+        click.echo(f"{errors} error(s), {warnings} warning(s)")
+        if errors:
+            raise SystemExit(1)
+
+    @cli.command("migrate-store")
+    @click.option("--to", "target", required=True, metavar="URL",
+                  help="The Redis store to copy into (ACP_STORE_URL form), under an empty key prefix.")
+    def migrate_store(target: str) -> None:
+        """Copy this app's SQLite store (sessions and their orders, idempotency responses,
+        the order-event outbox, the inbound-webhook log, the catalog's stock and orders) into a
+        Redis store. Stop every app server and worker first; then point ACP_STORE_URL at TARGET."""
+        from .migrate import copy_sqlite_to_redis
+        from .store import is_redis
+
+        state = _state()
+        if is_redis(state.settings.store_url):
+            raise click.ClickException("this app's store is Redis already; migrate-store copies a SQLite "
+                                       "store")
+        try:
+            report = copy_sqlite_to_redis(state.settings.sqlite_path, target,
+                                          idempotency_ttl=state.settings.idempotency_ttl, progress=click.echo)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ACPError as exc:
+            raise click.ClickException(f"{exc.message} (the copy may be partial: delete the target's keys "
+                                       "and run it again)") from None
+        click.echo(f"copied: {report.line()}")
+        click.echo(f"now set ACP_STORE_URL={target} on every app server and worker, and start them")
 
     @cli.command("demo-purchase")
     @click.option("--base-url", required=True, help="The ACP server, e.g. http://127.0.0.1:8000")

@@ -33,8 +33,10 @@ from marshmallow import validate
 from marshmallow import validates_schema
 
 from . import signing
+from .store import is_redis
 from .store import parse_store_url
 from .store import sqlite_url
+from .store._redis import parse_redis_url
 
 if t.TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -307,6 +309,19 @@ def _check_store_url(url: str) -> None:
         raise ValidationError(str(exc)) from None
 
 
+def _check_queue_url(url: str | None) -> None:
+    if not url:
+        return
+    try:
+        parsed = parse_redis_url(url)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    if parsed.topology == "cluster":
+        raise ValidationError("RQ cannot use a Redis Cluster: name a single Redis or a Sentinel "
+                              "(redis://, rediss://, unix://, redis+sentinel://), or set it to \"\" for the "
+                              "delivery thread")
+
+
 def _seconds(minimum: float) -> validate.Range:
     return validate.Range(min=minimum)
 
@@ -358,11 +373,16 @@ class Settings:
         default_doc="`sqlite://` + the `ACP_SQLITE_PATH` file",
         doc="Where sessions, locks, idempotency records, the order-event outbox and the inbound-webhook "
             "log live: `sqlite:///abs/path.sqlite3`, or `sqlite:rel/path.sqlite3` relative to the "
-            "instance folder. It wins over `ACP_SQLITE_PATH` (a warning says the latter is ignored, "
-            "and the catalog's stock then goes to the URL's file too); `redis://` is reserved (not yet "
-            "supported). `ACP(store=...)` takes a ready `flask_acp.store.Storage` instead.")
+            "instance folder; or a Redis shared by several app servers: `redis://[:pw@]host:6379/0`, "
+            "`rediss://…` (TLS), `unix:///path/redis.sock`, `redis+sentinel://host:26379,host2:26379/"
+            "<master name>/0`, `redis+cluster://host:7000,host2:7001`, with options `?key_prefix=acp:` "
+            "(default), `wait_replicas=N` (`WAIT` for N replicas after each write), `wait_timeout`, "
+            "`socket_timeout`, `connect_timeout` (seconds), `sentinel_password` (see \"Scaling out\"). "
+            "It wins over `ACP_SQLITE_PATH` (a warning says the latter is ignored); the catalog's stock "
+            "goes to the same file or Redis. `ACP(store=...)` takes a ready `flask_acp.store.Storage` "
+            "instead.")
     sqlite_path: str = setting(
-        "ACP_SQLITE_PATH", fields.String(validate=validate.Length(min=1)), None, unit="path",
+        "ACP_SQLITE_PATH", fields.String(allow_none=True, validate=validate.Length(min=1)), None, unit="path",
         default_doc="`<instance_path>/acp.sqlite3`",
         doc="SQLite file (relative: to the working directory) for sessions, idempotency records, "
             "locks, the outbox and the catalog's stock, when `ACP_STORE_URL` is unset.")
@@ -492,12 +512,12 @@ class Settings:
         604800, unit="seconds",
         doc="`flask acp sweep` forgets inbound webhook ids and seen request signatures older than this.")
     redis_url: str | None = setting(
-        "ACP_REDIS_URL",
-        fields.String(allow_none=True, validate=validate.Regexp(
-            r"^(redis|rediss|unix)://", error="must be a redis://, rediss:// or unix:// URL")),
-        None,
-        doc="`redis://`, `rediss://` or `unix://`: order webhooks are delivered by RQ workers "
-            "(`flask acp worker`). Unset: by a thread in each app process.")
+        "ACP_REDIS_URL", fields.String(allow_none=True, validate=_check_queue_url), None,
+        default_doc="the store's Redis, if any",
+        doc="`redis://`, `rediss://`, `unix://` or `redis+sentinel://`: order webhooks are delivered by "
+            "RQ workers (`flask acp worker`). Unset: the Redis of `ACP_STORE_URL` when it names a single "
+            "server or a Sentinel (RQ cannot use a Cluster); with a SQLite store, or set to `\"\"`: by a "
+            "thread in each app process.")
     webhook_queue: str = setting(
         "ACP_WEBHOOK_QUEUE", fields.String(validate=validate.Length(min=1)), "acp-webhooks",
         doc="RQ queue name.")
@@ -606,7 +626,8 @@ def _resolve_storage(config: cabc.MutableMapping[str, t.Any], instance_path: str
     """``ACP_STORE_URL`` wins over ``ACP_SQLITE_PATH``; a relative ``sqlite:``
     URL starts at the instance folder, a relative ``ACP_SQLITE_PATH`` at the
     working directory. Afterwards both keys name the same SQLite file (the
-    catalog's stock lives there too)."""
+    catalog's stock lives there too). A Redis store URL (single server or
+    Sentinel) is also the RQ queue's unless ``ACP_REDIS_URL`` is set."""
     url = config.get("ACP_STORE_URL")
     if url is not None:
         if config.get("ACP_SQLITE_PATH") is not None:
@@ -618,6 +639,12 @@ def _resolve_storage(config: cabc.MutableMapping[str, t.Any], instance_path: str
         if scheme == "sqlite":
             config["ACP_STORE_URL"] = sqlite_url(target)
             config["ACP_SQLITE_PATH"] = target
+        elif is_redis(target) and config.get("ACP_REDIS_URL") is None:
+            if parse_redis_url(target).topology == "cluster":
+                log.info("order webhooks: RQ cannot use the Redis Cluster of ACP_STORE_URL; they are "
+                         "delivered by a thread in each app process unless ACP_REDIS_URL names a Redis")
+            else:
+                config["ACP_REDIS_URL"] = target
         return
     if config.get("ACP_SQLITE_PATH") is None:
         config["ACP_SQLITE_PATH"] = os.path.join(instance_path, "acp.sqlite3")

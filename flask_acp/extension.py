@@ -311,7 +311,10 @@ def adapter_class(name: str) -> type[PlatformAdapter]:
         if name not in found:
             raise LookupError(f"unknown adapter {name!r}; installed: {sorted(found)} "
                               "(or give a 'module:Class' path)")
-        cls = found[name].load()
+        try:
+            cls = found[name].load()
+        except ImportError as exc:  # a package the adapter needs is missing
+            raise LookupError(f"adapter {name!r} cannot be loaded: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, PlatformAdapter)):
         raise LookupError(f"{name!r} is not a flask_acp.adapter.PlatformAdapter subclass")
     return cls

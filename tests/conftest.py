@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import hashlib
 import json
+import os
 import pathlib
 import threading
 import typing as t
@@ -18,6 +20,8 @@ from werkzeug.test import TestResponse
 from flask_acp import ACP
 from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing import acp_headers
+from tests.redis_servers import redis_cluster  # noqa: F401 - session fixtures shared by every module
+from tests.redis_servers import redis_single  # noqa: F401
 from tests.spec import validate_response
 
 pytest.register_assert_rewrite("flask_acp.testing.storage_contract")
@@ -65,6 +69,12 @@ def build_app(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
     if config.get("TESTING") is False:  # a production-like app: its public URL is known
         config.setdefault("ACP_API_BASE_URL", "https://shop.example")
     store = config.pop("store", None)
+    if os.environ.get("ACP_TEST_REDIS_URL") and store is None and "ACP_STORE_URL" not in config:
+        # the suite on a Redis store: ACP_TEST_REDIS_URL=redis://127.0.0.1:6390/0 pytest (one key
+        # prefix per test folder, as one SQLite file; tests that read SQLite files fail)
+        prefix = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]
+        config["ACP_STORE_URL"] = f"{os.environ['ACP_TEST_REDIS_URL']}?key_prefix=t{prefix}:"
+        config.setdefault("ACP_REDIS_URL", "")
     processor = config.pop("payment_processor", None)
     if processor is None:
         processor = FakePaymentProcessor()

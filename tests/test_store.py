@@ -7,9 +7,14 @@ import sqlite3
 import typing as t
 
 import pytest
+from redis.crc import key_slot
 
 from flask_acp.store import open_storage
 from flask_acp.store import parse_store_url
+from flask_acp.store._redis import SHARD_TAGS
+from flask_acp.store._redis import limits_url
+from flask_acp.store._redis import parse_redis_url
+from flask_acp.store._redis import shard_of
 from flask_acp.store.sqlite import SQLiteSessions
 from tests.conftest import build_app
 
@@ -19,13 +24,60 @@ def test_store_url_forms(tmp_path: pathlib.Path) -> None:
     assert parse_store_url("sqlite:data/acp.sqlite3", base_dir="/srv/instance") == (
         "sqlite", "/srv/instance/data/acp.sqlite3")
     assert parse_store_url("SQLITE:///x.db") == ("sqlite", "/x.db")
+    assert parse_store_url("redis://localhost:6379/0") == ("redis", "redis://localhost:6379/0")
+
+
+def test_redis_url_forms() -> None:
+    url = parse_redis_url("redis://:s3cret@cache.internal:6380/2?key_prefix=shop1:&socket_timeout=3")
+    assert (url.topology, url.hosts, url.db, url.password, url.key_prefix, url.socket_timeout) == (
+        "single", (("cache.internal", 6380),), 2, "s3cret", "shop1:", 3.0)
+    assert url.safe == "redis://:***@cache.internal:6380/2?key_prefix=shop1:&socket_timeout=3"
+    assert parse_redis_url("rediss://cache.internal").tls
+    assert parse_redis_url("redis://cache.internal").hosts == (("cache.internal", 6379),)
+    unix = parse_redis_url("unix:///run/redis.sock?db=3")
+    assert (unix.unix_path, unix.db) == ("/run/redis.sock", 3)
+    sentinel = parse_redis_url("redis+sentinel://u:pw@s1:26379,s2,s3:26380/shop/1?wait_replicas=1"
+                               "&sentinel_password=sp")
+    assert (sentinel.topology, sentinel.hosts, sentinel.service, sentinel.db, sentinel.username) == (
+        "sentinel", (("s1", 26379), ("s2", 26379), ("s3", 26380)), "shop", 1, "u")
+    assert (sentinel.password, sentinel.sentinel_password, sentinel.wait_replicas) == ("pw", "sp", 1)
+    assert "pw" not in sentinel.safe
+    assert "sp" not in sentinel.safe
+    cluster = parse_redis_url("rediss+cluster://n1:7000,n2:7001")
+    assert (cluster.topology, cluster.tls, cluster.hosts) == ("cluster", True, (("n1", 7000), ("n2", 7001)))
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("redis://:pw@h:6380/2?key_prefix=x:&wait_replicas=1", "redis://:pw@h:6380/2"),
+    ("rediss://u:p%40ss@h/0", "rediss://u:p%40ss@h:6379/0"),
+    ("unix:///run/redis.sock?db=3&socket_timeout=2", "redis+unix:///run/redis.sock?db=3"),
+    ("redis+sentinel://s1:26379,s2:26380/shop/1?key_prefix=a:", "redis+sentinel://s1:26379,s2:26380/shop"),
+    ("redis+cluster://n1:7000,n2:7001?key_prefix=a:", "redis+cluster://n1:7000,n2:7001"),
+    ("rediss+cluster://n1:7000", None),
+    ("redis+sentinel://s1:26379/shop?sentinel_password=x", None),
+])
+def test_the_rate_limits_get_the_stores_redis_in_their_own_url_form(url: str, expected: str | None) -> None:
+    assert limits_url(url) == expected
+
+
+def test_shard_tags_spread_over_the_slots() -> None:
+    """Shard i's hash tag lies in the i-th sixteenth of the 16384 slots, so the
+    shards spread evenly over the masters of any cluster."""
+    assert [key_slot(tag.encode()) // 1024 for tag in SHARD_TAGS] == list(range(16))
+    assert shard_of("cs_1") == key_slot(b"cs_1") // 1024
 
 
 @pytest.mark.parametrize(("url", "message"), [
     ("postgres://db/acp", "unknown storage scheme 'postgres'"),
     ("acp.sqlite3", "is not a storage URL"),
-    ("redis://localhost:6379/0", "redis:// storage is not yet supported"),
-    ("rediss://localhost:6379/0", "rediss:// storage is not yet supported"),
+    ("redis://h1:6379,h2:6379/0", "several hosts; use redis\\+sentinel:// or redis\\+cluster://"),
+    ("redis://localhost:6379/x", "database must be a number"),
+    ("redis://localhost:6379/0?pool=3", r"unknown option\(s\) \['pool'\]"),
+    ("redis+sentinel://localhost:26379", "names no master"),
+    ("redis+cluster://localhost:7000/2", "database 0 only"),
+    ("redis+cluster://localhost:7000?wait_replicas=1", "not supported on a Redis Cluster"),
+    ("redis://localhost?wait_replicas=1&wait_timeout=9", "socket_timeout must exceed wait_timeout"),
+    ("unix://", "names no socket"),
     ("sqlite://host/acp.sqlite3", "has a host part"),
     ("sqlite:", "names no file"),
     ("sqlite::memory:", "in-memory"),
@@ -64,7 +116,7 @@ def test_store_url_wins_over_sqlite_path(tmp_path: pathlib.Path, caplog: pytest.
 
 
 @pytest.mark.parametrize(("url", "message"), [
-    ("redis://localhost:6379/0", r"ACP_STORE_URL: redis:// storage is not yet supported"),
+    ("redis://localhost:6379/zero", r"ACP_STORE_URL: the Redis database must be a number"),
     ("mongodb://localhost/acp", r"ACP_STORE_URL: unknown storage scheme 'mongodb'"),
 ])
 def test_store_url_errors_name_the_key(tmp_path: pathlib.Path, url: str, message: str) -> None:

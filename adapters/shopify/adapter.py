@@ -1087,6 +1087,16 @@ class ShopifyAdapter(PlatformAdapter):
             self._currencies = ([own] if own else []) + sorted(others)
         return list(self._currencies)
 
+    def check_connection(self) -> str:
+        """The shop's currencies, read with the Admin API credentials (one
+        ``shop`` query, not cached).
+
+        :raises AdapterError: refused credentials (401/403) or no answer.
+        """
+        data = self.client.execute(queries.SHOP_CURRENCIES, operation_name="AcpShopCurrencies")
+        shop = t.cast(dict[str, t.Any], data.get("shop") or {})
+        return f"Admin API {self.client.api_version}: shop currency {shop.get('currencyCode')}"
+
     def close(self) -> None:
         """Close the HTTP session."""
         self.client.close()

@@ -895,6 +895,14 @@ class WooCommerceAdapter(PlatformAdapter):
                 return []
         return [self._currency] if self._currency else []
 
+    def check_connection(self) -> str:
+        """Lists one order through REST v3 with the consumer key (Basic auth).
+
+        :raises AdapterError: refused key (401/403) or no answer.
+        """
+        answer = self.client.request("GET", R + "/orders", params={"per_page": "1"})
+        return f"REST API v3 answered ({len(t.cast(list[t.Any], answer.data or []))} order read)"
+
     def close(self) -> None:
         """Close the HTTP session."""
         self.client.close()

@@ -39,22 +39,26 @@ from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ..errors import RateLimitedError
+from ..store import safe_store_url
+from ..store._redis import is_redis_url
+from ..store._redis import limits_url
 
 log = logging.getLogger("flask_acp")
 
-#: the ``ACP_STORE_URL`` / ``ACP_REDIS_URL`` schemes whose Redis also keeps the counters
-_REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "redis+unix"}
-
-
 def storage_url(explicit: str | None, *, store_url: str | None, redis_url: str | None) -> str:
     """The ``limits`` storage URL: ``ACP_RATE_LIMIT_STORAGE_URL`` when set, else the
-    Redis of ``ACP_STORE_URL``, else ``ACP_REDIS_URL``'s, else ``memory://``."""
+    Redis of ``ACP_STORE_URL``, else ``ACP_REDIS_URL``'s (single server, Sentinel
+    or Cluster, without flask-acp's URL options), else ``memory://``."""
     if explicit:
         return explicit
     for url in (store_url, redis_url):
-        scheme, sep, rest = (url or "").partition("://")
-        if sep and scheme.lower() in _REDIS_SCHEMES:
-            return f"{_REDIS_SCHEMES[scheme.lower()]}://{rest}"
+        if url and is_redis_url(url):
+            translated = limits_url(url)
+            if translated is not None:
+                return translated
+            log.warning("the rate limits cannot share %s (TLS to a Sentinel or a Cluster, or a sentinel "
+                        "password): they count per process; set ACP_RATE_LIMIT_STORAGE_URL",
+                        safe_store_url(url))
     return "memory://"
 
 

@@ -4,7 +4,9 @@
 * Prices are the feed's; stock, shipping, tax and order links come from the
   store file (:mod:`.store_rules`).
 * Holds, sales and orders live in ``acp_catalog_*`` tables of the SQLite file
-  (:mod:`.stock`), so several worker processes never oversell.
+  (:mod:`.stock`), so several worker processes never oversell; or, when
+  ``ACP_STORE_URL`` is a Redis, in that Redis (:mod:`.stock_redis`), so
+  several app servers never oversell.
 
 Quoting rules:
 
@@ -53,10 +55,12 @@ from flask_acp.models import Order
 from flask_acp.models import PaymentRecord
 from flask_acp.models import PricedLine
 from flask_acp.models import Quote
+from flask_acp.store import is_redis
 
 from .feed import CatalogItem
 from .feed import load_feed
-from .stock import StockLedger
+from .ledger import Ledger
+from .ledger import open_ledger
 from .store_rules import DIGITAL_OPTION_ID
 from .store_rules import load_store
 from .store_rules import tax_amount
@@ -102,7 +106,8 @@ def _existing_file(value: str) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CatalogSettings:
-    """The catalog's own keys (its stock lives in the core's ``ACP_SQLITE_PATH``)."""
+    """The catalog's own keys (its stock lives with the core's store: the
+    ``ACP_SQLITE_PATH`` file, or the Redis of ``ACP_STORE_URL``)."""
 
     catalog_file: pathlib.Path = setting(
         "ACP_CATALOG_FILE", fields.String(validate=_existing_file), str(DEMO_FEED), unit="path",
@@ -122,8 +127,9 @@ class CatalogAdapter(PlatformAdapter):
 
     :param feed_path: ACP product feed, ``.json`` or ``.jsonl`` (see :mod:`.feed`).
     :param store_path: store file (see :mod:`.store_rules`).
-    :param db_path: SQLite file for holds, sales and orders (may be shared
-        with the session store).
+    :param db_path: where holds, sales and orders live (:func:`.ledger.open_ledger`):
+        a SQLite file (may be shared with the session store), a Redis storage
+        URL, or a ready :class:`.ledger.Ledger`.
     :param clock: returns the current aware UTC time (tests).
     :raises ValueError: a file is invalid, or they disagree (a price in
         another currency, a stock or digital entry naming no variant).
@@ -134,7 +140,7 @@ class CatalogAdapter(PlatformAdapter):
     settings_section = CATALOG_SETTINGS
 
     def __init__(self, feed_path: str | pathlib.Path, store_path: str | pathlib.Path,
-                 db_path: str | pathlib.Path, *,
+                 db_path: str | pathlib.Path | Ledger, *,
                  clock: cabc.Callable[[], dt.datetime] = _utcnow) -> None:
         self.items: dict[str, CatalogItem] = load_feed(feed_path)
         self.store = load_store(store_path)
@@ -148,23 +154,25 @@ class CatalogAdapter(PlatformAdapter):
             unknown = sorted(set(ids) - set(self.items))
             if unknown:
                 raise ValueError(f"store file {store_path}: {key} names unknown variants {unknown}")
-        self.ledger = StockLedger(str(db_path))
+        self.ledger: Ledger = open_ledger(db_path)
         self._clock = clock
 
     @classmethod
     def from_config(cls, config: cabc.Mapping[str, t.Any]) -> CatalogAdapter:
         """Build from the keys of :data:`CATALOG_SETTINGS` (``ACP_CATALOG_FILE``,
-        ``ACP_STORE_FILE``: the demo files by default) and the core's
-        ``ACP_SQLITE_PATH`` (required).
+        ``ACP_STORE_FILE``: the demo files by default) and the core's store:
+        the Redis of ``ACP_STORE_URL`` when it names one, else the SQLite file
+        ``ACP_SQLITE_PATH`` (then required).
 
         :raises ValueError: naming the missing key, the missing file's key, or
             the invalid file.
         """
-        db_path = config.get("ACP_SQLITE_PATH")
+        store_url = config.get("ACP_STORE_URL")
+        db_path = store_url if is_redis(store_url) else config.get("ACP_SQLITE_PATH")
         if not db_path:
             raise ValueError(
                 "ACP_SQLITE_PATH is required by the catalog adapter (SQLite file for stock"
-                " holds and orders)"
+                " holds and orders), unless ACP_STORE_URL names a Redis"
             )
         files = CATALOG_SETTINGS.load(config)
         return cls(files.catalog_file, files.store_file, db_path)
@@ -177,7 +185,7 @@ class CatalogAdapter(PlatformAdapter):
         Amounts in the result are minor units of the store currency; delivery
         times are aware UTC datetimes.
 
-        :raises sqlite3.Error: the stock database failed.
+        :raises StorageUnavailableError: the stock database failed.
         """
         now = self._clock()
         store = self.store
@@ -377,7 +385,7 @@ class CatalogAdapter(PlatformAdapter):
 
         :raises AdapterRejectedError: the hold expired and the stock is gone,
             or the session has nothing purchasable.
-        :raises sqlite3.Error: the stock database failed.
+        :raises StorageUnavailableError: the stock database failed.
         """
         wanted: dict[str, int] = {}
         for line in session.quote.lines:
@@ -404,15 +412,23 @@ class CatalogAdapter(PlatformAdapter):
         )
 
     def release(self, session: CheckoutSession) -> None:
-        """Delete the session's hold; idempotent. :raises sqlite3.Error: database failure."""
+        """Delete the session's hold; idempotent. :raises StorageUnavailableError: database failure."""
         self.ledger.release(session.id)
 
     def supported_currencies(self) -> list[str]:
         """``[store currency]``, lowercase."""
         return [self.store.currency]
 
+    def check_connection(self) -> str:
+        """The feed and the stock ledger (a read of the sold counters).
+
+        :raises StorageUnavailableError: the stock database failed.
+        """
+        self.ledger.held_counts()
+        return f"{len(self.items)} variants, stock in {type(self.ledger).__name__}"
+
     def close(self) -> None:
-        """Close this thread's SQLite connection."""
+        """Close this thread's SQLite connection (nothing for Redis: shared)."""
         self.ledger.close()
 
 

@@ -1,4 +1,7 @@
-"""Stock holds, sold counters and orders of the embedded catalog, in SQLite.
+"""Stock holds, sold counters and orders of the embedded catalog, in SQLite
+(:class:`StockLedger`). The Redis ledger, for several app servers, is
+:class:`~flask_acp.catalog.stock_redis.RedisStockLedger`; :mod:`.ledger`
+picks one.
 
 Tables (in the ``ACP_SQLITE_PATH`` file, next to the session store's)::
 

@@ -1,6 +1,6 @@
-"""Storage: the ports (:mod:`.base`), the SQLite implementation (:mod:`.sqlite`)
-and :func:`open_storage`, which picks an implementation from a URL
-(``ACP_STORE_URL``)."""
+"""Storage: the ports (:mod:`.base`), the SQLite implementation (:mod:`.sqlite`),
+the Redis implementation (:mod:`.redis`) and :func:`open_storage`, which picks
+an implementation from a URL (``ACP_STORE_URL``)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from .base import Sessions as Sessions
 from .base import StaleSessionError as StaleSessionError
 from .base import Storage as Storage
 
-#: URL schemes :func:`open_storage` knows, with what they need.
-SCHEMES = ("sqlite",)
-#: schemes reserved for implementations that are not there yet
-PLANNED_SCHEMES = ("redis", "rediss")
+#: URL schemes :func:`open_storage` knows
+SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+           "rediss+cluster")
+#: the schemes of the Redis storage (:mod:`flask_acp.store._redis` documents their forms)
+REDIS_SCHEMES = SCHEMES[1:]
 
 
 def sqlite_url(path: str) -> str:
@@ -35,21 +36,27 @@ def parse_store_url(url: str, *, base_dir: str | None = None) -> tuple[str, str]
 
     - ``sqlite:///abs/path.sqlite3``: the SQLite file at an absolute path;
     - ``sqlite:relative/path.sqlite3``: relative to ``base_dir`` (the app's
-      instance folder) or, without one, to the working directory.
+      instance folder) or, without one, to the working directory;
+    - ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+      ``redis+cluster://`` (and their ``rediss+`` forms): a Redis, see
+      :mod:`flask_acp.store._redis`.
 
-    :returns: ``(scheme, target)``; for ``sqlite`` the target is an absolute path.
+    :returns: ``(scheme, target)``; for ``sqlite`` the target is an absolute
+        path, for Redis the URL itself.
     :raises ValueError: the message says what is wrong and what to write instead:
-        no or unknown scheme, a scheme not supported yet (``redis://``), or a
-        malformed ``sqlite`` URL (a host part, no path, ``:memory:``).
+        no or unknown scheme, a malformed ``sqlite`` URL (a host part, no path,
+        ``:memory:``) or a malformed Redis URL.
     """
     scheme, sep, rest = url.partition(":")
     scheme = scheme.lower()
     if not sep or not scheme:
-        raise ValueError(f"{url!r} is not a storage URL; use sqlite:///<absolute path> or "
-                         "sqlite:<path relative to the instance folder>")
-    if scheme in PLANNED_SCHEMES:
-        raise ValueError(f"{scheme}:// storage is not yet supported (planned); use "
-                         "sqlite:///<absolute path> for now")
+        raise ValueError(f"{url!r} is not a storage URL; use sqlite:///<absolute path>, "
+                         "sqlite:<path relative to the instance folder> or redis://host:6379/0")
+    if scheme in REDIS_SCHEMES:
+        from ._redis import parse_redis_url
+
+        parse_redis_url(url)
+        return scheme, url
     if scheme not in SCHEMES:
         raise ValueError(f"unknown storage scheme {scheme!r} in {url!r}; supported: "
                          + ", ".join(f"{s}:" for s in SCHEMES))
@@ -75,15 +82,35 @@ def open_storage(url: str, *, base_dir: str | None = None) -> Storage:
 
     :param base_dir: the folder relative ``sqlite:`` paths start from (the
         app's instance folder); default: the working directory.
-    :raises ValueError: a bad, unknown or not yet supported URL.
-    :raises StorageUnavailableError: the database cannot be opened.
+    :raises ValueError: a bad or unknown URL.
+    :raises StorageUnavailableError: the SQLite database cannot be opened (a
+        Redis is not contacted before its first use).
     """
     scheme, target = parse_store_url(url, base_dir=base_dir)
     if scheme == "sqlite":
         from .sqlite import sqlite_storage
 
         return sqlite_storage(target)
-    raise AssertionError(scheme)  # pragma: no cover - parse_store_url knows every scheme
+    from .redis import redis_storage
+
+    return redis_storage(target)
+
+
+def safe_store_url(url: str) -> str:
+    """A storage URL fit for logs and messages: a Redis URL's passwords masked."""
+    if is_redis(url):
+        from ._redis import parse_redis_url
+
+        try:
+            return parse_redis_url(url).safe
+        except ValueError:
+            return url.partition("://")[0] + "://(malformed)"
+    return url
+
+
+def is_redis(url: str | None) -> bool:
+    """Whether a storage URL names a Redis (any of :data:`REDIS_SCHEMES`)."""
+    return bool(url) and str(url).partition(":")[0].lower() in REDIS_SCHEMES
 
 
 __all__ = [
@@ -99,7 +126,9 @@ __all__ = [
     "Sessions",
     "StaleSessionError",
     "Storage",
+    "is_redis",
     "open_storage",
     "parse_store_url",
+    "safe_store_url",
     "sqlite_url",
 ]

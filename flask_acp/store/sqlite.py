@@ -19,15 +19,15 @@ import collections.abc as cabc
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import time
-import uuid
 
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
+from ._holders import holder_is_dead
+from ._holders import new_owner
 from ._sqlite import SQLiteDatabase
 from .base import Fence
 from .base import IdempotencyOutcome
@@ -274,7 +274,7 @@ class SQLiteLocks(_Port):
 
     @contextlib.contextmanager
     def lock(self, name: str, *, lease: float, wait: float) -> cabc.Iterator[Fence]:
-        fence = Fence(name, f"{_HOLDER}|{uuid.uuid4().hex}")
+        fence = Fence(name, new_owner())
         deadline = time.monotonic() + wait
         delay = 0.005
         while True:
@@ -289,7 +289,7 @@ class SQLiteLocks(_Port):
                 acquired = cur.rowcount == 1
                 if not acquired:
                     row = db.execute("SELECT owner FROM acp_locks WHERE name = ?", (name,)).fetchone()
-                    if row is not None and _holder_is_dead(str(row[0])):
+                    if row is not None and holder_is_dead(str(row[0])):
                         db.execute("UPDATE acp_locks SET owner = ?, lease_until = ? WHERE name = ?"
                                    " AND owner = ?", (fence.owner, now + lease, name, row[0]))
                         acquired = True
@@ -326,7 +326,7 @@ class SQLiteIdempotencyRecords(_Port):
         """(See the port.) An in-flight claim whose holder is a process of this
         host that has ended is taken over at once, as a lock would be: a
         same-key retry after a crash does not wait out the lease."""
-        owner = f"{_HOLDER}|{uuid.uuid4().hex}"
+        owner = new_owner()
         with self._tx() as db:
             row = db.execute(
                 "SELECT fingerprint, state, status, body, headers, claimed_at, claimed_by"
@@ -353,7 +353,7 @@ class SQLiteIdempotencyRecords(_Port):
                 return IdempotencyOutcome("conflict")
             if state == "done":
                 return IdempotencyOutcome("replay", status, bytes(body), json.loads(headers))
-            if claimed_at + lease > now and not (claimed_by and _holder_is_dead(str(claimed_by))):
+            if claimed_at + lease > now and not (claimed_by and holder_is_dead(str(claimed_by))):
                 return IdempotencyOutcome("in_flight")
             db.execute(
                 "UPDATE acp_idempotency SET claimed_at = ?, claimed_by = ? WHERE scope = ? AND key = ?",
@@ -503,57 +503,3 @@ class SQLiteInboundLog(_Port):
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM acp_inbound_events WHERE received_at < ?", (before,)).rowcount
-
-
-def _process_start(pid: int) -> str:
-    """The start time of process ``pid`` in clock ticks since boot (Linux
-    ``/proc/<pid>/stat`` field 22), which tells a reused pid apart; ``""``
-    where ``/proc`` is not available, ``"-"`` when the process does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rpartition(")")[2].split()[19]
-    except FileNotFoundError:
-        return "-" if os.path.isdir("/proc/self") else ""
-    except (OSError, IndexError):
-        return ""
-
-
-def _holder() -> str:
-    return f"{socket.gethostname()}|{os.getpid()}|{_process_start(os.getpid())}"
-
-
-def _holder_is_dead(owner: str) -> bool:
-    """Whether a lock owner string names a process of this host that has
-    ended (or whose pid now belongs to another process). Owners on other hosts,
-    and any doubt, count as alive: their lease frees the lock."""
-    parts = owner.split("|")
-    if len(parts) != 4 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    started = _process_start(pid)
-    if started == "":  # no /proc: ask the kernel whether the pid exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
-    return started == "-" or (parts[2] != "" and started != parts[2])
-
-
-#: this process's holder prefix (recomputed after a fork: see ``os.register_at_fork``)
-_HOLDER = _holder()
-
-
-def _after_fork() -> None:
-    global _HOLDER
-    _HOLDER = _holder()
-
-
-os.register_at_fork(after_in_child=_after_fork)

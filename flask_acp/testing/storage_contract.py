@@ -51,7 +51,10 @@ import time
 import typing as t
 import uuid
 
-import pytest
+try:
+    import pytest
+except ModuleNotFoundError:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ModuleNotFoundError("the storage contract kit is a pytest suite: pip install pytest") from None
 
 from ..models import CheckoutSession
 from ..models import LineItemRequest

@@ -40,8 +40,6 @@ import time
 import typing as t
 
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry as RedisRetry
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.exceptions import NoSuchJobError
@@ -50,6 +48,8 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from ..config import Settings
+from ..store._redis import make_client
+from ..store._redis import parse_redis_url
 from ..store.base import Outbox
 from .outbox import PENDING
 
@@ -76,16 +76,20 @@ def job_id(event_id: str) -> str:
 
 
 def connect(url: str, *, fail_fast: bool = True) -> Redis:
-    """A Redis client for ``url``.
+    """A Redis client for ``url`` (``redis://``, ``rediss://``, ``unix://`` or
+    ``redis+sentinel://``: the master the sentinels name, found again after a
+    failover; the storage URL's options are accepted).
 
-    :param fail_fast: for the web process: 2 s connect / 5 s socket timeouts
-        and a single retry, so a Redis outage costs a completion milliseconds,
-        not the client library's default back-off.
+    :param fail_fast: for the web process: the URL's connect / socket timeouts
+        (2 s / 5 s by default) and a single retry, so a Redis outage costs a
+        completion milliseconds, not the client library's default back-off;
+        ``False`` (a worker): no read timeout.
+    :raises ValueError: a malformed URL, or a Redis Cluster (RQ needs one server).
     """
-    if fail_fast:
-        return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
-                              retry=RedisRetry(NoBackoff(), 1))
-    return Redis.from_url(url, socket_connect_timeout=5)
+    parsed = parse_redis_url(url)
+    if parsed.topology == "cluster":
+        raise ValueError("RQ cannot use a Redis Cluster; name a single Redis or a Sentinel")
+    return t.cast(Redis, make_client(parsed, timeouts=fail_fast))
 
 
 class WebhookQueue:

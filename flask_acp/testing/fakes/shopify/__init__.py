@@ -155,6 +155,11 @@ and helpers.
 
 from __future__ import annotations
 
+try:
+    import graphql  # noqa: F401 - checked here, before the modules that need it
+except ModuleNotFoundError:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ModuleNotFoundError("FakeShopify needs graphql-core: pip install 'flask-acp[testing]'") from None
+
 from .execution import SCHEMA_PATH as SCHEMA_PATH
 from .model import DEFAULT_WEBHOOK_TOPICS as DEFAULT_WEBHOOK_TOPICS
 from .model import DEMO_SEED as DEMO_SEED

@@ -33,6 +33,8 @@ so an unknown or misspelt parameter fails like on Stripe, naming the ``param``):
 * ``GET /v1/payment_intents/search``: only ``query=metadata['key']:'value'``
 * ``POST /v1/refunds``, ``GET /v1/refunds/{id}``: refunds sum to <= ``amount_received``
 * ``GET /v1/charges/{id}``
+* ``GET /v1/account``: the key's account (``id`` = the ``account_id`` given, default
+  ``acct_fake``), as ``flask acp doctor`` reads it
 * ``GET /v1/shared_payment/granted_tokens/{id}``
 * ``POST /v1/test_helpers/shared_payment/granted_tokens``: mint a token
   (``payment_method=pm_card_*``, ``usage_limits[currency|max_amount|expires_at]``,

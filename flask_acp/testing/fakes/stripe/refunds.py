@@ -63,6 +63,11 @@ class Refunds(PaymentIntents):
             raise StripeError(404, f"No such refund: '{refund_id}'", code="resource_missing", param="id")
         return 200, self._expanded(refund, params)
 
+    def _do_account_retrieve(self, params: JSONDict) -> tuple[int, JSONDict]:
+        """``GET /v1/account``: the account of the key (a few fields)."""
+        return 200, {"id": self.account_id, "object": "account", "charges_enabled": True,
+                     "country": "US", "default_currency": "usd", "type": "standard"}
+
     def _do_charge_retrieve(self, params: JSONDict, charge_id: str) -> tuple[int, JSONDict]:
         charge = self._charges.get(charge_id)
         if charge is None:

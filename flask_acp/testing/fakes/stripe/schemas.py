@@ -113,6 +113,7 @@ VALIDATORS = {name: jsonschema.Draft202012Validator(schema) for name, schema in 
 GET_VALIDATOR = jsonschema.Draft202012Validator(GET_SCHEMA)
 
 URLS = Map([
+    Rule("/v1/account", methods=["GET"], endpoint="account_retrieve"),
     Rule("/v1/payment_intents", methods=["POST"], endpoint="pi_create"),
     Rule("/v1/payment_intents/search", methods=["GET"], endpoint="pi_search"),
     Rule("/v1/payment_intents/<pi_id>", methods=["GET"], endpoint="pi_retrieve"),

@@ -275,7 +275,7 @@ def main(argv: cabc.Sequence[str] | None = None) -> None:
 _shared: FakeStripe | None = None
 
 
-def ensure_fake_stripe(port: int, *, api_key: str = DEFAULT_API_KEY) -> str:
+def ensure_fake_stripe(port: int, *, api_key: str = DEFAULT_API_KEY, account_id: str = "acct_fake") -> str:
     """Serve one :class:`FakeStripe` on ``127.0.0.1:port`` for this machine and
     return its URL: when a fake Stripe already answers there (e.g. the running
     example app, while a CLI command of the same app runs), use it; otherwise
@@ -297,7 +297,7 @@ def ensure_fake_stripe(port: int, *, api_key: str = DEFAULT_API_KEY) -> str:
         pass
     except (requests.RequestException, ValueError):
         raise RuntimeError(f"port {port} is taken by something that is not a fake Stripe") from None
-    _shared = FakeStripe(api_key=api_key).start(port)
+    _shared = FakeStripe(api_key=api_key, account_id=account_id).start(port)
     return _shared.url
 
 

@@ -36,9 +36,11 @@ class StripeState(FakeServer[WebhookDelivery]):
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, spt_api_version: str = DEFAULT_SPT_API_VERSION,
                  host: str = "127.0.0.1", port: int = 0, quiet: bool = True,
-                 clock: FakeClock | None = None) -> None:
+                 clock: FakeClock | None = None, account_id: str = "acct_fake") -> None:
         super().__init__(host=host, port=port, quiet=quiet, clock=clock)
         self.api_key = api_key
+        #: the id ``GET /v1/account`` answers (the account of the key)
+        self.account_id = account_id
         self.spt_api_version = spt_api_version
         self.webhook_secret = DEFAULT_WEBHOOK_SECRET
         self._webhook_target: WebhookTarget | None = None
