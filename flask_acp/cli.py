@@ -4,6 +4,9 @@
   purge old idempotency records.
 - ``flask acp orders show|ship|deliver|cancel|refund ORDER_ID``: report order changes;
   each one queues a signed ``order_update`` webhook to the agent.
+- ``flask acp orders list``, ``flask acp sessions list|show SESSION_ID``,
+  ``flask acp stock``: read-only views, newest first, ``--json`` for one
+  JSON object per line; buyer e-mails masked, no address, token or secret.
 - ``flask acp worker``, ``flask acp events list|replay``: order webhook
   delivery (:mod:`flask_acp.webhooks.cli`);
 - ``flask acp doctor``: check the configuration and connections (:mod:`flask_acp.doctor`);
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import datetime as dt
 import json
 import sqlite3
@@ -23,6 +27,8 @@ import click
 
 from .errors import ACPError
 from .errors import AdapterError
+from .models import CheckoutSession
+from .models import Status
 from .state import ACPState
 from .state import current_state
 from .versions import VERSIONS
@@ -61,6 +67,75 @@ def _adapter_call(call: t.Callable[[], t.Any]) -> t.Any:
         return call()
     except AdapterError as exc:
         raise click.ClickException(f"the platform cannot answer: {exc}") from None
+
+
+def mask_email(email: object) -> str | None:
+    """``jane.doe@example.com`` -> ``j***@example.com`` (None when not an e-mail)."""
+    if not isinstance(email, str) or "@" not in email:
+        return None
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _newest_sessions(statuses: cabc.Iterable[str], *, agent: str | None, limit: int,
+                     keep: t.Callable[[CheckoutSession], bool] = lambda s: True) -> list[CheckoutSession]:
+    """Sessions in ``statuses`` (of ``agent``), last updated first, at most ``limit``.
+
+    Reads every session in those statuses (the storage port lists ids, not
+    pages): an operator's view, not a hot path.
+    """
+    sessions = _state().storage.sessions
+    found = [s for s in map(sessions.get, sessions.session_ids(statuses=statuses))
+             if s is not None and (agent is None or s.agent == agent) and keep(s)]
+    found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
+    return found[:limit]
+
+
+def session_summary(session: CheckoutSession) -> dict[str, t.Any]:
+    """What an operator sees of a session: no address, no token, the buyer's
+    e-mail masked; amounts in minor units of ``currency``."""
+    buyer = session.buyer or {}
+    address = (session.fulfillment_details or {}).get("address")
+    return {
+        "id": session.id, "status": session.status.value, "agent": session.agent,
+        "api_version": session.api_version, "currency": session.currency,
+        "total": session.totals.total,
+        "line_items": [{"id": li.id, "quantity": li.quantity} for li in session.line_items],
+        "buyer_email": mask_email(buyer.get("email")),
+        "ship_to_country": address.get("country") if isinstance(address, dict) else None,
+        "messages": [m.code for m in session.messages],
+        "payment_status": session.payment.status if session.payment else None,
+        "payment_failures": session.payment_failures,
+        "order_id": session.order.id if session.order else None,
+        "created_at": _iso(session.created_at), "updated_at": _iso(session.updated_at),
+        "expires_at": _iso(session.expires_at),
+    }
+
+
+def order_summary(session: CheckoutSession) -> dict[str, t.Any]:
+    """An order's row: ids, status, amounts (minor units), the masked buyer e-mail."""
+    order = t.cast("t.Any", session.order)
+    return {
+        "order_id": order.id, "order_number": order.order_number, "status": order.status,
+        "checkout_session_id": session.id, "agent": session.agent,
+        "total": order.total, "refunded": order.amount_refunded, "currency": order.currency,
+        "buyer_email": mask_email((session.buyer or {}).get("email")),
+        "completed_at": _iso(session.updated_at),
+    }
+
+
+def _table(rows: list[dict[str, t.Any]], columns: cabc.Sequence[str], as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join("-" if row[c] is None else str(row[c]) for c in columns))
 
 
 def register(cli: click.Group) -> None:
@@ -179,6 +254,20 @@ def register(cli: click.Group) -> None:
     def orders() -> None:
         """Report order changes to the agent (shipments, deliveries, cancellations)."""
 
+    @orders.command("list")
+    @click.option("--status", "statuses", multiple=True,
+                  help="Only orders in this status (repeatable): created, confirmed, shipped, ...")
+    @click.option("--agent", help="Only this agent's orders.")
+    @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    def list_orders(statuses: tuple[str, ...], agent: str | None, limit: int, as_json: bool) -> None:
+        """List orders, newest first (amounts in minor units, buyer e-mail masked)."""
+        found = _newest_sessions([Status.COMPLETED.value], agent=agent, limit=limit, keep=lambda s: (
+            s.order is not None and (not statuses or s.order.status in statuses)))
+        _table([order_summary(s) for s in found],
+               ("order_id", "status", "total", "refunded", "currency", "agent", "buyer_email",
+                "checkout_session_id", "completed_at"), as_json)
+
     @orders.command("show")
     @click.argument("order_id")
     def show(order_id: str) -> None:
@@ -243,5 +332,55 @@ def register(cli: click.Group) -> None:
         if any(line.fulfilled for line in order.line_items) and order.amount_refunded < (order.total or 0):
             click.echo("Part of the order had shipped, so nothing was refunded automatically: refund "
                        f"what is due with 'flask acp orders refund {order_id} --amount N'.", err=True)
+
+    @cli.group("sessions")
+    def sessions() -> None:
+        """Checkout sessions (read-only)."""
+
+    @sessions.command("list")
+    @click.option("--status", "statuses", multiple=True, type=click.Choice([s.value for s in Status]),
+                  help="Only sessions in this status (repeatable); default: all.")
+    @click.option("--agent", help="Only this agent's sessions.")
+    @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    def list_sessions(statuses: tuple[str, ...], agent: str | None, limit: int, as_json: bool) -> None:
+        """List checkout sessions, last updated first (buyer e-mail masked)."""
+        found = _newest_sessions(statuses or [s.value for s in Status], agent=agent, limit=limit)
+        _table([session_summary(s) for s in found],
+               ("id", "status", "agent", "total", "currency", "buyer_email", "order_id", "updated_at"),
+               as_json)
+
+    @sessions.command("show")
+    @click.argument("session_id")
+    def show_session(session_id: str) -> None:
+        """Print one session's summary as JSON (no address, no token; e-mail masked)."""
+        session = _state().storage.sessions.get(session_id)
+        if session is None:
+            raise click.ClickException(f"no checkout session {session_id!r}")
+        click.echo(json.dumps(session_summary(session), indent=2))
+
+    @cli.command("stock")
+    @click.option("--item", "items", multiple=True, help="Only this item id (repeatable).")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    def stock(items: tuple[str, ...], as_json: bool) -> None:
+        """The embedded catalog's stock per item: on hand, sold, held by open
+        sessions, available (on_hand "-": unlimited)."""
+        from .catalog import CatalogAdapter
+
+        adapter = _state().adapter
+        if not isinstance(adapter, CatalogAdapter):
+            raise click.ClickException(f"stock of the {adapter.name} adapter is kept in {adapter.name}")
+        held = adapter.ledger.held_counts()
+        unknown = sorted(set(items) - set(adapter.items))
+        if unknown:
+            raise click.ClickException(f"unknown item ids: {unknown}")
+        rows = []
+        for item_id in sorted(items or adapter.items):
+            on_hand = adapter.store.on_hand(item_id)
+            sold, holding = adapter.ledger.sold(item_id), held.get(item_id, 0)
+            rows.append({"item_id": item_id, "name": adapter.items[item_id].name, "on_hand": on_hand,
+                         "sold": sold, "held": holding,
+                         "available": None if on_hand is None else max(on_hand - sold - holding, 0)})
+        _table(rows, ("item_id", "on_hand", "sold", "held", "available", "name"), as_json)
 
     webhooks_cli.register(cli)  # worker, events list / replay

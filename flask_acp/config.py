@@ -543,6 +543,34 @@ class Settings:
         "ACP_MCP_PATH", fields.String(validate=validate.Regexp(
             r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /mcp, without a trailing slash")),
         "/mcp", doc="Where the MCP endpoint is served when `ACP_MCP_ENABLED` (not under `ACP_URL_PREFIX`).")
+    health_enabled: bool = setting(
+        "ACP_HEALTH_ENABLED", fields.Boolean(), True,
+        doc="Serve `ACP_HEALTHZ_PATH` (the process is up) and `ACP_READYZ_PATH` (store, queue and "
+            "processor reachable; 503 with `Retry-After` when one is not) for load balancers: JSON, "
+            "no authentication, dependencies named but never described.")
+    healthz_path: str = setting(
+        "ACP_HEALTHZ_PATH", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /healthz, without a trailing slash")),
+        "/healthz", doc="The liveness probe's path (not under `ACP_URL_PREFIX`).")
+    readyz_path: str = setting(
+        "ACP_READYZ_PATH", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /healthz, without a trailing slash")),
+        "/readyz", doc="The readiness probe's path (not under `ACP_URL_PREFIX`).")
+    readyz_timeout: float = setting(
+        "ACP_READYZ_TIMEOUT", fields.Float(validate=_seconds(0.1)), 2.0, unit="seconds",
+        doc="Each readiness check's time limit: a dependency slower than this counts as down.")
+    metrics_enabled: bool = setting(
+        "ACP_METRICS_ENABLED", fields.Boolean(), False,
+        doc="Serve Prometheus metrics at `ACP_METRICS_PATH`. Needs `pip install 'flask-acp[metrics]'`.")
+    metrics_path: str = setting(
+        "ACP_METRICS_PATH", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /healthz, without a trailing slash")),
+        "/metrics",
+        doc="Where the metrics are served when `ACP_METRICS_ENABLED` (not under `ACP_URL_PREFIX`).")
+    metrics_token: str | None = setting(
+        "ACP_METRICS_TOKEN", fields.String(allow_none=True, validate=NOT_BLANK), None,
+        doc="When set, a scrape must send `Authorization: Bearer <token>` (else 401). Unset: the "
+            "metrics are public; restrict the path at your proxy.")
 
     def agent(self, name: str) -> Agent:
         """The configured agent called ``name``.

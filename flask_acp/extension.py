@@ -44,6 +44,9 @@ from .inbound import takes_webhooks
 from .mcp import SDK_MISSING
 from .mcp import cli as mcp_cli
 from .mcp import sdk_available
+from .ops import METRICS_MISSING
+from .ops import metrics_available
+from .ops import routes as health_routes
 from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
@@ -55,6 +58,9 @@ from .versions import ALIASES
 from .versions import VERSIONS
 from .webhooks.service import WebhookService
 from .webhooks.service import check_agents
+
+if t.TYPE_CHECKING:
+    from .ops.metrics import Metrics
 
 ENTRY_POINT_GROUP = "flask_acp.adapters"
 
@@ -144,8 +150,11 @@ class ACP:
         adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls),
                                                   settings.adapter, app.config)
         webhooks = WebhookService(settings, storage)
-        service = CheckoutService(adapter=adapter, payments=payments, storage=storage,
-                                  settings=settings, on_events=webhooks.on_events)
+        metrics = _metrics(settings, storage)
+        service = CheckoutService(
+            adapter=metrics.adapter(adapter) if metrics else adapter,
+            payments=metrics.payment_processor(payments) if metrics else payments,
+            storage=storage, settings=settings, on_events=webhooks.on_events)
         budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
             raise config_error([(
@@ -158,7 +167,7 @@ class ACP:
                                       seen=storage.inbound)
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
                             payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
-                            signatures=signatures)
+                            signatures=signatures, observer=metrics)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
@@ -178,6 +187,13 @@ class ACP:
             from .mcp.routes import make_blueprint as make_mcp_blueprint
 
             app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
+        if settings.health_enabled:
+            app.register_blueprint(health_routes.make_blueprint(settings.healthz_path, settings.readyz_path))
+        if metrics is not None:
+            from .ops.metrics import make_blueprint as make_metrics_blueprint
+
+            app.register_blueprint(make_metrics_blueprint(settings.metrics_path, metrics,
+                                                          settings.metrics_token))
 
     def _adapter_class(self, config: cabc.Mapping[str, t.Any]
                        ) -> tuple[type[PlatformAdapter] | None, list[Problem]]:
@@ -194,6 +210,20 @@ class ACP:
             return adapter_class(name), []
         except LookupError as exc:
             return None, [("ACP_ADAPTER", str(exc))]
+
+
+def _metrics(settings: Settings, storage: Storage) -> Metrics | None:
+    """The app's Prometheus metrics when ``ACP_METRICS_ENABLED`` (None otherwise).
+
+    :raises RuntimeError: enabled but ``prometheus_client`` is not installed.
+    """
+    if not settings.metrics_enabled:
+        return None
+    if not metrics_available():
+        raise config_error([("ACP_METRICS_ENABLED", METRICS_MISSING)])
+    from .ops.metrics import Metrics
+
+    return Metrics(storage.outbox)
 
 
 def _rate_limits(settings: Settings) -> RateLimits | None:

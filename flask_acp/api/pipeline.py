@@ -34,6 +34,8 @@ import dataclasses
 import functools
 import hashlib
 import hmac
+import logging
+import time
 import typing as t
 
 from marshmallow import Schema
@@ -59,6 +61,8 @@ from .response import ApiResponse
 from .response import error_response
 from .response import json_response
 from .signatures import SignatureChecker
+
+log = logging.getLogger("flask_acp")
 
 #: the operations of the checkout API and whether each changes state (POST)
 OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
@@ -101,6 +105,19 @@ class ApiRequest:
         return "POST" if OPERATIONS[self.operation] else "GET"
 
 
+class Observer(t.Protocol):
+    """Told about every response :meth:`Pipeline.handle` returns (metrics,
+    :mod:`flask_acp.ops.metrics`). Must be quick; an exception it raises is
+    logged and the response sent anyway."""
+
+    def observe(self, request: ApiRequest, version: str | None, response: ApiResponse,
+                seconds: float) -> None:
+        """One answered request: the negotiated canonical ``version`` (None when
+        the request failed before negotiation), the response (a replay carries
+        ``Idempotent-Replayed: true``), and the seconds it took."""
+        ...
+
+
 class Pipeline:
     """Authenticate, negotiate, de-duplicate, parse, call, render.
 
@@ -111,17 +128,20 @@ class Pipeline:
     :param versions: the wire versions this app serves (API-Version -> plug-in).
     :param limits: the rate limits (None: none).
     :param signatures: the agents' request-signature policies (None: none checked).
+    :param observer: told about every response (None: nobody).
     """
 
     def __init__(self, *, settings: Settings, service: CheckoutService, records: IdempotencyRecords,
                  payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion],
-                 limits: RateLimits | None = None, signatures: SignatureChecker | None = None) -> None:
+                 limits: RateLimits | None = None, signatures: SignatureChecker | None = None,
+                 observer: Observer | None = None) -> None:
         self.settings = settings
         self.service = service
         self.records = records
         self.payments = payments
         self.limits = limits
         self.signatures = signatures
+        self.observer = observer
         self.versions = {v: versions[v] for v in settings.api_versions}
         #: every API-Version string answered (aliases too) -> its plug-in
         self.accepted = {name: wire for wire in self.versions.values()
@@ -131,6 +151,19 @@ class Pipeline:
 
     def handle(self, request: ApiRequest) -> ApiResponse:
         """Run one operation; every failure becomes the flat error response."""
+        if self.observer is None:
+            return self._handle(request, [])
+        started = time.perf_counter()
+        negotiated: list[WireVersion] = []
+        response = self._handle(request, negotiated)
+        try:
+            self.observer.observe(request, negotiated[0].version if negotiated else None, response,
+                                  time.perf_counter() - started)
+        except Exception:
+            log.exception("the pipeline's observer failed")
+        return response
+
+    def _handle(self, request: ApiRequest, negotiated: list[WireVersion]) -> ApiResponse:
         version: WireVersion | None = None
         try:
             self.check_client(request.client_address)
@@ -141,6 +174,7 @@ class Pipeline:
                 self.check_signature(agent, method=request.method, path=request.scope, body=request.body,
                                      headers=request.headers)
             version = self.negotiate(request.headers.get("api-version"))
+            negotiated.append(version)
             if not OPERATIONS[request.operation]:
                 return self._call(request, agent, version, None)
             optional = request.operation == "cancel"
