@@ -249,8 +249,8 @@ def test_wait_replicas_makes_a_write_wait_for_a_replica() -> None:
             while replica.client().info("replication").get("master_link_status") != "up":
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            # the replica acknowledges: a write waits for it (a roomier timeout: a loaded machine)
-            patient = url.replace("wait_timeout=0.3", "wait_timeout=10")
+            # the replica acknowledges: a write waits for it (a roomier 4 s: a loaded machine)
+            patient = url.replace("wait_timeout=0.3", "wait_timeout=4")  # below socket_timeout (5 s)
             session = make_session()
             open_storage(patient).sessions.create(session)
             assert open_storage(url).sessions.get(session.id) == session
