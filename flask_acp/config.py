@@ -651,10 +651,45 @@ def _resolve_storage(config: cabc.MutableMapping[str, t.Any], instance_path: str
     config["ACP_STORE_URL"] = sqlite_url(str(config["ACP_SQLITE_PATH"]))
 
 
-def config_error(problems: cabc.Iterable[Problem]) -> RuntimeError:
+class ConfigurationError(RuntimeError):
+    """flask-acp's configuration is invalid: ``str(exc)`` is ``flask-acp
+    configuration is invalid:`` and one line per problem, each naming the
+    variable the user set (``FLASK_ACP_X`` when only that one is in the
+    environment, for apps that call ``app.config.from_prefixed_env()``).
+
+    :ivar problems: ``[(key, what to set)]``, keys as in ``app.config``.
+    """
+
+    def __init__(self, problems: cabc.Iterable[Problem], *,
+                 names: cabc.Mapping[str, str] | None = None) -> None:
+        self.problems = list(problems)
+        self.names = dict(names or {})
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        lines = "".join(f"\n  {self.name(key)}: {text}" for key, text in self.problems)
+        return f"flask-acp configuration is invalid:{lines}"
+
+    def name(self, key: str) -> str:
+        """How the user spelled ``key`` (``ACP_X[...]`` keeps its suffix): a name of
+        :attr:`names`, else ``FLASK_ACP_X`` when only that one is in the
+        environment, else ``key``."""
+        base, bracket, rest = key.partition("[")
+        if base in self.names:
+            return self.names[base] + bracket + rest
+        if base not in os.environ and f"FLASK_{base}" in os.environ:
+            return f"FLASK_{base}" + bracket + rest
+        return key
+
+    def renamed(self, names: cabc.Mapping[str, str]) -> ConfigurationError:
+        """The same problems, naming keys as the user set them (``{"ACP_AGENTS":
+        "ACP_API_KEYS"}`` for an app that builds ``ACP_AGENTS`` from ``ACP_API_KEYS``)."""
+        return ConfigurationError(self.problems, names={**self.names, **names})
+
+
+def config_error(problems: cabc.Iterable[Problem]) -> ConfigurationError:
     """``flask-acp configuration is invalid:`` and one line per problem (``KEY: text``)."""
-    lines = "".join(f"\n  {key}: {text}" for key, text in problems)
-    return RuntimeError(f"flask-acp configuration is invalid:{lines}")
+    return ConfigurationError(problems)
 
 
 def unknown_keys(config: cabc.Mapping[str, t.Any], sections: cabc.Iterable[Section[t.Any]]) -> list[str]:

@@ -136,9 +136,9 @@ class ACP:
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)
         if payments is None:
-            raise RuntimeError(
-                "flask-acp needs a payment processor: set ACP_STRIPE_SECRET_KEY and "
-                "ACP_STRIPE_MERCHANT_ID, or pass ACP(app, payment_processor=...).")
+            raise config_error([("ACP_STRIPE_SECRET_KEY", "flask-acp needs a payment processor: set it "
+                                 "(sk_test_... or sk_live_...) and ACP_STRIPE_MERCHANT_ID, or pass "
+                                 "ACP(app, payment_processor=...)")])
         storage = self._store
         if storage is None:
             try:
@@ -350,7 +350,7 @@ def _build_adapter(cls: type[PlatformAdapter], name: str, config: t.Mapping[str,
     try:
         return cls.from_config(config)
     except ValueError as exc:
-        raise RuntimeError(f"ACP_ADAPTER {name!r}: {exc}") from exc
+        raise config_error([("ACP_ADAPTER", f"{name!r}: {exc}")]) from exc
 
 
 def _warn_unknown_keys(config: cabc.Mapping[str, t.Any], sections: list[Section[t.Any]]) -> None:

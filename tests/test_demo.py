@@ -35,10 +35,10 @@ def fake() -> cabc.Iterator[FakeStripe]:
 def example(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path,
             fake: FakeStripe) -> types.ModuleType:
     """``example_app`` imported in demo mode (no Stripe key), its fake Stripe
-    being ours: ``ensure_fake_stripe`` finds it answering on FAKE_STRIPE_PORT."""
+    being ours: named by FAKE_STRIPE_URL."""
     monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
     monkeypatch.delenv("ACP_API_KEYS", raising=False)
-    monkeypatch.setenv("FAKE_STRIPE_PORT", fake.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("FAKE_STRIPE_URL", fake.url)
     monkeypatch.setenv("ACP_SQLITE_PATH", str(tmp_path / "server.sqlite3"))
     monkeypatch.syspath_prepend(str(ROOT))
     import example_app
@@ -108,10 +108,12 @@ def test_flask_command_line_against_the_served_example_app(demo_app: Flask, exam
                                                            fake: FakeStripe,
                                                            tmp_path: pathlib.Path) -> None:
     """The README's command, as a separate process: ``flask --app example_app acp
-    demo-purchase``; its app finds the same fake Stripe through FAKE_STRIPE_PORT."""
+    demo-purchase``; it mints its token on the Stripe the server advertises
+    (its own app has another fake Stripe, recorded in its own folder)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("STRIPE_SECRET_KEY", "ACP_API_KEYS") and not k.startswith("FLASK_")}
-    env.update(FAKE_STRIPE_PORT=fake.url.rsplit(":", 1)[1], ACP_SQLITE_PATH=str(tmp_path / "cli.sqlite3"),
+    env.pop("FAKE_STRIPE_URL", None)
+    env.update(ACP_SQLITE_PATH=str(tmp_path / "cli.sqlite3"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
     before = set((ROOT / "instance").glob("*")) if (ROOT / "instance").exists() else set()
     with serve_app(demo_app) as url:
@@ -151,3 +153,93 @@ def test_readme_states_the_default_completion_budget(example: types.ModuleType) 
     budget = example.app.extensions["acp"].service.complete_time_budget()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"{budget:g} s with the default Stripe settings" in readme
+
+
+# --------------------------------------------------------------------------- what a user sees
+
+
+def _env(tmp_path: pathlib.Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FLASK_", "ACP_", "STRIPE_", "FAKE_STRIPE_"))}
+    env.update(ACP_SQLITE_PATH=str(tmp_path / "acp.sqlite3"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])), **extra)
+    return env
+
+
+def _flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "example_app", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("base_url", "says"), [
+    ("127.0.0.1:8000", "is not a URL: give its scheme and host, e.g. http://127.0.0.1:8000"),
+    ("http://127.0.0.1:9", "no ACP server answers at http://127.0.0.1:9"),
+])
+def test_demo_purchase_without_a_server_says_so_in_one_line(demo_app: Flask, example: types.ModuleType,
+                                                             base_url: str, says: str) -> None:
+    result = demo_app.test_cli_runner().invoke(args=[
+        "acp", "demo-purchase", "--base-url", base_url, "--api-key", example.DEMO_KEY])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: --base-url {base_url!r} {says}"
+                                                   if "scheme" in says else f"Error: {says}: start it "
+                                                   "(python3 example_app.py) or fix --base-url"]
+
+
+def test_the_handler_names_the_demo_stripe_and_a_live_key_refuses_demo_mode(demo_app: Flask,
+                                                                            fake: FakeStripe) -> None:
+    [handler] = demo_app.extensions["acp"].payments.handlers()
+    assert handler.config["api_base"] == fake.url
+    assert handler.config["environment"] == "test"
+    plain = StripePaymentProcessor("sk_test_x", merchant_id="acct_x")
+    assert "api_base" not in plain.handlers()[0].config
+    from flask_acp.config import ConfigurationError
+    from flask_acp.extension import ACP
+
+    live = Flask("live")
+    live.config.update(TESTING=True, ACP_AGENTS={"a": {"api_keys": ["a-key-0123456789abcdef"]}},
+                       ACP_STRIPE_SECRET_KEY="sk_live_x", ACP_STRIPE_MERCHANT_ID="acct_x",
+                       ACP_STRIPE_DEMO=True)
+    with pytest.raises(ConfigurationError, match="ACP_STRIPE_DEMO: a demo advertises its Stripe"):
+        ACP(live)
+
+
+def test_the_example_app_answers_json_at_the_root_and_on_unknown_paths(demo_app: Flask) -> None:
+    client = demo_app.test_client()
+    root = client.get("/")
+    assert root.status_code == 200
+    assert root.is_json
+    assert root.json is not None
+    assert root.json["discovery"] == "/.well-known/acp.json"
+    missing = client.get("/favicon.ico")
+    assert missing.status_code == 404
+    assert missing.is_json
+    assert missing.json is not None
+    assert missing.json["code"] == "not_found"
+
+
+def test_importing_the_app_with_a_stripe_key_loads_no_test_package(tmp_path: pathlib.Path) -> None:
+    """The fakes (and jsonschema's format checkers, seconds of CPU) are the demo's only."""
+    code = ("import sys, example_app; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jsonschema', 'rfc3987_syntax') "
+            "or m.startswith('flask_acp.testing')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=_env(tmp_path, STRIPE_SECRET_KEY="sk_test_example_0000",
+                                   STRIPE_ACCOUNT_ID="acct_example"), check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"ACP_API_KEYS": "shop:short"}, "  ACP_API_KEYS: "),
+    ({"STRIPE_SECRET_KEY": "sk_test_example_0000"},
+     "  STRIPE_ACCOUNT_ID: set it to your Stripe account id (acct_...) when ACP_STRIPE_SECRET_KEY is set"),
+    ({"FLASK_ACP_IDEMPOTENCY_TTL": "-5"}, "  FLASK_ACP_IDEMPOTENCY_TTL: "),
+])
+def test_configuration_errors_name_the_variable_set_without_a_traceback(
+        tmp_path: pathlib.Path, env: dict[str, str], line: str) -> None:
+    done = _flask(_env(tmp_path, **env), "acp", "--help")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "flask-acp configuration is invalid:"
+    assert any(x.startswith(line) for x in lines[1:]), done.stderr

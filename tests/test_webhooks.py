@@ -328,7 +328,7 @@ def rq_queue(app: Flask, conn: redis.Redis) -> Queue:
 
 
 def test_webhook_url_must_be_https_outside_debug_and_testing(make_app: MakeApp) -> None:
-    with pytest.raises(RuntimeError, match=r"ACP_AGENTS\['agent-one'\].webhook_url must be an https"):
+    with pytest.raises(RuntimeError, match=r"ACP_AGENTS\['agent-one'\].webhook_url: must be an https"):
         make_app("http://agent.example/hooks", TESTING=False)
     app = make_app("https://agent.example/hooks", TESTING=False, ACP_WEBHOOK_DELIVERY_THREAD=False)
     assert app.extensions["acp"].webhooks.mode == "manual"

@@ -71,6 +71,7 @@ from ..errors import PaymentError
 from ..errors import PaymentProviderError
 from ..errors import PaymentTokenError
 from ..errors import PaymentUnavailableError
+from ..models import JSON
 from . import stripe_amounts
 from .base import AmountProblem
 from .base import ChargeRequest
@@ -140,6 +141,11 @@ class StripeSettings:
     handler_id: str = setting(
         "ACP_STRIPE_HANDLER_ID", fields.String(validate=validate.Length(min=1)), "card_tokenized",
         doc="`PaymentHandler.id` agents send back as `payment_data.handler_id`.")
+    demo: bool = setting(
+        "ACP_STRIPE_DEMO", fields.Boolean(), False,
+        doc="A local demo: the payment handler's `config.api_base` names `ACP_STRIPE_API_BASE` (the fake "
+            "Stripe `example_app.py` starts), so `flask acp demo-purchase` mints its test tokens where this "
+            "server charges. Test keys only.")
 
 
 def _merchant_with_key(settings: StripeSettings) -> None:
@@ -148,8 +154,14 @@ def _merchant_with_key(settings: StripeSettings) -> None:
                               "ACP_STRIPE_MERCHANT_ID")
 
 
+def _demo_in_test_mode(settings: StripeSettings) -> None:
+    if settings.demo and (settings.secret_key or "").startswith(("sk_live_", "rk_live_")):
+        raise ValidationError("a demo advertises its Stripe: use a test key (sk_test_...) or unset it",
+                              "ACP_STRIPE_DEMO")
+
+
 #: the Stripe processor's keys (validated by ``init_app`` whichever processor the app uses).
-STRIPE_SETTINGS = Section("stripe", StripeSettings, checks=(_merchant_with_key,))
+STRIPE_SETTINGS = Section("stripe", StripeSettings, checks=(_merchant_with_key, _demo_in_test_mode))
 
 
 def _replayed(obj: t.Any) -> bool:
@@ -189,6 +201,9 @@ class StripePaymentProcessor:
     :param preflight: look the granted token up before creating a PaymentIntent.
     :param expiry_margin: seconds; a token expiring sooner is refused.
     :param handler_id: ``PaymentHandler.id`` agents send as ``payment_data.handler_id``.
+    :param demo: a local demo (``ACP_STRIPE_DEMO``): the handler's ``config.api_base``
+        names ``api_base``, where ``flask acp demo-purchase`` mints its test tokens.
+    :raises ValueError: ``demo`` with a live key, or an unknown ``capture_method``.
     """
 
     def __init__(
@@ -204,6 +219,7 @@ class StripePaymentProcessor:
         preflight: bool = True,
         expiry_margin: int = 30,
         handler_id: str = "card_tokenized",
+        demo: bool = False,
         clock: cabc.Callable[[], float] = time.time,
     ) -> None:
         if capture_method not in ("automatic", "manual"):
@@ -224,6 +240,11 @@ class StripePaymentProcessor:
             base_addresses={"api": api_base} if api_base else None,
         )
         self.test_mode = secret_key.startswith(("sk_test_", "rk_test_"))
+        self._secret_key = secret_key
+        if demo and not self.test_mode:
+            raise ValueError("demo=True needs a test key (sk_test_...)")
+        #: advertised as the handler's ``config.api_base`` (a local demo's fake Stripe)
+        self.demo_api_base = (api_base or "https://api.stripe.com") if demo else None
 
     @classmethod
     def from_settings(cls, settings: StripeSettings) -> StripePaymentProcessor:
@@ -244,8 +265,16 @@ class StripePaymentProcessor:
             preflight=settings.token_preflight,
             expiry_margin=settings.token_expiry_margin,
             handler_id=settings.handler_id,
+            demo=settings.demo,
         )
 
+
+    def pointed_at(self, api_base: str) -> StripePaymentProcessor:
+        """The same key and account on another API base, without retries (the
+        demo mints its tokens on the fake Stripe a server advertises)."""
+        return StripePaymentProcessor(self._secret_key, merchant_id=self.merchant_id,
+                                      spt_api_version=self.spt_api_version, api_base=api_base,
+                                      max_network_retries=0, timeout=self.timeout)
 
     # -- the port ------------------------------------------------------------------
 
@@ -253,10 +282,11 @@ class StripePaymentProcessor:
         """One ``dev.acp.tokenized.card`` handler with ``psp: stripe``. 3DS is not
         advertised: a Stripe merchant cannot import the agent's authentication
         (stripe.md §6.3)."""
-        return [tokenized_card_handler(
-            id=self.handler_id, psp="stripe", display_name="Card",
-            config={"merchant_id": self.merchant_id, "psp": "stripe",
-                    "environment": "test" if self.test_mode else "production"})]
+        config: dict[str, JSON] = {"merchant_id": self.merchant_id, "psp": "stripe",
+                                   "environment": "test" if self.test_mode else "production"}
+        if self.demo_api_base:  # ACP_STRIPE_DEMO: where a demo agent mints its test tokens
+            config["api_base"] = self.demo_api_base
+        return [tokenized_card_handler(id=self.handler_id, psp="stripe", display_name="Card", config=config)]
 
     #: Stripe calls one charge makes at the most: token look-up, search or
     #: PaymentIntent create, and the re-read of a replayed PaymentIntent

@@ -31,6 +31,7 @@ import urllib.parse
 import flask
 
 from ..config import Settings
+from ..config import config_error
 from ..models import OrderEvent
 from ..store.base import OutboxClaimedError
 from ..store.base import Storage
@@ -64,14 +65,13 @@ def check_agents(settings: Settings, *, allow_http: bool) -> None:
         scheme = parts.scheme.lower()
         loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
         if scheme != "https" and not (scheme == "http" and (allow_http or loopback)):
-            raise RuntimeError(
-                f"ACP_AGENTS[{agent.name!r}].webhook_url must be an https:// URL "
-                f"(plain http is accepted for loopback hosts, or when the app runs in debug or "
-                f"testing mode), got {agent.webhook_url!r}")
+            raise config_error([(f"ACP_AGENTS[{agent.name!r}].webhook_url",
+                                 "must be an https:// URL (plain http is accepted for loopback hosts, or "
+                                 f"when the app runs in debug or testing mode), got {agent.webhook_url!r}")])
         if not agent.webhook_secrets:
-            raise RuntimeError(
-                f"ACP_AGENTS[{agent.name!r}] has a webhook_url but no webhook_secrets: set "
-                f"webhook_secrets to [\"<shared secret, 16+ chars>\"] to sign its order webhooks")
+            raise config_error([(f"ACP_AGENTS[{agent.name!r}]",
+                                 "has a webhook_url but no webhook_secrets: set webhook_secrets to "
+                                 "[\"<shared secret, 16+ chars>\"] to sign its order webhooks")])
 
 
 class WebhookService:
