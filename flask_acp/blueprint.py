@@ -90,7 +90,9 @@ def check_transport() -> None:
     scheme, addr = client_scheme_and_addr()
     if scheme == "https" or (settings.allow_insecure_loopback and _is_loopback(addr)):
         return
-    raise InsecureTransportError("ACP requests must use HTTPS.")
+    protos = [p for p in request.headers.get("X-Forwarded-Proto", "").split(",") if p.strip()]
+    raise InsecureTransportError.explained(trusted_proxy_hops=settings.trusted_proxy_hops,
+                                           forwarded_protos=len(protos))
 
 
 def check_body_size() -> None:

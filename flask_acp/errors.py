@@ -113,6 +113,27 @@ class InsecureTransportError(ACPError):
 
     code = "https_required"
 
+    @classmethod
+    def explained(cls, *, trusted_proxy_hops: int, forwarded_protos: int) -> InsecureTransportError:
+        """The refusal, saying what to set: ``ACP_TRUSTED_PROXY_HOPS`` behind a TLS
+        proxy (or the ``X-Forwarded-Proto`` it must send), ``ACP_ALLOW_INSECURE_LOOPBACK``
+        for a local demo.
+
+        :param forwarded_protos: how many ``X-Forwarded-Proto`` values the request carried.
+        """
+        if not trusted_proxy_hops:
+            why = ("this server sees plain HTTP. Behind a proxy that terminates TLS, set "
+                   "ACP_TRUSTED_PROXY_HOPS to the number of proxies (it then trusts their "
+                   "X-Forwarded-Proto); for a local demo, ACP_ALLOW_INSECURE_LOOPBACK=true accepts "
+                   "plain HTTP from 127.0.0.1.")
+        elif forwarded_protos < trusted_proxy_hops:
+            why = (f"ACP_TRUSTED_PROXY_HOPS is {trusted_proxy_hops} but the request carries "
+                   f"{forwarded_protos} X-Forwarded-Proto value(s): make each proxy set it "
+                   "(nginx: proxy_set_header X-Forwarded-Proto $scheme;), or lower the setting.")
+        else:
+            why = "the proxy reports that the client used plain HTTP: call the https:// URL."
+        return cls(f"ACP requests must use HTTPS: {why}")
+
 
 class NotFoundError(ACPError):
     """Unknown session or order (or one of another agent), or endpoint."""

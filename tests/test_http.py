@@ -475,6 +475,8 @@ def test_plain_http_is_403_outside_testing(tmp_path: pathlib.Path) -> None:
     assert_error(agent.post("/checkout_sessions", CREATE_BODY), 403, "https_required")
     # checked before auth: no key is needed to learn HTTPS is required
     assert_error(client.get("/checkout_sessions/cs_x"), 403, "https_required")
+    # the message says what to set
+    assert "set ACP_TRUSTED_PROXY_HOPS to the number of proxies" in response.get_json()["message"]
 
 
 def test_https_request_is_accepted(tmp_path: pathlib.Path) -> None:
@@ -516,6 +518,10 @@ def test_forwarded_proto_alone_is_enough_behind_a_trusted_proxy(tmp_path: pathli
     response = client.get("/checkout_sessions/cs_x", headers=acp_headers(AGENT_KEY),
                           base_url="https://localhost")
     assert_error(response, 403, "https_required")
+    assert ("ACP_TRUSTED_PROXY_HOPS is 1 but the request carries 0 X-Forwarded-Proto value(s): make each "
+            "proxy set it") in response.get_json()["message"]
+    response = client.get("/checkout_sessions/cs_x", headers=acp_headers(AGENT_KEY, **{"X-Forwarded-Proto": "http"}))
+    assert response.get_json()["message"].endswith("the client used plain HTTP: call the https:// URL.")
 
 
 def test_insecure_loopback_is_refused_in_production_unless_forced(tmp_path: pathlib.Path) -> None:
