@@ -520,7 +520,8 @@ def test_forwarded_proto_alone_is_enough_behind_a_trusted_proxy(tmp_path: pathli
     assert_error(response, 403, "https_required")
     assert ("ACP_TRUSTED_PROXY_HOPS is 1 but the request carries 0 X-Forwarded-Proto value(s): make each "
             "proxy set it") in response.get_json()["message"]
-    response = client.get("/checkout_sessions/cs_x", headers=acp_headers(AGENT_KEY, **{"X-Forwarded-Proto": "http"}))
+    response = client.get("/checkout_sessions/cs_x",
+                          headers=acp_headers(AGENT_KEY, **{"X-Forwarded-Proto": "http"}))
     assert response.get_json()["message"].endswith("the client used plain HTTP: call the https:// URL.")
 
 

@@ -128,7 +128,8 @@ class TransportRule:
         scheme, addr = self.client(scope)
         if scheme == "https" or (self.allow_insecure_loopback and _is_loopback(addr)):
             return
-        protos = [v for v in ",".join(Headers(scope=scope).getlist("x-forwarded-proto")).split(",") if v.strip()]
+        forwarded = ",".join(Headers(scope=scope).getlist("x-forwarded-proto"))
+        protos = [v for v in forwarded.split(",") if v.strip()]
         raise InsecureTransportError.explained(trusted_proxy_hops=self.trusted_proxy_hops,
                                                forwarded_protos=len(protos))
 
