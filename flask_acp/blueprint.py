@@ -30,6 +30,7 @@ from werkzeug.exceptions import SecurityError
 
 from . import cli
 from . import i18n
+from . import logs
 from .api.errors import render_error
 from .api.pipeline import ApiRequest
 from .api.response import ApiResponse
@@ -115,6 +116,7 @@ def read_body() -> bytes:
 
 def _before_request() -> None:
     g._acp_request_id = request_id(request.headers.get("Request-Id"))
+    g._acp_log_context = logs.start(request_id=g._acp_request_id)  # nothing of a previous request stays
     check_transport()
     check_body_size()
 
@@ -128,6 +130,12 @@ def secure_headers(response: Response) -> Response:
     if client_scheme_and_addr()[0] == "https":
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
+
+
+def _teardown_request(exc: BaseException | None) -> None:
+    token = g.pop("_acp_log_context", None)
+    if token is not None:
+        logs.reset(token)
 
 
 def _after_request(response: Response) -> Response:
@@ -245,6 +253,7 @@ def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
+    bp.teardown_request(_teardown_request)
     session = "/checkout_sessions/<checkout_session_id>"
     for rule, view, method in (("/checkout_sessions", create_checkout_session, "POST"),
                                (session, update_checkout_session, "POST"),

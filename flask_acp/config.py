@@ -572,6 +572,17 @@ class Settings:
         doc="When set, a scrape must send `Authorization: Bearer <token>` (else 401). Unset: the "
             "metrics are public; restrict the path at your proxy.")
 
+    log_format: str = setting(
+        "ACP_LOG_FORMAT", fields.String(validate=validate.OneOf(["text", "json"])), "text",
+        doc='`"json"`: flask-acp\'s and Stripe\'s loggers write one JSON object per line to stderr '
+            "(`time`, `level`, `logger`, `message`, and `request_id`, `agent`, `checkout_session_id`, "
+            "`order_id`, `event_id` when known; secrets masked, no address or e-mail) and do not "
+            'propagate to the root logger. `"text"`: your logging configuration decides.')
+    log_level: str = setting(
+        "ACP_LOG_LEVEL", fields.String(validate=validate.OneOf(
+            ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])), "INFO",
+        doc="Level of those loggers when `ACP_LOG_FORMAT` is `json`.")
+
     def agent(self, name: str) -> Agent:
         """The configured agent called ``name``.
 

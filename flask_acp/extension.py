@@ -132,6 +132,7 @@ class ACP:
         settings = _resolve_versions(settings)
         _check_exposure(settings, app)
         logs.install()
+        logs.configure(settings.log_format, settings.log_level)
         payments = self._payment_processor
         if payments is None and stripe_settings.secret_key:
             payments = StripePaymentProcessor.from_settings(stripe_settings)

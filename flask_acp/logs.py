@@ -13,12 +13,27 @@ leaves with:
   + 40 hex), HMAC signatures (``v1=<hex>``, 64-hex digests);
 - control characters escaped (``\\n`` is written as the two characters
   ``\\n``): text from outside can never forge a log line.
+
+Context: :func:`bind` puts ``request_id``, ``agent``, ``checkout_session_id``,
+``order_id`` and ``event_id`` in a :class:`contextvars.ContextVar` (set by the
+blueprint, the pipeline and the webhook delivery; this module imports no web
+framework); :func:`scope` undoes what was bound inside it. With
+``ACP_LOG_FORMAT=json`` (:func:`configure`) every line of those loggers is one
+JSON object (:class:`JsonFormatter`) carrying that context; ids only, never an
+address, an e-mail or a secret.
 """
 
 from __future__ import annotations
 
+import collections.abc as cabc
+import contextlib
+import contextvars
+import datetime as dt
+import json
 import logging
 import re
+import sys
+import typing as t
 
 #: loggers flask-acp writes to, and the Stripe SDK's
 LOGGERS = ("flask_acp", "flask_acp.stripe", "flask_acp.webhooks", "flask_acp.shopify",
@@ -70,3 +85,104 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _REDACTOR not in logger.filters:
             logger.addFilter(_REDACTOR)
+
+
+# --- context -------------------------------------------------------------------------------
+
+#: the context fields, in the order a JSON line shows them
+FIELDS = ("request_id", "agent", "checkout_session_id", "order_id", "event_id")
+
+_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("flask_acp_log_context",
+                                                                                 default=None)
+
+
+def _current() -> dict[str, str]:
+    return _CONTEXT.get() or {}
+
+
+def bind(**fields: str | None) -> None:
+    """Add ``fields`` (of :data:`FIELDS`; ``None`` values are ignored) to the
+    current context: every later log line of this context carries them.
+
+    :raises TypeError: a field that is not in :data:`FIELDS`.
+    """
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise TypeError(f"unknown log context fields: {sorted(unknown)}")
+    _CONTEXT.set({**_current(), **{k: str(v) for k, v in fields.items() if v is not None}})
+
+
+def start(**fields: str | None) -> contextvars.Token[dict[str, str] | None]:
+    """Replace the context by ``fields`` (a new request: nothing of the previous
+    one stays); :func:`reset` the returned token when it ends."""
+    return _CONTEXT.set({k: str(v) for k, v in fields.items() if v is not None})
+
+
+def reset(token: contextvars.Token[dict[str, str] | None]) -> None:
+    """Back to the context before :func:`start` (``ValueError`` from another context is ignored)."""
+    with contextlib.suppress(ValueError, RuntimeError):
+        _CONTEXT.reset(token)
+
+
+@contextlib.contextmanager
+def scope(**fields: str | None) -> cabc.Iterator[None]:
+    """Within the block, the context plus ``fields``; afterwards, what it was."""
+    token = _CONTEXT.set(dict(_current()))
+    try:
+        bind(**fields)
+        yield
+    finally:
+        reset(token)
+
+
+def context() -> dict[str, str]:
+    """The current context (a copy)."""
+    return dict(_current())
+
+
+# --- JSON lines ----------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601 with milliseconds),
+    ``level``, ``logger``, ``message``, the context (:data:`FIELDS` that are set)
+    and ``exception`` (the traceback text) when there is one. Messages and
+    tracebacks go through :func:`redact`; control characters are escaped by JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+        line: dict[str, object] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(), "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        line.update({k: redact(v) for k, v in _current().items()})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = "\n".join(redact(x) for x in record.exc_text.split("\n"))
+        return json.dumps(line, ensure_ascii=False)
+
+
+#: the loggers a JSON handler goes on (their children propagate to them)
+ROOTS = ("flask_acp", "stripe")
+_JSON_HANDLER: logging.Handler | None = None
+
+
+def configure(log_format: str, level: str = "INFO", stream: t.IO[str] | None = None) -> None:
+    """``"json"``: one :class:`JsonFormatter` handler on :data:`ROOTS` writing
+    to ``stream`` (stderr), those loggers at ``level`` and not propagating to
+    the root (each line once); idempotent. ``"text"``: leave logging to the app."""
+    global _JSON_HANDLER
+    if log_format != "json":
+        return
+    if _JSON_HANDLER is None:
+        _JSON_HANDLER = logging.StreamHandler(stream or sys.stderr)
+        _JSON_HANDLER.setFormatter(JsonFormatter())
+        _JSON_HANDLER.addFilter(_REDACTOR)
+    for name in ROOTS:
+        logger = logging.getLogger(name)
+        if _JSON_HANDLER not in logger.handlers:
+            logger.addHandler(_JSON_HANDLER)
+        logger.setLevel(level)
+        logger.propagate = False

@@ -5,10 +5,12 @@ that tries to inject log lines — captured at DEBUG from every logger."""
 from __future__ import annotations
 
 import collections.abc as cabc
+import io
 import json
 import logging
 import pathlib
 import time
+import typing as t
 
 import pytest
 from flask import Flask
@@ -105,3 +107,67 @@ def test_an_agents_webhook_error_body_cannot_forge_log_lines(tmp_path: pathlib.P
         assert "\\n2026-12-04 12:00:00 CRITICAL" in message
     assert SECRET not in all_text(caplog)
     assert json.dumps(SECRET) not in all_text(caplog)
+
+
+# --------------------------------------------------------------------------- JSON lines (ACP_LOG_FORMAT)
+
+
+class _TalkativeProcessor:
+    """FakePaymentProcessor that logs one line per charge, as a processor does on a decline."""
+
+    def __new__(cls) -> t.Any:
+        from flask_acp.testing import FakePaymentProcessor
+
+        class Talkative(FakePaymentProcessor):
+            def charge(self, request: t.Any) -> t.Any:
+                logging.getLogger("flask_acp.stripe").warning("charging %s with Bearer agent-secret-token-1",
+                                                              request.token)
+                return super().charge(request)
+
+        return Talkative()
+
+
+@pytest.fixture
+def json_lines(monkeypatch: pytest.MonkeyPatch) -> cabc.Iterator[io.StringIO]:
+    stream = io.StringIO()
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).propagate) for name in logs.ROOTS}
+    yield stream
+    if logs._JSON_HANDLER is not None:
+        for name, (level, propagate) in saved.items():
+            logging.getLogger(name).removeHandler(logs._JSON_HANDLER)
+            logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).propagate = propagate
+        logs._JSON_HANDLER = None
+
+
+def test_json_log_lines_carry_request_agent_session_and_order_ids(tmp_path: pathlib.Path,
+                                                                   json_lines: io.StringIO) -> None:
+    app = build_app(tmp_path, payment_processor=_TalkativeProcessor(), ACP_LOG_FORMAT="json",
+                    ACP_WEBHOOK_DELIVERY_THREAD=False)
+    assert logs._JSON_HANDLER is not None
+    logs._JSON_HANDLER.setStream(json_lines)  # type: ignore[attr-defined]
+    agent = Agent(app.test_client())
+    session = agent.ready_session()
+    token = f"spt_{session['id']}"
+    body = {"payment_data": {"handler_id": "card_tokenized", "instrument": {
+        "type": "card", "credential": {"type": "spt", "token": token}}}}
+    response = agent.post(f"/checkout_sessions/{session['id']}/complete", body, **{"Request-Id": "req-log-1"})
+    assert response.status_code == 200
+    order_id = response.get_json()["order"]["id"]
+    logging.getLogger("flask_acp").info("outside any request")
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    [charge] = [x for x in lines if x["message"].startswith("charging")]
+    assert charge["level"] == "warning"
+    assert charge["logger"] == "flask_acp.stripe"
+    assert (charge["request_id"], charge["agent"], charge["checkout_session_id"]) == (
+        "req-log-1", "agent-one", session["id"])
+    assert token not in json_lines.getvalue()  # redacted: spt_…last4
+    assert "agent-secret-token-1" not in json_lines.getvalue()
+    assert "Ada" not in json_lines.getvalue()
+    assert "Main St" not in json_lines.getvalue()
+    assert lines[-1]["message"] == "outside any request"
+    assert "request_id" not in lines[-1]  # nothing of the request stayed
+    # the webhook delivery binds the event's ids
+    app.extensions["acp"].webhooks.run_pending()
+    delivered = [json.loads(line) for line in json_lines.getvalue().splitlines()][len(lines):]
+    assert any(x.get("order_id") == order_id and x.get("event_id") for x in delivered), delivered

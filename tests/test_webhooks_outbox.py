@@ -82,7 +82,7 @@ def test_the_decisions_import_no_flask_rq_or_http_client() -> None:
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
     assert imported <= {"__future__", "collections.abc", "dataclasses", "logging", "os", "time", "typing",
-                        "uuid", "models", "store.base"}, imported
+                        "uuid", "models", "store.base", "logs"}, imported
 
 
 # --------------------------------------------------------------------------- OutboxDelivery

@@ -41,6 +41,7 @@ import typing as t
 from marshmallow import Schema
 
 from .. import i18n
+from .. import logs
 from ..checkout import CheckoutService
 from ..config import Agent
 from ..config import Settings
@@ -150,7 +151,13 @@ class Pipeline:
     # -- the pipeline --------------------------------------------------------------
 
     def handle(self, request: ApiRequest) -> ApiResponse:
-        """Run one operation; every failure becomes the flat error response."""
+        """Run one operation; every failure becomes the flat error response.
+        Log lines written meanwhile carry the agent, session and order ids
+        (:func:`flask_acp.logs.bind`)."""
+        with logs.scope(checkout_session_id=request.session_id):
+            return self._observed(request)
+
+    def _observed(self, request: ApiRequest) -> ApiResponse:
         if self.observer is None:
             return self._handle(request, [])
         started = time.perf_counter()
@@ -168,6 +175,7 @@ class Pipeline:
         try:
             self.check_client(request.client_address)
             agent = self.authenticate(request.headers.get("authorization"))
+            logs.bind(agent=agent)
             if self.limits is not None:
                 self.limits.check_agent(agent, request.operation, request.session_id)
             if not request.signature_checked:
@@ -274,6 +282,7 @@ class Pipeline:
                 session = service.cancel(agent, session_id, data)
         except ACPError as exc:
             return error_response(exc)
+        logs.bind(checkout_session_id=session.id, order_id=session.order.id if session.order else None)
         return self.render(session, version, request.language, status)
 
     def render(self, session: CheckoutSession, version: WireVersion, language: str | None,

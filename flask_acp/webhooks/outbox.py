@@ -37,6 +37,7 @@ import time
 import typing as t
 import uuid
 
+from ..logs import scope as log_scope
 from ..models import JSON
 from ..store.base import Outbox
 from ..store.base import OutboxEntry
@@ -273,6 +274,11 @@ class OutboxDelivery:
         return outcomes
 
     def _attempt(self, entry: OutboxEntry, owner: str) -> DeliveryOutcome:
+        with log_scope(agent=entry.agent, checkout_session_id=entry.session_id, order_id=entry.order_id,
+                        event_id=entry.event_id):
+            return self._attempt_logged(entry, owner)
+
+    def _attempt_logged(self, entry: OutboxEntry, owner: str) -> DeliveryOutcome:
         result = self.send(entry)
         decision = decide(entry, result, now=self.clock(), intervals=self.intervals)
         outcome = decision.outcome
