@@ -340,18 +340,25 @@ class CheckoutService:
                 session.replace(status=Status.CANCELED, updated_at=self.clock(), extra_messages=())
             )
 
-    def sweep(self, *, stuck_after: float | None = None) -> SweepReport:
+    def sweep(self, *, stuck_after: float | None = None,
+              progress: cabc.Callable[[int, int], None] | None = None) -> SweepReport:
         """Expire due sessions (releasing their stock), finish or roll back
         completions whose worker died, and purge old idempotency records.
 
         :param stuck_after: seconds after which a ``complete_in_progress``
             session counts as abandoned (default: the lock lease).
+        :param progress: told ``(sessions done, sessions to look at)`` after each one.
         """
         now = self.clock()
         expired = recovered = 0
         open_statuses = (Status.NOT_READY_FOR_PAYMENT.value, Status.READY_FOR_PAYMENT.value)
-        for session_id in self.storage.sessions.session_ids(statuses=open_statuses,
-                                                            expires_before=now.timestamp()):
+        due = self.storage.sessions.session_ids(statuses=open_statuses, expires_before=now.timestamp())
+        stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
+        stuck_ids = self.storage.sessions.session_ids(statuses=(Status.COMPLETE_IN_PROGRESS.value,),
+                                                      updated_before=stuck)
+        total, done = len(due) + len(stuck_ids), 0
+        for session_id in due:
+            done += 1
             try:
                 with self.locked(session_id):
                     session = self.storage.sessions.get(session_id)
@@ -359,11 +366,11 @@ class CheckoutService:
                         expired += 1
             except (BusyError, UnavailableError) as exc:
                 log.warning("could not expire checkout %s yet: %s", session_id, exc)
-                continue
-        stuck = now.timestamp() - (stuck_after if stuck_after is not None else self.settings.lock_lease)
-        for session_id in self.storage.sessions.session_ids(
-            statuses=(Status.COMPLETE_IN_PROGRESS.value,), updated_before=stuck
-        ):
+            finally:
+                if progress is not None:
+                    progress(done, total)
+        for session_id in stuck_ids:
+            done += 1
             try:
                 with self.locked(session_id):
                     session = self.storage.sessions.get(session_id)
@@ -372,6 +379,9 @@ class CheckoutService:
                         recovered += 1
             except (BusyError, UnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
+            finally:
+                if progress is not None:
+                    progress(done, total)
         purged = self.storage.idempotency.purge(before=now.timestamp() - self.settings.idempotency_ttl)
         return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
 

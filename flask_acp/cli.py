@@ -29,6 +29,8 @@ from .errors import ACPError
 from .errors import AdapterError
 from .models import CheckoutSession
 from .models import Status
+from .progress import Progress
+from .progress import track
 from .state import ACPState
 from .state import current_state
 from .versions import VERSIONS
@@ -148,7 +150,12 @@ def register(cli: click.Group) -> None:
         """Expire due sessions, recover interrupted completions, purge old idempotency keys,
         and hand the due order webhook events to their runner: queue them (Redis mode: retries
         come due, events that never reached the queue) or attempt them here (thread mode)."""
-        report = _state().service.sweep(stuck_after=stuck_after)
+        with Progress("sweeping sessions") as bar:
+            def step(done: int, total: int) -> None:
+                bar.total(total)
+                bar.advance()
+
+            report = _state().service.sweep(stuck_after=stuck_after, progress=step)
         # inbound webhook ids and seen request signatures (ACP_INBOUND_LOG_TTL)
         state = _state()
         purged_inbound = state.storage.inbound.purge(before=time.time() - state.settings.inbound_log_ttl)
@@ -232,7 +239,7 @@ def register(cli: click.Group) -> None:
         when = since.replace(tzinfo=dt.timezone.utc) if since is not None else None
         updates = _run(lambda: _adapter_call(lambda: state.adapter.reconcile_orders(when)))
         applied = 0
-        for update in updates:
+        for update in track(updates, "applying orders"):
             try:
                 if state.orders.apply_platform_update(update, source=state.adapter.name) is not None:
                     applied += 1

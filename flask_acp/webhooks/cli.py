@@ -15,7 +15,9 @@ import json
 
 import click
 
+from ..progress import Progress
 from .delivery import STATUSES
+from .outbox import FAILED
 from .service import WebhookService
 from .service import current_webhooks
 
@@ -99,7 +101,10 @@ def register(cli: click.Group) -> None:
             except Exception as exc:
                 raise click.ClickException(f"{event_id}: {type(exc).__name__}: {exc}") from None
         else:
-            results = service.replay_failed()
+            with Progress("replaying failed events") as bar:
+                if bar.enabled:  # counted for the bar only
+                    bar.total(len(service.storage.outbox.entries(statuses=[FAILED], limit=1_000_000)))
+                results = service.replay_failed(on_each=bar.advance)
         for eid, result in results:
             click.echo(f"{eid}\t{result}")
         if service.mode != "rq":

@@ -214,9 +214,10 @@ class WebhookService:
             self.thread.wake()
         return PENDING
 
-    def replay_failed(self) -> list[tuple[str, str]]:
+    def replay_failed(self, *, on_each: cabc.Callable[[], None] | None = None) -> list[tuple[str, str]]:
         """:meth:`replay` every ``failed`` event, oldest first.
 
+        :param on_each: called after each event (a progress bar).
         :returns: ``(event id, replay result or "error: ...")`` per event.
         """
         seen: set[str] = set()
@@ -232,6 +233,8 @@ class WebhookService:
                     results.append((entry.event_id, self.replay(entry.event_id)))
                 except Exception as exc:
                     results.append((entry.event_id, f"error: {type(exc).__name__}: {exc}"))
+                if on_each is not None:
+                    on_each()
 
     def close(self) -> None:
         """Stop the thread, close HTTP sessions and the Redis client (tests,
