@@ -24,6 +24,7 @@ import logging
 import os
 import typing as t
 
+import click
 from limits import parse_many
 from marshmallow import EXCLUDE
 from marshmallow import Schema
@@ -662,11 +663,14 @@ def _resolve_storage(config: cabc.MutableMapping[str, t.Any], instance_path: str
     config["ACP_STORE_URL"] = sqlite_url(str(config["ACP_SQLITE_PATH"]))
 
 
-class ConfigurationError(RuntimeError):
+class ConfigurationError(RuntimeError, click.ClickException):
     """flask-acp's configuration is invalid: ``str(exc)`` is ``flask-acp
     configuration is invalid:`` and one line per problem, each naming the
     variable the user set (``FLASK_ACP_X`` when only that one is in the
     environment, for apps that call ``app.config.from_prefixed_env()``).
+
+    Also a :class:`click.ClickException`: ``flask --app yourapp acp ...`` prints
+    ``Error:`` and those lines, without a traceback, and exits 1.
 
     :ivar problems: ``[(key, what to set)]``, keys as in ``app.config``.
     """
@@ -675,7 +679,7 @@ class ConfigurationError(RuntimeError):
                  names: cabc.Mapping[str, str] | None = None) -> None:
         self.problems = list(problems)
         self.names = dict(names or {})
-        super().__init__(self._text())
+        click.ClickException.__init__(self, self._text())
 
     def _text(self) -> str:
         lines = "".join(f"\n  {self.name(key)}: {text}" for key, text in self.problems)

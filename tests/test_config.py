@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pytest
 from flask import Flask
@@ -206,3 +209,24 @@ def test_served_versions_default_to_every_plug_in_and_unknown_ones_are_refused(
         build_app(tmp_path / "future", ACP_API_VERSIONS=["2099-01-01"])
     with pytest.raises(RuntimeError, match="ACP_API_VERSIONS"):
         build_app(tmp_path / "word", ACP_API_VERSIONS=["latest"])
+
+
+def test_the_flask_command_line_prints_configuration_errors_without_a_traceback(
+        tmp_path: pathlib.Path) -> None:
+    """Any app (not only the example): ``flask --app yourapp acp ...`` prints one line per
+    problem, each naming the variable set (``FLASK_ACP_*`` through ``from_prefixed_env``), exit 1."""
+    (tmp_path / "shop.py").write_text(
+        "from flask import Flask\nfrom flask_acp import ACP\n"
+        "app = Flask(__name__)\napp.config.from_prefixed_env()\nACP(app)\n", encoding="utf-8")
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "ACP_"))}
+    env.update(FLASK_ACP_IDEMPOTENCY_TTL="-5", FLASK_ACP_STRIPE_SECRET_KEY="sk_test_x",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "shop", "acp", "sweep"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "Error: flask-acp configuration is invalid:"
+    named = {line.split(":")[0].strip() for line in lines[1:]}
+    assert {"ACP_AGENTS", "FLASK_ACP_IDEMPOTENCY_TTL", "ACP_STRIPE_MERCHANT_ID"} <= named, done.stderr
