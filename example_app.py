@@ -101,6 +101,9 @@ def _agents(spec: str | None, base_url: str) -> dict[str, dict[str, object]]:
             keys = agents.setdefault(name, {"api_keys": []})["api_keys"]
             t.cast("list[str]", keys).append(token)
     url, secret = os.environ.get("ACP_WEBHOOK_URL"), os.environ.get("ACP_WEBHOOK_SECRET")
+    if url and not secret:
+        raise SystemExit("flask-acp configuration is invalid:\n  ACP_WEBHOOK_SECRET: set it (16+ characters) "
+                         "with ACP_WEBHOOK_URL: it signs the order webhooks")
     if not url:  # the demo receiver of this app
         url, secret = base_url.rstrip("/") + DEMO_WEBHOOK_PATH, DEMO_WEBHOOK_SECRET
     for agent in agents.values():
@@ -262,8 +265,21 @@ def create_app(config: dict[str, object] | None = None) -> Flask:
     try:
         ACP(app)
     except ConfigurationError as exc:
-        raise SystemExit(str(exc.renamed(SOURCES))) from None
+        raise SystemExit(str(_as_set(exc))) from None
     return app
+
+
+def _as_set(exc: ConfigurationError) -> ConfigurationError:
+    """The problems named by the environment variables this app reads: ``ACP_AGENTS``
+    is built from ACP_API_KEYS, ACP_WEBHOOK_URL and ACP_WEBHOOK_SECRET."""
+    problems = []
+    for key, text in exc.problems:
+        if key.startswith("ACP_AGENTS") and "webhook_secrets" in key + text:
+            key = "ACP_WEBHOOK_SECRET"
+        elif key.startswith("ACP_AGENTS") and "webhook_url" in key + text:
+            key = "ACP_WEBHOOK_URL"
+        problems.append((key, text))
+    return ConfigurationError(problems).renamed(SOURCES)
 
 
 app = create_app()

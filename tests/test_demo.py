@@ -234,6 +234,11 @@ def test_importing_the_app_with_a_stripe_key_loads_no_test_package(tmp_path: pat
     ({"STRIPE_SECRET_KEY": "sk_test_example_0000"},
      "  STRIPE_ACCOUNT_ID: set it to your Stripe account id (acct_...) when ACP_STRIPE_SECRET_KEY is set"),
     ({"FLASK_ACP_IDEMPOTENCY_TTL": "-5"}, "  FLASK_ACP_IDEMPOTENCY_TTL: "),
+    ({"ACP_WEBHOOK_URL": "https://agent.example/hooks"}, "  ACP_WEBHOOK_SECRET: set it (16+ characters)"),
+    ({"ACP_WEBHOOK_URL": "https://agent.example/hooks", "ACP_WEBHOOK_SECRET": "short"},
+     "  ACP_WEBHOOK_SECRET: "),
+    ({"ACP_WEBHOOK_URL": "http://agent.example/hooks", "ACP_WEBHOOK_SECRET": "a-secret-0123456789"},
+     "  ACP_WEBHOOK_URL: must be an https:// URL"),
 ])
 def test_configuration_errors_name_the_variable_set_without_a_traceback(
         tmp_path: pathlib.Path, env: dict[str, str], line: str) -> None:
