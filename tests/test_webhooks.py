@@ -782,3 +782,18 @@ def test_rq_batch_leaves_a_failed_events_retry_to_the_outbox_schedule(
     # the retry is handed to RQ when the outbox says it is due, not before
     assert state.webhooks.sweep() == 0
     assert state.webhooks.sweep(now=row.next_attempt_at) == 1
+
+
+def test_a_webhook_url_set_later_gets_no_backlog(make_app: MakeApp, receiver: Receiver) -> None:
+    """Events made while the agent had no URL are ``skipped`` when a delivery looks at
+    them; the URL configured afterwards receives only what happens from then on."""
+    before = make_app(None, ACP_WEBHOOK_DELIVERY_THREAD=False)
+    old = buy(before)
+    assert before.extensions["acp"].webhooks.run_pending() >= 1
+    assert {e.status for e in outbox(before)} == {"skipped"}
+    before.extensions["acp"].webhooks.close()
+    after = make_app(receiver.url, ACP_WEBHOOK_DELIVERY_THREAD=False)  # same store, the URL set now
+    new = buy(after)
+    after.extensions["acp"].webhooks.run_pending()
+    assert [d.event["data"]["checkout_session_id"] for d in receiver.log] == [new["id"]]
+    assert old["id"] != new["id"]
