@@ -97,7 +97,8 @@ def _agents(spec: str | None, base_url: str) -> dict[str, dict[str, object]]:
         for pair in filter(None, (p.strip() for p in spec.split(","))):
             name, sep, token = pair.partition(":")
             if not sep or not name or not token:
-                raise SystemExit(f"ACP_API_KEYS: expected name:token pairs, got {pair!r}")
+                raise SystemExit(f"flask-acp configuration is invalid:\n  ACP_API_KEYS: expected "
+                                 f"name:token pairs separated by commas, got {pair!r}")
             keys = agents.setdefault(name, {"api_keys": []})["api_keys"]
             t.cast("list[str]", keys).append(token)
     url, secret = os.environ.get("ACP_WEBHOOK_URL"), os.environ.get("ACP_WEBHOOK_SECRET")
