@@ -395,6 +395,10 @@ class CheckoutSession:
     #: no payment attempt until then (``ACP_PAYMENT_COOLDOWN`` after a failure past
     #: ``ACP_PAYMENT_FAILURE_LIMIT``): the processor is not called (card testing)
     payments_paused_until: dt.datetime | None = None
+    #: the end of the session's stock-hold window (``ACP_STOCK_HOLD_TTL`` after it
+    #: first became ``ready_for_payment``; never moved by updates): after it, only
+    #: ``complete`` holds stock for the session again. None: never payable yet.
+    stock_hold_deadline: dt.datetime | None = None
 
     @property
     def totals(self) -> Totals:
