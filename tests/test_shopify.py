@@ -872,7 +872,8 @@ def test_completion_near_expiry_extends_the_reservation_past_the_charge(
     session = stored(app, body["id"])
     draft_id = draft_of(shop, body["id"])["id"]
     # reserved until the end of the hold window (ACP_STOCK_HOLD_TTL), not the session's expiry
-    assert session.stock_hold_deadline is not None and session.stock_hold_deadline < session.expires_at
+    assert session.stock_hold_deadline is not None
+    assert session.stock_hold_deadline < session.expires_at
     assert mapping.parse_datetime(shop.draft(draft_id)["reserveInventoryUntil"]) \
         == session.stock_hold_deadline.replace(microsecond=0)
     hold_until = session.expires_at + dt.timedelta(minutes=6, microseconds=1)  # the charge may outlast it
