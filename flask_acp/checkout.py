@@ -94,6 +94,8 @@ log = logging.getLogger("flask_acp")
 #: seconds allowed for one platform step of a completion (``prepare_order``
 #: before the charge, ``place_order`` after it, with the saves around them)
 PLATFORM_CALL_MARGIN = 60.0
+#: sessions erased per storage call by :meth:`CheckoutService.sweep`
+ERASE_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ class SweepReport:
     expired: int = 0
     recovered: int = 0
     purged_idempotency: int = 0
+    #: terminal sessions whose personal data was erased (``ACP_PII_RETENTION``)
+    erased_personal_data: int = 0
 
 
 class CheckoutSettings(LockSettings, t.Protocol):
@@ -334,7 +338,12 @@ class CheckoutService:
 
     def sweep(self, *, stuck_after: float | None = None) -> SweepReport:
         """Expire due sessions (releasing their stock), finish or roll back
-        completions whose worker died, and purge old idempotency records.
+        completions whose worker died, purge old idempotency records (after
+        ``ACP_IDEMPOTENCY_TTL``, or ``ACP_PII_RETENTION`` when shorter: a stored
+        response carries the buyer's details), and erase the personal data of
+        ``completed``, ``canceled`` and ``expired`` sessions last changed before
+        ``ACP_PII_RETENTION`` (:meth:`~flask_acp.store.base.Sessions.erase_personal_data`;
+        0: kept).
 
         :param stuck_after: seconds after which a ``complete_in_progress``
             session counts as abandoned (default: the lock lease).
@@ -364,8 +373,19 @@ class CheckoutService:
                         recovered += 1
             except (BusyError, UnavailableError) as exc:
                 log.warning("could not recover checkout %s: %s", session_id, exc)
-        purged = self.storage.idempotency.purge(before=now.timestamp() - self.settings.idempotency_ttl)
-        return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
+        retention = self.settings.pii_retention
+        keep = min(self.settings.idempotency_ttl, retention) if retention else self.settings.idempotency_ttl
+        purged = self.storage.idempotency.purge(before=now.timestamp() - keep)
+        erased = 0
+        if retention:
+            while True:
+                batch = self.storage.sessions.erase_personal_data(
+                    updated_before=now.timestamp() - retention, now=now.timestamp(), limit=ERASE_BATCH)
+                erased += batch
+                if batch < ERASE_BATCH:
+                    break
+        return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged,
+                           erased_personal_data=erased)
 
     # -- completion steps ----------------------------------------------------------
 
