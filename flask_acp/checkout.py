@@ -11,6 +11,8 @@ the version render the session it returns. Errors are named by cause
 State machine (ACP 2026-04-17 leaves most of it to the merchant, digest §13)::
 
     create -> not_ready_for_payment <-> ready_for_payment        (update re-quotes)
+    (stock is held only while ready_for_payment, until ACP_STOCK_HOLD_TTL after the
+    session first became so: see :meth:`CheckoutService._price`)
     ready_for_payment --complete--> complete_in_progress --> completed
                                           |--> ready_for_payment + payment_declined message
     any non-terminal --cancel--> canceled;  --expires_at passed--> expired

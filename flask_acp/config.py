@@ -406,9 +406,8 @@ class Settings:
         unit="seconds",
         doc="`flask acp sweep` erases the buyer, addresses, order notes and every other personal field of "
             "`completed`, `canceled` and `expired` sessions last changed longer ago than this, and the "
-            "stored idempotent responses of that age (README \"Personal data\"); `0`: kept for ever. An "
-            "order whose `order_create`/`order_update` webhook is still undelivered keeps them until it is "
-            "delivered or given up.")
+            "stored idempotent responses of that age (README \"Personal data\"); `0`: kept for ever; else at "
+            "least 86400. The order, totals and payment record stay (webhooks carry the order only).")
     idempotency_ttl: int = setting(
         "ACP_IDEMPOTENCY_TTL",
         fields.Integer(strict=True, validate=validate.Range(

@@ -20,9 +20,8 @@ create         ``AcpVariants`` (``nodes(ids:)`` + shop currencies) -> [address:
                -> [payable: ``draftOrder`` until ``ready``]
 update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOptions``]
                -> ``draftOrderUpdate`` (full line list, address, chosen rate
-               handle, the reservation until the core's unchanged deadline, none
-               past it; a session that just became payable: a second one that
-               takes the reservation) -> [payable: ``draftOrder`` until ``ready``]
+               handle, the reservation until the core's unchanged deadline while
+               the session is payable, none otherwise) -> [payable: ``draftOrder`` until ``ready``]
 complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock, line prices) ->
                ``draftOrderUpdate`` (``lineItems`` with ``priceOverride`` = the unit prices
                read, so the prices charged are the order's; and ``reserveInventoryUntil``
