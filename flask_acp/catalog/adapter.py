@@ -23,13 +23,13 @@ Quoting rules:
   address no method ships to: ``region_restricted`` error.
 * Tax: rate of the shipping address (country, ``state``) per the store file,
   per line, half-up; no address, no tax.
-* The quote replaces the session's hold with the purchasable quantities, until
-  ``request.hold_until``, when the quote is payable (``quote_payable``; the
-  quote is built inside the ledger's transaction, so a quote that cannot be
-  paid never holds, not even for a moment; else the hold is deleted); with
-  ``hold_until=None`` it holds nothing (and deletes the session's hold) but
-  still counts other sessions' holds: what they hold is out of stock. When to hold is the core's decision
-  (``QuoteRequest.hold_until``).
+* Holds (when is the core's decision, ``QuoteRequest.hold_until``): a payable
+  quote (``quote_payable``) replaces the session's hold with its purchasable
+  quantities, until ``request.hold_until``. Any other quote, and every quote
+  with ``hold_until=None``, deletes the session's hold and holds nothing, but
+  still counts other sessions' holds (what they hold is out of stock). The
+  quote is built inside the ledger's transaction, so a session that cannot
+  be paid never holds stock, not even for a moment.
 """
 
 from __future__ import annotations
