@@ -38,7 +38,17 @@ class QuoteRequest:
     :ivar fulfillment_details: the spec's ``FulfillmentDetails`` dict, or None.
     :ivar selected_fulfillment_options: what the agent asked for (may be empty
         or invalid; see :func:`choose_fulfillment`).
-    :ivar expires_at: when the session expires; holds should last until then.
+    :ivar expires_at: when the session expires (after each update: the session's
+        life, not its stock hold's).
+    :ivar hold_until: hold the quoted stock for the session until then (aware
+        UTC) *if the quote returned is payable* (:func:`quote_payable`; else
+        hold nothing), or, ``None``, hold nothing: check availability only (an
+        item another session holds is still out of stock) and give back what
+        the session held. The core decides (README "Stock holds"): nothing is
+        held before a session is payable, and a hold lasts at most
+        ``ACP_STOCK_HOLD_TTL`` from the moment it first became payable, however
+        often it is updated. An adapter never holds past it (a platform with a
+        fixed reservation length takes or renews it only when asked).
     :ivar adapter_state: what the adapter returned in the previous quote.
     """
 
@@ -48,6 +58,7 @@ class QuoteRequest:
     fulfillment_details: dict[str, JSON] | None
     selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...]
     expires_at: dt.datetime
+    hold_until: dt.datetime | None
     buyer: dict[str, JSON] | None = None
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
 
@@ -151,10 +162,13 @@ class PlatformAdapter(abc.ABC):
 
     @abc.abstractmethod
     def quote(self, request: QuoteRequest) -> Quote:
-        """Price the session and hold stock for it until ``request.expires_at``.
+        """Price the session and hold stock for it until ``request.hold_until``
+        (``None``: hold nothing, release what the session holds, but still say
+        out of stock what other sessions hold).
 
-        Called on create and on every update; must be idempotent (the hold is
-        *set* to the requested quantities, not added to).
+        Called on create and on every update (sometimes twice: first without a
+        hold, then, once the quote is payable, with one); must be idempotent
+        (the hold is *set* to the requested quantities, not added to).
 
         :raises AdapterUnavailableError: the platform cannot answer now.
         """
@@ -167,10 +181,13 @@ class PlatformAdapter(abc.ABC):
         platform whose pending order follows its catalog fixes them here
         (Shopify: ``priceOverride`` on the draft's lines).
 
-        :param hold_until: the end of the payment's time budget (aware UTC): an
-            adapter whose stock reservation lapses on its own extends it to at
-            least this time and reports the result in ``Quote.stock_held_until``
-            (the core does not charge when it falls short).
+        :param hold_until: when the hold must end (aware UTC): the later of the
+            end of the payment's time budget and the end of the session's hold
+            window, if still open (the core decides; the adapter holds until
+            exactly then, never the session's expiry). An adapter whose stock
+            reservation lapses on its own extends it to at least this time
+            and reports the result in ``Quote.stock_held_until`` (the core
+            does not charge when it falls short).
         :raises AdapterUnavailableError: the platform cannot answer now.
         """
 
@@ -230,6 +247,23 @@ class PlatformAdapter(abc.ABC):
         :raises AdapterError: the platform refused the credentials or did not answer.
         """
         return "no platform to call"
+
+
+def quote_payable(quote: Quote) -> bool:
+    """Whether a session with this quote may be paid (``ready_for_payment``):
+    every line purchasable, no error message, no address missing, and every
+    line that needs fulfillment has a selected option. An adapter asked to hold
+    stock (``QuoteRequest.hold_until``) holds it only when its quote is payable
+    by this rule; the core adds its own checks (a contact e-mail, the
+    processor's amount limits) and gives a hold back when they fail."""
+    if not quote.lines or quote.needs_fulfillment_details:
+        return False
+    if any(m.blocks_payment for m in quote.messages) or not all(line.purchasable for line in quote.lines):
+        return False
+    selected = {i for s in quote.selected_fulfillment_options for i in s.item_ids}
+    needing = {i for o in quote.fulfillment_options for i in o.item_ids}
+    needing |= {line.item_id for line in quote.lines if line.requires_shipping}
+    return not needing - selected
 
 
 def choose_fulfillment(

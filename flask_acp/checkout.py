@@ -11,6 +11,8 @@ the version render the session it returns. Errors are named by cause
 State machine (ACP 2026-04-17 leaves most of it to the merchant, digest §13)::
 
     create -> not_ready_for_payment <-> ready_for_payment        (update re-quotes)
+    (stock is held only while ready_for_payment, until ACP_STOCK_HOLD_TTL after the
+    session first became so: see :meth:`CheckoutService._price`)
     ready_for_payment --complete--> complete_in_progress --> completed
                                           |--> ready_for_payment + payment_declined message
     any non-terminal --cancel--> canceled;  --expires_at passed--> expired
@@ -45,6 +47,7 @@ import typing as t
 
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
+from .adapter import quote_payable
 from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
@@ -93,6 +96,8 @@ log = logging.getLogger("flask_acp")
 #: seconds allowed for one platform step of a completion (``prepare_order``
 #: before the charge, ``place_order`` after it, with the saves around them)
 PLATFORM_CALL_MARGIN = 60.0
+#: sessions erased per storage call by :meth:`CheckoutService.sweep`
+ERASE_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ class SweepReport:
     expired: int = 0
     recovered: int = 0
     purged_idempotency: int = 0
+    #: terminal sessions whose personal data was erased (``ACP_PII_RETENTION``)
+    erased_personal_data: int = 0
 
 
 class CheckoutSettings(LockSettings, t.Protocol):
@@ -113,6 +120,15 @@ class CheckoutSettings(LockSettings, t.Protocol):
     @property
     def idempotency_ttl(self) -> int:
         """Stored idempotent responses are purged after this."""
+
+    @property
+    def stock_hold_ttl(self) -> int:
+        """A session holds stock at most this long after it first became payable
+        (until ``complete`` takes the hold again)."""
+
+    @property
+    def pii_retention(self) -> int:
+        """Personal data of terminal sessions is erased after this (0: kept)."""
 
     @property
     def order_placement_retries(self) -> tuple[float, ...]:
@@ -197,8 +213,9 @@ class CheckoutService:
     # -- public operations ---------------------------------------------------------
 
     def create(self, agent: str, api_version: str, data: CreateInput) -> CheckoutSession:
-        """Open a session, price it and hold its stock. Without a ``currency``
-        (versions before 2026-01-30) the store's own currency is used.
+        """Open a session and price it; its stock is held only if it is payable
+        at once (see :meth:`_price`). Without a ``currency`` (versions before
+        2026-01-30) the store's own currency is used.
 
         :raises UnavailableError: the platform cannot answer now (503).
         """
@@ -206,26 +223,14 @@ class CheckoutService:
         session_id = "cs_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
         currency = data.currency or self._store_currency()
-        quote = self._quote(
-            QuoteRequest(
-                session_id=session_id,
-                currency=currency,
-                line_items=data.line_items,
-                fulfillment_details=data.fulfillment_details,
-                selected_fulfillment_options=(),
-                expires_at=expires_at,
-                buyer=data.buyer,
-            ),
-            data.buyer, data.fulfillment_details,
-        )
-        session = CheckoutSession(
+        session = self._price(CheckoutSession(
             id=session_id,
             agent=agent,
             api_version=api_version,
-            status=_status_of(quote),
+            status=Status.NOT_READY_FOR_PAYMENT,
             currency=currency,
             line_items=data.line_items,
-            quote=quote,
+            quote=Quote(lines=()),
             created_at=now,
             updated_at=now,
             expires_at=expires_at,
@@ -234,7 +239,7 @@ class CheckoutService:
             capabilities=data.capabilities,
             locale=data.locale,
             order_notes=data.order_notes,
-        )
+        ), now)
         self.storage.sessions.create(session)
         return session
 
@@ -250,7 +255,9 @@ class CheckoutService:
         return session
 
     def update(self, agent: str, session_id: str, data: UpdateInput) -> CheckoutSession:
-        """Replace the fields sent, re-price, re-hold stock, extend the expiry.
+        """Replace the fields sent, re-price, extend the expiry. The stock hold
+        follows :meth:`_price`: an update never moves the end of the session's
+        hold window (``ACP_STOCK_HOLD_TTL``).
 
         :raises NotFoundError: (404). :raises SessionClosedError: terminal (405).
         :raises BusyError: a completion is running (409).
@@ -270,18 +277,9 @@ class CheckoutService:
                 )
                 if value is not None
             }
-            session = session.replace(**changes)
             expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
-            quote = self._quote(self._quote_request(session, expires_at), session.buyer,
-                                session.fulfillment_details)
-            session = session.replace(
-                quote=quote,
-                status=_status_of(quote),
-                expires_at=expires_at,
-                updated_at=now,
-                extra_messages=(),
-            )
-            return self.save(session)
+            session = self._price(session.replace(**changes, expires_at=expires_at), now)
+            return self.save(session.replace(updated_at=now, extra_messages=()))
 
     def complete(self, agent: str, session_id: str, data: CompleteInput) -> CheckoutSession:
         """Charge the credential for the session's own total and place the order.
@@ -343,7 +341,12 @@ class CheckoutService:
     def sweep(self, *, stuck_after: float | None = None,
               progress: cabc.Callable[[int, int], None] | None = None) -> SweepReport:
         """Expire due sessions (releasing their stock), finish or roll back
-        completions whose worker died, and purge old idempotency records.
+        completions whose worker died, purge old idempotency records (after
+        ``ACP_IDEMPOTENCY_TTL``, or ``ACP_PII_RETENTION`` when shorter: a stored
+        response carries the buyer's details), and erase the personal data of
+        ``completed``, ``canceled`` and ``expired`` sessions last changed before
+        ``ACP_PII_RETENTION`` (:meth:`~flask_acp.store.base.Sessions.erase_personal_data`;
+        0: kept).
 
         :param stuck_after: seconds after which a ``complete_in_progress``
             session counts as abandoned (default: the lock lease).
@@ -382,8 +385,19 @@ class CheckoutService:
             finally:
                 if progress is not None:
                     progress(done, total)
-        purged = self.storage.idempotency.purge(before=now.timestamp() - self.settings.idempotency_ttl)
-        return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged)
+        retention = self.settings.pii_retention
+        keep = min(self.settings.idempotency_ttl, retention) if retention else self.settings.idempotency_ttl
+        purged = self.storage.idempotency.purge(before=now.timestamp() - keep)
+        erased = 0
+        if retention:
+            while True:
+                batch = self.storage.sessions.erase_personal_data(
+                    updated_before=now.timestamp() - retention, now=now.timestamp(), limit=ERASE_BATCH)
+                erased += batch
+                if batch < ERASE_BATCH:
+                    break
+        return SweepReport(expired=expired, recovered=recovered, purged_idempotency=purged,
+                           erased_personal_data=erased)
 
     # -- completion steps ----------------------------------------------------------
 
@@ -392,9 +406,14 @@ class CheckoutService:
         (whose ``adapter_state`` may hold what the platform prepared) and whether
         it may be charged; when not (total or payability changed), the session is
         saved with a message and returned to the agent instead."""
-        hold_until = self.clock() + dt.timedelta(seconds=self.charge_time_budget())
+        now = self.clock()
+        hold_until = now + dt.timedelta(seconds=self.charge_time_budget())
+        # the hold outlasts the charge; an open hold window is not cut short by
+        # a payment that fails (the window itself is never extended)
+        window = _hold_window_end(session, now)
+        hold = max(hold_until, window) if window is not None else hold_until
         try:
-            fresh = _require_contact(self.adapter.prepare_order(session, hold_until=hold_until),
+            fresh = _require_contact(self.adapter.prepare_order(session, hold_until=hold),
                                      session.buyer, session.fulfillment_details)
             fresh = _require_chargeable(fresh, session.currency, self.payments)
         except AdapterError as exc:
@@ -668,7 +687,7 @@ class CheckoutService:
         ))
         try:
             self.adapter.release(session)
-            quote = self._quote(self._quote_request(session, session.expires_at), session.buyer,
+            quote = self._quote(self._quote_request(session, hold_until=None), session.buyer,
                                 session.fulfillment_details)
         except (AdapterError, UnavailableError) as exc:
             log.warning("checkout %s: money given back; the store could not be updated yet (%s)",
@@ -878,26 +897,67 @@ class CheckoutService:
                                    code="store_currency_unknown", retry_after=5)
         return currencies[0].lower()
 
-    def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
+    def _quote_request(self, session: CheckoutSession, *, hold_until: dt.datetime | None) -> QuoteRequest:
         return QuoteRequest(
             session_id=session.id,
             currency=session.currency,
             line_items=session.line_items,
             fulfillment_details=session.fulfillment_details,
             selected_fulfillment_options=session.requested_fulfillment_options,
-            expires_at=expires_at,
+            expires_at=session.expires_at,
+            hold_until=hold_until,
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
         )
 
+    def _price(self, session: CheckoutSession, now: dt.datetime) -> CheckoutSession:
+        """Quote ``session`` (its inputs and ``expires_at`` already set) under the
+        stock-hold policy; returns it with the quote, the status and the hold window.
+
+        - Not payable: nothing is held (the adapter holds only a payable quote,
+          and gives back what the session held).
+        - Payable for the first time: the hold window opens, ending
+          ``ACP_STOCK_HOLD_TTL`` seconds from now (``stock_hold_deadline``), and
+          the stock is held until then (or the session's expiry, if sooner).
+        - Payable within the window: held until the same deadline; no update
+          moves it, whatever it changes.
+        - Past the window: nothing is held any more; the session can still be
+          ``ready_for_payment`` (the units were free when it was quoted), and
+          ``complete`` holds them for the charge if they are still there.
+
+        One platform call per quote: the adapter is asked to hold (until the
+        window's end) whenever the window is open or not opened yet, and holds
+        only when its quote is payable. A second call (without a hold) gives
+        the hold back when the core's own checks (a contact e-mail, the
+        processor's amount limits) find the quote not payable after all.
+        """
+        deadline = session.stock_hold_deadline
+        window = now + dt.timedelta(seconds=self.settings.stock_hold_ttl) if deadline is None else deadline
+        hold_until = min(window, session.expires_at) if now < window else None
+        raw, quote = self._quote_both(self._quote_request(session, hold_until=hold_until), session.buyer,
+                                      session.fulfillment_details)
+        status = _status_of(quote)
+        if status is Status.READY_FOR_PAYMENT:
+            return session.replace(quote=quote, status=status,
+                                   stock_hold_deadline=window if hold_until is not None else deadline)
+        if hold_until is not None and quote_payable(raw):  # the adapter held it: give it back
+            quote = self._quote(self._quote_request(session.replace(quote=quote), hold_until=None),
+                                session.buyer, session.fulfillment_details)
+        return session.replace(quote=quote, status=_status_of(quote))
+
     def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
                fulfillment_details: dict[str, JSON] | None) -> Quote:
+        return self._quote_both(request, buyer, fulfillment_details)[1]
+
+    def _quote_both(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
+                    fulfillment_details: dict[str, JSON] | None) -> tuple[Quote, Quote]:
+        """The adapter's quote, and that quote with the core's own checks' messages."""
         try:
             quote = self.adapter.quote(request)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
-        return _require_chargeable(_require_contact(quote, buyer, fulfillment_details),
-                                   request.currency, self.payments)
+        return quote, _require_chargeable(_require_contact(quote, buyer, fulfillment_details),
+                                          request.currency, self.payments)
 
 
 def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
@@ -997,17 +1057,14 @@ def _require_chargeable(quote: Quote, currency: str, payments: PaymentProcessor)
     return dataclasses.replace(quote, messages=quote.messages + (problem.message(),))
 
 
+def _hold_window_end(session: CheckoutSession, now: dt.datetime) -> dt.datetime | None:
+    """When the session's stock hold ends, if it still holds (window open)."""
+    deadline = session.stock_hold_deadline
+    if deadline is None or now >= deadline:
+        return None
+    return min(deadline, session.expires_at)
+
+
 def _status_of(quote: Quote) -> Status:
-    """``ready_for_payment`` iff every line is purchasable, no error message
-    stands, an address exists where one is needed, and every line that the
-    adapter offers fulfillment for has a selected option."""
-    if not quote.lines or quote.needs_fulfillment_details:
-        return Status.NOT_READY_FOR_PAYMENT
-    if any(m.blocks_payment for m in quote.messages) or not all(line.purchasable for line in quote.lines):
-        return Status.NOT_READY_FOR_PAYMENT
-    selected = {i for s in quote.selected_fulfillment_options for i in s.item_ids}
-    needing = {i for o in quote.fulfillment_options for i in o.item_ids}
-    needing |= {line.item_id for line in quote.lines if line.requires_shipping}
-    if needing - selected:
-        return Status.NOT_READY_FOR_PAYMENT
-    return Status.READY_FOR_PAYMENT
+    """``ready_for_payment`` iff :func:`~flask_acp.adapter.quote_payable`."""
+    return Status.READY_FOR_PAYMENT if quote_payable(quote) else Status.NOT_READY_FOR_PAYMENT

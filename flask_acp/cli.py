@@ -1,7 +1,7 @@
 """``flask acp ...`` commands (registered on the ``acp`` blueprint's CLI group).
 
 - ``flask acp sweep``: expire due sessions, recover interrupted completions,
-  purge old idempotency records.
+  purge old idempotency records, erase the personal data of old closed sessions.
 - ``flask acp orders show|ship|deliver|cancel|refund ORDER_ID``: report order changes;
   each one queues a signed ``order_update`` webhook to the agent.
 - ``flask acp orders list``, ``flask acp sessions list|show SESSION_ID``,
@@ -148,7 +148,8 @@ def register(cli: click.Group) -> None:
                   help="Seconds after which an unfinished completion is recovered.")
     def sweep_command(stuck_after: float | None) -> None:
         """Expire due sessions, recover interrupted completions, purge old idempotency keys,
-        and hand the due order webhook events to their runner: queue them (Redis mode: retries
+        erase the personal data of sessions closed longer ago than ACP_PII_RETENTION, and hand
+        the due order webhook events to their runner: queue them (Redis mode: retries
         come due, events that never reached the queue) or attempt them here (thread mode)."""
         with Progress("sweeping sessions") as bar:
             def step(done: int, total: int) -> None:
@@ -160,7 +161,8 @@ def register(cli: click.Group) -> None:
         state = _state()
         purged_inbound = state.storage.inbound.purge(before=time.time() - state.settings.inbound_log_ttl)
         click.echo(f"expired={report.expired} recovered={report.recovered} "
-                   f"purged_idempotency={report.purged_idempotency} purged_inbound={purged_inbound}")
+                   f"purged_idempotency={report.purged_idempotency} purged_inbound={purged_inbound} "
+                   f"erased_personal_data={report.erased_personal_data}")
         try:
             queued = _state().webhooks.sweep()
         except Exception as exc:  # Redis down: a later sweep queues them

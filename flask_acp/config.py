@@ -323,6 +323,12 @@ def _check_queue_url(url: str | None) -> None:
                               "delivery thread")
 
 
+def _retention(value: int) -> None:
+    if value != 0 and value < 86400:
+        raise ValidationError("must be 0 (keep) or at least 86400 seconds (the spec keeps idempotent "
+                              "responses 24 h)")
+
+
 def _seconds(minimum: float) -> validate.Range:
     return validate.Range(min=minimum)
 
@@ -390,6 +396,19 @@ class Settings:
     session_ttl: int = setting(
         "ACP_SESSION_TTL", fields.Integer(strict=True, validate=_seconds(60)), 3600, unit="seconds",
         doc="A session expires this long after its creation or last update; its stock is released.")
+    stock_hold_ttl: int = setting(
+        "ACP_STOCK_HOLD_TTL", fields.Integer(strict=True, validate=_seconds(60)), 900, unit="seconds",
+        doc="The longest a session holds stock before `complete`: the hold starts when the session first "
+            "becomes `ready_for_payment` (nothing is held before) and ends this long after, however often "
+            "the session is updated; afterwards an update only checks availability, and `complete` holds "
+            "the stock again for the charge if it is still there (README \"Stock holds\").")
+    pii_retention: int = setting(
+        "ACP_PII_RETENTION", fields.Integer(strict=True, validate=_retention), 2592000,
+        unit="seconds",
+        doc="`flask acp sweep` erases the buyer, addresses, order notes and every other personal field of "
+            "`completed`, `canceled` and `expired` sessions last changed longer ago than this, and the "
+            "stored idempotent responses of that age (README \"Personal data\"); `0`: kept for ever; else at "
+            "least 86400. The order, totals and payment record stay (webhooks carry the order only).")
     idempotency_ttl: int = setting(
         "ACP_IDEMPOTENCY_TTL",
         fields.Integer(strict=True, validate=validate.Range(

@@ -395,6 +395,13 @@ class CheckoutSession:
     #: no payment attempt until then (``ACP_PAYMENT_COOLDOWN`` after a failure past
     #: ``ACP_PAYMENT_FAILURE_LIMIT``): the processor is not called (card testing)
     payments_paused_until: dt.datetime | None = None
+    #: the end of the session's stock-hold window (``ACP_STOCK_HOLD_TTL`` after it
+    #: first became ``ready_for_payment``; never moved by updates): after it, only
+    #: ``complete`` holds stock for the session again. None: never payable yet.
+    stock_hold_deadline: dt.datetime | None = None
+    #: when its personal data was erased (``flask acp sweep``, ``ACP_PII_RETENTION``;
+    #: :func:`without_personal_data`); None: not erased
+    personal_data_erased_at: dt.datetime | None = None
 
     @property
     def totals(self) -> Totals:
@@ -406,6 +413,33 @@ class CheckoutSession:
 
     def replace(self, **changes: t.Any) -> CheckoutSession:
         return dataclasses.replace(self, **changes)
+
+
+#: the statuses whose sessions' personal data is erased after ``ACP_PII_RETENTION``
+ERASABLE_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.CANCELED, Status.EXPIRED)
+
+
+def without_personal_data(session: CheckoutSession, now: dt.datetime) -> CheckoutSession:
+    """``session`` with its personal data erased, marked erased at ``now``: the
+    buyer (name, e-mail, phone...), ``fulfillment_details`` (name, phone,
+    e-mail, address), ``order_notes``, the messages added to the session
+    (they may quote what the buyer sent), and the quote's ``adapter_state``
+    (the platform's handles on the cart or draft order that carries the buyer's
+    details, e.g. WooCommerce's ``Cart-Token``, and hashes of them).
+
+    Kept, for the money and the order: the lines, totals, quote, payment
+    record (processor ids, the credential's SHA-256), order (its webhooks
+    render the order alone, so an event still to be delivered is delivered
+    unchanged), timestamps, status and revision. Pure; the stores call it
+    (:meth:`flask_acp.store.base.Sessions.erase_personal_data`)."""
+    return session.replace(
+        buyer=None,
+        fulfillment_details=None,
+        order_notes=None,
+        extra_messages=(),
+        quote=dataclasses.replace(session.quote, adapter_state={}),
+        personal_data_erased_at=now,
+    )
 
 
 # --- record conversion (for stores) ----------------------------------------------

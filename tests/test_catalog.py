@@ -62,6 +62,7 @@ def request(*items: tuple[str, int], session: str = "cs_1", currency: str = "usd
         fulfillment_details=None if address is None else {"name": "Jane Doe", "address": address},
         selected_fulfillment_options=selected,
         expires_at=expires_at,
+        hold_until=expires_at,
     )
 
 

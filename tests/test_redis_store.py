@@ -27,7 +27,9 @@ from flask_acp.catalog.stock import StockLedger
 from flask_acp.catalog.stock_redis import RedisStockLedger
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import StorageUnavailableError
+from flask_acp.models import CheckoutSession
 from flask_acp.models import Order
+from flask_acp.models import Status
 from flask_acp.store import open_storage
 from flask_acp.store.redis import RedisSessions
 from flask_acp.testing.storage_contract import make_session
@@ -388,3 +390,37 @@ def test_migrate_store_reads_any_sqlite_path(tmp_path: pathlib.Path, redis_url: 
     result = doubled.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", target])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
+
+
+def test_erasure_leaves_a_session_saved_meanwhile_for_the_next_sweep(redis_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session saved between the erasure's read and its write is not
+    overwritten (the write compares the revision), and the shard's watermark
+    stays below it, so the next call erases it."""
+    storage = open_storage(redis_url)
+    sessions = storage.sessions
+    assert isinstance(sessions, RedisSessions)
+    now = dt.datetime.now(dt.timezone.utc)
+    old = now - dt.timedelta(days=40)
+    session = make_session(now=old).replace(status=Status.CANCELED, buyer={"email": "ada@example.com"})
+    sessions.create(session)
+    read = sessions.get
+
+    def read_then_saved_by_someone_else(session_id: str) -> CheckoutSession | None:
+        found = read(session_id)
+        assert found is not None
+        sessions.save(found.replace(order_notes="changed meanwhile"))
+        return found
+
+    monkeypatch.setattr(sessions, "get", read_then_saved_by_someone_else)
+    cutoff = (now - dt.timedelta(days=30)).timestamp()
+    assert sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 0
+    monkeypatch.setattr(sessions, "get", read)
+    stored = sessions.get(session.id)
+    assert stored is not None
+    assert stored.order_notes == "changed meanwhile"  # the other save stands
+    assert stored.buyer == {"email": "ada@example.com"}
+    assert sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 1
+    stored = sessions.get(session.id)
+    assert stored is not None
+    assert (stored.buyer, stored.order_notes) == (None, None)

@@ -871,8 +871,11 @@ def test_completion_near_expiry_extends_the_reservation_past_the_charge(
     body = ready_session(agent, [{"id": "1002"}])
     session = stored(app, body["id"])
     draft_id = draft_of(shop, body["id"])["id"]
+    # reserved until the end of the hold window (ACP_STOCK_HOLD_TTL), not the session's expiry
+    assert session.stock_hold_deadline is not None
+    assert session.stock_hold_deadline < session.expires_at
     assert mapping.parse_datetime(shop.draft(draft_id)["reserveInventoryUntil"]) \
-        == session.expires_at.replace(microsecond=0)
+        == session.stock_hold_deadline.replace(microsecond=0)
     hold_until = session.expires_at + dt.timedelta(minutes=6, microseconds=1)  # the charge may outlast it
     shop.reset_counters()
     quote = adapter_of(app).prepare_order(session, hold_until=hold_until)

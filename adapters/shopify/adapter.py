@@ -16,10 +16,12 @@ Calls per ACP operation (Shopify Admin GraphQL, ``SHOPIFY_API_VERSION``):
 create         ``AcpVariants`` (``nodes(ids:)`` + shop currencies) -> [address:
                ``AcpDeliveryOptions``] -> ``draftOrderCreate`` (session id in
                ``customAttributes``, tag ``acp``, ``reserveInventoryUntil`` =
-               session expiry) -> [payable: ``draftOrder`` until ``ready``]
+               the core's hold deadline, or none before the session is payable)
+               -> [payable: ``draftOrder`` until ``ready``]
 update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOptions``]
                -> ``draftOrderUpdate`` (full line list, address, chosen rate
-               handle, refreshed reservation) -> [payable: ``draftOrder`` until ``ready``]
+               handle, the reservation until the core's unchanged deadline while
+               the session is payable, none otherwise) -> [payable: ``draftOrder`` until ``ready``]
 complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock, line prices) ->
                ``draftOrderUpdate`` (``lineItems`` with ``priceOverride`` = the unit prices
                read, so the prices charged are the order's; and ``reserveInventoryUntil``
@@ -59,6 +61,7 @@ from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
 from flask_acp.adapter import choose_fulfillment
+from flask_acp.adapter import quote_payable
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
@@ -185,7 +188,8 @@ class ShopifyAdapter(PlatformAdapter):
 
     def quote(self, request: QuoteRequest) -> Quote:
         """Price the session on its draft order, creating the draft on the first
-        call, and hold its stock until ``request.expires_at``.
+        call, and hold its stock until ``request.hold_until`` (the draft's
+        ``reserveInventoryUntil``; ``None``: the draft reserves nothing).
 
         Amounts are minor units of ``request.currency``; the quote's total is
         the draft's ``totalPriceSet``. Unknown or unpublished variants, stock
@@ -248,7 +252,12 @@ class ShopifyAdapter(PlatformAdapter):
                                    needs_details=needs_details)
 
         handle = rates[shipping_choice.option_id]["handle"] if shipping_choice else None
-        draft_input = self._draft_input(request, purchasable, variants, address, currency, handle)
+        # reserve only what could be paid (the core's rule, quote_payable): not
+        # before the address, nor with an error standing
+        reserve = request.hold_until is not None and not needs_details \
+            and not any(m.blocks_payment for m in messages)
+        draft_input = self._draft_input(request, purchasable, variants, address, currency, handle,
+                                        reserve=reserve)
         draft_before = state.get("draft_id")
         active = self._reservation_active(state)
         held_before = t.cast(dict[str, int], state.get("held") or {}) if active else {}
@@ -278,8 +287,13 @@ class ShopifyAdapter(PlatformAdapter):
         payable = not needs_details and not any(m.blocks_payment for m in messages)
         if payable and not draft.get("ready"):
             draft = self._await_ready(str(draft["id"]), draft)
-        return self._priced_quote(draft, request.line_items, purchasable, variants, currency, options,
-                                  selected, messages, needs_details, state, rates=rates)
+        quote = self._priced_quote(draft, request.line_items, purchasable, variants, currency, options,
+                                   selected, messages, needs_details, state, rates=rates)
+        if state.get("reserve_until") and not quote_payable(quote):
+            # found unpayable after reserving (a refused shipping line, totals): hold nothing
+            until = self._restore_reservation(str(draft["id"]), None, None, request.session_id)
+            state["reserve_until"] = mapping.reserve_until(until) if until is not None else None
+        return quote
 
     def _lookup(self, request: QuoteRequest, state: dict[str, JSON]) -> _Lookup:
         """Validate the requested variants, or reuse the stored verdicts when the
@@ -364,11 +378,13 @@ class ShopifyAdapter(PlatformAdapter):
 
     def _draft_input(self, request: QuoteRequest, purchasable: dict[str, int],
                      variants: dict[str, dict[str, JSON]], address: dict[str, JSON], currency: str,
-                     handle: JSON) -> dict[str, JSON]:
+                     handle: JSON, *, reserve: bool) -> dict[str, JSON]:
         draft_input: dict[str, JSON] = {
             "lineItems": [{"variantId": variants[i]["gid"], "quantity": q} for i, q in purchasable.items()],
             "presentmentCurrencyCode": currency,
-            "reserveInventoryUntil": mapping.reserve_until(request.expires_at),
+            # the core's hold deadline; none: the draft reserves nothing (null clears it)
+            "reserveInventoryUntil": mapping.reserve_until(request.hold_until)
+            if reserve and request.hold_until is not None else None,
             "acceptAutomaticDiscounts": self.accept_automatic_discounts,
             "shippingLine": {"shippingRateHandle": handle} if handle else None,
         }
@@ -570,8 +586,7 @@ class ShopifyAdapter(PlatformAdapter):
         must outlast the charge: when the draft's ``reserveInventoryUntil`` is
         unset or earlier than ``hold_until`` (a session near its expiry), it is
         extended in the same ``draftOrderUpdate`` (``reserveInventoryUntil`` =
-        the later of the session's expiry and ``hold_until``, rounded up to the
-        second; the other fields are left as they are), and the draft is
+        ``hold_until``, rounded up to the second; the other fields are left as they are), and the draft is
         re-read until ``ready``. Then the stock of every limited variant is
         re-checked: when another draft or order holds the units (e.g. taken
         while this draft's reservation had lapsed) the line gets an
@@ -586,7 +601,8 @@ class ShopifyAdapter(PlatformAdapter):
         (``draftOrder`` until ``ready``) -> ``draftOrderUpdate`` -> ``draftOrder``
         until ``ready``] -> [units taken after an extension: ``draftOrderUpdate``].
 
-        :param hold_until: aware UTC; the end of the charge's time budget.
+        :param hold_until: aware UTC; at least the end of the charge's time
+            budget (the core's deadline).
         :returns: the quote, in minor units of ``session.currency``, its
             ``stock_held_until`` the draft's ``reserveInventoryUntil`` as Shopify
             reports it (the current time when it reports none: nothing is held),
@@ -603,7 +619,7 @@ class ShopifyAdapter(PlatformAdapter):
         draft_id = state.get("draft_id")
         if not draft_id:
             return quote
-        wanted = _ceil_second(max(session.expires_at, hold_until))
+        wanted = _ceil_second(hold_until)
         draft = self._read_draft(str(draft_id))
         extended_from: dt.datetime | None = None  # the reservation's end before extending it
         extended = False
@@ -630,7 +646,7 @@ class ShopifyAdapter(PlatformAdapter):
             log.warning("Shopify draft %s of checkout %s is gone; re-quoting", draft_id, session.id)
             state.pop("draft_id", None)
             state["held"] = {}
-            request = dataclasses.replace(_session_request(session, state), expires_at=wanted)
+            request = _session_request(session, state, hold_until=wanted)
             fresh = self.quote(request)
             if not requoted and fresh.adapter_state.get("draft_id"):
                 return self._prepare(session.replace(quote=fresh), hold_until, requoted=True)
@@ -671,7 +687,7 @@ class ShopifyAdapter(PlatformAdapter):
         if extended and short:
             # the extension re-reserved units another draft or order holds: give
             # them back, or that buyer's own check would now find them oversold
-            until = self._restore_reservation(str(draft_id), extended_from, until, session)
+            until = self._restore_reservation(str(draft_id), extended_from, until, session.id)
             state["reserve_until"] = mapping.reserve_until(until) if until is not None else None
         selected = quote.selected_fulfillment_options
         priced = self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
@@ -680,7 +696,7 @@ class ShopifyAdapter(PlatformAdapter):
         return dataclasses.replace(priced, stock_held_until=until if until is not None else self.clock())
 
     def _restore_reservation(self, draft_id: str, previous: dt.datetime | None, current: dt.datetime | None,
-                             session: CheckoutSession) -> dt.datetime | None:
+                             session_id: str) -> dt.datetime | None:
         """Set a draft's ``reserveInventoryUntil`` back after an extension (to
         ``current``) that found its units taken: to ``previous`` while that is
         still ahead, else to none (a lapsed reservation held nothing). Best
@@ -696,13 +712,13 @@ class ShopifyAdapter(PlatformAdapter):
                 operation_name="AcpDraftOrderUpdate")
         except AdapterError as exc:
             log.warning("checkout %s: could not give back the reservation of Shopify draft %s: %s",
-                        session.id, draft_id, exc)
+                        session_id, draft_id, exc)
             return current
         payload = t.cast(dict[str, JSON], data.get("draftOrderUpdate") or {})
         draft = t.cast(dict[str, JSON] | None, payload.get("draftOrder"))
         if payload.get("userErrors") or draft is None:
             log.warning("checkout %s: Shopify refused to give back the reservation of draft %s: %s",
-                        session.id, draft_id, payload.get("userErrors"))
+                        session_id, draft_id, payload.get("userErrors"))
             return current
         return mapping.parse_datetime(draft.get("reserveInventoryUntil"))
 
@@ -1232,12 +1248,13 @@ def _stock_message(request: QuoteRequest, item_id: str, name: str, available: in
                    text_args={"name": name, "available": str(available)})
 
 
-def _session_request(session: CheckoutSession, state: dict[str, JSON]) -> QuoteRequest:
+def _session_request(session: CheckoutSession, state: dict[str, JSON], *,
+                     hold_until: dt.datetime | None = None) -> QuoteRequest:
     return QuoteRequest(
         session_id=session.id, currency=session.currency, line_items=session.line_items,
         fulfillment_details=session.fulfillment_details,
         selected_fulfillment_options=session.requested_fulfillment_options,
-        expires_at=session.expires_at, buyer=session.buyer, adapter_state=state,
+        expires_at=session.expires_at, hold_until=hold_until, buyer=session.buyer, adapter_state=state,
     )
 
 

@@ -7,8 +7,9 @@ Calls per ACP operation (platforms.md §0, §3.3; ``S`` = ``/wp-json/wc/store/v1
 =========  =================================================================  =====
 create     ``GET S/cart`` (new ``Cart-Token``) → ``POST S/batch`` [``cart/add-item``  3
            per line, ``cart/update-customer``] → ``GET S/checkout`` (checkout-draft
-           order holding the stock for 10 minutes; only once the cart is payable,
-           so 2 calls without an address)
+           order holding the stock for 10 minutes; only once the cart is payable
+           and the core asks for a hold (``QuoteRequest.hold_until``), so 2
+           calls without an address)
 update     ``POST S/batch`` [``cart/remove-item`` / ``update-item`` / ``add-item``    2
            for the changed lines, ``update-customer`` if the address or buyer
            changed, ``select-shipping-rate`` per changed choice] → ``GET S/checkout``
@@ -263,8 +264,11 @@ class WooCommerceAdapter(PlatformAdapter):
 
     def quote(self, request: QuoteRequest) -> Quote:
         """Bring the session's Store API cart to the requested lines, address and
-        shipping choices, hold its stock (10 minutes, refreshed on every
-        update) and map it (:func:`.mapping.quote_from_cart`).
+        shipping choices, hold its stock while ``request.hold_until`` is in the
+        future (WooCommerce's checkout-draft reservation: 10 minutes from each
+        quote that holds, a length WooCommerce fixes; none is taken or renewed
+        once the core's deadline has passed or before the session is payable,
+        and the last one lapses on its own) and map it (:func:`.mapping.quote_from_cart`).
 
         Amounts are ISO 4217 minor units; ``Totals.of(quote).total`` is the
         cart's ``total_price``.
@@ -291,7 +295,7 @@ class WooCommerceAdapter(PlatformAdapter):
             )), adapter_state=state.dump())
         data, line_messages, messages = self._sync(request, state, cart, fresh)
         quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages)
-        if self._holdable(quote, data):
+        if request.hold_until is not None and self._holdable(quote, data):
             short, refusals = self._hold(state, cart, request.line_items)
             if short or refusals:
                 quote = quote_from_cart(data, request.line_items,
@@ -541,7 +545,7 @@ class WooCommerceAdapter(PlatformAdapter):
         """
         state = _State.load(session.quote.adapter_state)
         if not state.cart_token:
-            return self.quote(_request_of(session))
+            return self.quote(_request_of(session, hold_until))
         if state.order_status == "pending":
             self._discard_order(state)
         cart = state.cart()
@@ -950,10 +954,11 @@ def _merge(a: dict[str, list[Message]], b: dict[str, list[Message]]) -> dict[str
     return out
 
 
-def _request_of(session: CheckoutSession) -> QuoteRequest:
+def _request_of(session: CheckoutSession, hold_until: dt.datetime | None) -> QuoteRequest:
     return QuoteRequest(
         session_id=session.id, currency=session.currency, line_items=session.line_items,
         fulfillment_details=session.fulfillment_details,
         selected_fulfillment_options=session.requested_fulfillment_options,
-        expires_at=session.expires_at, buyer=session.buyer, adapter_state=session.quote.adapter_state,
+        expires_at=session.expires_at, hold_until=hold_until, buyer=session.buyer,
+        adapter_state=session.quote.adapter_state,
     )

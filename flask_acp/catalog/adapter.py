@@ -23,8 +23,13 @@ Quoting rules:
   address no method ships to: ``region_restricted`` error.
 * Tax: rate of the shipping address (country, ``state``) per the store file,
   per line, half-up; no address, no tax.
-* The quote replaces the session's hold with the purchasable quantities, until
-  ``request.expires_at``.
+* Holds (when is the core's decision, ``QuoteRequest.hold_until``): a payable
+  quote (``quote_payable``) replaces the session's hold with its purchasable
+  quantities, until ``request.hold_until``. Any other quote, and every quote
+  with ``hold_until=None``, deletes the session's hold and holds nothing, but
+  still counts other sessions' holds (what they hold is out of stock). The
+  quote is built inside the ledger's transaction, so a session that cannot
+  be paid never holds stock, not even for a moment.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from marshmallow import fields
 from flask_acp.adapter import PlatformAdapter
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import choose_fulfillment
+from flask_acp.adapter import quote_payable
 from flask_acp.config import Section
 from flask_acp.config import setting
 from flask_acp.errors import AdapterRejectedError
@@ -210,35 +216,44 @@ class CatalogAdapter(PlatformAdapter):
             if currency_ok and item.available:
                 wanted[li.id] = wanted.get(li.id, 0) + li.quantity
 
+        hold = request.hold_until is not None
+        built: list[Quote] = []
+
+        def build(available: dict[str, int | None], fitting: dict[str, int]) -> Quote:
+            found = list(messages)
+            lines: list[PricedLine] = []
+            for index, li in enumerate(request.line_items):
+                line, line_messages = self._price_line(index, li, available, fitting, wanted, rate)
+                lines.append(line)
+                found.extend(line_messages)
+            options, needs_details, fulfillment_messages = self._fulfillment(lines, country, rate, now)
+            found.extend(fulfillment_messages)
+            selected, choice_messages = choose_fulfillment(
+                options,
+                request.selected_fulfillment_options,
+                [li.id for li in request.line_items],
+            )
+            found.extend(choice_messages)
+            return Quote(
+                lines=tuple(lines),
+                fulfillment_options=tuple(options),
+                selected_fulfillment_options=selected,
+                needs_fulfillment_details=needs_details,
+                messages=tuple(found),
+            )
+
         def decide(available: dict[str, int | None]) -> dict[str, int]:
-            return {i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))}
+            # runs inside the ledger's transaction (a Redis ledger may run it
+            # again, on fresher numbers): the quote is built here, and the hold
+            # taken only when it is payable
+            fitting = {i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))}
+            built[:] = [build(available, fitting)]
+            return fitting if hold and quote_payable(built[0]) else {}
 
-        available, held = self.ledger.reserve(
-            request.session_id, on_hand, decide,
-            expires_at=request.expires_at.timestamp(), now=now.timestamp(),
-        )
-
-        lines: list[PricedLine] = []
-        for index, li in enumerate(request.line_items):
-            line, line_messages = self._price_line(index, li, available, held, wanted, rate)
-            lines.append(line)
-            messages.extend(line_messages)
-
-        options, needs_details, fulfillment_messages = self._fulfillment(lines, country, rate, now)
-        messages.extend(fulfillment_messages)
-        selected, choice_messages = choose_fulfillment(
-            options,
-            request.selected_fulfillment_options,
-            [li.id for li in request.line_items],
-        )
-        messages.extend(choice_messages)
-        return Quote(
-            lines=tuple(lines),
-            fulfillment_options=tuple(options),
-            selected_fulfillment_options=selected,
-            needs_fulfillment_details=needs_details,
-            messages=tuple(messages),
-        )
+        until = request.hold_until if request.hold_until is not None else now
+        self.ledger.reserve(request.session_id, on_hand, decide, expires_at=until.timestamp(),
+                            now=now.timestamp())
+        return built[0]
 
     def _cap(self, available: int | None) -> int | None:
         """Most units one order may take: available units and the per-order max."""
@@ -358,10 +373,10 @@ class CatalogAdapter(PlatformAdapter):
     # -- orders --------------------------------------------------------------------
 
     def prepare_order(self, session: CheckoutSession, *, hold_until: dt.datetime) -> Quote:
-        """Re-quote the session's stored inputs, holding its stock until the
-        later of the session's expiry and ``hold_until`` (the end of the
-        charge's time budget): no other session can take the units while the
-        charge runs, even when the session expires meanwhile.
+        """Re-quote the session's stored inputs, holding its stock until
+        ``hold_until`` (at least the end of the charge's time budget, as the
+        core decides): no other session can take the units while the charge
+        runs, even when the session expires meanwhile.
 
         :raises StorageUnavailableError: the stock database failed.
         """
@@ -371,7 +386,8 @@ class CatalogAdapter(PlatformAdapter):
             line_items=session.line_items,
             fulfillment_details=session.fulfillment_details,
             selected_fulfillment_options=session.requested_fulfillment_options,
-            expires_at=max(session.expires_at, hold_until),
+            expires_at=session.expires_at,
+            hold_until=hold_until,
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
         ))

@@ -162,6 +162,18 @@ class Sessions(t.Protocol):
         """The session whose charge has the processor id ``payment_id``, or None."""
         ...
 
+    def erase_personal_data(self, *, updated_before: float, now: float, limit: int = 1000) -> int:
+        """Erase the personal data (:func:`flask_acp.models.without_personal_data`,
+        marked erased at ``now``) of up to ``limit`` sessions that are
+        ``completed``, ``canceled`` or ``expired``, were last updated before
+        ``updated_before`` (unix seconds) and are not erased yet. Each session
+        is written only if its revision is still the one read (its revision
+        then goes up by one; ``updated_at`` and every index stay as they are):
+        a session saved meanwhile is left for a later call. Never touches a
+        session in another status. Idempotent; returns how many sessions it
+        erased (0: nothing left to erase)."""
+        ...
+
     def claim_token(self, token_sha256: str, session_id: str, *, now: float) -> str:
         """Bind a payment credential (the hex SHA-256 of its token, never the
         token) to the first session that presents it, atomically, and return

@@ -17,7 +17,7 @@ calls leaves nothing inconsistent. Readers across shards (the sweeper's
 
 Layout (``P`` = the key prefix, ``{T}`` = the shard's hash tag)::
 
-    P{T}:sess:<session id>        hash  rec (JSON), rev, status, exp, upd
+    P{T}:sess:<session id>        hash  rec (JSON), rev, status, exp, upd, erased (unix s, once erased)
     P{T}:sx:<status>:exp|upd      zset  session id -> expires_at | updated_at
     P{T}:lock:<name>              string owner, PX lease (Redis's own clock)
     P{T}:evt:<event id>           hash  the OutboxEntry fields
@@ -29,6 +29,7 @@ Layout (``P`` = the key prefix, ``{T}`` = the shard's hash tag)::
     P{T}:tok:<token sha256>       hash  the session a payment credential is bound to
     P{T}:inb / P{T}:inb:t         hash / zset  inbound webhooks seen -> received at
     P{T}:evp:<event id>, P{T}:ord:<order id>, P{T}:pay:<payment id>   pointers
+    P{T}:pii:upto                 string  sessions updated before it were looked at for erasure
 
 Times are unix seconds: the outbox and idempotency records keep the ``now``
 values they are given; lock leases run on the Redis server's clock (``PX``),
@@ -49,6 +50,7 @@ from __future__ import annotations
 import collections
 import collections.abc as cabc
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -57,10 +59,12 @@ import time
 import typing as t
 
 from ..errors import StorageUnavailableError
+from ..models import ERASABLE_STATUSES
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
+from ..models import without_personal_data
 from ._holders import holder_is_dead
 from ._holders import new_owner
 from ._redis import SHARD_TAGS
@@ -253,6 +257,47 @@ end
 return out
 """
 
+# KEYS[1] any key of the shard; ARGV base, updated_before, statuses...
+# -> flat id, upd pairs of the sessions in those statuses updated in [watermark, updated_before)
+#    and not erased, oldest first per status (the watermark: P{T}:pii:upto, see erase_personal_data)
+_ERASE_CANDIDATES = """
+local base, before = ARGV[1], ARGV[2]
+local from = redis.call('GET', base .. 'pii:upto') or '-inf'
+local out = {}
+for i = 3, #ARGV do
+  local index = base .. 'sx:' .. ARGV[i] .. ':upd'
+  local found = redis.call('ZRANGEBYSCORE', index, from, '(' .. before, 'WITHSCORES')
+  for j = 1, #found, 2 do
+    if redis.call('HEXISTS', base .. 'sess:' .. found[j], 'erased') == 0 then
+      table.insert(out, found[j])
+      table.insert(out, found[j + 1])
+    end
+  end
+end
+return out
+"""
+
+# KEYS[1] the session; ARGV expected rev, rec, new rev, erased at, statuses...
+_ERASE = """
+local cur = redis.call('HMGET', KEYS[1], 'rev', 'status')
+if not cur[1] or tonumber(cur[1]) ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'erased') == 1 then return 0 end
+for i = 5, #ARGV do
+  if cur[2] == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'rec', ARGV[2], 'rev', ARGV[3], 'erased', ARGV[4])
+    return 1
+  end
+end
+return 0
+"""
+
+# KEYS[1] the shard's watermark; ARGV the new one (only ever raised)
+_RAISE_WATERMARK = """
+local cur = redis.call('GET', KEYS[1])
+if not cur or tonumber(cur) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 _POINTER = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
@@ -364,6 +409,51 @@ class RedisSessions(_Port):
                        "" if updated_before is None else _num(float(updated_before)), *statuses],
             write=False)
         return [_text(sid) or "" for ids in found for sid in ids]
+
+    def erase_personal_data(self, *, updated_before: float, now: float, limit: int = 1000) -> int:
+        """See :meth:`flask_acp.store.base.Sessions.erase_personal_data`. Per
+        shard, one script lists the candidates (terminal statuses, updated in
+        ``[watermark, updated_before)``, no ``erased`` mark), the record is
+        erased here (:func:`~flask_acp.models.without_personal_data`, the one
+        rule) and written back by a script that compares the revision and the
+        status; then the shard's watermark ``P{T}:pii:upto`` is raised to the
+        oldest candidate left (one written meanwhile, or past ``limit``) or to
+        ``updated_before``, so a sweep reads only what aged since the last one.
+        """
+        statuses = [s.value for s in ERASABLE_STATUSES]
+        erased_at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+        before = _num(float(updated_before))
+        found = self.connection.each_shard(
+            _ERASE_CANDIDATES, lambda i: [self._key(i, "pii:upto")],
+            lambda i: [self._base(i), before, *statuses], write=False)
+        count = 0
+        for shard, flat in enumerate(found):
+            pairs = sorted((float(flat[j + 1]), _text(flat[j]) or "") for j in range(0, len(flat), 2))
+            watermark = float(updated_before)
+            for upd, session_id in pairs:
+                if count >= limit:
+                    watermark = min(watermark, upd)
+                    break
+                erased = self._erase(session_id, erased_at, statuses)
+                if erased is None:
+                    watermark = min(watermark, upd)  # saved meanwhile: look again next time
+                count += int(bool(erased))
+            self.connection.run(_RAISE_WATERMARK, [self._key(shard, "pii:upto")], [_num(watermark)])
+        return count
+
+    def _erase(self, session_id: str, erased_at: dt.datetime, statuses: list[str]) -> bool | None:
+        """Erase one session: True if erased now, False if it was already
+        (e.g. migrated erased), None if it changed meanwhile."""
+        _, key = self._session_key(session_id)
+        current = self.get(session_id)
+        if current is None or current.status.value not in statuses:
+            return None
+        if current.personal_data_erased_at is not None:
+            return False
+        erased = without_personal_data(current, erased_at).replace(revision=current.revision + 1)
+        done = self.connection.run(_ERASE, [key], [
+            current.revision, _fields(erased)[0], erased.revision, _num(erased_at.timestamp()), *statuses])
+        return True if done else None
 
     def _pointer(self, kind: str, name: str) -> str | None:
         return _text(self.connection.call("GET", self._key(shard_of(name), f"{kind}:{name}")))

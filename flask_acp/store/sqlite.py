@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import contextlib
+import datetime as dt
 import json
 import os
 import sqlite3
 import time
 
+from ..models import ERASABLE_STATUSES
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
 from ..models import to_record
+from ..models import without_personal_data
 from ._holders import holder_is_dead
 from ._holders import new_owner
 from ._sqlite import SQLiteDatabase
@@ -244,6 +247,24 @@ class SQLiteSessions(_Port):
             row = db.execute("SELECT session_id FROM acp_payments WHERE payment_id = ?",
                              (payment_id,)).fetchone()
         return None if row is None else str(row[0])
+
+    def erase_personal_data(self, *, updated_before: float, now: float, limit: int = 1000) -> int:
+        statuses = [s.value for s in ERASABLE_STATUSES]
+        erased_at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+        count = 0
+        with self._tx() as db:
+            marks = ",".join("?" * len(statuses))
+            rows = db.execute(
+                f"SELECT id, revision, record FROM acp_sessions WHERE status IN ({marks})"  # noqa: S608
+                " AND updated_at < ? AND json_extract(record, '$.personal_data_erased_at') IS NULL LIMIT ?",
+                (*statuses, updated_before, limit)).fetchall()
+            for session_id, revision, record in rows:
+                session = from_record(CheckoutSession, json.loads(record))
+                erased = without_personal_data(session, erased_at).replace(revision=revision + 1)
+                db.execute("UPDATE acp_sessions SET revision = ?, record = ? WHERE id = ? AND revision = ?",
+                           (revision + 1, _row(erased)[5], session_id, revision))
+                count += 1
+        return count
 
     def claim_token(self, token_sha256: str, session_id: str, *, now: float) -> str:
         with self._tx() as db:

@@ -380,6 +380,88 @@ class SessionsContract(_Base):
                                             updated_before=old.timestamp() - 60) == []
         assert storage.sessions.session_ids(statuses=["canceled"]) == []
 
+    def _personal(self, status: Status, updated: dt.datetime) -> CheckoutSession:
+        order = Order(id=f"ord_{uuid.uuid4().hex[:8]}", checkout_session_id="x",
+                      permalink_url="https://shop.example/o/1")
+        return make_session(status=status, now=updated,
+                            order=order if status is Status.COMPLETED else None).replace(
+            buyer={"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+                   "phone_number": "+15551234567"},
+            fulfillment_details={"name": "Ada Lovelace", "email": "ada@example.com",
+                                 "address": {"line_one": "1 Main St", "city": "SF", "country": "US"}},
+            order_notes="leave it with the neighbour",
+            quote=Quote(lines=make_session().quote.lines, adapter_state={"cart_token": "secret"}),
+        )
+
+    def test_erase_personal_data_of_old_terminal_sessions_only(self, storage: Storage) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        old = now - dt.timedelta(days=40)
+        cutoff = (now - dt.timedelta(days=30)).timestamp()
+        sessions = {status: self._personal(status, old) for status in Status}
+        recent = self._personal(Status.COMPLETED, now)
+        for session in (*sessions.values(), recent):
+            storage.sessions.create(session)
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 3
+        for status, session in sessions.items():
+            stored = storage.sessions.get(session.id)
+            assert stored is not None
+            if status in (Status.COMPLETED, Status.CANCELED, Status.EXPIRED):
+                assert (stored.buyer, stored.fulfillment_details, stored.order_notes) == (None, None, None)
+                assert stored.quote.adapter_state == {}
+                assert stored.personal_data_erased_at is not None
+                assert stored.revision == session.revision + 1
+                # what the money and the order need stays
+                assert (stored.status, stored.order, stored.totals, stored.updated_at) == \
+                    (session.status, session.order, session.totals, session.updated_at)
+            else:  # open, and complete_in_progress: never touched
+                assert stored == session
+        assert storage.sessions.get(recent.id) == recent
+        # idempotent: nothing left to erase
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 0
+        # the indexes still find them
+        assert sorted(storage.sessions.session_ids(statuses=["canceled", "expired"])) == sorted(
+            [sessions[Status.CANCELED].id, sessions[Status.EXPIRED].id])
+        order = sessions[Status.COMPLETED].order
+        assert order is not None
+        erased = storage.sessions.get(sessions[Status.COMPLETED].id)
+        assert erased is not None
+        storage.sessions.save(erased)  # an erased session saves as any other
+        assert storage.sessions.session_id_for_order(order.id) == erased.id
+
+    def test_erase_personal_data_later_and_in_batches(self, storage: Storage) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        cutoff = (now - dt.timedelta(days=30)).timestamp()
+        first = [self._personal(Status.CANCELED, now - dt.timedelta(days=40 + i)) for i in range(3)]
+        for session in first:
+            storage.sessions.create(session)
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp(), limit=2) == 2
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp(), limit=2) == 1
+        # a session that ages past the retention after a sweep is erased by a later one
+        later = self._personal(Status.EXPIRED, now - dt.timedelta(days=20))
+        storage.sessions.create(later)
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 0
+        ten_days = now + dt.timedelta(days=11)
+        assert storage.sessions.erase_personal_data(
+            updated_before=(ten_days - dt.timedelta(days=30)).timestamp(), now=ten_days.timestamp()) == 1
+        stored = storage.sessions.get(later.id)
+        assert stored is not None
+        assert stored.buyer is None
+
+    def test_erasure_is_a_revision_like_any_other(self, storage: Storage) -> None:
+        """Erasure writes the revision after the stored one: a save of the
+        revision before it is stale (nothing written back)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        session = self._personal(Status.COMPLETED, now - dt.timedelta(days=40))
+        storage.sessions.create(session)
+        saved = storage.sessions.save(session)  # e.g. a shipment recorded meanwhile
+        cutoff = (now - dt.timedelta(days=30)).timestamp()
+        assert storage.sessions.erase_personal_data(updated_before=cutoff, now=now.timestamp()) == 1
+        stored = storage.sessions.get(session.id)
+        assert stored is not None
+        assert stored.revision == saved.revision + 1
+        with pytest.raises(StaleSessionError):  # the erasure is a revision like any other
+            storage.sessions.save(saved)
+
     def test_orders_and_payments_find_their_session(self, storage: Storage) -> None:
         session = make_session()
         storage.sessions.create(session)
