@@ -45,6 +45,7 @@ import typing as t
 
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
+from .adapter import applied_codes
 from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
@@ -64,6 +65,7 @@ from .inputs import CancelInput
 from .inputs import CompleteInput
 from .inputs import CreateInput
 from .inputs import UpdateInput
+from .models import DISCOUNT_EXTENSION
 from .models import JSON
 from .models import CheckoutSession
 from .models import Message
@@ -72,8 +74,10 @@ from .models import OrderEvent
 from .models import OrderLine
 from .models import PaymentRecord
 from .models import Quote
+from .models import RejectedDiscount
 from .models import Status
 from .models import Totals
+from .models import extension_requested
 from .models import line_item_id
 from .models import new_event
 from .payments.base import ChargeRequest
@@ -133,6 +137,14 @@ class CheckoutSettings(LockSettings, t.Protocol):
     @property
     def payment_cooldown(self) -> int:
         """How long such a pause lasts after the last failure."""
+
+    @property
+    def discount_code_rejection_limit(self) -> int:
+        """Rejected discount codes of a session before each further rejection pauses new codes."""
+
+    @property
+    def discount_code_cooldown(self) -> int:
+        """How long such a pause lasts after the last rejection."""
 
 
 class CheckoutService:
@@ -206,26 +218,14 @@ class CheckoutService:
         session_id = "cs_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
         currency = data.currency or self._store_currency()
-        quote = self._quote(
-            QuoteRequest(
-                session_id=session_id,
-                currency=currency,
-                line_items=data.line_items,
-                fulfillment_details=data.fulfillment_details,
-                selected_fulfillment_options=(),
-                expires_at=expires_at,
-                buyer=data.buyer,
-            ),
-            data.buyer, data.fulfillment_details,
-        )
         session = CheckoutSession(
             id=session_id,
             agent=agent,
             api_version=api_version,
-            status=_status_of(quote),
+            status=Status.NOT_READY_FOR_PAYMENT,
             currency=currency,
             line_items=data.line_items,
-            quote=quote,
+            quote=Quote(lines=()),
             created_at=now,
             updated_at=now,
             expires_at=expires_at,
@@ -234,7 +234,9 @@ class CheckoutService:
             capabilities=data.capabilities,
             locale=data.locale,
             order_notes=data.order_notes,
+            discount_codes=data.discount_codes or (),
         )
+        session = self._requote(session, expires_at, previous_codes=())
         self.storage.sessions.create(session)
         return session
 
@@ -267,21 +269,15 @@ class CheckoutService:
                     ("fulfillment_details", data.fulfillment_details),
                     ("requested_fulfillment_options", data.selected_fulfillment_options),
                     ("order_notes", data.order_notes),
+                    ("discount_codes", data.discount_codes),
                 )
                 if value is not None
             }
+            previous_codes = session.discount_codes
             session = session.replace(**changes)
             expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
-            quote = self._quote(self._quote_request(session, expires_at), session.buyer,
-                                session.fulfillment_details)
-            session = session.replace(
-                quote=quote,
-                status=_status_of(quote),
-                expires_at=expires_at,
-                updated_at=now,
-                extra_messages=(),
-            )
-            return self.save(session)
+            session = self._requote(session, expires_at, previous_codes=previous_codes)
+            return self.save(session.replace(expires_at=expires_at, updated_at=now, extra_messages=()))
 
     def complete(self, agent: str, session_id: str, data: CompleteInput) -> CheckoutSession:
         """Charge the credential for the session's own total and place the order.
@@ -389,6 +385,13 @@ class CheckoutService:
             fresh = _require_chargeable(fresh, session.currency, self.payments)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
+        if self._discounts_active(session):
+            # the platform re-applied the codes it had applied; those it had
+            # rejected were not tried again and stay rejected
+            earlier = {r.code.casefold(): r for r in session.quote.rejected_discounts}
+            kept = {i: earlier[c.casefold()] for i, c in enumerate(session.discount_codes)
+                    if c.casefold() in earlier}
+            fresh, _ = _settle_discounts(fresh, session.discount_codes, kept, set())
         if fresh.stock_held_until is not None and fresh.stock_held_until < hold_until:
             # the reservation could lapse while the charge runs: another buyer
             # could take the units we are about to be paid for
@@ -868,6 +871,63 @@ class CheckoutService:
                                    code="store_currency_unknown", retry_after=5)
         return currencies[0].lower()
 
+    def _discounts_active(self, session: CheckoutSession) -> bool:
+        return extension_requested(session.capabilities, DISCOUNT_EXTENSION)
+
+    def _requote(self, session: CheckoutSession, expires_at: dt.datetime, *,
+                 previous_codes: tuple[str, ...]) -> CheckoutSession:
+        """Price ``session`` (its status follows), with its discount codes when
+        the agent negotiated the discount extension (ACP 2026-01-30+, digest
+        §18.2): a code repeated (case-insensitively) is rejected
+        ``discount_code_already_applied``; while the session's new codes are
+        paused (code guessing) a code not in ``previous_codes`` is rejected
+        without asking the platform (and a code so rejected stays new). Each code
+        the platform rejects that was not in ``previous_codes`` counts towards
+        ``ACP_DISCOUNT_CODE_REJECTION_LIMIT``.
+        Without the extension, codes sent are not applied and an info message says so."""
+        active = self._discounts_active(session)
+        now = self.clock()
+        send: list[str] = []
+        decided: dict[int, RejectedDiscount] = {}
+        untried = {r.code.casefold() for r in session.quote.rejected_discounts
+                   if r.text_key == "discount_codes_paused"}
+        known = {c.casefold() for c in previous_codes} - untried
+        if active:
+            paused_until = session.discount_codes_paused_until
+            paused = paused_until is not None and now < paused_until
+            seen: set[str] = set()
+            for index, code in enumerate(session.discount_codes):
+                key = code.casefold()
+                if key in seen:
+                    decided[index] = RejectedDiscount(code=code, reason="discount_code_already_applied",
+                                                      text_key="discount_code_repeated",
+                                                      text_args={"code": code})
+                elif paused and key not in known:
+                    seconds = max(1, math.ceil((t.cast(dt.datetime, paused_until) - now).total_seconds()))
+                    decided[index] = RejectedDiscount(code=code, reason="discount_code_invalid",
+                                                      text_key="discount_codes_paused",
+                                                      text_args={"code": code, "seconds": str(seconds)})
+                else:
+                    send.append(code)
+                seen.add(key)
+        request = dataclasses.replace(self._quote_request(session, expires_at), discount_codes=tuple(send))
+        quote = self._quote(request, session.buyer, session.fulfillment_details)
+        changes: dict[str, t.Any] = {}
+        if active:
+            quote, counted = _settle_discounts(quote, session.discount_codes, decided, known)
+            if counted:
+                rejections = session.discount_code_rejections + counted
+                changes["discount_code_rejections"] = rejections
+                if rejections >= self.settings.discount_code_rejection_limit:
+                    until = now + dt.timedelta(seconds=self.settings.discount_code_cooldown)
+                    changes["discount_codes_paused_until"] = until
+                    log.warning("checkout %s: %d discount codes rejected; new codes paused until %s",
+                                session.id, rejections, until.isoformat())
+        elif session.discount_codes:
+            quote = dataclasses.replace(quote, messages=quote.messages + (Message(
+                type="info", param="$.discounts.codes", text_key="discount_extension_inactive"),))
+        return session.replace(quote=quote, status=_status_of(quote), **changes)
+
     def _quote_request(self, session: CheckoutSession, expires_at: dt.datetime) -> QuoteRequest:
         return QuoteRequest(
             session_id=session.id,
@@ -878,6 +938,7 @@ class CheckoutService:
             expires_at=expires_at,
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
+            discount_codes=applied_codes(session.quote),
         )
 
     def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
@@ -898,6 +959,44 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _settle_discounts(quote: Quote, codes: tuple[str, ...], decided: dict[int, RejectedDiscount],
+                      known: set[str]) -> tuple[Quote, int]:
+    """Account for every requested code: applied by the platform, rejected by
+    it, rejected here (``decided``, by index), or -- neither applied nor
+    rejected, as Shopify skips an ineligible code silently -- rejected as
+    ``discount_code_invalid``. Each rejection becomes a ``warning`` message
+    with its ``discount_code_*`` code on ``$.discounts.codes[i]`` (discount
+    extension: rejected codes are mirrored in ``messages[]``).
+
+    :param known: codes (casefolded) sent before: their rejections are not counted again.
+    :returns: the quote (``rejected_discounts`` in request order) and the number
+        of platform rejections of codes not in ``known``.
+    """
+    applied = {d.code.casefold() for d in quote.applied_discounts if d.code is not None}
+    by_platform = {r.code.casefold(): r for r in quote.rejected_discounts}
+    rejected: list[RejectedDiscount] = []
+    messages: list[Message] = []
+    counted = 0
+    for index, code in enumerate(codes):
+        key = code.casefold()
+        verdict = decided.get(index)
+        if verdict is None:
+            if key in applied:
+                continue
+            verdict = by_platform.get(key) or RejectedDiscount(
+                code=code, reason="discount_code_invalid", text_key="discount_code_not_applied")
+            verdict = dataclasses.replace(verdict, code=code)
+            if key not in known:
+                counted += 1
+        rejected.append(verdict)
+        messages.append(Message(
+            type="warning", code=verdict.reason, param=f"$.discounts.codes[{index}]",
+            resolution="recoverable", content=verdict.content, text_key=verdict.text_key or verdict.reason,
+            text_args={"code": code, **verdict.text_args}))
+    return dataclasses.replace(quote, rejected_discounts=tuple(rejected),
+                               messages=quote.messages + tuple(messages)), counted
 
 
 def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:
