@@ -12,6 +12,7 @@ the official schema of its version. No mocks.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 import json
 import pathlib
@@ -24,6 +25,7 @@ from flask import Flask
 
 from flask_acp.catalog.store_rules import load_store
 from flask_acp.testing import FakePaymentProcessor
+from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from tests.conftest import ADDRESS
 from tests.conftest import Agent
 from tests.conftest import build_app
@@ -284,6 +286,82 @@ def test_catalog_purchase(tmp_path: pathlib.Path, currency: str, case: str) -> N
     app = build_app(tmp_path, payment_processor=processor,
                     **write_store(tmp_path / "shop", currency, PRICES, catalog_coupons(currency)))
     buy(Agent(app.test_client()), processor, currency, case, [{"id": "a"}, {"id": "b"}])
+
+
+def decimal_string(amount: int, currency: str) -> str:
+    """Minor units as a platform's decimal string (2500 -> "25.00" USD, "2500" JPY, "2.500" KWD)."""
+    exponent = {"usd": 2, "jpy": 0, "kwd": 3}[currency]
+    return str(decimal.Decimal(amount).scaleb(-exponent))
+
+
+def woo_seed(currency: str) -> dict[str, t.Any]:
+    """A WooCommerce store selling "1" and "2" at :data:`PRICES`, no tax, free shipping,
+    with the coupons of :data:`COUPONS` (``percent`` and ``fixed_cart``)."""
+    def price(amount: int) -> str:
+        return decimal_string(amount, currency)
+    return {
+        "settings": {"currency": currency.upper(), "currency_symbol": currency.upper(),
+                     "price_decimals": {"usd": 2, "jpy": 0, "kwd": 3}[currency], "prices_include_tax": False,
+                     "base_location": {"country": "US", "state": "CA"}},
+        "products": [{"id": 1, "name": "A", "sku": "A", "regular_price": price(PRICES["a"])},
+                     {"id": 2, "name": "B", "sku": "B", "regular_price": price(PRICES["b"])}],
+        "tax_rates": [],
+        "shipping_zones": [],
+        "rest_of_world_methods": [{"instance_id": 1, "method_id": "flat_rate", "title": "Courier",
+                                   "cost": "0", "tax_status": "none"}],
+        "coupons": [{"code": "SAVE20", "discount_type": "percent", "amount": "20"},
+                    {"code": "TENOFF", "discount_type": "fixed_cart", "amount": price(1000)},
+                    {"code": "BIG", "discount_type": "fixed_cart", "amount": price(100),
+                     "minimum_amount": price(10000)}],
+        "next_order_id": 500,
+    }
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("currency", CURRENCIES)
+def test_woocommerce_purchase(tmp_path: pathlib.Path, currency: str, case: str) -> None:
+    with FakeWooCommerce(woo_seed(currency)) as woo:
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = build_app(tmp_path, payment_processor=processor, **woo.config())
+        try:
+            done = buy(Agent(app.test_client()), processor, currency, case, [{"id": "1"}, {"id": "2"}])
+            order = woo.order(int(done["order"]["id"]))
+            assert sorted(c["code"].casefold() for c in order["coupon_lines"]) == sorted(
+                c.casefold() for c in CASES[case][1])
+            assert order["total"] == decimal_string(processor.charges()[0]["amount"], currency)
+        finally:
+            app.extensions["acp"].adapter.close()
+        assert woo.server_errors == []
+
+
+def test_woocommerce_codes_change_and_refusals(tmp_path: pathlib.Path) -> None:
+    """Codes replaced on update are removed from the cart; WooCommerce's refusals
+    are rejections with its words; a minimum reached later lets the code apply."""
+    with FakeWooCommerce(woo_seed("usd")) as woo:
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = build_app(tmp_path, payment_processor=processor, **woo.config())
+        agent = Agent(app.test_client())
+        try:
+            response = agent.create([{"id": "1"}, {"id": "2"}], capabilities=EXTENSIONS, buyer=BUYER,
+                                    fulfillment_details={"address": ADDRESS},
+                                    discounts={"codes": ["save20", "BIG", "NOPE"]})
+            session = response.get_json()
+            check_discounts(session)
+            assert [a["code"] for a in session["discounts"]["applied"]] == ["save20"]
+            assert rejected(session) == [("BIG", "discount_code_minimum_not_met"),
+                                         ("NOPE", "discount_code_invalid")]
+            assert "does not exist" in session["discounts"]["rejected"][1]["message"]
+            session = update(agent, session["id"], line_items=[{"id": "1"}, {"id": "2", "quantity": 2}],
+                             discounts={"codes": ["BIG"]})
+            check_discounts(session)
+            assert [a["code"] for a in session["discounts"]["applied"]] == ["BIG"]
+            assert totals(session)["total"] == 14500 - 100
+            done = agent.complete(session["id"]).get_json()
+            assert done["status"] == "completed"
+            order = woo.order(int(done["order"]["id"]))
+            assert [c["code"] for c in order["coupon_lines"]] == ["BIG"]
+        finally:
+            app.extensions["acp"].adapter.close()
 
 
 # --- the catalog's rules, negotiation, rate limit ------------------------------------------------
