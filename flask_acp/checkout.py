@@ -995,8 +995,10 @@ def _settle_discounts(quote: Quote, codes: tuple[str, ...], decided: dict[int, R
             type="warning", code=verdict.reason, param=f"$.discounts.codes[{index}]",
             resolution="recoverable", content=verdict.content, text_key=verdict.text_key or verdict.reason,
             text_args={"code": code, **verdict.text_args}))
+    kept = tuple(m for m in quote.messages  # an adapter may carry earlier ones over
+                 if not (m.type == "warning" and (m.param or "").startswith("$.discounts.codes[")))
     return dataclasses.replace(quote, rejected_discounts=tuple(rejected),
-                               messages=quote.messages + tuple(messages)), counted
+                               messages=kept + tuple(messages)), counted
 
 
 def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:

@@ -25,6 +25,7 @@ from flask import Flask
 
 from flask_acp.catalog.store_rules import load_store
 from flask_acp.testing import FakePaymentProcessor
+from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from tests.conftest import ADDRESS
 from tests.conftest import Agent
@@ -360,6 +361,72 @@ def test_woocommerce_codes_change_and_refusals(tmp_path: pathlib.Path) -> None:
             assert done["status"] == "completed"
             order = woo.order(int(done["order"]["id"]))
             assert [c["code"] for c in order["coupon_lines"]] == ["BIG"]
+        finally:
+            app.extensions["acp"].adapter.close()
+
+
+def shopify_seed(currency: str, *, combines: bool = True) -> dict[str, t.Any]:
+    """A Shopify shop in ``currency`` selling variants 1 and 2 at :data:`PRICES`,
+    no tax, free shipping everywhere, with the discount codes of :data:`COUPONS`."""
+    def price(amount: int) -> str:
+        return decimal_string(amount, currency)
+    return {
+        "shop": {"currency": currency.upper()},
+        "variants": [{"id": 1, "product_title": "A", "price": price(PRICES["a"]), "inventory": 50},
+                     {"id": 2, "product_title": "B", "price": price(PRICES["b"]), "inventory": 50}],
+        "shipping_rates": {"*": [{"title": "Free", "code": "FREE", "price": "0"}]},
+        "discount_codes": [
+            {"code": "SAVE20", "title": "20% off", "percentage": "0.2", "combines": combines},
+            {"code": "TENOFF", "title": "10 off", "amount": price(1000), "combines": combines},
+            {"code": "OLD", "title": "Old", "percentage": "0.5", "ends_at": "2020-01-01T00:00:00Z"},
+            {"code": "BIG", "title": "Big spender", "amount": price(100), "minimum_subtotal": price(10000)},
+        ],
+    }
+
+
+def shopify_app(tmp_path: pathlib.Path, shop: FakeShopify, processor: FakePaymentProcessor) -> Flask:
+    return build_app(tmp_path, payment_processor=processor, ACP_ADAPTER="shopify", SHOPIFY_SHOP_URL=shop.url,
+                     SHOPIFY_ACCESS_TOKEN=shop.access_token, SHOPIFY_TIMEOUT=2, SHOPIFY_READY_TIMEOUT=2)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("currency", CURRENCIES)
+def test_shopify_purchase(tmp_path: pathlib.Path, currency: str, case: str) -> None:
+    with FakeShopify(shopify_seed(currency)) as shop:
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = shopify_app(tmp_path, shop, processor)
+        try:
+            done = buy(Agent(app.test_client()), processor, currency, case, [{"id": "1"}, {"id": "2"}])
+            (order,) = shop.orders.values()
+            total = order.money["totalPriceSet"]["presentmentMoney"]
+            charged = decimal.Decimal(decimal_string(processor.charges()[0]["amount"], currency))
+            assert (decimal.Decimal(total["amount"]), total["currencyCode"]) == (charged, currency.upper())
+            assert done["order"]["id"]
+        finally:
+            app.extensions["acp"].adapter.close()
+
+
+def test_shopify_rejections_and_stacking_rules(tmp_path: pathlib.Path) -> None:
+    """Shopify skips what it cannot apply and warns: each is a rejection with
+    Shopify's words; codes that do not combine are not stacked."""
+    with FakeShopify(shopify_seed("usd", combines=False)) as shop:
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = shopify_app(tmp_path, shop, processor)
+        agent = Agent(app.test_client())
+        try:
+            session = create(agent, ["save20", "TENOFF", "OLD", "BIG", "NOPE"],
+                             items=[{"id": "1"}, {"id": "2"}])
+            check_discounts(session)
+            assert [a["code"] for a in session["discounts"]["applied"]] == ["save20"]
+            assert rejected(session) == [("TENOFF", "discount_code_combination_disallowed"),
+                                         ("OLD", "discount_code_expired"),
+                                         ("BIG", "discount_code_minimum_not_met"),
+                                         ("NOPE", "discount_code_invalid")]
+            assert session["discounts"]["rejected"][1]["message"] == "Discount code OLD has expired."
+            assert totals(session)["total"] == 6800
+            session = update(agent, session["id"], discounts={"codes": []})
+            assert totals(session)["total"] == 8500
+            assert shop.draft(1)["discountCodes"] == []  # type: ignore[index]
         finally:
             app.extensions["acp"].adapter.close()
 

@@ -58,6 +58,7 @@ from flask_acp.adapter import PlatformOrderUpdate
 from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
+from flask_acp.adapter import applied_codes
 from flask_acp.adapter import choose_fulfillment
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
@@ -279,7 +280,8 @@ class ShopifyAdapter(PlatformAdapter):
         if payable and not draft.get("ready"):
             draft = self._await_ready(str(draft["id"]), draft)
         return self._priced_quote(draft, request.line_items, purchasable, variants, currency, options,
-                                  selected, messages, needs_details, state, rates=rates)
+                                  selected, messages, needs_details, state, rates=rates,
+                                  codes=request.discount_codes)
 
     def _lookup(self, request: QuoteRequest, state: dict[str, JSON]) -> _Lookup:
         """Validate the requested variants, or reuse the stored verdicts when the
@@ -370,6 +372,9 @@ class ShopifyAdapter(PlatformAdapter):
             "presentmentCurrencyCode": currency,
             "reserveInventoryUntil": mapping.reserve_until(request.expires_at),
             "acceptAutomaticDiscounts": self.accept_automatic_discounts,
+            # the session's codes, whole (an empty list removes them); Shopify
+            # skips those it cannot apply and warns (DraftOrderDiscountNotAppliedWarning)
+            "discountCodes": list(request.discount_codes),
             "shippingLine": {"shippingRateHandle": handle} if handle else None,
         }
         email = _email(request)
@@ -483,6 +488,7 @@ class ShopifyAdapter(PlatformAdapter):
         variants: dict[str, dict[str, JSON]], currency: str, options: list[FulfillmentOption],
         selected: tuple[SelectedFulfillmentOption, ...], messages: list[Message], needs_details: bool,
         state: dict[str, JSON], *, rates: dict[str, dict[str, JSON]] | None = None,
+        codes: cabc.Sequence[str] = (),
     ) -> Quote:
         """The quote of a draft: lines and the selected option priced from the
         draft, reconciled to its ``totalPriceSet`` (:func:`.mapping.draft_amounts`)."""
@@ -522,11 +528,15 @@ class ShopifyAdapter(PlatformAdapter):
                 option = dataclasses.replace(option, amount=mapping.rate_amount(price, currency, fx))
             priced_options.append(option)
         for warning in t.cast(list[dict[str, JSON]], draft.get("warnings") or []):
-            messages.append(Message(type="info", content=str(warning.get("message") or "")))
+            if not warning.get("discountCode"):  # a code not applied is a rejection, below
+                messages.append(Message(type="info", content=str(warning.get("message") or "")))
+        by_gid = {str((variants.get(line.item_id) or {}).get("gid")): line.item_id for line in lines
+                  if line.purchasable}
+        applied, rejected = mapping.draft_discounts(draft, currency, codes, by_gid)
         quote = Quote(lines=tuple(lines), fulfillment_options=tuple(priced_options),
                       selected_fulfillment_options=selected, needs_fulfillment_details=needs_details,
                       discount=amounts.discount, fee=amounts.fee, messages=tuple(messages),
-                      adapter_state=state)
+                      adapter_state=state, applied_discounts=applied, rejected_discounts=rejected)
         # Whether the processor can charge the total (Stripe's three-decimal
         # rule, minimum, maximum) is checked by the checkout core for every adapter.
         total = Totals.of(quote).total
@@ -676,7 +686,8 @@ class ShopifyAdapter(PlatformAdapter):
         selected = quote.selected_fulfillment_options
         priced = self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
                                     list(quote.fulfillment_options), selected, messages,
-                                    quote.needs_fulfillment_details, state)
+                                    quote.needs_fulfillment_details, state,
+                                    codes=applied_codes(session.quote))
         return dataclasses.replace(priced, stock_held_until=until if until is not None else self.clock())
 
     def _restore_reservation(self, draft_id: str, previous: dt.datetime | None, current: dt.datetime | None,
@@ -1238,6 +1249,7 @@ def _session_request(session: CheckoutSession, state: dict[str, JSON]) -> QuoteR
         fulfillment_details=session.fulfillment_details,
         selected_fulfillment_options=session.requested_fulfillment_options,
         expires_at=session.expires_at, buyer=session.buyer, adapter_state=state,
+        discount_codes=applied_codes(session.quote),
     )
 
 
