@@ -601,3 +601,43 @@ def test_code_that_expired_before_complete_is_not_charged(catalog: tuple[Flask, 
     assert ("price_change", "$.totals") in [(m.get("code"), m.get("param")) for m in body["messages"]]
     assert rejected(body) == [("SAVE20", "discount_code_expired")]
     assert totals(body)["total"] == 8500
+
+
+@pytest.mark.parametrize(("coupon", "problem"), [
+    ({"id": "c", "name": "C", "code": "X", "percent_off": 20.0}, 'not the float 20.0'),
+    ({"id": "c", "name": "C", "code": "X", "percent_off": "120"}, "at most 100"),
+    ({"id": "c", "name": "C", "code": "X", "percent_off": "20", "amount_off": 100}, "exactly one"),
+    ({"id": "c", "name": "C", "code": "X"}, "exactly one"),
+    ({"id": "c", "name": "C", "code": "X", "amount_off": 1.5}, "not the float 1.5"),
+    ({"id": "c", "name": "C", "code": "X", "amount_off": 100, "ends_at": "2026-01-01T00:00:00"}, "ends_at"),
+    ({"id": "c", "name": "C", "code": "X", "amount_off": 100, "applies_to": "tip"}, "applies_to"),
+])
+def test_store_file_coupon_errors(tmp_path: pathlib.Path, coupon: dict[str, t.Any], problem: str) -> None:
+    files = write_store(tmp_path, "usd", PRICES, [coupon])
+    with pytest.raises(ValueError, match="coupons") as caught:
+        load_store(files["ACP_STORE_FILE"])
+    assert problem in str(caught.value)
+
+
+def test_store_file_duplicate_codes(tmp_path: pathlib.Path) -> None:
+    coupons = [{"id": "a", "name": "A", "code": "SAVE", "percent_off": "5"},
+               {"id": "b", "name": "B", "code": "save", "percent_off": "9"}]
+    files = write_store(tmp_path, "usd", PRICES, coupons)
+    with pytest.raises(ValueError, match=r"duplicate codes \['save'\]"):
+        load_store(files["ACP_STORE_FILE"])
+
+
+def test_demo_store_codes(tmp_path: pathlib.Path) -> None:
+    """The demo store's codes, as the README lists them."""
+    processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+    app = build_app(tmp_path, payment_processor=processor, ACP_CATALOG_FILE=None, ACP_STORE_FILE=None)
+    agent = Agent(app.test_client())
+    response = agent.create([{"id": "mug_white", "quantity": 2}], capabilities=EXTENSIONS,
+                            fulfillment_details={"address": ADDRESS},
+                            discounts={"codes": ["welcome10", "MUG5", "FREESHIP"]})
+    session = response.get_json()
+    check_discounts(session)
+    assert [(a["code"], a["allocations"][0]["path"]) for a in session["discounts"]["applied"]] == [
+        ("welcome10", "$.line_items[0]"), ("MUG5", "$.line_items[0]"), ("FREESHIP", "$.totals.fulfillment")]
+    sums = totals(session)
+    assert sums["discount"] == sums["fulfillment"] > 0

@@ -146,7 +146,7 @@ class ShopState(FakeServer[WebhookDelivery]):
 
     def _discount_code(self, raw: cabc.Mapping[str, t.Any], index: int) -> DiscountCode:
         key = f"discount_codes[{index}]"
-        if ("percentage" in raw) == ("amount" in raw) or not raw.get("code"):
+        if (raw.get("percentage") is None) == (raw.get("amount") is None) or not raw.get("code"):
             raise ValueError(f"{key}: give a code and one of percentage, amount")
 
         def when(name: str) -> dt.datetime | None:
@@ -155,8 +155,9 @@ class ShopState(FakeServer[WebhookDelivery]):
 
         return DiscountCode(
             id=index + 1, code=str(raw["code"]), title=str(raw.get("title") or raw["code"]),
-            percentage=self._decimal(raw["percentage"], f"{key}.percentage") if "percentage" in raw else None,
-            amount=self._decimal(raw["amount"], f"{key}.amount") if "amount" in raw else None,
+            percentage=(self._decimal(raw["percentage"], f"{key}.percentage")
+                        if raw.get("percentage") is not None else None),
+            amount=self._decimal(raw["amount"], f"{key}.amount") if raw.get("amount") is not None else None,
             minimum_subtotal=(self._decimal(raw["minimum_subtotal"], f"{key}.minimum_subtotal")
                               if raw.get("minimum_subtotal") is not None else None),
             starts_at=when("starts_at"), ends_at=when("ends_at"), combines=bool(raw.get("combines", False)),
