@@ -431,6 +431,33 @@ def test_shopify_rejections_and_stacking_rules(tmp_path: pathlib.Path) -> None:
             app.extensions["acp"].adapter.close()
 
 
+def test_woocommerce_code_expired_before_complete_is_not_charged(tmp_path: pathlib.Path) -> None:
+    seed = woo_seed("usd")
+    with FakeWooCommerce(seed) as woo:
+        seed["coupons"].append({"code": "SOON", "discount_type": "percent", "amount": "50",
+                                "date_expires": woo.now() + 60})
+        woo.reset(seed)
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = build_app(tmp_path, payment_processor=processor, **woo.config())
+        agent = Agent(app.test_client())
+        try:
+            session = create(agent, ["SOON"], items=[{"id": "1"}, {"id": "2"}])
+            assert totals(session)["total"] == 4250
+            woo.advance_clock(120)
+            body = agent.complete(session["id"]).get_json()
+            assert body["status"] == "ready_for_payment"
+            assert processor.charges() == []
+            assert ("price_change", "$.totals") in [(m.get("code"), m.get("param")) for m in body["messages"]]
+            assert rejected(body) == [("SOON", "discount_code_expired")]
+            assert totals(body)["total"] == 8500
+            again = update(agent, session["id"], buyer=BUYER)  # still rejected, for the same reason
+            assert rejected(again) == [("SOON", "discount_code_expired")]
+            assert agent.complete(session["id"]).get_json()["status"] == "completed"
+            assert [c["amount"] for c in processor.charges()] == [8500]
+        finally:
+            app.extensions["acp"].adapter.close()
+
+
 # --- the catalog's rules, negotiation, rate limit ------------------------------------------------
 
 

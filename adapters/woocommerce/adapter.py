@@ -54,7 +54,8 @@ What the adapter keeps in ``Quote.adapter_state`` (JSON, WooCommerce's names)::
     items        {item id: {"key": cart item key, "quantity": int}}
     customer     SHA-256 of the last update-customer body sent
     rates        {package_id: selected rate_id}
-    coupons      the discount codes this adapter applied to the cart, as WooCommerce spells them
+    coupons      the discount codes this adapter applied to the cart (still there when WooCommerce
+                 stops honouring one: its cart error then rejects it; removed by remove-coupon)
     order_id, order_key, order_status ("checkout-draft" | "pending"), payment_url
 """
 
@@ -96,6 +97,7 @@ from .client import WooCommerceNoAnswerError
 from .mapping import DIGITAL_OPTION_ID
 from .mapping import STOCK_ERROR_CODES
 from .mapping import PriceNotRepresentable
+from .mapping import cart_coupon_errors
 from .mapping import cart_currency
 from .mapping import coupon_rejection
 from .mapping import customer_payload
@@ -196,8 +198,6 @@ class _State:
         self.rates = {str(p.get("package_id")): str(r.get("rate_id"))
                       for p in cart.get("shipping_rates") or []
                       for r in p.get("shipping_rates") or [] if r.get("selected")}
-        in_cart = {str(c.get("code") or "").casefold() for c in cart.get("coupons") or []}
-        self.coupons = [c for c in self.coupons if c.casefold() in in_cart]
 
 
 @dataclasses.dataclass(slots=True)
@@ -302,6 +302,14 @@ class WooCommerceAdapter(PlatformAdapter):
             )), adapter_state=state.dump())
         rejected: dict[str, RejectedDiscount] = {}
         data, line_messages, messages = self._sync(request, state, cart, fresh, rejected)
+        dishonoured = cart_coupon_errors(data, state.coupons)
+        if dishonoured:
+            # a coupon applied earlier that the cart no longer honours: taken out of the
+            # cart (WooCommerce would refuse the checkout), the code rejected for its reason
+            ops = [_Op("uncoupon", "/cart/remove-coupon", {"code": r.code}, r.code)
+                   for r in dishonoured.values()]
+            data = self._run(ops, state, cart, _item_index(request.line_items), {}, [], set(), {})[0] or data
+            rejected.update(dishonoured)
         codes = request.discount_codes
         quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages,
                                 codes=codes, rejected=rejected)
@@ -587,14 +595,15 @@ class WooCommerceAdapter(PlatformAdapter):
         data = self._store("GET", "/cart", cart)
         state.keep(cart)
         state.snapshot(data)
-        quote = quote_from_cart(data, session.line_items, codes=applied_codes(session.quote))
+        codes = tuple(state.coupons)  # those this adapter applied (the cart keeps them as they were)
+        quote = quote_from_cart(data, session.line_items, codes=codes)
         if (Totals.of(quote).total != session.totals.total or not self._holdable(quote, data)
                 or any(m.blocks_payment for m in quote.messages)):
             return dataclasses.replace(quote, adapter_state=state.dump())
         short, refusals = self._hold(state, cart, session.line_items)
         if short or refusals or state.order_id is None:
             quote = quote_from_cart(data, session.line_items, line_messages=short, messages=refusals,
-                                    codes=applied_codes(session.quote))
+                                    codes=codes)
             return dataclasses.replace(quote, adapter_state=state.dump())
         order = self._rest("GET", f"/orders/{state.order_id}")
         problem = self._order_mismatch(order, session.currency, Totals.of(quote).total)

@@ -345,6 +345,22 @@ def coupon_rejection(code: str, text: str) -> str:
     return "discount_code_invalid"
 
 
+def cart_coupon_errors(cart: cabc.Mapping[str, JSON],
+                       codes: cabc.Sequence[str]) -> dict[str, RejectedDiscount]:
+    """The cart's coupon ``errors`` that name one of ``codes`` (a coupon applied
+    earlier that the cart no longer honours: expired, minimum no longer met...),
+    as rejections by casefolded code."""
+    out: dict[str, RejectedDiscount] = {}
+    for error in cart.get("errors") or []:
+        code = str(error.get("code") or "")
+        text = plain_text(error.get("message"))
+        named = [c for c in codes if "coupon" in code and c.casefold() in text.casefold()]
+        if named:
+            out[named[0].casefold()] = RejectedDiscount(code=named[0], reason=coupon_rejection(code, text),
+                                                        content=text)
+    return out
+
+
 def _discounts(cart: cabc.Mapping[str, JSON], lines: cabc.Sequence[PricedLine], money: _Money,
                codes: cabc.Sequence[str]) -> tuple[AppliedDiscount, ...]:
     """The cart's ``coupons[]`` as applied discounts (module docstring)."""
@@ -458,15 +474,12 @@ def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
             resolution=None if charged == 0 else "requires_buyer_input",
             content=what + (" for free." if charged == 0 else ", which this checkout cannot show.")))
 
-    coupon_errors: list[RejectedDiscount] = []
+    coupon_errors = cart_coupon_errors(cart, codes)
     for error in cart.get("errors") or []:
         code = str(error.get("code") or "")
         text = plain_text(error.get("message"))
-        named = [c for c in codes if "coupon" in code and c.casefold() in text.casefold()]
-        if named:  # an applied code the cart no longer honours: rejected, not an error
-            coupon_errors.append(RejectedDiscount(code=named[0], reason=coupon_rejection(code, text),
-                                                  content=text))
-            continue
+        if any(r.content == text for r in coupon_errors.values()):
+            continue  # an applied code the cart no longer honours: rejected, not an error
         out.append(Message(
             type="error", code=("out_of_stock" if code in STOCK_ERROR_CODES
                                 else "coupon_invalid" if "coupon" in code else "invalid"),
@@ -525,7 +538,7 @@ def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
         needs_fulfillment_details=needs_details,
         messages=tuple(out),
         fee=money(totals.get("total_fees")),
-        rejected_discounts=tuple(coupon_errors),
+        rejected_discounts=tuple(coupon_errors.values()),
     )
     # what the cart charges for items that are no purchasable line is left out
     sold_ids = {line.item_id for line in lines if line.purchasable}
