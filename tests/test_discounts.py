@@ -458,6 +458,32 @@ def test_woocommerce_code_expired_before_complete_is_not_charged(tmp_path: pathl
             app.extensions["acp"].adapter.close()
 
 
+def test_shopify_code_expired_before_complete_is_not_charged(tmp_path: pathlib.Path) -> None:
+    seed = shopify_seed("usd")
+    with FakeShopify(seed) as shop:
+        soon = (shop.now() + dt.timedelta(seconds=60)).isoformat()
+        seed["discount_codes"].append({"code": "SOON", "title": "Half off", "percentage": "0.5",
+                                       "ends_at": soon})
+        shop.reset(seed)
+        processor = FakePaymentProcessor(str(tmp_path / "ledger.sqlite3"))
+        app = shopify_app(tmp_path, shop, processor)
+        agent = Agent(app.test_client())
+        try:
+            session = create(agent, ["SOON"], items=[{"id": "1"}, {"id": "2"}])
+            assert totals(session)["total"] == 4250
+            shop.advance_clock(120)
+            body = agent.complete(session["id"]).get_json()
+            assert body["status"] == "ready_for_payment"
+            assert processor.charges() == []
+            assert ("price_change", "$.totals") in [(m.get("code"), m.get("param")) for m in body["messages"]]
+            assert rejected(body) == [("SOON", "discount_code_expired")]
+            assert totals(body)["total"] == 8500
+            assert agent.complete(session["id"]).get_json()["status"] == "completed"
+            assert [c["amount"] for c in processor.charges()] == [8500]
+        finally:
+            app.extensions["acp"].adapter.close()
+
+
 # --- the catalog's rules, negotiation, rate limit ------------------------------------------------
 
 
