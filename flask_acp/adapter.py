@@ -50,6 +50,12 @@ class QuoteRequest:
         often it is updated. An adapter never holds past it (a platform with a
         fixed reservation length takes or renews it only when asked).
     :ivar adapter_state: what the adapter returned in the previous quote.
+    :ivar discount_codes: the discount codes to apply (discount extension), in
+        the agent's order, without duplicates (compared case-insensitively, as
+        the platform must compare them). The platform applies them: each comes
+        back in ``Quote.applied_discounts`` (``code`` as given here) or in
+        ``Quote.rejected_discounts`` with a ``discount_code_*`` reason; a code
+        in neither is reported as ``discount_code_invalid`` by the core.
     """
 
     session_id: str
@@ -61,6 +67,7 @@ class QuoteRequest:
     hold_until: dt.datetime | None
     buyer: dict[str, JSON] | None = None
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    discount_codes: tuple[str, ...] = ()
 
 
 class WebhookSignatureError(ValueError):
@@ -264,6 +271,34 @@ def quote_payable(quote: Quote) -> bool:
     needing = {i for o in quote.fulfillment_options for i in o.item_ids}
     needing |= {line.item_id for line in quote.lines if line.requires_shipping}
     return not needing - selected
+def split_amount(amount: int, weights: cabc.Sequence[int]) -> list[int]:
+    """Split ``amount`` (minor units, >= 0) in proportion to ``weights`` (>= 0)
+    by the largest-remainder method: whole minor units that sum to ``amount``
+    exactly, the leftover units going to the largest fractional shares (the
+    earlier entry on a tie). No share exceeds its weight when ``amount <=
+    sum(weights)``. All weights zero: everything on the first entry.
+
+    >>> split_amount(1000, [5000, 6000, 1])
+    [455, 545, 0]
+    """
+    if not weights:
+        return []
+    total = sum(weights)
+    if total <= 0:
+        return [amount] + [0] * (len(weights) - 1)
+    shares = [amount * w // total for w in weights]
+    remainders = [amount * w % total for w in weights]
+    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+    for i in order[: amount - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def applied_codes(quote: Quote) -> tuple[str, ...]:
+    """The codes of ``quote``'s applied discounts (automatic ones have none), in
+    order: what :meth:`PlatformAdapter.prepare_order` re-applies (a code the
+    platform rejected is not tried again right before the charge)."""
+    return tuple(d.code for d in quote.applied_discounts if d.code is not None)
 
 
 def choose_fulfillment(

@@ -47,6 +47,7 @@ import typing as t
 
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
+from .adapter import applied_codes
 from .adapter import quote_payable
 from .errors import ACPError
 from .errors import AdapterError
@@ -67,6 +68,7 @@ from .inputs import CancelInput
 from .inputs import CompleteInput
 from .inputs import CreateInput
 from .inputs import UpdateInput
+from .models import DISCOUNT_EXTENSION
 from .models import JSON
 from .models import CheckoutSession
 from .models import Message
@@ -75,8 +77,10 @@ from .models import OrderEvent
 from .models import OrderLine
 from .models import PaymentRecord
 from .models import Quote
+from .models import RejectedDiscount
 from .models import Status
 from .models import Totals
+from .models import extension_requested
 from .models import line_item_id
 from .models import new_event
 from .payments.base import ChargeRequest
@@ -149,6 +153,14 @@ class CheckoutSettings(LockSettings, t.Protocol):
     @property
     def payment_cooldown(self) -> int:
         """How long such a pause lasts after the last failure."""
+
+    @property
+    def discount_code_rejection_limit(self) -> int:
+        """Rejected discount codes of a session before each further rejection pauses new codes."""
+
+    @property
+    def discount_code_cooldown(self) -> int:
+        """How long such a pause lasts after the last rejection."""
 
 
 class CheckoutService:
@@ -239,7 +251,8 @@ class CheckoutService:
             capabilities=data.capabilities,
             locale=data.locale,
             order_notes=data.order_notes,
-        ), now)
+            discount_codes=data.discount_codes or (),
+        ), now, previous_codes=())
         self.storage.sessions.create(session)
         return session
 
@@ -274,11 +287,14 @@ class CheckoutService:
                     ("fulfillment_details", data.fulfillment_details),
                     ("requested_fulfillment_options", data.selected_fulfillment_options),
                     ("order_notes", data.order_notes),
+                    ("discount_codes", data.discount_codes),
                 )
                 if value is not None
             }
+            previous_codes = session.discount_codes
             expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
-            session = self._price(session.replace(**changes, expires_at=expires_at), now)
+            session = self._price(session.replace(**changes, expires_at=expires_at), now,
+                                  previous_codes=previous_codes)
             return self.save(session.replace(updated_at=now, extra_messages=()))
 
     def complete(self, agent: str, session_id: str, data: CompleteInput) -> CheckoutSession:
@@ -418,6 +434,13 @@ class CheckoutService:
             fresh = _require_chargeable(fresh, session.currency, self.payments)
         except AdapterError as exc:
             raise _unavailable(exc) from exc
+        if self._discounts_active(session):
+            # the platform re-applied the codes it had applied; those it had
+            # rejected were not tried again and stay rejected
+            earlier = {r.code.casefold(): r for r in session.quote.rejected_discounts}
+            kept = {i: earlier[c.casefold()] for i, c in enumerate(session.discount_codes)
+                    if c.casefold() in earlier}
+            fresh, _ = _settle_discounts(fresh, session.discount_codes, kept, set())
         if fresh.stock_held_until is not None and fresh.stock_held_until < hold_until:
             # the reservation could lapse while the charge runs: another buyer
             # could take the units we are about to be paid for
@@ -897,7 +920,13 @@ class CheckoutService:
                                    code="store_currency_unknown", retry_after=5)
         return currencies[0].lower()
 
-    def _quote_request(self, session: CheckoutSession, *, hold_until: dt.datetime | None) -> QuoteRequest:
+    def _discounts_active(self, session: CheckoutSession) -> bool:
+        return extension_requested(session.capabilities, DISCOUNT_EXTENSION)
+
+    def _quote_request(self, session: CheckoutSession, *, hold_until: dt.datetime | None,
+                       discount_codes: tuple[str, ...] | None = None) -> QuoteRequest:
+        """The adapter's request for ``session``; ``discount_codes`` default: the
+        codes its current quote applied."""
         return QuoteRequest(
             session_id=session.id,
             currency=session.currency,
@@ -908,11 +937,16 @@ class CheckoutService:
             hold_until=hold_until,
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
+            discount_codes=applied_codes(session.quote) if discount_codes is None else discount_codes,
         )
 
-    def _price(self, session: CheckoutSession, now: dt.datetime) -> CheckoutSession:
+    def _price(self, session: CheckoutSession, now: dt.datetime, *,
+               previous_codes: tuple[str, ...]) -> CheckoutSession:
         """Quote ``session`` (its inputs and ``expires_at`` already set) under the
-        stock-hold policy; returns it with the quote, the status and the hold window.
+        stock-hold policy and with its discount codes; returns it with the quote,
+        the status, the hold window and the code-guessing counters.
+
+        Stock holds (README "Stock holds"):
 
         - Not payable: nothing is held (the adapter holds only a payable quote,
           and gives back what the session held).
@@ -930,20 +964,76 @@ class CheckoutService:
         only when its quote is payable. A second call (without a hold) gives
         the hold back when the core's own checks (a contact e-mail, the
         processor's amount limits) find the quote not payable after all.
+
+        Discount codes (ACP 2026-01-30+, digest §18.2), applied only when the
+        agent negotiated the discount extension: a code repeated
+        (case-insensitively) is rejected ``discount_code_already_applied``; while
+        the session's new codes are paused (code guessing) a code not in
+        ``previous_codes`` is rejected without asking the platform (and a code so
+        rejected stays new). Each code the platform rejects that was not in
+        ``previous_codes`` counts towards ``ACP_DISCOUNT_CODE_REJECTION_LIMIT``.
+        Without the extension, codes sent are not applied and an info message
+        says so.
         """
+        active = self._discounts_active(session)
+        send: list[str] = []
+        decided: dict[int, RejectedDiscount] = {}
+        untried = {r.code.casefold() for r in session.quote.rejected_discounts
+                   if r.text_key == "discount_codes_paused"}
+        known = {c.casefold() for c in previous_codes} - untried
+        if active:
+            paused_until = session.discount_codes_paused_until
+            paused = paused_until is not None and now < paused_until
+            seen: set[str] = set()
+            for index, code in enumerate(session.discount_codes):
+                key = code.casefold()
+                if key in seen:
+                    decided[index] = RejectedDiscount(code=code, reason="discount_code_already_applied",
+                                                      text_key="discount_code_repeated",
+                                                      text_args={"code": code})
+                elif paused and key not in known:
+                    seconds = max(1, math.ceil((t.cast(dt.datetime, paused_until) - now).total_seconds()))
+                    decided[index] = RejectedDiscount(code=code, reason="discount_code_invalid",
+                                                      text_key="discount_codes_paused",
+                                                      text_args={"code": code, "seconds": str(seconds)})
+                else:
+                    send.append(code)
+                seen.add(key)
+        codes = tuple(send)
+
+        def settle(quote: Quote, changes: dict[str, t.Any]) -> Quote:
+            if active:
+                quote, counted = _settle_discounts(quote, session.discount_codes, decided, known)
+                if counted and changes is not None:
+                    rejections = session.discount_code_rejections + counted
+                    changes["discount_code_rejections"] = rejections
+                    if rejections >= self.settings.discount_code_rejection_limit:
+                        until = now + dt.timedelta(seconds=self.settings.discount_code_cooldown)
+                        changes["discount_codes_paused_until"] = until
+                        log.warning("checkout %s: %d discount codes rejected; new codes paused until %s",
+                                    session.id, rejections, until.isoformat())
+            elif session.discount_codes:
+                quote = dataclasses.replace(quote, messages=quote.messages + (Message(
+                    type="info", param="$.discounts.codes", text_key="discount_extension_inactive"),))
+            return quote
+
         deadline = session.stock_hold_deadline
         window = now + dt.timedelta(seconds=self.settings.stock_hold_ttl) if deadline is None else deadline
         hold_until = min(window, session.expires_at) if now < window else None
-        raw, quote = self._quote_both(self._quote_request(session, hold_until=hold_until), session.buyer,
-                                      session.fulfillment_details)
+        raw, quote = self._quote_both(
+            self._quote_request(session, hold_until=hold_until, discount_codes=codes),
+            session.buyer, session.fulfillment_details)
+        changes: dict[str, t.Any] = {}
+        quote = settle(quote, changes)
         status = _status_of(quote)
         if status is Status.READY_FOR_PAYMENT:
-            return session.replace(quote=quote, status=status,
+            return session.replace(quote=quote, status=status, **changes,
                                    stock_hold_deadline=window if hold_until is not None else deadline)
         if hold_until is not None and quote_payable(raw):  # the adapter held it: give it back
-            quote = self._quote(self._quote_request(session.replace(quote=quote), hold_until=None),
-                                session.buyer, session.fulfillment_details)
-        return session.replace(quote=quote, status=_status_of(quote))
+            quote = settle(self._quote(
+                self._quote_request(session.replace(quote=quote), hold_until=None, discount_codes=codes),
+                session.buyer, session.fulfillment_details), {})
+        return session.replace(quote=quote, status=_status_of(quote), **changes)
 
     def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
                fulfillment_details: dict[str, JSON] | None) -> Quote:
@@ -968,6 +1058,46 @@ def order_lines(quote: Quote) -> tuple[OrderLine, ...]:
                   product_id=line.product_id, image_url=line.images[0] if line.images else None)
         for line in quote.lines if line.purchasable
     )
+
+
+def _settle_discounts(quote: Quote, codes: tuple[str, ...], decided: dict[int, RejectedDiscount],
+                      known: set[str]) -> tuple[Quote, int]:
+    """Account for every requested code: applied by the platform, rejected by
+    it, rejected here (``decided``, by index), or -- neither applied nor
+    rejected, as Shopify skips an ineligible code silently -- rejected as
+    ``discount_code_invalid``. Each rejection becomes a ``warning`` message
+    with its ``discount_code_*`` code on ``$.discounts.codes[i]`` (discount
+    extension: rejected codes are mirrored in ``messages[]``).
+
+    :param known: codes (casefolded) sent before: their rejections are not counted again.
+    :returns: the quote (``rejected_discounts`` in request order) and the number
+        of platform rejections of codes not in ``known``.
+    """
+    applied = {d.code.casefold() for d in quote.applied_discounts if d.code is not None}
+    by_platform = {r.code.casefold(): r for r in quote.rejected_discounts}
+    rejected: list[RejectedDiscount] = []
+    messages: list[Message] = []
+    counted = 0
+    for index, code in enumerate(codes):
+        key = code.casefold()
+        verdict = decided.get(index)
+        if verdict is None:
+            if key in applied:
+                continue
+            verdict = by_platform.get(key) or RejectedDiscount(
+                code=code, reason="discount_code_invalid", text_key="discount_code_not_applied")
+            verdict = dataclasses.replace(verdict, code=code)
+            if key not in known:
+                counted += 1
+        rejected.append(verdict)
+        messages.append(Message(
+            type="warning", code=verdict.reason, param=f"$.discounts.codes[{index}]",
+            resolution="recoverable", content=verdict.content, text_key=verdict.text_key or verdict.reason,
+            text_args={"code": code, **verdict.text_args}))
+    kept = tuple(m for m in quote.messages  # an adapter may carry earlier ones over
+                 if not (m.type == "warning" and (m.param or "").startswith("$.discounts.codes[")))
+    return dataclasses.replace(quote, rejected_discounts=tuple(rejected),
+                               messages=kept + tuple(messages)), counted
 
 
 def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:

@@ -498,6 +498,16 @@ class Settings:
         "ACP_PAYMENT_COOLDOWN", fields.Integer(strict=True, validate=_seconds(1)), 900, unit="seconds",
         doc="How long a session that reached `ACP_PAYMENT_FAILURE_LIMIT` refuses payment attempts after its "
             "last failure.")
+    discount_code_rejection_limit: int = setting(
+        "ACP_DISCOUNT_CODE_REJECTION_LIMIT", fields.Integer(strict=True, validate=validate.Range(min=1)),
+        5, doc="Discount codes of one session (one agent's) the platform may reject before the session "
+               "stops trying new ones: from then on each rejection starts an "
+               "`ACP_DISCOUNT_CODE_COOLDOWN`, during which a code not sent before is rejected "
+               "(`discount_code_invalid`, saying why) without asking the platform (code guessing).")
+    discount_code_cooldown: int = setting(
+        "ACP_DISCOUNT_CODE_COOLDOWN", fields.Integer(strict=True, validate=_seconds(1)), 600,
+        unit="seconds", doc="How long a session that reached `ACP_DISCOUNT_CODE_REJECTION_LIMIT` tries no "
+                            "new discount code after its last rejection.")
     rate_limits_enabled: bool = setting(
         "ACP_RATE_LIMITS_ENABLED", fields.Boolean(), True,
         doc="Apply the `ACP_RATE_LIMIT_*` limits (429 `rate_limit_exceeded` with `Retry-After`).")

@@ -64,6 +64,28 @@ _TEXTS: dict[str, dict[str, str]] = {
         "amount_below_minimum": "The total of {total} is below the minimum payment of {limit}.",
         "amount_above_maximum": "The total of {total} is above the maximum payment of {limit}.",
         "amount_not_chargeable": "The payment processor cannot charge a total of {total}.",
+        "discount_code_expired": "The discount code '{code}' has expired.",
+        "discount_code_invalid": "The discount code '{code}' is not valid.",
+        "discount_code_already_applied": "The discount code '{code}' is already applied.",
+        "discount_code_combination_disallowed": (
+            "The discount code '{code}' cannot be combined with the other discounts of this checkout."
+        ),
+        "discount_code_minimum_not_met": (
+            "The order does not reach the minimum for the discount code '{code}'."
+        ),
+        "discount_code_user_not_logged_in": "The discount code '{code}' needs a signed-in customer.",
+        "discount_code_user_ineligible": "This customer cannot use the discount code '{code}'.",
+        "discount_code_usage_limit_reached": "The discount code '{code}' has reached its usage limit.",
+        "discount_code_repeated": "The discount code '{code}' was sent more than once; it applies once.",
+        "discount_code_not_applied": "The store did not apply the discount code '{code}'.",
+        "discount_codes_paused": (
+            "Too many discount codes were rejected for this checkout; the code '{code}' was not tried. "
+            "New codes can be tried again in {seconds} seconds."
+        ),
+        "discount_extension_inactive": (
+            "Discount codes are applied only when the agent lists the 'discount' extension in "
+            "capabilities.extensions when creating the checkout; the codes sent were not applied."
+        ),
     },
     "fr": {
         "total.items_base_amount": "Total des articles",

@@ -23,6 +23,8 @@ class CreateInput:
     fulfillment_details: dict[str, JSON] | None = None
     locale: str | None = None
     order_notes: str | None = None
+    #: ``discounts.codes`` (or the deprecated ``coupons``) as sent; None: not sent
+    discount_codes: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +37,8 @@ class UpdateInput:
     fulfillment_details: dict[str, JSON] | None = None
     selected_fulfillment_options: tuple[SelectedFulfillmentOption, ...] | None = None
     order_notes: str | None = None
+    #: ``discounts.codes`` (or ``coupons``): replaces the session's codes; ``()`` clears them
+    discount_codes: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -146,6 +146,73 @@ class FulfillmentOption:
     latest_delivery_time: dt.datetime | None = None
 
 
+#: ``DiscountErrorCode``: why a discount code was not applied (discount extension,
+#: ``schema.discount.json``); each is also a ``MessageWarning.code`` (2026-01-30+)
+DISCOUNT_REJECTION_REASONS = (
+    "discount_code_expired", "discount_code_invalid", "discount_code_already_applied",
+    "discount_code_combination_disallowed", "discount_code_minimum_not_met",
+    "discount_code_user_not_logged_in", "discount_code_user_ineligible",
+    "discount_code_usage_limit_reached",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DiscountAllocation:
+    """Where (part of) an applied discount went, minor units (>= 0).
+
+    :ivar item_id: the line (its item id) whose ``discount`` holds this part;
+        ``None``: the order-level ``Quote.discount`` holds it.
+    :ivar fulfillment: an order-level part taken off the shipping (in
+        ``Quote.discount`` too; the fulfillment total stays the option's price).
+    """
+
+    amount: int
+    item_id: str | None = None
+    fulfillment: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AppliedDiscount:
+    """A discount the platform applied (``AppliedDiscount`` of the discount extension).
+
+    :ivar id: the platform's id of this application (stable across quotes).
+    :ivar code: the code as the agent sent it; ``None`` for an automatic discount.
+    :ivar coupon_id, name: the platform's discount (``Coupon.id``, ``Coupon.name``).
+    :ivar amount: minor units taken off; equals the sum of ``allocations``.
+    :ivar percent_off: decimal string (``"20"``, ``"12.5"``), or ``None``.
+    :ivar amount_off: minor units of the session currency, or ``None``.
+    :ivar method: ``each`` (per line) or ``across`` (split over the order).
+    :ivar priority: stacking order, 1 first.
+    """
+
+    id: str
+    coupon_id: str
+    name: str
+    amount: int
+    code: str | None = None
+    automatic: bool = False
+    percent_off: str | None = None
+    amount_off: int | None = None
+    method: str | None = None
+    priority: int | None = None
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    allocations: tuple[DiscountAllocation, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RejectedDiscount:
+    """A code that was not applied: ``reason`` is one of
+    :data:`DISCOUNT_REJECTION_REASONS`; ``content`` the platform's own words
+    (else a text in the buyer's language is rendered from ``text_key``/``text_args``)."""
+
+    code: str
+    reason: str
+    content: str | None = None
+    text_key: str | None = None
+    text_args: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Quote:
     """What the platform adapter computed for a session (see ``CatalogAdapter.quote``).
@@ -156,6 +223,10 @@ class Quote:
     :ivar needs_fulfillment_details: an address is needed before payment.
     :ivar discount: order-level discount, minor units (>= 0).
     :ivar fee: fees, minor units (>= 0).
+    :ivar applied_discounts: discounts the platform applied (codes and
+        automatic ones); their line allocations are inside the lines'
+        ``discount``, the others inside ``discount``.
+    :ivar rejected_discounts: requested codes that were not applied, in request order.
     :ivar adapter_state: JSON-able state the adapter wants back next call
         (a Shopify draft id, a WooCommerce cart token...).
     :ivar stock_held_until: when the platform's stock reservation for the
@@ -174,6 +245,8 @@ class Quote:
     fee: int = 0
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
     stock_held_until: dt.datetime | None = None
+    applied_discounts: tuple[AppliedDiscount, ...] = ()
+    rejected_discounts: tuple[RejectedDiscount, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -402,6 +475,13 @@ class CheckoutSession:
     #: when its personal data was erased (``flask acp sweep``, ``ACP_PII_RETENTION``;
     #: :func:`without_personal_data`); None: not erased
     personal_data_erased_at: dt.datetime | None = None
+    #: discount codes as the agent last sent them (discount extension), request order
+    discount_codes: tuple[str, ...] = ()
+    #: codes of this session the platform rejected (code guessing is counted)
+    discount_code_rejections: int = 0
+    #: no new code is tried until then (``ACP_DISCOUNT_CODE_COOLDOWN`` after
+    #: ``ACP_DISCOUNT_CODE_REJECTION_LIMIT`` rejections)
+    discount_codes_paused_until: dt.datetime | None = None
 
     @property
     def totals(self) -> Totals:
@@ -468,6 +548,21 @@ def to_record(obj: t.Any) -> JSON:
     if isinstance(obj, dict):
         return {k: to_record(v) for k, v in obj.items()}
     return obj
+
+
+#: the discount extension's name in ``capabilities.extensions`` (ACP 2026-01-30+)
+DISCOUNT_EXTENSION = "discount"
+
+
+def extension_requested(capabilities: dict[str, JSON], name: str) -> bool:
+    """Whether the agent listed extension ``name`` in ``capabilities.extensions``
+    (an identifier, optionally ``@YYYY-MM-DD``-suffixed, or a declaration object
+    with that ``name``)."""
+    for entry in capabilities.get("extensions") or ():
+        ident = entry.get("name") if isinstance(entry, dict) else entry
+        if isinstance(ident, str) and ident.split("@", 1)[0] == name:
+            return True
+    return False
 
 
 def line_item_id(item_id: str) -> str:

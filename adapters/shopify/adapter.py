@@ -60,6 +60,7 @@ from flask_acp.adapter import PlatformOrderUpdate
 from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
+from flask_acp.adapter import applied_codes
 from flask_acp.adapter import choose_fulfillment
 from flask_acp.adapter import quote_payable
 from flask_acp.errors import AdapterError
@@ -288,7 +289,8 @@ class ShopifyAdapter(PlatformAdapter):
         if payable and not draft.get("ready"):
             draft = self._await_ready(str(draft["id"]), draft)
         quote = self._priced_quote(draft, request.line_items, purchasable, variants, currency, options,
-                                   selected, messages, needs_details, state, rates=rates)
+                                   selected, messages, needs_details, state, rates=rates,
+                                   codes=request.discount_codes)
         if state.get("reserve_until") and not quote_payable(quote):
             # found unpayable after reserving (a refused shipping line, totals): hold nothing
             until = self._restore_reservation(str(draft["id"]), None, None, request.session_id)
@@ -386,6 +388,9 @@ class ShopifyAdapter(PlatformAdapter):
             "reserveInventoryUntil": mapping.reserve_until(request.hold_until)
             if reserve and request.hold_until is not None else None,
             "acceptAutomaticDiscounts": self.accept_automatic_discounts,
+            # the session's codes, whole (an empty list removes them); Shopify
+            # skips those it cannot apply and warns (DraftOrderDiscountNotAppliedWarning)
+            "discountCodes": list(request.discount_codes),
             "shippingLine": {"shippingRateHandle": handle} if handle else None,
         }
         email = _email(request)
@@ -499,6 +504,7 @@ class ShopifyAdapter(PlatformAdapter):
         variants: dict[str, dict[str, JSON]], currency: str, options: list[FulfillmentOption],
         selected: tuple[SelectedFulfillmentOption, ...], messages: list[Message], needs_details: bool,
         state: dict[str, JSON], *, rates: dict[str, dict[str, JSON]] | None = None,
+        codes: cabc.Sequence[str] = (),
     ) -> Quote:
         """The quote of a draft: lines and the selected option priced from the
         draft, reconciled to its ``totalPriceSet`` (:func:`.mapping.draft_amounts`)."""
@@ -538,11 +544,15 @@ class ShopifyAdapter(PlatformAdapter):
                 option = dataclasses.replace(option, amount=mapping.rate_amount(price, currency, fx))
             priced_options.append(option)
         for warning in t.cast(list[dict[str, JSON]], draft.get("warnings") or []):
-            messages.append(Message(type="info", content=str(warning.get("message") or "")))
+            if not warning.get("discountCode"):  # a code not applied is a rejection, below
+                messages.append(Message(type="info", content=str(warning.get("message") or "")))
+        by_gid = {str((variants.get(line.item_id) or {}).get("gid")): line.item_id for line in lines
+                  if line.purchasable}
+        applied, rejected = mapping.draft_discounts(draft, currency, codes, by_gid)
         quote = Quote(lines=tuple(lines), fulfillment_options=tuple(priced_options),
                       selected_fulfillment_options=selected, needs_fulfillment_details=needs_details,
                       discount=amounts.discount, fee=amounts.fee, messages=tuple(messages),
-                      adapter_state=state)
+                      adapter_state=state, applied_discounts=applied, rejected_discounts=rejected)
         # Whether the processor can charge the total (Stripe's three-decimal
         # rule, minimum, maximum) is checked by the checkout core for every adapter.
         total = Totals.of(quote).total
@@ -692,7 +702,8 @@ class ShopifyAdapter(PlatformAdapter):
         selected = quote.selected_fulfillment_options
         priced = self._priced_quote(draft, session.line_items, held, variants, session.currency.upper(),
                                     list(quote.fulfillment_options), selected, messages,
-                                    quote.needs_fulfillment_details, state)
+                                    quote.needs_fulfillment_details, state,
+                                    codes=applied_codes(session.quote))
         return dataclasses.replace(priced, stock_held_until=until if until is not None else self.clock())
 
     def _restore_reservation(self, draft_id: str, previous: dt.datetime | None, current: dt.datetime | None,
@@ -1255,6 +1266,7 @@ def _session_request(session: CheckoutSession, state: dict[str, JSON], *,
         fulfillment_details=session.fulfillment_details,
         selected_fulfillment_options=session.requested_fulfillment_options,
         expires_at=session.expires_at, hold_until=hold_until, buyer=session.buyer, adapter_state=state,
+        discount_codes=applied_codes(session.quote),
     )
 
 

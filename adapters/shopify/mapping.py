@@ -28,7 +28,10 @@ import typing as t
 from iso4217 import Currency
 
 from flask_acp.models import JSON
+from flask_acp.models import AppliedDiscount
+from flask_acp.models import DiscountAllocation
 from flask_acp.models import FulfillmentOption
+from flask_acp.models import RejectedDiscount
 
 __all__ = [
     "VARIANT_GID_PREFIX",
@@ -441,6 +444,68 @@ def draft_amounts(draft: cabc.Mapping[str, JSON], currency: str) -> DraftAmounts
             fee = residual
     return DraftAmounts(lines=lines, shipping=shipping, shipping_tax=shipping_tax, discount=discount,
                         fee=fee, total=total, tax=tax_total, taxes_included=included)
+
+
+#: Shopify's "discount not applied" warning texts (lower case) -> ``DiscountErrorCode``
+_DISCOUNT_REASONS = (
+    ("expired", "discount_code_expired"),
+    ("minimum", "discount_code_minimum_not_met"),
+    ("usage limit", "discount_code_usage_limit_reached"),
+    ("combined", "discount_code_combination_disallowed"),
+    ("already applied", "discount_code_already_applied"),
+    ("customer", "discount_code_user_ineligible"),
+)
+
+
+def discount_rejection(message: str) -> str:
+    """The ``discount_code_*`` reason of a ``DraftOrderDiscountNotAppliedWarning``
+    from its message; ``discount_code_invalid`` when nothing more precise fits."""
+    lowered = message.lower()
+    return next((reason for fragment, reason in _DISCOUNT_REASONS if fragment in lowered),
+                "discount_code_invalid")
+
+
+def draft_discounts(draft: cabc.Mapping[str, JSON], currency: str, codes: cabc.Sequence[str],
+                    items: cabc.Mapping[str, str]
+                    ) -> tuple[tuple[AppliedDiscount, ...], tuple[RejectedDiscount, ...]]:
+    """The draft's ``platformDiscounts`` as applied discounts and its
+    ``DraftOrderDiscountNotAppliedWarning`` entries as rejected codes.
+
+    Each allocation to a draft line (``reductionAmountSet``, minor units of
+    ``currency``) goes to the line's item (``items``: variant GID -> ACP item
+    id); any other (shipping, the order) is order-level. The amount is the sum
+    of the allocations (Shopify's ``totalAmountPriceSet`` when there are none,
+    order-level). A code keeps the agent's spelling (``codes``); a discount
+    without one, or ``automaticDiscount``, is automatic.
+    """
+    requested = {c.casefold(): c for c in codes}
+    applied: list[AppliedDiscount] = []
+    for node in t.cast(list[dict[str, t.Any]], draft.get("platformDiscounts") or []):
+        allocations: list[DiscountAllocation] = []
+        for allocation in node.get("allocations") or []:
+            amount = money(allocation.get("reductionAmountSet"), currency)
+            target = allocation.get("target") or {}
+            item_id = items.get(str((target.get("variant") or {}).get("id"))) \
+                if target.get("__typename") == "DraftOrderLineItem" else None
+            allocations.append(DiscountAllocation(amount=amount, item_id=item_id))
+        if not allocations:
+            allocations.append(DiscountAllocation(amount=money(node.get("totalAmountPriceSet"), currency)))
+        raw = node.get("code")
+        automatic = bool(node.get("automaticDiscount")) or not raw
+        code = None if automatic else requested.get(str(raw).casefold(), str(raw))
+        ident = str(node.get("id") or f"shopify_discount_{str(raw or node.get('title')).casefold()}")
+        applied.append(AppliedDiscount(
+            id=ident, coupon_id=ident, name=str(node.get("title") or raw or "Discount"), code=code,
+            automatic=automatic, amount=sum(a.amount for a in allocations), allocations=tuple(allocations),
+            method="each" if node.get("presentationLevel") == "line" else "across"))
+    rejected: list[RejectedDiscount] = []
+    for warning in t.cast(list[dict[str, t.Any]], draft.get("warnings") or []):
+        raw = warning.get("discountCode")
+        if raw:
+            text = str(warning.get("message") or "")
+            rejected.append(RejectedDiscount(code=requested.get(str(raw).casefold(), str(raw)),
+                                             reason=discount_rejection(text), content=text or None))
+    return tuple(applied), tuple(rejected)
 
 
 def reserve_until(value: dt.datetime) -> str:

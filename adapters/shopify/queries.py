@@ -43,8 +43,9 @@ fragment AcpOrder on Order {
 
 # Everything a quote needs from a draft: totals, per-line taxes, the shipping
 # line, readiness, the stock of each line's variant (checked again before
-# charging), and each line's unit price and ``priceOverride`` (the prices are
-# fixed before charging). https://shopify.dev/docs/api/admin-graphql/latest/objects/DraftOrder
+# charging), each line's unit price and ``priceOverride`` (the prices are
+# fixed before charging), and the discounts Shopify applied (``platformDiscounts``
+# with their line allocations) or did not (``DraftOrderDiscountNotAppliedWarning``). https://shopify.dev/docs/api/admin-graphql/latest/objects/DraftOrder
 _DRAFT = """
 fragment AcpDraft on DraftOrder {
   id name status ready reserveInventoryUntil updatedAt
@@ -72,7 +73,19 @@ fragment AcpDraft on DraftOrder {
   totalShippingPriceSet { ...AcpMoney }
   totalTaxSet { ...AcpMoney }
   totalPriceSet { ...AcpMoney }
-  warnings { errorCode field message }
+  discountCodes
+  platformDiscounts {
+    id code title automaticDiscount presentationLevel
+    totalAmountPriceSet { ...AcpMoney }
+    allocations {
+      reductionAmountSet { ...AcpMoney }
+      target {
+        __typename
+        ... on DraftOrderLineItem { id variant { id } }
+      }
+    }
+  }
+  warnings { errorCode field message ... on DraftOrderDiscountNotAppliedWarning { discountCode } }
   order { ...AcpOrder }
 }
 """

@@ -12,7 +12,8 @@ create     ``GET S/cart`` (new ``Cart-Token``) → ``POST S/batch`` [``cart/add-
            calls without an address)
 update     ``POST S/batch`` [``cart/remove-item`` / ``update-item`` / ``add-item``    2
            for the changed lines, ``update-customer`` if the address or buyer
-           changed, ``select-shipping-rate`` per changed choice] → ``GET S/checkout``
+           changed, ``select-shipping-rate`` per changed choice, ``remove-coupon``
+           / ``apply-coupon`` per changed discount code] → ``GET S/checkout``
            (a ``GET S/cart`` replaces the batch when nothing changed)
 complete   ``prepare_order``: ``GET S/cart`` (no ``errors``, same ``total_price``)    6
            → ``GET S/checkout`` (draft order, stock held) → ``GET R/orders/{id}``
@@ -54,6 +55,8 @@ What the adapter keeps in ``Quote.adapter_state`` (JSON, WooCommerce's names)::
     items        {item id: {"key": cart item key, "quantity": int}}
     customer     SHA-256 of the last update-customer body sent
     rates        {package_id: selected rate_id}
+    coupons      the discount codes this adapter applied to the cart (still there when WooCommerce
+                 stops honouring one: its cart error then rejects it; removed by remove-coupon)
     order_id, order_key, order_status ("checkout-draft" | "pending"), payment_url
 """
 
@@ -73,6 +76,7 @@ from flask_acp.adapter import PlatformOrderUpdate
 from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
+from flask_acp.adapter import applied_codes
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
@@ -83,6 +87,7 @@ from flask_acp.models import Message
 from flask_acp.models import Order
 from flask_acp.models import PaymentRecord
 from flask_acp.models import Quote
+from flask_acp.models import RejectedDiscount
 from flask_acp.models import Totals
 
 from .client import READ_METHODS
@@ -93,7 +98,9 @@ from .client import WooCommerceNoAnswerError
 from .mapping import DIGITAL_OPTION_ID
 from .mapping import STOCK_ERROR_CODES
 from .mapping import PriceNotRepresentable
+from .mapping import cart_coupon_errors
 from .mapping import cart_currency
+from .mapping import coupon_rejection
 from .mapping import customer_payload
 from .mapping import parse_option_id
 from .mapping import plain_text
@@ -157,6 +164,7 @@ class _State:
     items: dict[str, dict[str, JSON]] = dataclasses.field(default_factory=dict)
     customer: str | None = None
     rates: dict[str, str] = dataclasses.field(default_factory=dict)
+    coupons: list[str] = dataclasses.field(default_factory=list)
     order_id: int | None = None
     order_key: str | None = None
     order_status: str | None = None
@@ -177,9 +185,12 @@ class _State:
         """Remember the cart's latest token and nonce; a new token is a new cart."""
         if self.cart_token and cart.cart_token != self.cart_token:
             log.info("WooCommerce issued a new Cart-Token: the old cart is gone")
-            self.items, self.customer, self.rates = {}, None, {}
+            self.items, self.customer, self.rates, self.coupons = {}, None, {}, []
             self.order_id = self.order_key = self.order_status = self.payment_url = None
         self.cart_token, self.nonce = cart.cart_token, cart.nonce
+
+    def drop_coupon(self, code: str) -> None:
+        self.coupons = [c for c in self.coupons if c.casefold() != code.casefold()]
 
     def snapshot(self, cart: cabc.Mapping[str, JSON]) -> None:
         """Remember the cart's items and selected rates."""
@@ -194,7 +205,7 @@ class _State:
 class _Op:
     """One Store API cart call of a batch."""
 
-    kind: str  # add | update | remove | customer | rate
+    kind: str  # add | update | remove | customer | rate | coupon | uncoupon
     path: str
     body: dict[str, JSON]
     item_id: str | None = None
@@ -293,34 +304,48 @@ class WooCommerceAdapter(PlatformAdapter):
                 type="error", code="unsupported", param="$.currency", resolution="recoverable",
                 text_key="currency_unsupported", text_args={"currency": request.currency},
             )), adapter_state=state.dump())
-        data, line_messages, messages = self._sync(request, state, cart, fresh)
-        quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages)
+        rejected: dict[str, RejectedDiscount] = {}
+        data, line_messages, messages = self._sync(request, state, cart, fresh, rejected)
+        dishonoured = cart_coupon_errors(data, state.coupons)
+        if dishonoured:
+            # a coupon applied earlier that the cart no longer honours: taken out of the
+            # cart (WooCommerce would refuse the checkout), the code rejected for its reason
+            ops = [_Op("uncoupon", "/cart/remove-coupon", {"code": r.code}, r.code)
+                   for r in dishonoured.values()]
+            data = self._run(ops, state, cart, _item_index(request.line_items), {}, [], set(), {})[0] or data
+            rejected.update(dishonoured)
+        codes = request.discount_codes
+        quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages,
+                                codes=codes, rejected=rejected)
         if request.hold_until is not None and self._holdable(quote, data):
             short, refusals = self._hold(state, cart, request.line_items)
             if short or refusals:
                 quote = quote_from_cart(data, request.line_items,
                                         line_messages=_merge(line_messages, short),
-                                        messages=messages + refusals)
+                                        messages=messages + refusals, codes=codes, rejected=rejected)
         return dataclasses.replace(quote, adapter_state=state.dump())
 
     def _sync(self, request: QuoteRequest, state: _State, cart: CartSession,
-              fresh: dict[str, JSON] | None
+              fresh: dict[str, JSON] | None, rejected: dict[str, RejectedDiscount],
               ) -> tuple[dict[str, JSON], dict[str, list[Message]], list[Message]]:
         """Send the cart calls that make the cart match the request (one batch;
         a second one if the cart was not what ``state`` said). Returns the cart,
-        per-item messages and other messages."""
+        per-item messages and other messages; the discount codes WooCommerce
+        refused go into ``rejected`` (by casefolded code)."""
         index = _item_index(request.line_items)
         line_messages: dict[str, list[Message]] = {}
         messages: list[Message] = []
         stock_failures: set[str] = set()
         data = fresh
         for attempt in range(2):
-            ops, choice_messages = self._ops(request, state, skip=set(line_messages) | stock_failures)
+            ops, choice_messages = self._ops(request, state, skip=set(line_messages) | stock_failures,
+                                             skip_codes=set(rejected))
             if attempt == 0:
                 messages.extend(choice_messages)
             if not ops:
                 break
-            data, outcome = self._run(ops, state, cart, index, line_messages, messages, stock_failures)
+            data, outcome = self._run(ops, state, cart, index, line_messages, messages, stock_failures,
+                                      rejected)
             if outcome == "lost" or data is None:
                 # the cart session is gone (expired token, stale nonce) or no call
                 # returned the cart: read it (a lost one comes back new and empty)
@@ -341,7 +366,7 @@ class WooCommerceAdapter(PlatformAdapter):
         return data, line_messages, _unique(messages)
 
     def _ops(self, request: QuoteRequest, state: _State, *,
-             skip: set[str]) -> tuple[list[_Op], list[Message]]:
+             skip: set[str], skip_codes: cabc.Collection[str] = ()) -> tuple[list[_Op], list[Message]]:
         ops: list[_Op] = []
         messages: list[Message] = []
         wanted = {li.id: li.quantity for li in request.line_items if li.id not in skip}
@@ -374,11 +399,21 @@ class WooCommerceAdapter(PlatformAdapter):
             if customer_changed or state.rates.get(str(package_id)) != rate_id:
                 ops.append(_Op("rate", "/cart/select-shipping-rate",
                                {"package_id": package_id, "rate_id": rate_id}, sel.option_id, i))
+        # discount codes last: a coupon's minimum spend is checked against the items just set
+        wanted_codes = {c.casefold(): c for c in request.discount_codes}
+        for code in state.coupons:
+            if code.casefold() not in wanted_codes:
+                ops.append(_Op("uncoupon", "/cart/remove-coupon", {"code": code}, code))
+        applied = {c.casefold() for c in state.coupons}
+        for key, code in wanted_codes.items():
+            if key not in applied and key not in skip_codes:
+                ops.append(_Op("coupon", "/cart/apply-coupon", {"code": code}, code))
         return ops, messages
 
     def _run(self, ops: list[_Op], state: _State, cart: CartSession, index: dict[str, int],
              line_messages: dict[str, list[Message]], messages: list[Message],
-             stock_failures: set[str]) -> tuple[dict[str, JSON] | None, str | None]:
+             stock_failures: set[str], rejected: dict[str, RejectedDiscount],
+             ) -> tuple[dict[str, JSON] | None, str | None]:
         """Send ``ops`` in batches; record refusals as messages. Returns the last
         cart seen and ``"stale"`` (a cart key is unknown: the record was wrong),
         ``"lost"`` (the cart session is gone: nonce refused) or ``None``."""
@@ -405,6 +440,10 @@ class WooCommerceAdapter(PlatformAdapter):
                     data = result
                     if op.kind == "customer":
                         state.customer = _digest(op.body)
+                    elif op.kind == "coupon" and op.item_id is not None:
+                        state.coupons.append(op.item_id)
+                    elif op.kind == "uncoupon":
+                        state.drop_coupon(str(op.item_id))
                     continue
                 if status >= 500 or status == 429 or not isinstance(result, dict):
                     raise AdapterUnavailableError(f"WooCommerce batch {op.path}: HTTP {status}")
@@ -415,6 +454,14 @@ class WooCommerceAdapter(PlatformAdapter):
                 detail = _dict(result.get("data"))
                 if isinstance(detail.get("cart"), dict):
                     data = detail["cart"]
+                if op.kind in ("coupon", "uncoupon") and op.item_id is not None:
+                    if op.kind == "coupon":
+                        text = plain_text(result.get("message"))
+                        rejected[op.item_id.casefold()] = RejectedDiscount(
+                            code=op.item_id, reason=coupon_rejection(code, text), content=text or None)
+                    else:  # not in the cart any more: nothing to remove
+                        state.drop_coupon(op.item_id)
+                    continue
                 if self._failed(op, code, plain_text(result.get("message")), index,
                                 line_messages, messages, stock_failures):
                     outcome = outcome or "stale"
@@ -552,13 +599,15 @@ class WooCommerceAdapter(PlatformAdapter):
         data = self._store("GET", "/cart", cart)
         state.keep(cart)
         state.snapshot(data)
-        quote = quote_from_cart(data, session.line_items)
+        codes = tuple(state.coupons)  # those this adapter applied (the cart keeps them as they were)
+        quote = quote_from_cart(data, session.line_items, codes=codes)
         if (Totals.of(quote).total != session.totals.total or not self._holdable(quote, data)
                 or any(m.blocks_payment for m in quote.messages)):
             return dataclasses.replace(quote, adapter_state=state.dump())
         short, refusals = self._hold(state, cart, session.line_items)
         if short or refusals or state.order_id is None:
-            quote = quote_from_cart(data, session.line_items, line_messages=short, messages=refusals)
+            quote = quote_from_cart(data, session.line_items, line_messages=short, messages=refusals,
+                                    codes=codes)
             return dataclasses.replace(quote, adapter_state=state.dump())
         order = self._rest("GET", f"/orders/{state.order_id}")
         problem = self._order_mismatch(order, session.currency, Totals.of(quote).total)
@@ -961,4 +1010,5 @@ def _request_of(session: CheckoutSession, hold_until: dt.datetime | None) -> Quo
         selected_fulfillment_options=session.requested_fulfillment_options,
         expires_at=session.expires_at, hold_until=hold_until, buyer=session.buyer,
         adapter_state=session.quote.adapter_state,
+        discount_codes=applied_codes(session.quote),
     )

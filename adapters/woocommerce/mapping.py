@@ -35,7 +35,20 @@ Carts to quotes, :func:`quote_from_cart` (Store API ``CartSchema`` →
   whenever every cart item is a purchasable line (the only quotes that can be
   paid; otherwise the cart items that are no such line are left out).
 * Cart ``errors`` (stock, not purchasable, coupons) become error messages with
-  WooCommerce's own text (``content``).
+  WooCommerce's own text (``content``) -- except an error naming one of the
+  requested discount codes, which rejects that code instead.
+* Discount codes (ACP discount extension): each cart ``coupons[]`` entry is an
+  applied discount (``code`` as the agent sent it; a coupon the agent did not
+  send, one the store applies by itself, is ``automatic``), ``amount =
+  totals.total_discount`` (ex tax, like the lines' discounts). The Store API
+  gives no per-coupon split of a line's discount, so each coupon, in cart order,
+  is allocated over the lines in proportion to the discount they still have
+  unexplained (largest remainder, never more than a line's discount); what a
+  coupon reports beyond what the lines hold is clipped (a rounding unit), so
+  allocations always sum to the amount and to the lines' discounts.
+  ``discount_type`` ``percent``/``fixed_product`` is method ``each``,
+  ``fixed_cart`` ``across``. Refusals of ``apply-coupon`` map to a
+  ``discount_code_*`` reason from WooCommerce's text (:func:`coupon_rejection`).
 """
 
 from __future__ import annotations
@@ -49,12 +62,16 @@ import typing as t
 
 from iso4217 import Currency
 
+from flask_acp.adapter import split_amount
 from flask_acp.models import JSON
+from flask_acp.models import AppliedDiscount
+from flask_acp.models import DiscountAllocation
 from flask_acp.models import FulfillmentOption
 from flask_acp.models import LineItemRequest
 from flask_acp.models import Message
 from flask_acp.models import PricedLine
 from flask_acp.models import Quote
+from flask_acp.models import RejectedDiscount
 from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Totals
 
@@ -301,12 +318,83 @@ def unrepresentable_message(error: PriceNotRepresentable, minor_unit: int) -> Me
     )
 
 
+#: WooCommerce's coupon refusal texts (``WC_Coupon`` errors, lower case) -> ``DiscountErrorCode``
+_COUPON_REASONS = (
+    ("expired", "discount_code_expired"),
+    ("already applied", "discount_code_already_applied"),
+    ("minimum spend", "discount_code_minimum_not_met"),
+    ("maximum spend", "discount_code_minimum_not_met"),
+    ("usage limit", "discount_code_usage_limit_reached"),
+    ("in conjunction", "discount_code_combination_disallowed"),
+    ("individual use", "discount_code_combination_disallowed"),
+    ("log in", "discount_code_user_not_logged_in"),
+    ("logged in", "discount_code_user_not_logged_in"),
+    ("not valid for your", "discount_code_user_ineligible"),
+    ("does not exist", "discount_code_invalid"),
+)
+
+
+def coupon_rejection(code: str, text: str) -> str:
+    """The ``discount_code_*`` reason of a refused ``apply-coupon`` (or a coupon
+    error in the cart) from WooCommerce's error ``code`` and plain ``text``;
+    ``discount_code_invalid`` when nothing more precise fits."""
+    lowered = text.lower()
+    for fragment, reason in _COUPON_REASONS:
+        if fragment in lowered:
+            return reason
+    return "discount_code_invalid"
+
+
+def cart_coupon_errors(cart: cabc.Mapping[str, JSON],
+                       codes: cabc.Sequence[str]) -> dict[str, RejectedDiscount]:
+    """The cart's coupon ``errors`` that name one of ``codes`` (a coupon applied
+    earlier that the cart no longer honours: expired, minimum no longer met...),
+    as rejections by casefolded code."""
+    out: dict[str, RejectedDiscount] = {}
+    for error in cart.get("errors") or []:
+        code = str(error.get("code") or "")
+        text = plain_text(error.get("message"))
+        named = [c for c in codes if "coupon" in code and c.casefold() in text.casefold()]
+        if named:
+            out[named[0].casefold()] = RejectedDiscount(code=named[0], reason=coupon_rejection(code, text),
+                                                        content=text)
+    return out
+
+
+def _discounts(cart: cabc.Mapping[str, JSON], lines: cabc.Sequence[PricedLine], money: _Money,
+               codes: cabc.Sequence[str]) -> tuple[AppliedDiscount, ...]:
+    """The cart's ``coupons[]`` as applied discounts (module docstring)."""
+    requested = {c.casefold(): c for c in codes}
+    left = {line.item_id: line.discount for line in lines if line.purchasable and line.discount > 0}
+    applied = []
+    for coupon in cart.get("coupons") or []:
+        name = str(coupon.get("code") or "")
+        totals = coupon.get("totals") or {}
+        amount = max(0, money(totals.get("total_discount")))
+        ids = list(left)
+        shares = split_amount(min(amount, sum(left.values())), [left[i] for i in ids])
+        allocations = []
+        for item_id, share in zip(ids, shares, strict=True):
+            if share:
+                left[item_id] -= share
+                allocations.append(DiscountAllocation(item_id=item_id, amount=share))
+        kind = str(coupon.get("discount_type") or "")
+        code = requested.get(name.casefold())
+        applied.append(AppliedDiscount(
+            id="wc_coupon_" + name.casefold(), coupon_id=name, name=name, code=code, automatic=code is None,
+            amount=sum(a.amount for a in allocations), allocations=tuple(allocations),
+            method="across" if kind == "fixed_cart" else "each" if kind else None))
+    return tuple(applied)
+
+
 def quote_from_cart(
     cart: cabc.Mapping[str, JSON],
     line_items: cabc.Sequence[LineItemRequest],
     *,
     line_messages: cabc.Mapping[str, cabc.Sequence[Message]] | None = None,
     messages: cabc.Sequence[Message] = (),
+    codes: cabc.Sequence[str] = (),
+    rejected: cabc.Mapping[str, RejectedDiscount] | None = None,
 ) -> Quote:
     """Map a Store API cart to a :class:`Quote` for the requested ``line_items``
     (see the module docstring).
@@ -314,6 +402,8 @@ def quote_from_cart(
     :param line_messages: per item id, messages the adapter already has for a line
         (an ``add-item`` refused); such a line is not purchasable.
     :param messages: further messages to put first (fulfillment choice errors).
+    :param codes: the discount codes requested (their spelling is kept).
+    :param rejected: codes WooCommerce refused to apply, by casefolded code.
     :returns: a quote whose ``Totals.of(...).total`` equals ``totals.total_price``,
         or a refused quote (see :func:`refused_quote`) when an amount cannot be
         represented in the currency.
@@ -325,16 +415,21 @@ def quote_from_cart(
     by_id = {str(i.get("id")): i for i in items}
     names = {str(i.get("id")): plain_text(i.get("name")) for i in items}
     try:
-        return _quote(cart, items, by_id, money, line_items, line_messages, messages)
+        quote = _quote(cart, items, by_id, money, line_items, line_messages, messages, codes)
     except PriceNotRepresentable as exc:
         return refused_quote(line_items, unrepresentable_message(exc, money.minor_unit), names)
+    refused = dict(rejected or {})
+    refused.update({r.code.casefold(): r for r in quote.rejected_discounts})
+    return dataclasses.replace(
+        quote, applied_discounts=_discounts(cart, quote.lines, money, codes),
+        rejected_discounts=tuple(refused[c.casefold()] for c in codes if c.casefold() in refused))
 
 
 def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
            by_id: dict[str, dict[str, JSON]], money: _Money,
            line_items: cabc.Sequence[LineItemRequest],
            line_messages: cabc.Mapping[str, cabc.Sequence[Message]],
-           extra: cabc.Sequence[Message]) -> Quote:
+           extra: cabc.Sequence[Message], codes: cabc.Sequence[str]) -> Quote:
     out: list[Message] = list(extra)
     key_to_id = {str(i.get("key")): str(i.get("id")) for i in items}
     totals = cart.get("totals") or {}
@@ -379,8 +474,12 @@ def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
             resolution=None if charged == 0 else "requires_buyer_input",
             content=what + (" for free." if charged == 0 else ", which this checkout cannot show.")))
 
+    coupon_errors = cart_coupon_errors(cart, codes)
     for error in cart.get("errors") or []:
         code = str(error.get("code") or "")
+        text = plain_text(error.get("message"))
+        if any(r.content == text for r in coupon_errors.values()):
+            continue  # an applied code the cart no longer honours: rejected, not an error
         out.append(Message(
             type="error", code=("out_of_stock" if code in STOCK_ERROR_CODES
                                 else "coupon_invalid" if "coupon" in code else "invalid"),
@@ -439,6 +538,7 @@ def _quote(cart: cabc.Mapping[str, JSON], items: list[dict[str, JSON]],
         needs_fulfillment_details=needs_details,
         messages=tuple(out),
         fee=money(totals.get("total_fees")),
+        rejected_discounts=tuple(coupon_errors.values()),
     )
     # what the cart charges for items that are no purchasable line is left out
     sold_ids = {line.item_id for line in lines if line.purchasable}

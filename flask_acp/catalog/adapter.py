@@ -21,8 +21,10 @@ Quoting rules:
 * Shipping lines without an address: ``missing`` error on
   ``$.fulfillment_details.address`` and ``needs_fulfillment_details``; an
   address no method ships to: ``region_restricted`` error.
+* Discounts: the store file's ``coupons`` (:mod:`.discounts`): requested codes
+  and automatic discounts, allocated to the lines (``items_discount``).
 * Tax: rate of the shipping address (country, ``state``) per the store file,
-  per line, half-up; no address, no tax.
+  per line on its discounted amount, half-up; no address, no tax.
 * Holds (when is the core's decision, ``QuoteRequest.hold_until``): a payable
   quote (``quote_payable``) replaces the session's hold with its purchasable
   quantities, until ``request.hold_until``. Any other quote, and every quote
@@ -47,6 +49,7 @@ from marshmallow import fields
 
 from flask_acp.adapter import PlatformAdapter
 from flask_acp.adapter import QuoteRequest
+from flask_acp.adapter import applied_codes
 from flask_acp.adapter import choose_fulfillment
 from flask_acp.adapter import quote_payable
 from flask_acp.config import Section
@@ -63,6 +66,8 @@ from flask_acp.models import PricedLine
 from flask_acp.models import Quote
 from flask_acp.store import is_redis
 
+from .discounts import apply_coupons
+from .discounts import discount_shipping
 from .feed import CatalogItem
 from .feed import load_feed
 from .ledger import Ledger
@@ -156,7 +161,9 @@ class CatalogAdapter(PlatformAdapter):
                     f"feed {feed_path}: variant {item.item_id!r} is priced in {item.currency} but "
                     f"the store currency ({store_path}) is {self.store.currency.upper()}"
                 )
-        for key, ids in (("stock", self.store.stock), ("digital_items", self.store.digital_items)):
+        coupon_items = {i for c in self.store.coupons for i in (c.items or ())}
+        for key, ids in (("stock", self.store.stock), ("digital_items", self.store.digital_items),
+                         ("coupons[].items", coupon_items)):
             unknown = sorted(set(ids) - set(self.items))
             if unknown:
                 raise ValueError(f"store file {store_path}: {key} names unknown variants {unknown}")
@@ -221,11 +228,15 @@ class CatalogAdapter(PlatformAdapter):
 
         def build(available: dict[str, int | None], fitting: dict[str, int]) -> Quote:
             found = list(messages)
-            lines: list[PricedLine] = []
+            priced: list[PricedLine] = []
             for index, li in enumerate(request.line_items):
                 line, line_messages = self._price_line(index, li, available, fitting, wanted, rate)
-                lines.append(line)
+                priced.append(line)
                 found.extend(line_messages)
+            coupons = store.coupons if currency_ok else ()
+            discounted = apply_coupons(coupons, priced, request.discount_codes, now)
+            lines = [dataclasses.replace(line, tax=tax_amount(line.subtotal, rate) if line.purchasable else 0)
+                     for line in discounted.lines]
             options, needs_details, fulfillment_messages = self._fulfillment(lines, country, rate, now)
             found.extend(fulfillment_messages)
             selected, choice_messages = choose_fulfillment(
@@ -234,12 +245,18 @@ class CatalogAdapter(PlatformAdapter):
                 [li.id for li in request.line_items],
             )
             found.extend(choice_messages)
+            chosen = {s.option_id for s in selected}
+            shipping = sum(o.amount for o in options if o.id in chosen and o.type == "shipping")
+            off_shipping = discount_shipping(discounted.shipping, shipping)
             return Quote(
                 lines=tuple(lines),
                 fulfillment_options=tuple(options),
                 selected_fulfillment_options=selected,
                 needs_fulfillment_details=needs_details,
                 messages=tuple(found),
+                discount=sum(d.amount for d in off_shipping),
+                applied_discounts=discounted.applied + tuple(off_shipping),
+                rejected_discounts=discounted.rejected,
             )
 
         def decide(available: dict[str, int | None]) -> dict[str, int]:
@@ -390,6 +407,7 @@ class CatalogAdapter(PlatformAdapter):
             hold_until=hold_until,
             buyer=session.buyer,
             adapter_state=session.quote.adapter_state,
+            discount_codes=applied_codes(session.quote),
         ))
 
     def place_order(self, session: CheckoutSession, payment: PaymentRecord) -> Order:

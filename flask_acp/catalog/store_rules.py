@@ -49,6 +49,32 @@ The store file is one JSON object. Every money amount is a JSON integer in ISO
         rate               str, required     decimal string, a fraction: "0.0875" = 8.75 %.
     tax_shipping           bool = false      also tax shipping amounts at the same rate.
     prices_include_tax     bool = false      only ``false`` is supported.
+    coupons                [Coupon] = []     discount codes and automatic discounts
+                                             (ACP discount extension; :mod:`.discounts`).
+        id                 str, required     unique; ``Coupon.id``.
+        name               str, required     shown to the buyer (``Coupon.name``).
+        code               str | null = null the code, matched case-insensitively (unique);
+                                             null: an automatic discount, applied whenever
+                                             its conditions hold.
+        percent_off        str               decimal string, 0 < p <= 100 ("20", "12.5"):
+                                             that share of each eligible line, half-up.
+        amount_off         int >= 1          minor units off the eligible lines, split in
+                                             proportion to them (largest remainder), at
+                                             most what they cost. Exactly one of the two.
+        applies_to         "items" | "shipping" = "items"
+                                             shipping: off the selected shipping options'
+                                             price (order-level, e.g. free shipping).
+        items              [variant id] | null = null
+                                             the lines it applies to; null: every line.
+        minimum_subtotal   int >= 0 = 0      the purchasable lines' base amount (minor
+                                             units, before discounts) it needs.
+        starts_at, ends_at str | null = null RFC 3339 with an offset; before starts_at the
+                                             code is invalid, from ends_at on expired.
+        combinable         bool = true       false: a code that is applied alone (another
+                                             code with it is rejected
+                                             discount_code_combination_disallowed).
+        priority           int >= 1 = 1      stacking order: lower first, each on what the
+                                             lines cost after the discounts before it.
 
 Tax is ``round(amount * rate)`` per line (and per shipping option) with
 ``decimal.Decimal`` and ``ROUND_HALF_UP`` to whole minor units.
@@ -57,6 +83,7 @@ Tax is ``round(amount * rate)`` per line (and per shipping option) with
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import decimal
 import json
 import pathlib
@@ -110,6 +137,29 @@ class TaxRule:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Coupon:
+    """A discount rule of the store file (see the module docstring).
+
+    :ivar percent_off: a fraction of 100 (``Decimal("20")``), or None.
+    :ivar amount_off: minor units of the store currency, or None.
+    :ivar code: None for an automatic discount.
+    """
+
+    id: str
+    name: str
+    code: str | None = None
+    percent_off: decimal.Decimal | None = None
+    amount_off: int | None = None
+    applies_to: str = "items"
+    items: frozenset[str] | None = None
+    minimum_subtotal: int = 0
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    combinable: bool = True
+    priority: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class StoreRules:
     """The parsed store file (see the module docstring for every key).
 
@@ -132,6 +182,7 @@ class StoreRules:
     free_shipping_over: int | None = None
     tax: tuple[TaxRule, ...] = ()
     tax_shipping: bool = False
+    coupons: tuple[Coupon, ...] = ()
 
     def on_hand(self, item_id: str) -> int | None:
         """Units on hand per the file (before sales), or ``None`` for unlimited."""
@@ -202,6 +253,42 @@ class _TaxRule(_Base):
     rate = DecimalString(required=True)
 
 
+class _Percent(fields.Field[decimal.Decimal]):
+    """``percent_off``: a decimal string, 0 < p <= 100."""
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: t.Any, **kwargs: t.Any) -> decimal.Decimal:
+        if isinstance(value, float):
+            raise ValidationError(f'must be a decimal string like "20" or "12.5", not the float {value!r}')
+        try:
+            number = decimal.Decimal(value) if isinstance(value, str) else None
+        except decimal.InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or not 0 < number <= 100:
+            raise ValidationError(
+                f'must be a decimal string above 0 and at most 100 like "20", not {value!r}')
+        return number
+
+
+class _Coupon(_Base):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    code = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=256))
+    percent_off = _Percent(load_default=None, allow_none=True)
+    amount_off = StrictInt(minimum=1, load_default=None, allow_none=True)
+    applies_to = fields.String(load_default="items", validate=validate.OneOf(["items", "shipping"]))
+    items = fields.List(fields.String(), load_default=None, allow_none=True)
+    minimum_subtotal = MinorUnits(load_default=0)
+    starts_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    ends_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    combinable = fields.Boolean(truthy={True}, falsy={False}, load_default=True)
+    priority = StrictInt(minimum=1, load_default=1)
+
+    @validates_schema
+    def _one_amount(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
+        if (data.get("percent_off") is None) == (data.get("amount_off") is None):
+            raise ValidationError("give exactly one of percent_off and amount_off", "percent_off")
+
+
 class _Store(_Base):
     currency = fields.String(required=True)
     order_url_template = fields.String(required=True)
@@ -216,6 +303,7 @@ class _Store(_Base):
     free_shipping_over = MinorUnits(load_default=None, allow_none=True)
     tax = fields.List(fields.Nested(_TaxRule), load_default=list)
     tax_shipping = fields.Boolean(truthy={True}, falsy={False}, load_default=False)
+    coupons = fields.List(fields.Nested(_Coupon), load_default=list)
     prices_include_tax = fields.Boolean(
         truthy={True}, falsy={False}, load_default=False,
         validate=validate.Equal(False, error="prices that include tax are not supported"),
@@ -249,6 +337,12 @@ class _Store(_Base):
         twice = sorted({p for p in places if places.count(p) > 1})
         if twice:
             raise ValidationError(f"more than one rule for {twice}", "tax")
+        coupons = data.get("coupons", [])
+        for key, values in (("id", [c["id"] for c in coupons]),
+                            ("code", [c["code"].casefold() for c in coupons if c["code"]])):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValidationError(f"duplicate {key}s {repeated}", "coupons")
 
 
 def load_store(path: str | pathlib.Path) -> StoreRules:
@@ -303,4 +397,12 @@ def load_store(path: str | pathlib.Path) -> StoreRules:
             for r in raw["tax"]
         ),
         tax_shipping=raw["tax_shipping"],
+        coupons=tuple(
+            Coupon(id=c["id"], name=c["name"], code=c["code"], percent_off=c["percent_off"],
+                   amount_off=c["amount_off"], applies_to=c["applies_to"],
+                   items=None if c["items"] is None else frozenset(c["items"]),
+                   minimum_subtotal=c["minimum_subtotal"], starts_at=c["starts_at"], ends_at=c["ends_at"],
+                   combinable=c["combinable"], priority=c["priority"])
+            for c in raw["coupons"]
+        ),
     )

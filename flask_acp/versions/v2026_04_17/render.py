@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import decimal
 
 from ...i18n import text
+from ...models import DISCOUNT_EXTENSION
 from ...models import JSON
 from ...models import Adjustment
+from ...models import AppliedDiscount
 from ...models import CheckoutSession
 from ...models import Fulfillment
 from ...models import FulfillmentOption
 from ...models import Message
 from ...models import Order
+from ...models import RejectedDiscount
 from ...models import Status
+from ...models import extension_requested
 from ...models import line_item_id
 from ...payments.base import PaymentHandler
 from ..common import line_amounts
@@ -78,6 +83,79 @@ def _option(option: FulfillmentOption, language: str) -> dict[str, JSON]:
             body["latest_delivery_time"] = _time(option.latest_delivery_time)
     body["totals"] = totals
     return body
+
+
+#: the discount extension's declaration in the response's ``capabilities.extensions``
+DISCOUNT_DECLARATION: dict[str, JSON] = {
+    "name": DISCOUNT_EXTENSION,
+    "extends": ["$.CheckoutSessionCreateRequest.discounts", "$.CheckoutSessionUpdateRequest.discounts",
+                "$.CheckoutSession.discounts"],
+}
+
+
+def _percent(value: str) -> int | float:
+    """``Coupon.percent_off`` (a JSON number, not money): ``"20"`` -> 20, ``"12.5"`` -> 12.5."""
+    number = decimal.Decimal(value)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _applied(discount: AppliedDiscount, session: CheckoutSession) -> dict[str, JSON]:
+    """An ``AppliedDiscount``: allocations to a line point at ``$.line_items[i]``,
+    those off the shipping at ``$.totals.fulfillment`` (as the spec's
+    automatic-discount example), other order-level ones at ``$.totals.discount``;
+    both are counted in the ``discount`` total."""
+    coupon: dict[str, JSON] = {"id": discount.coupon_id, "name": discount.name}
+    if discount.percent_off is not None:
+        coupon["percent_off"] = _percent(discount.percent_off)
+    elif discount.amount_off is not None:
+        coupon["amount_off"] = discount.amount_off
+        coupon["currency"] = session.currency.lower()
+    body: dict[str, JSON] = {"id": discount.id}
+    if discount.code is not None and not discount.automatic:
+        body["code"] = discount.code
+    body.update({"coupon": coupon, "amount": discount.amount, "automatic": discount.automatic})
+    if discount.starts_at is not None:
+        body["start"] = _time(discount.starts_at)
+    if discount.ends_at is not None:
+        body["end"] = _time(discount.ends_at)
+    if discount.method is not None:
+        body["method"] = discount.method
+    if discount.priority is not None:
+        body["priority"] = discount.priority
+    index: dict[str, int] = {}
+    for position, line in enumerate(session.quote.lines):
+        index.setdefault(line.item_id, position)
+    allocations = []
+    for allocation in discount.allocations:
+        if allocation.fulfillment:
+            allocations.append({"path": "$.totals.fulfillment", "amount": allocation.amount})
+        elif allocation.item_id is None or allocation.item_id not in index:
+            allocations.append({"path": "$.totals.discount", "amount": allocation.amount})
+        else:
+            allocations.append({"path": f"$.line_items[{index[allocation.item_id]}]",
+                                "amount": allocation.amount})
+    if allocations:
+        body["allocations"] = allocations
+    return body
+
+
+def _rejected(rejected: RejectedDiscount, language: str) -> dict[str, JSON]:
+    message = Message(type="warning", content=rejected.content, text_key=rejected.text_key or rejected.reason,
+                      text_args={"code": rejected.code, **rejected.text_args})
+    return {"code": rejected.code, "reason": rejected.reason, "message": message_content(message, language)}
+
+
+def render_discounts(session: CheckoutSession, language: str) -> dict[str, JSON] | None:
+    """The ``DiscountsResponse`` (``codes`` echoed as sent, ``applied``,
+    ``rejected``), or None when the agent did not negotiate the discount
+    extension (``capabilities.extensions``; discount extension, digest §18.2)."""
+    if not extension_requested(session.capabilities, DISCOUNT_EXTENSION):
+        return None
+    return {
+        "codes": list(session.discount_codes),
+        "applied": [_applied(d, session) for d in session.quote.applied_discounts],
+        "rejected": [_rejected(r, language) for r in session.quote.rejected_discounts],
+    }
 
 
 def render_handler(handler: PaymentHandler) -> dict[str, JSON]:
@@ -159,6 +237,10 @@ def render_session(
         "updated_at": _time(session.updated_at),
         "expires_at": _time(session.expires_at),
     }
+    discounts = render_discounts(session, language)
+    if discounts is not None:
+        out["capabilities"]["extensions"] = [dict(DISCOUNT_DECLARATION)]
+        out["discounts"] = discounts
     if session.buyer:
         out["buyer"] = session.buyer
     if session.fulfillment_details:

@@ -11,6 +11,10 @@ uses; unknown fields are ignored (forward compatibility), ``null`` is refused
   traces RFC §5).
 - ``selected_fulfillment_options[].item_ids`` may hold item ids or line item
   ids (spec defect #7).
+
+Discount codes (discount extension, ``DiscountsRequest``): ``discounts.codes``
+and the deprecated ``coupons`` alias; when both are sent ``discounts.codes``
+wins. At most 20 codes of 1 to 256 characters each.
 """
 
 from __future__ import annotations
@@ -138,6 +142,27 @@ def line_requests(data: list[dict[str, t.Any]], field: str = "line_items") -> tu
     return tuple(LineItemRequest(id=i["id"], quantity=i["quantity"]) for i in data)
 
 
+def discount_code_list() -> fields.List[str]:
+    """A list of discount codes (``DiscountsRequest.codes``, ``coupons``)."""
+    return fields.List(NonEmpty(max=256), validate=validate.Length(max=20))
+
+
+class DiscountsRequestSchema(Base):
+    codes = discount_code_list()
+
+
+def discount_codes(data: dict[str, t.Any]) -> tuple[str, ...] | None:
+    """The codes a loaded create/update request sends: ``discounts.codes``,
+    else the deprecated ``coupons``; None when neither is sent (keep the
+    session's), ``()`` to clear them."""
+    discounts = data.get("discounts")
+    if isinstance(discounts, dict) and "codes" in discounts:
+        return tuple(discounts["codes"])
+    if "coupons" in data:
+        return tuple(data["coupons"])
+    return None
+
+
 class CreateRequestSchema(Base):
     line_items = fields.List(fields.Nested(ItemSchema), required=True,
                              validate=validate.Length(min=1, max=100))
@@ -147,6 +172,8 @@ class CreateRequestSchema(Base):
     fulfillment_details = fields.Nested(FulfillmentDetailsSchema)
     locale = fields.String(validate=validate.Length(max=35))
     order_notes = fields.String(validate=validate.Length(max=5000))
+    discounts = fields.Nested(DiscountsRequestSchema)
+    coupons = discount_code_list()
 
     @validates("currency")
     def _currency(self, value: str, **kwargs: t.Any) -> None:
@@ -163,6 +190,7 @@ class CreateRequestSchema(Base):
             fulfillment_details=data.get("fulfillment_details"),
             locale=data.get("locale"),
             order_notes=data.get("order_notes"),
+            discount_codes=discount_codes(data),
         )
 
 
@@ -172,6 +200,8 @@ class UpdateRequestSchema(Base):
     fulfillment_details = fields.Nested(FulfillmentDetailsSchema)
     selected_fulfillment_options = fields.List(fields.Nested(SelectedFulfillmentOptionSchema))
     order_notes = fields.String(validate=validate.Length(max=5000))
+    discounts = fields.Nested(DiscountsRequestSchema)
+    coupons = discount_code_list()
 
     @post_load
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> UpdateInput:
@@ -184,6 +214,7 @@ class UpdateRequestSchema(Base):
                 SelectedFulfillmentOption(type=s["type"], option_id=s["option_id"],
                                           item_ids=tuple(s["item_ids"])) for s in selected),
             order_notes=data.get("order_notes"),
+            discount_codes=discount_codes(data),
         )
 
 

@@ -86,6 +86,21 @@ Behaviour (the fake's choices where Shopify's is not documented)
   its exchange rate from the shop currency; a variant's price in it is its
   ``presentment_prices`` entry or the converted price (half-up). Delivery rates
   are quoted in the shop currency; a draft's shipping line in both.
+* **Discount codes**: ``DraftOrderInput.discountCodes`` replaces the draft's
+  codes; each seeded code (``discount_codes``: ``percentage``, a fraction, or
+  ``amount`` in the shop currency; one of the two) applies, in the order given,
+  to what the lines still cost -- a percentage per line half-up, an amount
+  converted to the presentment currency, capped at the lines' price and split
+  over them in proportion (largest remainder) -- unless it is unknown or not
+  started ("is not valid"), past ``ends_at`` ("has expired"), at its
+  ``usage_limit``, below ``minimum_subtotal`` (the lines' price in the shop
+  currency), repeated, or cannot combine (a second code applies only when it and
+  every code before it have ``combines: true``); such a code is skipped with a
+  ``DraftOrderDiscountNotAppliedWarning``. Applied codes are in ``discountCodes``
+  and ``platformDiscounts`` (allocations to the lines; ``presentationLevel``
+  ``line`` for a percentage, ``order`` for an amount), reduce each line's
+  ``discountedTotalSet``, ``subtotalPriceSet`` and the tax; completing the draft
+  counts a use of each. No automatic discounts.
 * **Rate handles** change on every ``draftOrderAvailableDeliveryOptions`` call;
   any issued handle stays valid.
 * **Cost**: 1 per query root field (``nodes``: 1 per id, connections: ``first``),
@@ -140,6 +155,9 @@ Seed (JSON; every key optional except ``variants``)::
                    "inventory_policy": "DENY", "requires_shipping": true, "taxable": true,
                    "published": true, "status": "ACTIVE", "image": "https://...",
                    "presentment_prices": {"KWD": "7.500"}}],
+     "discount_codes": [{"code": "SAVE20", "title": "20% off", "percentage": "0.2",
+                         "amount": null, "minimum_subtotal": null, "starts_at": null,
+                         "ends_at": null, "combines": false, "usage_limit": null, "usage_count": 0}],
      "ready_delay_reads": 1, "bucket": {"maximum_available": 1000, "restore_rate": 100},
      "order_number_start": 1001, "api_versions": ["2025-07", "...", "2026-10"],
      "webhooks": {"url": "http://127.0.0.1:5000/webhooks/shopify", "secret": "...",

@@ -60,7 +60,8 @@ class Drafts(Orders):
             original = self._bag(row["original"], cur)
             tax_lines = ([{"title": title, "priceSet": self._bag(row["tax"], cur)}]
                          if any(row["tax"].values()) else [])
-            zero = self._bag({c: D(0) for c in money["currencies"]}, cur)
+            discounted = self._bag({c: row["original"][c] - row["discount"][c] for c in money["currencies"]},
+                                   cur)
             nodes.append({
                 "__typename": "DraftOrderLineItem",
                 "id": gid("DraftOrderLineItem", draft.number * 1000 + index),
@@ -73,7 +74,8 @@ class Drafts(Orders):
                 "taxable": variant.taxable if variant else False,
                 "variant": self._variant_view(variant) if variant else None,
                 "product": self._product_view(variant) if variant else None,
-                "originalTotalSet": original, "discountedTotalSet": original, "totalDiscountSet": zero,
+                "originalTotalSet": original, "discountedTotalSet": discounted,
+                "totalDiscountSet": self._bag(row["discount"], cur),
                 "originalUnitPriceSet": self._bag(line.unit, cur),
                 "priceOverride": {"amount": shopify_decimal(line.unit[cur]), "currencyCode": cur}
                 if line.override else None,
@@ -102,7 +104,30 @@ class Drafts(Orders):
                        "firstName": a.get("firstName"), "lastName": a.get("lastName"),
                        "name": " ".join(x for x in (a.get("firstName"), a.get("lastName")) if x) or None,
                        "phone": a.get("phone"), "provinceCode": a.get("provinceCode"), "zip": a.get("zip")}
-        zero_bag = self._bag({c: D(0) for c in money["currencies"]}, cur)
+        platform_discounts = []
+        for row in money["discounts"]:
+            discount = row["discount"]
+            amounts = {c: sum((part.get(c, D(0)) for part in row["lines"]), D(0))
+                       for c in money["currencies"]}
+            if discount.percentage is not None:
+                summary = f"{shopify_decimal(discount.percentage * 100)}% off"
+            else:
+                summary = f"{shopify_decimal(t.cast(decimal.Decimal, discount.amount))} {self.currency} off"
+            platform_discounts.append({
+                "__typename": "DraftOrderPlatformDiscount",
+                "id": gid("DiscountCodeNode", discount.id), "code": discount.code, "title": discount.title,
+                "automaticDiscount": False, "bxgyDiscount": False,
+                "presentationLevel": "line" if discount.percentage is not None else "order",
+                "shortSummary": summary, "summary": summary,
+                "totalAmount": self._bag(amounts, cur)["shopMoney"],
+                "totalAmountPriceSet": self._bag(amounts, cur),
+                "allocations": [
+                    {"__typename": "DraftOrderPlatformDiscountAllocation", "id": None,
+                     "quantity": draft.lines[index].quantity,
+                     "reductionAmount": self._bag(part, cur)["shopMoney"],
+                     "reductionAmountSet": self._bag(part, cur), "target": nodes[index]}
+                    for index, part in enumerate(row["lines"]) if any(part.values())],
+            })
         return {
             "__typename": "DraftOrder",
             "id": gid("DraftOrder", draft.number),
@@ -128,11 +153,13 @@ class Drafts(Orders):
             "subtotalPriceSet": bag("subtotal"),
             "lineItemsSubtotalPrice": bag("subtotal"),
             "totalLineItemsPriceSet": bag("subtotal"),
-            "totalDiscountsSet": zero_bag,
+            "totalDiscountsSet": bag("discounts"),
+            "discountCodes": [row["discount"].code for row in money["discounts"]],
+            "platformDiscounts": platform_discounts,
             "totalShippingPriceSet": bag("shipping"),
             "totalTaxSet": bag("tax"),
             "totalPriceSet": bag("total"),
-            "warnings": [],
+            "warnings": list(money["warnings"]),
             "order": self._order_view(self.orders[draft.order]) if draft.order is not None else None,
         }
 
@@ -228,6 +255,8 @@ class Drafts(Orders):
             draft.reserve_until = parse_time(value) if value else None
         if "acceptAutomaticDiscounts" in data:
             draft.accept_automatic_discounts = data["acceptAutomaticDiscounts"]
+        if data.get("discountCodes") is not None:
+            draft.discount_codes = [str(c) for c in data["discountCodes"]]
         draft.updated_at = self.now()
         draft.unready_reads = self.ready_delay_reads
         return []
@@ -272,6 +301,8 @@ class Drafts(Orders):
             return {"draftOrder": self._draft_view(draft, count_read=False, force_ready=True),
                     "userErrors": [{"field": None, "message": _COMPLETED}]}
         view = self._draft_view(draft, count_read=False, force_ready=True)
+        for code in view["discountCodes"]:
+            self.discount_codes[code.casefold()].usage_count += 1
         number = self._next_order
         self._next_order += 1
         for line in draft.lines:

@@ -7,8 +7,10 @@ import decimal
 import typing as t
 
 from .model import D
+from .model import DiscountCode
 from .model import Draft
 from .model import Variant
+from .model import exponent
 from .model import gid
 from .model import round_money
 from .model import shopify_decimal
@@ -54,23 +56,72 @@ class Inventory(ShopWebhooks):
                 "presentmentMoney": {"amount": shopify_decimal(amounts[presentment]),
                                      "currencyCode": presentment}}
 
+    def _discount_plan(self, draft: Draft) -> tuple[list[DiscountCode], list[dict[str, t.Any]]]:
+        """The draft's ``discountCodes`` that apply, in order, and a
+        ``DraftOrderDiscountNotAppliedWarning`` for each of the others."""
+        now = self.now()
+        subtotal = sum((round_money(line.unit[self.currency] * line.quantity, self.currency)
+                        for line in draft.lines), D(0))
+        applied: list[DiscountCode] = []
+        warnings: list[dict[str, t.Any]] = []
+        for code in draft.discount_codes:
+            discount = self.discount_codes.get(code.casefold())
+            if discount is None or (discount.starts_at is not None and now < discount.starts_at):
+                problem = f"Discount code {code} is not valid."
+            elif discount.ends_at is not None and now >= discount.ends_at:
+                problem = f"Discount code {code} has expired."
+            elif discount.usage_limit is not None and discount.usage_count >= discount.usage_limit:
+                problem = f"Discount code {code} has reached its usage limit."
+            elif discount.minimum_subtotal is not None and subtotal < discount.minimum_subtotal:
+                problem = (f"Discount code {code} requires a minimum purchase of "
+                           f"{shopify_decimal(discount.minimum_subtotal)} {self.currency}.")
+            elif discount in applied:
+                problem = f"Discount code {code} is already applied."
+            elif applied and not (discount.combines and all(d.combines for d in applied)):
+                problem = f"Discount code {code} cannot be combined with other discounts."
+            else:
+                applied.append(discount)
+                continue
+            warnings.append({"__typename": "DraftOrderDiscountNotAppliedWarning", "discountCode": code,
+                             "discountTitle": discount.title if discount else None,
+                             "errorCode": "DISCOUNT_NOT_APPLIED", "field": "discount_codes",
+                             "message": problem})
+        return applied, warnings
+
     def _money(self, draft: Draft, *, calculated: bool) -> dict[str, t.Any]:
-        """Every amount of a draft, per currency (shop and presentment)."""
+        """Every amount of a draft, per currency (shop and presentment): the
+        discount codes that apply take, in order, their share of what each line
+        still costs (a percentage per line, half-up; an amount, converted and
+        capped, split over the lines in proportion, largest remainder), and the
+        lines are taxed after their discounts."""
         currencies = [self.currency] + ([draft.presentment] if draft.presentment != self.currency else [])
         rate = self._tax_rate(draft.address) if calculated else D(0)
-        out: dict[str, t.Any] = {"lines": [], "currencies": currencies}
+        applied, warnings = self._discount_plan(draft)
+        out: dict[str, t.Any] = {"lines": [], "currencies": currencies, "warnings": warnings,
+                                 "discounts": [{"discount": d, "lines": [{} for _ in draft.lines]}
+                                               for d in applied]}
         per: dict[str, dict[str, decimal.Decimal]] = {c: {} for c in currencies}
         line_rows: list[dict[str, t.Any]] = [{} for _ in draft.lines]
         for cur in currencies:
-            subtotal = tax_total = exact_total = D(0)
+            subtotal = tax_total = exact_total = discounts_total = D(0)
+            originals = [round_money(line.unit[cur] * line.quantity, cur) for line in draft.lines]
+            left = list(originals)
+            for row in out["discounts"]:
+                shares = self._discount_shares(row["discount"], left, cur)
+                for index, share in enumerate(shares):
+                    row["lines"][index][cur] = share
+                    left[index] -= share
             for index, line in enumerate(draft.lines):
                 variant = self.variants.get(line.variant_id)
-                original = round_money(line.unit[cur] * line.quantity, cur)
-                exact = self._tax(original, rate) if variant is not None and variant.taxable else D(0)
+                original = originals[index]
+                discount = original - left[index]
+                exact = self._tax(left[index], rate) if variant is not None and variant.taxable else D(0)
                 tax = round_money(exact, cur)
                 line_rows[index].setdefault("original", {})[cur] = original
+                line_rows[index].setdefault("discount", {})[cur] = discount
                 line_rows[index].setdefault("tax", {})[cur] = tax
-                subtotal += original
+                subtotal += left[index]
+                discounts_total += discount
                 tax_total += tax
                 exact_total += exact
             shipping = ship_tax = D(0)
@@ -84,11 +135,31 @@ class Inventory(ShopWebhooks):
             if self.tax_rounding == "order":
                 tax_total = round_money(exact_total, cur)
             per[cur] = {"subtotal": subtotal, "shipping": shipping, "ship_tax": ship_tax, "tax": tax_total,
+                        "discounts": discounts_total,
                         "total": subtotal + shipping + (D(0) if self.taxes_included else tax_total)}
         out["lines"] = line_rows
         out["totals"] = per
         out["rate"] = rate
         return out
+
+    def _discount_shares(self, discount: DiscountCode, left: list[decimal.Decimal],
+                         cur: str) -> list[decimal.Decimal]:
+        """What ``discount`` takes off each line that still costs ``left``, in ``cur``."""
+        if discount.percentage is not None:
+            return [round_money(amount * discount.percentage, cur) for amount in left]
+        unit = D(1).scaleb(-exponent(cur))
+        wanted = round_money(t.cast(decimal.Decimal, discount.amount) * self.fx[cur], cur)
+        total = sum(left, D(0))
+        units = int(min(wanted, total) / unit)
+        weights = [int(amount / unit) for amount in left]
+        weight = sum(weights)
+        if weight == 0:
+            return [D(0) for _ in left]
+        shares = [units * w // weight for w in weights]
+        order = sorted(range(len(left)), key=lambda i: (-(units * weights[i] % weight), i))
+        for i in order[:units - sum(shares)]:
+            shares[i] += 1
+        return [share * unit for share in shares]
 
     # -- views ---------------------------------------------------------------------------------
 

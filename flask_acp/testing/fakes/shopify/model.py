@@ -106,6 +106,24 @@ class Variant:
 
 
 @dataclasses.dataclass
+class DiscountCode:
+    """A code discount of the shop (seed ``discount_codes``): ``percentage`` (a
+    fraction, ``0.2``) or ``amount`` (shop currency) off the draft's lines."""
+
+    id: int
+    code: str
+    title: str
+    percentage: decimal.Decimal | None = None
+    amount: decimal.Decimal | None = None
+    minimum_subtotal: decimal.Decimal | None = None
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    combines: bool = False
+    usage_limit: int | None = None
+    usage_count: int = 0
+
+
+@dataclasses.dataclass
 class Line:
     uuid: str
     variant_id: int
@@ -130,6 +148,8 @@ class Draft:
     tags: list[str] = dataclasses.field(default_factory=list)
     reserve_until: dt.datetime | None = None
     accept_automatic_discounts: bool | None = None
+    #: ``DraftOrderInput.discountCodes`` as last given (applied or not)
+    discount_codes: list[str] = dataclasses.field(default_factory=list)
     status: str = "OPEN"
     completed_at: dt.datetime | None = None
     order: int | None = None

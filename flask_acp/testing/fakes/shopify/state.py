@@ -18,6 +18,7 @@ from .model import DEFAULT_WEBHOOK_TOPICS
 from .model import DEMO_SEED
 from .model import SUPPORTED_VERSIONS
 from .model import D
+from .model import DiscountCode
 from .model import Draft
 from .model import Order
 from .model import Variant
@@ -84,6 +85,10 @@ class ShopState(FakeServer[WebhookDelivery]):
             self.shipping_rates = self._rates(data.get("shipping_rates") or {}, "shipping_rates")
             self.local_delivery_rates = self._rates(data.get("local_delivery_rates") or {},
                                                     "local_delivery_rates")
+            self.discount_codes: dict[str, DiscountCode] = {}
+            for index, raw in enumerate(data.get("discount_codes") or []):
+                discount = self._discount_code(raw, index)
+                self.discount_codes[discount.code.casefold()] = discount
             self.variants: dict[int, Variant] = {}
             for index, raw in enumerate(data.get("variants") or []):
                 variant = self._variant(raw, f"variants[{index}]")
@@ -138,6 +143,25 @@ class ShopState(FakeServer[WebhookDelivery]):
                  "price": self._decimal(r["price"], f"{key}.{country}[{i}].price")}
                 for i, r in enumerate(rates)]
         return out
+
+    def _discount_code(self, raw: cabc.Mapping[str, t.Any], index: int) -> DiscountCode:
+        key = f"discount_codes[{index}]"
+        if (raw.get("percentage") is None) == (raw.get("amount") is None) or not raw.get("code"):
+            raise ValueError(f"{key}: give a code and one of percentage, amount")
+
+        def when(name: str) -> dt.datetime | None:
+            value = raw.get(name)
+            return None if value is None else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+        return DiscountCode(
+            id=index + 1, code=str(raw["code"]), title=str(raw.get("title") or raw["code"]),
+            percentage=(self._decimal(raw["percentage"], f"{key}.percentage")
+                        if raw.get("percentage") is not None else None),
+            amount=self._decimal(raw["amount"], f"{key}.amount") if raw.get("amount") is not None else None,
+            minimum_subtotal=(self._decimal(raw["minimum_subtotal"], f"{key}.minimum_subtotal")
+                              if raw.get("minimum_subtotal") is not None else None),
+            starts_at=when("starts_at"), ends_at=when("ends_at"), combines=bool(raw.get("combines", False)),
+            usage_limit=raw.get("usage_limit"), usage_count=int(raw.get("usage_count", 0)))
 
     def _variant(self, raw: cabc.Mapping[str, t.Any], key: str) -> Variant:
         try:
