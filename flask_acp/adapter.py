@@ -14,6 +14,7 @@ import abc
 import collections.abc as cabc
 import dataclasses
 import datetime as dt
+import json
 import typing as t
 
 from .models import JSON
@@ -40,6 +41,9 @@ class QuoteRequest:
         or invalid; see :func:`choose_fulfillment`).
     :ivar expires_at: when the session expires; holds should last until then.
     :ivar adapter_state: what the adapter returned in the previous quote.
+    :ivar hold_stock: False for an estimate that must hold nothing (a cart,
+        ACP Cart API): price and check availability only; ``session_id`` then
+        names the cart and ``expires_at`` its expiry.
     """
 
     session_id: str
@@ -50,6 +54,7 @@ class QuoteRequest:
     expires_at: dt.datetime
     buyer: dict[str, JSON] | None = None
     adapter_state: dict[str, JSON] = dataclasses.field(default_factory=dict)
+    hold_stock: bool = True
 
 
 class WebhookSignatureError(ValueError):
@@ -151,7 +156,8 @@ class PlatformAdapter(abc.ABC):
 
     @abc.abstractmethod
     def quote(self, request: QuoteRequest) -> Quote:
-        """Price the session and hold stock for it until ``request.expires_at``.
+        """Price the session and hold stock for it until ``request.expires_at``
+        (with ``request.hold_stock`` False: price only, hold nothing).
 
         Called on create and on every update; must be idempotent (the hold is
         *set* to the requested quantities, not added to).
@@ -230,6 +236,33 @@ class PlatformAdapter(abc.ABC):
         :raises AdapterError: the platform refused the credentials or did not answer.
         """
         return "no platform to call"
+
+
+#: prefix of the order notes flask-acp writes for write-only inputs (a leading
+#: ``_`` keeps them off buyer-facing pages: Shopify themes hide such note
+#: attributes, WooCommerce treats such meta keys as protected)
+NOTE_PREFIX = "_acp_"
+
+
+def write_only_notes(session: CheckoutSession) -> list[tuple[str, str]]:
+    """What a platform order should carry of the session's write-only inputs,
+    as ``(key, value)`` strings for its notes / metadata (Shopify note
+    attributes, WooCommerce ``meta_data``):
+
+    - ``_acp_affiliate_attribution_<touchpoint>`` (``first``, ``last``): the
+      ``AffiliateAttribution`` claim as compact JSON (its ``token`` included:
+      the merchant verifies it with the provider; never logged);
+    - ``_acp_marketing_consent_<channel>``: ``{"opted_in": bool, "contact":
+      str|null}`` as compact JSON, for each decision on an offered channel.
+
+    Empty when the session has none (nothing to write)."""
+    notes = [(f"{NOTE_PREFIX}affiliate_attribution_{claim.get('touchpoint') or 'first'}",
+              json.dumps(claim, sort_keys=True, separators=(",", ":")))
+             for claim in session.affiliate_attributions]
+    notes += [(f"{NOTE_PREFIX}marketing_consent_{consent.channel}",
+               json.dumps({"opted_in": consent.opted_in, "contact": consent.contact}, separators=(",", ":")))
+              for consent in session.marketing_consents]
+    return notes
 
 
 def choose_fulfillment(

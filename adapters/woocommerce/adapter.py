@@ -72,6 +72,7 @@ from flask_acp.adapter import PlatformOrderUpdate
 from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
+from flask_acp.adapter import write_only_notes
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
@@ -291,7 +292,7 @@ class WooCommerceAdapter(PlatformAdapter):
             )), adapter_state=state.dump())
         data, line_messages, messages = self._sync(request, state, cart, fresh)
         quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages)
-        if self._holdable(quote, data):
+        if request.hold_stock and self._holdable(quote, data):  # a cart's estimate holds nothing
             short, refusals = self._hold(state, cart, request.line_items)
             if short or refusals:
                 quote = quote_from_cart(data, request.line_items,
@@ -530,7 +531,9 @@ class WooCommerceAdapter(PlatformAdapter):
         turn it into a checkout-draft order holding the stock (``GET /checkout``),
         check the order's ``currency`` and ``total`` through REST
         (``GET /wc/v3/orders/{id}``) and set it ``pending`` with our payment
-        method and the session id in ``meta_data`` (``PUT /wc/v3/orders/{id}``).
+        method, the session id and the session's write-only inputs
+        (:func:`~flask_acp.adapter.write_only_notes`: affiliate attribution,
+        marketing consents) in ``meta_data`` (``PUT /wc/v3/orders/{id}``).
 
         Returns the fresh quote; its ``adapter_state`` carries ``order_id``.
         When the cart changed, has errors, or the stock is gone, the returned
@@ -564,7 +567,10 @@ class WooCommerceAdapter(PlatformAdapter):
         body: dict[str, JSON] = {
             "status": "pending", "payment_method": PAYMENT_METHOD,
             "payment_method_title": PAYMENT_METHOD_TITLE,
-            "meta_data": [{"key": SESSION_META_KEY, "value": session.id}],
+            # the session id, and the write-only inputs the order keeps (affiliate
+            # attribution, marketing consent decisions) under protected "_acp_" keys
+            "meta_data": [{"key": SESSION_META_KEY, "value": session.id},
+                          *({"key": key, "value": value} for key, value in write_only_notes(session))],
         }
         if session.order_notes:
             body["customer_note"] = session.order_notes

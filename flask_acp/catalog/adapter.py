@@ -24,7 +24,8 @@ Quoting rules:
 * Tax: rate of the shipping address (country, ``state``) per the store file,
   per line, half-up; no address, no tax.
 * The quote replaces the session's hold with the purchasable quantities, until
-  ``request.expires_at``.
+  ``request.expires_at``; with ``request.hold_stock`` False (a cart) it holds
+  nothing and prices what the stock could cover now.
 """
 
 from __future__ import annotations
@@ -210,13 +211,19 @@ class CatalogAdapter(PlatformAdapter):
             if currency_ok and item.available:
                 wanted[li.id] = wanted.get(li.id, 0) + li.quantity
 
-        def decide(available: dict[str, int | None]) -> dict[str, int]:
-            return {i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))}
+        fitting: dict[str, int] = {}
 
+        def decide(available: dict[str, int | None]) -> dict[str, int]:
+            fitting.update({i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))})
+            return dict(fitting) if request.hold_stock else {}
+
+        # without hold_stock (a cart) the same atomic read decides what fits, and nothing is held
         available, held = self.ledger.reserve(
             request.session_id, on_hand, decide,
             expires_at=request.expires_at.timestamp(), now=now.timestamp(),
         )
+        if not request.hold_stock:
+            held = fitting
 
         lines: list[PricedLine] = []
         for index, li in enumerate(request.line_items):

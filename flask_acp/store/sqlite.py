@@ -22,6 +22,7 @@ import os
 import sqlite3
 import time
 
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
@@ -39,6 +40,7 @@ from .base import StaleSessionError
 from .base import Storage
 
 __all__ = [
+    "SQLiteCarts",
     "SQLiteIdempotencyRecords",
     "SQLiteInboundLog",
     "SQLiteLocks",
@@ -58,6 +60,12 @@ CREATE TABLE IF NOT EXISTS acp_sessions (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS acp_sessions_status ON acp_sessions (status, expires_at);
+CREATE TABLE IF NOT EXISTS acp_carts (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acp_carts_expiry ON acp_carts (expires_at);
 CREATE TABLE IF NOT EXISTS acp_idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -152,7 +160,7 @@ def sqlite_storage(path: str, *, busy_timeout: float = 30.0) -> Storage:
     db = open_database(path, busy_timeout=busy_timeout)
     return Storage(sessions=SQLiteSessions(db), locks=SQLiteLocks(db),
                    idempotency=SQLiteIdempotencyRecords(db), outbox=SQLiteOutbox(db),
-                   inbound=SQLiteInboundLog(db))
+                   inbound=SQLiteInboundLog(db), carts=SQLiteCarts(db))
 
 
 class _Port:
@@ -503,3 +511,25 @@ class SQLiteInboundLog(_Port):
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM acp_inbound_events WHERE received_at < ?", (before,)).rowcount
+
+
+class SQLiteCarts(_Port):
+    """:class:`~flask_acp.store.base.Carts` in SQLite (one row per cart, its record as JSON)."""
+
+    def put(self, cart: Cart) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO acp_carts (id, expires_at, record) VALUES (?, ?, ?)",
+                       (cart.id, cart.expires_at.timestamp(), json.dumps(to_record(cart))))
+
+    def get(self, cart_id: str, *, now: float) -> Cart | None:
+        row = self.db.fetch_one("SELECT record FROM acp_carts WHERE id = ? AND expires_at > ?",
+                                (cart_id, now))
+        return None if row is None else from_record(Cart, json.loads(row[0]))
+
+    def delete(self, cart_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM acp_carts WHERE id = ?", (cart_id,)).rowcount == 1
+
+    def purge(self, *, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM acp_carts WHERE expires_at < ?", (before,)).rowcount
