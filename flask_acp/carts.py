@@ -8,7 +8,8 @@ a unit from a buyer who checks out. It exists until it expires
 (``ACP_CART_TTL`` after its last change) or is canceled; then it is gone (404).
 
 - create: 201 with the cart; lines that cannot be bought (unknown item, out of
-  stock, too many) stay in the cart with error messages (partial availability);
+  stock, too many) stay in the cart with error messages (partial availability;
+  messages about fulfillment, chosen at checkout, are left out);
   when no line can be bought, nothing is stored and
   :class:`~flask_acp.errors.UnprocessableError` (422 ``out_of_stock``) is raised;
 - update: a full replacement (``line_items`` and ``buyer``), same rules; a 422
@@ -22,6 +23,7 @@ No Flask, no wire version: the pipeline parses and renders.
 from __future__ import annotations
 
 import collections.abc as cabc
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -45,6 +47,9 @@ from .store.base import Carts
 __all__ = ["CartService", "CartSettings"]
 
 log = logging.getLogger("flask_acp")
+
+#: JSONPaths of checkout-only fields a quote's messages may point at
+_CHECKOUT_ONLY = ("$.fulfillment_details", "$.selected_fulfillment_options")
 
 
 class CartSettings(t.Protocol):
@@ -139,6 +144,9 @@ class CartService:
                 buyer=data.buyer, adapter_state=adapter_state, hold_stock=False))
         except AdapterError as exc:
             raise _unavailable(exc) from exc
+        # fulfillment is chosen at checkout (cart RFC §2.2): its messages have no place here
+        quote = dataclasses.replace(quote, messages=tuple(
+            m for m in quote.messages if not (m.param or "").startswith(_CHECKOUT_ONLY)))
         if not any(line.purchasable for line in quote.lines):
             raise UnprocessableError("None of the requested items can be bought now.", code="out_of_stock",
                                      param="$.line_items")
