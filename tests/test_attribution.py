@@ -98,6 +98,27 @@ def test_first_and_last_touch_are_kept_with_the_order_and_never_returned(consent
         assert b"pub_123" not in body
 
 
+@pytest.mark.parametrize("version", ["2025-12-12", "2026-01-16"])
+def test_the_older_versions_examples_keep_it_too(consent_app: Flask, version: str) -> None:
+    """2025-12-12 introduced the attribution (2026-01-16 has the same requests)."""
+    agent = Agent(consent_app.test_client())
+    sample = examples("2025-12-12")
+    create = {**sample["create_checkout_session_request_with_first_touch_attribution"],
+              "fulfillment_details": {"address": ADDRESS}}
+    response = agent.post("/checkout_sessions", create, **{"API-Version": version})
+    assert response.status_code == 201, response.get_json()
+    sid = response.get_json()["id"]
+    complete = copy.deepcopy(sample["complete_checkout_session_request_with_last_touch_attribution"])
+    complete["payment_data"]["token"] = f"spt_{sid}"
+    done = agent.post(f"/checkout_sessions/{sid}/complete", complete, **{"API-Version": version})
+    assert done.get_json()["status"] == "completed", done.get_json()
+    assert stored(consent_app, sid).affiliate_attributions == (FIRST, LAST)
+    assert TOKEN.encode() not in response.data + done.data
+    refused = agent.post("/checkout_sessions", {**create, "affiliate_attribution": {
+        **FIRST, "sub_id": "ada@example.com"}}, **{"API-Version": version})
+    assert (refused.status_code, refused.get_json()["code"]) == (400, "pii_not_allowed")
+
+
 def test_attribution_never_reaches_the_order_webhook(consent_app: Flask) -> None:
     agent = Agent(consent_app.test_client())
     session = agent.ready_session()

@@ -337,3 +337,16 @@ def test_carts_under_a_prefix_and_routing_errors_are_json(tmp_path: pathlib.Path
     root = build_app(tmp_path / "root", ACP_CARTS_ENABLED=True).test_client()
     patch = root.patch("/carts/cart_x", headers=acp_headers(AGENT_KEY))
     assert (patch.status_code, patch.mimetype) == (405, "application/json")
+
+
+def test_the_sweep_purges_expired_carts(cart_app: Flask, carts: Carts) -> None:
+    service = cart_app.extensions["acp"].pipeline.carts
+    live = carts.created([{"id": "item_123"}])
+    service.clock = lambda: dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)  # made 8 days ago
+    carts.created([{"id": "item_123"}])
+    service.clock = lambda: dt.datetime.now(dt.timezone.utc)
+    result = cart_app.test_cli_runner().invoke(args=["acp", "sweep"])
+    assert result.exit_code == 0, result.output
+    purged = 1 if isinstance(cart_app.extensions["acp"].storage.carts, SQLiteCarts) else 0
+    assert f"purged_carts={purged}" in result.output
+    assert carts.get(live["id"]).status_code == 200

@@ -214,6 +214,8 @@ class CatalogAdapter(PlatformAdapter):
         fitting: dict[str, int] = {}
 
         def decide(available: dict[str, int | None]) -> dict[str, int]:
+            # the ledger may call it again (a Redis transaction retried): the last call decides
+            fitting.clear()
             fitting.update({i: q for i, q in wanted.items() if _fits(q, self._cap(available[i]))})
             return dict(fitting) if request.hold_stock else {}
 
