@@ -82,6 +82,7 @@ __all__ = [
     "SessionsContract",
     "StorageContract",
     "StorageOpener",
+    "make_cart",
     "make_event",
     "make_session",
 ]
