@@ -21,6 +21,10 @@ from werkzeug.test import TestResponse
 
 from flask_acp.store.sqlite import SQLiteCarts
 from flask_acp.testing import acp_headers
+from flask_acp.testing.fake_shopify import FakeShopify
+from flask_acp.testing.fake_woocommerce import FakeWooCommerce
+from flask_acp_adapters.shopify import SESSION_ATTRIBUTE
+from tests.conftest import ADDRESS
 from tests.conftest import AGENT_KEY
 from tests.conftest import OTHER_KEY
 from tests.conftest import Agent
@@ -28,6 +32,14 @@ from tests.conftest import build_app
 from tests.spec import cart_openapi
 from tests.spec import cart_operation
 from tests.spec import validate
+from tests.test_shopify import AppFactory
+from tests.test_shopify import make_app  # noqa: F401 - fixture
+from tests.test_shopify import processor  # noqa: F401 - fixture
+from tests.test_shopify import server  # noqa: F401 - fixture
+from tests.test_shopify import shop  # noqa: F401 - fixture
+from tests.test_woocommerce import open_shop
+from tests.test_woocommerce import seed  # noqa: F401 - fixture
+from tests.test_woocommerce import woo  # noqa: F401 - fixture
 
 CONTINUE = "https://shop.example/cart/{cart_id}"
 
@@ -350,3 +362,49 @@ def test_the_sweep_purges_expired_carts(cart_app: Flask, carts: Carts) -> None:
     purged = 1 if isinstance(cart_app.extensions["acp"].storage.carts, SQLiteCarts) else 0
     assert f"purged_carts={purged}" in result.output
     assert carts.get(live["id"]).status_code == 200
+
+
+# --- on the platforms: an estimate holds nothing ----------------------------------------------------
+
+
+def test_a_shopify_cart_reserves_nothing_and_cancel_deletes_its_draft(
+        make_app: AppFactory, shop: FakeShopify) -> None:  # noqa: F811
+    app = make_app(ACP_CARTS_ENABLED=True)
+    carts = Carts(app.test_client())
+    cart = carts.created([{"id": "1002"}])  # the shop's last unit
+    line, = cart["line_items"]
+    assert (line["item"]["id"], line["quantity"]) == ("1002", 1)
+    assert cart["messages"] == []
+    assert totals(cart)["total"] == line["unit_amount"]
+    assert shop.sellable(1002) == 1  # nothing reserved
+    draft, = shop.draft_list()
+    assert draft["reserveInventoryUntil"] is None
+    assert {"key": SESSION_ATTRIBUTE, "value": cart["id"]} in draft["customAttributes"]
+
+    buyer = Agent(app.test_client(), OTHER_KEY)
+    session = buyer.create([{"id": "1002"}], fulfillment_details={"address": ADDRESS},
+                           buyer={"email": "ada@example.com"}).get_json()
+    assert session["status"] == "ready_for_payment", session["messages"]
+    assert buyer.complete(session["id"]).get_json()["status"] == "completed"
+
+    assert carts.cancel(cart["id"]).status_code == 200
+    assert draft["id"] not in [d["id"] for d in shop.draft_list()]  # the cart's draft is gone
+    assert len(shop.order_list()) == 1
+
+
+def test_a_woocommerce_cart_holds_nothing(tmp_path: pathlib.Path, woo: FakeWooCommerce) -> None:  # noqa: F811
+    opened = open_shop(tmp_path, woo, ACP_CARTS_ENABLED=True)
+    try:
+        carts = Carts(opened.app.test_client())
+        cart = carts.created([{"id": "13"}])  # the store's last unit
+        assert cart["messages"] == []
+        # WooCommerce estimates tax at the store's base location
+        assert totals(cart)["items_base_amount"] == cart["line_items"][0]["unit_amount"]
+        assert woo.held(13) == 0
+        session = opened.create([{"id": "13"}], buyer={"email": "bob@example.com"})
+        assert session["status"] == "ready_for_payment", session["messages"]
+        assert opened.complete(session["id"])["status"] == "completed"
+        refused = carts.put(cart["id"], {"line_items": [{"id": "13"}]})
+        assert (refused.status_code, refused.get_json()["code"]) == (422, "out_of_stock")
+    finally:
+        opened.adapter.close()

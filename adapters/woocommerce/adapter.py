@@ -265,7 +265,10 @@ class WooCommerceAdapter(PlatformAdapter):
     def quote(self, request: QuoteRequest) -> Quote:
         """Bring the session's Store API cart to the requested lines, address and
         shipping choices, hold its stock (10 minutes, refreshed on every
-        update) and map it (:func:`.mapping.quote_from_cart`).
+        update) and map it (:func:`.mapping.quote_from_cart`). With
+        ``request.hold_stock`` False (a cart's estimate) nothing is held, and the
+        lines the stock no longer covers are named from the products' maximum
+        (the cart's own stock errors name none).
 
         Amounts are ISO 4217 minor units; ``Totals.of(quote).total`` is the
         cart's ``total_price``.
@@ -292,12 +295,22 @@ class WooCommerceAdapter(PlatformAdapter):
             )), adapter_state=state.dump())
         data, line_messages, messages = self._sync(request, state, cart, fresh)
         quote = quote_from_cart(data, request.line_items, line_messages=line_messages, messages=messages)
-        if request.hold_stock and self._holdable(quote, data):  # a cart's estimate holds nothing
+        if request.hold_stock and self._holdable(quote, data):
             short, refusals = self._hold(state, cart, request.line_items)
             if short or refusals:
                 quote = quote_from_cart(data, request.line_items,
                                         line_messages=_merge(line_messages, short),
                                         messages=messages + refusals)
+        elif not request.hold_stock:
+            # a cart's estimate holds nothing; the cart's stock errors name no line: ask which
+            errors = [e for e in t.cast(list[JSON], data.get("errors") or []) if isinstance(e, dict)]
+            if any(str(e.get("code")) in STOCK_ERROR_CODES for e in errors):
+                short = self._short(cart, request.line_items, [li.id for li in request.line_items
+                                                               if li.id in state.items])
+                if short:
+                    rest = [e for e in errors if str(e.get("code")) not in STOCK_ERROR_CODES]
+                    quote = quote_from_cart({**data, "errors": rest}, request.line_items,
+                                            line_messages=_merge(line_messages, short), messages=messages)
         return dataclasses.replace(quote, adapter_state=state.dump())
 
     def _sync(self, request: QuoteRequest, state: _State, cart: CartSession,
@@ -490,6 +503,14 @@ class WooCommerceAdapter(PlatformAdapter):
                                        text_args={"name": name})
         return out
 
+    def _short(self, cart: CartSession, line_items: cabc.Sequence[LineItemRequest],
+               item_ids: cabc.Collection[str]) -> dict[str, list[Message]]:
+        """Messages for those of ``item_ids`` the stock cannot cover now (see
+        :meth:`_availability`), by item id."""
+        found = self._availability(cart, line_items, item_ids)
+        return {k: [m] for k, m in found.items()
+                if m.code != "quantity_exceeded" or int(m.text_args["available"]) < _qty(line_items, k)}
+
     @staticmethod
     def _holdable(quote: Quote, data: cabc.Mapping[str, JSON]) -> bool:
         return (bool(data.get("items")) and not data.get("errors")
@@ -512,10 +533,7 @@ class WooCommerceAdapter(PlatformAdapter):
                               content=plain_text(exc.message) or exc.code)
             if not stock:
                 return {}, [refusal]
-            items = [li.id for li in line_items if li.id in state.items]
-            found = self._availability(cart, line_items, items)
-            short = {k: [m] for k, m in found.items()
-                     if m.code != "quantity_exceeded" or int(m.text_args["available"]) < _qty(line_items, k)}
+            short = self._short(cart, line_items, [li.id for li in line_items if li.id in state.items])
             return short, ([] if short else [refusal])
         state.keep(cart)
         if isinstance(checkout, dict) and isinstance(checkout.get("order_id"), int) and checkout["order_id"]:
