@@ -115,7 +115,8 @@ class CartService:
         quote = self._estimate(cart.id, cart.currency, data, expires_at, cart.quote.adapter_state)
         cart = cart.replace(line_items=data.line_items, buyer=data.buyer, quote=quote, updated_at=now,
                             expires_at=expires_at)
-        self.carts.put(cart)
+        if not self.carts.replace(cart):  # canceled meanwhile: it stays canceled
+            raise NotFoundError("Cart not found or has expired.")
         return cart
 
     def cancel(self, agent: str, cart_id: str) -> Cart:

@@ -164,6 +164,9 @@ class ACP:
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        if settings.carts_enabled and not any(VERSIONS[v].has_carts for v in settings.api_versions):
+            raise config_error([("ACP_CARTS_ENABLED", "carts exist in API-Version 2026-04-17 only, which "
+                                                      "ACP_API_VERSIONS does not serve")])
         signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
                                       seen=storage.inbound)
         # the Cart API (optional): quotes through the checkout's (metered) adapter, holding nothing

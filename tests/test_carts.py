@@ -408,3 +408,8 @@ def test_a_woocommerce_cart_holds_nothing(tmp_path: pathlib.Path, woo: FakeWooCo
         assert (refused.status_code, refused.get_json()["code"]) == (422, "out_of_stock")
     finally:
         opened.adapter.close()
+
+
+def test_carts_without_a_version_that_has_them_is_a_configuration_error(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match="ACP_CARTS_ENABLED: carts exist in API-Version 2026-04-17 only"):
+        build_app(tmp_path, ACP_CARTS_ENABLED=True, ACP_API_VERSIONS=["2026-01-30"])

@@ -339,6 +339,11 @@ class Carts(t.Protocol):
         """Insert or replace ``cart`` (last write wins)."""
         ...
 
+    def replace(self, cart: Cart) -> bool:
+        """Replace the stored cart of ``cart.id`` only if there is one (a cart
+        deleted meanwhile stays deleted); False when there is none."""
+        ...
+
     def get(self, cart_id: str, *, now: float) -> Cart | None:
         """The stored cart, or None when unknown, deleted or expired
         (``expires_at`` at or before ``now``, unix seconds)."""

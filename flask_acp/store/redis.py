@@ -1063,6 +1063,10 @@ class RedisCarts(_Port):
         self.connection.call("SET", self._cart_key(cart.id), json.dumps(to_record(cart)),
                              "PXAT", _ms(cart.expires_at.timestamp()))
 
+    def replace(self, cart: Cart) -> bool:
+        return self.connection.call("SET", self._cart_key(cart.id), json.dumps(to_record(cart)),
+                                    "XX", "PXAT", _ms(cart.expires_at.timestamp())) is not None
+
     def get(self, cart_id: str, *, now: float) -> Cart | None:
         record = self.connection.call("GET", self._cart_key(cart_id))
         cart = None if record is None else from_record(Cart, json.loads(record))

@@ -521,6 +521,12 @@ class SQLiteCarts(_Port):
             db.execute("INSERT OR REPLACE INTO acp_carts (id, expires_at, record) VALUES (?, ?, ?)",
                        (cart.id, cart.expires_at.timestamp(), json.dumps(to_record(cart))))
 
+    def replace(self, cart: Cart) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE acp_carts SET expires_at = ?, record = ? WHERE id = ?",
+                             (cart.expires_at.timestamp(), json.dumps(to_record(cart)), cart.id))
+            return cur.rowcount == 1
+
     def get(self, cart_id: str, *, now: float) -> Cart | None:
         row = self.db.fetch_one("SELECT record FROM acp_carts WHERE id = ? AND expires_at > ?",
                                 (cart_id, now))

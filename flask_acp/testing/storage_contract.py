@@ -933,6 +933,18 @@ class CartsContract(_Base):
         assert stored.line_items == (LineItemRequest(id="item_2", quantity=3),)
         assert stored.buyer is None
 
+    def test_replace_never_brings_back_a_deleted_cart(self, storage: Storage) -> None:
+        cart = make_cart()
+        assert not storage.carts.replace(cart)
+        assert storage.carts.get(cart.id, now=time.time()) is None
+        storage.carts.put(cart)
+        changed = cart.replace(line_items=(LineItemRequest(id="item_2", quantity=2),))
+        assert storage.carts.replace(changed)
+        assert storage.carts.get(cart.id, now=time.time()) == changed
+        assert storage.carts.delete(cart.id)
+        assert not storage.carts.replace(changed)
+        assert storage.carts.get(cart.id, now=time.time()) is None
+
     def test_an_expired_cart_is_gone(self, storage: Storage) -> None:
         cart = make_cart(expires_in=60)
         storage.carts.put(cart)
