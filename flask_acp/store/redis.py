@@ -3,7 +3,7 @@ Cluster), for several app servers sharing one store.
 
 :func:`redis_storage` opens a URL (:mod:`flask_acp.store._redis` lists the
 forms and options) and returns a :class:`~flask_acp.store.base.Storage` whose
-five ports share one connection.
+six ports share one connection.
 
 Every change is one Lua script on one shard (a hash tag, hence one slot of a
 Redis Cluster): a session, its lock, its order events and the indexes that

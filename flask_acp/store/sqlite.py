@@ -1,7 +1,7 @@
 """SQLite storage: the embedded default (stdlib ``sqlite3``, WAL mode).
 
 :func:`sqlite_storage` opens one database file and returns a
-:class:`~flask_acp.store.base.Storage` whose five port objects share it
+:class:`~flask_acp.store.base.Storage` whose six port objects share it
 (one :class:`~flask_acp.store._sqlite.SQLiteDatabase`), so a session save
 checks the lock fence and writes the outbox in the same transaction.
 
