@@ -246,6 +246,7 @@ def test_options_are_a_2026_04_17_field(consent_app: Flask) -> None:
 @pytest.mark.parametrize(("consents", "param"), [
     ([{"channel": "email", "opted_in": "yes"}], "$.marketing_consents[0].opted_in"),
     ([{"channel": "email"}], "$.marketing_consents[0].opted_in"),
+    ([{"opted_in": True}, {"channel": "sms", "opted_in": True}], "$.marketing_consents[0].channel"),
     ([{"channel": "email", "opted_in": True}, {"channel": "email", "opted_in": False}],
      "$.marketing_consents[1].channel"),
 ])

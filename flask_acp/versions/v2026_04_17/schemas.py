@@ -283,10 +283,13 @@ class CompleteRequestSchema(Base):
     def _one_per_channel(self, value: list[dict[str, t.Any]], **kwargs: t.Any) -> None:
         seen: dict[str, int] = {}
         for index, consent in enumerate(value):
-            if consent["channel"] in seen:
+            channel = consent.get("channel")  # (an entry refused on its own is reported as such)
+            if channel is None:
+                continue
+            if channel in seen:
                 raise ValidationError({index: {"channel": [
-                    f"Duplicate channel; it is already marketing_consents[{seen[consent['channel']]}]."]}})
-            seen[consent["channel"]] = index
+                    f"Duplicate channel; it is already marketing_consents[{seen[channel]}]."]}})
+            seen[channel] = index
 
     @post_load
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CompleteInput:
