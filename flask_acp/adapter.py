@@ -14,6 +14,7 @@ import abc
 import collections.abc as cabc
 import dataclasses
 import datetime as dt
+import json
 import typing as t
 
 from .models import JSON
@@ -271,6 +272,8 @@ def quote_payable(quote: Quote) -> bool:
     needing = {i for o in quote.fulfillment_options for i in o.item_ids}
     needing |= {line.item_id for line in quote.lines if line.requires_shipping}
     return not needing - selected
+
+
 def split_amount(amount: int, weights: cabc.Sequence[int]) -> list[int]:
     """Split ``amount`` (minor units, >= 0) in proportion to ``weights`` (>= 0)
     by the largest-remainder method: whole minor units that sum to ``amount``
@@ -299,6 +302,33 @@ def applied_codes(quote: Quote) -> tuple[str, ...]:
     order: what :meth:`PlatformAdapter.prepare_order` re-applies (a code the
     platform rejected is not tried again right before the charge)."""
     return tuple(d.code for d in quote.applied_discounts if d.code is not None)
+
+
+#: prefix of the order notes flask-acp writes for write-only inputs (a leading
+#: ``_`` keeps them off buyer-facing pages: Shopify themes hide such note
+#: attributes, WooCommerce treats such meta keys as protected)
+NOTE_PREFIX = "_acp_"
+
+
+def write_only_notes(session: CheckoutSession) -> list[tuple[str, str]]:
+    """What a platform order should carry of the session's write-only inputs,
+    as ``(key, value)`` strings for its notes / metadata (Shopify note
+    attributes, WooCommerce ``meta_data``):
+
+    - ``_acp_affiliate_attribution_<touchpoint>`` (``first``, ``last``): the
+      ``AffiliateAttribution`` claim as compact JSON (its ``token`` included:
+      the merchant verifies it with the provider; never logged);
+    - ``_acp_marketing_consent_<channel>``: ``{"opted_in": bool, "contact":
+      str|null}`` as compact JSON, for each decision on an offered channel.
+
+    Empty when the session has none (nothing to write)."""
+    notes = [(f"{NOTE_PREFIX}affiliate_attribution_{claim.get('touchpoint') or 'first'}",
+              json.dumps(claim, sort_keys=True, separators=(",", ":")))
+             for claim in session.affiliate_attributions]
+    notes += [(f"{NOTE_PREFIX}marketing_consent_{consent.channel}",
+               json.dumps({"opted_in": consent.opted_in, "contact": consent.contact}, separators=(",", ":")))
+              for consent in session.marketing_consents]
+    return notes
 
 
 def choose_fulfillment(

@@ -141,7 +141,7 @@ def _teardown_request(exc: BaseException | None) -> None:
 def _after_request(response: Response) -> Response:
     secure_headers(response)
     key = request.headers.get("Idempotency-Key")
-    if key and request.method == "POST" and len(key) <= 255:
+    if key and request.method in ("POST", "PUT") and len(key) <= 255:
         response.headers["Idempotency-Key"] = key
     response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -158,7 +158,7 @@ def _run(operation: str, session_id: str | None = None) -> Response:
         operation=operation,
         session_id=session_id,
         headers={k.lower(): v for k, v in request.headers.items()},
-        body=read_body() if request.method == "POST" else b"",
+        body=read_body() if request.method in ("POST", "PUT") else b"",
         scope=request.path,
         language=language,
         client_address=client_scheme_and_addr()[1],
@@ -186,6 +186,22 @@ def cancel_checkout_session(checkout_session_id: str) -> Response:
     return _run("cancel", checkout_session_id)
 
 
+def create_cart() -> Response:
+    return _run("cart_create")
+
+
+def get_cart(cart_id: str) -> Response:
+    return _run("cart_get", cart_id)
+
+
+def update_cart(cart_id: str) -> Response:
+    return _run("cart_update", cart_id)
+
+
+def cancel_cart(cart_id: str) -> Response:
+    return _run("cart_cancel", cart_id)
+
+
 def discovery() -> Response:
     state = current_state()
     settings = state.settings
@@ -204,6 +220,9 @@ def discovery() -> Response:
         interventions=settings.interventions,
         languages=i18n.LANGUAGES,
     )
+    services = body["capabilities"]["services"]
+    if settings.carts_enabled and "carts" not in services:
+        body["capabilities"]["services"] = [*services, "carts"]  # the Cart API (/carts)
     if settings.mcp_enabled and "mcp" not in body["transports"]:
         body["transports"] = [*body["transports"], "mcp"]  # served at ACP_MCP_PATH (flask_acp.mcp)
     return to_flask(json_response(body, headers={"Cache-Control": cache}))
@@ -247,19 +266,27 @@ def _handle_unexpected(exc: Exception) -> Response:
     return _handle_acp_error(ProcessingError("An unexpected error occurred; it has been logged."))
 
 
-def make_blueprints(url_prefix: str) -> tuple[Blueprint, Blueprint]:
-    """The checkout blueprint (named ``acp``, also the ``flask acp`` CLI group)
-    and the discovery blueprint (``/.well-known/acp.json``, no auth)."""
+def make_blueprints(url_prefix: str, *, carts: bool = False) -> tuple[Blueprint, Blueprint]:
+    """The checkout blueprint (named ``acp``, also the ``flask acp`` CLI group;
+    with ``carts``, also the Cart API's ``/carts`` routes) and the discovery
+    blueprint (``/.well-known/acp.json``, no auth)."""
     bp = Blueprint("acp", __name__, url_prefix=url_prefix or None, cli_group="acp")
     bp.before_request(_before_request)
     bp.after_request(_after_request)
     bp.teardown_request(_teardown_request)
     session = "/checkout_sessions/<checkout_session_id>"
-    for rule, view, method in (("/checkout_sessions", create_checkout_session, "POST"),
-                               (session, update_checkout_session, "POST"),
-                               (session, get_checkout_session, "GET"),
-                               (f"{session}/complete", complete_checkout_session, "POST"),
-                               (f"{session}/cancel", cancel_checkout_session, "POST")):
+    routes: list[tuple[str, t.Callable[..., Response], str]] = [
+        ("/checkout_sessions", create_checkout_session, "POST"),
+        (session, update_checkout_session, "POST"),
+        (session, get_checkout_session, "GET"),
+        (f"{session}/complete", complete_checkout_session, "POST"),
+        (f"{session}/cancel", cancel_checkout_session, "POST"),
+    ]
+    if carts:
+        cart = "/carts/<cart_id>"
+        routes += [("/carts", create_cart, "POST"), (cart, get_cart, "GET"), (cart, update_cart, "PUT"),
+                   (f"{cart}/cancel", cancel_cart, "POST")]
+    for rule, view, method in routes:
         # merge_slashes=False: "//" is a JSON 404, not Werkzeug's HTML 308 redirect
         bp.add_url_rule(rule, view_func=view, methods=[method], provide_automatic_options=False,
                         merge_slashes=False)
@@ -285,11 +312,11 @@ def install_routing_errors(app: Flask, url_prefix: str) -> None:
     and its ``/webhooks/``, and a JSON 400 for a ``Host`` outside Flask's
     ``TRUSTED_HOSTS`` there and on discovery (blueprint handlers never see
     routing errors). Other paths keep the host app's own handlers."""
-    root = url_prefix or "/checkout_sessions"
-    webhooks = f"{url_prefix}/webhooks/"
+    roots = (url_prefix,) if url_prefix else ("/checkout_sessions", "/carts")
+    below = (*(root + "/" for root in roots), f"{url_prefix}/webhooks/")
 
     def under_prefix() -> bool:
-        return request.path in (root, DISCOVERY_PATH) or request.path.startswith((root + "/", webhooks))
+        return request.path in (*roots, DISCOVERY_PATH) or request.path.startswith(below)
 
     for code in (404, 405, SecurityError):
         host_handlers = dict(app.error_handler_spec.get(None, {}).get(

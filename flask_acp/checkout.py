@@ -71,6 +71,7 @@ from .inputs import UpdateInput
 from .models import DISCOUNT_EXTENSION
 from .models import JSON
 from .models import CheckoutSession
+from .models import MarketingConsent
 from .models import Message
 from .models import Order
 from .models import OrderEvent
@@ -162,6 +163,10 @@ class CheckoutSettings(LockSettings, t.Protocol):
     def discount_code_cooldown(self) -> int:
         """How long such a pause lasts after the last rejection."""
 
+    @property
+    def marketing_consent_options(self) -> tuple[dict[str, str], ...]:
+        """``MarketingConsentOption`` objects offered on new sessions."""
+
 
 class CheckoutService:
     """Create, update, read, complete and cancel checkout sessions.
@@ -252,6 +257,8 @@ class CheckoutService:
             locale=data.locale,
             order_notes=data.order_notes,
             discount_codes=data.discount_codes or (),
+            affiliate_attributions=attribute((), data.affiliate_attribution, session_id),
+            marketing_consent_options=self.settings.marketing_consent_options,
         ), now, previous_codes=())
         self.storage.sessions.create(session)
         return session
@@ -332,6 +339,12 @@ class CheckoutService:
             paused = self._payments_paused(session)
             if paused is not None:
                 return paused
+            # write-only inputs of this request, kept with the order (the adapter
+            # may annotate the platform's pending order with them while preparing it)
+            session = session.replace(
+                affiliate_attributions=attribute(session.affiliate_attributions, data.affiliate_attribution,
+                                                 session.id),
+                marketing_consents=consents(session, data))
             prepared, payable = self._prepare(session)
             if not payable:
                 return prepared
@@ -1098,6 +1111,50 @@ def _settle_discounts(quote: Quote, codes: tuple[str, ...], decided: dict[int, R
                  if not (m.type == "warning" and (m.param or "").startswith("$.discounts.codes[")))
     return dataclasses.replace(quote, rejected_discounts=tuple(rejected),
                                messages=kept + tuple(messages)), counted
+
+
+def attribute(claims: tuple[dict[str, JSON], ...], claim: dict[str, JSON] | None,
+              session_id: str) -> tuple[dict[str, JSON], ...]:
+    """``claims`` with an affiliate attribution ``claim`` recorded, write-once
+    per touchpoint (affiliate attribution RFC §4.3.1): a first claim is kept;
+    a later one of the same touchpoint naming another ``provider`` or
+    ``publisher_id`` is ignored (never an error: attribution never blocks a
+    checkout); one that agrees may add the members the first lacked."""
+    if claim is None:
+        return claims
+    for index, kept in enumerate(claims):
+        if kept.get("touchpoint") != claim.get("touchpoint"):
+            continue
+        if any(name in kept and name in claim and kept[name] != claim[name]
+               for name in ("provider", "publisher_id")):
+            log.info("checkout %s: a conflicting %s-touch affiliate attribution was ignored "
+                     "(the first claim is kept)", session_id, claim.get("touchpoint"))
+            return claims
+        return claims[:index] + ({**claim, **kept},) + claims[index + 1:]
+    return (*claims, claim)
+
+
+def consents(session: CheckoutSession, data: CompleteInput) -> tuple[MarketingConsent, ...]:
+    """The buyer's ``marketing_consents`` decisions for the channels the
+    session offered (others are ignored), each with the contact it applies to
+    (marketing consent RFC): ``email`` -> ``buyer.email`` else
+    ``fulfillment_details.email``; any other channel -> ``buyer.phone_number``
+    else ``fulfillment_details.phone_number``. Channels not decided in this
+    request keep the decisions of an earlier attempt."""
+    if not data.marketing_consents:
+        return session.marketing_consents
+    offered = {str(option.get("channel")) for option in session.marketing_consent_options}
+    buyer = data.buyer or session.buyer or {}
+    details = session.fulfillment_details or {}
+    decided = {c.channel: c for c in session.marketing_consents}
+    for channel, opted_in in data.marketing_consents:
+        if channel not in offered:
+            continue
+        field = "email" if channel == "email" else "phone_number"
+        contact = buyer.get(field) or details.get(field)
+        decided[channel] = MarketingConsent(channel=channel, opted_in=opted_in,
+                                            contact=contact if isinstance(contact, str) else None)
+    return tuple(decided.values())
 
 
 def _retry_of_completion(session: CheckoutSession, data: CompleteInput) -> bool:

@@ -147,7 +147,8 @@ def register(cli: click.Group) -> None:
     @click.option("--stuck-after", type=float, default=None,
                   help="Seconds after which an unfinished completion is recovered.")
     def sweep_command(stuck_after: float | None) -> None:
-        """Expire due sessions, recover interrupted completions, purge old idempotency keys,
+        """Expire due sessions, recover interrupted completions, purge old idempotency keys and
+        expired carts,
         erase the personal data of sessions closed longer ago than ACP_PII_RETENTION, and hand
         the due order webhook events to their runner: queue them (Redis mode: retries
         come due, events that never reached the queue) or attempt them here (thread mode)."""
@@ -160,9 +161,11 @@ def register(cli: click.Group) -> None:
         # inbound webhook ids and seen request signatures (ACP_INBOUND_LOG_TTL)
         state = _state()
         purged_inbound = state.storage.inbound.purge(before=time.time() - state.settings.inbound_log_ttl)
+        # expired carts (the Cart API's; a Redis store deletes them on its own)
+        purged_carts = state.storage.carts.purge(before=time.time())
         click.echo(f"expired={report.expired} recovered={report.recovered} "
                    f"purged_idempotency={report.purged_idempotency} purged_inbound={purged_inbound} "
-                   f"erased_personal_data={report.erased_personal_data}")
+                   f"erased_personal_data={report.erased_personal_data} purged_carts={purged_carts}")
         try:
             queued = _state().webhooks.sweep()
         except Exception as exc:  # Redis down: a later sweep queues them

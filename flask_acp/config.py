@@ -274,6 +274,13 @@ class _LinkSchema(Schema):
     title = fields.String()
 
 
+class _ConsentOptionSchema(Schema):
+    channel = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z][a-z0-9_]{0,31}$", error="must be a channel name such as email, sms or whatsapp"))
+    display_text = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    privacy_policy_url = fields.Url(required=True, require_tld=False)
+
+
 def _agents(value: dict[str, dict[str, t.Any]]) -> tuple[Agent, ...]:
     return tuple(Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
                        webhook_secrets=tuple(a["webhook_secrets"]), api_version=a["api_version"],
@@ -327,6 +334,17 @@ def _retention(value: int) -> None:
     if value != 0 and value < 86400:
         raise ValidationError("must be 0 (keep) or at least 86400 seconds (the spec keeps idempotent "
                               "responses 24 h)")
+
+
+def _check_continue_url(value: str | None) -> None:
+    """A URL template with one ``{cart_id}`` field."""
+    if value is None:
+        return
+    try:
+        url = value.format(cart_id="cart_0")
+    except (KeyError, IndexError, ValueError):
+        raise ValidationError("must be a URL whose only {field} is {cart_id}") from None
+    fields.Url(require_tld=False).deserialize(url)
 
 
 def _seconds(minimum: float) -> validate.Range:
@@ -455,6 +473,12 @@ class Settings:
         "ACP_LINKS", fields.List(fields.Nested(_LinkSchema)), [],
         convert=lambda value: tuple(dict(link) for link in value),
         doc='`Link` objects (`{"type": "terms_of_use", "url": ...}`) returned in every session.')
+    marketing_consent_options: tuple[dict[str, str], ...] = setting(
+        "ACP_MARKETING_CONSENT_OPTIONS", fields.List(fields.Nested(_ConsentOptionSchema)), [],
+        convert=lambda value: tuple(dict(option) for option in value),
+        doc='`MarketingConsentOption` objects (`{"channel": "email", "display_text": ..., '
+            '"privacy_policy_url": ...}`, one per channel) offered on every 2026-04-17 session; the '
+            "buyer's decisions (`marketing_consents` on complete) reach the platform order.")
     api_base_url: str | None = setting(
         "ACP_API_BASE_URL", fields.Url(allow_none=True, require_tld=False), None,
         default_doc="derived from the request",
@@ -573,6 +597,17 @@ class Settings:
         "ACP_MCP_PATH", fields.String(validate=validate.Regexp(
             r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /mcp, without a trailing slash")),
         "/mcp", doc="Where the MCP endpoint is served when `ACP_MCP_ENABLED` (not under `ACP_URL_PREFIX`).")
+    carts_enabled: bool = setting(
+        "ACP_CARTS_ENABLED", fields.Boolean(), False,
+        doc="Serve the Cart API (`/carts`, ACP 2026-04-17's optional service: estimates without a stock "
+            "hold) and list `carts` in discovery's `services`.")
+    cart_ttl: int = setting(
+        "ACP_CART_TTL", fields.Integer(strict=True, validate=_seconds(60)), 604800, unit="seconds",
+        doc="A cart is gone (404) this long after its creation or last update.")
+    cart_continue_url: str | None = setting(
+        "ACP_CART_CONTINUE_URL", fields.String(allow_none=True, validate=_check_continue_url), None,
+        doc="`continue_url` of every cart: a URL template where `{cart_id}` is the cart's id "
+            "(`https://shop.example/cart/{cart_id}`); unset: no `continue_url`.")
     health_enabled: bool = setting(
         "ACP_HEALTH_ENABLED", fields.Boolean(), True,
         doc="Serve `ACP_HEALTHZ_PATH` (the process is up) and `ACP_READYZ_PATH` (store, queue and "

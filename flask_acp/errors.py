@@ -12,6 +12,7 @@ Tree (the status the edge gives each, for orientation)::
     ACPError                          (root; rendered by the edge)
     +-- InvalidRequestError           malformed or ill-typed request      400
     |   +-- APIVersionError           API-Version missing / unsupported   400
+    |   +-- UnprocessableError        a cart none of whose items can be bought 422
     +-- AuthenticationError           no or wrong bearer token            401
     |   +-- SignatureError            bad request signature (strict)      401
     +-- InsecureTransportError        plain HTTP where HTTPS is required  403
@@ -139,6 +140,13 @@ class NotFoundError(ACPError):
     """Unknown session or order (or one of another agent), or endpoint."""
 
     code = "not_found"
+
+
+class UnprocessableError(InvalidRequestError):
+    """A well-formed request the merchant cannot act on (422): a cart none of
+    whose items can be bought (Cart API, code ``out_of_stock``)."""
+
+    code = "unprocessable"
 
 
 class MethodNotAllowedError(ACPError):

@@ -30,6 +30,7 @@ from .api.pipeline import Pipeline
 from .api.signatures import SignatureChecker
 from .blueprint import install_routing_errors
 from .blueprint import make_blueprints
+from .carts import CartService
 from .checkout import CheckoutService
 from .config import CORE_SETTINGS
 from .config import DEFAULT_ADAPTER
@@ -164,11 +165,17 @@ class ACP:
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
+        if settings.carts_enabled and not any(VERSIONS[v].has_carts for v in settings.api_versions):
+            raise config_error([("ACP_CARTS_ENABLED", "carts exist in API-Version 2026-04-17 only, which "
+                                                      "ACP_API_VERSIONS does not serve")])
         signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
                                       seen=storage.inbound)
+        # the Cart API (optional): quotes through the checkout's (metered) adapter, holding nothing
+        carts = CartService(adapter=service.adapter, carts=storage.carts, settings=settings) \
+            if settings.carts_enabled else None
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
                             payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
-                            signatures=signatures, observer=metrics)
+                            signatures=signatures, observer=metrics, carts=carts)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
                                          orders=OrderService(service.sessions, service.settlement),
@@ -176,7 +183,7 @@ class ACP:
                                          stripe_settings=stripe_settings)
         if webhooks.thread is not None:
             app.before_request(webhooks.start)  # lazily, per process (safe after a fork)
-        checkout_bp, discovery_bp = make_blueprints(settings.url_prefix)
+        checkout_bp, discovery_bp = make_blueprints(settings.url_prefix, carts=settings.carts_enabled)
         mcp_cli.register(checkout_bp.cli)  # flask acp mcp
         app.register_blueprint(checkout_bp)
         app.register_blueprint(discovery_bp)

@@ -25,6 +25,8 @@ class CreateInput:
     order_notes: str | None = None
     #: ``discounts.codes`` (or the deprecated ``coupons``) as sent; None: not sent
     discount_codes: tuple[str, ...] | None = None
+    #: the first-touch ``AffiliateAttribution`` (write-only), validated, PII-free
+    affiliate_attribution: dict[str, JSON] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +61,10 @@ class CompleteInput:
     buyer: dict[str, JSON] | None = None
     billing_address: dict[str, JSON] | None = None
     order_notes: str | None = None
+    #: the last-touch ``AffiliateAttribution`` (write-only), validated, PII-free
+    affiliate_attribution: dict[str, JSON] | None = None
+    #: ``marketing_consents[]``: ``(channel, opted_in)`` in request order
+    marketing_consents: tuple[tuple[str, bool], ...] = ()
     #: the request's ``Idempotency-Key``: a retry with it of a completion that
     #: committed (its answer lost in a crash) gets the completed session back
     idempotency_key: str | None = None
@@ -68,3 +74,12 @@ class CompleteInput:
 class CancelInput:
     reason_code: str | None = None
     trace_summary: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CartInput:
+    """A cart's full desired state (create, and update: a full replacement)."""
+
+    line_items: tuple[LineItemRequest, ...]
+    buyer: dict[str, JSON] | None = None
+    locale: str | None = None

@@ -10,7 +10,9 @@ leaves with:
 - secrets masked: delegated payment tokens (``spt_…``/``vt_…``, last 4 kept),
   Stripe keys (``sk_``/``rk_``/``pk_``), webhook secrets (``whsec_…``), bearer
   tokens, Shopify access tokens (``shpat_…``), WooCommerce keys (``ck_``/``cs_``
-  + 40 hex), HMAC signatures (``v1=<hex>``, 64-hex digests);
+  + 40 hex), HMAC signatures (``v1=<hex>``, 64-hex digests), and the value of
+  any other ``"token"`` member of a JSON (or repr'd) object (an affiliate
+  attribution's opaque token);
 - control characters escaped (``\\n`` is written as the two characters
   ``\\n``): text from outside can never forge a log line.
 
@@ -48,6 +50,9 @@ _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+"), r"\1 …"),
     (re.compile(r"\bv1=[0-9a-fA-F]+"), "v1=…"),
     (re.compile(r"\b[0-9a-fA-F]{64}\b"), "…"),
+    # any other token member of a JSON or repr'd object (an affiliate attribution's
+    # provider-issued token has no fixed prefix): masked whole
+    (re.compile(r"""(["']token["']\s*:\s*["'])(?!(?:spt|vt)_…)[^"']+"""), r"\1…"),
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

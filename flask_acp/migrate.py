@@ -7,10 +7,11 @@ keeps working on them), with the order and payment ids that find them; the
 payment credentials bound to sessions; the stored Idempotency-Key responses
 still within ``ACP_IDEMPOTENCY_TTL`` (an agent's retry is still replayed);
 the whole order-event outbox (pending events are delivered from Redis,
-delivered ones stay for ``flask acp events``); the inbound-webhook log; and
-the embedded catalog's stock (units sold, open holds, orders and their
-numbering). Locks and in-flight Idempotency-Key claims are not copied: the app
-must be stopped while the copy runs (README "Scaling out").
+delivered ones stay for ``flask acp events``); the inbound-webhook log; the
+embedded catalog's stock (units sold, open holds, orders and their
+numbering); and the carts not yet expired (Cart API). Locks and in-flight
+Idempotency-Key claims are not copied: the app must be stopped while the copy
+runs (README "Scaling out").
 
 The target must hold no key under its prefix (a half-done copy is not
 mixed with live data); the source is only read.
@@ -27,6 +28,7 @@ import time
 import typing as t
 
 from .catalog.stock_redis import RedisStockLedger
+from .models import Cart
 from .models import CheckoutSession
 from .models import from_record
 from .store import is_redis
@@ -55,6 +57,7 @@ class MigrationReport:
     stock_items: int = 0
     stock_holds: int = 0
     orders: int = 0
+    carts: int = 0
 
     def line(self) -> str:
         return " ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
@@ -147,6 +150,11 @@ def copy_sqlite_to_redis(sqlite_path: str, redis_url: str, *, idempotency_ttl: f
             for source, event_id, received_at in found:
                 inbound.import_record(source, event_id, received_at=float(received_at))
             counts["inbound_events"] = len(found)
+        if "acp_carts" in tables:
+            found = rows("SELECT record FROM acp_carts WHERE expires_at > ?", now)
+            for (record,) in found:
+                storage.carts.put(from_record(Cart, json.loads(record)))
+            counts["carts"] = len(found)
         if "acp_catalog_sold" in tables:
             counts.update(_copy_stock(rows, RedisStockLedger(redis_url)))
             say(f"catalog: {counts['stock_items']} items sold, {counts['stock_holds']} holds, "

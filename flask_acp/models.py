@@ -439,6 +439,24 @@ class PaymentRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MarketingConsent:
+    """A buyer's marketing decision for one offered channel (``MarketingConsent``
+    of the complete request, 2026-04-17), as the merchant keeps it.
+
+    :ivar channel: an offered ``MarketingConsentOption.channel`` (``email``, ``sms``...).
+    :ivar opted_in: the buyer's decision.
+    :ivar contact: the address it applies to (marketing consent RFC): for
+        ``email`` ``buyer.email`` else ``fulfillment_details.email``; for other
+        channels ``buyer.phone_number`` else ``fulfillment_details.phone_number``;
+        None when the session has none.
+    """
+
+    channel: str
+    opted_in: bool
+    contact: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CheckoutSession:
     """A checkout session as stored. Inputs are kept as sent (validated), the
     computed state as the last :class:`Quote`."""
@@ -482,6 +500,15 @@ class CheckoutSession:
     #: no new code is tried until then (``ACP_DISCOUNT_CODE_COOLDOWN`` after
     #: ``ACP_DISCOUNT_CODE_REJECTION_LIMIT`` rejections)
     discount_codes_paused_until: dt.datetime | None = None
+    #: write-only ``AffiliateAttribution`` claims, as validated (``touchpoint``
+    #: ``first`` from create, ``last`` from complete); never rendered, handed to
+    #: the adapter with the order (affiliate attribution RFC §4.3)
+    affiliate_attributions: tuple[dict[str, JSON], ...] = ()
+    #: the ``MarketingConsentOption`` objects offered on this session (the
+    #: merchant's ``ACP_MARKETING_CONSENT_OPTIONS`` when it was created)
+    marketing_consent_options: tuple[dict[str, JSON], ...] = ()
+    #: the buyer's decisions sent with complete, for offered channels only
+    marketing_consents: tuple[MarketingConsent, ...] = ()
 
     @property
     def totals(self) -> Totals:
@@ -503,7 +530,8 @@ def without_personal_data(session: CheckoutSession, now: dt.datetime) -> Checkou
     """``session`` with its personal data erased, marked erased at ``now``: the
     buyer (name, e-mail, phone...), ``fulfillment_details`` (name, phone,
     e-mail, address), ``order_notes``, the messages added to the session
-    (they may quote what the buyer sent), and the quote's ``adapter_state``
+    (they may quote what the buyer sent), the contact of each marketing
+    consent decision (the decision is kept), and the quote's ``adapter_state``
     (the platform's handles on the cart or draft order that carries the buyer's
     details, e.g. WooCommerce's ``Cart-Token``, and hashes of them).
 
@@ -518,8 +546,38 @@ def without_personal_data(session: CheckoutSession, now: dt.datetime) -> Checkou
         order_notes=None,
         extra_messages=(),
         quote=dataclasses.replace(session.quote, adapter_state={}),
+        marketing_consents=tuple(dataclasses.replace(c, contact=None) for c in session.marketing_consents),
         personal_data_erased_at=now,
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Cart:
+    """A cart (ACP 2026-04-17 Cart API, optional service): items and estimated
+    prices before a checkout, with no status and no stock held. It exists until
+    it expires or is canceled (then it is deleted).
+
+    :ivar quote: the adapter's last estimate (quoted without holding stock).
+    :ivar expires_at: aware UTC; ``ACP_CART_TTL`` after the last change.
+    """
+
+    id: str
+    agent: str
+    currency: str
+    line_items: tuple[LineItemRequest, ...]
+    quote: Quote
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+    buyer: dict[str, JSON] | None = None
+    locale: str | None = None
+
+    @property
+    def totals(self) -> Totals:
+        return Totals.of(self.quote)
+
+    def replace(self, **changes: t.Any) -> Cart:
+        return dataclasses.replace(self, **changes)
 
 
 # --- record conversion (for stores) ----------------------------------------------

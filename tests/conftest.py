@@ -22,6 +22,7 @@ from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing import acp_headers
 from tests.redis_servers import redis_cluster  # noqa: F401 - session fixtures shared by every module
 from tests.redis_servers import redis_single  # noqa: F401
+from tests.spec import validate_cart_response
 from tests.spec import validate_response
 
 pytest.register_assert_rewrite("flask_acp.testing.storage_contract")
@@ -45,7 +46,13 @@ class ValidatingClient(FlaskClient):
     def open(self, *args: t.Any, **kwargs: t.Any) -> TestResponse:  # type: ignore[override]
         response = super().open(*args, **kwargs)
         path = response.request.path
-        if path.startswith("/checkout_sessions") or path.startswith("/acp/") or path.endswith("acp.json"):
+        before, found, after = path.partition("/carts")
+        if found and before in ("", "/acp") and after[:1] in ("", "/"):
+            # the Cart API: a success per openapi.cart.yaml (its status and Cart), an error as Error
+            assert response.mimetype == "application/json", (response.status, response.data[:200])
+            validate_cart_response(response.request.method, path, response.status_code, response.get_json(),
+                                   response.request.headers.get("API-Version"))
+        elif path.startswith("/checkout_sessions") or path.startswith("/acp/") or path.endswith("acp.json"):
             assert response.mimetype == "application/json", (response.status, response.data[:200])
             validate_response(path, response.status_code, response.get_json(),
                               response.request.headers.get("API-Version"))

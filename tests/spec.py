@@ -112,6 +112,61 @@ def validate(body: t.Any, definition: str, version: str = VERSION) -> None:
             f"at {'/'.join(map(str, first.absolute_path))}\n{json.dumps(body)[:2000]}")
 
 
+@functools.cache
+def _cart_validator(definition: str) -> jsonschema.Draft202012Validator:
+    """A validator of ``schema.cart.json#/$defs/<definition>`` (2026-04-17),
+    whose references to ``schema.agentic_checkout.json`` resolve to the
+    checkout bundle beside it."""
+    folder_path = require_spec() / VERSION / "json-schema"
+    cart = json.loads((folder_path / "schema.cart.json").read_text())
+    checkout = json.loads((folder_path / "schema.agentic_checkout.json").read_text())
+    base = cart["$id"].rsplit("/", 1)[0]
+    registry = referencing.Registry().with_resources([
+        (cart["$id"], referencing.Resource.from_contents(cart)),
+        (f"{base}/schema.agentic_checkout.json", referencing.Resource.from_contents(checkout)),
+    ])
+    return jsonschema.Draft202012Validator({"$ref": f"{cart['$id']}#/$defs/{definition}"}, registry=registry,
+                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_cart(body: t.Any, definition: str = "Cart") -> None:
+    """Raise unless ``body`` is a valid ``definition`` of ``schema.cart.json``."""
+    errors = sorted(_cart_validator(definition).iter_errors(body), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        raise AssertionError(f"not a valid {definition}: {first.message} at "
+                             f"{'/'.join(map(str, first.absolute_path))}\n{json.dumps(body)[:2000]}")
+
+
+@functools.cache
+def cart_openapi() -> dict[str, t.Any]:
+    """``openapi.cart.yaml`` (2026-04-17)."""
+    path = require_spec() / VERSION / "openapi" / "openapi.cart.yaml"
+    return t.cast(dict[str, t.Any], yaml.safe_load(path.read_text()))
+
+
+def cart_operation(method: str, path: str) -> dict[str, t.Any]:
+    """The ``openapi.cart.yaml`` operation serving ``method`` on ``path``
+    (``/carts``, ``/carts/<id>`` or ``/carts/<id>/cancel``, any prefix before)."""
+    tail = path[path.index("/carts"):]
+    parts = tail.strip("/").split("/")
+    template = "/carts" + ("/{id}" if len(parts) > 1 else "") + ("/cancel" if len(parts) > 2 else "")
+    return t.cast(dict[str, t.Any], cart_openapi()["paths"][template][method.lower()])
+
+
+def validate_cart_response(method: str, path: str, status: int, body: t.Any,
+                           version: str | None = VERSION) -> None:
+    """Raise unless a success is one the ``openapi.cart.yaml`` operation
+    declares (its status) with a valid ``Cart``, or an error is a valid
+    ``Error`` (of ``version``, the request's ``API-Version``)."""
+    if status >= 400:
+        validate_response(path, status, body, version)
+        return
+    responses = cart_operation(method, path)["responses"]
+    assert str(status) in responses, f"{method} {path}: status {status} is not declared ({sorted(responses)})"
+    validate_cart(body)
+
+
 def validate_response(path: str, status: int, body: t.Any, version: str | None = VERSION) -> None:
     """Validate an ACP response by what it is (discovery, error or session)
     against the schema of ``version``, the request's ``API-Version`` (a

@@ -17,7 +17,8 @@ update, complete and cancel reach the core. Every response must pass:
   schema every other test holds responses to.
 
 At least :data:`MIN_REQUESTS` requests per version (2,000 in all); the
-``timeout`` mark bounds the time.
+``timeout`` mark bounds the time. The Cart API (``openapi.cart.yaml``, its
+JSON Schema files inlined) is fuzzed the same way on an app with carts.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from hypothesis import Phase
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -244,3 +246,94 @@ def test_a_key_reused_in_another_version_is_a_conflict(server: tuple[Flask, str]
     conflict = create("2025-12-12")
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "idempotency_conflict"
+
+
+# --- the Cart API (2026-04-17, optional) ------------------------------------------------------------
+
+
+def cart_openapi_bundled() -> JSON:
+    """``openapi.cart.yaml`` with the JSON Schema files it points to
+    (``schema.cart.json``, and ``schema.agentic_checkout.json`` that one points to)
+    inlined as ``components.schemas``, for a generator that reads one document."""
+    root = require_spec() / "2026-04-17"
+    document = t.cast(JSON, yaml.safe_load((root / "openapi" / "openapi.cart.yaml").read_text()))
+    defs: JSON = {}
+    for name in ("schema.agentic_checkout.json", "schema.cart.json"):
+        defs.update(json.loads((root / "json-schema" / name).read_text())["$defs"])
+    document["components"]["schemas"] = defs
+
+    def local(node: t.Any) -> t.Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and "#/$defs/" in ref:
+                node = {**node, "$ref": "#/components/schemas/" + ref.rsplit("/", 1)[1]}
+            return {k: local(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [local(v) for v in node]
+        return node
+
+    return t.cast(JSON, local(document))
+
+
+def _known_items(case: t.Any) -> t.Any:
+    """A generated cart body whose items are ones the store sells (generated ids
+    never are: every cart would be a 422), with a fresh ``Idempotency-Key``."""
+    case = _fresh(case)
+    if isinstance(case.body, dict) and isinstance(case.body.get("line_items"), list):
+        case.body = {**case.body, "line_items": [{"id": item_id} for item_id in ("item_123", "item_456")]}
+    return case
+
+
+@pytest.mark.timeout(300)
+def test_fuzz_the_cart_openapi(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every cart operation of ``openapi.cart.yaml``, positive and negative, on
+    an app with carts: no 5xx, every answer valid per the file (and per
+    ``schema.cart.json``: the validating client's rules)."""
+    from tests.spec import validate_cart_response
+
+    app = build_app(tmp_path_factory.mktemp("fuzz-carts"), ACP_RATE_LIMITS_ENABLED=False,
+                    ACP_CARTS_ENABLED=True)
+    schema = schemathesis.openapi.from_dict(cart_openapi_bundled())
+    headers = {"Authorization": f"Bearer {AGENT_KEY}", "API-Version": "2026-04-17"}
+    sent: list[int] = []
+    with serve_app(app) as base:
+        http = requests.Session()
+        pool = []
+        for i in range(POOL):
+            response = http.post(f"{base}/carts", json={"line_items": [{"id": "item_123"}]}, timeout=30,
+                                 headers={**headers, "Idempotency-Key": f"cart-pool-{i}-{time.time()}"})
+            assert response.status_code == 201, response.text
+            pool.append(response.json()["id"])
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            for mode, count in EXAMPLES.items():
+                strategy = operation.as_strategy(generation_mode=mode, headers=copy.deepcopy(headers))
+                if "{id}" in operation.path:
+                    strategy = st.one_of(strategy, st.sampled_from(pool).flatmap(
+                        lambda cid, m=mode, op=operation: op.as_strategy(
+                            generation_mode=m, headers=copy.deepcopy(headers), path_parameters={"id": cid})))
+                if mode is GenerationMode.POSITIVE:
+                    strategy = st.one_of(strategy, strategy.map(_known_items))
+
+                @settings(max_examples=count, deadline=None, database=None,
+                          derandomize=os.environ.get("ACP_FUZZ_RANDOM") != "1",
+                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+                @given(case=strategy)
+                def run(case: t.Any) -> None:
+                    response = case.call(base_url=base, session=http, timeout=30)
+                    sent.append(response.status_code)
+                    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+                    validate_cart_response(case.method, case.formatted_path, response.status_code,
+                                           response.json())
+
+                try:
+                    run()
+                except Unsatisfiable:
+                    # GET /carts/{id}: any path string is valid and the headers are fixed,
+                    # so there is nothing a negative case could make invalid
+                    assert (mode, operation.method) == (GenerationMode.NEGATIVE, "get"), operation.path
+    statuses = {s: sent.count(s) for s in sorted(set(sent))}
+    print("carts", len(sent), statuses)
+    assert len(sent) >= 250, statuses
+    assert 201 in statuses, statuses  # the fuzzer reached the core
+    assert 200 in statuses, statuses

@@ -50,6 +50,19 @@ def test_redact_masks_secrets_and_escapes_control_characters() -> None:
     assert "cs_0123456789abcdef0123456789abcdef" in logs.redact("cs_0123456789abcdef0123456789abcdef")
 
 
+def test_redact_masks_any_token_member_of_an_object() -> None:
+    """An affiliate attribution's token has no prefix to recognise: a ``token``
+    member of a JSON or repr'd object is masked whole (a payment token keeps its
+    last four)."""
+    claim = {"provider": "impact.com", "token": "atp_01J8Z3WXYZ9ABC", "publisher_id": "pub_123"}
+    for text in (json.dumps(claim), repr(claim), json.dumps({"token": "spt_1QabcdefGHIJ9876"})):
+        out = logs.redact(text)
+        assert "atp_01J8Z3WXYZ9ABC" not in out
+        assert "1QabcdefGHIJ" not in out
+    assert "pub_123" in logs.redact(json.dumps(claim))
+    assert '"token": "spt_…9876"' in logs.redact(json.dumps({"token": "spt_1QabcdefGHIJ9876"}))
+
+
 @pytest.fixture
 def fake() -> cabc.Iterator[FakeStripe]:
     with FakeStripe() as server:

@@ -32,6 +32,7 @@ from flask_acp.models import Order
 from flask_acp.models import Status
 from flask_acp.store import open_storage
 from flask_acp.store.redis import RedisSessions
+from flask_acp.testing.storage_contract import make_cart
 from flask_acp.testing.storage_contract import make_session
 from tests.conftest import ADDRESS
 from tests.conftest import Agent
@@ -329,12 +330,16 @@ def test_migrate_store_copies_a_sqlite_store_into_redis(tmp_path: pathlib.Path, 
     order_id = first.get_json()["order"]["id"]
     held = agent.ready_session([{"id": "item_456", "quantity": 3}])  # the last 3 units, held
     old.extensions["acp"].storage.inbound.record("stripe", "evt_seen")
+    cart = make_cart()
+    old.extensions["acp"].storage.carts.put(cart)
+    old.extensions["acp"].storage.carts.put(make_cart(expires_in=-1))  # expired: not copied
 
     result = old.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", redis_url])
     assert result.exit_code == 0, result.output
     assert "sessions=2" in result.output
     assert "outbox_events=1" in result.output
     assert "orders=1" in result.output
+    assert "carts=1" in result.output
     again = old.test_cli_runner().invoke(args=["acp", "migrate-store", "--to", redis_url])
     assert again.exit_code == 1
     assert "already holds keys" in again.output
@@ -347,6 +352,7 @@ def test_migrate_store_copies_a_sqlite_store_into_redis(tmp_path: pathlib.Path, 
     assert replay.get_data() == first.get_data()
     state = new.extensions["acp"]
     assert state.storage.inbound.seen("stripe", "evt_seen")
+    assert state.storage.carts.get(cart.id, now=time.time()) == cart
     assert [e.order_id for e in state.storage.outbox.entries(statuses=["pending"])] == [order_id]
     shipped = new.test_cli_runner().invoke(args=["acp", "orders", "ship", order_id, "--carrier", "UPS"])
     assert shipped.exit_code == 0, shipped.output

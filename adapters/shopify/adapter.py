@@ -24,8 +24,10 @@ update         [items changed: ``AcpVariants``] -> [address: ``AcpDeliveryOption
                the session is payable, none otherwise) -> [payable: ``draftOrder`` until ``ready``]
 complete       ``prepare_order``: ``draftOrder`` (totals, readiness, stock, line prices) ->
                ``draftOrderUpdate`` (``lineItems`` with ``priceOverride`` = the unit prices
-               read, so the prices charged are the order's; and ``reserveInventoryUntil``
-               when the reservation ends before the charge's time budget) -> ``draftOrder``
+               read, so the prices charged are the order's; ``reserveInventoryUntil``
+               when the reservation ends before the charge's time budget; and
+               ``customAttributes`` with the session's affiliate attribution and marketing
+               consents, ``_acp_*`` note attributes the order inherits) -> ``draftOrder``
                until ``ready``; stock re-checked (a draft fixed by an earlier attempt, with
                a long enough reservation: the first read only) -> *core charges* ->
                ``place_order``: ``draftOrder`` status (an earlier attempt may have
@@ -63,6 +65,7 @@ from flask_acp.adapter import WebhookSignatureError
 from flask_acp.adapter import applied_codes
 from flask_acp.adapter import choose_fulfillment
 from flask_acp.adapter import quote_payable
+from flask_acp.adapter import write_only_notes
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
@@ -592,6 +595,11 @@ class ShopifyAdapter(PlatformAdapter):
         is "locked and used as the basis for all further calculations":
         https://shopify.dev/changelog/posts/set-custom-prices-in-draft-orders.)
 
+        The session's write-only inputs (affiliate attribution claims,
+        marketing consent decisions; :func:`~flask_acp.adapter.write_only_notes`)
+        are set as ``_acp_*`` ``customAttributes`` of the draft in the same
+        update, which the order completed from it keeps as note attributes.
+
         ``draftOrderComplete`` does not check stock either, so the reservation
         must outlast the charge: when the draft's ``reserveInventoryUntil`` is
         unset or earlier than ``hold_until`` (a session near its expiry), it is
@@ -647,6 +655,9 @@ class ShopifyAdapter(PlatformAdapter):
                 if not draft.get("ready"):  # fix the prices Shopify has finished calculating
                     draft = self._await_ready(str(draft_id), draft)
                 changes["lineItems"] = t.cast(JSON, _fixed_line_items(draft))
+            attributes = _note_attributes(draft, session)
+            if attributes is not None:
+                changes["customAttributes"] = t.cast(JSON, attributes)
             if changes:
                 draft, errors = self._update_for_charge(str(draft_id), changes)
                 if errors:
@@ -1130,6 +1141,19 @@ class ShopifyAdapter(PlatformAdapter):
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _note_attributes(draft: dict[str, JSON], session: CheckoutSession) -> list[dict[str, str]] | None:
+    """The draft's ``customAttributes`` (note attributes, copied to the order it
+    becomes) with the session's write-only inputs set
+    (:func:`~flask_acp.adapter.write_only_notes`: affiliate attribution,
+    marketing consents), or None when they are there already."""
+    current = [{"key": str(a.get("key")), "value": str(a.get("value"))}
+               for a in t.cast(list[dict[str, JSON]], draft.get("customAttributes") or [])]
+    notes = dict(write_only_notes(session))
+    wanted = [a for a in current if a["key"] not in notes]
+    wanted += [{"key": key, "value": value} for key, value in notes.items()]
+    return None if wanted == current else wanted
 
 
 def _ceil_second(value: dt.datetime) -> dt.datetime:

@@ -49,6 +49,7 @@ fragment AcpOrder on Order {
 _DRAFT = """
 fragment AcpDraft on DraftOrder {
   id name status ready reserveInventoryUntil updatedAt
+  customAttributes { key value }
   currencyCode presentmentCurrencyCode taxesIncluded
   lineItems(first: 100) {
     nodes {

@@ -77,6 +77,7 @@ from flask_acp.adapter import PlatformWebhook
 from flask_acp.adapter import QuoteRequest
 from flask_acp.adapter import WebhookSignatureError
 from flask_acp.adapter import applied_codes
+from flask_acp.adapter import write_only_notes
 from flask_acp.errors import AdapterError
 from flask_acp.errors import AdapterRejectedError
 from flask_acp.errors import AdapterUnavailableError
@@ -280,6 +281,9 @@ class WooCommerceAdapter(PlatformAdapter):
         quote that holds, a length WooCommerce fixes; none is taken or renewed
         once the core's deadline has passed or before the session is payable,
         and the last one lapses on its own) and map it (:func:`.mapping.quote_from_cart`).
+        Without a hold (``hold_until`` None: a cart's estimate, a session not
+        payable yet) the lines the stock no longer covers are named from the
+        products' maximum (the cart's own stock errors name none).
 
         Amounts are ISO 4217 minor units; ``Totals.of(quote).total`` is the
         cart's ``total_price``.
@@ -323,6 +327,17 @@ class WooCommerceAdapter(PlatformAdapter):
                 quote = quote_from_cart(data, request.line_items,
                                         line_messages=_merge(line_messages, short),
                                         messages=messages + refusals, codes=codes, rejected=rejected)
+        elif request.hold_until is None:
+            # a cart's estimate holds nothing; the cart's stock errors name no line: ask which
+            errors = [e for e in t.cast(list[JSON], data.get("errors") or []) if isinstance(e, dict)]
+            if any(str(e.get("code")) in STOCK_ERROR_CODES for e in errors):
+                short = self._short(cart, request.line_items, [li.id for li in request.line_items
+                                                               if li.id in state.items])
+                if short:
+                    rest = [e for e in errors if str(e.get("code")) not in STOCK_ERROR_CODES]
+                    quote = quote_from_cart({**data, "errors": rest}, request.line_items,
+                                            line_messages=_merge(line_messages, short), messages=messages,
+                                            codes=codes, rejected=rejected)
         return dataclasses.replace(quote, adapter_state=state.dump())
 
     def _sync(self, request: QuoteRequest, state: _State, cart: CartSession,
@@ -540,6 +555,14 @@ class WooCommerceAdapter(PlatformAdapter):
                                        text_args={"name": name})
         return out
 
+    def _short(self, cart: CartSession, line_items: cabc.Sequence[LineItemRequest],
+               item_ids: cabc.Collection[str]) -> dict[str, list[Message]]:
+        """Messages for those of ``item_ids`` the stock cannot cover now (see
+        :meth:`_availability`), by item id."""
+        found = self._availability(cart, line_items, item_ids)
+        return {k: [m] for k, m in found.items()
+                if m.code != "quantity_exceeded" or int(m.text_args["available"]) < _qty(line_items, k)}
+
     @staticmethod
     def _holdable(quote: Quote, data: cabc.Mapping[str, JSON]) -> bool:
         return (bool(data.get("items")) and not data.get("errors")
@@ -562,10 +585,7 @@ class WooCommerceAdapter(PlatformAdapter):
                               content=plain_text(exc.message) or exc.code)
             if not stock:
                 return {}, [refusal]
-            items = [li.id for li in line_items if li.id in state.items]
-            found = self._availability(cart, line_items, items)
-            short = {k: [m] for k, m in found.items()
-                     if m.code != "quantity_exceeded" or int(m.text_args["available"]) < _qty(line_items, k)}
+            short = self._short(cart, line_items, [li.id for li in line_items if li.id in state.items])
             return short, ([] if short else [refusal])
         state.keep(cart)
         if isinstance(checkout, dict) and isinstance(checkout.get("order_id"), int) and checkout["order_id"]:
@@ -581,7 +601,9 @@ class WooCommerceAdapter(PlatformAdapter):
         turn it into a checkout-draft order holding the stock (``GET /checkout``),
         check the order's ``currency`` and ``total`` through REST
         (``GET /wc/v3/orders/{id}``) and set it ``pending`` with our payment
-        method and the session id in ``meta_data`` (``PUT /wc/v3/orders/{id}``).
+        method, the session id and the session's write-only inputs
+        (:func:`~flask_acp.adapter.write_only_notes`: affiliate attribution,
+        marketing consents) in ``meta_data`` (``PUT /wc/v3/orders/{id}``).
 
         Returns the fresh quote; its ``adapter_state`` carries ``order_id``.
         When the cart changed, has errors, or the stock is gone, the returned
@@ -617,7 +639,10 @@ class WooCommerceAdapter(PlatformAdapter):
         body: dict[str, JSON] = {
             "status": "pending", "payment_method": PAYMENT_METHOD,
             "payment_method_title": PAYMENT_METHOD_TITLE,
-            "meta_data": [{"key": SESSION_META_KEY, "value": session.id}],
+            # the session id, and the write-only inputs the order keeps (affiliate
+            # attribution, marketing consent decisions) under protected "_acp_" keys
+            "meta_data": [{"key": SESSION_META_KEY, "value": session.id},
+                          *({"key": key, "value": value} for key, value in write_only_notes(session))],
         }
         if session.order_notes:
             body["customer_note"] = session.order_notes

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 
 from ..errors import InvalidRequestError
 from ..errors import UnsupportedMediaTypeError
+from ..versions.attribution import PII_NOT_ALLOWED
 
 #: deepest nesting accepted in a request body (ACP bodies need about 6 levels)
 MAX_DEPTH = 32
@@ -59,13 +60,15 @@ def load(schema: Schema, body: t.Any) -> t.Any:
     """``schema.load(body)``; the first error, in the order of the body's
     fields, becomes a 400 with its JSONPath.
 
-    :raises InvalidRequestError: code ``invalid_type`` or ``invalid``, ``param`` set.
+    :raises InvalidRequestError: code ``pii_not_allowed`` (personal data in an
+        affiliate attribution), ``invalid_type`` or ``invalid``, ``param`` set.
     """
     try:
         return schema.load(body)
     except ValidationError as exc:
         param, message = jsonpath(exc.messages, body)
-        code = "invalid_type" if "Not a valid" in message else "invalid"
+        code = "pii_not_allowed" if message == PII_NOT_ALLOWED else \
+            "invalid_type" if "Not a valid" in message else "invalid"
         raise InvalidRequestError(f"{param}: {message}", code=code, param=param) from None
 
 

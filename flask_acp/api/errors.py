@@ -30,6 +30,7 @@ ERROR_TABLE: dict[type[e.ACPError], tuple[int, str]] = {
     e.BodyTooLargeError: (413, "invalid_request"),
     e.UnsupportedMediaTypeError: (415, "invalid_request"),
     e.IdempotencyConflictError: (422, "invalid_request"),
+    e.UnprocessableError: (422, "invalid_request"),
     # the checkout Error.type enum has no rate-limit type (digest §11.1): a 4xx is invalid_request
     e.RateLimitedError: (429, "invalid_request"),
     e.ProcessingError: (500, "processing_error"),

@@ -18,8 +18,11 @@ For one ACP operation, in order:
    optional before 2026-04-17, and a conflict is 409 there);
 4. parse the body with the version's request schema into a core input
    (400 with a JSONPath ``param``);
-5. call the checkout service;
-6. render the session in the negotiated version.
+5. call the checkout service (the cart service for the Cart API's
+   ``cart_*`` operations: served only when ``ACP_CARTS_ENABLED``, else 404, and
+   only in versions that define carts, else 400 ``unsupported_api_version``
+   naming them);
+6. render the session (the cart) in the negotiated version.
 
 Errors from any step are rendered through the one error table
 (:mod:`flask_acp.api.errors`). The binding checks its transport (HTTPS, body
@@ -42,6 +45,7 @@ from marshmallow import Schema
 
 from .. import i18n
 from .. import logs
+from ..carts import CartService
 from ..checkout import CheckoutService
 from ..config import Agent
 from ..config import Settings
@@ -49,10 +53,12 @@ from ..errors import ACPError
 from ..errors import APIVersionError
 from ..errors import AuthenticationError
 from ..errors import IdempotencyConflictError
+from ..errors import NotFoundError
 from ..models import CheckoutSession
 from ..payments.base import PaymentProcessor
 from ..store.base import IdempotencyRecords
 from ..versions import WireVersion
+from ..versions.base import RenderCart
 from .body import load
 from .body import read_json
 from .idempotency import fingerprint
@@ -65,17 +71,25 @@ from .signatures import SignatureChecker
 
 log = logging.getLogger("flask_acp")
 
-#: the operations of the checkout API and whether each changes state (POST)
+#: the operations of the checkout API and of the Cart API (``cart_*``), and
+#: whether each changes state (POST, or PUT for ``cart_update``)
 OPERATIONS: dict[str, bool] = {"create": True, "update": True, "get": False, "complete": True,
-                               "cancel": True}
+                               "cancel": True, "cart_create": True, "cart_get": False, "cart_update": True,
+                               "cart_cancel": True}
+#: operations whose REST method is neither POST nor GET
+_METHODS = {"cart_update": "PUT"}
+#: the Cart API's operations (ACP 2026-04-17, optional service)
+CART_OPERATIONS = frozenset(name for name in OPERATIONS if name.startswith("cart_"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ApiRequest:
     """One ACP operation as a binding received it.
 
-    :ivar operation: ``create``, ``update``, ``get``, ``complete`` or ``cancel``.
-    :ivar session_id: the checkout session id (all but ``create``).
+    :ivar operation: ``create``, ``update``, ``get``, ``complete`` or ``cancel``;
+        ``cart_create``, ``cart_get``, ``cart_update`` or ``cart_cancel``.
+    :ivar session_id: the checkout session id (all but ``create``), or the
+        cart id (all cart operations but ``cart_create``).
     :ivar headers: request headers, keys lower-case (``authorization``,
         ``api-version``, ``idempotency-key``, ``content-type``, ``content-encoding``).
     :ivar body: the raw request body (empty for ``get``).
@@ -102,8 +116,8 @@ class ApiRequest:
 
     @property
     def method(self) -> str:
-        """The REST method of the operation: ``GET`` or ``POST``."""
-        return "POST" if OPERATIONS[self.operation] else "GET"
+        """The REST method of the operation: ``GET``, ``POST`` or ``PUT``."""
+        return _METHODS.get(self.operation) or ("POST" if OPERATIONS[self.operation] else "GET")
 
 
 class Observer(t.Protocol):
@@ -130,14 +144,17 @@ class Pipeline:
     :param limits: the rate limits (None: none).
     :param signatures: the agents' request-signature policies (None: none checked).
     :param observer: told about every response (None: nobody).
+    :param carts: the cart service (None: the Cart API is not served, and
+        its operations answer 404).
     """
 
     def __init__(self, *, settings: Settings, service: CheckoutService, records: IdempotencyRecords,
                  payments: PaymentProcessor, versions: cabc.Mapping[str, WireVersion],
                  limits: RateLimits | None = None, signatures: SignatureChecker | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, carts: CartService | None = None) -> None:
         self.settings = settings
         self.service = service
+        self.carts = carts
         self.records = records
         self.payments = payments
         self.limits = limits
@@ -183,9 +200,11 @@ class Pipeline:
                                      headers=request.headers)
             version = self.negotiate(request.headers.get("api-version"))
             negotiated.append(version)
+            if request.operation in CART_OPERATIONS:
+                self._check_carts(version)
             if not OPERATIONS[request.operation]:
                 return self._call(request, agent, version, None)
-            optional = request.operation == "cancel"
+            optional = request.operation in ("cancel", "cart_cancel")
             body, present = read_json(request.body, content_type=request.headers.get("content-type"),
                                       content_encoding=request.headers.get("content-encoding"),
                                       optional=optional)
@@ -261,9 +280,26 @@ class Pipeline:
                                   code="unsupported_api_version", extra={"supported_versions": supported})
         return self.accepted[version]
 
+    def _check_carts(self, version: WireVersion) -> None:
+        """The Cart API is served, and in this version.
+
+        :raises NotFoundError: carts are not enabled (``ACP_CARTS_ENABLED``).
+        :raises APIVersionError: ``version`` has no carts (before 2026-04-17);
+            ``supported_versions`` lists the served versions that have them.
+        """
+        if self.carts is None:
+            raise NotFoundError("This merchant does not offer the Cart API.")
+        if not version.has_carts:
+            with_carts = [name for name, wire in self.versions.items() if wire.has_carts]
+            raise APIVersionError(f"Carts are not part of API-Version '{version.version}'; use "
+                                  f"{' or '.join(with_carts)}.", code="unsupported_api_version",
+                                  extra={"supported_versions": with_carts})
+
     # -- calling the core ----------------------------------------------------------
 
     def _call(self, request: ApiRequest, agent: str, version: WireVersion, body: t.Any) -> ApiResponse:
+        if request.operation in CART_OPERATIONS:
+            return self._call_carts(request, agent, version, body)
         try:
             data: t.Any = None if body is None else load(_schema(version, request.operation), body)
             session_id = request.session_id or ""
@@ -285,15 +321,35 @@ class Pipeline:
         logs.bind(checkout_session_id=session.id, order_id=session.order.id if session.order else None)
         return self.render(session, version, request.language, status)
 
+    def _call_carts(self, request: ApiRequest, agent: str, version: WireVersion, body: t.Any) -> ApiResponse:
+        carts = t.cast(CartService, self.carts)  # checked by _check_carts
+        render = t.cast(RenderCart, version.render_cart)
+        cart_id = request.session_id or ""
+        status = 200
+        try:
+            if request.operation == "cart_create":
+                data = load(_schema(version, "cart_create", carts=True), body)
+                cart, status = carts.create(agent, data), 201
+            elif request.operation == "cart_update":
+                cart = carts.update(agent, cart_id, load(_schema(version, "cart_update", carts=True), body))
+            elif request.operation == "cart_get":
+                cart = carts.get(agent, cart_id)
+            else:
+                cart = carts.cancel(agent, cart_id)
+        except ACPError as exc:
+            return error_response(exc)
+        language = request.language or _language_of(cart.locale)
+        template = self.settings.cart_continue_url
+        body_out = render(cart, language=language,
+                          continue_url=template.format(cart_id=cart.id) if template else None)
+        return json_response(body_out, status, {"Content-Language": language})
+
     def render(self, session: CheckoutSession, version: WireVersion, language: str | None,
                status: int = 200) -> ApiResponse:
         """The session in ``version``, texts in ``language`` (else the
         session's own locale when we speak it, else English)."""
         if language is None:
-            language = "en"
-            if session.locale:
-                primary = session.locale.replace("_", "-").split("-")[0].lower()
-                language = primary if primary in i18n.LANGUAGES else language
+            language = _language_of(session.locale)
         body = version.render_session(
             session,
             handlers=self.payments.handlers(),
@@ -311,7 +367,16 @@ def _key_digests(agents: tuple[Agent, ...]) -> tuple[tuple[str, bytes], ...]:
                  for agent in agents for key in agent.api_keys)
 
 
+def _language_of(locale: str | None) -> str:
+    """The language of a session's or cart's ``locale`` when we speak it, else English."""
+    if locale:
+        primary = locale.replace("_", "-").split("-")[0].lower()
+        if primary in i18n.LANGUAGES:
+            return primary
+    return "en"
+
+
 @functools.cache
-def _schema(version: WireVersion, operation: str) -> Schema:
+def _schema(version: WireVersion, operation: str, *, carts: bool = False) -> Schema:
     """One (thread-safe, stateless) schema instance per version and operation."""
-    return version.request_schemas[operation]()
+    return (version.cart_schemas if carts else version.request_schemas)[operation]()

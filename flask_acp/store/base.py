@@ -6,7 +6,9 @@
 - :class:`IdempotencyRecords` -- claims and stored responses of the HTTP layer;
 - :class:`Outbox` -- the order-event outbox: the one owner of when an event
   is due and who holds it (claims with a lease, per order);
-- :class:`InboundLog` -- de-duplication of inbound webhooks.
+- :class:`InboundLog` -- de-duplication of inbound webhooks;
+- :class:`Carts` -- carts of the optional Cart API (no lock, no revision:
+  a cart is replaced whole).
 
 Every method is atomic on its own, and implementations must be safe with
 several threads and several worker processes. Times are unix seconds
@@ -15,7 +17,7 @@ several threads and several worker processes. Times are unix seconds
 One implementation ships: :mod:`flask_acp.store.sqlite`
 (:func:`~flask_acp.store.sqlite.sqlite_storage`). :func:`flask_acp.store.open_storage`
 picks one from ``ACP_STORE_URL``. A third-party implementation provides the
-five Protocols and checks them with the contract test kit,
+six Protocols and checks them with the contract test kit,
 :mod:`flask_acp.testing.storage_contract`.
 """
 
@@ -26,10 +28,12 @@ import contextlib
 import dataclasses
 import typing as t
 
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import OrderEvent
 
 __all__ = [
+    "Carts",
     "Fence",
     "IdempotencyOutcome",
     "IdempotencyRecords",
@@ -339,6 +343,34 @@ class InboundLog(t.Protocol):
         ...
 
 
+class Carts(t.Protocol):
+    """Carts (ACP Cart API), by id. A cart is written whole; it is gone once
+    deleted (canceled) or once its ``expires_at`` has passed."""
+
+    def put(self, cart: Cart) -> None:
+        """Insert or replace ``cart`` (last write wins)."""
+        ...
+
+    def replace(self, cart: Cart) -> bool:
+        """Replace the stored cart of ``cart.id`` only if there is one (a cart
+        deleted meanwhile stays deleted); False when there is none."""
+        ...
+
+    def get(self, cart_id: str, *, now: float) -> Cart | None:
+        """The stored cart, or None when unknown, deleted or expired
+        (``expires_at`` at or before ``now``, unix seconds)."""
+        ...
+
+    def delete(self, cart_id: str) -> bool:
+        """Forget the cart; False when there was none."""
+        ...
+
+    def purge(self, *, before: float) -> int:
+        """Delete carts that expired before a unix time; returns how many (a
+        store that expires them on its own may return 0)."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Storage:
     """One implementation of every storage port, as the app uses them
@@ -351,3 +383,4 @@ class Storage:
     idempotency: IdempotencyRecords
     outbox: Outbox
     inbound: InboundLog
+    carts: Carts

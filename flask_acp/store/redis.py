@@ -3,7 +3,7 @@ Cluster), for several app servers sharing one store.
 
 :func:`redis_storage` opens a URL (:mod:`flask_acp.store._redis` lists the
 forms and options) and returns a :class:`~flask_acp.store.base.Storage` whose
-five ports share one connection.
+six ports share one connection.
 
 Every change is one Lua script on one shard (a hash tag, hence one slot of a
 Redis Cluster): a session, its lock, its order events and the indexes that
@@ -60,6 +60,7 @@ import typing as t
 
 from ..errors import StorageUnavailableError
 from ..models import ERASABLE_STATUSES
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
@@ -81,6 +82,7 @@ from .base import StaleSessionError
 from .base import Storage
 
 __all__ = [
+    "RedisCarts",
     "RedisIdempotencyRecords",
     "RedisInboundLog",
     "RedisLocks",
@@ -106,7 +108,7 @@ def redis_storage(url: str) -> Storage:
     locks = RedisLocks(connection)
     return Storage(sessions=RedisSessions(connection, locks), locks=locks,
                    idempotency=RedisIdempotencyRecords(connection), outbox=RedisOutbox(connection),
-                   inbound=RedisInboundLog(connection))
+                   inbound=RedisInboundLog(connection), carts=RedisCarts(connection))
 
 
 def _num(value: float | int) -> str:
@@ -1137,6 +1139,34 @@ class RedisInboundLog(_Port):
             _INBOUND_PURGE, lambda i: [self._key(i, "inb"), self._key(i, "inb:t")],
             lambda i: [_num(float(before))], write=True)
         return sum(int(n) for n in counts)
+
+
+class RedisCarts(_Port):
+    """:class:`~flask_acp.store.base.Carts` in Redis: one string per cart (its
+    record as JSON) in the cart id's shard, which Redis deletes at the cart's
+    ``expires_at`` (``PXAT``); :meth:`purge` has nothing left to do."""
+
+    def _cart_key(self, cart_id: str) -> str:
+        return self._key(shard_of(cart_id), f"cart:{cart_id}")
+
+    def put(self, cart: Cart) -> None:
+        self.connection.call("SET", self._cart_key(cart.id), json.dumps(to_record(cart)),
+                             "PXAT", _ms(cart.expires_at.timestamp()))
+
+    def replace(self, cart: Cart) -> bool:
+        return self.connection.call("SET", self._cart_key(cart.id), json.dumps(to_record(cart)),
+                                    "XX", "PXAT", _ms(cart.expires_at.timestamp())) is not None
+
+    def get(self, cart_id: str, *, now: float) -> Cart | None:
+        record = self.connection.call("GET", self._cart_key(cart_id))
+        cart = None if record is None else from_record(Cart, json.loads(record))
+        return None if cart is None or cart.expires_at.timestamp() <= now else cart
+
+    def delete(self, cart_id: str) -> bool:
+        return bool(self.connection.call("DEL", self._cart_key(cart_id)))
+
+    def purge(self, *, before: float) -> int:
+        return 0
 
 
 #: the number of shards (hash tags) the keys are spread over

@@ -1,7 +1,7 @@
 """SQLite storage: the embedded default (stdlib ``sqlite3``, WAL mode).
 
 :func:`sqlite_storage` opens one database file and returns a
-:class:`~flask_acp.store.base.Storage` whose five port objects share it
+:class:`~flask_acp.store.base.Storage` whose six port objects share it
 (one :class:`~flask_acp.store._sqlite.SQLiteDatabase`), so a session save
 checks the lock fence and writes the outbox in the same transaction.
 
@@ -24,6 +24,7 @@ import sqlite3
 import time
 
 from ..models import ERASABLE_STATUSES
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import OrderEvent
 from ..models import from_record
@@ -42,6 +43,7 @@ from .base import StaleSessionError
 from .base import Storage
 
 __all__ = [
+    "SQLiteCarts",
     "SQLiteIdempotencyRecords",
     "SQLiteInboundLog",
     "SQLiteLocks",
@@ -61,6 +63,12 @@ CREATE TABLE IF NOT EXISTS acp_sessions (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS acp_sessions_status ON acp_sessions (status, expires_at);
+CREATE TABLE IF NOT EXISTS acp_carts (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS acp_carts_expiry ON acp_carts (expires_at);
 CREATE TABLE IF NOT EXISTS acp_idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -155,7 +163,7 @@ def sqlite_storage(path: str, *, busy_timeout: float = 30.0) -> Storage:
     db = open_database(path, busy_timeout=busy_timeout)
     return Storage(sessions=SQLiteSessions(db), locks=SQLiteLocks(db),
                    idempotency=SQLiteIdempotencyRecords(db), outbox=SQLiteOutbox(db),
-                   inbound=SQLiteInboundLog(db))
+                   inbound=SQLiteInboundLog(db), carts=SQLiteCarts(db))
 
 
 class _Port:
@@ -524,3 +532,31 @@ class SQLiteInboundLog(_Port):
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM acp_inbound_events WHERE received_at < ?", (before,)).rowcount
+
+
+class SQLiteCarts(_Port):
+    """:class:`~flask_acp.store.base.Carts` in SQLite (one row per cart, its record as JSON)."""
+
+    def put(self, cart: Cart) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO acp_carts (id, expires_at, record) VALUES (?, ?, ?)",
+                       (cart.id, cart.expires_at.timestamp(), json.dumps(to_record(cart))))
+
+    def replace(self, cart: Cart) -> bool:
+        with self._tx() as db:
+            cur = db.execute("UPDATE acp_carts SET expires_at = ?, record = ? WHERE id = ?",
+                             (cart.expires_at.timestamp(), json.dumps(to_record(cart)), cart.id))
+            return cur.rowcount == 1
+
+    def get(self, cart_id: str, *, now: float) -> Cart | None:
+        row = self.db.fetch_one("SELECT record FROM acp_carts WHERE id = ? AND expires_at > ?",
+                                (cart_id, now))
+        return None if row is None else from_record(Cart, json.loads(row[0]))
+
+    def delete(self, cart_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM acp_carts WHERE id = ?", (cart_id,)).rowcount == 1
+
+    def purge(self, *, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM acp_carts WHERE expires_at < ?", (before,)).rowcount

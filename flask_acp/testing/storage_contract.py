@@ -1,8 +1,8 @@
 """The storage contract test kit: the behaviour every storage implementation owes.
 
 One pytest suite per port (:class:`SessionsContract`, :class:`LocksContract`,
-:class:`IdempotencyContract`, :class:`OutboxContract`, :class:`InboundLogContract`;
-:class:`StorageContract` is all five), written against the Protocols of
+:class:`IdempotencyContract`, :class:`OutboxContract`, :class:`InboundLogContract`,
+:class:`CartsContract`; :class:`StorageContract` is all six), written against the Protocols of
 :mod:`flask_acp.store.base` only. It includes the races that matter for money:
 several threads, and several processes, claiming one idempotency key, one
 lock, one outbox event or one order's events -- exactly one wins -- and
@@ -56,6 +56,7 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ModuleNotFoundError("the storage contract kit is a pytest suite: pip install pytest") from None
 
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import LineItemRequest
 from ..models import Order
@@ -73,6 +74,7 @@ from ..store.base import StaleSessionError
 from ..store.base import Storage
 
 __all__ = [
+    "CartsContract",
     "IdempotencyContract",
     "InboundLogContract",
     "LocksContract",
@@ -80,6 +82,7 @@ __all__ = [
     "SessionsContract",
     "StorageContract",
     "StorageOpener",
+    "make_cart",
     "make_event",
     "make_session",
 ]
@@ -975,7 +978,76 @@ class InboundLogContract(_Base):
         assert recorded.count(True) == 1, recorded
 
 
+def make_cart(cart_id: str | None = None, *, now: dt.datetime | None = None,
+              expires_in: float = 3600.0, quantity: int = 1) -> Cart:
+    """A small cart (``quantity`` units of one 10.00 USD item) for storage tests."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return Cart(
+        id=cart_id or f"cart_{uuid.uuid4().hex}",
+        agent="agent-one",
+        currency="usd",
+        line_items=(LineItemRequest(id="item_1", quantity=quantity),),
+        quote=Quote(lines=(PricedLine(item_id="item_1", quantity=quantity, unit_amount=1000, name="Item"),)),
+        created_at=now,
+        updated_at=now,
+        expires_at=now + dt.timedelta(seconds=expires_in),
+        buyer={"email": "buyer@example.com"},
+    )
+
+
+class CartsContract(_Base):
+    """:class:`~flask_acp.store.base.Carts`: whole writes, expiry, deletion."""
+
+    def test_get_of_an_unknown_cart_is_none(self, storage: Storage) -> None:
+        assert storage.carts.get("cart_missing", now=time.time()) is None
+
+    def test_put_then_get_returns_the_same_cart(self, storage: Storage) -> None:
+        cart = make_cart()
+        storage.carts.put(cart)
+        assert storage.carts.get(cart.id, now=time.time()) == cart
+
+    def test_put_replaces_the_whole_cart(self, storage: Storage) -> None:
+        cart = make_cart()
+        storage.carts.put(cart)
+        storage.carts.put(cart.replace(line_items=(LineItemRequest(id="item_2", quantity=3),), buyer=None))
+        stored = storage.carts.get(cart.id, now=time.time())
+        assert stored is not None
+        assert stored.line_items == (LineItemRequest(id="item_2", quantity=3),)
+        assert stored.buyer is None
+
+    def test_replace_never_brings_back_a_deleted_cart(self, storage: Storage) -> None:
+        cart = make_cart()
+        assert not storage.carts.replace(cart)
+        assert storage.carts.get(cart.id, now=time.time()) is None
+        storage.carts.put(cart)
+        changed = cart.replace(line_items=(LineItemRequest(id="item_2", quantity=2),))
+        assert storage.carts.replace(changed)
+        assert storage.carts.get(cart.id, now=time.time()) == changed
+        assert storage.carts.delete(cart.id)
+        assert not storage.carts.replace(changed)
+        assert storage.carts.get(cart.id, now=time.time()) is None
+
+    def test_an_expired_cart_is_gone(self, storage: Storage) -> None:
+        cart = make_cart(expires_in=60)
+        storage.carts.put(cart)
+        assert storage.carts.get(cart.id, now=cart.expires_at.timestamp() - 1) == cart
+        assert storage.carts.get(cart.id, now=cart.expires_at.timestamp()) is None
+
+    def test_delete_forgets_the_cart_once(self, storage: Storage) -> None:
+        cart = make_cart()
+        storage.carts.put(cart)
+        assert storage.carts.delete(cart.id)
+        assert storage.carts.get(cart.id, now=time.time()) is None
+        assert not storage.carts.delete(cart.id)
+
+    def test_purge_keeps_live_carts(self, storage: Storage) -> None:
+        live = make_cart()
+        storage.carts.put(live)
+        storage.carts.purge(before=time.time())
+        assert storage.carts.get(live.id, now=time.time()) == live
+
+
 class StorageContract(SessionsContract, LocksContract, IdempotencyContract, OutboxContract,
-                      InboundLogContract):
+                      InboundLogContract, CartsContract):
     """Every port's suite."""
 

@@ -14,6 +14,7 @@ import typing as t
 from marshmallow import Schema
 
 from ..models import JSON
+from ..models import Cart
 from ..models import CheckoutSession
 from ..models import Order
 from ..payments.base import PaymentHandler
@@ -28,6 +29,10 @@ class RenderSession(t.Protocol):
 class RenderDiscovery(t.Protocol):
     def __call__(self, *, api_base_url: str, supported_versions: tuple[str, ...], currencies: list[str],
                  interventions: tuple[str, ...], languages: tuple[str, ...]) -> dict[str, JSON]: ...
+
+
+class RenderCart(t.Protocol):
+    def __call__(self, cart: Cart, *, language: str, continue_url: str | None = None) -> dict[str, JSON]: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -53,6 +58,10 @@ class WireVersion:
         ``timestamped`` (``t=<unix>,v1=<hex HMAC(secret, "t.body")>``,
         2026-04-17) or ``body`` (hex HMAC-SHA256 of the raw body, with an RFC
         3339 ``Timestamp`` header; the versions before, which fix no format).
+    :ivar cart_schemas: the Cart API's request schemas (``cart_create``,
+        ``cart_update``; loads return :class:`~flask_acp.inputs.CartInput`);
+        empty in a version without carts (before 2026-04-17).
+    :ivar render_cart: the ``Cart`` response body; None without carts.
     """
 
     version: str
@@ -65,3 +74,10 @@ class WireVersion:
     idempotency_key_required: bool = True
     idempotency_conflict_status: int = 422
     webhook_signature: t.Literal["timestamped", "body"] = "timestamped"
+    cart_schemas: cabc.Mapping[str, type[Schema]] = dataclasses.field(default_factory=dict)
+    render_cart: RenderCart | None = None
+
+    @property
+    def has_carts(self) -> bool:
+        """Whether this version defines the Cart API."""
+        return self.render_cart is not None

@@ -3,11 +3,14 @@ same): 2025-09-29's with ``fulfillment_details`` instead of
 ``fulfillment_address``, ``selected_fulfillment_options[] {type, shipping |
 digital: {option_id, item_ids}}`` instead of ``fulfillment_option_id``, the
 3-D Secure ``authentication_result`` on complete and the intent trace on
-cancel. ``affiliate_attribution`` is accepted and not kept (write-only).
+cancel. ``affiliate_attribution`` (create: first touch, complete: last touch)
+is validated and kept as in 2026-04-17 (:mod:`flask_acp.versions.attribution`;
+write-only).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 
 from marshmallow import Schema
@@ -17,9 +20,11 @@ from marshmallow import post_load
 from marshmallow import validate
 from marshmallow import validates_schema
 
+from ...inputs import CompleteInput
 from ...inputs import CreateInput
 from ...inputs import UpdateInput
 from ...models import SelectedFulfillmentOption
+from ..attribution import AffiliateAttributionSchema
 from ..v2025_09_29 import schemas as older
 from ..v2026_04_17 import schemas as newer
 from ..v2026_04_17.schemas import Base
@@ -56,11 +61,13 @@ class CreateRequestSchema(Base):
                         validate=validate.Length(min=1, max=100))
     buyer = fields.Nested(older.BuyerSchema)
     fulfillment_details = fields.Nested(FulfillmentDetailsSchema)
+    affiliate_attribution = fields.Nested(AffiliateAttributionSchema)
 
     @post_load
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CreateInput:
         return CreateInput(currency=None, line_items=line_requests(data["items"], "items"), capabilities={},
-                           buyer=data.get("buyer"), fulfillment_details=data.get("fulfillment_details"))
+                           buyer=data.get("buyer"), fulfillment_details=data.get("fulfillment_details"),
+                           affiliate_attribution=newer.touch(data.get("affiliate_attribution"), "first"))
 
 
 class UpdateRequestSchema(Base):
@@ -84,6 +91,13 @@ class UpdateRequestSchema(Base):
 
 class CompleteRequestSchema(older.CompleteRequestSchema):
     authentication_result = fields.Nested(newer.AuthenticationResultSchema)
+    affiliate_attribution = fields.Nested(AffiliateAttributionSchema)
+
+    @post_load
+    def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CompleteInput:
+        made: CompleteInput = super()._make(data, **kwargs)
+        return dataclasses.replace(made, affiliate_attribution=newer.touch(data.get("affiliate_attribution"),
+                                                                           "last"))
 
 
 REQUEST_SCHEMAS: dict[str, type[Schema]] = {

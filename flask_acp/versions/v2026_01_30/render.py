@@ -35,6 +35,7 @@ def render_session(
     body = newer_session(session, handlers=handlers, interventions=interventions, links=links,
                          language=language)
     body["protocol"] = {"version": VERSION}
+    body.pop("marketing_consent_options", None)  # a 2026-04-17 addition
     body["messages"] = [{k: v for k, v in m.items() if k != "resolution"} for m in body["messages"]]
     payment = body["capabilities"]["payment"]
     payment["handlers"] = [{k: v for k, v in h.items() if k not in ("display_name", "display_order")}

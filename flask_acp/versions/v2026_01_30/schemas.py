@@ -1,6 +1,6 @@
-"""ACP 2026-01-30 request schemas: 2026-04-17's without ``order_notes``, which
-2026-01-30 does not define (an ``order_notes`` sent is ignored, like any
-unknown field)."""
+"""ACP 2026-01-30 request schemas: 2026-04-17's without ``order_notes`` and
+``marketing_consents``, which 2026-01-30 does not define (sent, they are
+ignored, like any unknown field)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class UpdateRequestSchema(newer.UpdateRequestSchema):
 
 class CompleteRequestSchema(newer.CompleteRequestSchema):
     class Meta(newer.CompleteRequestSchema.Meta):
-        exclude = ("order_notes",)
+        exclude = ("order_notes", "marketing_consents")
 
 
 REQUEST_SCHEMAS: dict[str, type[Schema]] = {

@@ -7,11 +7,13 @@ Deliberate leniencies are listed in :mod:`.schemas` and the README.
 from __future__ import annotations
 
 from ..base import WireVersion
+from .carts import render_cart
 from .render import render_discovery
 from .render import render_event
 from .render import render_handler
 from .render import render_order
 from .render import render_session
+from .schemas import CART_SCHEMAS
 from .schemas import REQUEST_SCHEMAS
 
 VERSION = "2026-04-17"
@@ -24,7 +26,9 @@ WIRE = WireVersion(
     render_order=render_order,
     render_event=render_event,
     render_discovery=render_discovery,
+    cart_schemas=CART_SCHEMAS,
+    render_cart=render_cart,
 )
 
-__all__ = ["VERSION", "WIRE", "render_discovery", "render_event", "render_handler", "render_order",
-           "render_session"]
+__all__ = ["VERSION", "WIRE", "render_cart", "render_discovery", "render_event", "render_handler",
+           "render_order", "render_session"]

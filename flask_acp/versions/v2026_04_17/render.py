@@ -252,6 +252,9 @@ def render_session(
         ]
     if session.locale:
         out["locale"] = session.locale
+    if session.marketing_consent_options:
+        # is_subscribed is left out (false): the merchant's subscription lists are not read
+        out["marketing_consent_options"] = [dict(option) for option in session.marketing_consent_options]
     # order_notes is request-only in 2026-04-17 (CheckoutSession has no such
     # field); it is echoed in order.confirmation.order_notes once completed.
     if session.order is not None and session.status is Status.COMPLETED:

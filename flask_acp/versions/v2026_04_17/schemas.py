@@ -15,6 +15,11 @@ uses; unknown fields are ignored (forward compatibility), ``null`` is refused
 Discount codes (discount extension, ``DiscountsRequest``): ``discounts.codes``
 and the deprecated ``coupons`` alias; when both are sent ``discounts.codes``
 wins. At most 20 codes of 1 to 256 characters each.
+
+``affiliate_attribution`` (create: first touch; complete: last touch) is
+validated by :mod:`flask_acp.versions.attribution` (400 ``pii_not_allowed``
+for personal data) and kept write-only; ``marketing_consents`` (complete) are
+``{channel, opted_in}`` decisions, one per channel.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from marshmallow import validates
 from marshmallow import validates_schema
 
 from ...inputs import CancelInput
+from ...inputs import CartInput
 from ...inputs import CompleteInput
 from ...inputs import CreateInput
 from ...inputs import UpdateInput
 from ...models import LineItemRequest
 from ...models import SelectedFulfillmentOption
+from ..attribution import AffiliateAttributionSchema
 
 _REASON_CODES = (
     "price_sensitivity", "shipping_cost", "shipping_speed", "product_fit", "trust_security",
@@ -174,6 +181,7 @@ class CreateRequestSchema(Base):
     order_notes = fields.String(validate=validate.Length(max=5000))
     discounts = fields.Nested(DiscountsRequestSchema)
     coupons = discount_code_list()
+    affiliate_attribution = fields.Nested(AffiliateAttributionSchema)
 
     @validates("currency")
     def _currency(self, value: str, **kwargs: t.Any) -> None:
@@ -191,7 +199,13 @@ class CreateRequestSchema(Base):
             locale=data.get("locale"),
             order_notes=data.get("order_notes"),
             discount_codes=discount_codes(data),
+            affiliate_attribution=touch(data.get("affiliate_attribution"), "first"),
         )
+
+
+def touch(attribution: dict[str, t.Any] | None, touchpoint: str) -> dict[str, t.Any] | None:
+    """A loaded attribution with its ``touchpoint`` (the agent's, else ``touchpoint``)."""
+    return None if attribution is None else {"touchpoint": touchpoint, **attribution}
 
 
 class UpdateRequestSchema(Base):
@@ -274,11 +288,39 @@ class AuthenticationResultSchema(Base):
     outcome_details = fields.Nested(AuthenticationOutcomeDetailsSchema)
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON ``boolean``: ``true`` or ``false`` only (no ``"yes"``, no ``1``)."""
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: t.Any, **kwargs: t.Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class MarketingConsentSchema(Base):
+    channel = NonEmpty(required=True, max=64)
+    opted_in = StrictBoolean(required=True)
+
+
 class CompleteRequestSchema(Base):
     payment_data = fields.Nested(PaymentDataSchema, required=True)
     buyer = fields.Nested(BuyerSchema)
     order_notes = fields.String(validate=validate.Length(max=5000))
     authentication_result = fields.Nested(AuthenticationResultSchema)
+    affiliate_attribution = fields.Nested(AffiliateAttributionSchema)
+    marketing_consents = fields.List(fields.Nested(MarketingConsentSchema), validate=validate.Length(max=20))
+
+    @validates("marketing_consents")
+    def _one_per_channel(self, value: list[dict[str, t.Any]], **kwargs: t.Any) -> None:
+        seen: dict[str, int] = {}
+        for index, consent in enumerate(value):
+            channel = consent.get("channel")  # (an entry refused on its own is reported as such)
+            if channel is None:
+                continue
+            if channel in seen:
+                raise ValidationError({index: {"channel": [
+                    f"Duplicate channel; it is already marketing_consents[{seen[channel]}]."]}})
+            seen[channel] = index
 
     @post_load
     def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CompleteInput:
@@ -292,6 +334,9 @@ class CompleteRequestSchema(Base):
             buyer=data.get("buyer"),
             order_notes=data.get("order_notes"),
             authentication_result=data.get("authentication_result"),
+            affiliate_attribution=touch(data.get("affiliate_attribution"), "last"),
+            marketing_consents=tuple((c["channel"], c["opted_in"])
+                                     for c in data.get("marketing_consents", ())),
         )
 
 
@@ -325,6 +370,33 @@ class CancelRequestSchema(Base):
             reason_code=None if code is None else (code if code in _REASON_CODES else "other"),
             trace_summary=trace.get("trace_summary"),
         )
+
+
+class CartRequestSchema(Base):
+    """``CartCreateRequest`` / ``CartUpdateRequest`` (``schema.cart.json``):
+    the cart's full desired state. ``locale`` is read on create only."""
+
+    line_items = fields.List(fields.Nested(ItemSchema), required=True,
+                             validate=validate.Length(min=1, max=100))
+    buyer = fields.Nested(BuyerSchema)
+    locale = fields.String(validate=validate.Length(max=35))
+
+    @post_load
+    def _make(self, data: dict[str, t.Any], **kwargs: t.Any) -> CartInput:
+        return CartInput(line_items=line_requests(data["line_items"]), buyer=data.get("buyer"),
+                         locale=data.get("locale"))
+
+
+class CartUpdateRequestSchema(CartRequestSchema):
+    class Meta(CartRequestSchema.Meta):
+        exclude = ("locale",)
+
+
+#: the Cart API's request schemas (operations ``cart_create``, ``cart_update``)
+CART_SCHEMAS: dict[str, type[Schema]] = {
+    "cart_create": CartRequestSchema,
+    "cart_update": CartUpdateRequestSchema,
+}
 
 
 REQUEST_SCHEMAS: dict[str, type[Schema]] = {

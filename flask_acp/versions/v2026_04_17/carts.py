@@ -1,0 +1,77 @@
+"""ACP 2026-04-17 Cart API rendering: a core :class:`~flask_acp.models.Cart`
+to the ``Cart`` object of ``schema.cart.json`` (request schemas:
+:data:`.schemas.CART_SCHEMAS`).
+
+Line items are the checkout ``LineItem`` (as in a session); ``totals`` are
+estimates: ``items_base_amount``, ``subtotal`` and ``total`` always,
+``items_discount``, ``discount``, ``tax`` and ``fee`` when not zero (a cart
+has no address, so the tax is usually unknown and left out, as the cart RFC
+allows). Lines that cannot be bought count in no total; the messages say why.
+"""
+
+from __future__ import annotations
+
+from ...i18n import text
+from ...models import JSON
+from ...models import Cart
+from ...models import PricedLine
+from ...models import line_item_id
+from ..common import time as _time
+from ..common import total as _total
+from .render import _message
+
+__all__ = ["render_cart"]
+
+_LINE_FIELDS = ("name", "description", "product_id", "sku", "variant_id", "availability_status",
+                "available_quantity", "max_quantity_per_order")
+
+
+def _line(line: PricedLine, language: str) -> dict[str, JSON]:
+    body: dict[str, JSON] = {"id": line_item_id(line.item_id), "item": {"id": line.item_id},
+                             "quantity": line.quantity}
+    for name in _LINE_FIELDS:
+        value = getattr(line, name)
+        if value is not None:
+            body[name] = value
+    if isinstance(body.get("available_quantity"), int):
+        body["available_quantity"] = max(0, body["available_quantity"])  # spec minimum 0
+    if line.images:
+        body["images"] = list(line.images)
+    body["unit_amount"] = line.unit_amount
+    amounts = (line.base_amount, line.discount, line.subtotal, line.tax, line.total) \
+        if line.purchasable else (0, 0, 0, 0, 0)
+    body["totals"] = [_total(kind, amount, text(language, f"line.{kind}"))
+                      for kind, amount in zip(("items_base_amount", "discount", "subtotal", "tax", "total"),
+                                              amounts, strict=True)]
+    return body
+
+
+def render_cart(cart: Cart, *, language: str, continue_url: str | None = None) -> dict[str, JSON]:
+    """The ``Cart`` JSON object.
+
+    :param language: language of ``display_text`` and message contents.
+    :param continue_url: the cart's ``continue_url`` (None: left out).
+    """
+    totals = cart.totals
+    out_totals = [_total("items_base_amount", totals.items_base_amount,
+                         text(language, "total.items_base_amount"))]
+    for kind, amount in (("items_discount", totals.items_discount), ("subtotal", None),
+                         ("discount", totals.discount), ("tax", totals.tax), ("fee", totals.fee)):
+        if amount is None:
+            out_totals.append(_total("subtotal", totals.subtotal, text(language, "total.subtotal")))
+        elif amount:
+            out_totals.append(_total(kind, amount, text(language, f"total.{kind}")))
+    out_totals.append(_total("total", totals.total, text(language, "total.total")))
+    out: dict[str, JSON] = {
+        "id": cart.id,
+        "line_items": [_line(line, language) for line in cart.quote.lines],
+        "currency": cart.currency,
+        "totals": out_totals,
+        "messages": [_message(m, language) for m in cart.quote.messages],
+    }
+    if cart.buyer:
+        out["buyer"] = cart.buyer
+    if continue_url:
+        out["continue_url"] = continue_url
+    out["expires_at"] = _time(cart.expires_at)
+    return out
