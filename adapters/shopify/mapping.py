@@ -484,7 +484,8 @@ def _barcodes(value: JSON) -> tuple[tuple[str, str], ...]:
     text = str(value or "").strip()
     if not text:
         return ()
-    return (("GTIN" if text.isascii() and text.isdigit() and len(text) in _GTIN_LENGTHS else "barcode", text),)
+    gtin = text.isascii() and text.isdigit() and len(text) in _GTIN_LENGTHS
+    return (("GTIN" if gtin else "barcode", text),)
 
 
 def product_record(node: cabc.Mapping[str, JSON], currency: str) -> ProductRecord | None:
@@ -529,7 +530,8 @@ def product_record(node: cabc.Mapping[str, JSON], currency: str) -> ProductRecor
             list_price=Money(amount=list_price, currency=currency.upper())
             if list_price is not None and list_price > price else None,
             available=verdict.status != "out_of_stock", status=status,
-            url=f"{url}?variant={item_id}" if url else None, sku=t.cast(str | None, variant.get("sku")) or None,
+            url=f"{url}?variant={item_id}" if url else None,
+            sku=t.cast(str | None, variant.get("sku")) or None,
             barcodes=_barcodes(variant.get("barcode")), options=options,
             media=(image,) if image else ()))
     return ProductRecord(

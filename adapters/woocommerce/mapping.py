@@ -49,10 +49,6 @@ import typing as t
 
 from iso4217 import Currency
 
-from flask_acp.products import MediaRecord
-from flask_acp.products import Money
-from flask_acp.products import ProductRecord
-from flask_acp.products import VariantRecord
 from flask_acp.models import JSON
 from flask_acp.models import FulfillmentOption
 from flask_acp.models import LineItemRequest
@@ -61,6 +57,10 @@ from flask_acp.models import PricedLine
 from flask_acp.models import Quote
 from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Totals
+from flask_acp.products import MediaRecord
+from flask_acp.products import Money
+from flask_acp.products import ProductRecord
+from flask_acp.products import VariantRecord
 
 __all__ = [
     "DIGITAL_OPTION_ID",
@@ -561,7 +561,8 @@ def product_record(product: cabc.Mapping[str, JSON], variations: cabc.Sequence[c
         return None
     title = plain_text(product.get("name"))
     images = tuple(MediaRecord(url=str(i["src"]), alt_text=str(i.get("alt") or "") or None)
-                   for i in t.cast(list[cabc.Mapping[str, JSON]], product.get("images") or []) if i.get("src"))
+                   for i in t.cast(list[cabc.Mapping[str, JSON]], product.get("images") or [])
+                   if i.get("src"))
     if product.get("type") == "variable":
         found = [_feed_variant(v, title, currency, low_stock=low_stock, images=images) for v in variations]
     else:

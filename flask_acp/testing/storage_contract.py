@@ -745,7 +745,8 @@ class OutboxContract(_Base):
                               agent=agent, type="feed_products",
                               created_at=dt.datetime.fromtimestamp(created, dt.timezone.utc))
 
-        first, again, other = (feed_event("evt_f1", "7", "one", 1000.0), feed_event("evt_f2", "7", "one", 1001.0),
+        first, again, other = (feed_event("evt_f1", "7", "one", 1000.0),
+                               feed_event("evt_f2", "7", "one", 1001.0),
                                feed_event("evt_f3", "8", "two", 1002.0))
         storage.outbox.add([first, again, other])
         storage.outbox.add([feed_event("evt_f1", "9", "one", 5000.0)])  # the id exists: left as it is
@@ -753,7 +754,8 @@ class OutboxContract(_Base):
         assert (entry.order_id, entry.session_id, entry.agent, entry.type, entry.status, entry.attempts) == (
             "product:7", "feed:one", "one", "feed_products", "pending", 0)
         assert entry.next_attempt_at == pytest.approx(1000.0, abs=1e-3)
-        assert [e.event_id for e in storage.outbox.entries(statuses=["pending"])] == ["evt_f1", "evt_f2", "evt_f3"]
+        pending = storage.outbox.entries(statuses=["pending"])
+        assert [e.event_id for e in pending] == ["evt_f1", "evt_f2", "evt_f3"]
         # the same rules as order events: one owner at a time per subject
         assert storage.outbox.claim("evt_f1", owner="a", now=2000.0, lease=60) is not None
         assert storage.outbox.claim("evt_f2", owner="b", now=2000.0, lease=60) is None

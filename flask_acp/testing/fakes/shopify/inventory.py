@@ -120,6 +120,30 @@ class Inventory(ShopWebhooks):
                                or [{"name": "Title", "value": variant.title}],
         }
 
+    def set_inventory(self, variant_id: int, quantity: int, *, notify: bool = False) -> None:
+        """Set a variant's on-hand quantity; ``notify``: send ``inventory_levels/update``
+        (``{inventory_item_id, location_id, available, updated_at}``, as Shopify's
+        REST ``InventoryLevel``) to the subscribed webhook URL."""
+        with self._lock:
+            self.variants[int(variant_id)].inventory = quantity
+            level = {"inventory_item_id": int(variant_id), "location_id": 1, "available": quantity,
+                     "updated_at": self.now().strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                     "admin_graphql_api_id": f"gid://shopify/InventoryLevel/1?inventory_item_id={variant_id}"}
+        if notify:
+            self.emit("inventory_levels/update", level)
+
+    def update_product(self, product_id: int, *, title: str | None = None) -> None:
+        """Rename a product (every variant's ``product_title``) as the merchant's
+        admin does, and send ``products/update`` (the REST product) to the
+        subscribed webhook URL."""
+        with self._lock:
+            variants = [v for v in self.variants.values() if v.product_id == int(product_id)]
+            if not variants:
+                raise KeyError(product_id)
+            for variant in variants:
+                variant.product_title = title if title is not None else variant.product_title
+        self.emit("products/update", self._product_rest(int(product_id)))
+
     def _inventory_item_view(self, variant: Variant, *, with_variant: bool = True) -> dict[str, t.Any]:
         view: dict[str, t.Any] = {
             "__typename": "InventoryItem", "id": gid("InventoryItem", variant.id), "tracked": variant.tracked,
@@ -146,7 +170,7 @@ class Inventory(ShopWebhooks):
             page = [self._variant_view(v) for v in siblings[:limit]]
             return connection(page, lambda n: str(n["legacyResourceId"]), has_next=len(siblings) > limit)
 
-        def description(info: t.Any, truncateAt: int | None = None) -> str:  # noqa: N803 - GraphQL name
+        def description(info: t.Any, truncateAt: int | None = None) -> str:
             text = variant.product_description
             return text[:truncateAt] if truncateAt is not None else text
 
@@ -156,7 +180,8 @@ class Inventory(ShopWebhooks):
                 "publishedAt": "2026-01-01T00:00:00Z" if variant.published else None,
                 "onlineStoreUrl": f"https://{self.domain}/products/{handle}" if variant.published else None,
                 "featuredMedia": None if not image else {
-                    "__typename": "MediaImage", "id": gid("MediaImage", product_id), "alt": variant.product_title,
+                    "__typename": "MediaImage", "id": gid("MediaImage", product_id),
+                    "alt": variant.product_title,
                     "mediaContentType": "IMAGE",
                     "image": {"url": image, "altText": variant.product_title, "width": None, "height": None,
                               "id": None}},

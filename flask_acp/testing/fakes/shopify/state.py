@@ -196,30 +196,6 @@ class ShopState(FakeServer[WebhookDelivery]):
                         draft.unready_reads = max(1, self.ready_delay_reads)
                         draft.updated_at = self.now()
 
-    def set_inventory(self, variant_id: int, quantity: int, *, notify: bool = False) -> None:
-        """Set a variant's on-hand quantity; ``notify``: send ``inventory_levels/update``
-        (``{inventory_item_id, location_id, available, updated_at}``, as Shopify's
-        REST ``InventoryLevel``) to the subscribed webhook URL."""
-        with self._lock:
-            self.variants[int(variant_id)].inventory = quantity
-            level = {"inventory_item_id": int(variant_id), "location_id": 1, "available": quantity,
-                     "updated_at": self.now().strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-                     "admin_graphql_api_id": f"gid://shopify/InventoryLevel/1?inventory_item_id={variant_id}"}
-        if notify:
-            self.emit("inventory_levels/update", level)
-
-    def update_product(self, product_id: int, *, title: str | None = None) -> None:
-        """Rename a product (every variant's ``product_title``) as the merchant's
-        admin does, and send ``products/update`` (the REST product) to the
-        subscribed webhook URL."""
-        with self._lock:
-            variants = [v for v in self.variants.values() if v.product_id == int(product_id)]
-            if not variants:
-                raise KeyError(product_id)
-            for variant in variants:
-                variant.product_title = title if title is not None else variant.product_title
-        self.emit("products/update", self._product_rest(int(product_id)))
-
     def set_tax_rate(self, region: str, rate: str) -> None:
         """Set the tax rate of ``"CC"`` or ``"CC-PROVINCE"`` (open drafts recalculate)."""
         with self._lock:

@@ -50,7 +50,10 @@ class Products(WooWebhooks):
                 if hook.status == "active" and hook.topic == "product.updated":
                     body = json.dumps(self._rest_product_json(product), separators=(",", ":")).encode()
                     delivery = self._signed(hook.id, "product.updated", product_id, body, hook.secret)
-                    self._queue_webhook(functools.partial(self._send, delivery, hook.delivery_url))
+                    self._queue_webhook(functools.partial(self._send_product, delivery, hook.delivery_url))
+
+    def _send_product(self, delivery: t.Any, url: str) -> None:
+        self._send(delivery, url)
 
     def _rest_product_json(self, product: JSONDict) -> JSONDict:
         """A product or variation as REST v3 shows it (``GET /wc/v3/products/{id}``,
@@ -69,7 +72,8 @@ class Products(WooWebhooks):
             "global_unique_id": product.get("global_unique_id", ""),
             "manage_stock": product["manage_stock"], "stock_quantity": product["stock_quantity"],
             "stock_status": product["stock_status"], "backorders": product["backorders"],
-            "attributes": [{"id": 0, "name": n, "option": v} for n, v in (product.get("attributes") or {}).items()]
+            "attributes": [{"id": 0, "name": n, "option": v}
+                           for n, v in (product.get("attributes") or {}).items()]
             if variation else [{"id": 0, "name": n, "options": [v], "variation": True}
                                for n, v in (product.get("attributes") or {}).items()],
         }
