@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import collections.abc as cabc
 import copy
+import io
 import json
 import pathlib
+import sys
 import typing as t
 
 import jsonschema
 import pytest
 from flask import Flask
 
+from flask_acp.feed import cli as feed_cli
 from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import DEMO_SEED
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
@@ -417,3 +420,25 @@ def test_a_woocommerce_product_webhook_patches_just_that_product(
         assert (large["id"], large["availability"]) == ("22", {"available": True, "status": "in_stock"})
     finally:
         state.adapter.close()
+
+
+class _Terminal(io.StringIO):
+    """A text stream that says it is a terminal (what an operator's stderr is)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with feed_cli._progress("products") as tick:
+        for _ in range(3):
+            tick(1)
+    assert "products" in terminal.getvalue()
+    assert "3" in terminal.getvalue()
+    quiet = io.StringIO()  # cron: not a terminal
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with feed_cli._progress("products") as tick:
+        tick(5)
+    assert quiet.getvalue() == ""

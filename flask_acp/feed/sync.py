@@ -24,6 +24,7 @@ import collections.abc as cabc
 import datetime as dt
 import hashlib
 import logging
+import threading
 
 from ..adapter import PlatformAdapter
 from ..config import Settings
@@ -80,6 +81,7 @@ class FeedSender:
         self.adapter = adapter
         self.state = state
         self._clients: dict[str, FeedClient] = {}
+        self._lock = threading.Lock()
 
     def send(self, entry: OutboxEntry) -> SendResult:
         """``PATCH`` the current state of the event's product to its agent's feed
@@ -115,17 +117,21 @@ class FeedSender:
         return SendResult(200)
 
     def _client(self, name: str, url: str, token: str | None) -> FeedClient:
-        client = self._clients.get(name)
-        if client is None:
-            client = self._clients[name] = FeedClient(url, token=token, timeout=self.settings.webhook_timeout,
-                                                      retries=0)
+        """One client per agent and thread (a ``requests.Session`` is not shared between threads)."""
+        key = f"{name}\x1f{threading.get_ident()}"
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = FeedClient(url, token=token, retries=0,
+                                                         timeout=self.settings.webhook_timeout)
         return client
 
     def close(self) -> None:
         """Close the HTTP sessions."""
-        for client in self._clients.values():
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             client.close()
-        self._clients.clear()
 
 
 def queue_product_changes(settings: Settings, outbox: Outbox, subjects: cabc.Sequence[str], *, source: str,
