@@ -30,6 +30,8 @@ from tests.conftest import OTHER_KEY
 from tests.conftest import Agent
 from tests.conftest import build_app
 from tests.conftest import serve_app
+from tests.redis_servers import RedisServer
+from tests.redis_servers import unique_prefix
 from tests.spec import VERSION
 from tests.spec import require_spec
 from tests.test_shopify import STORE
@@ -442,3 +444,43 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(monkeypatch: pytest.Monkey
     with feed_cli._progress("products") as tick:
         tick(5)
     assert quiet.getvalue() == ""
+
+
+def test_with_redis_and_rq_a_product_webhook_is_patched_by_the_worker(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService,
+        redis_single: RedisServer) -> None:
+    url = f"{redis_single.url}?key_prefix={unique_prefix()}"
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_STORE_URL=url, ACP_REDIS_URL=url,
+                    **woo.config())
+    state = app.extensions["acp"]
+    try:
+        assert state.webhooks.mode == "rq"
+        assert push(app).exit_code == 0
+        (feed_id,) = feed_service.feeds
+        before = len(feed_service.patches())
+        with serve_app(app) as base:
+            woo.add_webhook(f"{base}/webhooks/woocommerce", topic="product.updated")
+            woo.update_product(11, regular_price="39.00")
+            assert [d.status for d in woo.flush_webhooks() if d.topic != "ping"] == [200]
+        (entry,) = state.storage.outbox.entries(statuses=["pending"])
+        assert (entry.type, entry.order_id, entry.session_id) == (
+            "feed_products", "product:11", "feed:agent-one")
+        result = app.test_cli_runner().invoke(args=["acp", "worker", "--burst"])
+        assert result.exit_code == 0, result.output
+        assert feed_service.patches()[before:] == [["11"]]
+        price = feed_service.products(feed_id)["11"]["variants"][0]["price"]
+        assert price == {"amount": 3900, "currency": "USD"}
+        delivered = state.storage.outbox.get(entry.event_id)
+        assert delivered is not None
+        assert delivered.status == "delivered"
+    finally:
+        state.webhooks.close()
+        state.adapter.close()
+
+
+def test_a_feed_url_must_be_https_outside_loopback_and_testing(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError, match=r"ACP_AGENTS\['agent-one'\].feed_url must be an https:// URL"):
+        build_app(tmp_path, TESTING=False, ACP_AGENTS=agents("http://agent.example/acp"))
+    with pytest.raises(RuntimeError, match="feed_target_country"):
+        build_app(tmp_path, ACP_AGENTS=agents("https://agent.example/acp", feed_target_country="usa"))
+    build_app(tmp_path, TESTING=False, ACP_AGENTS=agents("https://agent.example/acp"))
