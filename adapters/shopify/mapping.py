@@ -467,6 +467,9 @@ def parse_datetime(value: JSON) -> dt.datetime | None:
 # --- product feed ------------------------------------------------------------------
 
 
+#: a stock-limited variant with this many sellable units or fewer is ``limited_stock`` in the feed.
+LOW_STOCK_UNITS = 5
+
 #: digits-only barcode lengths that are GTINs (GTIN-8, UPC-A/GTIN-12, EAN-13, GTIN-14).
 _GTIN_LENGTHS = frozenset({8, 12, 13, 14})
 
@@ -495,8 +498,8 @@ def product_record(node: cabc.Mapping[str, JSON], currency: str) -> ProductRecor
     checkout accepts. ``price`` and ``compareAtPrice`` are ``Money`` decimal
     strings of the shop ``currency``, converted with :func:`to_minor`;
     ``list_price`` is the compare-at price when above the price. Availability
-    is :func:`stock_verdict` for one unit (``limited`` variants: ``limited_stock``
-    at 5 or fewer sellable units). A product that is not ``ACTIVE`` and
+    is :func:`stock_verdict` for one unit (stock-limited variants: ``limited_stock``
+    at :data:`LOW_STOCK_UNITS` or fewer sellable units). A product that is not ``ACTIVE`` and
     published is not sellable: ``None``.
 
     :raises AmountNotRepresentableError: a price the currency cannot express.
@@ -512,7 +515,7 @@ def product_record(node: cabc.Mapping[str, JSON], currency: str) -> ProductRecor
         item_id = str(variant.get("legacyResourceId") or gid_tail(str(variant["id"])))
         verdict = stock_verdict(variant, 1)
         status = verdict.availability_status
-        if status == "in_stock" and verdict.available is not None and verdict.available <= 5:
+        if status == "in_stock" and verdict.available is not None and verdict.available <= LOW_STOCK_UNITS:
             status = "limited_stock"
         price = to_minor(str(variant["price"]), currency)
         compare = variant.get("compareAtPrice")

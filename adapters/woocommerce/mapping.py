@@ -550,7 +550,8 @@ def product_record(product: cabc.Mapping[str, JSON], variations: cabc.Sequence[c
     strings (``price``, ``regular_price``) converted by :func:`rest_amount`;
     ``list_price`` is the regular price of an item on sale. ``stock_status``
     gives the availability (``onbackorder``: ``backorder``; managed stock at or
-    below ``low_stock`` units: ``limited_stock``); ``global_unique_id``
+    below ``low_stock`` units, WooCommerce's default "Low stock threshold" of 2
+    unless told otherwise: ``limited_stock``); ``global_unique_id``
     (WooCommerce 9.2+: GTIN, UPC, EAN or ISBN) the barcode. A product that is
     not published, or has nothing priced, is left out (``None``).
 

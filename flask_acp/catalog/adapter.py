@@ -145,6 +145,8 @@ class CatalogAdapter(PlatformAdapter):
                  db_path: str | pathlib.Path | Ledger, *,
                  clock: cabc.Callable[[], dt.datetime] = _utcnow) -> None:
         self.items: dict[str, CatalogItem]
+        #: the feed file's products (the feed's own availability; :meth:`iter_products` adds the stock)
+        self.products: tuple[ProductRecord, ...]
         self.items, self.products = load_catalog(feed_path)
         self.store = load_store(store_path)
         for item in self.items.values():
