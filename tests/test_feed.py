@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 
 from flask_acp.feed import cli as feed_cli
+from flask_acp.feed.client import FeedClient
 from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import DEMO_SEED
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
@@ -484,3 +485,18 @@ def test_a_feed_url_must_be_https_outside_loopback_and_testing(tmp_path: pathlib
     with pytest.raises(RuntimeError, match="feed_target_country"):
         build_app(tmp_path, ACP_AGENTS=agents("https://agent.example/acp", feed_target_country="usa"))
     build_app(tmp_path, TESTING=False, ACP_AGENTS=agents("https://agent.example/acp"))
+
+
+def test_an_incremental_push_to_another_feed_sends_every_product(
+        tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url))
+    assert push(app).exit_code == 0
+    catalog = [p.id for p in app.extensions["acp"].adapter.products]
+    client = FeedClient(feed_service.url, token=FEED_TOKEN)
+    other = str(client.create_feed("US")["id"])
+    client.close()
+    moved = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url, feed_id=other))  # the same state file
+    result = push(moved)
+    assert result.exit_code == 0, result.output
+    assert f"feed {other}: {len(catalog)} products sent" in result.output
+    assert list(feed_service.products(other)) == catalog

@@ -24,7 +24,8 @@ listed stays in the agent's feed as last sent.
 
 State file (``ACP_FEED_STATE_FILE``; JSON)::
 
-    {"agents": {"<agent>": {"feed_id": "feed_8f3K2x", "pushed": {"<product id>": "<fingerprint>"},
+    {"agents": {"<agent>": {"feed_id": "feed_8f3K2x", "pushed_to": "feed_8f3K2x",
+                            "pushed": {"<product id>": "<fingerprint>"},
                             "run": {"mode": "full", "feed_id": "...", "started_at": "...",
                                     "sent": ["<product id>", ...]} | null,
                             "last_push": "2026-04-17T10:00:00Z"}}}
@@ -202,7 +203,9 @@ class FeedPush:
             already = set()
             state["run"] = run
             self.state.save_agent(name, state)
-        pushed: dict[str, str] = dict(state.get("pushed") or {})
+        # fingerprints of what another feed received say nothing about this one (a feed_id changed
+        # in the config, a feed the agent forgot)
+        pushed: dict[str, str] = dict(state.get("pushed") or {}) if state.get("pushed_to") == feed_id else {}
         batch: list[tuple[dict[str, t.Any], str]] = []
         try:
             for product in product_json(self.adapter):
@@ -258,6 +261,7 @@ class FeedPush:
         run = t.cast(dict[str, t.Any], state["run"])
         run["sent"] = [*run.get("sent", []), *(product["id"] for product, _ in batch)]
         state["pushed"] = pushed
+        state["pushed_to"] = feed_id
         self.state.save_agent(self.agent.name, state)
         result.sent += len(batch)
         result.batches += 1
