@@ -279,7 +279,7 @@ def test_push_resumes_after_a_failure_midway_without_sending_twice(
     feed_service.fail_next("500", match="PATCH /feeds/{id}/products", after=1, count=4)
     failed = push(app, "--full")
     assert failed.exit_code == 1
-    assert "stopped after 1 products (1 batches)" in failed.output
+    assert "stopped after 1 products sent (1 batches accepted)" in failed.output
     assert "run the push again to resume" in failed.output
     (feed_id,) = feed_service.feeds
     assert feed_service.patches(feed_id) == [[catalog[0]]]

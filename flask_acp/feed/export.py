@@ -24,13 +24,14 @@ def product_json(adapter: PlatformAdapter) -> cabc.Iterator[dict[str, t.Any]]:
 
 
 def encode_line(product: t.Mapping[str, t.Any]) -> str:
-    """One JSON Lines line (no newline): compact UTF-8 JSON, keys in a fixed order."""
-    return json.dumps(product, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    """One JSON Lines line (no newline): compact UTF-8 JSON."""
+    return json.dumps(product, separators=(",", ":"), ensure_ascii=False)
 
 
 def digest(product: t.Mapping[str, t.Any]) -> str:
-    """A short fingerprint of a product's feed JSON (what an incremental push compares)."""
-    return hashlib.sha256(encode_line(product).encode("utf-8")).hexdigest()[:32]
+    """A short fingerprint of a product's feed JSON, keys sorted (what an incremental push compares)."""
+    canonical = json.dumps(product, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
 def write_lines(products: cabc.Iterable[t.Mapping[str, t.Any]], out: t.TextIO) -> int:

@@ -221,16 +221,13 @@ class FeedPush:
                     batch = []
             if batch:
                 self._send(feed_id, batch, state, pushed, result)
-        except FeedApiError as exc:
-            raise FeedPushError(f"agent {name!r}, feed {feed_id}: stopped after {result.sent} products "
-                                f"({result.batches} batches): {exc}; run the push again to resume",
-                                result) from None
-        except Exception as exc:
-            if isinstance(exc, NotImplementedError):
-                raise
-            raise FeedPushError(f"agent {name!r}, feed {feed_id}: stopped after {result.sent} products "
-                                f"({result.batches} batches): {type(exc).__name__}: {exc}; run the push "
-                                "again to resume", result) from exc
+        except NotImplementedError:
+            raise
+        except Exception as exc:  # the Feed API, the platform, the state file
+            where = f"agent {name!r}, feed {feed_id}: stopped after {result.sent} products sent " \
+                    f"({result.batches} batches accepted)"
+            cause = str(exc) if isinstance(exc, FeedApiError) else f"{type(exc).__name__}: {exc}"
+            raise FeedPushError(f"{where}: {cause}; run the push again to resume", result) from exc
         state["run"] = None
         state["last_push"] = _now()
         self.state.save_agent(name, state)
