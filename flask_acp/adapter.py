@@ -28,6 +28,7 @@ from .models import PaymentRecord
 from .models import Quote
 from .models import SelectedFulfillmentOption
 from .models import line_item_id
+from .products import ProductRecord
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +142,10 @@ class PlatformWebhook:
 
     event_id: str | None
     updates: tuple[PlatformOrderUpdate, ...] = ()
+    #: ids of catalog products the webhook says changed (``products/update``,
+    #: ``inventory_levels/update``, ``product.updated``...): the agents' feeds get a
+    #: ``PATCH`` of their current state (:mod:`flask_acp.feed.sync`).
+    products: tuple[str, ...] = ()
 
 
 class PlatformAdapter(abc.ABC):
@@ -238,6 +243,29 @@ class PlatformAdapter(abc.ABC):
         :raises AdapterUnavailableError: the platform cannot answer now.
         """
         return []
+
+    def iter_products(self) -> cabc.Iterator[ProductRecord]:
+        """The catalog for the product feed (``flask acp feed export|push``), one
+        product at a time in a stable order, variants priced in minor units
+        (:mod:`flask_acp.products`); variant ids are the item ids :meth:`quote`
+        accepts. Pages through the platform lazily.
+
+        :raises NotImplementedError: the adapter cannot list its catalog.
+        :raises AdapterUnavailableError: the platform cannot answer now.
+        """
+        raise NotImplementedError
+
+    def read_products(self, product_ids: cabc.Sequence[str]) -> list[ProductRecord]:
+        """The current state of some products (an incremental feed update), in
+        the order asked; ids the platform no longer lists are left out. Default:
+        filters :meth:`iter_products` (adapters override it with a lookup).
+
+        :raises NotImplementedError: the adapter cannot list its catalog.
+        :raises AdapterUnavailableError: the platform cannot answer now.
+        """
+        wanted = set(product_ids)
+        found = {p.id: p for p in self.iter_products() if p.id in wanted}
+        return [found[i] for i in product_ids if i in found]
 
     def cleanup(self, older_than: float) -> list[str]:
         """Delete what abandoned sessions left on the platform (drafts, carts)

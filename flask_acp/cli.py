@@ -9,6 +9,7 @@
   JSON object per line; buyer e-mails masked, no address, token or secret.
 - ``flask acp worker``, ``flask acp events list|replay``: order webhook
   delivery (:mod:`flask_acp.webhooks.cli`);
+- ``flask acp feed export|push``: the product feed (:mod:`flask_acp.feed.cli`);
 - ``flask acp doctor``: check the configuration and connections (:mod:`flask_acp.doctor`);
 - ``flask acp migrate-store --to URL``: copy this app's store into another one
   (:mod:`flask_acp.store.migrate`).
@@ -27,6 +28,7 @@ import click
 
 from .errors import ACPError
 from .errors import AdapterError
+from .feed import cli as feed_cli
 from .models import CheckoutSession
 from .models import Status
 from .progress import Progress
@@ -396,3 +398,4 @@ def register(cli: click.Group) -> None:
         _table(rows, ("item_id", "on_hand", "sold", "held", "available", "name"), as_json)
 
     webhooks_cli.register(cli)  # worker, events list / replay
+    feed_cli.register(cli)  # feed export / push

@@ -232,6 +232,16 @@ class Agent:
     signature_policy: str = "off"
     signature_algorithm: str = "hmac-sha256"
     signature_keys: tuple[str, ...] = ()
+    #: the agent's Feed API base URL (``POST {feed_url}/feeds``, ``PATCH
+    #: {feed_url}/feeds/{id}/products``); None: no product feed for this agent.
+    feed_url: str | None = None
+    #: bearer token sent to the Feed API (``Authorization: Bearer ...``), if it wants one.
+    feed_token: str | None = None
+    #: an existing feed to update; None: ``flask acp feed push`` creates one and
+    #: remembers its id in ``ACP_FEED_STATE_FILE``.
+    feed_id: str | None = None
+    #: ``CreateFeedRequest.target_country`` (ISO 3166-1 alpha-2) of a feed created here.
+    feed_target_country: str | None = None
 
 
 #: what an agent's ``signature_policy`` may say
@@ -254,6 +264,11 @@ class _AgentSchema(Schema):
                                         validate=validate.OneOf(signing.ALGORITHMS))
     signature_keys = fields.List(fields.String(validate=NOT_BLANK), load_default=list,
                                  validate=validate.Length(max=2))
+    feed_url = fields.Url(load_default=None, require_tld=False)
+    feed_token = fields.String(load_default=None, validate=NOT_BLANK)
+    feed_id = fields.String(load_default=None, validate=NOT_BLANK)
+    feed_target_country = fields.String(load_default=None, validate=validate.Regexp(
+        r"^[A-Z]{2}$", error="must be an ISO 3166-1 alpha-2 code like \"US\""))
 
     @validates_schema
     def _signature_keys(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
@@ -285,7 +300,9 @@ def _agents(value: dict[str, dict[str, t.Any]]) -> tuple[Agent, ...]:
     return tuple(Agent(name=name, api_keys=tuple(a["api_keys"]), webhook_url=a["webhook_url"],
                        webhook_secrets=tuple(a["webhook_secrets"]), api_version=a["api_version"],
                        signature_policy=a["signature_policy"], signature_algorithm=a["signature_algorithm"],
-                       signature_keys=tuple(a["signature_keys"]))
+                       signature_keys=tuple(a["signature_keys"]), feed_url=a["feed_url"],
+                       feed_token=a["feed_token"], feed_id=a["feed_id"],
+                       feed_target_country=a["feed_target_country"])
                  for name, a in value.items())
 
 
@@ -373,7 +390,10 @@ class Settings:
             "takes them from `ACP_WEBHOOK_URL` / `ACP_WEBHOOK_SECRET`. Request signatures (see Security): "
             '`"signature_policy": "off"|"log"|"strict"` (default `off`), `"signature_algorithm": '
             '"hmac-sha256"|"ed25519"` (default `hmac-sha256`), `"signature_keys": [1 or 2 HMAC secrets '
-            "(≥32 chars) or Ed25519 public keys (base64url of 32 bytes, or PEM)]`.")
+            "(≥32 chars) or Ed25519 public keys (base64url of 32 bytes, or PEM)]`. Product feed (see "
+            '"Product feed"): `"feed_url"` (the agent\'s Feed API base URL), `"feed_token"` (bearer), '
+            '`"feed_id"` (an existing feed; default: the one `flask acp feed push` creates), '
+            '`"feed_target_country"` (`"US"`).')
     url_prefix: str = setting(
         "ACP_URL_PREFIX",
         fields.String(validate=validate.Regexp(
@@ -584,6 +604,14 @@ class Settings:
     webhook_timeout: float = setting(
         "ACP_WEBHOOK_TIMEOUT", fields.Float(validate=_seconds(0.1)), 10.0, unit="seconds",
         doc="Per delivery attempt.")
+    feed_state_file: str = setting(
+        "ACP_FEED_STATE_FILE", fields.String(validate=NOT_BLANK), "acp-feed-state.json", unit="path",
+        doc="Where `flask acp feed push` keeps each agent's feed id and what it pushed (resume, "
+            "incremental pushes); a relative path is under the app's instance folder. Webhook workers "
+            "read the feed id here unless the agent's `feed_id` is set.")
+    feed_batch_size: int = setting(
+        "ACP_FEED_BATCH_SIZE", fields.Integer(strict=True, validate=validate.Range(min=1, max=1000)), 100,
+        unit="products", doc="Products per `PATCH /feeds/{id}/products` of `flask acp feed push`.")
     webhook_delivery_thread: bool = setting(
         "ACP_WEBHOOK_DELIVERY_THREAD", fields.Boolean(), True,
         doc="Without Redis, deliver from a daemon thread (started on the first request or event); "

@@ -41,6 +41,9 @@ from .config import config_error
 from .config import load_settings
 from .config import unknown_keys
 from .config import warn_unknown_keys
+from .feed.push import FeedState
+from .feed.push import feed_state_path
+from .feed.sync import FeedSender
 from .inbound import takes_webhooks
 from .mcp import SDK_MISSING
 from .mcp import cli as mcp_cli
@@ -52,6 +55,7 @@ from .orders import OrderService
 from .payments.base import PaymentProcessor
 from .payments.stripe import STRIPE_SETTINGS
 from .payments.stripe import StripePaymentProcessor
+from .products import FEED_PRODUCTS_EVENT
 from .state import ACPState
 from .store import open_storage
 from .store.base import Storage
@@ -151,7 +155,8 @@ class ACP:
         # adapter_cls is known here: an ACP_ADAPTER naming none failed load_settings
         adapter = self._adapter or _build_adapter(t.cast("type[PlatformAdapter]", adapter_cls),
                                                   settings.adapter, app.config)
-        webhooks = WebhookService(settings, storage)
+        feed_sender = FeedSender(settings, adapter, FeedState(feed_state_path(settings, app.instance_path)))
+        webhooks = WebhookService(settings, storage, senders={FEED_PRODUCTS_EVENT: feed_sender.send})
         metrics = _metrics(settings, storage)
         service = CheckoutService(
             adapter=metrics.adapter(adapter) if metrics else adapter,

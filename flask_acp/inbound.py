@@ -56,6 +56,7 @@ from .errors import ACPError
 from .errors import BodyTooLargeError
 from .errors import ProcessingError
 from .errors import is_transient
+from .feed.sync import queue_product_changes
 from .models import Adjustment
 from .models import Status
 from .payments.base import ChargeResult
@@ -242,7 +243,9 @@ def _time(unix: t.Any) -> dt.datetime:
 def platform_webhook() -> Response:
     """``POST {prefix}/webhooks/<adapter name>``: a platform's order webhook,
     verified and parsed by the adapter, de-duplicated by its event id, applied
-    through the order service (which sends the agent ``order_update`` events)."""
+    through the order service (which sends the agent ``order_update`` events);
+    a catalog webhook (products, inventory) queues a feed ``PATCH`` of the
+    products it names for every agent with a ``feed_url`` (:mod:`flask_acp.feed.sync`)."""
     state = _state()
     source = state.adapter.name
     try:
@@ -262,6 +265,13 @@ def platform_webhook() -> Response:
         if _retry_later(exc):
             return _json(render_error(exc).body, 503)  # the platform delivers it again
         log.warning("%s webhook %s not applied: %s", source, webhook.event_id, exc.message)
+    if webhook.products:
+        # catalog changes: a PATCH of each product to every agent's feed, through the outbox
+        # (ids derived from the webhook's: a redelivery adds nothing); a storage failure here
+        # answers 5xx before the webhook is recorded, so the platform delivers it again
+        events = queue_product_changes(state.settings, state.storage.outbox, webhook.products, source=source,
+                                       cause=webhook.event_id)
+        state.webhooks.on_events(events)
     if webhook.event_id is not None:
         state.storage.inbound.record(source, webhook.event_id)
     return _json({"received": True})

@@ -110,6 +110,8 @@ def test_everything_sent_during_purchases_is_valid_admin_graphql(
                              clock=lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
     try:
         janitor.cleanup_abandoned_drafts(3600)
+        listed = list(janitor.iter_products())  # the product feed's documents
+        assert janitor.read_products([listed[0].id, "gid://shopify/InventoryItem/1001"])
         (update,) = janitor.reconcile_orders(None)
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
         assert janitor.reconcile_orders(since) == [update]

@@ -503,10 +503,17 @@ def test_parse_webhook_headers_topics_and_keys() -> None:
     # the same order state under another webhook or delivery id is the same event; another state is not
     other = json.dumps(_order(status="completed")).encode()
     assert event_key(_order(), body) != event_key(_order(status="completed"), other)
-    for topic, resource in (("product.updated", "product"), ("action.woocommerce_x", "action")):
-        ignored = adapter.parse_webhook({**headers, "X-Wc-Webhook-Topic": topic,
-                                         "X-Wc-Webhook-Resource": resource}, body)
-        assert (ignored.event_id, ignored.updates) == (None, ())
+    ignored = adapter.parse_webhook({**headers, "X-Wc-Webhook-Topic": "action.woocommerce_x",
+                                     "X-Wc-Webhook-Resource": "action"}, body)
+    assert (ignored.event_id, ignored.updates, ignored.products) == (None, (), ())
+    # a product topic names the product for the feed (a variation: its parent), and no order update
+    variation = json.dumps({"id": 22, "parent_id": 20, "name": "T-Shirt - L"}).encode()
+    product = adapter.parse_webhook({**headers, "X-Wc-Webhook-Topic": "product.updated",
+                                     "X-Wc-Webhook-Resource": "product",
+                                     "X-Wc-Webhook-Signature": signature("k", variation)}, variation)
+    assert (product.updates, product.products) == ((), ("20",))
+    assert product.event_id is not None
+    assert product.event_id.startswith("product:20:")
     deleted = b'{"id":120}'
     assert adapter.parse_webhook({**headers, "X-Wc-Webhook-Signature": signature("k", deleted)},
                                  deleted).updates == ()

@@ -80,6 +80,7 @@ from flask_acp.models import PricedLine
 from flask_acp.models import Quote
 from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Totals
+from flask_acp.products import ProductRecord
 
 from . import mapping
 from . import queries
@@ -91,6 +92,7 @@ from .webhooks import TAG
 from .webhooks import event_key
 from .webhooks import order_node_update
 from .webhooks import signature_matches
+from .webhooks import webhook_products
 from .webhooks import webhook_updates
 
 __all__ = ["MESSAGE_KEYS", "SESSION_ATTRIBUTE", "TAG", "ShopifyAdapter"]
@@ -1028,10 +1030,11 @@ class ShopifyAdapter(PlatformAdapter):
             log.warning("Shopify webhook %r: the body is not a JSON object; ignored", topic)
             return PlatformWebhook(event_id=None)
         updates = webhook_updates(topic, payload)
-        if not updates:
+        products = webhook_products(topic, payload)
+        if not updates and not products:
             log.info("Shopify webhook %r (%s): nothing for flask-acp", topic, payload.get("id"))
             return PlatformWebhook(event_id=None)
-        return PlatformWebhook(event_id=event_key(topic, body), updates=updates)
+        return PlatformWebhook(event_id=event_key(topic, body), updates=updates, products=products)
 
     def reconcile_orders(self, since: dt.datetime | None) -> list[PlatformOrderUpdate]:
         """Re-read the orders flask-acp made (tag ``acp``, with the session
@@ -1109,6 +1112,66 @@ class ShopifyAdapter(PlatformAdapter):
                 break
             after = str(page["endCursor"])
         return [draft_id for draft_id in found if self._delete_draft(draft_id)]
+
+    # -- product feed -------------------------------------------------------------------
+
+    def iter_products(self) -> cabc.Iterator[ProductRecord]:
+        """The shop's active, published products, by id, priced in the shop
+        currency: ``AcpProducts`` pages (``products(query: "status:active",
+        sortKey: ID)``, :data:`.queries.PRODUCT_PAGE_LIMITS`), mapped by
+        :func:`.mapping.product_record`. Item ids are numeric variant ids.
+
+        :raises AdapterUnavailableError: Shopify cannot answer now.
+        :raises AdapterRejectedError: Shopify refused the query (credentials, scopes:
+            ``read_products``).
+        """
+        after: str | None = None
+        while True:
+            data = self.client.execute(queries.PRODUCTS, {"query": "status:active", "after": after},
+                                       operation_name="AcpProducts")
+            currency = str(t.cast(dict[str, t.Any], data.get("shop") or {}).get("currencyCode") or "")
+            connection = t.cast(dict[str, t.Any], data.get("products") or {})
+            for node in connection.get("nodes") or []:
+                record = self._product(node, currency)
+                if record is not None:
+                    yield record
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            after = str(page["endCursor"])
+
+    def read_products(self, product_ids: cabc.Sequence[str]) -> list[ProductRecord]:
+        """The current state of products named by numeric id, product GID, or
+        ``gid://shopify/InventoryItem/N`` (the product of that item's variant:
+        what :meth:`parse_webhook` names for ``inventory_levels/update``), one
+        ``AcpProductsById`` call; products gone or no longer sellable are left out.
+
+        :raises AdapterUnavailableError: Shopify cannot answer now.
+        """
+        ids = [f"gid://shopify/Product/{i}" if i.isascii() and i.isdigit() else i for i in product_ids]
+        if not ids:
+            return []
+        data = self.client.execute(queries.PRODUCTS_BY_ID, {"ids": ids}, operation_name="AcpProductsById")
+        currency = str(t.cast(dict[str, t.Any], data.get("shop") or {}).get("currencyCode") or "")
+        found: dict[str, ProductRecord] = {}
+        for node in t.cast(list[dict[str, t.Any] | None], data.get("nodes") or []):
+            if node is not None and node.get("__typename") == "InventoryItem":
+                node = ((node.get("variant") or {}).get("product")) or None
+            record = self._product(node, currency) if node else None
+            if record is not None:
+                found.setdefault(record.id, record)
+        return list(found.values())
+
+    def _product(self, node: dict[str, t.Any], currency: str) -> ProductRecord | None:
+        if (node.get("variants") or {}).get("pageInfo", {}).get("hasNextPage"):
+            log.warning("Shopify product %s has more than %d variants; the feed lists the first %d",
+                        node.get("id"), queries.PRODUCT_PAGE_LIMITS["variants"],
+                        queries.PRODUCT_PAGE_LIMITS["variants"])
+        try:
+            return mapping.product_record(node, currency)
+        except ValueError as exc:
+            log.error("Shopify product %s left out of the feed: %s", node.get("id"), exc)
+            return None
 
     def supported_currencies(self) -> list[str]:
         """The shop currency, then its other enabled presentment currencies,

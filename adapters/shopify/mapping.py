@@ -32,6 +32,10 @@ from flask_acp.models import AppliedDiscount
 from flask_acp.models import DiscountAllocation
 from flask_acp.models import FulfillmentOption
 from flask_acp.models import RejectedDiscount
+from flask_acp.products import MediaRecord
+from flask_acp.products import Money
+from flask_acp.products import ProductRecord
+from flask_acp.products import VariantRecord
 
 __all__ = [
     "VARIANT_GID_PREFIX",
@@ -50,6 +54,7 @@ __all__ = [
     "money_v2",
     "option_id",
     "parse_datetime",
+    "product_record",
     "rate_amount",
     "rate_options",
     "reserve_until",
@@ -522,3 +527,83 @@ def parse_datetime(value: JSON) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+# --- product feed ------------------------------------------------------------------
+
+
+#: a stock-limited variant with this many sellable units or fewer is ``limited_stock`` in the feed.
+LOW_STOCK_UNITS = 5
+
+#: digits-only barcode lengths that are GTINs (GTIN-8, UPC-A/GTIN-12, EAN-13, GTIN-14).
+_GTIN_LENGTHS = frozenset({8, 12, 13, 14})
+
+
+def _image(node: cabc.Mapping[str, JSON] | None) -> MediaRecord | None:
+    if not node or not node.get("url"):
+        return None
+    width, height = node.get("width"), node.get("height")
+    return MediaRecord(url=str(node["url"]), alt_text=t.cast(str | None, node.get("altText")) or None,
+                       width=width if isinstance(width, int) else None,
+                       height=height if isinstance(height, int) else None)
+
+
+def _barcodes(value: JSON) -> tuple[tuple[str, str], ...]:
+    text = str(value or "").strip()
+    if not text:
+        return ()
+    gtin = text.isascii() and text.isdigit() and len(text) in _GTIN_LENGTHS
+    return (("GTIN" if gtin else "barcode", text),)
+
+
+def product_record(node: cabc.Mapping[str, JSON], currency: str) -> ProductRecord | None:
+    """The feed record of an ``AcpProduct`` node (:data:`.queries.PRODUCTS`).
+
+    Ids are numeric (``legacyResourceId``): the variant's is the ACP item id the
+    checkout accepts. ``price`` and ``compareAtPrice`` are ``Money`` decimal
+    strings of the shop ``currency``, converted with :func:`to_minor`;
+    ``list_price`` is the compare-at price when above the price. Availability
+    is :func:`stock_verdict` for one unit (stock-limited variants: ``limited_stock``
+    at :data:`LOW_STOCK_UNITS` or fewer sellable units). A product that is not ``ACTIVE`` and
+    published is not sellable: ``None``.
+
+    :raises AmountNotRepresentableError: a price the currency cannot express.
+    """
+    if node.get("status") != "ACTIVE" or not node.get("publishedAt"):
+        return None
+    url = t.cast(str | None, node.get("onlineStoreUrl")) or None
+    media = t.cast(cabc.Mapping[str, JSON] | None, node.get("featuredMedia")) or {}
+    featured = _image(t.cast(cabc.Mapping[str, JSON] | None, media.get("image")))
+    variants = []
+    connection = t.cast(cabc.Mapping[str, JSON], node.get("variants") or {})
+    for variant in t.cast(list[cabc.Mapping[str, JSON]], connection.get("nodes") or []):
+        item_id = str(variant.get("legacyResourceId") or gid_tail(str(variant["id"])))
+        verdict = stock_verdict(variant, 1)
+        status = verdict.availability_status
+        if status == "in_stock" and verdict.available is not None and verdict.available <= LOW_STOCK_UNITS:
+            status = "limited_stock"
+        price = to_minor(str(variant["price"]), currency)
+        compare = variant.get("compareAtPrice")
+        list_price = to_minor(str(compare), currency) if compare not in (None, "") else None
+        options = tuple((str(o["name"]), str(o["value"]))
+                        for o in t.cast(list[cabc.Mapping[str, JSON]], variant.get("selectedOptions") or [])
+                        if not (o.get("name") == "Title" and o.get("value") == "Default Title"))
+        image = _image(t.cast(cabc.Mapping[str, JSON] | None, variant.get("image")))
+        title = str(variant.get("title") or "")
+        variants.append(VariantRecord(
+            id=item_id,
+            title=str(node.get("title") or "") if title in ("", "Default Title")
+            else f"{node.get('title')} - {title}",
+            price=Money(amount=price, currency=currency.upper()),
+            list_price=Money(amount=list_price, currency=currency.upper())
+            if list_price is not None and list_price > price else None,
+            available=verdict.status != "out_of_stock", status=status,
+            url=f"{url}?variant={item_id}" if url else None,
+            sku=t.cast(str | None, variant.get("sku")) or None,
+            barcodes=_barcodes(variant.get("barcode")), options=options,
+            media=(image,) if image else ()))
+    return ProductRecord(
+        id=str(node.get("legacyResourceId") or gid_tail(str(node["id"]))),
+        title=t.cast(str | None, node.get("title")) or None,
+        description=t.cast(str | None, node.get("description")) or None, url=url,
+        media=(featured,) if featured else (), variants=tuple(variants))

@@ -22,6 +22,9 @@ __all__ = [
     "DRAFT_ORDER_UPDATE",
     "ORDERS_CHANGED",
     "ORDER_SYNC_LIMITS",
+    "PRODUCTS",
+    "PRODUCTS_BY_ID",
+    "PRODUCT_PAGE_LIMITS",
     "SHOP_CURRENCIES",
     "TAGS_ADD",
     "VARIANTS",
@@ -255,9 +258,69 @@ fragment AcpOrderSync on Order {
 }
 """ % ORDER_SYNC_LIMITS + _MONEY  # noqa: UP031 - GraphQL braces make str.format awkward
 
+#: How many products one ``AcpProducts`` page reads and how many variants of
+#: each. Requested cost (https://shopify.dev/docs/api/usage/rate-limits#cost-calculation):
+#: a variant costs 3 (``image``, ``inventoryItem``, ``selectedOptions``), its
+#: connection 2 + 50 x 3 = 152, a product about 155 with ``featuredMedia``, the
+#: page 2 + 6 x 155 = 932, under Shopify's 1000-point ceiling. A product with
+#: more variants than ``variants`` is listed with its first ones and a warning.
+#: The paginated ``products`` query is used rather than a bulk operation: no
+#: polling and no JSONL download, and a page is what the feed pushes at a time
+#: anyway; a catalog of 10 000 products is ~1700 calls, paced by the throttle
+#: bucket (:class:`.client.ShopifyClient` waits when Shopify says ``THROTTLED``).
+PRODUCT_PAGE_LIMITS: dict[str, int] = {"products": 6, "variants": 50}
+
+# A product as the feed lists it: title, plain-text description, storefront URL,
+# featured image, and per variant its price and compare-at price, barcode
+# (GTIN/UPC/EAN), options, image and what the stock verdict needs.
+# https://shopify.dev/docs/api/admin-graphql/latest/objects/Product
+_PRODUCT = """
+fragment AcpProduct on Product {
+  id legacyResourceId title description onlineStoreUrl status publishedAt
+  featuredMedia { alt ... on MediaImage { image { url altText width height } } }
+  variants(first: %(variants)d) {
+    nodes {
+      id legacyResourceId title sku barcode price compareAtPrice
+      availableForSale inventoryPolicy sellableOnlineQuantity
+      inventoryItem { tracked }
+      selectedOptions { name value }
+      image { url altText width height }
+    }
+    pageInfo { hasNextPage }
+  }
+}
+""" % PRODUCT_PAGE_LIMITS  # noqa: UP031 - GraphQL braces make str.format awkward
+
+#: One page of the active products, by id (``flask acp feed export|push``).
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/products
+PRODUCTS = """
+query AcpProducts($query: String!, $after: String) {
+  shop { currencyCode }
+  products(first: %(products)d, after: $after, query: $query, sortKey: ID) {
+    nodes { ...AcpProduct }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+""" % PRODUCT_PAGE_LIMITS + _PRODUCT  # noqa: UP031
+
+#: Some products by GID, or the product of an inventory item's variant (an
+#: incremental feed update after a ``products/update`` or
+#: ``inventory_levels/update`` webhook); ``null`` for ids that are gone.
+#: https://shopify.dev/docs/api/admin-graphql/latest/queries/nodes
+PRODUCTS_BY_ID = """
+query AcpProductsById($ids: [ID!]!) {
+  shop { currencyCode }
+  nodes(ids: $ids) {
+    __typename
+    ... on Product { ...AcpProduct }
+    ... on InventoryItem { variant { product { ...AcpProduct } } }
+  }
+}
+""" + _PRODUCT
+
 #: every document above, for schema validation.
 ALL_DOCUMENTS: tuple[str, ...] = (
     VARIANTS, SHOP_CURRENCIES, DELIVERY_OPTIONS, DRAFT_ORDER_CREATE, DRAFT_ORDER_UPDATE,
     DRAFT_ORDER, DRAFT_ORDER_STATUS, DRAFT_ORDER_COMPLETE, TAGS_ADD, DRAFT_ORDER_DELETE,
-    ABANDONED_DRAFTS, ORDERS_CHANGED,
+    ABANDONED_DRAFTS, ORDERS_CHANGED, PRODUCTS, PRODUCTS_BY_ID,
 )

@@ -94,6 +94,7 @@ __all__ = [
     "SESSION_ATTRIBUTE",
     "SHIPMENT_STATUSES",
     "TAG",
+    "PRODUCT_TOPICS",
     "TOPICS",
     "event_key",
     "fulfillment_status",
@@ -122,6 +123,10 @@ ORDER_TOPICS = frozenset({"orders/updated", "orders/cancelled", "orders/fulfille
 TOPICS: tuple[str, ...] = ("orders/updated", "orders/cancelled", "orders/fulfilled",
                            "orders/partially_fulfilled", "fulfillments/create", "fulfillments/update",
                            "refunds/create")
+
+#: catalog topics: the product feed gets a ``PATCH`` of the product concerned
+#: (:func:`webhook_products`).
+PRODUCT_TOPICS: tuple[str, ...] = ("products/create", "products/update", "inventory_levels/update")
 
 #: fulfillment ``status`` (REST lower case, GraphQL ``FulfillmentStatus`` upper case)
 #: -> ACP fulfillment status, for statuses that decide it alone.
@@ -322,6 +327,23 @@ def rest_order_update(order: cabc.Mapping[str, JSON]) -> PlatformOrderUpdate | N
         canceled=bool(order.get("cancelled_at")),
         fulfillments=tuple(f for f in fulfillments if f is not None),
         refunds=tuple(r for r in refunds if r is not None))
+
+
+def webhook_products(topic: str, payload: JSON) -> tuple[str, ...]:
+    """The catalog subjects a verified webhook names, for an incremental feed update:
+    ``products/create|update`` (a REST ``Product``): its ``gid://shopify/Product/N``;
+    ``inventory_levels/update`` (a REST ``InventoryLevel``): the
+    ``gid://shopify/InventoryItem/N`` of its ``inventory_item_id`` (the adapter's
+    ``read_products`` finds its variant's product). Other topics: none."""
+    if not isinstance(payload, dict):
+        return ()
+    if topic in ("products/create", "products/update"):
+        found = _gid(payload.get("id"), "gid://shopify/Product/")
+    elif topic == "inventory_levels/update":
+        found = _gid(payload.get("inventory_item_id"), "gid://shopify/InventoryItem/")
+    else:
+        return ()
+    return () if found is None else (found,)
 
 
 def webhook_updates(topic: str, payload: JSON) -> tuple[PlatformOrderUpdate, ...]:

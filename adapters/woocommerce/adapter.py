@@ -90,6 +90,7 @@ from flask_acp.models import PaymentRecord
 from flask_acp.models import Quote
 from flask_acp.models import RejectedDiscount
 from flask_acp.models import Totals
+from flask_acp.products import ProductRecord
 
 from .client import READ_METHODS
 from .client import CartSession
@@ -105,6 +106,7 @@ from .mapping import coupon_rejection
 from .mapping import customer_payload
 from .mapping import parse_option_id
 from .mapping import plain_text
+from .mapping import product_record
 from .mapping import quote_from_cart
 from .mapping import refused_quote
 from .mapping import rest_amount
@@ -114,6 +116,7 @@ from .webhooks import SESSION_META_KEY
 from .webhooks import event_key
 from .webhooks import is_ping
 from .webhooks import order_update
+from .webhooks import product_subjects
 from .webhooks import signature_matches
 
 __all__ = ["MESSAGE_KEYS", "SESSION_META_KEY", "WooCommerceAdapter"]
@@ -903,6 +906,17 @@ class WooCommerceAdapter(PlatformAdapter):
                                         "(check WOOCOMMERCE_WEBHOOK_SECRET against the webhook's secret).")
         topic = given.get("x-wc-webhook-topic", "")
         resource = given.get("x-wc-webhook-resource", "")
+        if resource == "product" or topic.startswith("product."):
+            try:
+                product = json.loads(body)
+            except ValueError:
+                product = None
+            subjects = product_subjects(product) if isinstance(product, dict) else ()
+            if not subjects or topic == "product.deleted":
+                log.info("WooCommerce webhook %r: nothing for the feed", topic)
+                return PlatformWebhook(event_id=None)
+            key = f"product:{subjects[0]}:{hashlib.sha256(body).hexdigest()[:16]}"
+            return PlatformWebhook(event_id=key, products=subjects)
         if resource != "order" and not topic.startswith("order."):
             log.info("WooCommerce webhook %r ignored (not about an order)", topic or resource)
             return PlatformWebhook(event_id=None)
@@ -961,6 +975,72 @@ class WooCommerceAdapter(PlatformAdapter):
                         RECONCILE_MAX_PAGES, pages)
         log.info("WooCommerce reconcile since %s: %d of our orders", params["modified_after"], len(updates))
         return updates
+
+    # -- product feed ---------------------------------------------------------------
+
+    def iter_products(self) -> cabc.Iterator[ProductRecord]:
+        """The store's published products, by id, priced in the store currency:
+        ``GET /wc/v3/products?status=publish&orderby=id&order=asc&per_page=100&page=N``
+        until ``X-WP-TotalPages``, and for each ``variable`` one ``GET
+        /wc/v3/products/{id}/variations`` (paginated the same way); mapped by
+        :func:`.mapping.product_record` (item ids: product ids of simple
+        products, variation ids).
+
+        :raises AdapterUnavailableError: the store cannot answer now (or its currency is unknown).
+        :raises AdapterRejectedError: the store refused the call (credentials: Read access).
+        """
+        currency = self._feed_currency()
+        params = {"status": "publish", "orderby": "id", "order": "asc", "per_page": "100"}
+        for product in self._pages(R + "/products", params):
+            record = self._product(product, currency)
+            if record is not None:
+                yield record
+
+    def read_products(self, product_ids: cabc.Sequence[str]) -> list[ProductRecord]:
+        """The current state of these products (``GET /wc/v3/products?include=…``
+        and the variations of variable ones); unpublished or deleted ones left out.
+
+        :raises AdapterUnavailableError: the store cannot answer now.
+        """
+        ids = [i for i in product_ids if i.isascii() and i.isdigit()]
+        if not ids:
+            return []
+        currency = self._feed_currency()
+        params = {"include": ",".join(ids), "status": "any", "per_page": "100"}
+        found = {}
+        for product in self._pages(R + "/products", params):
+            record = self._product(product, currency)
+            if record is not None:
+                found[record.id] = record
+        return [found[i] for i in ids if i in found]
+
+    def _feed_currency(self) -> str:
+        currencies = self.supported_currencies()
+        if not currencies:
+            raise AdapterUnavailableError("WooCommerce: the store currency cannot be read now")
+        return currencies[0].upper()
+
+    def _pages(self, path: str, params: cabc.Mapping[str, str]) -> cabc.Iterator[dict[str, JSON]]:
+        page, pages = 1, 1
+        while page <= pages:
+            answer = self.client.request("GET", path, params={**params, "page": str(page)})
+            if not isinstance(answer.data, list):
+                raise AdapterUnavailableError(f"WooCommerce GET {path}: not a JSON list")
+            yield from (row for row in answer.data if isinstance(row, dict))
+            total_pages = str(answer.headers.get("X-WP-TotalPages") or "1")
+            pages = int(total_pages) if total_pages.isdigit() else 1
+            page += 1
+
+    def _product(self, product: dict[str, JSON], currency: str) -> ProductRecord | None:
+        variations: list[dict[str, JSON]] = []
+        if product.get("type") == "variable":
+            variations = list(self._pages(f"{R}/products/{product['id']}/variations",
+                                          {"per_page": "100", "orderby": "id", "order": "asc"}))
+        try:
+            return product_record(product, variations, currency)
+        except ValueError as exc:
+            log.error("WooCommerce product %s left out of the feed: %s", product.get("id"), exc)
+            return None
 
     def supported_currencies(self) -> list[str]:
         """The store currency, lowercase (``["usd"]``), read once from the Store

@@ -74,6 +74,10 @@ from flask_acp.models import Quote
 from flask_acp.models import RejectedDiscount
 from flask_acp.models import SelectedFulfillmentOption
 from flask_acp.models import Totals
+from flask_acp.products import MediaRecord
+from flask_acp.products import Money
+from flask_acp.products import ProductRecord
+from flask_acp.products import VariantRecord
 
 __all__ = [
     "DIGITAL_OPTION_ID",
@@ -87,6 +91,7 @@ __all__ = [
     "option_id",
     "parse_option_id",
     "plain_text",
+    "product_record",
     "quote_from_cart",
     "refused_quote",
     "rest_amount",
@@ -595,3 +600,78 @@ def _absorb(quote: Quote, total_price: int) -> Quote:
         changed = dataclasses.replace(line, tax=0, discount=line.discount - (diff + line.tax))
     lines = quote.lines[:index] + (changed,) + quote.lines[index + 1:]
     return dataclasses.replace(quote, lines=lines)
+
+
+# --- product feed ------------------------------------------------------------------------
+
+
+#: REST ``stock_status`` -> (available, ``Availability.status``).
+_STOCK_STATUS = {"instock": (True, "in_stock"), "outofstock": (False, "out_of_stock"),
+                 "onbackorder": (True, "backorder")}
+
+
+def _feed_variant(item: cabc.Mapping[str, JSON], title: str, currency: str, *, low_stock: int,
+                  images: tuple[MediaRecord, ...]) -> VariantRecord | None:
+    price_text = item.get("price")
+    if item.get("status", "publish") != "publish" or price_text in (None, ""):
+        return None  # not for sale: no price (WooCommerce's ``purchasable`` is false)
+    price = rest_amount(price_text, currency)
+    regular = item.get("regular_price")
+    list_price = rest_amount(regular, currency) if isinstance(regular, str) and regular else None
+    available, status = _STOCK_STATUS.get(str(item.get("stock_status") or "instock"), (True, "in_stock"))
+    quantity = item.get("stock_quantity")
+    if available and status == "in_stock" and item.get("manage_stock") and isinstance(quantity, int) \
+            and 0 < quantity <= low_stock:
+        status = "limited_stock"
+    gtin = str(item.get("global_unique_id") or "").strip()
+    image = t.cast(cabc.Mapping[str, JSON] | None, item.get("image"))
+    media = (MediaRecord(url=str(image["src"]), alt_text=str(image.get("alt") or "") or None),) \
+        if image and image.get("src") else images
+    options = tuple((str(a.get("name")), str(a.get("option")))
+                    for a in t.cast(list[cabc.Mapping[str, JSON]], item.get("attributes") or [])
+                    if a.get("option") not in (None, ""))
+    return VariantRecord(
+        id=str(item["id"]), title=title + (" - " + " / ".join(v for _, v in options) if options else ""),
+        price=Money(amount=price, currency=currency.upper()),
+        list_price=Money(amount=list_price, currency=currency.upper())
+        if list_price is not None and list_price > price else None,
+        available=available, status=status, url=t.cast(str | None, item.get("permalink")) or None,
+        sku=t.cast(str | None, item.get("sku")) or None,
+        barcodes=(("GTIN", gtin),) if gtin else (), options=options, media=media)
+
+
+def product_record(product: cabc.Mapping[str, JSON], variations: cabc.Sequence[cabc.Mapping[str, JSON]],
+                   currency: str, *, low_stock: int = 2) -> ProductRecord | None:
+    """The feed record of a REST v3 product and, for a ``variable`` one, its
+    variations (``GET /wc/v3/products/{id}/variations``).
+
+    Item ids are the ids the checkout accepts: the product id of a simple
+    product, the variation ids of a variable one. Prices are REST decimal
+    strings (``price``, ``regular_price``) converted by :func:`rest_amount`;
+    ``list_price`` is the regular price of an item on sale. ``stock_status``
+    gives the availability (``onbackorder``: ``backorder``; managed stock at or
+    below ``low_stock`` units, WooCommerce's default "Low stock threshold" of 2
+    unless told otherwise: ``limited_stock``); ``global_unique_id``
+    (WooCommerce 9.2+: GTIN, UPC, EAN or ISBN) the barcode. A product that is
+    not published, or has nothing priced, is left out (``None``).
+
+    :raises PriceNotRepresentable: a price the currency cannot express.
+    :raises ValueError: a price that is not a decimal string.
+    """
+    if product.get("status") != "publish":
+        return None
+    title = plain_text(product.get("name"))
+    images = tuple(MediaRecord(url=str(i["src"]), alt_text=str(i.get("alt") or "") or None)
+                   for i in t.cast(list[cabc.Mapping[str, JSON]], product.get("images") or [])
+                   if i.get("src"))
+    if product.get("type") == "variable":
+        found = [_feed_variant(v, title, currency, low_stock=low_stock, images=images) for v in variations]
+    else:
+        found = [_feed_variant(product, title, currency, low_stock=low_stock, images=images)]
+    variants = tuple(v for v in found if v is not None)
+    if not variants:
+        return None
+    description = plain_text(product.get("short_description")) or plain_text(product.get("description"))
+    return ProductRecord(id=str(product["id"]), title=title or None, description=description or None,
+                         url=t.cast(str | None, product.get("permalink")) or None, media=images,
+                         variants=variants)

@@ -94,6 +94,7 @@ __all__ = [
     "event_key",
     "is_ping",
     "order_update",
+    "product_subjects",
     "signature",
     "signature_matches",
     "tracking_fulfillments",
@@ -164,6 +165,14 @@ def event_key(order: cabc.Mapping[str, JSON], body: bytes) -> str:
     """The de-duplication key of a delivery of ``order`` (see the module docstring)."""
     modified = order.get("date_modified_gmt") or order.get("date_modified") or ""
     return f"order:{order.get('id')}:{modified}:{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+def product_subjects(product: cabc.Mapping[str, JSON]) -> tuple[str, ...]:
+    """The product a ``product.*`` delivery is about (a REST v3 product, or a
+    variation: its ``parent_id``), for an incremental feed update."""
+    parent, own = product.get("parent_id"), product.get("id")
+    chosen = parent if isinstance(parent, int) and parent > 0 else own
+    return (str(chosen),) if isinstance(chosen, int) and chosen > 0 else ()
 
 
 # --- mapping ------------------------------------------------------------------------

@@ -64,12 +64,14 @@ from flask_acp.models import Order
 from flask_acp.models import PaymentRecord
 from flask_acp.models import PricedLine
 from flask_acp.models import Quote
+from flask_acp.products import ProductRecord
+from flask_acp.products import VariantRecord
 from flask_acp.store import is_redis
 
 from .discounts import apply_coupons
 from .discounts import discount_shipping
 from .feed import CatalogItem
-from .feed import load_feed
+from .feed import load_catalog
 from .ledger import Ledger
 from .ledger import open_ledger
 from .store_rules import DIGITAL_OPTION_ID
@@ -153,7 +155,10 @@ class CatalogAdapter(PlatformAdapter):
     def __init__(self, feed_path: str | pathlib.Path, store_path: str | pathlib.Path,
                  db_path: str | pathlib.Path | Ledger, *,
                  clock: cabc.Callable[[], dt.datetime] = _utcnow) -> None:
-        self.items: dict[str, CatalogItem] = load_feed(feed_path)
+        self.items: dict[str, CatalogItem]
+        #: the feed file's products (the feed's own availability; :meth:`iter_products` adds the stock)
+        self.products: tuple[ProductRecord, ...]
+        self.items, self.products = load_catalog(feed_path)
         self.store = load_store(store_path)
         for item in self.items.values():
             if item.currency.lower() != self.store.currency:
@@ -448,6 +453,33 @@ class CatalogAdapter(PlatformAdapter):
     def release(self, session: CheckoutSession) -> None:
         """Delete the session's hold; idempotent. :raises StorageUnavailableError: database failure."""
         self.ledger.release(session.id)
+
+    # -- product feed -----------------------------------------------------------------
+
+    def iter_products(self) -> cabc.Iterator[ProductRecord]:
+        """The feed file's products in file order, each variant's availability
+        from the stock now: units left = on hand - sold - held by open sessions
+        (``out_of_stock`` at 0, ``limited_stock`` at or below the store's
+        ``low_stock_threshold``); a variant the feed marks unavailable stays so.
+
+        :raises StorageUnavailableError: the stock database failed.
+        """
+        held = self.ledger.held_counts()
+        for product in self.products:
+            yield dataclasses.replace(product, variants=tuple(
+                self._with_stock(v, held.get(v.id, 0)) for v in product.variants))
+
+    def _with_stock(self, variant: VariantRecord, held: int) -> VariantRecord:
+        on_hand = self.store.on_hand(variant.id)
+        if not variant.available or on_hand is None:
+            return variant
+        units = max(on_hand - self.ledger.sold(variant.id) - held, 0)
+        if units == 0:
+            return dataclasses.replace(variant, available=False, status="out_of_stock")
+        threshold = self.store.low_stock_threshold
+        if threshold is not None and units <= threshold and variant.status == "in_stock":
+            return dataclasses.replace(variant, status="limited_stock")
+        return variant
 
     def supported_currencies(self) -> list[str]:
         """``[store currency]``, lowercase."""

@@ -16,7 +16,9 @@ fields used are::
               availability?: {available?: bool, status?: str}}
     Media    {type, url}          (only ``type == "image"`` is used)
 
-Everything else in the feed is ignored (``unknown=EXCLUDE``). ``price`` is
+For the product feed (:func:`load_catalog`) ``url``, ``list_price``,
+``variant_options``, ``barcodes`` and media ``alt_text``/``width``/``height``
+are read too. Everything else in the feed is ignored (``unknown=EXCLUDE``). ``price`` is
 required here although the feed schema makes it optional: a variant without a
 price cannot be sold. ``availability`` defaults to ``{available: true,
 status: "in_stock"}``; ``available: false`` or a status of ``out_of_stock`` /
@@ -38,6 +40,11 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates
+
+from flask_acp.products import MediaRecord
+from flask_acp.products import Money
+from flask_acp.products import ProductRecord
+from flask_acp.products import VariantRecord
 
 from ._fields import MinorUnits
 from ._fields import flatten_errors
@@ -85,6 +92,19 @@ class _Description(_Base):
 class _Media(_Base):
     type = fields.String(required=True)
     url = fields.String(required=True)
+    alt_text = fields.String()
+    width = fields.Integer(strict=True)
+    height = fields.Integer(strict=True)
+
+
+class _Option(_Base):
+    name = fields.String(required=True)
+    value = fields.String(required=True)
+
+
+class _Barcode(_Base):
+    type = fields.String(required=True)
+    value = fields.String(required=True)
 
 
 class _Price(_Base):
@@ -110,8 +130,12 @@ class _Variant(_Base):
     title = fields.String(required=True)
     description = fields.Nested(_Description)
     price = fields.Nested(_Price, required=True)
+    list_price = fields.Nested(_Price)
     availability = fields.Nested(_Availability)
     media = fields.List(fields.Nested(_Media))
+    url = fields.String()
+    variant_options = fields.List(fields.Nested(_Option))
+    barcodes = fields.List(fields.Nested(_Barcode))
 
 
 class _Product(_Base):
@@ -119,6 +143,7 @@ class _Product(_Base):
     title = fields.String()
     description = fields.Nested(_Description)
     media = fields.List(fields.Nested(_Media))
+    url = fields.String()
     variants = fields.List(fields.Nested(_Variant), required=True)
 
 
@@ -130,11 +155,19 @@ _PATH_RE = re.compile(r"^products\[(\d+)\](?:\.variants\[(\d+)\])?\.?(.*)$")
 
 
 def load_feed(path: str | pathlib.Path) -> dict[str, CatalogItem]:
+    """Read and validate a feed file: its variants as catalog items (see
+    :func:`load_catalog`)."""
+    return load_catalog(path)[0]
+
+
+def load_catalog(path: str | pathlib.Path) -> tuple[dict[str, CatalogItem], tuple[ProductRecord, ...]]:
     """Read and validate a feed file.
 
     :param path: a ``.json`` feed (``{"products": [...]}``) or a ``.jsonl`` /
         ``.ndjson`` file with one Product per line.
-    :returns: variant id -> :class:`CatalogItem`, in feed order.
+    :returns: variant id -> :class:`CatalogItem`, in feed order; and the
+        products as :class:`~flask_acp.products.ProductRecord` (the fields read,
+        the feed's own availability: the adapter overlays its stock).
     :raises ValueError: unreadable JSON, a schema violation (the message names
         the product and variant index and id, e.g. ``product 1 (id "prod_mug"),
         variant 0 (id "mug_white"): price.amount: must be an integer amount in
@@ -164,7 +197,7 @@ def load_feed(path: str | pathlib.Path) -> dict[str, CatalogItem]:
             for where, problem in flatten_errors(exc.messages)
         ]
         raise ValueError(f"feed {path}: " + "; ".join(problems)) from None
-    return _items(path, feed["products"])
+    return _items(path, feed["products"]), tuple(_record(p) for p in feed["products"])
 
 
 def _read_json_lines(path: pathlib.Path, text: str) -> tuple[list[t.Any], list[int]]:
@@ -243,6 +276,34 @@ def _items(path: pathlib.Path, products: list[dict[str, t.Any]]) -> dict[str, Ca
             )
             where[item_id] = here
     return items
+
+
+def _media(media: list[dict[str, t.Any]]) -> tuple[MediaRecord, ...]:
+    return tuple(MediaRecord(url=m["url"], type=m["type"], alt_text=m.get("alt_text"),
+                             width=m.get("width"), height=m.get("height")) for m in media)
+
+
+def _money(price: dict[str, t.Any] | None) -> Money | None:
+    return None if price is None else Money(amount=price["amount"], currency=price["currency"])
+
+
+def _record(product: dict[str, t.Any]) -> ProductRecord:
+    variants = []
+    for variant in product["variants"]:
+        availability = variant.get("availability", {})
+        available = availability.get("available", True)
+        status = availability.get("status") or ("in_stock" if available else "out_of_stock")
+        variants.append(VariantRecord(
+            id=variant["id"], title=variant["title"], price=_money(variant["price"]),
+            list_price=_money(variant.get("list_price")),
+            available=available and status not in UNSELLABLE_STATUSES, status=status,
+            description=variant.get("description", {}).get("plain"), url=variant.get("url"),
+            barcodes=tuple((b["type"], b["value"]) for b in variant.get("barcodes", [])),
+            options=tuple((o["name"], o["value"]) for o in variant.get("variant_options", [])),
+            media=_media(variant.get("media", []))))
+    return ProductRecord(id=product["id"], title=product.get("title"),
+                         description=product.get("description", {}).get("plain"), url=product.get("url"),
+                         media=_media(product.get("media", [])), variants=tuple(variants))
 
 
 def _images(media: list[dict[str, t.Any]]) -> tuple[str, ...]:

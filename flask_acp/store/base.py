@@ -246,7 +246,10 @@ class IdempotencyRecords(t.Protocol):
 class Outbox(t.Protocol):
     """The order-event outbox: the one owner of when an event is due and who
     holds it. Entries are added by :meth:`Sessions.save` (``pending``, due at
-    their ``created_at``).
+    their ``created_at``), or by :meth:`add` for events that belong to no
+    checkout session (a product feed update: ``order_id`` is then the subject
+    the sends are serialised by, ``product:<id>``, and ``session_id`` the key
+    the entry is stored by, ``feed:<agent>``).
 
     A runner takes events with :meth:`claim` or :meth:`claim_due` under an
     owner token of its own, for ``lease`` seconds; attempts them; and ends each
@@ -257,6 +260,11 @@ class Outbox(t.Protocol):
     abandoned (its runner died): the event can be claimed again. Times are unix
     seconds, durations seconds.
     """
+
+    def add(self, events: cabc.Sequence[OrderEvent]) -> None:
+        """Write ``events`` ``pending``, due at their ``created_at``, outside any
+        session save; an event id already in the outbox is left as it is."""
+        ...
 
     def get(self, event_id: str) -> OutboxEntry | None:
         """The entry of ``event_id``, or None."""

@@ -869,6 +869,26 @@ redis.call('SADD', ARGV[1] .. 'ox:ord:' .. ARGV[3], ARGV[2])
 return 1
 """
 
+# KEYS[1] any key of the shard; ARGV base, count, then per event: id, order id, session id, agent,
+#      type, created_at
+_ADD_EVENTS = """
+local base = ARGV[1]
+for i = 0, tonumber(ARGV[2]) - 1 do
+  local o = 2 + i * 6
+  local eid, oid, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 6]
+  local ek = base .. 'evt:' .. eid
+  if redis.call('EXISTS', ek) == 0 then
+    redis.call('HSET', ek, 'event_id', eid, 'order_id', oid, 'session_id', ARGV[o + 3], 'agent', ARGV[o + 4],
+      'type', ARGV[o + 5], 'created_at', created, 'status', 'pending', 'attempts', '0',
+      'next_attempt_at', created)
+    redis.call('ZADD', base .. 'ox:st:pending', created, eid)
+    redis.call('ZADD', base .. 'ox:due', created, eid)
+    redis.call('SADD', base .. 'ox:ord:' .. oid, eid)
+  end
+end
+return 1
+"""
+
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'claimed_by') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'claimed_by', 'claim_until')
@@ -978,6 +998,21 @@ class RedisOutbox(_Port):
             if len(self._shards) > 10_000:
                 self._shards.popitem(last=False)
         return shard
+
+    def add(self, events: cabc.Sequence[OrderEvent]) -> None:
+        """Each event in the shard of its ``session_id`` (one script per shard);
+        its pointer is written first, as :meth:`RedisSessions.save` does."""
+        by_shard: dict[int, list[OrderEvent]] = {}
+        for event in events:
+            shard = shard_of(event.checkout_session_id)
+            self.connection.run(_POINTER, [self._key(shard_of(event.id), f"evp:{event.id}")], [str(shard)])
+            by_shard.setdefault(shard, []).append(event)
+        for shard, group in by_shard.items():
+            args: list[t.Any] = [self._base(shard), len(group)]
+            for event in group:
+                args += [event.id, event.order_id, event.checkout_session_id, event.agent, event.type,
+                         _num(event.created_at.timestamp())]
+            self.connection.run(_ADD_EVENTS, [self._key(shard, "ox")], args)
 
     def get(self, event_id: str) -> OutboxEntry | None:
         shard = self._shard(event_id)

@@ -431,6 +431,17 @@ class SQLiteOutbox(_Port):
               " WHERE event_id = :id AND status = 'pending' AND (:due = 0 OR next_attempt_at <= :now)"
               " AND (claim_until IS NULL OR claim_until <= :now) AND " + _ORDER_FREE)
 
+    def add(self, events: cabc.Sequence[OrderEvent]) -> None:
+        with self._tx() as db:
+            for event in events:
+                created = event.created_at.timestamp()
+                db.execute(
+                    "INSERT OR IGNORE INTO acp_outbox (event_id, order_id, session_id, agent, type,"
+                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (event.id, event.order_id, event.checkout_session_id, event.agent, event.type,
+                     created, created),
+                )
+
     def get(self, event_id: str) -> OutboxEntry | None:
         with self._read() as db:
             row = db.execute(

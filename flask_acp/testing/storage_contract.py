@@ -824,6 +824,31 @@ class OutboxContract(_Base):
         # b's claim lapses at 2060: the order is free again
         assert storage.outbox.claim(update.id, owner="c", now=2060.0, lease=60) is not None
 
+    def test_add_writes_events_of_no_session_once(self, storage: Storage) -> None:
+        def feed_event(event_id: str, product: str, agent: str, created: float) -> OrderEvent:
+            return OrderEvent(id=event_id, order_id=f"product:{product}", checkout_session_id=f"feed:{agent}",
+                              agent=agent, type="feed_products",
+                              created_at=dt.datetime.fromtimestamp(created, dt.timezone.utc))
+
+        first, again, other = (feed_event("evt_f1", "7", "one", 1000.0),
+                               feed_event("evt_f2", "7", "one", 1001.0),
+                               feed_event("evt_f3", "8", "two", 1002.0))
+        storage.outbox.add([first, again, other])
+        storage.outbox.add([feed_event("evt_f1", "9", "one", 5000.0)])  # the id exists: left as it is
+        entry = self._entry(storage, "evt_f1")
+        assert (entry.order_id, entry.session_id, entry.agent, entry.type, entry.status, entry.attempts) == (
+            "product:7", "feed:one", "one", "feed_products", "pending", 0)
+        assert entry.next_attempt_at == pytest.approx(1000.0, abs=1e-3)
+        pending = storage.outbox.entries(statuses=["pending"])
+        assert [e.event_id for e in pending] == ["evt_f1", "evt_f2", "evt_f3"]
+        # the same rules as order events: one owner at a time per subject
+        assert storage.outbox.claim("evt_f1", owner="a", now=2000.0, lease=60) is not None
+        assert storage.outbox.claim("evt_f2", owner="b", now=2000.0, lease=60) is None
+        assert [e.event_id for e in storage.outbox.claim_due(owner="b", now=2000.0, lease=60, limit=10)] == [
+            "evt_f3"]
+        assert self._record(storage, "evt_f1", "a")
+        assert self._entry(storage, "evt_f1").status == "delivered"
+
     def test_claim_due_takes_the_longest_due_first(self, storage: Storage) -> None:
         retried, fresh = self._events(storage, 2)  # created at 1000 and 1001
         assert storage.outbox.claim(retried.id, owner="a", now=1000.0, lease=60) is not None

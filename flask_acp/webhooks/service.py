@@ -34,6 +34,7 @@ from ..config import Settings
 from ..config import config_error
 from ..models import OrderEvent
 from ..store.base import OutboxClaimedError
+from ..store.base import OutboxEntry
 from ..store.base import Storage
 from .delivery import WebhookSender
 from .outbox import DELIVERED
@@ -42,6 +43,8 @@ from .outbox import PENDING
 from .outbox import SKIPPED
 from .outbox import DeliveryOutcome
 from .outbox import OutboxDelivery
+from .outbox import Send
+from .outbox import SendResult
 from .thread import DeliveryThread
 
 if t.TYPE_CHECKING:
@@ -59,6 +62,14 @@ def check_agents(settings: Settings, *, allow_http: bool) -> None:
         outside debug/testing, or a ``webhook_url`` without ``webhook_secrets``.
     """
     for agent in settings.agents:
+        if agent.feed_url:
+            parts = urllib.parse.urlsplit(agent.feed_url)
+            loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+            scheme = parts.scheme.lower()
+            if scheme != "https" and not (scheme == "http" and (allow_http or loopback)):
+                raise RuntimeError(
+                    f"ACP_AGENTS[{agent.name!r}].feed_url must be an https:// URL (plain http is accepted "
+                    f"for loopback hosts, or in debug or testing mode), got {agent.feed_url!r}")
         if not agent.webhook_url:
             continue
         parts = urllib.parse.urlsplit(agent.webhook_url)
@@ -83,13 +94,17 @@ class WebhookService:
     """
 
     def __init__(self, settings: Settings, storage: Storage, *,
-                 clock: t.Callable[[], float] = time.time) -> None:
+                 clock: t.Callable[[], float] = time.time,
+                 senders: cabc.Mapping[str, Send] | None = None) -> None:
         self.settings = settings
         self.storage = storage
         self.clock = clock
         self.sender = WebhookSender(settings, storage.sessions, clock=clock)
+        #: the send of other event kinds than order events (``feed_products``:
+        #: :class:`flask_acp.feed.sync.FeedSender`), by ``OutboxEntry.type``
+        self.senders: dict[str, Send] = dict(senders or {})
         #: claims, attempts, records: what every runner calls
-        self.delivery = OutboxDelivery(storage.outbox, self.sender.send,
+        self.delivery = OutboxDelivery(storage.outbox, self._send,
                                        intervals=settings.webhook_retry_intervals,
                                        lease=self.claim_lease(settings), clock=clock)
         self.queue: WebhookQueue | None = None
@@ -98,8 +113,12 @@ class WebhookService:
             from .queue import WebhookQueue  # rq and redis are needed in this mode only
 
             self.queue = WebhookQueue(settings, storage.outbox, clock=clock)
-        elif settings.webhook_delivery_thread and any(a.webhook_url for a in settings.agents):
+        elif settings.webhook_delivery_thread and any(a.webhook_url or a.feed_url for a in settings.agents):
             self.thread = DeliveryThread(self.delivery, on_exit=self.sender.close_thread_session)
+
+    def _send(self, entry: OutboxEntry) -> SendResult:
+        send = self.senders.get(entry.type, self.sender.send)
+        return send(entry)
 
     @staticmethod
     def claim_lease(settings: Settings) -> float:

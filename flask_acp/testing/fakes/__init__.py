@@ -8,7 +8,9 @@ Each fake is a real HTTP server on loopback that a platform's own client (the
 * :class:`~flask_acp.testing.fakes.shopify.FakeShopify` (``fakes.shopify``; also
   ``flask_acp.testing.fake_shopify``),
 * :class:`~flask_acp.testing.fakes.woocommerce.FakeWooCommerce`
-  (``fakes.woocommerce``; also ``flask_acp.testing.fake_woocommerce``).
+  (``fakes.woocommerce``; also ``flask_acp.testing.fake_woocommerce``),
+* :class:`~flask_acp.testing.fakes.feed.FakeFeedService` (``fakes.feed``): an
+  agent's Feed API (ACP 2026-04-17), validating requests against ``openapi.feed.yaml``.
 
 They share :class:`~flask_acp.testing.fakes.base.FakeServer`, so every fake has
 the same controls (each fake's own older names keep working as aliases):
@@ -64,8 +66,8 @@ topic; ``subscribe_webhooks`` registers them), ``deliveries``, ``ping``,
 ``webhooks.retries``), Stripe and WooCommerce 0 (WooCommerce never retries).
 
 This package imports only the base; each fake's module needs its extra
-dependencies (``jsonschema`` for Stripe, ``graphql-core`` for Shopify: the
-``testing`` extra).
+dependencies (``jsonschema`` for Stripe, ``graphql-core`` for Shopify,
+``jsonschema`` and ``PyYAML`` for the Feed API: the ``testing`` extra).
 """
 
 from __future__ import annotations

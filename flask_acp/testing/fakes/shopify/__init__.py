@@ -62,6 +62,13 @@ Behaviour (the fake's choices where Shopify's is not documented)
   draft's inventory even when its reservation lapsed and other orders took the
   units (``on hand`` goes below zero: oversold) and drops the reservation;
   ``draftOrderDelete`` drops it.
+* **Products** (the product feed): ``products(first, after, query, sortKey)``
+  pages through the products (a product is the variants sharing a
+  ``product_id``; ``status:active`` filters), ``nodes`` resolves ``Product``
+  and ``InventoryItem`` GIDs (an inventory item's id is its variant's);
+  :meth:`FakeShopify.update_product` renames a product and sends
+  ``products/update``, ``set_inventory(..., notify=True)`` sends
+  ``inventory_levels/update`` (subscribe those topics).
 * **Prices**: a draft's variant lines follow the variant's current price, as on
   Shopify since 2025-01 for lines without ``priceOverride``:
   :meth:`FakeShopify.set_price` re-prices the open drafts holding the variant
@@ -154,7 +161,9 @@ Seed (JSON; every key optional except ``variants``)::
                    "sku": "HOOD-L", "price": "25.00", "inventory": 5, "tracked": true,
                    "inventory_policy": "DENY", "requires_shipping": true, "taxable": true,
                    "published": true, "status": "ACTIVE", "image": "https://...",
-                   "presentment_prices": {"KWD": "7.500"}}],
+                   "presentment_prices": {"KWD": "7.500"},
+                   "barcode": "00012345600012", "compare_at_price": "30.00",
+                   "options": {"Size": "L"}, "product_description": "..."}],
      "discount_codes": [{"code": "SAVE20", "title": "20% off", "percentage": "0.2",
                          "amount": null, "minimum_subtotal": null, "starts_at": null,
                          "ends_at": null, "combines": false, "usage_limit": null, "usage_count": 0}],

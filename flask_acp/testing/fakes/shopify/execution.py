@@ -146,6 +146,11 @@ class ShopGraphQL(Drafts):
         kind, number = parsed
         if kind == "ProductVariant" and number in self.variants:
             return self._variant_view(self.variants[number])
+        if kind == "InventoryItem" and number in self.variants:
+            return self._inventory_item_view(self.variants[number])
+        if kind == "Product":
+            first = next((v for _, v in sorted(self.variants.items()) if v.product_id == number), None)
+            return None if first is None else self._product_view(first)
         if kind == "DraftOrder" and number in self.drafts:
             return self._draft_view(self.drafts[number], count_read=True)
         if kind == "Order" and number in self.orders:
@@ -179,6 +184,18 @@ class _Root:
     def productVariant(self, info: t.Any, id: str) -> dict[str, t.Any] | None:
         parsed = parse_gid(id)
         return self.fake._node(id) if parsed and parsed[0] == "ProductVariant" else None
+
+    def products(self, info: t.Any, first: int | None = None, after: str | None = None,
+                 query: str | None = None, reverse: bool = False, sortKey: str = "ID") -> dict[str, t.Any]:
+        firsts = self.fake._products(query)
+        if reverse:
+            firsts.reverse()
+        if after is not None:
+            numbers = [str(v.product_id) for v in firsts]
+            firsts = firsts[numbers.index(after) + 1:] if after in numbers else []
+        limit = max(0, min(250, first if first is not None else 250))
+        nodes = [self.fake._product_view(v) for v in firsts[:limit]]
+        return connection(nodes, lambda n: str(n["legacyResourceId"]), has_next=len(firsts) > limit)
 
     def draftOrder(self, info: t.Any, id: str) -> dict[str, t.Any] | None:
         draft = self.fake._lookup_draft(id)
@@ -253,7 +270,7 @@ def _cost(operation: OperationDefinitionNode, variables: cabc.Mapping[str, t.Any
         elif selection.name.value == "nodes":
             ids = variables.get("ids") if isinstance(variables.get("ids"), list) else []
             cost += max(1, len(t.cast(list[t.Any], ids)))
-        elif selection.name.value in ("draftOrders", "orders"):
+        elif selection.name.value in ("draftOrders", "orders", "products"):
             cost += 50
         else:
             cost += 1

@@ -10,6 +10,7 @@ from .model import D
 from .model import DiscountCode
 from .model import Draft
 from .model import Variant
+from .model import connection
 from .model import exponent
 from .model import gid
 from .model import round_money
@@ -181,15 +182,104 @@ class Inventory(ShopWebhooks):
             "inventoryQuantity": sellable if variant.tracked else None,
             "sellableOnlineQuantity": sellable if variant.tracked else 0,
             "image": {"url": variant.image, "id": None, "altText": None} if variant.image else None,
-            "inventoryItem": {"__typename": "InventoryItem", "id": gid("InventoryItem", variant.id),
-                              "tracked": variant.tracked, "requiresShipping": variant.requires_shipping,
-                              "sku": variant.sku},
+            "inventoryItem": self._inventory_item_view(variant, with_variant=False),
             "product": self._product_view(variant),
+            "barcode": variant.barcode,
+            "compareAtPrice": (None if variant.compare_at_price is None
+                               else shopify_decimal(variant.compare_at_price)),
+            "selectedOptions": [{"name": n, "value": v} for n, v in variant.options]
+                               or [{"name": "Title", "value": variant.title}],
         }
 
+    def set_inventory(self, variant_id: int, quantity: int, *, notify: bool = False) -> None:
+        """Set a variant's on-hand quantity; ``notify``: send ``inventory_levels/update``
+        (``{inventory_item_id, location_id, available, updated_at}``, as Shopify's
+        REST ``InventoryLevel``) to the subscribed webhook URL."""
+        with self._lock:
+            self.variants[int(variant_id)].inventory = quantity
+            level = {"inventory_item_id": int(variant_id), "location_id": 1, "available": quantity,
+                     "updated_at": self.now().strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                     "admin_graphql_api_id": f"gid://shopify/InventoryLevel/1?inventory_item_id={variant_id}"}
+        if notify:
+            self.emit("inventory_levels/update", level)
+
+    def update_product(self, product_id: int, *, title: str | None = None) -> None:
+        """Rename a product (every variant's ``product_title``) as the merchant's
+        admin does, and send ``products/update`` (the REST product) to the
+        subscribed webhook URL."""
+        with self._lock:
+            variants = [v for v in self.variants.values() if v.product_id == int(product_id)]
+            if not variants:
+                raise KeyError(product_id)
+            for variant in variants:
+                variant.product_title = title if title is not None else variant.product_title
+        self.emit("products/update", self._product_rest(int(product_id)))
+
+    def _inventory_item_view(self, variant: Variant, *, with_variant: bool = True) -> dict[str, t.Any]:
+        view: dict[str, t.Any] = {
+            "__typename": "InventoryItem", "id": gid("InventoryItem", variant.id), "tracked": variant.tracked,
+            "requiresShipping": variant.requires_shipping, "sku": variant.sku}
+        if with_variant:
+            view["variant"] = self._variant_view(variant)
+        return view
+
     def _product_view(self, variant: Variant) -> dict[str, t.Any]:
-        return {"__typename": "Product", "id": gid("Product", variant.product_id),
-                "legacyResourceId": str(variant.product_id), "title": variant.product_title,
-                "handle": variant.product_title.lower().replace(" ", "-"), "status": variant.status,
-                "publishedAt": "2026-01-01T00:00:00Z" if variant.published else None}
+        """The ``Product`` of ``variant`` (its first variant gives the product's
+        fields); ``variants`` and ``description`` resolve when selected."""
+        product_id = variant.product_id
+        handle = variant.product_title.lower().replace(" ", "-")
+        image = variant.image
+
+        def variants(info: t.Any, first: int | None = None, after: str | None = None, **_: t.Any
+                     ) -> dict[str, t.Any]:
+            with self._lock:
+                siblings = [v for _, v in sorted(self.variants.items()) if v.product_id == product_id]
+            if after is not None:
+                ids = [str(v.id) for v in siblings]
+                siblings = siblings[ids.index(after) + 1:] if after in ids else []
+            limit = max(0, min(250, first if first is not None else 250))
+            page = [self._variant_view(v) for v in siblings[:limit]]
+            return connection(page, lambda n: str(n["legacyResourceId"]), has_next=len(siblings) > limit)
+
+        def description(info: t.Any, truncateAt: int | None = None) -> str:
+            text = variant.product_description
+            return text[:truncateAt] if truncateAt is not None else text
+
+        return {"__typename": "Product", "id": gid("Product", product_id),
+                "legacyResourceId": str(product_id), "title": variant.product_title,
+                "handle": handle, "status": variant.status,
+                "publishedAt": "2026-01-01T00:00:00Z" if variant.published else None,
+                "onlineStoreUrl": f"https://{self.domain}/products/{handle}" if variant.published else None,
+                "featuredMedia": None if not image else {
+                    "__typename": "MediaImage", "id": gid("MediaImage", product_id),
+                    "alt": variant.product_title,
+                    "mediaContentType": "IMAGE",
+                    "image": {"url": image, "altText": variant.product_title, "width": None, "height": None,
+                              "id": None}},
+                "description": description, "variants": variants}
+
+    def _products(self, query: str | None) -> list[Variant]:
+        """The first variant of each product (by product id) ``query`` matches:
+        ``status:active|draft|archived`` is understood, other terms ignored."""
+        status = None
+        for term in (query or "").split():
+            name, _, value = term.partition(":")
+            if name == "status":
+                status = value.upper()
+        firsts: dict[int, Variant] = {}
+        for _, v in sorted(self.variants.items()):
+            firsts.setdefault(v.product_id, v)
+        return [v for pid, v in sorted(firsts.items()) if status is None or v.status == status]
+
+    def _product_rest(self, product_id: int) -> dict[str, t.Any]:
+        """The REST ``Product`` of a ``products/*`` webhook (the fields flask-acp reads)."""
+        with self._lock:
+            variants = [v for _, v in sorted(self.variants.items()) if v.product_id == product_id]
+            first = variants[0]
+            return {"id": product_id, "admin_graphql_api_id": gid("Product", product_id),
+                    "title": first.product_title, "status": first.status.lower(),
+                    "updated_at": self.now().strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                    "variants": [{"id": v.id, "product_id": product_id, "title": v.title,
+                                  "price": shopify_decimal(v.price), "sku": v.sku,
+                                  "inventory_item_id": v.id} for v in variants]}
 

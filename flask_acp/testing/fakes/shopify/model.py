@@ -103,6 +103,10 @@ class Variant:
     sku: str | None = None
     image: str | None = None
     presentment_prices: dict[str, decimal.Decimal] = dataclasses.field(default_factory=dict)
+    barcode: str | None = None
+    compare_at_price: decimal.Decimal | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    product_description: str = ""
 
 
 @dataclasses.dataclass

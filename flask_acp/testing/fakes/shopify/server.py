@@ -84,7 +84,7 @@ class FakeShopify(ShopGraphQL):
         """JSON-able snapshot: variants, drafts, orders, counters, events."""
         with self._lock:
             return {
-                "variants": [self._variant_view(v) for v in self.variants.values()],
+                "variants": [_jsonable(self._variant_view(v)) for v in self.variants.values()],
                 "drafts": self.draft_list(),
                 "orders": self.order_list(),
                 "calls": dict(self.calls),
@@ -189,6 +189,15 @@ class FakeShopify(ShopGraphQL):
         yield f"Fake Shopify on {self.url} (shop currency {self.currency})"
         yield (f"  SHOPIFY_SHOP_URL={self.url} SHOPIFY_ACCESS_TOKEN={self.access_token} "
                f"SHOPIFY_WEBHOOK_SECRET={self.webhook_secret}")
+
+
+def _jsonable(value: t.Any) -> t.Any:
+    """A view without its lazily resolved fields (callables the GraphQL executor calls)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if not callable(v)}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def main(argv: cabc.Sequence[str] | None = None) -> None:

@@ -183,6 +183,11 @@ class ShopState(FakeServer[WebhookDelivery]):
             status=status, sku=raw.get("sku"), image=raw.get("image"),
             presentment_prices={str(c).upper(): self._decimal(p, f"{key}.presentment_prices.{c}")
                                for c, p in (raw.get("presentment_prices") or {}).items()},
+            barcode=raw.get("barcode"),
+            compare_at_price=(None if raw.get("compare_at_price") is None
+                              else self._decimal(raw["compare_at_price"], f"{key}.compare_at_price")),
+            options=tuple((str(n), str(v)) for n, v in (raw.get("options") or {}).items()),
+            product_description=str(raw.get("product_description") or ""),
         )
 
     def now(self) -> dt.datetime:
@@ -214,11 +219,6 @@ class ShopState(FakeServer[WebhookDelivery]):
                             line.unit = self._unit_prices(variant, draft.presentment)
                         draft.unready_reads = max(1, self.ready_delay_reads)
                         draft.updated_at = self.now()
-
-    def set_inventory(self, variant_id: int, quantity: int) -> None:
-        """Set a variant's on-hand quantity."""
-        with self._lock:
-            self.variants[int(variant_id)].inventory = quantity
 
     def set_tax_rate(self, region: str, rate: str) -> None:
         """Set the tax rate of ``"CC"`` or ``"CC-PROVINCE"`` (open drafts recalculate)."""

@@ -106,7 +106,10 @@ Seed (JSON; every key optional)::
 Test controls (the :mod:`flask_acp.testing.fakes` API): :meth:`FakeWooCommerce.fail_next`
 (``"500"``, ``"500_after"``, ``"html_503"``, ``"429"``, ``"timeout"``, ``"drop_after"``,
 ``"slow"``; ``route`` matches), :meth:`advance_clock`, :meth:`freeze_clock`, ``clock=``,
-:meth:`set_stock`, :meth:`set_price`; inspection: :attr:`counts` (HTTP calls
+:meth:`set_stock`, :meth:`set_price`, :meth:`update_product` (changes fields and sends
+``product.updated`` to the webhooks of that topic; REST v3 ``GET /wc/v3/products``,
+``/products/{id}`` and ``/products/{id}/variations`` serve products, with
+``global_unique_id`` and ``attributes`` from the seed); inspection: :attr:`counts` (HTTP calls
 per route name, e.g. ``"PUT /wc/v3/orders/{id}"``), :attr:`batched_counts`
 (calls inside batches), :attr:`calls`, :meth:`order`, :meth:`stock`,
 :meth:`held`, :attr:`webhook_events`.

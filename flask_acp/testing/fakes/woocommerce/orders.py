@@ -238,6 +238,8 @@ class Orders(Pricing):
               ) -> tuple[int, t.Any, dict[str, str]]:
         dp = int(query["dp"]) if str(query.get("dp") or "").isdigit() else None
         body = body if isinstance(body, dict) else {}
+        if name.startswith("GET /wc/v3/products"):
+            return self._rest_products(name, args, query)
         if name == "GET /wc/v3/orders":
             return self._list_orders(query, dp)
         if name == "POST /wc/v3/orders":

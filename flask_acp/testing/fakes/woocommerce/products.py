@@ -4,6 +4,8 @@ holds, the controls that change them, and the Store API product views."""
 from __future__ import annotations
 
 import collections.abc as cabc
+import functools
+import json
 import typing as t
 
 from .model import MAX_QUANTITY
@@ -31,6 +33,87 @@ class Products(WooWebhooks):
         """Change a product's prices (decimal strings)."""
         with self._lock:
             self._products[product_id].update(regular_price=regular_price, sale_price=sale_price)
+
+    def update_product(self, product_id: int, **changes: t.Any) -> None:
+        """Change a product's (or variation's) fields (``name``, ``regular_price``,
+        ``stock_quantity``...) as the admin does, and queue ``product.updated``
+        (the REST v3 product or variation, as WooCommerce sends it) to every
+        active webhook of that topic."""
+        with self._lock:
+            product = self._products[product_id]
+            product.update(changes)
+            if "stock_quantity" in changes and product["manage_stock"]:
+                product["stock_status"] = "instock" if (product["stock_quantity"] or 0) > 0 else "outofstock"
+            self._webhook_events.append({"topic": "product.updated", "resource": "product",
+                                         "resource_id": product_id, "at": self.now()})
+            for hook in self._webhooks.values():
+                if hook.status == "active" and hook.topic == "product.updated":
+                    body = json.dumps(self._rest_product_json(product), separators=(",", ":")).encode()
+                    delivery = self._signed(hook.id, "product.updated", product_id, body, hook.secret)
+                    self._queue_webhook(functools.partial(self._send_product, delivery, hook.delivery_url))
+
+    def _send_product(self, delivery: t.Any, url: str) -> None:
+        self._send(delivery, url)
+
+    def _rest_product_json(self, product: JSONDict) -> JSONDict:
+        """A product or variation as REST v3 shows it (``GET /wc/v3/products/{id}``,
+        ``.../variations``): prices as decimal strings of the store currency."""
+        price = self._price(product) or ""
+        variation = product["type"] == "variation"
+        images = [{"id": i + 1, "src": src, "name": "", "alt": product.get("image_alt", "")}
+                  for i, src in enumerate(product["images"])]
+        out: JSONDict = {
+            "id": product["id"], "name": product["name"], "type": product["type"],
+            "status": product["status"], "parent_id": product["parent_id"],
+            "permalink": f"{self._site()}/?p={product['id']}", "sku": product["sku"],
+            "description": product.get("description", ""), "short_description": product["short_description"],
+            "price": price, "regular_price": product["regular_price"], "sale_price": product["sale_price"],
+            "on_sale": bool(product.get("sale_price")), "purchasable": price != "",
+            "global_unique_id": product.get("global_unique_id", ""),
+            "manage_stock": product["manage_stock"], "stock_quantity": product["stock_quantity"],
+            "stock_status": product["stock_status"], "backorders": product["backorders"],
+            "attributes": [{"id": 0, "name": n, "option": v}
+                           for n, v in (product.get("attributes") or {}).items()]
+            if variation else [{"id": 0, "name": n, "options": [v], "variation": True}
+                               for n, v in (product.get("attributes") or {}).items()],
+        }
+        if variation:
+            out["image"] = images[0] if images else None
+        else:
+            out["images"] = images
+            out["variations"] = sorted(p["id"] for p in self._products.values()
+                                       if p["parent_id"] == product["id"] and p["type"] == "variation")
+        return out
+
+    def _rest_products(self, name: str, args: cabc.Mapping[str, t.Any], query: cabc.Mapping[str, str]
+                       ) -> tuple[int, t.Any, dict[str, str]]:
+        """``GET /wc/v3/products`` (``status``, ``include``, ``per_page`` <= 100,
+        ``page``; parents and simple products, never variations), ``GET
+        /wc/v3/products/{id}`` and ``GET /wc/v3/products/{id}/variations``, with
+        ``X-WP-Total`` / ``X-WP-TotalPages``."""
+        if name == "GET /wc/v3/products/{id}":
+            product = self._products.get(int(args["id"]))
+            if product is None:
+                raise WooError(404, "woocommerce_rest_product_invalid_id", "Invalid ID.")
+            return 200, self._rest_product_json(product), {}
+        if name == "GET /wc/v3/products/{id}/variations":
+            parent = int(args["id"])
+            rows = [p for _, p in sorted(self._products.items())
+                    if p["parent_id"] == parent and p["type"] == "variation"]
+        else:
+            rows = [p for _, p in sorted(self._products.items()) if p["type"] != "variation"]
+            status = str(query.get("status") or "any")
+            if status != "any":
+                rows = [p for p in rows if p["status"] == status]
+            include = [int(i) for i in str(query.get("include") or "").split(",") if i.strip().isdigit()]
+            if include:
+                rows = [p for p in rows if p["id"] in include]
+        per_page = max(1, min(100, int(query.get("per_page") or 10)))
+        page = max(1, int(query.get("page") or 1))
+        pages = max(1, -(-len(rows) // per_page))
+        chunk = rows[(page - 1) * per_page: page * per_page]
+        return 200, [self._rest_product_json(p) for p in chunk], {
+            "X-WP-Total": str(len(rows)), "X-WP-TotalPages": str(pages)}
 
     def _cents(self, value: t.Any) -> int:
         """A decimal price string in store minor units, half-up."""
