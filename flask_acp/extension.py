@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import importlib.metadata
+import importlib.util
 import logging
 import typing as t
 
@@ -114,9 +115,13 @@ class ACP:
         as RQ jobs after each commit; without, a delivery thread starts in
         each process on its first request or order event (never here).
 
+        The merchant console (``ACP_CONSOLE_*``, :mod:`flask_acp.console`) is
+        registered only when ``ACP_CONSOLE_ENABLED``, and never without a protection.
+
         :raises RuntimeError: registered twice, or keys are missing or invalid
             (one line per key, naming it and what to set), or an agent's
-            ``webhook_url`` is not https outside debug/testing or has no secret.
+            ``webhook_url`` is not https outside debug/testing or has no secret,
+            or the console is enabled with no protection or no ``SECRET_KEY``.
         """
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
@@ -161,6 +166,9 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
+        if settings.console_enabled and importlib.util.find_spec("flask_wtf") is None:
+            raise config_error([("ACP_CONSOLE_ENABLED", "the merchant console needs Flask-WTF (its CSRF "
+                                 "tokens): pip install 'flask-acp[console]'")])
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
         signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
@@ -189,6 +197,10 @@ class ACP:
             app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
         if settings.health_enabled:
             app.register_blueprint(health_routes.make_blueprint(settings.healthz_path, settings.readyz_path))
+        if settings.console_enabled:
+            from .console import make_blueprint as make_console_blueprint
+
+            app.register_blueprint(make_console_blueprint(settings, app))
         if metrics is not None:
             from .ops.metrics import make_blueprint as make_metrics_blueprint
 
