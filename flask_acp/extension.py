@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections.abc as cabc
 import dataclasses
 import importlib.metadata
-import importlib.util
 import logging
 import typing as t
 
@@ -166,9 +165,8 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
-        if settings.console_enabled and importlib.util.find_spec("flask_wtf") is None:
-            raise config_error([("ACP_CONSOLE_ENABLED", "the merchant console needs Flask-WTF (its CSRF "
-                                 "tokens): pip install 'flask-acp[console]'")])
+        if settings.console_enabled:
+            _check_console_available()
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
         signatures = SignatureChecker(settings.agents, tolerance=settings.signature_tolerance,
@@ -236,6 +234,15 @@ def _metrics(settings: Settings, storage: Storage) -> Metrics | None:
     from .ops.metrics import Metrics
 
     return Metrics(storage.outbox)
+
+
+def _check_console_available() -> None:
+    """:raises RuntimeError: Flask-WTF (the console's CSRF tokens) is not installed."""
+    try:
+        import flask_wtf  # noqa: F401
+    except ImportError:
+        raise config_error([("ACP_CONSOLE_ENABLED", "the merchant console needs Flask-WTF (its CSRF "
+                             "tokens): pip install 'flask-acp[console]'")]) from None
 
 
 def _rate_limits(settings: Settings) -> RateLimits | None:

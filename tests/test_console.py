@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import pathlib
 import re
+import sys
 import time
 import typing as t
 
@@ -101,6 +102,13 @@ def test_bad_console_settings_are_named(tmp_path: pathlib.Path, key: str, value:
         console_app(tmp_path, **config)
 
 
+def test_enabled_without_flask_wtf_names_the_extra(tmp_path: pathlib.Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "flask_wtf", None)
+    with pytest.raises(RuntimeError, match=re.escape("pip install 'flask-acp[console]'")):
+        console_app(tmp_path)
+
+
 # --------------------------------------------------------------------------- password
 
 
@@ -132,7 +140,9 @@ def test_login_cookie_flags_and_redirect_back(tmp_path: pathlib.Path) -> None:
     assert response.status_code == 302
     assert response.headers["Location"] == "/acp-console/orders"
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(LOGIN_COOKIE + "="))
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/acp-console" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Path=/acp-console" in cookie
     assert "Secure" not in cookie  # plain http in testing; over HTTPS the cookie is Secure
     assert client.get("/acp-console/orders").status_code == 200
 
@@ -223,7 +233,8 @@ def test_the_host_apps_hook_decides(tmp_path: pathlib.Path) -> None:
     assert client.get("/acp-console/", headers={"X-Test-User": "admin"}).status_code == 200
     assert client.get("/acp-console/", headers={"X-Test-User": "clerk"}).status_code == 403
     response = client.get("/acp-console/")
-    assert response.status_code == 302 and response.headers["Location"] == "/host-login"
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/host-login"
 
 
 def test_a_hook_returning_anything_but_true_refuses(tmp_path: pathlib.Path) -> None:
@@ -270,7 +281,8 @@ def test_orders_show_payment_and_platform_state(open_app: Flask) -> None:
     session = open_app.extensions["acp"].storage.sessions.get(done["id"])
     assert order["id"] in page
     assert money(session.order.total, "usd") in page  # e.g. "33.00 USD", from minor units
-    assert session.payment.payment_id in page and "succeeded" in page
+    assert session.payment.payment_id in page
+    assert "succeeded" in page
     assert "created" in page  # the order's status
     assert "agent-one" in page
     # filtered by another agent: not there
@@ -295,8 +307,10 @@ def test_funnel_counts_sessions_per_agent_and_day(open_app: Flask) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     rows = {r.agent: r for r in queries.funnel(open_app.extensions["acp"].storage.sessions, days=3, now=now)}
     assert rows["agent-one"].day == now.date()
-    assert (rows["agent-one"].created, rows["agent-one"].reached_ready, rows["agent-one"]["completed"]) == (3, 2, 1)
-    assert rows["agent-one"]["not_ready_for_payment"] == 1 and rows["agent-one"]["ready_for_payment"] == 1
+    mine = rows["agent-one"]
+    assert (mine.created, mine.reached_ready, mine["completed"]) == (3, 2, 1)
+    assert rows["agent-one"]["not_ready_for_payment"] == 1
+    assert rows["agent-one"]["ready_for_payment"] == 1
     assert (rows["agent-two"].created, rows["agent-two"]["canceled"]) == (1, 1)
     page = client.get("/acp-console/").get_data(as_text=True)
     row = re.search(r'<tr data-day="[^"]+" data-agent="agent-one">(.*?)</tr>', page, re.S)
@@ -320,7 +334,8 @@ def test_stuck_completions_and_declines_are_listed(tmp_path: pathlib.Path) -> No
     agent = Agent(client)
     declined = agent.ready_session()
     response = agent.complete(declined["id"], token="spt_decline_1")
-    assert response.status_code == 200 and response.get_json()["status"] != "completed", response.get_json()
+    assert response.status_code == 200
+    assert response.get_json()["status"] != "completed", response.get_json()
     sessions = app.extensions["acp"].storage.sessions
     assert sessions.get(declined["id"]).payment_failures == 1
     stuck = agent.ready_session()
@@ -329,9 +344,11 @@ def test_stuck_completions_and_declines_are_listed(tmp_path: pathlib.Path) -> No
     sessions.save(stored.replace(status=Status.COMPLETE_IN_PROGRESS, updated_at=old))
     page = client.get("/acp-console/").get_data(as_text=True)
     declines = re.search(r'id="declines-table">(.*?)</table>', page, re.S)
-    assert declines is not None and declined["id"] in declines.group(1)
+    assert declines is not None
+    assert declined["id"] in declines.group(1)
     stuck_rows = re.search(r'id="stuck-table">(.*?)</table>', page, re.S)
-    assert stuck_rows is not None and stuck["id"] in stuck_rows.group(1)
+    assert stuck_rows is not None
+    assert stuck["id"] in stuck_rows.group(1)
     assert "interrupted: run flask acp sweep" in stuck_rows.group(1)
 
 
@@ -348,7 +365,8 @@ def test_rate_limited_agents_are_shown(tmp_path: pathlib.Path) -> None:
     assert re.search(r'<tr data-agent="agent-one"><td>agent-one</td><td>agent</td><td class="num">1</td>',
                      refused.group(1))
     windows = re.search(r'id="windows-table">(.*?)</table>', page, re.S)
-    assert windows is not None and "0: limited" in windows.group(1)
+    assert windows is not None
+    assert "0: limited" in windows.group(1)
     assert AGENT_KEY not in page  # no secret on the page
 
 
@@ -369,7 +387,9 @@ def test_replay_needs_csrf_and_resets_the_event(open_app: Flask) -> None:
     assert outbox.get(entry.event_id) == entry  # untouched
     page = client.get("/acp-console/events")
     failed = re.search(r'id="failed-table">(.*?)</table>', page.get_data(as_text=True), re.S)
-    assert failed is not None and entry.event_id in failed.group(1) and "HTTP 410" in failed.group(1)
+    assert failed is not None
+    assert entry.event_id in failed.group(1)
+    assert "HTTP 410" in failed.group(1)
     response = client.post(f"/acp-console/events/{entry.event_id}/replay",
                            data={"csrf_token": csrf(page.data)}, follow_redirects=True)
     assert response.status_code == 200
