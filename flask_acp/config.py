@@ -599,7 +599,8 @@ class Settings:
         "ACP_CONSOLE_ENABLED", fields.Boolean(), False,
         doc="Serve the merchant console (README \"Merchant console\") at `ACP_CONSOLE_PREFIX`. Needs at "
             "least one of `ACP_CONSOLE_AUTH`, `ACP_CONSOLE_PASSWORD_HASH`, `ACP_CONSOLE_ALLOWED_IPS` "
-            "(start-up error otherwise: never open), and the app's `SECRET_KEY` (sessions, CSRF tokens).")
+            "(start-up error otherwise: never open), and the app's `SECRET_KEY` (the login cookie, the CSRF "
+            "tokens).")
     console_prefix: str = setting(
         "ACP_CONSOLE_PREFIX", fields.String(validate=validate.Regexp(
             r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /acp-console, without a trailing "
