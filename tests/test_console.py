@@ -171,10 +171,16 @@ def test_a_new_password_ends_old_logins(tmp_path: pathlib.Path) -> None:
     login(client)
     cookie = client.get_cookie(LOGIN_COOKIE, path="/acp-console")
     assert cookie is not None
-    other = console_app(tmp_path / "b", ACP_CONSOLE_PASSWORD_HASH=generate_password_hash("another one"))
+    same = console_app(tmp_path / "b").test_client()  # another process of the same app: the login holds
+    same.set_cookie(LOGIN_COOKIE, cookie.value, path="/acp-console")
+    assert same.get("/acp-console/").status_code == 200
+    other = console_app(tmp_path / "c", ACP_CONSOLE_PASSWORD_HASH=generate_password_hash("another one"))
     fresh = other.test_client()
     fresh.set_cookie(LOGIN_COOKIE, cookie.value, path="/acp-console")
     assert fresh.get("/acp-console/").status_code == 302
+    forged = console_app(tmp_path / "d", SECRET_KEY="another-secret-key-0123456789").test_client()
+    forged.set_cookie(LOGIN_COOKIE, cookie.value, path="/acp-console")
+    assert forged.get("/acp-console/").status_code == 302
 
 
 def test_login_and_logout_need_a_csrf_token(tmp_path: pathlib.Path) -> None:
