@@ -72,7 +72,8 @@ def client_scheme_and_addr() -> tuple[str, str | None]:
     return request.scheme, request.remote_addr
 
 
-def _is_loopback(addr: str | None) -> bool:
+def is_loopback(addr: str | None) -> bool:
+    """Whether ``addr`` is a loopback address (127.0.0.0/8, ::1)."""
     try:
         return addr is not None and ipaddress.ip_address(addr).is_loopback
     except ValueError:
@@ -89,7 +90,7 @@ def check_transport() -> None:
     if not settings.require_https or app.debug or app.testing:
         return
     scheme, addr = client_scheme_and_addr()
-    if scheme == "https" or (settings.allow_insecure_loopback and _is_loopback(addr)):
+    if scheme == "https" or (settings.allow_insecure_loopback and is_loopback(addr)):
         return
     protos = [p for p in request.headers.get("X-Forwarded-Proto", "").split(",") if p.strip()]
     raise InsecureTransportError.explained(trusted_proxy_hops=settings.trusted_proxy_hops,

@@ -6,7 +6,8 @@
   each one queues a signed ``order_update`` webhook to the agent.
 - ``flask acp orders list``, ``flask acp sessions list|show SESSION_ID``,
   ``flask acp stock``: read-only views, newest first, ``--json`` for one
-  JSON object per line; buyer e-mails masked, no address, token or secret.
+  JSON object per line; buyer e-mails masked, no address, token or secret
+  (the queries live in :mod:`flask_acp.queries`, shared with the merchant console).
 - ``flask acp worker``, ``flask acp events list|replay``: order webhook
   delivery (:mod:`flask_acp.webhooks.cli`);
 - ``flask acp feed export|push``: the product feed (:mod:`flask_acp.feed.cli`);
@@ -26,13 +27,14 @@ import typing as t
 
 import click
 
+from . import queries
 from .errors import ACPError
 from .errors import AdapterError
 from .feed import cli as feed_cli
-from .models import CheckoutSession
 from .models import Status
 from .progress import Progress
 from .progress import track
+from .queries import session_summary
 from .state import ACPState
 from .state import current_state
 from .versions import VERSIONS
@@ -71,65 +73,6 @@ def _adapter_call(call: t.Callable[[], t.Any]) -> t.Any:
         return call()
     except AdapterError as exc:
         raise click.ClickException(f"the platform cannot answer: {exc}") from None
-
-
-def mask_email(email: object) -> str | None:
-    """``jane.doe@example.com`` -> ``j***@example.com`` (None when not an e-mail)."""
-    if not isinstance(email, str) or "@" not in email:
-        return None
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def _iso(when: dt.datetime | None) -> str | None:
-    return None if when is None else when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _newest_sessions(statuses: cabc.Iterable[str], *, agent: str | None, limit: int,
-                     keep: t.Callable[[CheckoutSession], bool] = lambda s: True) -> list[CheckoutSession]:
-    """Sessions in ``statuses`` (of ``agent``), last updated first, at most ``limit``.
-
-    Reads every session in those statuses (the storage port lists ids, not
-    pages): an operator's view, not a hot path.
-    """
-    sessions = _state().storage.sessions
-    found = [s for s in map(sessions.get, sessions.session_ids(statuses=statuses))
-             if s is not None and (agent is None or s.agent == agent) and keep(s)]
-    found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
-    return found[:limit]
-
-
-def session_summary(session: CheckoutSession) -> dict[str, t.Any]:
-    """What an operator sees of a session: no address, no token, the buyer's
-    e-mail masked; amounts in minor units of ``currency``."""
-    buyer = session.buyer or {}
-    address = (session.fulfillment_details or {}).get("address")
-    return {
-        "id": session.id, "status": session.status.value, "agent": session.agent,
-        "api_version": session.api_version, "currency": session.currency,
-        "total": session.totals.total,
-        "line_items": [{"id": li.id, "quantity": li.quantity} for li in session.line_items],
-        "buyer_email": mask_email(buyer.get("email")),
-        "ship_to_country": address.get("country") if isinstance(address, dict) else None,
-        "messages": [m.code for m in session.messages],
-        "payment_status": session.payment.status if session.payment else None,
-        "payment_failures": session.payment_failures,
-        "order_id": session.order.id if session.order else None,
-        "created_at": _iso(session.created_at), "updated_at": _iso(session.updated_at),
-        "expires_at": _iso(session.expires_at),
-    }
-
-
-def order_summary(session: CheckoutSession) -> dict[str, t.Any]:
-    """An order's row: ids, status, amounts (minor units), the masked buyer e-mail."""
-    order = t.cast("t.Any", session.order)
-    return {
-        "order_id": order.id, "order_number": order.order_number, "status": order.status,
-        "checkout_session_id": session.id, "agent": session.agent,
-        "total": order.total, "refunded": order.amount_refunded, "currency": order.currency,
-        "buyer_email": mask_email((session.buyer or {}).get("email")),
-        "completed_at": _iso(session.updated_at),
-    }
 
 
 def _table(rows: list[dict[str, t.Any]], columns: cabc.Sequence[str], as_json: bool) -> None:
@@ -276,9 +219,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def list_orders(statuses: tuple[str, ...], agent: str | None, limit: int, as_json: bool) -> None:
         """List orders, newest first (amounts in minor units, buyer e-mail masked)."""
-        found = _newest_sessions([Status.COMPLETED.value], agent=agent, limit=limit, keep=lambda s: (
-            s.order is not None and (not statuses or s.order.status in statuses)))
-        _table([order_summary(s) for s in found],
+        _table(queries.orders(_state().storage.sessions, statuses=statuses, agent=agent, limit=limit),
                ("order_id", "status", "total", "refunded", "currency", "agent", "buyer_email",
                 "checkout_session_id", "completed_at"), as_json)
 
@@ -359,7 +300,8 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def list_sessions(statuses: tuple[str, ...], agent: str | None, limit: int, as_json: bool) -> None:
         """List checkout sessions, last updated first (buyer e-mail masked)."""
-        found = _newest_sessions(statuses or [s.value for s in Status], agent=agent, limit=limit)
+        found = queries.newest_sessions(_state().storage.sessions, statuses or [s.value for s in Status],
+                                        agent=agent, limit=limit)
         _table([session_summary(s) for s in found],
                ("id", "status", "agent", "total", "currency", "buyer_email", "order_id", "updated_at"),
                as_json)

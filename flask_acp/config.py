@@ -20,8 +20,10 @@ import copy
 import dataclasses
 import difflib
 import functools
+import ipaddress
 import logging
 import os
+import re
 import typing as t
 
 import click
@@ -364,6 +366,27 @@ def _check_continue_url(value: str | None) -> None:
     fields.Url(require_tld=False).deserialize(url)
 
 
+class _AuthHook(fields.Field):  # type: ignore[type-arg]
+    """A callable, or the ``module:function`` (or ``module.function``) path of one."""
+
+    #: how the README names the type.
+    type_name = "callable or str"
+    default_error_messages = {"invalid": "Not a callable or a 'module:function' path."}
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: cabc.Mapping[str, t.Any] | None,
+                     **kwargs: t.Any) -> t.Any:
+        if callable(value) or (isinstance(value, str) and re.fullmatch(r"[\w.]+[:.]\w+", value)):
+            return value
+        raise self.make_error("invalid")
+
+
+def _check_network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValidationError(f"not an IP address or network: {exc}") from None
+
+
 def _seconds(minimum: float) -> validate.Range:
     return validate.Range(min=minimum)
 
@@ -676,6 +699,42 @@ class Settings:
             ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])), "INFO",
         doc="Level of those loggers when `ACP_LOG_FORMAT` is `json`.")
 
+    console_enabled: bool = setting(
+        "ACP_CONSOLE_ENABLED", fields.Boolean(), False,
+        doc="Serve the merchant console (README \"Merchant console\") at `ACP_CONSOLE_PREFIX`. Needs at "
+            "least one of `ACP_CONSOLE_AUTH`, `ACP_CONSOLE_PASSWORD_HASH`, `ACP_CONSOLE_ALLOWED_IPS` "
+            "(start-up error otherwise: never open), and the app's `SECRET_KEY` (the login cookie, the CSRF "
+            "tokens).")
+    console_prefix: str = setting(
+        "ACP_CONSOLE_PREFIX", fields.String(validate=validate.Regexp(
+            r"^/[^?#]*[^/?#]$", error="must be an absolute path such as /acp-console, without a trailing "
+                                      "slash")),
+        "/acp-console", doc="Where the console is mounted (not under `ACP_URL_PREFIX`).")
+    console_auth: t.Any = setting(
+        "ACP_CONSOLE_AUTH", _AuthHook(allow_none=True), None,
+        doc="The host app's own check: a callable (or its `module:function` path) called with no "
+            "argument in the request context of every console request; it returns `True` to let the "
+            "request in, `False`/`None` for a 403, or a Flask response to send instead (e.g. a redirect "
+            "to the host's login page). Every protection that is set applies.")
+    console_password_hash: str | None = setting(
+        "ACP_CONSOLE_PASSWORD_HASH", fields.String(allow_none=True, validate=validate.Regexp(
+            r"^(scrypt|pbkdf2)(:[\w:]+)?\$[^$]+\$[0-9a-f]+$",
+            error="must be a Werkzeug password hash: python -c \"from werkzeug.security import "
+                  "generate_password_hash as g; print(g(input()))\"")), None,
+        doc="A console password, as a Werkzeug hash (`werkzeug.security.generate_password_hash`, scrypt "
+            "or pbkdf2), never the password: the console asks for it and keeps the login in a signed "
+            "`HttpOnly`, `SameSite=Strict` cookie (`Secure` over HTTPS) for `ACP_CONSOLE_LOGIN_TTL`.")
+    console_allowed_ips: tuple[str, ...] = setting(
+        "ACP_CONSOLE_ALLOWED_IPS", fields.List(fields.String(validate=_check_network)), [], convert=tuple,
+        doc="Client addresses or networks (`\"10.0.0.0/8\"`, `\"::1\"`) allowed to reach the console "
+            "(through `ACP_TRUSTED_PROXY_HOPS`); empty: any address (then another protection must be set).")
+    console_login_ttl: int = setting(
+        "ACP_CONSOLE_LOGIN_TTL", fields.Integer(strict=True, validate=_seconds(60)), 28800, unit="seconds",
+        doc="How long a console password login lasts.")
+    console_funnel_days: int = setting(
+        "ACP_CONSOLE_FUNNEL_DAYS", fields.Integer(strict=True, validate=validate.Range(min=1, max=366)), 14,
+        unit="days", doc="Days of the console's conversion funnel and declines (today included).")
+
     def agent(self, name: str) -> Agent:
         """The configured agent called ``name``.
 
@@ -697,8 +756,15 @@ def _no_shared_api_key(settings: Settings) -> None:
             seen[key] = agent.name
 
 
+def _console_protected(settings: Settings) -> None:
+    if settings.console_enabled and not (settings.console_auth or settings.console_password_hash
+                                         or settings.console_allowed_ips):
+        raise ValidationError("the console is never open: set ACP_CONSOLE_AUTH (the host app's check), "
+                              "ACP_CONSOLE_PASSWORD_HASH or ACP_CONSOLE_ALLOWED_IPS", "ACP_CONSOLE_ENABLED")
+
+
 #: the core's keys.
-CORE_SETTINGS = Section("core", Settings, checks=(_no_shared_api_key,))
+CORE_SETTINGS = Section("core", Settings, checks=(_no_shared_api_key, _console_protected))
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -119,9 +119,13 @@ class ACP:
         as RQ jobs after each commit; without, a delivery thread starts in
         each process on its first request or order event (never here).
 
+        The merchant console (``ACP_CONSOLE_*``, :mod:`flask_acp.console`) is
+        registered only when ``ACP_CONSOLE_ENABLED``, and never without a protection.
+
         :raises RuntimeError: registered twice, or keys are missing or invalid
             (one line per key, naming it and what to set), or an agent's
-            ``webhook_url`` is not https outside debug/testing or has no secret.
+            ``webhook_url`` is not https outside debug/testing or has no secret,
+            or the console is enabled with no protection or no ``SECRET_KEY``.
         """
         if "acp" in app.extensions:
             raise RuntimeError("flask-acp is already registered on this app; call init_app once per app.")
@@ -168,6 +172,8 @@ class ACP:
                 "ACP_LOCK_LEASE", f"{settings.lock_lease:g} s is not above one completion's time budget "
                 f"({budget:g} s: the payment processor's retries and timeouts plus the platform's calls); "
                 "raise it, or lower ACP_STRIPE_READ_TIMEOUT / ACP_STRIPE_MAX_NETWORK_RETRIES")])
+        if settings.console_enabled:
+            _check_console_available()
         if settings.mcp_enabled and not sdk_available():
             raise config_error([("ACP_MCP_ENABLED", SDK_MISSING)])
         if settings.carts_enabled and not any(VERSIONS[v].has_carts for v in settings.api_versions):
@@ -202,6 +208,10 @@ class ACP:
             app.register_blueprint(make_mcp_blueprint(settings.mcp_path, pipeline))
         if settings.health_enabled:
             app.register_blueprint(health_routes.make_blueprint(settings.healthz_path, settings.readyz_path))
+        if settings.console_enabled:
+            from .console import make_blueprint as make_console_blueprint
+
+            app.register_blueprint(make_console_blueprint(settings, app))
         if metrics is not None:
             from .ops.metrics import make_blueprint as make_metrics_blueprint
 
@@ -237,6 +247,15 @@ def _metrics(settings: Settings, storage: Storage) -> Metrics | None:
     from .ops.metrics import Metrics
 
     return Metrics(storage.outbox)
+
+
+def _check_console_available() -> None:
+    """:raises RuntimeError: Flask-WTF (the console's CSRF tokens) is not installed."""
+    try:
+        import flask_wtf  # noqa: F401
+    except ImportError:
+        raise config_error([("ACP_CONSOLE_ENABLED", "the merchant console needs Flask-WTF (its CSRF "
+                             "tokens): pip install 'flask-acp[console]'")]) from None
 
 
 def _rate_limits(settings: Settings) -> RateLimits | None:

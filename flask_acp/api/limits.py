@@ -63,6 +63,30 @@ def storage_url(explicit: str | None, *, store_url: str | None, redis_url: str |
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Refusals:
+    """Requests of one agent refused by one kind of limit, counted by this
+    process since it started (``limit``: ``agent``, ``complete`` or
+    ``complete-session``; ``last_at``: unix seconds)."""
+
+    agent: str
+    limit: str
+    count: int
+    last_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WindowState:
+    """Where one agent stands in one limit's window, read from the shared
+    counters: ``remaining`` requests allowed until ``reset_at`` (unix seconds)."""
+
+    agent: str
+    limit: str
+    item: str
+    remaining: int
+    reset_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LimitSettings:
     """The four limits, each ``limits`` notation (empty: none)."""
 
@@ -93,6 +117,9 @@ class RateLimits:
         self.complete_per_session = _items(settings.complete_per_session)
         self._warned_at = -math.inf
         self._warn_lock = threading.Lock()
+        self._refused: dict[tuple[str, str], Refusals] = {}
+        self._refused_ips = 0
+        self._refused_lock = threading.Lock()
 
     def check_client(self, address: str | None) -> None:
         """Count one request of the client ``address`` (None: not known, not counted).
@@ -125,9 +152,44 @@ class RateLimits:
             except StorageError as exc:
                 self._warn(exc)
                 return
+            self._count_refusal(identifiers)
             retry_after = max(1, math.ceil(reset - time.time()))
             raise RateLimitedError(f"Too many requests for {what} (limit {item}); retry after "
                                    f"{retry_after} s.", retry_after=retry_after)
+
+    def _count_refusal(self, identifiers: tuple[str, ...]) -> None:
+        kind, name = identifiers[0], identifiers[1]
+        now = time.time()
+        with self._refused_lock:
+            if kind == "ip":  # addresses are not kept: a count only
+                self._refused_ips += 1
+                return
+            before = self._refused.get((name, kind))
+            self._refused[(name, kind)] = Refusals(name, kind, (before.count if before else 0) + 1, now)
+
+    def refusals(self) -> tuple[list[Refusals], int]:
+        """The requests this process refused since it started: per agent and
+        limit (most recent first), and the number refused by the per-address
+        limit (before authentication: no agent). Other processes count their own."""
+        with self._refused_lock:
+            found = sorted(self._refused.values(), key=lambda r: r.last_at, reverse=True)
+            return found, self._refused_ips
+
+    def agent_windows(self, agent: str) -> list[WindowState]:
+        """``agent``'s standing in ``ACP_RATE_LIMIT_PER_AGENT`` and
+        ``..._COMPLETE_PER_AGENT`` now, from the shared counters (every process's
+        requests). A storage that fails yields nothing.
+        """
+        states = []
+        for kind, items in (("agent", self.per_agent), ("complete", self.complete_per_agent)):
+            for item in items:
+                try:
+                    stats = self.limiter.get_window_stats(item, self.namespace, kind, agent)
+                except StorageError as exc:
+                    self._warn(exc)
+                    return []
+                states.append(WindowState(agent, kind, str(item), stats.remaining, stats.reset_time))
+        return states
 
     def _warn(self, exc: StorageError) -> None:
         with self._warn_lock:

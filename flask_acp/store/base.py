@@ -152,9 +152,10 @@ class Sessions(t.Protocol):
         ...
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
-                    updated_before: float | None = None) -> list[str]:
-        """Ids of sessions in one of ``statuses`` (optionally only those expiring,
-        or last updated, before a unix time in seconds); for sweepers."""
+                    updated_before: float | None = None, updated_since: float | None = None) -> list[str]:
+        """Ids of sessions in one of ``statuses``, optionally only those expiring
+        before, last updated before, or last updated at or after a unix time in
+        seconds (the filters combine); for sweepers and operators' views."""
         ...
 
     def session_id_for_order(self, order_id: str) -> str | None:

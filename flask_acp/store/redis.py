@@ -233,26 +233,29 @@ end
 return 'ok'
 """
 
-# KEYS[1] any key of the shard; ARGV base, expires_before ('' none), updated_before ('' none), statuses...
+# KEYS[1] any key of the shard; ARGV base, expires_before, updated_before, updated_since ('' none), statuses
 _SESSION_IDS = """
-local base, eb, ub = ARGV[1], ARGV[2], ARGV[3]
+local base, eb, ub, us = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local out = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local st = ARGV[i]
   local ids
   if eb ~= '' then
     ids = redis.call('ZRANGEBYSCORE', base .. 'sx:' .. st .. ':exp', '-inf', '(' .. eb)
-  elseif ub ~= '' then
-    ids = redis.call('ZRANGEBYSCORE', base .. 'sx:' .. st .. ':upd', '-inf', '(' .. ub)
+  elseif ub ~= '' or us ~= '' then
+    ids = redis.call('ZRANGEBYSCORE', base .. 'sx:' .. st .. ':upd', us == '' and '-inf' or us,
+                     ub == '' and '+inf' or '(' .. ub)
   else
     ids = redis.call('ZRANGE', base .. 'sx:' .. st .. ':exp', 0, -1)
   end
   for _, id in ipairs(ids) do
-    if eb == '' or ub == '' then
+    if eb == '' or (ub == '' and us == '') then
       table.insert(out, id)
     else
-      local u = redis.call('ZSCORE', base .. 'sx:' .. st .. ':upd', id)
-      if u and tonumber(u) < tonumber(ub) then table.insert(out, id) end
+      local u = tonumber(redis.call('ZSCORE', base .. 'sx:' .. st .. ':upd', id))
+      if u and (ub == '' or u < tonumber(ub)) and (us == '' or u >= tonumber(us)) then
+        table.insert(out, id)
+      end
     end
   end
 end
@@ -401,14 +404,15 @@ class RedisSessions(_Port):
         return count
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
-                    updated_before: float | None = None) -> list[str]:
+                    updated_before: float | None = None, updated_since: float | None = None) -> list[str]:
         statuses = list(statuses)
         if not statuses:
             return []
         found = self.connection.each_shard(
             _SESSION_IDS, lambda i: [self._key(i, "sx")],
             lambda i: [self._base(i), "" if expires_before is None else _num(float(expires_before)),
-                       "" if updated_before is None else _num(float(updated_before)), *statuses],
+                       "" if updated_before is None else _num(float(updated_before)),
+                       "" if updated_since is None else _num(float(updated_since)), *statuses],
             write=False)
         return [_text(sid) or "" for ids in found for sid in ids]
 

@@ -232,7 +232,7 @@ class SQLiteSessions(_Port):
         return saved
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
-                    updated_before: float | None = None) -> list[str]:
+                    updated_before: float | None = None, updated_since: float | None = None) -> list[str]:
         statuses = list(statuses)
         sql = f"SELECT id FROM acp_sessions WHERE status IN ({','.join('?' * len(statuses))})"  # noqa: S608
         args: list[object] = list(statuses)
@@ -242,6 +242,9 @@ class SQLiteSessions(_Port):
         if updated_before is not None:
             sql += " AND updated_at < ?"
             args.append(updated_before)
+        if updated_since is not None:
+            sql += " AND updated_at >= ?"
+            args.append(updated_since)
         with self._read() as db:
             return [r[0] for r in db.execute(sql, args)]
 

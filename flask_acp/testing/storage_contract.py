@@ -382,6 +382,15 @@ class SessionsContract(_Base):
         assert storage.sessions.session_ids(statuses=["complete_in_progress"],
                                             updated_before=old.timestamp() - 60) == []
         assert storage.sessions.session_ids(statuses=["canceled"]) == []
+        every = [s.value for s in Status]
+        assert storage.sessions.session_ids(statuses=every, updated_since=now.timestamp()) == [fresh.id]
+        assert sorted(storage.sessions.session_ids(statuses=every, updated_since=old.timestamp())) == sorted(
+            [due.id, fresh.id, progress.id])  # at or after: the bound itself is in
+        assert storage.sessions.session_ids(statuses=every, updated_since=now.timestamp() + 1) == []
+        assert storage.sessions.session_ids(statuses=open_, updated_since=old.timestamp(),
+                                            updated_before=now.timestamp()) == [due.id]
+        assert storage.sessions.session_ids(statuses=open_, expires_before=now.timestamp(),
+                                            updated_since=now.timestamp()) == []
 
     def _personal(self, status: Status, updated: dt.datetime) -> CheckoutSession:
         order = Order(id=f"ord_{uuid.uuid4().hex[:8]}", checkout_session_id="x",
