@@ -17,6 +17,9 @@ import datetime as dt
 import json
 import typing as t
 
+from .errors import AdapterError
+from .errors import AdapterRejectedError
+from .errors import UnavailableError
 from .models import JSON
 from .models import Adjustment
 from .models import CheckoutSession
@@ -407,3 +410,29 @@ def choose_fulfillment(
             chosen.append(SelectedFulfillmentOption(type=option.type, option_id=option.id, item_ids=items))
             uncovered.difference_update(items)
     return tuple(chosen), tuple(messages)
+
+
+def as_unavailable(exc: AdapterError) -> UnavailableError:
+    """The one translation of a platform failure for the agent: a platform that
+    refused the request -> 503 ``platform_rejected`` (retry after 5 s); any
+    other -> 503 with the adapter's ``retry_after`` (seconds, default 1)."""
+    if isinstance(exc, AdapterRejectedError):
+        return UnavailableError(f"The store refused the request: {exc}", code="platform_rejected",
+                                retry_after=5)
+    return UnavailableError("The store is temporarily unavailable; retry the request.",
+                            retry_after=getattr(exc, "retry_after", None) or 1)
+
+
+def store_currency(adapter: PlatformAdapter) -> str:
+    """The store's own currency (the adapter's first supported one), lower case.
+
+    :raises UnavailableError: the platform cannot say now (503, retry after 1-5 s).
+    """
+    try:
+        currencies = adapter.supported_currencies()
+    except AdapterError as exc:
+        raise as_unavailable(exc) from exc
+    if not currencies:
+        raise UnavailableError("The store's currency cannot be read right now; retry shortly.",
+                               code="store_currency_unknown", retry_after=5)
+    return currencies[0].lower()

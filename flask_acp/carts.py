@@ -31,10 +31,10 @@ import typing as t
 
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
+from .adapter import as_unavailable
+from .adapter import store_currency
 from .errors import AdapterError
-from .errors import AdapterRejectedError
 from .errors import NotFoundError
-from .errors import UnavailableError
 from .errors import UnprocessableError
 from .inputs import CartInput
 from .models import Cart
@@ -84,7 +84,7 @@ class CartService:
         now = self.clock()
         cart_id = "cart_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.cart_ttl)
-        currency = self._store_currency()
+        currency = store_currency(self.adapter)
         quote = self._estimate(cart_id, currency, data, expires_at, {})
         cart = Cart(id=cart_id, agent=agent, currency=currency, line_items=data.line_items, quote=quote,
                     created_at=now, updated_at=now, expires_at=expires_at, buyer=data.buyer,
@@ -144,7 +144,7 @@ class CartService:
                 fulfillment_details=None, selected_fulfillment_options=(), expires_at=expires_at,
                 buyer=data.buyer, adapter_state=adapter_state, hold_until=None))
         except AdapterError as exc:
-            raise _unavailable(exc) from exc
+            raise as_unavailable(exc) from exc
         # fulfillment is chosen at checkout (cart RFC §2.2): its messages have no place here
         quote = dataclasses.replace(quote, messages=tuple(
             m for m in quote.messages if not (m.param or "").startswith(_CHECKOUT_ONLY)))
@@ -153,15 +153,6 @@ class CartService:
                                      param="$.line_items")
         return quote
 
-    def _store_currency(self) -> str:
-        try:
-            currencies = self.adapter.supported_currencies()
-        except AdapterError as exc:
-            raise _unavailable(exc) from exc
-        if not currencies:
-            raise UnavailableError("The store's currency cannot be read right now; retry shortly.",
-                                   code="store_currency_unknown", retry_after=5)
-        return currencies[0].lower()
 
 
 def _as_session(cart: Cart) -> CheckoutSession:
@@ -171,11 +162,3 @@ def _as_session(cart: Cart) -> CheckoutSession:
                            currency=cart.currency, line_items=cart.line_items, quote=cart.quote,
                            created_at=cart.created_at, updated_at=cart.updated_at,
                            expires_at=cart.expires_at, buyer=cart.buyer)
-
-
-def _unavailable(exc: AdapterError) -> UnavailableError:
-    if isinstance(exc, AdapterRejectedError):
-        return UnavailableError(f"The store refused the request: {exc}", code="platform_rejected",
-                                retry_after=5)
-    return UnavailableError("The store is temporarily unavailable; retry the request.",
-                            retry_after=getattr(exc, "retry_after", None) or 1)

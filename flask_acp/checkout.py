@@ -48,7 +48,9 @@ import typing as t
 from .adapter import PlatformAdapter
 from .adapter import QuoteRequest
 from .adapter import applied_codes
+from .adapter import as_unavailable
 from .adapter import quote_payable
+from .adapter import store_currency
 from .errors import ACPError
 from .errors import AdapterError
 from .errors import AdapterRejectedError
@@ -239,7 +241,7 @@ class CheckoutService:
         now = self.clock()
         session_id = "cs_" + secrets.token_hex(16)
         expires_at = now + dt.timedelta(seconds=self.settings.session_ttl)
-        currency = data.currency or self._store_currency()
+        currency = data.currency or store_currency(self.adapter)
         session = self._price(CheckoutSession(
             id=session_id,
             agent=agent,
@@ -446,7 +448,7 @@ class CheckoutService:
                                      session.buyer, session.fulfillment_details)
             fresh = _require_chargeable(fresh, session.currency, self.payments)
         except AdapterError as exc:
-            raise _unavailable(exc) from exc
+            raise as_unavailable(exc) from exc
         if self._discounts_active(session):
             # the platform re-applied the codes it had applied; those it had
             # rejected were not tried again and stay rejected
@@ -645,7 +647,7 @@ class CheckoutService:
                               "unknown (%s): not refunding while the order may exist; check the store",
                               session.id, payment.payment_id, exc)
                 if delay is None:
-                    raise _unavailable(exc) from exc
+                    raise as_unavailable(exc) from exc
                 time.sleep(delay)
             except AdapterRejectedError as exc:
                 return self._give_back(session, str(exc))
@@ -869,7 +871,7 @@ class CheckoutService:
         try:
             self.adapter.release(session)
         except AdapterError as exc:
-            raise _unavailable(exc) from exc
+            raise as_unavailable(exc) from exc
 
     def _require_open(self, session: CheckoutSession, action: str) -> None:
         if session.status.is_terminal:
@@ -922,16 +924,6 @@ class CheckoutService:
             )
         return data
 
-    def _store_currency(self) -> str:
-        """The store's own currency (the adapter's first supported one)."""
-        try:
-            currencies = self.adapter.supported_currencies()
-        except AdapterError as exc:
-            raise _unavailable(exc) from exc
-        if not currencies:
-            raise UnavailableError("The store's currency cannot be read right now; retry shortly.",
-                                   code="store_currency_unknown", retry_after=5)
-        return currencies[0].lower()
 
     def _discounts_active(self, session: CheckoutSession) -> bool:
         return extension_requested(session.capabilities, DISCOUNT_EXTENSION)
@@ -1058,7 +1050,7 @@ class CheckoutService:
         try:
             quote = self.adapter.quote(request)
         except AdapterError as exc:
-            raise _unavailable(exc) from exc
+            raise as_unavailable(exc) from exc
         return quote, _require_chargeable(_require_contact(quote, buyer, fulfillment_details),
                                           request.currency, self.payments)
 
@@ -1198,14 +1190,6 @@ def _payment_of(session: CheckoutSession) -> PaymentRecord:
         raise ProcessingError(f"checkout {session.id} has no payment record")
     return session.payment
 
-
-def _unavailable(exc: AdapterError) -> UnavailableError:
-    """The one translation of platform failures."""
-    if isinstance(exc, AdapterRejectedError):
-        return UnavailableError(f"The store refused the request: {exc}", code="platform_rejected",
-                                retry_after=5)
-    return UnavailableError("The store is temporarily unavailable; retry the request.",
-                            retry_after=getattr(exc, "retry_after", None) or 1)
 
 
 def _one_of(values: cabc.Sequence[str]) -> str:
