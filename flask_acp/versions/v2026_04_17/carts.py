@@ -15,35 +15,17 @@ from ...i18n import text
 from ...models import JSON
 from ...models import Cart
 from ...models import PricedLine
-from ...models import line_item_id
 from ..common import time as _time
 from ..common import total as _total
 from .render import _message
+from .render import line_body
 
 __all__ = ["render_cart"]
 
-_LINE_FIELDS = ("name", "description", "product_id", "sku", "variant_id", "availability_status",
-                "available_quantity", "max_quantity_per_order")
-
-
 def _line(line: PricedLine, language: str) -> dict[str, JSON]:
-    body: dict[str, JSON] = {"id": line_item_id(line.item_id), "item": {"id": line.item_id},
-                             "quantity": line.quantity}
-    for name in _LINE_FIELDS:
-        value = getattr(line, name)
-        if value is not None:
-            body[name] = value
-    if isinstance(body.get("available_quantity"), int):
-        body["available_quantity"] = max(0, body["available_quantity"])  # spec minimum 0
-    if line.images:
-        body["images"] = list(line.images)
-    body["unit_amount"] = line.unit_amount
     amounts = (line.base_amount, line.discount, line.subtotal, line.tax, line.total) \
         if line.purchasable else (0, 0, 0, 0, 0)
-    body["totals"] = [_total(kind, amount, text(language, f"line.{kind}"))
-                      for kind, amount in zip(("items_base_amount", "discount", "subtotal", "tax", "total"),
-                                              amounts, strict=True)]
-    return body
+    return line_body(line, amounts, language)
 
 
 def render_cart(cart: Cart, *, language: str, continue_url: str | None = None) -> dict[str, JSON]:

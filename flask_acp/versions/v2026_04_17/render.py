@@ -16,6 +16,7 @@ from ...models import Fulfillment
 from ...models import FulfillmentOption
 from ...models import Message
 from ...models import Order
+from ...models import PricedLine
 from ...models import RejectedDiscount
 from ...models import Status
 from ...models import extension_requested
@@ -177,6 +178,31 @@ def render_handler(handler: PaymentHandler) -> dict[str, JSON]:
     return body
 
 
+_LINE_FIELDS = ("name", "description", "product_id", "sku", "variant_id", "availability_status",
+                "available_quantity", "max_quantity_per_order")
+_LINE_TOTALS = ("items_base_amount", "discount", "subtotal", "tax", "total")
+
+
+def line_body(line: PricedLine, amounts: cabc.Sequence[int], language: str) -> dict[str, JSON]:
+    """One ``LineItem`` object (of a session or a cart): the item, its display
+    fields, ``unit_amount`` and ``totals`` (``amounts``: minor units of
+    items_base_amount, discount, subtotal, tax, total)."""
+    body: dict[str, JSON] = {"id": line_item_id(line.item_id), "item": {"id": line.item_id},
+                             "quantity": line.quantity}
+    for name in _LINE_FIELDS:
+        value = getattr(line, name)
+        if value is not None:
+            body[name] = value
+    if isinstance(body.get("available_quantity"), int):
+        body["available_quantity"] = max(0, body["available_quantity"])  # spec minimum 0
+    if line.images:
+        body["images"] = list(line.images)
+    body["unit_amount"] = line.unit_amount
+    body["totals"] = [_total(kind, amount, text(language, f"line.{kind}"))
+                      for kind, amount in zip(_LINE_TOTALS, amounts, strict=True)]
+    return body
+
+
 def render_session(
     session: CheckoutSession,
     *,
@@ -193,26 +219,8 @@ def render_session(
     :param language: language for ``display_text`` and message contents.
     """
     quote = session.quote
-    lines = []
-    for line, amounts in zip(quote.lines, line_amounts(session), strict=True):
-        body: dict[str, JSON] = {"id": line_item_id(line.item_id), "item": {"id": line.item_id},
-                                 "quantity": line.quantity}
-        for name in ("name", "description", "product_id", "sku", "variant_id",
-                     "availability_status", "available_quantity", "max_quantity_per_order"):
-            value = getattr(line, name)
-            if value is not None:
-                body[name] = value
-        if isinstance(body.get("available_quantity"), int):
-            body["available_quantity"] = max(0, body["available_quantity"])  # spec minimum 0
-        if line.images:
-            body["images"] = list(line.images)
-        body["unit_amount"] = line.unit_amount
-        body["totals"] = [
-            _total(kind, amount, text(language, f"line.{kind}"))
-            for kind, amount in zip(("items_base_amount", "discount", "subtotal", "tax", "total"),
-                                    amounts, strict=True)
-        ]
-        lines.append(body)
+    lines = [line_body(line, amounts, language)
+             for line, amounts in zip(quote.lines, line_amounts(session), strict=True)]
 
     agent_interventions = (session.capabilities.get("interventions") or {}).get("supported") or []
     out: dict[str, JSON] = {
