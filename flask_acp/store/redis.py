@@ -197,10 +197,31 @@ redis.call('ZADD', ARGV[1] .. 'sx:' .. ARGV[5] .. ':upd', ARGV[7], ARGV[2])
 return 1
 """
 
+# A Lua function the scripts that add order events share: ``count`` events from
+# ARGV[first + 1], 6 values each (id, order id, session id, agent, type, created_at);
+# an event already there is left as it is.
+_LUA_ADD_EVENTS = """
+local function add_events(base, first, count)
+  for i = 0, count - 1 do
+    local o = first + i * 6
+    local eid, oid, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 6]
+    local ek = base .. 'evt:' .. eid
+    if redis.call('EXISTS', ek) == 0 then
+      redis.call('HSET', ek, 'event_id', eid, 'order_id', oid, 'session_id', ARGV[o + 3],
+        'agent', ARGV[o + 4], 'type', ARGV[o + 5], 'created_at', created, 'status', 'pending',
+        'attempts', '0', 'next_attempt_at', created)
+      redis.call('ZADD', base .. 'ox:st:pending', created, eid)
+      redis.call('ZADD', base .. 'ox:due', created, eid)
+      redis.call('SADD', base .. 'ox:ord:' .. oid, eid)
+    end
+  end
+end
+"""
+
 # KEYS[1] the session, KEYS[2] the fence's lock (KEYS[1] when none)
 # ARGV base, sid, expected rev, rec, new rev, status, exp, upd, fence owner ('' none), event count,
 #      then per event: id, order id, session id, agent, type, created_at
-_SESSION_SAVE = """
+_SESSION_SAVE = _LUA_ADD_EVENTS + """
 local base, sid = ARGV[1], ARGV[2]
 if ARGV[9] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[9] then return 'lock_lost' end
 local cur = redis.call('HMGET', KEYS[1], 'rev', 'status', 'rec')
@@ -217,19 +238,7 @@ if old ~= ARGV[6] then
 end
 redis.call('ZADD', base .. 'sx:' .. ARGV[6] .. ':exp', ARGV[7], sid)
 redis.call('ZADD', base .. 'sx:' .. ARGV[6] .. ':upd', ARGV[8], sid)
-for i = 0, tonumber(ARGV[10]) - 1 do
-  local o = 10 + i * 6
-  local eid, oid, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 6]
-  local ek = base .. 'evt:' .. eid
-  if redis.call('EXISTS', ek) == 0 then
-    redis.call('HSET', ek, 'event_id', eid, 'order_id', oid, 'session_id', ARGV[o + 3], 'agent', ARGV[o + 4],
-      'type', ARGV[o + 5], 'created_at', created, 'status', 'pending', 'attempts', '0',
-      'next_attempt_at', created)
-    redis.call('ZADD', base .. 'ox:st:pending', created, eid)
-    redis.call('ZADD', base .. 'ox:due', created, eid)
-    redis.call('SADD', base .. 'ox:ord:' .. oid, eid)
-  end
-end
+add_events(base, 10, tonumber(ARGV[10]))
 return 'ok'
 """
 
@@ -875,21 +884,8 @@ return 1
 
 # KEYS[1] any key of the shard; ARGV base, count, then per event: id, order id, session id, agent,
 #      type, created_at
-_ADD_EVENTS = """
-local base = ARGV[1]
-for i = 0, tonumber(ARGV[2]) - 1 do
-  local o = 2 + i * 6
-  local eid, oid, created = ARGV[o + 1], ARGV[o + 2], ARGV[o + 6]
-  local ek = base .. 'evt:' .. eid
-  if redis.call('EXISTS', ek) == 0 then
-    redis.call('HSET', ek, 'event_id', eid, 'order_id', oid, 'session_id', ARGV[o + 3], 'agent', ARGV[o + 4],
-      'type', ARGV[o + 5], 'created_at', created, 'status', 'pending', 'attempts', '0',
-      'next_attempt_at', created)
-    redis.call('ZADD', base .. 'ox:st:pending', created, eid)
-    redis.call('ZADD', base .. 'ox:due', created, eid)
-    redis.call('SADD', base .. 'ox:ord:' .. oid, eid)
-  end
-end
+_ADD_EVENTS = _LUA_ADD_EVENTS + """
+add_events(ARGV[1], 2, tonumber(ARGV[2]))
 return 1
 """
 
