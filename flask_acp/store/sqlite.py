@@ -221,14 +221,7 @@ class SQLiteSessions(_Port):
             if saved.payment is not None and saved.payment.payment_id:
                 db.execute("INSERT OR IGNORE INTO acp_payments (payment_id, session_id) VALUES (?, ?)",
                            (saved.payment.payment_id, saved.id))
-            for event in events:
-                created = event.created_at.timestamp()
-                db.execute(
-                    "INSERT OR IGNORE INTO acp_outbox (event_id, order_id, session_id, agent, type,"
-                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.id, event.order_id, event.checkout_session_id, event.agent, event.type,
-                     created, created),
-                )
+            _insert_events(db, events)
         return saved
 
     def session_ids(self, *, statuses: cabc.Iterable[str], expires_before: float | None = None,
@@ -436,14 +429,7 @@ class SQLiteOutbox(_Port):
 
     def add(self, events: cabc.Sequence[OrderEvent]) -> None:
         with self._tx() as db:
-            for event in events:
-                created = event.created_at.timestamp()
-                db.execute(
-                    "INSERT OR IGNORE INTO acp_outbox (event_id, order_id, session_id, agent, type,"
-                    " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event.id, event.order_id, event.checkout_session_id, event.agent, event.type,
-                     created, created),
-                )
+            _insert_events(db, events)
 
     def get(self, event_id: str) -> OutboxEntry | None:
         with self._read() as db:
@@ -574,3 +560,13 @@ class SQLiteCarts(_Port):
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM acp_carts WHERE expires_at < ?", (before,)).rowcount
+
+
+def _insert_events(db: sqlite3.Connection, events: cabc.Iterable[OrderEvent]) -> None:
+    """Add ``events`` to the outbox, pending and due at once; one already there is left as it is."""
+    db.executemany(
+        "INSERT OR IGNORE INTO acp_outbox (event_id, order_id, session_id, agent, type,"
+        " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(e.id, e.order_id, e.checkout_session_id, e.agent, e.type, e.created_at.timestamp(),
+          e.created_at.timestamp()) for e in events],
+    )
