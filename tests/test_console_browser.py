@@ -14,7 +14,6 @@ where it fails (``.ci/run`` installs them with apt-get).
 from __future__ import annotations
 
 import collections.abc as cabc
-import os
 import pathlib
 import shutil
 import time
@@ -30,6 +29,7 @@ from tests.conftest import ADDRESS
 from tests.conftest import AGENT_KEY
 from tests.conftest import build_app
 from tests.conftest import serve_app
+from tests.redis_servers import need
 from tests.spec import validate_response
 from tests.test_webhooks import SECRET
 from tests.test_webhooks import Receiver
@@ -41,10 +41,6 @@ if t.TYPE_CHECKING:
 PASSWORD = "browser test password 42"
 
 
-def _need(what: str) -> t.NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true")
-    pytest.skip(f"{what} not available")
 
 
 @pytest.fixture
@@ -53,11 +49,11 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> cabc.Iterator[WebDriver]:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        _need("selenium (pip install 'flask-acp[tests]')")
+        need("selenium (pip install 'flask-acp[tests]')")
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
-        _need("chromium and chromedriver (apt-get install chromium chromium-driver)")
+        need("chromium and chromedriver (apt-get install chromium chromium-driver)")
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not download anything
     options = webdriver.ChromeOptions()
     options.binary_location = binary
