@@ -1009,7 +1009,7 @@ class CheckoutService:
         def settle(quote: Quote, changes: dict[str, t.Any]) -> Quote:
             if active:
                 quote, counted = _settle_discounts(quote, session.discount_codes, decided, known)
-                if counted and changes is not None:
+                if counted:
                     rejections = session.discount_code_rejections + counted
                     changes["discount_code_rejections"] = rejections
                     if rejections >= self.settings.discount_code_rejection_limit:
