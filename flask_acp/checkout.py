@@ -170,6 +170,18 @@ class CheckoutSettings(LockSettings, t.Protocol):
         """``MarketingConsentOption`` objects offered on new sessions."""
 
 
+class CodeGuessLimit(t.Protocol):
+    """Discount codes one agent may have rejected over all its sessions
+    (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``; the edge's rate limits
+    implement it on their shared counters)."""
+
+    def discount_codes_paused(self, agent: str) -> int | None:
+        """Seconds until ``agent`` may have a new code tried (None: now)."""
+
+    def count_discount_rejections(self, agent: str, count: int) -> None:
+        """Count ``count`` codes of ``agent`` the platform rejected."""
+
+
 class CheckoutService:
     """Create, update, read, complete and cancel checkout sessions.
 
@@ -178,6 +190,8 @@ class CheckoutService:
     :param storage: the storage (sessions, locks, idempotency records).
     :param settings: the app's ACP settings (TTL in seconds, lock timings).
     :param clock: returns the current aware UTC time (tests inject their own).
+    :param code_guesses: the per-agent bound on rejected discount codes (None:
+        only the per-session one).
     """
 
     def __init__(
@@ -189,8 +203,10 @@ class CheckoutService:
         settings: CheckoutSettings,
         clock: cabc.Callable[[], dt.datetime] = utcnow,
         on_events: cabc.Callable[[cabc.Sequence[OrderEvent]], None] | None = None,
+        code_guesses: CodeGuessLimit | None = None,
     ) -> None:
         self.adapter = adapter
+        self.code_guesses = code_guesses
         self.payments = payments
         self.storage = storage
         self.settings = settings
@@ -984,11 +1000,10 @@ class CheckoutService:
         send: list[str] = []
         decided: dict[int, RejectedDiscount] = {}
         untried = {r.code.casefold() for r in session.quote.rejected_discounts
-                   if r.text_key == "discount_codes_paused"}
+                   if r.text_key in _PAUSED_TEXT_KEYS}
         known = {c.casefold() for c in previous_codes} - untried
         if active:
-            paused_until = session.discount_codes_paused_until
-            paused = paused_until is not None and now < paused_until
+            pause = self._discount_codes_pause(session, now, known)
             seen: set[str] = set()
             for index, code in enumerate(session.discount_codes):
                 key = code.casefold()
@@ -996,10 +1011,10 @@ class CheckoutService:
                     decided[index] = RejectedDiscount(code=code, reason="discount_code_already_applied",
                                                       text_key="discount_code_repeated",
                                                       text_args={"code": code})
-                elif paused and key not in known:
-                    seconds = max(1, math.ceil((t.cast(dt.datetime, paused_until) - now).total_seconds()))
+                elif pause is not None and key not in known:
+                    text_key, seconds = pause
                     decided[index] = RejectedDiscount(code=code, reason="discount_code_invalid",
-                                                      text_key="discount_codes_paused",
+                                                      text_key=text_key,
                                                       text_args={"code": code, "seconds": str(seconds)})
                 else:
                     send.append(code)
@@ -1030,6 +1045,10 @@ class CheckoutService:
             session.buyer, session.fulfillment_details)
         changes: dict[str, t.Any] = {}
         quote = settle(quote, changes)
+        counted = changes.get("discount_code_rejections", session.discount_code_rejections) \
+            - session.discount_code_rejections
+        if counted and self.code_guesses is not None:
+            self.code_guesses.count_discount_rejections(session.agent, counted)
         status = _status_of(quote)
         if status is Status.READY_FOR_PAYMENT:
             return session.replace(quote=quote, status=status, **changes,
@@ -1039,6 +1058,21 @@ class CheckoutService:
                 self._quote_request(session.replace(quote=quote), hold_until=None, discount_codes=codes),
                 session.buyer, session.fulfillment_details), {})
         return session.replace(quote=quote, status=_status_of(quote), **changes)
+
+    def _discount_codes_pause(self, session: CheckoutSession, now: dt.datetime,
+                              known: set[str]) -> tuple[str, int] | None:
+        """Whether new discount codes wait, and why: ``(text_key, seconds)``
+        while the session's pause (``ACP_DISCOUNT_CODE_REJECTION_LIMIT``) or its
+        agent's (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``) lasts; None
+        when they are tried. The agent's counters are read only when the
+        session brings a code not checked before."""
+        paused_until = session.discount_codes_paused_until
+        if paused_until is not None and now < paused_until:
+            return "discount_codes_paused", max(1, math.ceil((paused_until - now).total_seconds()))
+        if self.code_guesses is None or all(c.casefold() in known for c in session.discount_codes):
+            return None
+        seconds = self.code_guesses.discount_codes_paused(session.agent)
+        return None if seconds is None else ("discount_codes_paused_agent", seconds)
 
     def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
                fulfillment_details: dict[str, JSON] | None) -> Quote:
@@ -1053,6 +1087,10 @@ class CheckoutService:
             raise as_unavailable(exc) from exc
         return quote, _require_chargeable(_require_contact(quote, buyer, fulfillment_details),
                                           request.currency, self.payments)
+
+
+#: the messages of codes not tried because new codes were paused
+_PAUSED_TEXT_KEYS = frozenset({"discount_codes_paused", "discount_codes_paused_agent"})
 
 
 def order_lines(quote: Quote) -> tuple[OrderLine, ...]:

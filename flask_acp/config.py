@@ -598,6 +598,12 @@ class Settings:
         "`complete` requests per agent (on top of the above).")
     rate_limit_complete_per_session: str = _rate_limit(
         "ACP_RATE_LIMIT_COMPLETE_PER_SESSION", "10/minute", "`complete` requests per agent and session.")
+    rate_limit_discount_rejections_per_agent: str = _rate_limit(
+        "ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT", "100/hour",
+        "Discount codes of one agent the platform may reject, over all its sessions (code guessing): "
+        "past it, a code a session has not had checked before is rejected `discount_code_invalid` "
+        "without asking the platform until the window lets one more through (an agent serves many "
+        "buyers: size it above their honest typos).")
     signature_tolerance: int = setting(
         "ACP_SIGNATURE_TOLERANCE", fields.Integer(strict=True, validate=validate.Range(min=1, max=3600)), 300,
         unit="seconds",

@@ -162,10 +162,11 @@ class ACP:
         feed_sender = FeedSender(settings, adapter, FeedState(feed_state_path(settings, app.instance_path)))
         webhooks = WebhookService(settings, storage, senders={FEED_PRODUCTS_EVENT: feed_sender.send})
         metrics = _metrics(settings, storage)
+        limits = _rate_limits(settings)
         service = CheckoutService(
             adapter=metrics.adapter(adapter) if metrics else adapter,
             payments=metrics.payment_processor(payments) if metrics else payments,
-            storage=storage, settings=settings, on_events=webhooks.on_events)
+            storage=storage, settings=settings, on_events=webhooks.on_events, code_guesses=limits)
         budget = service.complete_time_budget()
         if settings.lock_lease <= budget:
             raise config_error([(
@@ -185,7 +186,7 @@ class ACP:
         carts = CartService(adapter=service.adapter, carts=storage.carts, settings=settings) \
             if settings.carts_enabled else None
         pipeline = Pipeline(settings=settings, service=service, records=storage.idempotency,
-                            payments=payments, versions=VERSIONS, limits=_rate_limits(settings),
+                            payments=payments, versions=VERSIONS, limits=limits,
                             signatures=signatures, observer=metrics, carts=carts)
         app.extensions["acp"] = ACPState(settings=settings, storage=storage, adapter=adapter,
                                          payments=payments, service=service,
@@ -272,7 +273,8 @@ def _rate_limits(settings: Settings) -> RateLimits | None:
         return RateLimits(LimitSettings(
             per_ip=settings.rate_limit_per_ip, per_agent=settings.rate_limit_per_agent,
             complete_per_agent=settings.rate_limit_complete_per_agent,
-            complete_per_session=settings.rate_limit_complete_per_session), url)
+            complete_per_session=settings.rate_limit_complete_per_session,
+            discount_rejections_per_agent=settings.rate_limit_discount_rejections_per_agent), url)
     except Exception as exc:  # limits' ConfigurationError and the like
         raise config_error([("ACP_RATE_LIMIT_STORAGE_URL", f"{url}: {exc}")]) from None
 

@@ -82,6 +82,10 @@ _TEXTS: dict[str, dict[str, str]] = {
             "Too many discount codes were rejected for this checkout; the code '{code}' was not tried. "
             "New codes can be tried again in {seconds} seconds."
         ),
+        "discount_codes_paused_agent": (
+            "Too many discount codes were rejected for this agent's checkouts; the code '{code}' was not "
+            "tried. New codes can be tried again in {seconds} seconds."
+        ),
         "discount_extension_inactive": (
             "Discount codes are applied only when the agent lists the 'discount' extension in "
             "capabilities.extensions when creating the checkout; the codes sent were not applied."

@@ -28,6 +28,7 @@ from flask_acp.testing import FakePaymentProcessor
 from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from tests.conftest import ADDRESS
+from tests.conftest import OTHER_KEY
 from tests.conftest import Agent
 from tests.conftest import build_app
 from tests.spec import VERSION
@@ -629,6 +630,31 @@ def test_code_guessing_is_paused(catalog: tuple[Flask, FakePaymentProcessor]) ->
     assert "Too many discount codes" in session["discounts"]["rejected"][0]["message"]
     # another session of the same agent is not paused
     assert [a["code"] for a in create(agent, ["TENOFF"])["discounts"]["applied"]] == ["TENOFF"]
+
+
+def test_code_guessing_is_bounded_per_agent(tmp_path: pathlib.Path) -> None:
+    """``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``: an agent spreading its
+    guesses over new sessions is paused on all of them, without the platform
+    being asked; a code a session had applied keeps applying; another agent
+    is not paused."""
+    app = build_app(tmp_path, ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT="3/hour",
+                    **write_store(tmp_path / "shop", "usd", PRICES, catalog_coupons("usd")))
+    agent = Agent(app.test_client())
+    kept = create(agent, ["SAVE20"])
+    for guess in ("G1", "G2", "G3"):  # one guess per session: the session's own limit (5) never trips
+        assert rejected(create(agent, [guess])) == [(guess, "discount_code_invalid")]
+    fresh = create(agent, ["TENOFF"])  # a valid code, but the agent is paused
+    assert rejected(fresh) == [("TENOFF", "discount_code_invalid")]
+    assert "this agent's checkouts" in fresh["discounts"]["rejected"][0]["message"]
+    assert fresh["discounts"]["applied"] == []
+    assert totals(fresh)["total"] == 8500
+    # the session that had SAVE20 applied still has it on its next update
+    session = update(agent, kept["id"], buyer=BUYER)
+    assert [a["code"] for a in session["discounts"]["applied"]] == ["SAVE20"]
+    # sent again on the paused session, the code is still not tried (and not counted)
+    assert rejected(update(agent, fresh["id"], buyer=BUYER)) == [("TENOFF", "discount_code_invalid")]
+    other = Agent(app.test_client(), key=OTHER_KEY)
+    assert [a["code"] for a in create(other, ["TENOFF"])["discounts"]["applied"]] == ["TENOFF"]
 
 
 def test_code_that_expired_before_complete_is_not_charged(catalog: tuple[Flask, FakePaymentProcessor],

@@ -2,7 +2,7 @@
 Flask-Limiter, without Flask: both bindings, REST and MCP, reach them through
 the request pipeline).
 
-Four limits, each a list of ``limits`` items (``"20/second;600/minute"``:
+Five limits, each a list of ``limits`` items (``"20/second;600/minute"``:
 every item applies), counted with the sliding-window-counter strategy in the
 storage ``ACP_RATE_LIMIT_STORAGE_URL`` names (Redis when the app has one,
 else ``memory://``, per process):
@@ -11,7 +11,12 @@ else ``memory://``, per process):
   before authentication (unauthenticated floods, key guessing);
 - ``ACP_RATE_LIMIT_PER_AGENT``: every checkout request of one agent;
 - ``ACP_RATE_LIMIT_COMPLETE_PER_AGENT`` and ``..._PER_SESSION``: ``complete``
-  requests of one agent, and of one agent on one session (card testing).
+  requests of one agent, and of one agent on one session (card testing);
+- ``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``: discount codes of one agent
+  the platform rejected, over all its sessions (code guessing). It refuses no
+  request: the checkout core asks :meth:`RateLimits.discount_codes_paused` before
+  it sends a new code to the platform, and counts each rejection with
+  :meth:`RateLimits.count_discount_rejections`.
 
 A request over a limit raises :class:`~flask_acp.errors.RateLimitedError`
 (429 ``rate_limit_exceeded``, ``Retry-After`` in seconds until the window lets
@@ -88,12 +93,13 @@ class WindowState:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LimitSettings:
-    """The four limits, each ``limits`` notation (empty: none)."""
+    """The five limits, each ``limits`` notation (empty: none)."""
 
     per_ip: str = ""
     per_agent: str = ""
     complete_per_agent: str = ""
     complete_per_session: str = ""
+    discount_rejections_per_agent: str = ""
 
 
 class RateLimits:
@@ -115,6 +121,7 @@ class RateLimits:
         self.per_agent = _items(settings.per_agent)
         self.complete_per_agent = _items(settings.complete_per_agent)
         self.complete_per_session = _items(settings.complete_per_session)
+        self.discount_rejections_per_agent = _items(settings.discount_rejections_per_agent)
         self._warned_at = -math.inf
         self._warn_lock = threading.Lock()
         self._refused: dict[tuple[str, str], Refusals] = {}
@@ -140,6 +147,35 @@ class RateLimits:
             self._hit(self.complete_per_agent, "complete requests of this agent", "complete", agent)
             self._hit(self.complete_per_session, "complete requests on this checkout session",
                       "complete-session", agent, session_id or "")
+
+    def discount_codes_paused(self, agent: str) -> int | None:
+        """Seconds until ``agent`` may have a new discount code tried, or None
+        when it may now (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT`` not
+        reached, or its storage failing)."""
+        keys = (self.namespace, "discount", agent)
+        waits = []
+        for item in self.discount_rejections_per_agent:
+            try:
+                if self.limiter.test(item, *keys):
+                    continue
+                reset = self.limiter.get_window_stats(item, *keys).reset_time
+            except StorageError as exc:
+                self._warn(exc)
+                return None
+            waits.append(max(1, math.ceil(reset - time.time())))
+        return max(waits) if waits else None
+
+    def count_discount_rejections(self, agent: str, count: int) -> None:
+        """Count ``count`` discount codes of ``agent`` the platform rejected."""
+        keys = (self.namespace, "discount", agent)
+        for item in self.discount_rejections_per_agent:
+            for _ in range(count):
+                try:
+                    if not self.limiter.hit(item, *keys):
+                        break  # the window is full: the agent is paused already
+                except StorageError as exc:
+                    self._warn(exc)
+                    return
 
     def _hit(self, items: tuple[RateLimitItem, ...], what: str, *identifiers: str) -> None:
         keys = (self.namespace, *identifiers)
