@@ -270,6 +270,13 @@ class PlatformAdapter(abc.ABC):
         found = {p.id: p for p in self.iter_products() if p.id in wanted}
         return [found[i] for i in product_ids if i in found]
 
+    def feed_product_id(self, subject: str) -> str | None:
+        """The feed ``Product.id`` a webhook's subject (what
+        :attr:`PlatformWebhook.products` names) stands for, or None when the
+        subject is not a product (so a product the platform no longer lists
+        can be withdrawn from the feeds). Default: the subject itself."""
+        return subject
+
     def cleanup(self, older_than: float) -> list[str]:
         """Delete what abandoned sessions left on the platform (drafts, carts)
         older than ``older_than`` seconds; returns their ids. Default: nothing."""

@@ -500,3 +500,93 @@ def test_an_incremental_push_to_another_feed_sends_every_product(
     assert result.exit_code == 0, result.output
     assert f"feed {other}: {len(catalog)} products sent" in result.output
     assert list(feed_service.products(other)) == catalog
+
+
+# --- withdrawn products (the Feed API has no delete) ----------------------------------------
+
+DISCONTINUED = {"available": False, "status": "discontinued"}
+
+
+def test_a_push_withdraws_a_product_no_longer_listed_then_lists_it_again(
+        tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url))
+    assert push(app).exit_code == 0
+    (feed_id,) = feed_service.feeds
+    feed = json.loads((pathlib.Path(__file__).parent / "data" / "feed.json").read_text())
+    without_mug = {**feed, "products": [p for p in feed["products"] if p["id"] != "prod_mug"]}
+    (tmp_path / "feed.json").write_text(json.dumps(without_mug))
+    store = json.loads((pathlib.Path(__file__).parent / "data" / "store.json").read_text())
+    del store["stock"]["item_456"]
+    (tmp_path / "store.json").write_text(json.dumps(store))
+    shrunk = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url),
+                       ACP_CATALOG_FILE=str(tmp_path / "feed.json"),
+                       ACP_STORE_FILE=str(tmp_path / "store.json"))
+    result = push(shrunk)
+    assert result.exit_code == 0, result.output
+    assert "1 products sent in 1 batches" in result.output
+    assert "1 no longer listed, withdrawn" in result.output
+    assert feed_service.patches()[-1] == ["prod_mug"]
+    mug = feed_service.products(feed_id)["prod_mug"]  # valid against openapi.feed.yaml (the fixture checks)
+    assert mug["variants"] == [{"id": "item_456", "title": mug["variants"][0]["title"],
+                                "availability": DISCONTINUED}]
+    patches = len(feed_service.patches())
+    again = push(shrunk)  # withdrawn once: an incremental push does not send it again
+    assert again.exit_code == 0, again.output
+    assert len(feed_service.patches()) == patches
+    back = push(build_app(tmp_path, ACP_AGENTS=agents(feed_service.url)))  # the store lists it again
+    assert back.exit_code == 0
+    assert feed_service.patches()[-1] == ["prod_mug"]
+    assert feed_service.products(feed_id)["prod_mug"]["variants"][0]["availability"]["available"] is True
+
+
+def test_shopify_deleted_and_unpublished_products_are_withdrawn_by_their_webhooks(
+        tmp_path: pathlib.Path, shopify: FakeShopify, feed_service: FakeFeedService) -> None:
+    app = shopify_app(tmp_path, shopify, ACP_AGENTS=agents(feed_service.url),
+                      SHOPIFY_WEBHOOK_SECRET=shopify.webhook_secret, ACP_WEBHOOK_DELIVERY_THREAD=False)
+    state = app.extensions["acp"]
+    try:
+        assert push(app).exit_code == 0
+        (feed_id,) = feed_service.feeds
+        hoodie = [v["id"] for v in feed_service.products(feed_id)["601"]["variants"]]
+        before = len(feed_service.patches())
+        with serve_app(app) as base:
+            shopify.subscribe_webhooks(f"{base}/webhooks/shopify",
+                                       topics=["products/update", "products/delete"])
+            shopify.delete_product(601)
+            shopify.update_product(501, status="DRAFT")
+            assert [d.status for d in shopify.flush_webhooks()] == [200, 200]
+        assert state.webhooks.run_pending() == 2
+        assert feed_service.patches()[before:] == [["601"], ["501"]]
+        products = feed_service.products(feed_id)
+        assert [v["id"] for v in products["601"]["variants"]] == hoodie
+        assert {json.dumps(v["availability"]) for p in ("601", "501") for v in products[p]["variants"]} \
+            == {json.dumps(DISCONTINUED)}
+        # the next push withdraws them once more (the webhooks' sends do not write the state file),
+        # then never again
+        assert push(app).exit_code == 0
+        assert sorted(feed_service.patches()[-1]) == ["501", "601"]
+        assert "0 products sent in 0 batches" in push(app).output
+    finally:
+        state.adapter.close()
+
+
+def test_a_woocommerce_deleted_product_is_withdrawn_by_its_webhook(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService) -> None:
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_WEBHOOK_DELIVERY_THREAD=False,
+                    **woo.config())
+    state = app.extensions["acp"]
+    try:
+        assert push(app).exit_code == 0
+        (feed_id,) = feed_service.feeds
+        before = len(feed_service.patches())
+        with serve_app(app) as url:
+            woo.add_webhook(f"{url}/webhooks/woocommerce", topic="product.deleted")
+            woo.delete_product(10)
+            deliveries = [d for d in woo.flush_webhooks() if d.topic != "ping"]
+            assert [(d.topic, d.status) for d in deliveries] == [("product.deleted", 200)]
+        assert state.webhooks.run_pending() == 1
+        assert feed_service.patches()[before:] == [["10"]]
+        (variant,) = feed_service.products(feed_id)["10"]["variants"]
+        assert (variant["id"], variant["availability"]) == ("10", DISCONTINUED)
+    finally:
+        state.adapter.close()

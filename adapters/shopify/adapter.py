@@ -1162,6 +1162,12 @@ class ShopifyAdapter(PlatformAdapter):
                 found.setdefault(record.id, record)
         return list(found.values())
 
+    def feed_product_id(self, subject: str) -> str | None:
+        """``gid://shopify/Product/N`` (or ``N``) -> ``"N"``, the feed's
+        ``Product.id``; an ``InventoryItem`` GID is no product: None."""
+        number = subject.removeprefix("gid://shopify/Product/")
+        return number if number.isascii() and number.isdigit() else None
+
     def _product(self, node: dict[str, t.Any], currency: str) -> ProductRecord | None:
         if (node.get("variants") or {}).get("pageInfo", {}).get("hasNextPage"):
             log.warning("Shopify product %s has more than %d variants; the feed lists the first %d",

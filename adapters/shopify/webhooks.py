@@ -126,7 +126,8 @@ TOPICS: tuple[str, ...] = ("orders/updated", "orders/cancelled", "orders/fulfill
 
 #: catalog topics: the product feed gets a ``PATCH`` of the product concerned
 #: (:func:`webhook_products`).
-PRODUCT_TOPICS: tuple[str, ...] = ("products/create", "products/update", "inventory_levels/update")
+PRODUCT_TOPICS: tuple[str, ...] = ("products/create", "products/update", "products/delete",
+                                   "inventory_levels/update")
 
 #: fulfillment ``status`` (REST lower case, GraphQL ``FulfillmentStatus`` upper case)
 #: -> ACP fulfillment status, for statuses that decide it alone.
@@ -331,13 +332,14 @@ def rest_order_update(order: cabc.Mapping[str, JSON]) -> PlatformOrderUpdate | N
 
 def webhook_products(topic: str, payload: JSON) -> tuple[str, ...]:
     """The catalog subjects a verified webhook names, for an incremental feed update:
-    ``products/create|update`` (a REST ``Product``): its ``gid://shopify/Product/N``;
+    ``products/create|update`` (a REST ``Product``) and ``products/delete``
+    (``{"id": N}``): its ``gid://shopify/Product/N``;
     ``inventory_levels/update`` (a REST ``InventoryLevel``): the
     ``gid://shopify/InventoryItem/N`` of its ``inventory_item_id`` (the adapter's
     ``read_products`` finds its variant's product). Other topics: none."""
     if not isinstance(payload, dict):
         return ()
-    if topic in ("products/create", "products/update"):
+    if topic in ("products/create", "products/update", "products/delete"):
         found = _gid(payload.get("id"), "gid://shopify/Product/")
     elif topic == "inventory_levels/update":
         found = _gid(payload.get("inventory_item_id"), "gid://shopify/InventoryItem/")

@@ -912,7 +912,7 @@ class WooCommerceAdapter(PlatformAdapter):
             except ValueError:
                 product = None
             subjects = product_subjects(product) if isinstance(product, dict) else ()
-            if not subjects or topic == "product.deleted":
+            if not subjects:  # (product.deleted carries {"id": N}: the feeds withdraw it)
                 log.info("WooCommerce webhook %r: nothing for the feed", topic)
                 return PlatformWebhook(event_id=None)
             key = f"product:{subjects[0]}:{hashlib.sha256(body).hexdigest()[:16]}"

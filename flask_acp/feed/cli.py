@@ -118,7 +118,8 @@ def register(cli: click.Group) -> None:
                        + (" (created)" if result.created else "")
                        + f": {result.sent} products sent in {result.batches} batches, {result.unchanged} "
                        + ("already sent" if result.resumed and result.mode == "full" else "unchanged")
-                       + f" ({result.mode}" + (", resumed)" if result.resumed else ")"))
+                       + f" ({result.mode}" + (", resumed)" if result.resumed else ")")
+                       + (f"; {result.withdrawn} no longer listed, withdrawn" if result.withdrawn else ""))
         if failed:
             sys.exit(1)
 

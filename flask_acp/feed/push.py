@@ -19,13 +19,19 @@ killed) leaves the run recorded as unfinished; the next push of the same agent
 resumes it: the products an accepted batch already carried are not sent again
 (an incremental push skips them because their fingerprint matches). A batch
 whose answer was lost is sent again: upserts by ``Product.id`` are idempotent,
-so the feed ends the same. The Feed API has no delete: a product no longer
-listed stays in the agent's feed as last sent.
+so the feed ends the same.
+
+Withdrawn products: the Feed API has no delete, so a product this feed received
+that the platform no longer lists (deleted, unpublished) is sent, after the
+listed ones, as withdrawn -- its variants as last pushed, each ``discontinued``
+and not available (:func:`~flask_acp.versions.v2026_04_17.feed.render_withdrawn`);
+an incremental push sends that once.
 
 State file (``ACP_FEED_STATE_FILE``; JSON)::
 
     {"agents": {"<agent>": {"feed_id": "feed_8f3K2x", "pushed_to": "feed_8f3K2x",
                             "pushed": {"<product id>": "<fingerprint>"},
+                            "variants": {"<product id>": [["<variant id>", "<title>"], ...]},
                             "run": {"mode": "full", "feed_id": "...", "started_at": "...",
                                     "sent": ["<product id>", ...]} | null,
                             "last_push": "2026-04-17T10:00:00Z"}}}
@@ -47,6 +53,7 @@ import typing as t
 from ..adapter import PlatformAdapter
 from ..config import Agent
 from ..config import Settings
+from ..versions.v2026_04_17.feed import render_withdrawn
 from .client import FeedApiError
 from .client import FeedClient
 from .export import digest
@@ -77,6 +84,8 @@ class PushResult:
     :ivar batches: ``PATCH`` calls accepted.
     :ivar created: the feed was created by this call.
     :ivar resumed: an unfinished run was resumed.
+    :ivar withdrawn: products this feed had that the platform no longer lists
+        (sent as withdrawn, or counted unchanged when they were already).
     """
 
     agent: str
@@ -87,6 +96,7 @@ class PushResult:
     batches: int = 0
     created: bool = False
     resumed: bool = False
+    withdrawn: int = 0
 
 
 class FeedState:
@@ -207,18 +217,29 @@ class FeedPush:
         # in the config, a feed the agent forgot)
         pushed: dict[str, str] = dict(state.get("pushed") or {}) if state.get("pushed_to") == feed_id else {}
         batch: list[tuple[dict[str, t.Any], str]] = []
+
+        def consider(product: dict[str, t.Any]) -> None:
+            nonlocal batch
+            fingerprint = digest(product)
+            same = mode == "incremental" and pushed.get(product["id"]) == fingerprint
+            if product["id"] in already or same:
+                result.unchanged += 1
+                self.progress(1)
+                return
+            batch.append((product, fingerprint))
+            if len(batch) >= self.batch_size:
+                self._send(feed_id, batch, state, pushed, result)
+                batch = []
+
         try:
+            listed = set()
             for product in product_json(self.adapter):
-                fingerprint = digest(product)
-                same = mode == "incremental" and pushed.get(product["id"]) == fingerprint
-                if product["id"] in already or same:
-                    result.unchanged += 1
-                    self.progress(1)
-                    continue
-                batch.append((product, fingerprint))
-                if len(batch) >= self.batch_size:
-                    self._send(feed_id, batch, state, pushed, result)
-                    batch = []
+                listed.add(product["id"])
+                consider(product)
+            known = t.cast(dict[str, list[list[str]]], state.get("variants") or {})
+            for gone in [i for i in pushed if i not in listed]:
+                consider(render_withdrawn(gone, [(v, title) for v, title in known.get(gone, [])]))
+                result.withdrawn += 1
             if batch:
                 self._send(feed_id, batch, state, pushed, result)
         except NotImplementedError:
@@ -253,8 +274,10 @@ class FeedPush:
     def _send(self, feed_id: str, batch: list[tuple[dict[str, t.Any], str]], state: dict[str, t.Any],
               pushed: dict[str, str], result: PushResult) -> None:
         self.client.upsert_products(feed_id, [product for product, _ in batch])
+        variants = state.setdefault("variants", {})
         for product, fingerprint in batch:
             pushed[product["id"]] = fingerprint
+            variants[product["id"]] = [[v["id"], v["title"]] for v in product["variants"]]
         run = t.cast(dict[str, t.Any], state["run"])
         run["sent"] = [*run.get("sent", []), *(product["id"] for product, _ in batch)]
         state["pushed"] = pushed

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import logging
 import threading
+import typing as t
 
 from ..adapter import PlatformAdapter
 from ..config import Settings
@@ -34,6 +35,7 @@ from ..products import FEED_PRODUCTS_EVENT
 from ..store.base import Outbox
 from ..store.base import OutboxEntry
 from ..versions.v2026_04_17.feed import render_product
+from ..versions.v2026_04_17.feed import render_withdrawn
 from ..webhooks.outbox import SendResult
 from .client import FeedApiError
 from .client import FeedClient
@@ -86,8 +88,8 @@ class FeedSender:
     def send(self, entry: OutboxEntry) -> SendResult:
         """``PATCH`` the current state of the event's product to its agent's feed
         (network calls; nothing written). ``skipped`` when the agent has no
-        ``feed_url`` or no feed yet (run ``flask acp feed push``), or the
-        product is no longer listed (the Feed API cannot delete it)."""
+        ``feed_url`` or no feed yet (run ``flask acp feed push``). A product
+        the platform no longer lists is withdrawn (see :meth:`_withdrawn`)."""
         try:
             agent = self.settings.agent(entry.agent)
         except KeyError:
@@ -105,16 +107,33 @@ class FeedSender:
             return SendResult(None, f"the {self.adapter.name} adapter cannot list products", skipped=True)
         except AdapterError as exc:
             return SendResult(None, f"the platform cannot answer: {exc}", retryable=True)
-        if not products:
-            return SendResult(None, f"product {subject} is no longer listed", skipped=True)
+        if products:
+            body = [render_product(p) for p in products]
+        else:
+            product_id = self.adapter.feed_product_id(subject)
+            withdrawn = None if product_id is None else self._withdrawn(agent.name, feed_id, product_id)
+            if withdrawn is None:
+                return SendResult(None, f"product {subject} is no longer listed (and this feed never "
+                                        "had it, as far as the state file knows)", skipped=True)
+            body = [withdrawn]
         try:
-            self._client(agent.name, agent.feed_url, agent.feed_token).upsert_products(
-                feed_id, [render_product(p) for p in products])
+            self._client(agent.name, agent.feed_url, agent.feed_token).upsert_products(feed_id, body)
         except FeedApiError as exc:
             return SendResult(exc.status, str(exc), retryable=exc.retryable)
-        log.info("feed %s of agent %s: product(s) %s updated", feed_id, agent.name,
-                 ", ".join(p.id for p in products))
+        log.info("feed %s of agent %s: product(s) %s %s", feed_id, agent.name,
+                 ", ".join(p["id"] for p in body), "updated" if products else "withdrawn")
         return SendResult(200)
+
+    def _withdrawn(self, agent: str, feed_id: str, product_id: str) -> dict[str, t.Any] | None:
+        """The withdrawal of ``product_id`` when the state file says this feed
+        received it (:func:`~flask_acp.versions.v2026_04_17.feed.render_withdrawn`);
+        None otherwise (an inventory item, another host's push: the next
+        ``flask acp feed push`` withdraws it)."""
+        state = self.state.agent(agent)
+        if state.get("pushed_to") != feed_id or product_id not in (state.get("pushed") or {}):
+            return None
+        known = (state.get("variants") or {}).get(product_id) or []
+        return render_withdrawn(product_id, [(v, title) for v, title in known])
 
     def _client(self, name: str, url: str, token: str | None) -> FeedClient:
         """One client per agent and thread (a ``requests.Session`` is not shared between threads)."""

@@ -12,6 +12,7 @@ needs at least one property, and ``Media.url`` must be a URI).
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import typing as t
 
 from ...products import MediaRecord
@@ -76,3 +77,19 @@ def render_product(product: ProductRecord) -> dict[str, t.Any]:
         out["media"] = _media(product.media)
     out["variants"] = [render_variant(v) for v in product.variants]
     return out
+
+
+#: the ``Availability`` of a variant whose product the platform no longer lists
+DISCONTINUED: dict[str, t.Any] = {"available": False, "status": "discontinued"}
+
+
+def render_withdrawn(product_id: str, variants: cabc.Sequence[tuple[str, str]]) -> dict[str, t.Any]:
+    """The ``Product`` that withdraws one the platform no longer lists (deleted,
+    unpublished): the Feed API has no delete (a ``PATCH`` upserts by
+    ``Product.id``; omitted products stay as they were), so the product is
+    upserted with its variants as last pushed, ``(id, title)``, each
+    ``availability: {available: false, status: "discontinued"}``; with none
+    known, ``variants: []`` (nothing left to buy)."""
+    return {"id": product_id,
+            "variants": [{"id": vid, "title": title, "availability": dict(DISCONTINUED)}
+                         for vid, title in variants]}

@@ -66,8 +66,9 @@ Behaviour (the fake's choices where Shopify's is not documented)
   pages through the products (a product is the variants sharing a
   ``product_id``; ``status:active`` filters), ``nodes`` resolves ``Product``
   and ``InventoryItem`` GIDs (an inventory item's id is its variant's);
-  :meth:`FakeShopify.update_product` renames a product and sends
-  ``products/update``, ``set_inventory(..., notify=True)`` sends
+  :meth:`FakeShopify.update_product` renames a product or sets its status and
+  sends ``products/update``, :meth:`FakeShopify.delete_product` deletes one and
+  sends ``products/delete``, ``set_inventory(..., notify=True)`` sends
   ``inventory_levels/update`` (subscribe those topics).
 * **Prices**: a draft's variant lines follow the variant's current price, as on
   Shopify since 2025-01 for lines without ``priceOverride``:

@@ -203,17 +203,31 @@ class Inventory(ShopWebhooks):
         if notify:
             self.emit("inventory_levels/update", level)
 
-    def update_product(self, product_id: int, *, title: str | None = None) -> None:
-        """Rename a product (every variant's ``product_title``) as the merchant's
-        admin does, and send ``products/update`` (the REST product) to the
-        subscribed webhook URL."""
+    def update_product(self, product_id: int, *, title: str | None = None, status: str | None = None) -> None:
+        """Rename a product (every variant's ``product_title``) or set its
+        ``status`` (``ACTIVE``, ``DRAFT``, ``ARCHIVED``) as the merchant's admin
+        does, and send ``products/update`` (the REST product) to the subscribed
+        webhook URL."""
         with self._lock:
             variants = [v for v in self.variants.values() if v.product_id == int(product_id)]
             if not variants:
                 raise KeyError(product_id)
             for variant in variants:
                 variant.product_title = title if title is not None else variant.product_title
+                variant.status = status.upper() if status is not None else variant.status
         self.emit("products/update", self._product_rest(int(product_id)))
+
+    def delete_product(self, product_id: int) -> None:
+        """Delete a product and its variants as the merchant's admin does (its
+        nodes read ``null`` from then on), and send ``products/delete``
+        (``{"id": N}``, what Shopify sends) to the subscribed webhook URL."""
+        with self._lock:
+            gone = [i for i, v in self.variants.items() if v.product_id == int(product_id)]
+            if not gone:
+                raise KeyError(product_id)
+            for variant_id in gone:
+                del self.variants[variant_id]
+        self.emit("products/delete", {"id": int(product_id)})
 
     def _inventory_item_view(self, variant: Variant, *, with_variant: bool = True) -> dict[str, t.Any]:
         view: dict[str, t.Any] = {

@@ -107,7 +107,8 @@ Test controls (the :mod:`flask_acp.testing.fakes` API): :meth:`FakeWooCommerce.f
 (``"500"``, ``"500_after"``, ``"html_503"``, ``"429"``, ``"timeout"``, ``"drop_after"``,
 ``"slow"``; ``route`` matches), :meth:`advance_clock`, :meth:`freeze_clock`, ``clock=``,
 :meth:`set_stock`, :meth:`set_price`, :meth:`update_product` (changes fields and sends
-``product.updated`` to the webhooks of that topic; REST v3 ``GET /wc/v3/products``,
+``product.updated`` to the webhooks of that topic), :meth:`delete_product` (trashes it and
+sends ``product.deleted``, ``{"id": N}``; REST v3 ``GET /wc/v3/products``,
 ``/products/{id}`` and ``/products/{id}/variations`` serve products, with
 ``global_unique_id`` and ``attributes`` from the seed); inspection: :attr:`counts` (HTTP calls
 per route name, e.g. ``"PUT /wc/v3/orders/{id}"``), :attr:`batched_counts`

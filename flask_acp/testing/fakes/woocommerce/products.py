@@ -52,6 +52,21 @@ class Products(WooWebhooks):
                     delivery = self._signed(hook.id, "product.updated", product_id, body, hook.secret)
                     self._queue_webhook(functools.partial(self._send_product, delivery, hook.delivery_url))
 
+    def delete_product(self, product_id: int) -> None:
+        """Move a product to the trash as the admin does (``status: "trash"``:
+        REST v3 lists it no more) and queue ``product.deleted`` (``{"id": N}``,
+        what WooCommerce sends) to every active webhook of that topic."""
+        with self._lock:
+            product = self._products[product_id]
+            product["status"] = "trash"
+            self._webhook_events.append({"topic": "product.deleted", "resource": "product",
+                                         "resource_id": product_id, "at": self.now()})
+            for hook in self._webhooks.values():
+                if hook.status == "active" and hook.topic == "product.deleted":
+                    body = json.dumps({"id": product_id}, separators=(",", ":")).encode()
+                    delivery = self._signed(hook.id, "product.deleted", product_id, body, hook.secret)
+                    self._queue_webhook(functools.partial(self._send_product, delivery, hook.delivery_url))
+
     def _send_product(self, delivery: t.Any, url: str) -> None:
         self._send(delivery, url)
 
