@@ -235,7 +235,7 @@ class UpdateRequestSchema(Base):
 #: a delegated payment token: ``spt_`` (Stripe SharedPaymentToken, the spec's
 #: examples) or ``vt_`` (delegate-payment responses) and an id of letters,
 #: digits and underscores — never anything that could steer a processor URL
-TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 - a pattern, not a secret
+TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}\Z"  # noqa: S105 - a pattern, not a secret
 
 
 def token_field() -> fields.String:
