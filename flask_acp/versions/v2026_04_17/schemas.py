@@ -92,7 +92,7 @@ class AddressSchema(Base):
     city = NonEmpty(required=True)
     state = fields.String(required=True, validate=validate.Length(max=512))  # "" where there are none
     country = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z]{2}$", error="Must be an ISO 3166-1 alpha-2 country code."))
+        r"^[A-Za-z]{2}\Z", error="Must be an ISO 3166-1 alpha-2 country code."))
     postal_code = NonEmpty(required=True, max=20)
     company = fields.String(validate=validate.Length(max=256))
 
