@@ -692,7 +692,8 @@ def test_bad_address_points_at_the_field(agent: Agent) -> None:
 
 def test_a_country_code_with_a_trailing_newline_is_400(agent: Agent) -> None:
     """``$`` of a Python pattern also matches before a final newline: ``"US\\n"`` is no country."""
-    response = _create(agent, {**CREATE_BODY, "fulfillment_details": {"address": {**ADDRESS, "country": "US\n"}}})
+    address = {**ADDRESS, "country": "US\n"}
+    response = _create(agent, {**CREATE_BODY, "fulfillment_details": {"address": address}})
     assert_error(response, 400, "invalid", param="$.fulfillment_details.address.country")
 
 
