@@ -363,6 +363,11 @@ class CheckoutService:
                 affiliate_attributions=attribute(session.affiliate_attributions, data.affiliate_attribution,
                                                  session.id),
                 marketing_consents=consents(session, data))
+            # a token another session holds is refused before the platform is asked to
+            # hold the stock again (no failure counted: nothing would bound such holds)
+            refused = self._claim_token(session, data)
+            if refused is not None:
+                return refused
             prepared, payable = self._prepare(session)
             if not payable:
                 return prepared
@@ -501,13 +506,9 @@ class CheckoutService:
             # this token paid once and the money was given back: never again
             return self._payment_failed(session, PaymentTokenError(
                 "this payment token was already used and refunded"))
-        holder = self.storage.sessions.claim_token(token_sha256, session.id, now=self.clock().timestamp())
-        if holder != session.id:
-            # a delegated token is single-use and scoped to one session (Allowance)
-            log.warning("checkout %s: refused a payment token already presented to %s", session.id, holder)
-            return self.save(session.replace(updated_at=self.clock(), extra_messages=(Message(
-                type="error", code="invalid", resolution="requires_buyer_input",
-                param="$.payment_data.instrument.credential.token", text_key="payment_token_used"),)))
+        refused = self._claim_token(session, data)
+        if refused is not None:
+            return refused
         handler_id = t.cast(str, data.handler_id)  # filled by _check_payment_data
         record = PaymentRecord(
             idempotency_key=_charge_key(session.id, data),
@@ -555,6 +556,19 @@ class CheckoutService:
             raise ProcessingError("The payment could not be processed; the merchant has been alerted.",
                                   code="payment_provider_error") from exc
         return self._place(self._charged(session, result))
+
+    def _claim_token(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession | None:
+        """Bind the credential to ``session`` (None), or refuse it: another
+        session holds it (the session saved with a message, returned)."""
+        token_sha256 = hashlib.sha256(data.token.encode()).hexdigest()
+        holder = self.storage.sessions.claim_token(token_sha256, session.id, now=self.clock().timestamp())
+        if holder == session.id:
+            return None
+        # a delegated token is single-use and scoped to one session (Allowance)
+        log.warning("checkout %s: refused a payment token already presented to %s", session.id, holder)
+        return self.save(session.replace(updated_at=self.clock(), extra_messages=(Message(
+            type="error", code="invalid", resolution="requires_buyer_input",
+            param="$.payment_data.instrument.credential.token", text_key="payment_token_used"),)))
 
     def _charged(self, session: CheckoutSession, result: ChargeResult) -> CheckoutSession:
         """Record a successful charge (before anything else can fail). When the

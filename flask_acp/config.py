@@ -313,10 +313,12 @@ def _check_limits(value: str) -> None:
     if not value.strip():
         return
     try:
-        parse_many(value)
+        items = parse_many(value)
     except ValueError as exc:
         raise ValidationError(f"not a rate limit such as '600/minute' or '10/second;600/minute': {exc}") \
             from None
+    if any(item.amount < 1 for item in items):
+        raise ValidationError("a limit of 0 refuses every request; leave it empty for no limit")
 
 
 def _rate_limit(key: str, default: str, doc: str) -> t.Any:

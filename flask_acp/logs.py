@@ -2,7 +2,7 @@
 
 :func:`install` (called by ``init_app``; idempotent) puts a :class:`Redactor`
 on the loggers flask-acp writes to (``flask_acp``, ``flask_acp.stripe``,
-``flask_acp.webhooks``, ``flask_acp.shopify``, ``flask_acp.woocommerce``) and
+``flask_acp.webhooks``, ``flask_acp.shopify``, ``flask_acp.woocommerce``, ``flask_acp.feed``) and
 on ``stripe`` (whose debug logs carry request bodies). Whatever a log line is
 made of — our words, an agent's webhook error body, Stripe's error text — it
 leaves with:
@@ -39,7 +39,7 @@ import typing as t
 
 #: loggers flask-acp writes to, and the Stripe SDK's
 LOGGERS = ("flask_acp", "flask_acp.stripe", "flask_acp.webhooks", "flask_acp.shopify",
-           "flask_acp.woocommerce", "stripe")
+           "flask_acp.woocommerce", "flask_acp.feed", "stripe")
 
 _SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(spt|vt)_[A-Za-z0-9_]*?([A-Za-z0-9]{4})\b"), r"\1_…\2"),

@@ -54,6 +54,15 @@ def test_every_problem_is_reported_at_once_one_line_per_key(tmp_path: pathlib.Pa
     assert problems["ACP_CATALOG_FILE"] == f"no such file: {tmp_path / 'missing.json'}"
 
 
+@pytest.mark.parametrize("limit", ["0/minute", "10/second;0/hour"])
+def test_a_rate_limit_of_zero_is_refused(tmp_path: pathlib.Path, limit: str) -> None:
+    """``0/minute`` would answer every request 429 "retry after 1 s" for ever; no
+    limit is the empty string."""
+    with pytest.raises(RuntimeError) as info:
+        build_app(tmp_path, ACP_RATE_LIMIT_PER_AGENT=limit)
+    assert "ACP_RATE_LIMIT_PER_AGENT" in _problems(info)
+
+
 def test_the_adapters_keys_are_validated_with_the_core_keys(tmp_path: pathlib.Path) -> None:
     with pytest.raises(RuntimeError) as info:
         build_app(tmp_path / "a", ACP_ADAPTER="shopify", ACP_SESSION_TTL=5, SHOPIFY_TIMEOUT="soon")

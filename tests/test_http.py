@@ -690,6 +690,13 @@ def test_bad_address_points_at_the_field(agent: Agent) -> None:
     assert_error(response, 400, "invalid", param="$.fulfillment_details.address.city")
 
 
+def test_a_country_code_with_a_trailing_newline_is_400(agent: Agent) -> None:
+    """``$`` of a Python pattern also matches before a final newline: ``"US\\n"`` is no country."""
+    address = {**ADDRESS, "country": "US\n"}
+    response = _create(agent, {**CREATE_BODY, "fulfillment_details": {"address": address}})
+    assert_error(response, 400, "invalid", param="$.fulfillment_details.address.country")
+
+
 def test_empty_line_items_is_400(agent: Agent) -> None:
     assert_error(_create(agent, {**CREATE_BODY, "line_items": []}), 400, "invalid", param="$.line_items")
 

@@ -184,3 +184,23 @@ def test_json_log_lines_carry_request_agent_session_and_order_ids(tmp_path: path
     app.extensions["acp"].webhooks.run_pending()
     delivered = [json.loads(line) for line in json_lines.getvalue().splitlines()][len(lines):]
     assert any(x.get("order_id") == order_id and x.get("event_id") for x in delivered), delivered
+
+
+def test_every_logger_flask_acp_writes_to_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    """A logger's filters do not apply to its children's records: each logger the
+    package and its adapters name must carry the redactor itself."""
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    names = {m for folder in ("flask_acp", "adapters") for path in (root / folder).rglob("*.py")
+             for m in re.findall(r'getLogger\("(flask_acp[\w.]*)"\)', path.read_text())}
+    assert "flask_acp.feed" in names
+    logs.install()
+    with caplog.at_level(logging.DEBUG):
+        for name in sorted(names):
+            logging.getLogger(name).warning("%s spt_1QabcdefGHIJ9876\nFORGED", name)
+    lines = [r.getMessage() for r in caplog.records if r.name in names]
+    assert len(lines) == len(names)
+    for line in lines:
+        assert "spt_1QabcdefGHIJ9876" not in line
+        assert "\n" not in line

@@ -557,3 +557,21 @@ def test_fake_webhooks_are_signed_like_shopify() -> None:
     assert {"X-Shopify-Topic", "X-Shopify-Event-Id", "X-Shopify-Webhook-Id", "X-Shopify-Shop-Domain",
             "X-Shopify-API-Version", "X-Shopify-Triggered-At"} <= set(delivery.headers)
     assert delivery.payload["transactions"][0]["amount"] == "1.00"
+
+
+def test_a_signed_body_replayed_under_another_topic_changes_nothing(
+        shop: FakeShopify, app: Flask, url: str, agent: Agent, endpoint: AgentEndpoint) -> None:  # noqa: F811
+    """``X-Shopify-Topic`` is not signed either: a captured ``refunds/create``
+    body re-sent as ``fulfillments/create`` must not become a shipment."""
+    done = buy(agent, shop, endpoint)
+    shop.refund(done["order"]["id"], "1.00", note="goodwill")
+    settle(shop, app, endpoint)
+    count = len(outbox(app))
+    (delivery,) = shop.webhooks("refunds/create")
+    for topic in ("fulfillments/create", "fulfillments/update", "orders/cancelled"):
+        replay = requests.post(f"{url}/webhooks/shopify", data=delivery.body, timeout=5, headers={
+            **delivery.headers, "X-Shopify-Topic": topic, "X-Shopify-Event-Id": f"fresh-{topic}"})
+        assert replay.status_code == 200, replay.text
+    session = app.extensions["acp"].storage.sessions.get(done["id"])
+    assert len(outbox(app)) == count  # nothing told to the agent
+    assert session.order.fulfillments == ()

@@ -302,3 +302,24 @@ def test_woocommerce_holds_only_payable_sessions_and_not_past_the_ttl(
     late = a.complete(hoard[0]["id"]).get_json()
     assert late["status"] == "not_ready_for_payment"
     assert fake.stock(13) == 0
+
+
+def test_completes_with_a_token_of_another_session_do_not_renew_the_hold(
+        catalog: tuple[Flask, Clock]) -> None:
+    """A ``complete`` whose token another session already holds charges nothing
+    and counts no failed payment: it must not hold the stock again either, or
+    one such request every few minutes keeps the item out of stock for ever."""
+    app, clock = catalog
+    a, b = agents(app)
+    hoard = create(a, [{"id": "item_456", "quantity": 5}], address=True)
+    decoy = create(a, [{"id": "item_123"}], address=True)
+    assert a.complete(decoy["id"], "spt_decline_hoarder").status_code == 200  # the token is decoy's now
+    clock.advance(TTL + 1)  # the window is over
+    for _ in range(3):
+        body = a.complete(hoard["id"], "spt_decline_hoarder").get_json()
+        assert body["status"] == "ready_for_payment", body
+        assert "invalid" in status_codes(body)
+        other = create(b, [{"id": "item_456"}], address=True)
+        assert other["status"] == "ready_for_payment", other["messages"]
+        assert b.post(f"/checkout_sessions/{other['id']}/cancel", {}).status_code == 200
+        clock.advance(300)

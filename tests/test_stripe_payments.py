@@ -1283,7 +1283,7 @@ def test_isk_stray_charge_is_refunded_in_full(make_shop: MakeShop, tmp_path: pat
 
 @pytest.mark.parametrize("token", ["../../balance", "spt_x/../../balance", "spt_x?expand[]=data",
                                    "spt_x#frag", "spt_x%2F..%2Fbalance", "spt_ x", "sk_live_123",
-                                   "spt_" + "a" * 251, ""])
+                                   "spt_" + "a" * 251, "", "spt_x\n"])
 def test_a_malformed_credential_is_a_400_and_reaches_no_processor(shop: Shop, token: str) -> None:
     session = shop.agent.ready_session()
     response = shop.agent.complete(session["id"], token or " ")

@@ -348,9 +348,20 @@ def webhook_products(topic: str, payload: JSON) -> tuple[str, ...]:
     return () if found is None else (found,)
 
 
+def _of_topic(topic: str, payload: cabc.Mapping[str, JSON]) -> bool:
+    """Whether the payload is the resource ``topic`` names (its own
+    ``admin_graphql_api_id``, when it has one): the topic header is not signed,
+    so a signed ``refunds/create`` body re-sent as ``fulfillments/create`` must
+    not be read as a shipment."""
+    kind = "Order" if topic in ORDER_TOPICS else "Fulfillment" if topic.startswith("fulfillments/") \
+        else "Refund" if topic == "refunds/create" else None
+    gid = payload.get("admin_graphql_api_id")
+    return kind is None or gid is None or str(gid).startswith(f"gid://shopify/{kind}/")
+
+
 def webhook_updates(topic: str, payload: JSON) -> tuple[PlatformOrderUpdate, ...]:
     """The updates a verified webhook of ``topic`` carries (see the module docstring)."""
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict) or not _of_topic(topic, payload):
         return ()
     if topic in ORDER_TOPICS:
         update = rest_order_update(payload)

@@ -92,7 +92,7 @@ class AddressSchema(Base):
     city = NonEmpty(required=True)
     state = fields.String(required=True, validate=validate.Length(max=512))  # "" where there are none
     country = fields.String(required=True, validate=validate.Regexp(
-        r"^[A-Za-z]{2}$", error="Must be an ISO 3166-1 alpha-2 country code."))
+        r"^[A-Za-z]{2}\Z", error="Must be an ISO 3166-1 alpha-2 country code."))
     postal_code = NonEmpty(required=True, max=20)
     company = fields.String(validate=validate.Length(max=256))
 
@@ -235,7 +235,7 @@ class UpdateRequestSchema(Base):
 #: a delegated payment token: ``spt_`` (Stripe SharedPaymentToken, the spec's
 #: examples) or ``vt_`` (delegate-payment responses) and an id of letters,
 #: digits and underscores — never anything that could steer a processor URL
-TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}$"  # noqa: S105 - a pattern, not a secret
+TOKEN_PATTERN = r"^(spt|vt)_[A-Za-z0-9_]{1,250}\Z"  # noqa: S105 - a pattern, not a secret
 
 
 def token_field() -> fields.String:
