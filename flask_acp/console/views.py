@@ -155,6 +155,10 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
         if access.password_hash is None:
             return t.cast(Response, redirect(url_for(".overview")))
         if request.method == "POST":
+            wait = access.login_retry_after()
+            if wait is not None:
+                page = render_template("acp_console/login.html", page="login", wrong=False, wait=wait)
+                return Response(page, status=429, headers={"Retry-After": str(wait)})
             if access.check_password(request.form.get("password", "")):
                 target = request.args.get("next", "")
                 # only a path of this console: never an open redirect
@@ -163,7 +167,7 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
                 response = t.cast(Response, redirect(target))
                 access.set_login(response)
                 return response
-            current_app.logger.warning("console: wrong password from %s", request.remote_addr)
+            access.login_failed()
             return render_template("acp_console/login.html", page="login", wrong=True), 401
         return render_template("acp_console/login.html", page="login", wrong=False)
 
