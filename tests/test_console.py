@@ -398,7 +398,7 @@ def test_rate_limited_agents_are_shown(tmp_path: pathlib.Path) -> None:
     assert AGENT_KEY not in page  # no secret on the page
 
 
-def test_replay_needs_csrf_and_resets_the_event(open_app: Flask) -> None:
+def test_replay_needs_csrf_and_resets_the_event(open_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     done = buy(open_app)
     outbox = open_app.extensions["acp"].storage.outbox
     [entry] = outbox.entries(statuses=["pending"])  # no webhook_url, no runner here: it waits
@@ -418,9 +418,11 @@ def test_replay_needs_csrf_and_resets_the_event(open_app: Flask) -> None:
     assert failed is not None
     assert entry.event_id in failed.group(1)
     assert "HTTP 410" in failed.group(1)
-    response = client.post(f"/acp-console/events/{entry.event_id}/replay",
-                           data={"csrf_token": csrf(page.data)}, follow_redirects=True)
+    with caplog.at_level("INFO", logger="flask_acp"):  # flask-acp's logger: ACP_LOG_FORMAT applies
+        response = client.post(f"/acp-console/events/{entry.event_id}/replay",
+                               data={"csrf_token": csrf(page.data)}, follow_redirects=True)
     assert response.status_code == 200
+    assert [r.name for r in caplog.records if "replayed" in r.getMessage()] == ["flask_acp"]
     assert f"{entry.event_id}: pending (no delivery runs in this app" in text(response)
     after = outbox.get(entry.event_id)
     assert (after.status, after.attempts, after.last_status) == ("pending", 0, None)  # reset: due now

@@ -11,13 +11,13 @@ ISO 4217 exponent (:func:`flask_acp.payments.base.format_minor`).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import typing as t
 
 from flask import Blueprint
 from flask import Flask
 from flask import Response
-from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -31,6 +31,8 @@ from ..payments.base import format_minor
 from ..state import ACPState
 from ..state import current_state
 from .access import ConsoleAccess
+
+log = logging.getLogger("flask_acp")
 
 #: rows per list on a page
 PAGE_ROWS = 100
@@ -135,7 +137,7 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
         except Exception as exc:  # an attempt running right now, Redis down: said, nothing hidden
             flash(f"{event_id}: not replayed: {exc}", "error")
         else:
-            current_app.logger.info("console: webhook event %s replayed (%s)", event_id, result)
+            log.info("console: webhook event %s replayed (%s)", event_id, result)
             flash(f"{event_id}: {result}" + _mode_note(service.mode), "info")
         return t.cast(Response, redirect(url_for(".events")))
 
