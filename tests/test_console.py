@@ -102,6 +102,14 @@ def test_bad_console_settings_are_named(tmp_path: pathlib.Path, key: str, value:
         console_app(tmp_path, **config)
 
 
+def test_an_auth_hook_that_cannot_be_imported_is_one_line(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError) as raised:
+        console_app(tmp_path, ACP_CONSOLE_AUTH="no_such_module_here:check")
+    problem = next(line for line in str(raised.value).splitlines() if "ACP_CONSOLE_AUTH" in line)
+    assert problem.strip().endswith("No module named 'no_such_module_here'"), str(raised.value)
+    assert "Debugged import" not in str(raised.value)  # werkzeug's multi-line report
+
+
 def test_enabled_without_flask_wtf_names_the_extra(tmp_path: pathlib.Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "flask_wtf", None)

@@ -78,8 +78,9 @@ def _hook(value: t.Any) -> AuthHook | None:
         return t.cast("AuthHook | None", value)
     try:
         found = import_string(str(value).replace(":", "."))
-    except ImportError as exc:
-        raise config_error([("ACP_CONSOLE_AUTH", f"cannot import {value!r}: {exc}")]) from None
+    except ImportError as exc:  # werkzeug's ImportStringError: the cause, not its multi-line report
+        cause = getattr(exc, "exception", exc)
+        raise config_error([("ACP_CONSOLE_AUTH", f"cannot import {value!r}: {cause}")]) from None
     if not callable(found):
         raise config_error([("ACP_CONSOLE_AUTH", f"{value!r} is not callable")])
     return t.cast(AuthHook, found)
