@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import pathlib
 import re
+import secrets
 import sys
 import time
 import typing as t
@@ -144,20 +145,22 @@ def test_password_guessing_is_refused_per_address(tmp_path: pathlib.Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     client = console_app(tmp_path, ACP_TRUSTED_PROXY_HOPS=1).test_client()
     token = csrf(client.get("/acp-console/login").data)
-    guesser = {"X-Forwarded-For": "203.0.113.7"}
+    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # counters may be in a shared Redis
+    guesser = {"X-Forwarded-For": address}
     with caplog.at_level("WARNING", logger="flask_acp"):
         for i in range(10):
             response = client.post("/acp-console/login", headers=guesser,
                                    data={"password": f"guess {i}", "csrf_token": token})
             assert response.status_code == 401
-    assert "console: wrong password from 203.0.113.7" in caplog.text  # the client, not the proxy
+    assert f"console: wrong password from {address}" in caplog.text  # the client, not the proxy
     response = client.post("/acp-console/login", headers=guesser,
                            data={"password": PASSWORD, "csrf_token": token})
     assert response.status_code == 429  # even the right password: not checked any more
     assert 1 <= int(response.headers["Retry-After"]) <= 61
     assert "Too many wrong passwords" in text(response)
     assert client.get_cookie(LOGIN_COOKIE, path="/acp-console") is None
-    response = client.post("/acp-console/login", headers={"X-Forwarded-For": "198.51.100.9"},
+    other = address.replace("2001:db8::", "2001:db8:1::")
+    response = client.post("/acp-console/login", headers={"X-Forwarded-For": other},
                            data={"password": PASSWORD, "csrf_token": token})
     assert response.status_code == 302  # another address is not locked out
 

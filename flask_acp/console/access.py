@@ -51,7 +51,6 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from werkzeug.security import check_password_hash
 from werkzeug.utils import import_string
 
-from ..api.limits import storage_url
 from ..blueprint import client_scheme_and_addr
 from ..blueprint import is_loopback
 from ..config import Settings
@@ -94,7 +93,7 @@ class ConsoleAccess:
         with it).
     """
 
-    def __init__(self, settings: Settings, app: Flask) -> None:
+    def __init__(self, settings: Settings, app: Flask, *, counters_url: str = "memory://") -> None:
         if not app.secret_key:
             raise config_error([("ACP_CONSOLE_ENABLED", "the console signs its login cookie and CSRF tokens "
                                  "with the app's SECRET_KEY: set app.config['SECRET_KEY'] (random, secret)")])
@@ -102,9 +101,7 @@ class ConsoleAccess:
         self.hook = _hook(settings.console_auth)
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.console_allowed_ips)
         self.password_hash = settings.console_password_hash
-        url = storage_url(settings.rate_limit_storage_url, store_url=settings.store_url,
-                          redis_url=settings.redis_url)
-        storage = storage_from_string(url, wrap_exceptions=True)
+        storage = storage_from_string(counters_url, wrap_exceptions=True)  # the rate limits' storage
         self._failures = SlidingWindowCounterRateLimiter(storage) if isinstance(storage, Storage) else None
         if not (app.debug or app.testing) and not app.config.get("SESSION_COOKIE_SECURE"):
             log.warning("the merchant console keeps its CSRF tokens in the Flask session: set "

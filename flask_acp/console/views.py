@@ -63,12 +63,13 @@ def when(value: float | dt.datetime | None) -> str:
     return queries.iso(stamp) or "-"
 
 
-def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
-    """The console blueprint (name ``acp_console``) mounted at ``ACP_CONSOLE_PREFIX``.
+def make_blueprint(settings: Settings, app: Flask, *, counters_url: str = "memory://") -> Blueprint:
+    """The console blueprint (name ``acp_console``) mounted at ``ACP_CONSOLE_PREFIX``;
+    wrong passwords are counted in the ``limits`` storage ``counters_url``.
 
     :raises RuntimeError: see :class:`~flask_acp.console.access.ConsoleAccess`.
     """
-    access = ConsoleAccess(settings, app)
+    access = ConsoleAccess(settings, app, counters_url=counters_url)
     bp = Blueprint("acp_console", __name__, url_prefix=settings.console_prefix,
                    template_folder="templates")
 
