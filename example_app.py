@@ -57,6 +57,7 @@ import json
 import os
 import pathlib
 import secrets
+import socket
 import sys
 import typing as t
 
@@ -151,6 +152,9 @@ def _recorded_fake(record: pathlib.Path) -> tuple[str, str] | None:
 
 
 _started: tuple[str, str] | None = None
+#: the record a serving process writes once it knows it serves (see ``__main__``): a second
+#: server that fails to start (port in use, bad configuration) must not take over demo.json
+_unrecorded: tuple[pathlib.Path, str] | None = None
 
 
 def demo_stripe(record: pathlib.Path, *, own: bool, base_url: str | None = None) -> tuple[str, str]:
@@ -159,7 +163,7 @@ def demo_stripe(record: pathlib.Path, *, own: bool, base_url: str | None = None)
     port (``FAKE_STRIPE_PORT`` pins it), recorded there with ``base_url`` (the
     serving process's, where CLI commands send the demo receiver's webhooks).
     Never whatever else answers on some port."""
-    global _started
+    global _started, _unrecorded
     if _started is not None:
         return _started
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +180,11 @@ def demo_stripe(record: pathlib.Path, *, own: bool, base_url: str | None = None)
         account = f"acct_demo{secrets.token_hex(4)}"
         fake = FakeStripe(api_key=FAKE_STRIPE_KEY, account_id=account).start(
             int(os.environ.get("FAKE_STRIPE_PORT") or 0))
-        record.write_text(json.dumps({"url": fake.url, "account": account, "pid": os.getpid(),
-                                      "api_base_url": base_url}), encoding="utf-8")
+        text = json.dumps({"url": fake.url, "account": account, "pid": os.getpid(), "api_base_url": base_url})
+        if own:
+            _unrecorded = (record, text)
+        else:
+            record.write_text(text, encoding="utf-8")
         _started = (fake.url, account)
         return _started
 
@@ -305,4 +312,13 @@ if __name__ == "__main__":
         print(f"Order webhooks go to the demo receiver {app.config['ACP_API_BASE_URL']}{DEMO_WEBHOOK_PATH}, "
               "which prints each one here (set ACP_WEBHOOK_URL and ACP_WEBHOOK_SECRET for your own)",
               file=sys.stderr)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SystemExit(f"Cannot listen on {host}:{port} ({exc.strerror}): is the demo already "
+                             "running? Stop it, or set PORT") from None
+    if _unrecorded is not None:  # now this process serves: CLI commands use its fake Stripe
+        _unrecorded[0].write_text(_unrecorded[1], encoding="utf-8")
     app.run(host=host, port=port)

@@ -212,7 +212,9 @@ class ACP:
         if settings.console_enabled:
             from .console import make_blueprint as make_console_blueprint
 
-            app.register_blueprint(make_console_blueprint(settings, app))
+            counters = storage_url(settings.rate_limit_storage_url, store_url=settings.store_url,
+                                   redis_url=settings.redis_url)  # wrong console passwords are counted there
+            app.register_blueprint(make_console_blueprint(settings, app, counters_url=counters))
         if metrics is not None:
             from .ops.metrics import make_blueprint as make_metrics_blueprint
 

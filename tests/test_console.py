@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import pathlib
 import re
+import secrets
 import sys
 import time
 import typing as t
@@ -102,6 +103,14 @@ def test_bad_console_settings_are_named(tmp_path: pathlib.Path, key: str, value:
         console_app(tmp_path, **config)
 
 
+def test_an_auth_hook_that_cannot_be_imported_is_one_line(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(RuntimeError) as raised:
+        console_app(tmp_path, ACP_CONSOLE_AUTH="no_such_module_here:check")
+    problem = next(line for line in str(raised.value).splitlines() if "ACP_CONSOLE_AUTH" in line)
+    assert problem.strip().endswith("No module named 'no_such_module_here'"), str(raised.value)
+    assert "Debugged import" not in str(raised.value)  # werkzeug's multi-line report
+
+
 def test_enabled_without_flask_wtf_names_the_extra(tmp_path: pathlib.Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "flask_wtf", None)
@@ -130,6 +139,30 @@ def test_wrong_password_is_refused_and_sets_no_login(tmp_path: pathlib.Path) -> 
     assert "Wrong password" in text(response)
     assert client.get_cookie(LOGIN_COOKIE, path="/acp-console") is None
     assert client.get("/acp-console/").status_code == 302
+
+
+def test_password_guessing_is_refused_per_address(tmp_path: pathlib.Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    client = console_app(tmp_path, ACP_TRUSTED_PROXY_HOPS=1).test_client()
+    token = csrf(client.get("/acp-console/login").data)
+    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # counters may be in a shared Redis
+    guesser = {"X-Forwarded-For": address}
+    with caplog.at_level("WARNING", logger="flask_acp"):
+        for i in range(10):
+            response = client.post("/acp-console/login", headers=guesser,
+                                   data={"password": f"guess {i}", "csrf_token": token})
+            assert response.status_code == 401
+    assert f"console: wrong password from {address}" in caplog.text  # the client, not the proxy
+    response = client.post("/acp-console/login", headers=guesser,
+                           data={"password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 429  # even the right password: not checked any more
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+    assert "Too many wrong passwords" in text(response)
+    assert client.get_cookie(LOGIN_COOKIE, path="/acp-console") is None
+    other = address.replace("2001:db8::", "2001:db8:1::")
+    response = client.post("/acp-console/login", headers={"X-Forwarded-For": other},
+                           data={"password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302  # another address is not locked out
 
 
 def test_login_cookie_flags_and_redirect_back(tmp_path: pathlib.Path) -> None:
@@ -376,7 +409,7 @@ def test_rate_limited_agents_are_shown(tmp_path: pathlib.Path) -> None:
     assert AGENT_KEY not in page  # no secret on the page
 
 
-def test_replay_needs_csrf_and_resets_the_event(open_app: Flask) -> None:
+def test_replay_needs_csrf_and_resets_the_event(open_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     done = buy(open_app)
     outbox = open_app.extensions["acp"].storage.outbox
     [entry] = outbox.entries(statuses=["pending"])  # no webhook_url, no runner here: it waits
@@ -396,9 +429,11 @@ def test_replay_needs_csrf_and_resets_the_event(open_app: Flask) -> None:
     assert failed is not None
     assert entry.event_id in failed.group(1)
     assert "HTTP 410" in failed.group(1)
-    response = client.post(f"/acp-console/events/{entry.event_id}/replay",
-                           data={"csrf_token": csrf(page.data)}, follow_redirects=True)
+    with caplog.at_level("INFO", logger="flask_acp"):  # flask-acp's logger: ACP_LOG_FORMAT applies
+        response = client.post(f"/acp-console/events/{entry.event_id}/replay",
+                               data={"csrf_token": csrf(page.data)}, follow_redirects=True)
     assert response.status_code == 200
+    assert [r.name for r in caplog.records if "replayed" in r.getMessage()] == ["flask_acp"]
     assert f"{entry.event_id}: pending (no delivery runs in this app" in text(response)
     after = outbox.get(entry.event_id)
     assert (after.status, after.attempts, after.last_status) == ("pending", 0, None)  # reset: due now

@@ -248,3 +248,39 @@ def test_configuration_errors_name_the_variable_set_without_a_traceback(
     lines = done.stderr.strip().splitlines()
     assert lines[0] == "flask-acp configuration is invalid:"
     assert any(x.startswith(line) for x in lines[1:]), done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_a_second_demo_that_fails_to_start_leaves_the_servers_record(tmp_path: pathlib.Path) -> None:
+    """``instance/demo.json`` names the running server's fake Stripe (CLI commands
+    refund through it): a second ``python3 example_app.py`` that cannot start (the
+    port is taken, a bad setting) must not replace it with a fake that dies with it."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = _env(tmp_path, PORT=str(port))
+    record = tmp_path / "demo.json"
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "example_app.py"], cwd=ROOT, env=env, stdout=out,
+                                  stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while not record.exists() or json.loads(record.read_text()).get("pid") != server.pid:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        before = record.read_text()
+        for extra in ({}, {"ACP_API_KEYS": "no-colon", "PORT": str(port + 1)}):
+            second = subprocess.run([sys.executable, "example_app.py"], cwd=ROOT, env={**env, **extra},
+                                    capture_output=True, text=True, timeout=60, check=False)
+            assert second.returncode != 0, second.stderr
+            assert "Traceback" not in second.stderr
+            assert record.read_text() == before, (extra, second.stderr)
+        assert server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(10)

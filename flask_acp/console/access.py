@@ -19,6 +19,10 @@ open console):
    tied to the password hash (a new password ends every login);
 5. every ``POST`` (the login form included): a Flask-WTF CSRF token
    (:func:`flask_wtf.csrf.validate_csrf`, kept in the Flask session) -> else 400.
+
+Wrong passwords are counted per client address (:data:`LOGIN_FAILURES`, in the
+rate limits' storage: shared by every process with Redis); over the limit a
+login is refused with 429 before the password is checked (password guessing).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import collections.abc as cabc
 import hashlib
 import ipaddress
 import logging
+import time
 import typing as t
 
 import itsdangerous
+import limits
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -38,6 +44,10 @@ from flask import request
 from flask import url_for
 from flask_wtf.csrf import ValidationError
 from flask_wtf.csrf import validate_csrf
+from limits.errors import StorageError
+from limits.storage import Storage
+from limits.storage import storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 from werkzeug.security import check_password_hash
 from werkzeug.utils import import_string
 
@@ -51,6 +61,8 @@ log = logging.getLogger("flask_acp")
 #: the login cookie's name
 LOGIN_COOKIE = "acp_console_login"
 _SALT = "flask-acp-console-login"
+#: wrong console passwords one client address may send (``limits`` notation, every item applies)
+LOGIN_FAILURES = "10/minute;100/hour"
 
 #: what ``ACP_CONSOLE_AUTH`` is called as: no argument, in the request context
 AuthHook = cabc.Callable[[], t.Any]
@@ -65,8 +77,9 @@ def _hook(value: t.Any) -> AuthHook | None:
         return t.cast("AuthHook | None", value)
     try:
         found = import_string(str(value).replace(":", "."))
-    except ImportError as exc:
-        raise config_error([("ACP_CONSOLE_AUTH", f"cannot import {value!r}: {exc}")]) from None
+    except ImportError as exc:  # werkzeug's ImportStringError: the cause, not its multi-line report
+        cause = getattr(exc, "exception", exc)
+        raise config_error([("ACP_CONSOLE_AUTH", f"cannot import {value!r}: {cause}")]) from None
     if not callable(found):
         raise config_error([("ACP_CONSOLE_AUTH", f"{value!r} is not callable")])
     return t.cast(AuthHook, found)
@@ -80,7 +93,7 @@ class ConsoleAccess:
         with it).
     """
 
-    def __init__(self, settings: Settings, app: Flask) -> None:
+    def __init__(self, settings: Settings, app: Flask, *, counters_url: str = "memory://") -> None:
         if not app.secret_key:
             raise config_error([("ACP_CONSOLE_ENABLED", "the console signs its login cookie and CSRF tokens "
                                  "with the app's SECRET_KEY: set app.config['SECRET_KEY'] (random, secret)")])
@@ -88,6 +101,8 @@ class ConsoleAccess:
         self.hook = _hook(settings.console_auth)
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.console_allowed_ips)
         self.password_hash = settings.console_password_hash
+        storage = storage_from_string(counters_url, wrap_exceptions=True)  # the rate limits' storage
+        self._failures = SlidingWindowCounterRateLimiter(storage) if isinstance(storage, Storage) else None
         if not (app.debug or app.testing) and not app.config.get("SESSION_COOKIE_SECURE"):
             log.warning("the merchant console keeps its CSRF tokens in the Flask session: set "
                         "SESSION_COOKIE_SECURE = True (and serve the console over HTTPS only)")
@@ -141,6 +156,33 @@ class ConsoleAccess:
     def check_password(self, password: str) -> bool:
         """Whether ``password`` matches ``ACP_CONSOLE_PASSWORD_HASH`` (constant-time compare)."""
         return self.password_hash is not None and check_password_hash(self.password_hash, password)
+
+    def login_retry_after(self) -> int | None:
+        """Seconds until the client may try a password again (None: now), after
+        :data:`LOGIN_FAILURES` wrong ones. A storage that fails lets it try."""
+        _, addr = client_scheme_and_addr()
+        if self._failures is None or not addr:
+            return None
+        for item in limits.parse_many(LOGIN_FAILURES):
+            try:
+                if not self._failures.test(item, "acp-console-login", addr):
+                    reset = self._failures.get_window_stats(item, "acp-console-login", addr).reset_time
+                    return max(1, int(reset - time.time()) + 1)
+            except StorageError:
+                return None
+        return None
+
+    def login_failed(self) -> None:
+        """Count one wrong password of the client (and log it, with its address)."""
+        _, addr = client_scheme_and_addr()
+        log.warning("console: wrong password from %s", addr)
+        if self._failures is None or not addr:
+            return
+        for item in limits.parse_many(LOGIN_FAILURES):
+            try:
+                self._failures.hit(item, "acp-console-login", addr)
+            except StorageError:
+                return
 
     def logged_in(self) -> bool:
         """Whether the request carries a valid, unexpired login cookie for the current password."""

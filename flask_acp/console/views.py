@@ -11,13 +11,13 @@ ISO 4217 exponent (:func:`flask_acp.payments.base.format_minor`).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import typing as t
 
 from flask import Blueprint
 from flask import Flask
 from flask import Response
-from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -31,6 +31,8 @@ from ..payments.base import format_minor
 from ..state import ACPState
 from ..state import current_state
 from .access import ConsoleAccess
+
+log = logging.getLogger("flask_acp")
 
 #: rows per list on a page
 PAGE_ROWS = 100
@@ -61,12 +63,13 @@ def when(value: float | dt.datetime | None) -> str:
     return queries.iso(stamp) or "-"
 
 
-def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
-    """The console blueprint (name ``acp_console``) mounted at ``ACP_CONSOLE_PREFIX``.
+def make_blueprint(settings: Settings, app: Flask, *, counters_url: str = "memory://") -> Blueprint:
+    """The console blueprint (name ``acp_console``) mounted at ``ACP_CONSOLE_PREFIX``;
+    wrong passwords are counted in the ``limits`` storage ``counters_url``.
 
     :raises RuntimeError: see :class:`~flask_acp.console.access.ConsoleAccess`.
     """
-    access = ConsoleAccess(settings, app)
+    access = ConsoleAccess(settings, app, counters_url=counters_url)
     bp = Blueprint("acp_console", __name__, url_prefix=settings.console_prefix,
                    template_folder="templates")
 
@@ -135,7 +138,7 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
         except Exception as exc:  # an attempt running right now, Redis down: said, nothing hidden
             flash(f"{event_id}: not replayed: {exc}", "error")
         else:
-            current_app.logger.info("console: webhook event %s replayed (%s)", event_id, result)
+            log.info("console: webhook event %s replayed (%s)", event_id, result)
             flash(f"{event_id}: {result}" + _mode_note(service.mode), "info")
         return t.cast(Response, redirect(url_for(".events")))
 
@@ -155,6 +158,10 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
         if access.password_hash is None:
             return t.cast(Response, redirect(url_for(".overview")))
         if request.method == "POST":
+            wait = access.login_retry_after()
+            if wait is not None:
+                page = render_template("acp_console/login.html", page="login", wrong=False, wait=wait)
+                return Response(page, status=429, headers={"Retry-After": str(wait)})
             if access.check_password(request.form.get("password", "")):
                 target = request.args.get("next", "")
                 # only a path of this console: never an open redirect
@@ -163,7 +170,7 @@ def make_blueprint(settings: Settings, app: Flask) -> Blueprint:
                 response = t.cast(Response, redirect(target))
                 access.set_login(response)
                 return response
-            current_app.logger.warning("console: wrong password from %s", request.remote_addr)
+            access.login_failed()
             return render_template("acp_console/login.html", page="login", wrong=True), 401
         return render_template("acp_console/login.html", page="login", wrong=False)
 
