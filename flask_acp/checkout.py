@@ -778,6 +778,7 @@ class CheckoutService:
             text_key="payments_paused", text_args={"seconds": str(seconds)}),))
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
+        session = self._hold_after_failure(session)
         payment = _payment_of(session)
         status = Status.READY_FOR_PAYMENT
         failures, paused_until = session.payment_failures, session.payments_paused_until
@@ -807,6 +808,23 @@ class CheckoutService:
             payment_failures=failures,
             payments_paused_until=paused_until,
         ))
+
+    def _hold_after_failure(self, session: CheckoutSession) -> CheckoutSession:
+        """Give back what ``_prepare`` held for a charge that failed: the stock
+        stays held only until the session's hold window ends (nothing when it
+        has ended), so a stream of bad credentials cannot keep re-holding an
+        item for the charge's time budget. One quote without (or with the
+        window's) hold; the session keeps its quote, with the adapter state the
+        platform answered. A platform that cannot answer keeps the hold until
+        it lapses (logged)."""
+        window = _hold_window_end(session, self.clock())
+        try:
+            answered = self.adapter.quote(self._quote_request(session, hold_until=window))
+        except AdapterError as exc:
+            log.warning("checkout %s: the stock held for a failed payment stays held until it lapses: %s",
+                        session.id, exc)
+            return session
+        return session.replace(quote=dataclasses.replace(session.quote, adapter_state=answered.adapter_state))
 
     def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         """Finish a completion that an earlier request left half-done."""

@@ -323,3 +323,28 @@ def test_completes_with_a_token_of_another_session_do_not_renew_the_hold(
         assert other["status"] == "ready_for_payment", other["messages"]
         assert b.post(f"/checkout_sessions/{other['id']}/cancel", {}).status_code == 200
         clock.advance(300)
+
+
+def test_a_failed_payment_holds_nothing_past_the_window(catalog: tuple[Flask, Clock]) -> None:
+    """``complete`` holds the stock for the charge's time budget; a charge that
+    fails gives back what the window no longer covers, so bad credentials sent
+    again and again cannot keep an item out of stock."""
+    app, clock = catalog
+    a, b = agents(app)
+    late = create(a, [{"id": "last_unit"}], address=True)
+    clock.advance(TTL + 1)  # the window is over
+    body = a.complete(late["id"], "spt_decline_1").get_json()
+    assert "payment_declined" in status_codes(body)
+    assert buy(b, "last_unit")["status"] == "completed"
+
+
+def test_a_failed_payment_within_the_window_holds_until_the_window_ends(
+        catalog: tuple[Flask, Clock]) -> None:
+    app, clock = catalog
+    a, b = agents(app)
+    early = create(a, [{"id": "last_unit"}], address=True)
+    clock.advance(TTL - 10)
+    assert "payment_declined" in status_codes(a.complete(early["id"], "spt_decline_2").get_json())
+    assert "out_of_stock" in status_codes(create(b, [{"id": "last_unit"}], address=True))  # still held
+    clock.advance(11)  # the window ends: not the charge's budget later
+    assert buy(b, "last_unit")["status"] == "completed"
