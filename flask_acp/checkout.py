@@ -1037,6 +1037,10 @@ class CheckoutService:
         if active:
             pause = self._discount_codes_pause(session, now, known)
             seen: set[str] = set()
+            # new codes one request may try: no more than the rejections left before the pause
+            # (one after a pause, as each rejection from the limit on pauses again)
+            limit = self.settings.discount_code_rejection_limit
+            budget = max(1, limit - session.discount_code_rejections)
             for index, code in enumerate(session.discount_codes):
                 key = code.casefold()
                 if key in seen:
@@ -1048,7 +1052,13 @@ class CheckoutService:
                     decided[index] = RejectedDiscount(code=code, reason="discount_code_invalid",
                                                       text_key=text_key,
                                                       text_args={"code": code, "seconds": str(seconds)})
+                elif key not in known and budget <= 0:
+                    decided[index] = RejectedDiscount(code=code, reason="discount_code_invalid",
+                                                      text_key="discount_codes_not_tried",
+                                                      text_args={"code": code})
                 else:
+                    if key not in known:
+                        budget -= 1
                     send.append(code)
                 seen.add(key)
         codes = tuple(send)
@@ -1121,8 +1131,9 @@ class CheckoutService:
                                           request.currency, self.payments)
 
 
-#: the messages of codes not tried because new codes were paused
-_PAUSED_TEXT_KEYS = frozenset({"discount_codes_paused", "discount_codes_paused_agent"})
+#: the messages of codes not tried (new codes paused, or too many at once)
+_PAUSED_TEXT_KEYS = frozenset({"discount_codes_paused", "discount_codes_paused_agent",
+                               "discount_codes_not_tried"})
 
 
 def order_lines(quote: Quote) -> tuple[OrderLine, ...]:

@@ -86,6 +86,10 @@ _TEXTS: dict[str, dict[str, str]] = {
             "Too many discount codes were rejected for this agent's checkouts; the code '{code}' was not "
             "tried. New codes can be tried again in {seconds} seconds."
         ),
+        "discount_codes_not_tried": (
+            "Too many new discount codes at once for this checkout; the code '{code}' was not tried. "
+            "Send it again in a later update."
+        ),
         "discount_extension_inactive": (
             "Discount codes are applied only when the agent lists the 'discount' extension in "
             "capabilities.extensions when creating the checkout; the codes sent were not applied."

@@ -657,6 +657,29 @@ def test_code_guessing_is_bounded_per_agent(tmp_path: pathlib.Path) -> None:
     assert [a["code"] for a in create(other, ["TENOFF"])["discounts"]["applied"]] == ["TENOFF"]
 
 
+def test_code_guessing_limit_holds_within_one_request(catalog: tuple[Flask, FakePaymentProcessor]) -> None:
+    """One request carrying many new codes tries no more of them than the
+    session has rejections left: 19 guesses then a valid code in one update
+    must not reach the platform past the 5th."""
+    agent = Agent(catalog[0].test_client())
+    guesses = [f"G{i}" for i in range(1, 20)]
+    session = create(agent, [*guesses, "TENOFF"])
+    check_discounts(session)
+    assert session["discounts"]["applied"] == []  # TENOFF was not tried
+    reasons = session["discounts"]["rejected"]
+    assert [r["code"] for r in reasons] == [*guesses, "TENOFF"]
+    assert all(r["reason"] == "discount_code_invalid" for r in reasons)
+    tried = [f"The discount code 'G{i}' is not valid." for i in range(1, 6)]
+    assert [r["message"] for r in reasons[:5]] == tried
+    assert all("was not tried" in r["message"] for r in reasons[5:])
+    # the session is now paused: TENOFF (never tried) is still new, so it waits
+    session = update(agent, session["id"], discounts={"codes": ["TENOFF"]})
+    assert "Too many discount codes" in session["discounts"]["rejected"][0]["message"]
+    # below the limit, codes sent together are all tried
+    session = create(agent, ["NOPE", "SAVE20"])
+    assert [a["code"] for a in session["discounts"]["applied"]] == ["SAVE20"]
+
+
 def test_code_that_expired_before_complete_is_not_charged(catalog: tuple[Flask, FakePaymentProcessor],
                                                           tmp_path: pathlib.Path) -> None:
     """A code valid at update and expired at complete: the re-pricing before the
