@@ -294,6 +294,32 @@ def test_push_resumes_after_a_failure_midway_without_sending_twice(
     assert len(feed_service.feeds) == 1  # the same feed
 
 
+def test_a_resumed_push_sends_a_product_that_changed_since_its_batch(
+        tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
+    """A product an accepted batch carried, changed before the resume (a sale):
+    the resume sends its new state, not nothing."""
+    store = json.loads((pathlib.Path(__file__).parent / "data" / "store.json").read_text())
+    (tmp_path / "store.json").write_text(json.dumps(store))
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_FEED_BATCH_SIZE=1,
+                    ACP_STORE_FILE=str(tmp_path / "store.json"))
+    catalog = [p.id for p in app.extensions["acp"].adapter.products]
+    first = next(p for p in app.extensions["acp"].adapter.products if p.id == catalog[0])
+    feed_service.fail_next("500", match="PATCH /feeds/{id}/products", after=1, count=4)
+    assert push(app, "--full").exit_code == 1
+    (feed_id,) = feed_service.feeds
+    assert feed_service.patches(feed_id) == [[catalog[0]]]
+    variant = first.variants[0].id
+    store["stock"] = {**store.get("stock", {}), variant: 0}
+    (tmp_path / "store.json").write_text(json.dumps(store))
+    changed = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_FEED_BATCH_SIZE=1,
+                        ACP_STORE_FILE=str(tmp_path / "store.json"))
+    resumed = push(changed)
+    assert resumed.exit_code == 0, resumed.output
+    sent = feed_service.products(feed_id)[catalog[0]]
+    status = next(v for v in sent["variants"] if v["id"] == variant)["availability"]["status"]
+    assert status == "out_of_stock"
+
+
 def test_push_to_a_feed_the_agent_forgot_starts_a_new_one(
         tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
     app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url))

@@ -221,8 +221,9 @@ class FeedPush:
         def consider(product: dict[str, t.Any]) -> None:
             nonlocal batch
             fingerprint = digest(product)
-            same = mode == "incremental" and pushed.get(product["id"]) == fingerprint
-            if product["id"] in already or same:
+            same = pushed.get(product["id"]) == fingerprint
+            # a product this run already sent is skipped only if it has not changed since
+            if same and (mode == "incremental" or product["id"] in already):
                 result.unchanged += 1
                 self.progress(1)
                 return
