@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import typing as t
+import urllib.parse
 
 from marshmallow import EXCLUDE
 from marshmallow import Schema
@@ -52,7 +53,8 @@ def find_pii(value: t.Any) -> bool:
 
 
 def _key_names_pii(key: str) -> bool:
-    normalized = re.sub(r"[^a-z0-9]+", "_", key.lower())
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)  # firstName -> first_Name
+    normalized = re.sub(r"[^a-z0-9]+", "_", snake.lower())
     return any(word in normalized for word in _PII_KEYS)
 
 
@@ -89,7 +91,8 @@ class _FlatMetadata(fields.Field[dict[str, t.Any]]):
                 raise ValidationError({key: ["Not a valid metadata value: use a string, number or boolean."]})
             if isinstance(item, str) and len(item) > 512:
                 raise ValidationError({key: ["Longer than 512 characters."]})
-            if _key_names_pii(key) or find_pii(item):
+            number = isinstance(item, int) and not isinstance(item, bool)
+            if _key_names_pii(key) or find_pii(str(item) if number else item):
                 raise ValidationError({key: [PII_NOT_ALLOWED]})
         return dict(value)
 
@@ -100,7 +103,7 @@ class _SourceSchema(_Open):
 
     @validates_schema
     def _no_pii(self, data: dict[str, t.Any], **kwargs: t.Any) -> None:
-        if "url" in data and _EMAIL.search(data["url"]):
+        if "url" in data and _EMAIL.search(urllib.parse.unquote(data["url"])):
             raise ValidationError(PII_NOT_ALLOWED, "url")
 
 
