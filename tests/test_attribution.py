@@ -14,6 +14,7 @@ import json
 import logging
 import pathlib
 import typing as t
+import uuid
 
 import pytest
 from flask import Flask
@@ -25,6 +26,7 @@ from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
 from tests.conftest import ADDRESS
 from tests.conftest import Agent
+from tests.conftest import acp_headers
 from tests.conftest import build_app
 from tests.spec import examples
 from tests.test_shopify import AppFactory
@@ -195,6 +197,19 @@ def test_bad_attribution_is_400_at_its_jsonpath(consent_app: Flask, attribution:
     body = response.get_json()
     assert (body["code"], body["param"]) == (code, param)
     assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_a_metadata_number_out_of_range_is_400(consent_app: Flask) -> None:
+    """1e400 is valid JSON that Python reads as infinity: never stored (it
+    would reach the platform order as the invalid JSON ``Infinity``)."""
+    agent = Agent(consent_app.test_client())
+    body = json.dumps({"currency": "usd", "line_items": [{"id": "item_123"}], "capabilities": {},
+                       "affiliate_attribution": {**FIRST, "metadata": {"big": 7}}})
+    body = body.replace('"big": 7', '"big": 1e400')
+    response = agent.client.post("/checkout_sessions", data=body,
+                                 headers=acp_headers(agent.key, idempotency_key=str(uuid.uuid4())))
+    assert response.status_code == 400
+    assert response.get_json()["param"] == f"{AT}.metadata.big"
 
 
 def test_ids_dates_and_unknown_members_are_not_pii(consent_app: Flask) -> None:

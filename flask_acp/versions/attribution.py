@@ -15,6 +15,7 @@ reads as a phone number.
 
 from __future__ import annotations
 
+import math
 import re
 import typing as t
 import urllib.parse
@@ -87,7 +88,8 @@ class _FlatMetadata(fields.Field[dict[str, t.Any]]):
         if len(value) > 20:
             raise ValidationError("At most 20 metadata keys.")
         for key, item in value.items():
-            if isinstance(item, (dict, list)) or item is None:
+            infinite = isinstance(item, float) and not math.isfinite(item)
+            if isinstance(item, (dict, list)) or item is None or infinite:
                 raise ValidationError({key: ["Not a valid metadata value: use a string, number or boolean."]})
             if isinstance(item, str) and len(item) > 512:
                 raise ValidationError({key: ["Longer than 512 characters."]})
