@@ -612,6 +612,13 @@ def test_2026_01_30_applies_codes(catalog: tuple[Flask, FakePaymentProcessor]) -
     assert rejected(session) == [("NOPE", "discount_code_invalid")]
 
 
+def test_discovery_lists_the_discount_extension(tmp_path: pathlib.Path) -> None:
+    """The seller supports the discount extension on every session: discovery
+    says so (``DiscoveryCapabilities.extensions``, "Extensions the seller supports")."""
+    body = build_app(tmp_path).test_client().get("/.well-known/acp.json").get_json()
+    assert {"name": "discount"} in body["capabilities"]["extensions"]
+
+
 def test_code_guessing_is_paused(catalog: tuple[Flask, FakePaymentProcessor]) -> None:
     """``ACP_DISCOUNT_CODE_REJECTION_LIMIT`` (5) rejected codes: new codes are
     no longer tried on this session; codes it sent before still work."""

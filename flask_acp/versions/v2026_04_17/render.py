@@ -368,6 +368,8 @@ def render_discovery(*, api_base_url: str, supported_versions: tuple[str, ...],
     :param supported_versions: newest first (reversed here: discovery lists oldest first).
     """
     capabilities: dict[str, JSON] = {"services": ["checkout"]}
+    # every session can negotiate the discount extension (README "Discount codes")
+    capabilities["extensions"] = [{"name": DISCOUNT_EXTENSION}]
     if interventions:
         capabilities["intervention_types"] = list(interventions)
     if currencies:
