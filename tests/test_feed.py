@@ -339,6 +339,18 @@ def test_push_needs_an_agent_with_a_feed_url(tmp_path: pathlib.Path) -> None:
     assert "no agent has a feed_url in ACP_AGENTS" in result.output
 
 
+def test_push_with_a_damaged_state_file_says_so_without_a_traceback(
+        tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url))
+    (tmp_path / "instance").mkdir(exist_ok=True)
+    (tmp_path / "instance" / "acp-feed-state.json").write_text('{"agents":')
+    result = push(app)
+    assert result.exit_code == 1
+    assert "not a feed state file" in result.output
+    assert not isinstance(result.exception, ValueError)  # a clean error, not a crash
+    assert feed_service.requests == []
+
+
 def test_push_refused_without_the_feed_token(tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
     one = agents(feed_service.url)
     one["agent-one"]["feed_token"] = "wrong-token-0123456789"

@@ -96,6 +96,10 @@ def register(cli: click.Group) -> None:
                 f"agent {agent_name!r} has no feed_url in ACP_AGENTS" if agent_name
                 else "no agent has a feed_url in ACP_AGENTS")
         store = FeedState(feed_state_path(state.settings, current_app.instance_path))
+        try:
+            store.load()
+        except ValueError as exc:  # edited by hand, or another program's file
+            raise click.ClickException(str(exc)) from None
         failed = False
         for agent in agents:
             client = FeedClient(t.cast(str, agent.feed_url), token=agent.feed_token,
