@@ -102,7 +102,7 @@ def stripe_webhook() -> Response:
     if not secret:
         return _json({"type": "invalid_request", "code": "not_configured",
                       "message": "ACP_STRIPE_WEBHOOK_SECRET is not set."}, 404)
-    payload = request.get_data()
+    payload = _body()
     try:
         event = stripe.Webhook.construct_event(payload, request.headers.get("Stripe-Signature", ""), secret)
     except (ValueError, stripe.SignatureVerificationError) as exc:
@@ -249,7 +249,7 @@ def platform_webhook() -> Response:
     state = _state()
     source = state.adapter.name
     try:
-        webhook = state.adapter.parse_webhook(dict(request.headers), request.get_data())
+        webhook = state.adapter.parse_webhook(dict(request.headers), _body())
     except NotImplementedError:
         return _json({"type": "invalid_request", "code": "not_found",
                       "message": f"The {source} adapter takes no webhooks."}, 404)
@@ -287,6 +287,17 @@ def _before_request() -> None:
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(f"The webhook body is larger than {limit} bytes.")
+
+
+def _body() -> bytes:
+    """The webhook body, at most ``ACP_MAX_WEBHOOK_BYTES``: werkzeug stops a
+    streamed (chunked) body at the limit without an error, so one byte more is
+    read to make a longer one 413 (``RequestEntityTooLarge``), not a truncated
+    body whose signature fails."""
+    raw = request.get_data(cache=True)
+    if request.content_length is None and len(raw) >= current_state().settings.max_webhook_bytes:
+        request.stream.read(1)
+    return raw
 
 
 def takes_webhooks(adapter: PlatformAdapter) -> bool:

@@ -49,6 +49,23 @@ def test_a_body_just_over_the_configured_limit_is_413_and_under_it_is_read(tmp_p
     assert small.get_json()["code"] == "invalid_signature"
 
 
+def test_a_chunked_body_over_the_limit_is_413(tmp_path: pathlib.Path) -> None:
+    """No Content-Length (chunked): werkzeug stops reading at the limit; the
+    answer is 413, not a truncated body refused for its signature."""
+    app = build_app(tmp_path, ACP_STRIPE_WEBHOOK_SECRET=WHSEC, ACP_MAX_WEBHOOK_BYTES=2048)
+
+    def chunked(size: int) -> bytes:
+        return f"{size:x}\r\n".encode() + b"x" * size + b"\r\n0\r\n\r\n"
+
+    with serve_app(app) as base:
+        headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+        over, data = _raw_post(base, "/webhooks/stripe", headers, chunked(4096))
+        under, _ = _raw_post(base, "/webhooks/stripe", headers, chunked(100))
+    assert over == 413, data
+    assert b'"code":"' in data
+    assert under == 400  # read whole, refused for its signature
+
+
 def test_plain_http_is_refused_outside_debug_and_testing(tmp_path: pathlib.Path) -> None:
     app = build_app(tmp_path, ACP_STRIPE_WEBHOOK_SECRET=WHSEC)
     app.testing = False
