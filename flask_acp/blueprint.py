@@ -308,16 +308,17 @@ def make_blueprints(url_prefix: str, *, carts: bool = False) -> tuple[Blueprint,
 DISCOVERY_PATH = "/.well-known/acp.json"
 
 
-def install_routing_errors(app: Flask, url_prefix: str) -> None:
+def install_routing_errors(app: Flask, url_prefix: str, *, paths: tuple[str, ...] = ()) -> None:
     """JSON 404/405 for unknown paths and wrong methods under the ACP prefix
-    and its ``/webhooks/``, and a JSON 400 for a ``Host`` outside Flask's
-    ``TRUSTED_HOSTS`` there and on discovery (blueprint handlers never see
-    routing errors). Other paths keep the host app's own handlers."""
+    and its ``/webhooks/`` and on ``paths`` (the probes, the metrics, the MCP
+    endpoint), and a JSON 400 for a ``Host`` outside Flask's ``TRUSTED_HOSTS``
+    there and on discovery (blueprint handlers never see routing errors).
+    Other paths keep the host app's own handlers."""
     roots = (url_prefix,) if url_prefix else ("/checkout_sessions", "/carts")
     below = (*(root + "/" for root in roots), f"{url_prefix}/webhooks/")
 
     def under_prefix() -> bool:
-        return request.path in (*roots, DISCOVERY_PATH) or request.path.startswith(below)
+        return request.path in (*roots, DISCOVERY_PATH, *paths) or request.path.startswith(below)
 
     for code in (404, 405, SecurityError):
         host_handlers = dict(app.error_handler_spec.get(None, {}).get(

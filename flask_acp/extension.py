@@ -202,7 +202,10 @@ class ACP:
         app.register_blueprint(inbound.make_blueprint(settings.url_prefix, adapter.name,
                                                       takes_webhooks=takes_webhooks(adapter)))
         if settings.json_routing_errors:
-            install_routing_errors(app, settings.url_prefix)
+            own = ((settings.healthz_path, settings.readyz_path) if settings.health_enabled else ()) \
+                + ((settings.metrics_path,) if settings.metrics_enabled and settings.metrics_path else ()) \
+                + ((settings.mcp_path,) if settings.mcp_enabled else ())
+            install_routing_errors(app, settings.url_prefix, paths=own)
         if settings.mcp_enabled:
             from .mcp.routes import make_blueprint as make_mcp_blueprint
 

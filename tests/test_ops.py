@@ -44,6 +44,16 @@ def test_healthz_and_readyz_over_http(tmp_path: pathlib.Path) -> None:
         assert ready.headers["Cache-Control"] == "no-store"
 
 
+@pytest.mark.parametrize("prefix", ["", "/acp"])
+def test_a_wrong_method_on_the_probes_and_metrics_is_json(tmp_path: pathlib.Path, prefix: str) -> None:
+    client = build_app(tmp_path, ACP_URL_PREFIX=prefix, ACP_METRICS_ENABLED=True).test_client()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = client.post(path, data=b"{}")
+        assert response.status_code == 405, path
+        assert response.mimetype == "application/json", (path, response.data[:80])
+        assert response.get_json()["code"] == "method_not_allowed"
+
+
 def test_readyz_names_the_dependency_that_is_down_and_nothing_else(tmp_path: pathlib.Path) -> None:
     app = build_app(tmp_path, payment_processor=_UnreachableProcessor())
     with serve_app(app) as base:
