@@ -382,6 +382,19 @@ class _AuthHook(fields.Field):  # type: ignore[type-arg]
         raise self.make_error("invalid")
 
 
+class _LogLevel(fields.String):
+    """A ``logging`` level name, any case (``info`` is ``INFO``)."""
+
+    LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+    def _deserialize(self, value: t.Any, attr: str | None, data: cabc.Mapping[str, t.Any] | None,
+                     **kwargs: t.Any) -> str:
+        level = str(super()._deserialize(value, attr, data, **kwargs)).upper()
+        if level not in self.LEVELS:
+            raise ValidationError(f"Must be one of: {', '.join(self.LEVELS)} (any case).")
+        return level
+
+
 def _check_network(value: str) -> None:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -703,8 +716,7 @@ class Settings:
             "`order_id`, `event_id` when known; secrets masked, no address or e-mail) and do not "
             'propagate to the root logger. `"text"`: your logging configuration decides.')
     log_level: str = setting(
-        "ACP_LOG_LEVEL", fields.String(validate=validate.OneOf(
-            ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])), "INFO",
+        "ACP_LOG_LEVEL", _LogLevel(), "INFO",
         doc="Level of those loggers when `ACP_LOG_FORMAT` is `json`.")
 
     console_enabled: bool = setting(

@@ -63,6 +63,15 @@ def test_a_rate_limit_of_zero_is_refused(tmp_path: pathlib.Path, limit: str) -> 
     assert "ACP_RATE_LIMIT_PER_AGENT" in _problems(info)
 
 
+def test_the_log_level_is_any_case(tmp_path: pathlib.Path) -> None:
+    app = build_app(tmp_path, ACP_LOG_LEVEL="warning")
+    assert app.extensions["acp"].settings.log_level == "WARNING"
+    with pytest.raises(RuntimeError) as info:
+        build_app(tmp_path, ACP_LOG_LEVEL="loud")
+    assert _problems(info)["ACP_LOG_LEVEL"] == \
+        "Must be one of: DEBUG, INFO, WARNING, ERROR, CRITICAL (any case)."
+
+
 def test_the_adapters_keys_are_validated_with_the_core_keys(tmp_path: pathlib.Path) -> None:
     with pytest.raises(RuntimeError) as info:
         build_app(tmp_path / "a", ACP_ADAPTER="shopify", ACP_SESSION_TTL=5, SHOPIFY_TIMEOUT="soon")
