@@ -599,11 +599,40 @@ def test_shopify_deleted_and_unpublished_products_are_withdrawn_by_their_webhook
         assert [v["id"] for v in products["601"]["variants"]] == hoodie
         assert {json.dumps(v["availability"]) for p in ("601", "501") for v in products[p]["variants"]} \
             == {json.dumps(DISCONTINUED)}
-        # the next push withdraws them once more (the webhooks' sends do not write the state file),
-        # then never again
+        # the sends recorded what the feed has in the state file: the next push sends nothing
+        again = push(app)
+        assert again.exit_code == 0, again.output
+        assert "0 products sent in 0 batches" in again.output
+        assert "2 no longer listed, withdrawn" in again.output
+        assert len(feed_service.patches()) == before + 2
+    finally:
+        state.adapter.close()
+
+
+def test_a_change_whose_webhook_never_arrived_is_sent_by_the_next_push(
+        tmp_path: pathlib.Path, shopify: FakeShopify, feed_service: FakeFeedService) -> None:
+    """A webhook's send records what it sent, so a later change that reached
+    no webhook (given up, not subscribed) differs from the record: back to
+    the state of the last push, the product is still sent."""
+    app = shopify_app(tmp_path, shopify, ACP_AGENTS=agents(feed_service.url),
+                      SHOPIFY_WEBHOOK_SECRET=shopify.webhook_secret, ACP_WEBHOOK_DELIVERY_THREAD=False)
+    state = app.extensions["acp"]
+    try:
         assert push(app).exit_code == 0
-        assert sorted(feed_service.patches()[-1]) == ["501", "601"]
-        assert "0 products sent in 0 batches" in push(app).output
+        (feed_id,) = feed_service.feeds
+        title = feed_service.products(feed_id)["601"]["title"]
+        with serve_app(app) as base:
+            shopify.subscribe_webhooks(f"{base}/webhooks/shopify", topics=["products/update"])
+            shopify.update_product(601, title="Hoodie Deluxe")
+            shopify.flush_webhooks()
+            assert state.webhooks.run_pending() == 1
+            shopify.subscribe_webhooks(None)
+            shopify.update_product(601, title=title)  # no webhook: the feed still says Deluxe
+        assert feed_service.products(feed_id)["601"]["title"] == "Hoodie Deluxe"
+        result = push(app)
+        assert result.exit_code == 0, result.output
+        assert feed_service.patches()[-1] == ["601"]
+        assert feed_service.products(feed_id)["601"]["title"] == title
     finally:
         state.adapter.close()
 

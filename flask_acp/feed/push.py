@@ -137,9 +137,18 @@ class FeedState:
 
     def save_agent(self, name: str, state: cabc.Mapping[str, t.Any]) -> None:
         """Replace one agent's state, atomically."""
+        self.update_agent(name, lambda _: dict(state))
+
+    def update_agent(self, name: str, change: cabc.Callable[[dict[str, t.Any]], dict[str, t.Any] | None]
+                     ) -> None:
+        """Replace one agent's state with ``change(current)`` (None: leave it),
+        read and written under this process's lock, atomically."""
         with self._lock:
             data = self.load()
-            data["agents"][name] = dict(state)
+            changed = change(dict(data["agents"].get(name) or {}))
+            if changed is None:
+                return
+            data["agents"][name] = changed
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
             try:

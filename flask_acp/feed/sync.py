@@ -39,6 +39,7 @@ from ..versions.v2026_04_17.feed import render_withdrawn
 from ..webhooks.outbox import SendResult
 from .client import FeedApiError
 from .client import FeedClient
+from .export import digest
 from .push import FeedState
 
 log = logging.getLogger("flask_acp.feed")
@@ -122,7 +123,27 @@ class FeedSender:
             return SendResult(exc.status, str(exc), retryable=exc.retryable)
         log.info("feed %s of agent %s: product(s) %s %s", feed_id, agent.name,
                  ", ".join(p["id"] for p in body), "updated" if products else "withdrawn")
+        self._record(agent.name, feed_id, body)
         return SendResult(200)
+
+    def _record(self, agent: str, feed_id: str, sent: list[dict[str, t.Any]]) -> None:
+        """Write what the feed now has into the state file (where this process
+        has the push's state of that feed), as a push does: the next incremental
+        push compares with it, so a later change whose webhook was never
+        delivered is still sent. A state file that cannot be written is logged."""
+        def change(state: dict[str, t.Any]) -> dict[str, t.Any] | None:
+            if state.get("pushed_to") != feed_id:
+                return None
+            pushed, variants = dict(state.get("pushed") or {}), dict(state.get("variants") or {})
+            for product in sent:
+                pushed[product["id"]] = digest(product)
+                variants[product["id"]] = [[v["id"], v["title"]] for v in product["variants"]]
+            return {**state, "pushed": pushed, "variants": variants}
+
+        try:
+            self.state.update_agent(agent, change)
+        except (OSError, ValueError) as exc:
+            log.warning("feed %s of agent %s: the state file was not updated: %s", feed_id, agent, exc)
 
     def _withdrawn(self, agent: str, feed_id: str, product_id: str) -> dict[str, t.Any] | None:
         """The withdrawal of ``product_id`` when the state file says this feed
