@@ -604,7 +604,7 @@ class Settings:
     rate_limit_per_ip: str = _rate_limit(
         "ACP_RATE_LIMIT_PER_IP", "1200/minute",
         "Requests per client address (through `ACP_TRUSTED_PROXY_HOPS`), counted before authentication, "
-        "on the REST routes and the MCP endpoint.")
+        "on the checkout and cart routes and the MCP endpoint.")
     rate_limit_per_agent: str = _rate_limit(
         "ACP_RATE_LIMIT_PER_AGENT", "600/minute",
         "Checkout requests per authenticated agent (REST and MCP tool calls).")
