@@ -450,3 +450,36 @@ def test_the_outbox_is_counted_per_agent_with_its_age(open_app: Flask) -> None:
     assert row is not None
     assert '<td class="num count">2</td>' in row.group(1)
     assert " ago" in row.group(1)
+
+
+def test_a_store_that_fails_is_a_503_page_not_a_500(tmp_path: pathlib.Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    app = console_app(tmp_path)
+    client = app.test_client()
+    login(client)
+    page = client.get("/acp-console/events")
+    assert page.status_code == 200
+    token = csrf(page.data)
+
+    def down(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        raise ConnectionError("redis://10.0.0.5:6379 refused")
+
+    monkeypatch.setattr(app.extensions["acp"].storage.outbox, "entries", down)
+    for response in (client.get("/acp-console/events"),
+                     client.post("/acp-console/events/replay-failed", data={"csrf_token": token})):
+        assert response.status_code == 503
+        assert response.mimetype == "text/plain"
+        assert "ConnectionError" in response.get_data(as_text=True)
+        assert "10.0.0.5" not in response.get_data(as_text=True)
+
+
+def test_a_login_starts_a_new_csrf_token(tmp_path: pathlib.Path) -> None:
+    client = console_app(tmp_path).test_client()
+    page = client.get("/acp-console/login")
+    before = csrf(page.data)
+    login(client)
+    # the token of the page seen before logging in no longer passes
+    stale = client.post("/acp-console/events/replay-failed", data={"csrf_token": before})
+    assert stale.status_code == 400
+    fresh = csrf(client.get("/acp-console/events").data)
+    assert client.post("/acp-console/events/replay-failed", data={"csrf_token": fresh}).status_code == 302

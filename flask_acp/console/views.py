@@ -18,12 +18,15 @@ import typing as t
 from flask import Blueprint
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
 from flask import url_for
 from flask_wtf.csrf import generate_csrf
+from werkzeug.exceptions import HTTPException
 
 from .. import queries
 from ..config import Settings
@@ -85,6 +88,18 @@ def make_blueprint(settings: Settings, app: Flask, *, counters_url: str = "memor
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
             "base-uri 'none'")
         return response
+
+    @bp.errorhandler(Exception)
+    def _unavailable(exc: Exception) -> Response | HTTPException:
+        """A page whose reads or service call failed (the store down...): a
+        503 saying so, never a 500 (logged with its traceback)."""
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("console: %s %s failed", request.method, request.path)
+        return Response(f"The merchant console could not finish this ({type(exc).__name__}: the store "
+                        "or a service did not answer; see the log). Reload the page to see where things "
+                        "stand, then try again.\n", status=503, mimetype="text/plain",
+                        headers={"Retry-After": "5"})
 
     @bp.context_processor
     def _helpers() -> dict[str, t.Any]:
@@ -169,6 +184,8 @@ def make_blueprint(settings: Settings, app: Flask, *, counters_url: str = "memor
                     target = url_for(".overview")
                 response = t.cast(Response, redirect(target))
                 access.set_login(response)
+                # a token a visitor saw before logging in is not the logged-in one
+                session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
                 return response
             access.login_failed()
             return render_template("acp_console/login.html", page="login", wrong=True), 401
