@@ -104,6 +104,8 @@ def test_create_returns_201_with_estimated_prices_and_no_session_fields(carts: C
         ("item_123", 2, 300), ("item_456", 1, 1250)]
     assert body["currency"] == "usd"  # the store's: a cart request names none
     assert totals(body) == {"items_base_amount": 1850, "subtotal": 1850, "total": 1850}  # no address: no tax
+    # nor on the lines (no "tax: 0" claimed), nor a zero discount
+    assert totals(body["line_items"][0]) == {"items_base_amount": 600, "subtotal": 600, "total": 600}
     assert body["buyer"] == {"email": "buyer@example.com"}
     assert body["messages"] == []
     assert body["continue_url"] == CONTINUE.format(cart_id=body["id"])

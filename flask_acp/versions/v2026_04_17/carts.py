@@ -6,10 +6,12 @@ Line items are the checkout ``LineItem`` (as in a session); ``totals`` are
 estimates: ``items_base_amount``, ``subtotal`` and ``total`` always,
 ``items_discount``, ``discount``, ``tax`` and ``fee`` when not zero (a cart
 has no address, so the tax is usually unknown and left out, as the cart RFC
-allows). Lines that cannot be bought count in no total; the messages say why.
+allows); so are a line's ``discount`` and ``tax``. Lines that cannot be bought count in no total; the messages say why.
 """
 
 from __future__ import annotations
+
+import typing as t
 
 from ...i18n import text
 from ...models import JSON
@@ -23,9 +25,15 @@ from .render import line_body
 __all__ = ["render_cart"]
 
 def _line(line: PricedLine, language: str) -> dict[str, JSON]:
+    """A cart's ``LineItem``: as a session's, but ``discount`` and ``tax`` only
+    when not zero (as the cart's own totals: a cart without an address has no
+    known tax, and a line saying ``tax: 0`` would claim one)."""
     amounts = (line.base_amount, line.discount, line.subtotal, line.tax, line.total) \
         if line.purchasable else (0, 0, 0, 0, 0)
-    return line_body(line, amounts, language)
+    body = line_body(line, amounts, language)
+    body["totals"] = [entry for entry in t.cast(list[dict[str, JSON]], body["totals"])
+                      if entry["type"] not in ("discount", "tax") or entry["amount"]]
+    return body
 
 
 def render_cart(cart: Cart, *, language: str, continue_url: str | None = None) -> dict[str, JSON]:
