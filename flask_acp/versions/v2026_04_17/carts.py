@@ -6,7 +6,8 @@ Line items are the checkout ``LineItem`` (as in a session); ``totals`` are
 estimates: ``items_base_amount``, ``subtotal`` and ``total`` always,
 ``items_discount``, ``discount``, ``tax`` and ``fee`` when not zero (a cart
 has no address, so the tax is usually unknown and left out, as the cart RFC
-allows); so are a line's ``discount`` and ``tax``. Lines that cannot be bought count in no total; the messages say why.
+allows); so are a line's ``discount`` and ``tax``. Lines that cannot be bought
+count in no total; the messages say why.
 """
 
 from __future__ import annotations
