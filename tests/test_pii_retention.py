@@ -145,6 +145,25 @@ def test_sweep_erases_personal_data_of_old_closed_sessions(make_app: MakeApp, ho
     assert again.get_json()["id"] != paid["id"]
 
 
+def test_no_copy_of_erased_data_is_left_in_the_sqlite_files(tmp_path: pathlib.Path) -> None:
+    """SQLite keeps old page contents in free pages and in the ``-wal`` file:
+    the store zeroes deleted content (``secure_delete``) and checkpoints the
+    log after an erasure, so the bytes on disk no longer hold the buyer."""
+    make = next(app_factory(tmp_path))
+    app = make(None, ACP_WEBHOOK_DELIVERY_THREAD=False)
+    agent = Agent(app.test_client())
+    fields = {"buyer": {**BUYER, "last_name": "Quibbleworth"},
+              "fulfillment_details": {**DETAILS, "name": "Zebulon Quibbleworth"}}
+    paid = agent.create(**fields).get_json()
+    assert agent.complete(paid["id"]).get_json()["status"] == "completed"
+    files = [f for f in tmp_path.rglob("*.sqlite3*") if f.is_file()]
+    assert any(b"Quibbleworth" in f.read_bytes() for f in files)
+    later(app, 31)
+    assert "erased_personal_data=1" in sweep(app)
+    files = [f for f in tmp_path.rglob("*.sqlite3*") if f.is_file()]
+    assert [f.name for f in files if b"Quibbleworth" in f.read_bytes()] == []
+
+
 def test_stored_responses_outlive_a_longer_idempotency_ttl_only_until_the_retention(
         make_app: MakeApp) -> None:
     app = make_app(None, ACP_IDEMPOTENCY_TTL=90 * DAY, ACP_PII_RETENTION=2 * DAY)

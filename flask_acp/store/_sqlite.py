@@ -95,9 +95,21 @@ class SQLiteDatabase:
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # deleted and overwritten content is zeroed, not left in free pages (erased personal data)
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             self._local.pid = os.getpid()
         return conn
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and truncate it, so
+        that content just erased (zeroed by ``secure_delete``) leaves no older
+        copy in the ``-wal`` file. Best effort: a reader still on an older
+        snapshot keeps part of it until the next checkpoint."""
+        try:
+            self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("SQLite checkpoint of %s failed: %s", self.path, exc)
 
     @contextlib.contextmanager
     def tx(self) -> cabc.Iterator[sqlite3.Connection]:

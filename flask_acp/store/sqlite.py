@@ -268,6 +268,8 @@ class SQLiteSessions(_Port):
                 db.execute("UPDATE acp_sessions SET revision = ?, record = ? WHERE id = ? AND revision = ?",
                            (revision + 1, _row(erased)[5], session_id, revision))
                 count += 1
+        if count:
+            self.db.checkpoint()  # no copy of what was erased left in the -wal file
         return count
 
     def claim_token(self, token_sha256: str, session_id: str, *, now: float) -> str:
@@ -404,9 +406,11 @@ class SQLiteIdempotencyRecords(_Port):
 
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
-            cur = db.execute("DELETE FROM acp_idempotency WHERE state = 'done' AND created_at < ?",
-                             (before,))
-            return cur.rowcount
+            purged = db.execute("DELETE FROM acp_idempotency WHERE state = 'done' AND created_at < ?",
+                                (before,)).rowcount
+        if purged:
+            self.db.checkpoint()  # stored responses repeat buyers' details: no copy left in the -wal
+        return purged
 
 
 class SQLiteOutbox(_Port):
@@ -559,7 +563,10 @@ class SQLiteCarts(_Port):
 
     def purge(self, *, before: float) -> int:
         with self._tx() as db:
-            return db.execute("DELETE FROM acp_carts WHERE expires_at < ?", (before,)).rowcount
+            purged = db.execute("DELETE FROM acp_carts WHERE expires_at < ?", (before,)).rowcount
+        if purged:
+            self.db.checkpoint()  # carts hold buyers' details: no copy left in the -wal
+        return purged
 
 
 def _insert_events(db: sqlite3.Connection, events: cabc.Iterable[OrderEvent]) -> None:
