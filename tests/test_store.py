@@ -163,3 +163,47 @@ def test_the_database_file_is_created_private(tmp_path: pathlib.Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes["private.sqlite3"] == 0o600
     assert all(mode == 0o600 for mode in modes.values()), modes
+
+
+def test_the_checkpoint_after_a_purge_does_not_hold_writers_behind_a_long_reader(
+        tmp_path: pathlib.Path) -> None:
+    """A reader on an older snapshot (``sqlite3 .backup`` of a large file, the
+    README's daily backup) makes a ``wal_checkpoint(TRUNCATE)`` wait the whole
+    busy timeout, holding SQLite's write lock all along: every checkout write
+    would stall behind the sweep's purge. The checkpoint is best effort: it
+    gives up at once instead."""
+    import threading
+    import time
+
+    from flask_acp.store.sqlite import sqlite_storage
+
+    path = str(tmp_path / "acp.sqlite3")
+    storage = sqlite_storage(path, busy_timeout=3.0)
+    storage.idempotency.begin("s", "k", "f", now=1.0, lease=60, retention=60)
+    storage.idempotency.finish("s", "k", status=200, body=b"{}", headers={}, now=1.0)
+    backup = sqlite3.connect(path, isolation_level=None)
+    backup.execute("BEGIN")
+    backup.execute("SELECT count(*) FROM acp_idempotency").fetchall()  # a snapshot held open
+    storage.idempotency.begin("s", "k2", "f", now=1.0, lease=60, retention=60)  # a frame after it
+    waited: list[float] = []
+
+    def write() -> None:
+        time.sleep(0.3)
+        started = time.monotonic()
+        sqlite_storage(path, busy_timeout=3.0).idempotency.begin("s", "k3", "f", now=1.0, lease=60,
+                                                                retention=60)
+        waited.append(time.monotonic() - started)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    started = time.monotonic()
+    try:
+        assert storage.idempotency.purge(before=2.0) == 1
+        purged_in = time.monotonic() - started
+        writer.join(10)
+    finally:
+        backup.execute("ROLLBACK")
+        backup.close()
+    assert purged_in < 1.0
+    assert waited
+    assert waited[0] < 1.0

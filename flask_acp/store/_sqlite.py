@@ -25,6 +25,9 @@ from ..errors import StorageUnavailableError
 
 log = logging.getLogger("flask_acp")
 
+#: seconds a checkpoint after an erasure waits for other connections (best effort)
+CHECKPOINT_WAIT = 0.2
+
 
 def _create_private(path: str) -> None:
     """Create ``path`` readable and writable by its owner only (0600) when it
@@ -106,8 +109,16 @@ class SQLiteDatabase:
         that content just erased (zeroed by ``secure_delete``) leaves no older
         copy in the ``-wal`` file. Best effort: a reader still on an older
         snapshot keeps part of it until the next checkpoint."""
+        conn = self.conn()
         try:
-            self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # a TRUNCATE checkpoint holds SQLite's write lock while it waits (the busy
+            # timeout) for readers: behind a long reader (a .backup) every writer, requests
+            # too, would stall that long; it waits CHECKPOINT_WAIT at the most
+            conn.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT * 1000)}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         except sqlite3.Error as exc:
             log.warning("SQLite checkpoint of %s failed: %s", self.path, exc)
 
