@@ -817,6 +817,9 @@ class CheckoutService:
         window's) hold; the session keeps its quote, with the adapter state the
         platform answered. A platform that cannot answer keeps the hold until
         it lapses (logged)."""
+        # a worker frozen past its lease must not touch the stock of a session another
+        # request now holds (and may have paid and placed meanwhile)
+        self.sessions.keep_lock(session.id, for_seconds=PLATFORM_CALL_MARGIN)
         window = _hold_window_end(session, self.clock())
         try:
             answered = self.adapter.quote(self._quote_request(session, hold_until=window))

@@ -593,3 +593,42 @@ def test_order_placed_after_the_lock_was_lost_is_adopted_once(
     outbox = app.extensions["acp"].storage.outbox.entries(statuses=["pending", "delivered", "skipped",
                                                                     "failed"])
     assert [e.type for e in outbox if e.session_id == sid] == ["order_create"]
+
+
+class DecliningHeldProcessor(FaultyProcessor):
+    """Holds the frozen worker's charge (whatever its token) until released."""
+
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        if self.hold_charge is not None and threading.current_thread().name == "frozen-worker":
+            self.charge_entered.set()
+            assert self.hold_charge.wait(30)
+        return FakePaymentProcessor.charge(self, request)
+
+
+def test_a_decline_that_lands_after_the_lock_was_lost_touches_no_stock(tmp_path: pathlib.Path) -> None:
+    """Frozen inside a charge that is declined: another completion took over and
+    paid meanwhile. The frozen worker's late decline must not give back (or
+    re-take) the stock of a session it no longer holds: it writes nothing."""
+    processor = DecliningHeldProcessor(str(tmp_path / "ledger.sqlite3"))
+    app = make_app(tmp_path, processor, ACP_PAYMENT_RECONCILE_WINDOW=0)
+    adapter = adapter_of(app)
+    agent = Agent(app.test_client())
+    sid = agent.ready_session()["id"]
+    processor.hold_charge = threading.Event()
+    thread, result = _frozen_completion(agent, sid, "spt_decline_frozen")
+    assert processor.charge_entered.wait(10)
+    expire_lock(tmp_path / "acp.sqlite3", sid)
+    assert agent.complete(sid, "spt_other").get_json()["status"] == "completed"
+    held = adapter.ledger.held_counts()
+    calls: list[str] = []
+    quote = adapter.quote
+    adapter.quote = lambda request: calls.append(request.session_id) or quote(request)  # type: ignore[method-assign]
+
+    processor.hold_charge.set()
+    thread.join(30)
+    [(status, _)] = result
+    assert status == 409
+    assert calls == []
+    assert adapter.ledger.held_counts() == held
+    assert len(orders(tmp_path, sid)) == 1
+    assert get(agent, sid)["status"] == "completed"
