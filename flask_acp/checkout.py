@@ -178,6 +178,9 @@ class CodeGuessLimit(t.Protocol):
     def discount_codes_paused(self, agent: str) -> int | None:
         """Seconds until ``agent`` may have a new code tried (None: now)."""
 
+    def discount_codes_left(self, agent: str) -> int | None:
+        """Rejections ``agent`` has left before the pause (None: unbounded)."""
+
     def count_discount_rejections(self, agent: str, count: int) -> None:
         """Count ``count`` codes of ``agent`` the platform rejected."""
 
@@ -1044,6 +1047,12 @@ class CheckoutService:
             # (one after a pause, as each rejection from the limit on pauses again)
             limit = self.settings.discount_code_rejection_limit
             budget = max(1, limit - session.discount_code_rejections)
+            if pause is None and self.code_guesses is not None \
+                    and any(c.casefold() not in known for c in session.discount_codes):
+                # nor more than the agent's rejections left (ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT)
+                left = self.code_guesses.discount_codes_left(session.agent)
+                if left is not None:
+                    budget = min(budget, max(1, left))
             for index, code in enumerate(session.discount_codes):
                 key = code.casefold()
                 if key in seen:

@@ -750,3 +750,17 @@ def test_demo_store_codes(tmp_path: pathlib.Path) -> None:
         ("welcome10", "$.line_items[0]"), ("MUG5", "$.line_items[0]"), ("FREESHIP", "$.totals.fulfillment")]
     sums = totals(session)
     assert sums["discount"] == sums["fulfillment"] > 0
+
+
+def test_one_request_tries_no_more_new_codes_than_the_agent_has_left(tmp_path: pathlib.Path) -> None:
+    """``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT`` within one request: an
+    agent with 3 rejections left sends 5 new codes at once; only 3 reach the
+    platform (as the session's own limit within one request)."""
+    app = build_app(tmp_path, ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT="3/hour",
+                    **write_store(tmp_path / "shop", "usd", PRICES, catalog_coupons("usd")))
+    agent = Agent(app.test_client())
+    session = create(agent, ["G1", "G2", "G3", "G4", "G5"])
+    check_discounts(session)
+    messages = [r["message"] for r in session["discounts"]["rejected"]]
+    assert messages[:3] == [f"The discount code 'G{i}' is not valid." for i in (1, 2, 3)]
+    assert all("was not tried" in m for m in messages[3:]), messages

@@ -165,6 +165,20 @@ class RateLimits:
             waits.append(max(1, math.ceil(reset - time.time())))
         return max(waits) if waits else None
 
+    def discount_codes_left(self, agent: str) -> int | None:
+        """Rejections ``agent`` has left before its new discount codes pause
+        (the fewest over the items), or None when unbounded (no limit, or its
+        storage failing)."""
+        keys = (self.namespace, "discount", agent)
+        left = []
+        for item in self.discount_rejections_per_agent:
+            try:
+                left.append(self.limiter.get_window_stats(item, *keys).remaining)
+            except StorageError as exc:
+                self._warn(exc)
+                return None
+        return min(left) if left else None
+
     def count_discount_rejections(self, agent: str, count: int) -> None:
         """Count ``count`` discount codes of ``agent`` the platform rejected."""
         keys = (self.namespace, "discount", agent)
