@@ -284,19 +284,22 @@ def _before_request() -> None:
     passed (werkzeug stops reading there)."""
     check_transport()
     limit = current_state().settings.max_webhook_bytes
-    request.max_content_length = limit
+    # a streamed (chunked) body may be read one byte past the limit: werkzeug answers
+    # 413 once a read reaches its maximum, which a body of exactly the limit does
+    request.max_content_length = limit if request.content_length is not None else limit + 1
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(f"The webhook body is larger than {limit} bytes.")
 
 
 def _body() -> bytes:
-    """The webhook body, at most ``ACP_MAX_WEBHOOK_BYTES``: werkzeug stops a
-    streamed (chunked) body at the limit without an error, so one byte more is
-    read to make a longer one 413 (``RequestEntityTooLarge``), not a truncated
-    body whose signature fails."""
+    """The webhook body, at most ``ACP_MAX_WEBHOOK_BYTES``: a streamed
+    (chunked) one is read up to one byte past the limit (``_before_request``),
+    so a longer one is 413, not a truncated body whose signature fails, and
+    one of exactly the limit is read, as with a ``Content-Length``."""
     raw = request.get_data(cache=True)
-    if request.content_length is None and len(raw) >= current_state().settings.max_webhook_bytes:
-        request.stream.read(1)
+    limit = current_state().settings.max_webhook_bytes
+    if len(raw) > limit:
+        raise BodyTooLargeError(f"The webhook body is larger than {limit} bytes.")
     return raw
 
 

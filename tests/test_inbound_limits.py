@@ -66,6 +66,22 @@ def test_a_chunked_body_over_the_limit_is_413(tmp_path: pathlib.Path) -> None:
     assert under == 400  # read whole, refused for its signature
 
 
+def test_a_chunked_body_of_exactly_the_limit_is_read(tmp_path: pathlib.Path) -> None:
+    """"At most ``ACP_MAX_WEBHOOK_BYTES``", as with a Content-Length: a chunked
+    body of exactly the limit is read (and refused for its signature), one
+    byte more is 413, in one chunk or several."""
+    app = build_app(tmp_path, ACP_STRIPE_WEBHOOK_SECRET=WHSEC, ACP_MAX_WEBHOOK_BYTES=2048)
+
+    def chunked(*sizes: int) -> bytes:
+        return b"".join(f"{n:x}\r\n".encode() + b"x" * n + b"\r\n" for n in sizes) + b"0\r\n\r\n"
+
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    with serve_app(app) as base:
+        statuses = [_raw_post(base, "/webhooks/stripe", headers, body)[0]
+                    for body in (chunked(2048), chunked(1000, 1048), chunked(2049), chunked(1000, 1049))]
+    assert statuses == [400, 400, 413, 413]
+
+
 def test_plain_http_is_refused_outside_debug_and_testing(tmp_path: pathlib.Path) -> None:
     app = build_app(tmp_path, ACP_STRIPE_WEBHOOK_SECRET=WHSEC)
     app.testing = False
