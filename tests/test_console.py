@@ -145,7 +145,8 @@ def test_password_guessing_is_refused_per_address(tmp_path: pathlib.Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     client = console_app(tmp_path, ACP_TRUSTED_PROXY_HOPS=1).test_client()
     token = csrf(client.get("/acp-console/login").data)
-    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # counters may be in a shared Redis
+    # counters may be in a shared Redis: a /64 of this run's own
+    address = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
     guesser = {"X-Forwarded-For": address}
     with caplog.at_level("WARNING", logger="flask_acp"):
         for i in range(10):
@@ -159,10 +160,23 @@ def test_password_guessing_is_refused_per_address(tmp_path: pathlib.Path,
     assert 1 <= int(response.headers["Retry-After"]) <= 61
     assert "Too many wrong passwords" in text(response)
     assert client.get_cookie(LOGIN_COOKIE, path="/acp-console") is None
-    other = address.replace("2001:db8::", "2001:db8:1::")
+    other = address.replace("2001:db8:", "2001:db9:")
     response = client.post("/acp-console/login", headers={"X-Forwarded-For": other},
                            data={"password": PASSWORD, "csrf_token": token})
     assert response.status_code == 302  # another address is not locked out
+
+
+def test_password_guessing_from_many_addresses_of_one_ipv6_64_is_counted_once(
+        tmp_path: pathlib.Path) -> None:
+    """An IPv6 host picks its address from a whole /64: a new address per
+    guess must not get a new allowance each time."""
+    client = console_app(tmp_path, ACP_TRUSTED_PROXY_HOPS=1).test_client()
+    token = csrf(client.get("/acp-console/login").data)
+    prefix = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    statuses = [client.post("/acp-console/login", headers={"X-Forwarded-For": f"{prefix}::{i + 1:x}"},
+                            data={"password": f"guess {i}", "csrf_token": token}).status_code
+                for i in range(11)]
+    assert statuses == [401] * 10 + [429]
 
 
 def test_login_cookie_flags_and_redirect_back(tmp_path: pathlib.Path) -> None:

@@ -20,8 +20,9 @@ open console):
 5. every ``POST`` (the login form included): a Flask-WTF CSRF token
    (:func:`flask_wtf.csrf.validate_csrf`, kept in the Flask session) -> else 400.
 
-Wrong passwords are counted per client address (:data:`LOGIN_FAILURES`, in the
-rate limits' storage: shared by every process with Redis); over the limit a
+Wrong passwords are counted per client address (an IPv6 one per /64;
+:data:`LOGIN_FAILURES`, in the rate limits' storage: shared by every process
+with Redis); over the limit a
 login is refused with 429 before the password is checked (password guessing).
 """
 
@@ -63,6 +64,19 @@ LOGIN_COOKIE = "acp_console_login"
 _SALT = "flask-acp-console-login"
 #: wrong console passwords one client address may send (``limits`` notation, every item applies)
 LOGIN_FAILURES = "10/minute;100/hour"
+
+def _counted_as(addr: str) -> str:
+    """The client whose wrong passwords ``addr`` counts towards: an IPv6
+    address's /64 (one host usually has a whole /64 to pick addresses from),
+    else the address itself."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return addr
+
 
 #: what ``ACP_CONSOLE_AUTH`` is called as: no argument, in the request context
 AuthHook = cabc.Callable[[], t.Any]
@@ -163,10 +177,11 @@ class ConsoleAccess:
         _, addr = client_scheme_and_addr()
         if self._failures is None or not addr:
             return None
+        client = _counted_as(addr)
         for item in limits.parse_many(LOGIN_FAILURES):
             try:
-                if not self._failures.test(item, "acp-console-login", addr):
-                    reset = self._failures.get_window_stats(item, "acp-console-login", addr).reset_time
+                if not self._failures.test(item, "acp-console-login", client):
+                    reset = self._failures.get_window_stats(item, "acp-console-login", client).reset_time
                     return max(1, int(reset - time.time()) + 1)
             except StorageError:
                 return None
@@ -180,7 +195,7 @@ class ConsoleAccess:
             return
         for item in limits.parse_many(LOGIN_FAILURES):
             try:
-                self._failures.hit(item, "acp-console-login", addr)
+                self._failures.hit(item, "acp-console-login", _counted_as(addr))
             except StorageError:
                 return
 
