@@ -657,3 +657,33 @@ def test_a_woocommerce_deleted_product_is_withdrawn_by_its_webhook(
         assert (variant["id"], variant["availability"]) == ("10", DISCONTINUED)
     finally:
         state.adapter.close()
+
+
+def test_a_woocommerce_product_deleted_again_after_a_restore_is_withdrawn_again(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService) -> None:
+    """``product.deleted`` carries ``{"id": N}`` alone: a second deletion of the
+    same product (trashed, restored, trashed again) is a new event, not a
+    redelivery of the first, and must withdraw it again."""
+    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_WEBHOOK_DELIVERY_THREAD=False,
+                    **woo.config())
+    state = app.extensions["acp"]
+    try:
+        assert push(app).exit_code == 0
+        (feed_id,) = feed_service.feeds
+        with serve_app(app) as url:
+            woo.add_webhook(f"{url}/webhooks/woocommerce", topic="product.deleted")
+            woo.add_webhook(f"{url}/webhooks/woocommerce", topic="product.updated")
+            woo.delete_product(10)
+            woo.flush_webhooks()
+            assert state.webhooks.run_pending() == 1
+            woo.update_product(10, status="publish")  # restored from the trash
+            woo.flush_webhooks()
+            assert state.webhooks.run_pending() == 1
+            assert feed_service.products(feed_id)["10"]["variants"][0]["availability"]["available"] is True
+            woo.delete_product(10)
+            woo.flush_webhooks()
+            assert state.webhooks.run_pending() == 1
+        (variant,) = feed_service.products(feed_id)["10"]["variants"]
+        assert variant["availability"] == DISCONTINUED
+    finally:
+        state.adapter.close()

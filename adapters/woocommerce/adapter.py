@@ -68,6 +68,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import secrets
 import threading
 import typing as t
 
@@ -916,6 +917,10 @@ class WooCommerceAdapter(PlatformAdapter):
                 log.info("WooCommerce webhook %r: nothing for the feed", topic)
                 return PlatformWebhook(event_id=None)
             key = f"product:{subjects[0]}:{hashlib.sha256(body).hexdigest()[:16]}"
+            if topic == "product.deleted":
+                # {"id": N} alone: a deletion after a restore has the body of the first one;
+                # keyed per delivery (a repeated withdrawal is harmless, a missed one is not)
+                key += ":" + (given.get("x-wc-webhook-delivery-id") or secrets.token_hex(8))
             return PlatformWebhook(event_id=key, products=subjects)
         if resource != "order" and not topic.startswith("order."):
             log.info("WooCommerce webhook %r ignored (not about an order)", topic or resource)
