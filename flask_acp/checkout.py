@@ -781,7 +781,6 @@ class CheckoutService:
             text_key="payments_paused", text_args={"seconds": str(seconds)}),))
 
     def _payment_failed(self, session: CheckoutSession, exc: Exception) -> CheckoutSession:
-        session = self._hold_after_failure(session)
         payment = _payment_of(session)
         status = Status.READY_FOR_PAYMENT
         failures, paused_until = session.payment_failures, session.payments_paused_until
@@ -803,23 +802,26 @@ class CheckoutService:
         else:
             message = Message(type="error", code="payment_declined", resolution="requires_buyer_input",
                               param="$.payment_data", text_key="payment_declined")
-        return self.save(session.replace(
+        # the failure is recorded before the platform gives the hold back: a save that
+        # failed after it would leave the attempt pending, resumed with another credential
+        # without re-preparing (WooCommerce: charged for an order cancelled meanwhile)
+        return self._hold_after_failure(self.save(session.replace(
             status=status,
             payment=dataclasses.replace(payment, status="failed"),
             updated_at=self.clock(),
             extra_messages=(message,),
             payment_failures=failures,
             payments_paused_until=paused_until,
-        ))
+        )))
 
     def _hold_after_failure(self, session: CheckoutSession) -> CheckoutSession:
         """Give back what ``_prepare`` held for a charge that failed: the stock
         stays held only until the session's hold window ends (nothing when it
         has ended), so a stream of bad credentials cannot keep re-holding an
         item for the charge's time budget. One quote without (or with the
-        window's) hold; the session keeps its quote, with the adapter state the
-        platform answered. A platform that cannot answer keeps the hold until
-        it lapses (logged)."""
+        window's) hold; the session (saved with the failure) keeps its quote,
+        saved again with the adapter state the platform answered. A platform
+        that cannot answer keeps the hold until it lapses (logged)."""
         # a worker frozen past its lease must not touch the stock of a session another
         # request now holds (and may have paid and placed meanwhile)
         self.sessions.keep_lock(session.id, for_seconds=PLATFORM_CALL_MARGIN)
@@ -830,7 +832,8 @@ class CheckoutService:
             log.warning("checkout %s: the stock held for a failed payment stays held until it lapses: %s",
                         session.id, exc)
             return session
-        return session.replace(quote=dataclasses.replace(session.quote, adapter_state=answered.adapter_state))
+        return self.save(session.replace(
+            quote=dataclasses.replace(session.quote, adapter_state=answered.adapter_state)))
 
     def _resume(self, session: CheckoutSession, data: CompleteInput) -> CheckoutSession:
         """Finish a completion that an earlier request left half-done."""

@@ -629,6 +629,36 @@ def test_declined_payment_then_new_token_leaves_no_stale_pending_order(shop: Sho
     assert (len(shop.processor.charges()), shop.woo.stock(13)) == (1, 0)
 
 
+def test_declined_payment_whose_record_fails_then_another_card(tmp_path: pathlib.Path,
+                                                               woo: FakeWooCommerce) -> None:
+    """The store fails to record the decline (503): the attempt stays pending
+    and another card resumes it without re-preparing, so the pending order must
+    still be there -- not cancelled by the hold's give-back -- or that card is
+    charged and refunded."""
+    from flask_acp.errors import StorageUnavailableError
+
+    shop = open_shop(tmp_path, woo, ACP_PAYMENT_RECONCILE_WINDOW=0)
+    try:
+        sessions = shop.app.extensions["acp"].storage.sessions
+        save, failed = sessions.save, []
+
+        def failing_save(session: t.Any, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            if session.payment is not None and session.payment.status == "failed" and not failed:
+                failed.append(session.id)
+                raise StorageUnavailableError()
+            return save(session, *args, **kwargs)
+
+        sessions.save = failing_save
+        sid = shop.create([{"id": "13"}])["id"]
+        assert shop.agent.complete(sid, "spt_decline").status_code == 503
+        done = shop.complete(sid, token="spt_good")
+        assert done["status"] == "completed", done["messages"]
+        assert (len(shop.processor.charges()), shop.processor.operations("refund")) == (1, [])
+        assert [o["status"] for o in shop.woo.orders.values()] == ["processing"]
+    finally:
+        shop.adapter.close()
+
+
 def test_declined_payment_whose_hold_cannot_be_given_back(shop: Shop) -> None:
     """WooCommerce cannot answer the re-read that gives the hold back after a
     declined charge: the decline is still answered, and the next token's
