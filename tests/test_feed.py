@@ -20,8 +20,10 @@ import jsonschema
 import pytest
 from flask import Flask
 
+from flask_acp.catalog import CatalogAdapter
 from flask_acp.feed import cli as feed_cli
 from flask_acp.feed.client import FeedClient
+from flask_acp.products import ProductRecord
 from flask_acp.testing.fake_shopify import FakeShopify
 from flask_acp.testing.fake_woocommerce import DEMO_SEED
 from flask_acp.testing.fake_woocommerce import FakeWooCommerce
@@ -687,3 +689,32 @@ def test_a_woocommerce_product_deleted_again_after_a_restore_is_withdrawn_again(
         assert variant["availability"] == DISCONTINUED
     finally:
         state.adapter.close()
+
+
+class SkippingCatalog(CatalogAdapter):
+    """A listing that skips ``prod_mug`` (a page boundary that moved under an
+    offset-paginated listing: WooCommerce ``page=N``, a product deleted on an
+    earlier page meanwhile) while the product is still sold, as reading it by
+    id shows."""
+
+    skip = "prod_mug"
+
+    def iter_products(self) -> cabc.Iterator[ProductRecord]:
+        return (p for p in super().iter_products() if p.id != self.skip)
+
+    def read_products(self, product_ids: cabc.Sequence[str]) -> list[ProductRecord]:
+        found = {p.id: p for p in super().iter_products()}
+        return [found[i] for i in product_ids if i in found]
+
+
+def test_a_product_a_listing_skipped_but_still_sold_is_not_withdrawn(
+        tmp_path: pathlib.Path, feed_service: FakeFeedService) -> None:
+    assert push(build_app(tmp_path, ACP_AGENTS=agents(feed_service.url))).exit_code == 0
+    (feed_id,) = feed_service.feeds
+    mug = feed_service.products(feed_id)["prod_mug"]
+    skipping = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url),
+                         ACP_ADAPTER=f"{__name__}:SkippingCatalog")
+    result = push(skipping)
+    assert result.exit_code == 0, result.output
+    assert "withdrawn" not in result.output
+    assert feed_service.products(feed_id)["prod_mug"] == mug

@@ -22,8 +22,9 @@ whose answer was lost is sent again: upserts by ``Product.id`` are idempotent,
 so the feed ends the same.
 
 Withdrawn products: the Feed API has no delete, so a product this feed received
-that the platform no longer lists (deleted, unpublished) is sent, after the
-listed ones, as withdrawn -- its variants as last pushed, each ``discontinued``
+that the platform no longer lists (deleted, unpublished; read again by id
+first, as a paginated listing can skip one) is sent, after the listed ones, as
+withdrawn -- its variants as last pushed, each ``discontinued``
 and not available (:func:`~flask_acp.versions.v2026_04_17.feed.render_withdrawn`);
 an incremental push sends that once.
 
@@ -53,6 +54,7 @@ import typing as t
 from ..adapter import PlatformAdapter
 from ..config import Agent
 from ..config import Settings
+from ..versions.v2026_04_17.feed import render_product
 from ..versions.v2026_04_17.feed import render_withdrawn
 from .client import FeedApiError
 from .client import FeedClient
@@ -61,6 +63,8 @@ from .export import product_json
 
 #: push modes: every product, or only the changed ones.
 MODES = ("full", "incremental")
+#: products not listed any more, read again by id per call before they are withdrawn
+RECHECK_BATCH = 100
 
 
 class FeedPushError(Exception):
@@ -247,7 +251,16 @@ class FeedPush:
                 listed.add(product["id"])
                 consider(product)
             known = t.cast(dict[str, list[list[str]]], state.get("variants") or {})
-            for gone in [i for i in pushed if i not in listed]:
+            missing = [i for i in pushed if i not in listed]
+            # read by id before withdrawing: a paginated listing can skip a product still
+            # sold (WooCommerce pages by offset: one deleted on an earlier page meanwhile
+            # moves the next one out of the page read after it)
+            for start in range(0, len(missing), RECHECK_BATCH):
+                for record in self.adapter.read_products(missing[start:start + RECHECK_BATCH]):
+                    if record.id in pushed and record.id not in listed:
+                        listed.add(record.id)
+                        consider(render_product(record))
+            for gone in [i for i in missing if i not in listed]:
                 consider(render_withdrawn(gone, [(v, title) for v, title in known.get(gone, [])]))
                 result.withdrawn += 1
             if batch:
