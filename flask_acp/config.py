@@ -318,7 +318,7 @@ def _check_limits(value: str) -> None:
         raise ValidationError(f"not a rate limit such as '600/minute' or '10/second;600/minute': {exc}") \
             from None
     if any(item.amount < 1 for item in items):
-        raise ValidationError("a limit of 0 refuses every request; leave it empty for no limit")
+        raise ValidationError("a limit of 0 allows nothing at all; leave it empty for no limit")
 
 
 def _rate_limit(key: str, default: str, doc: str) -> t.Any:
@@ -592,7 +592,8 @@ class Settings:
                             "new discount code after its last rejection.")
     rate_limits_enabled: bool = setting(
         "ACP_RATE_LIMITS_ENABLED", fields.Boolean(), True,
-        doc="Apply the `ACP_RATE_LIMIT_*` limits (429 `rate_limit_exceeded` with `Retry-After`).")
+        doc="Apply the `ACP_RATE_LIMIT_*` limits (429 `rate_limit_exceeded` with `Retry-After`; "
+            "`False` also turns off the per-agent discount-code limit).")
     rate_limit_storage_url: str | None = setting(
         "ACP_RATE_LIMIT_STORAGE_URL", fields.String(allow_none=True, validate=validate.Regexp(
             r"^[a-z+]+://", error="must be a `limits` storage URL such as redis://host:6379/1 or memory://")),
