@@ -175,11 +175,10 @@ class CodeGuessLimit(t.Protocol):
     (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``; the edge's rate limits
     implement it on their shared counters)."""
 
-    def discount_codes_paused(self, agent: str) -> int | None:
-        """Seconds until ``agent`` may have a new code tried (None: now)."""
-
-    def discount_codes_left(self, agent: str) -> int | None:
-        """Rejections ``agent`` has left before the pause (None: unbounded)."""
+    def discount_code_standing(self, agent: str) -> tuple[int, int] | None:
+        """``(left, wait)``: rejections ``agent`` has left before its new codes
+        pause, and the seconds until one more is allowed when none is left
+        (None: unbounded)."""
 
     def count_discount_rejections(self, agent: str, count: int) -> None:
         """Count ``count`` codes of ``agent`` the platform rejected."""
@@ -1044,18 +1043,8 @@ class CheckoutService:
                    if r.text_key in _PAUSED_TEXT_KEYS}
         known = {c.casefold() for c in previous_codes} - untried
         if active:
-            pause = self._discount_codes_pause(session, now, known)
+            pause, budget = self._new_codes_allowed(session, now, known)
             seen: set[str] = set()
-            # new codes one request may try: no more than the rejections left before the pause
-            # (one after a pause, as each rejection from the limit on pauses again)
-            limit = self.settings.discount_code_rejection_limit
-            budget = max(1, limit - session.discount_code_rejections)
-            if pause is None and self.code_guesses is not None \
-                    and any(c.casefold() not in known for c in session.discount_codes):
-                # nor more than the agent's rejections left (ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT)
-                left = self.code_guesses.discount_codes_left(session.agent)
-                if left is not None:
-                    budget = min(budget, max(1, left))
             for index, code in enumerate(session.discount_codes):
                 key = code.casefold()
                 if key in seen:
@@ -1116,20 +1105,30 @@ class CheckoutService:
                 session.buyer, session.fulfillment_details), {})
         return session.replace(quote=quote, status=_status_of(quote), **changes)
 
-    def _discount_codes_pause(self, session: CheckoutSession, now: dt.datetime,
-                              known: set[str]) -> tuple[str, int] | None:
-        """Whether new discount codes wait, and why: ``(text_key, seconds)``
-        while the session's pause (``ACP_DISCOUNT_CODE_REJECTION_LIMIT``) or its
-        agent's (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``) lasts; None
-        when they are tried. The agent's counters are read only when the
-        session brings a code not checked before."""
+    def _new_codes_allowed(self, session: CheckoutSession, now: dt.datetime,
+                           known: set[str]) -> tuple[tuple[str, int] | None, int]:
+        """``(pause, budget)`` for the discount codes of ``session`` not
+        checked before (``known``: those that were). ``pause``:
+        ``(text_key, seconds)`` while the session's pause
+        (``ACP_DISCOUNT_CODE_REJECTION_LIMIT``) or its agent's
+        (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``) lasts, else None.
+        ``budget``: how many new codes this request may send, no more than the
+        rejections left before either pause (one after a session's pause, as
+        each rejection from the limit on pauses again). The agent's counters
+        are read only when the session brings a new code."""
         paused_until = session.discount_codes_paused_until
         if paused_until is not None and now < paused_until:
-            return "discount_codes_paused", max(1, math.ceil((paused_until - now).total_seconds()))
+            return ("discount_codes_paused", max(1, math.ceil((paused_until - now).total_seconds()))), 0
+        budget = max(1, self.settings.discount_code_rejection_limit - session.discount_code_rejections)
         if self.code_guesses is None or all(c.casefold() in known for c in session.discount_codes):
-            return None
-        seconds = self.code_guesses.discount_codes_paused(session.agent)
-        return None if seconds is None else ("discount_codes_paused_agent", seconds)
+            return None, budget
+        standing = self.code_guesses.discount_code_standing(session.agent)
+        if standing is None:
+            return None, budget
+        left, wait = standing
+        if left <= 0:
+            return ("discount_codes_paused_agent", wait), 0
+        return None, min(budget, left)
 
     def _quote(self, request: QuoteRequest, buyer: dict[str, JSON] | None,
                fulfillment_details: dict[str, JSON] | None) -> Quote:

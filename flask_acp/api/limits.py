@@ -14,9 +14,9 @@ else ``memory://``, per process):
   requests of one agent, and of one agent on one session (card testing);
 - ``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``: discount codes of one agent
   the platform rejected, over all its sessions (code guessing). It refuses no
-  request: the checkout core asks :meth:`RateLimits.discount_codes_paused` before
-  it sends a new code to the platform, and counts each rejection with
-  :meth:`RateLimits.count_discount_rejections`.
+  request: the checkout core reads :meth:`RateLimits.discount_code_standing`
+  before it sends new codes to the platform, and counts each rejection with
+  :meth:`RateLimits.count_discount_rejections` (a :class:`~flask_acp.counters.WindowBudget`).
 
 A request over a limit raises :class:`~flask_acp.errors.RateLimitedError`
 (429 ``rate_limit_exceeded``, ``Retry-After`` in seconds until the window lets
@@ -43,6 +43,8 @@ from limits.storage import Storage
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from ..counters import Standing
+from ..counters import WindowBudget
 from ..errors import RateLimitedError
 from ..store import safe_store_url
 from ..store._redis import is_redis_url
@@ -121,7 +123,8 @@ class RateLimits:
         self.per_agent = _items(settings.per_agent)
         self.complete_per_agent = _items(settings.complete_per_agent)
         self.complete_per_session = _items(settings.complete_per_session)
-        self.discount_rejections_per_agent = _items(settings.discount_rejections_per_agent)
+        self.discount_rejections = WindowBudget(self.limiter, _items(settings.discount_rejections_per_agent),
+                                                namespace, "discount", on_error=self._warn)
         self._warned_at = -math.inf
         self._warn_lock = threading.Lock()
         self._refused: dict[tuple[str, str], Refusals] = {}
@@ -148,48 +151,16 @@ class RateLimits:
             self._hit(self.complete_per_session, "complete requests on this checkout session",
                       "complete-session", agent, session_id or "")
 
-    def discount_codes_paused(self, agent: str) -> int | None:
-        """Seconds until ``agent`` may have a new discount code tried, or None
-        when it may now (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT`` not
-        reached, or its storage failing)."""
-        keys = (self.namespace, "discount", agent)
-        waits = []
-        for item in self.discount_rejections_per_agent:
-            try:
-                if self.limiter.test(item, *keys):
-                    continue
-                reset = self.limiter.get_window_stats(item, *keys).reset_time
-            except StorageError as exc:
-                self._warn(exc)
-                return None
-            waits.append(max(1, math.ceil(reset - time.time())))
-        return max(waits) if waits else None
-
-    def discount_codes_left(self, agent: str) -> int | None:
-        """Rejections ``agent`` has left before its new discount codes pause
-        (the fewest over the items), or None when unbounded (no limit, or its
-        storage failing)."""
-        keys = (self.namespace, "discount", agent)
-        left = []
-        for item in self.discount_rejections_per_agent:
-            try:
-                left.append(self.limiter.get_window_stats(item, *keys).remaining)
-            except StorageError as exc:
-                self._warn(exc)
-                return None
-        return min(left) if left else None
+    def discount_code_standing(self, agent: str) -> Standing | None:
+        """Rejected discount codes ``agent`` has left before its new codes
+        pause, and the seconds until one more is allowed when none is left
+        (``ACP_RATE_LIMIT_DISCOUNT_REJECTIONS_PER_AGENT``); None: unbounded
+        (no limit, or its storage failing)."""
+        return self.discount_rejections.standing(agent)
 
     def count_discount_rejections(self, agent: str, count: int) -> None:
         """Count ``count`` discount codes of ``agent`` the platform rejected."""
-        keys = (self.namespace, "discount", agent)
-        for item in self.discount_rejections_per_agent:
-            for _ in range(count):
-                try:
-                    if not self.limiter.hit(item, *keys):
-                        break  # the window is full: the agent is paused already
-                except StorageError as exc:
-                    self._warn(exc)
-                    return
+        self.discount_rejections.spend(agent, count)
 
     def _hit(self, items: tuple[RateLimitItem, ...], what: str, *identifiers: str) -> None:
         keys = (self.namespace, *identifiers)

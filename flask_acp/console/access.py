@@ -32,7 +32,6 @@ import collections.abc as cabc
 import hashlib
 import ipaddress
 import logging
-import time
 import typing as t
 
 import itsdangerous
@@ -45,7 +44,7 @@ from flask import request
 from flask import url_for
 from flask_wtf.csrf import ValidationError
 from flask_wtf.csrf import validate_csrf
-from limits.errors import StorageError
+from limits.storage import MemoryStorage
 from limits.storage import Storage
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -56,6 +55,7 @@ from ..blueprint import client_scheme_and_addr
 from ..blueprint import is_loopback
 from ..config import Settings
 from ..config import config_error
+from ..counters import WindowBudget
 
 log = logging.getLogger("flask_acp")
 
@@ -116,7 +116,10 @@ class ConsoleAccess:
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.console_allowed_ips)
         self.password_hash = settings.console_password_hash
         storage = storage_from_string(counters_url, wrap_exceptions=True)  # the rate limits' storage
-        self._failures = SlidingWindowCounterRateLimiter(storage) if isinstance(storage, Storage) else None
+        if not isinstance(storage, Storage):  # an async storage URL (the rate limits refuse it): per process
+            storage = MemoryStorage()
+        self._failures = WindowBudget(SlidingWindowCounterRateLimiter(storage),
+                                      limits.parse_many(LOGIN_FAILURES), "acp-console-login")
         if not (app.debug or app.testing) and not app.config.get("SESSION_COOKIE_SECURE"):
             log.warning("the merchant console keeps its CSRF tokens in the Flask session: set "
                         "SESSION_COOKIE_SECURE = True (and serve the console over HTTPS only)")
@@ -175,29 +178,15 @@ class ConsoleAccess:
         """Seconds until the client may try a password again (None: now), after
         :data:`LOGIN_FAILURES` wrong ones. A storage that fails lets it try."""
         _, addr = client_scheme_and_addr()
-        if self._failures is None or not addr:
-            return None
-        client = _counted_as(addr)
-        for item in limits.parse_many(LOGIN_FAILURES):
-            try:
-                if not self._failures.test(item, "acp-console-login", client):
-                    reset = self._failures.get_window_stats(item, "acp-console-login", client).reset_time
-                    return max(1, int(reset - time.time()) + 1)
-            except StorageError:
-                return None
-        return None
+        standing = self._failures.standing(_counted_as(addr)) if addr else None
+        return standing.wait if standing is not None and standing.left <= 0 else None
 
     def login_failed(self) -> None:
         """Count one wrong password of the client (and log it, with its address)."""
         _, addr = client_scheme_and_addr()
         log.warning("console: wrong password from %s", addr)
-        if self._failures is None or not addr:
-            return
-        for item in limits.parse_many(LOGIN_FAILURES):
-            try:
-                self._failures.hit(item, "acp-console-login", _counted_as(addr))
-            except StorageError:
-                return
+        if addr:
+            self._failures.spend(_counted_as(addr))
 
     def logged_in(self) -> bool:
         """Whether the request carries a valid, unexpired login cookie for the current password."""
