@@ -348,13 +348,19 @@ def webhook_products(topic: str, payload: JSON) -> tuple[str, ...]:
     return () if found is None else (found,)
 
 
+#: the resource (its GID type) each order-sync topic's payload is
+_TOPIC_RESOURCES: dict[str, str] = {
+    **dict.fromkeys(ORDER_TOPICS, "Order"),
+    "fulfillments/create": "Fulfillment", "fulfillments/update": "Fulfillment",
+    "refunds/create": "Refund"}
+
+
 def _of_topic(topic: str, payload: cabc.Mapping[str, JSON]) -> bool:
     """Whether the payload is the resource ``topic`` names (its own
     ``admin_graphql_api_id``, when it has one): the topic header is not signed,
     so a signed ``refunds/create`` body re-sent as ``fulfillments/create`` must
     not be read as a shipment."""
-    kind = "Order" if topic in ORDER_TOPICS else "Fulfillment" if topic.startswith("fulfillments/") \
-        else "Refund" if topic == "refunds/create" else None
+    kind = _TOPIC_RESOURCES.get(topic)
     gid = payload.get("admin_graphql_api_id")
     return kind is None or gid is None or str(gid).startswith(f"gid://shopify/{kind}/")
 

@@ -167,6 +167,19 @@ class FeedState:
                 raise
 
 
+def variant_titles(product: cabc.Mapping[str, t.Any]) -> list[list[str]]:
+    """``[[variant id, title], ...]`` of a feed ``Product``: what the state
+    file keeps of it (``"variants"``), for its withdrawal later."""
+    return [[v["id"], v["title"]] for v in product["variants"]]
+
+
+def withdrawal(state: cabc.Mapping[str, t.Any], product_id: str) -> dict[str, t.Any]:
+    """The ``Product`` withdrawing ``product_id``, with its variants as one
+    agent's ``state`` last recorded them (:func:`variant_titles`)."""
+    known = (state.get("variants") or {}).get(product_id) or []
+    return render_withdrawn(product_id, [(v, title) for v, title in known])
+
+
 def feed_state_path(settings: Settings, instance_path: str) -> pathlib.Path:
     """``ACP_FEED_STATE_FILE``, under the app's instance folder when relative."""
     return pathlib.Path(instance_path) / settings.feed_state_file
@@ -250,7 +263,6 @@ class FeedPush:
             for product in product_json(self.adapter):
                 listed.add(product["id"])
                 consider(product)
-            known = t.cast(dict[str, list[list[str]]], state.get("variants") or {})
             missing = [i for i in pushed if i not in listed]
             # read by id before withdrawing: a paginated listing can skip a product still
             # sold (WooCommerce pages by offset: one deleted on an earlier page meanwhile
@@ -261,7 +273,7 @@ class FeedPush:
                         listed.add(record.id)
                         consider(render_product(record))
             for gone in [i for i in missing if i not in listed]:
-                consider(render_withdrawn(gone, [(v, title) for v, title in known.get(gone, [])]))
+                consider(withdrawal(state, gone))
                 result.withdrawn += 1
             if batch:
                 self._send(feed_id, batch, state, pushed, result)
@@ -300,7 +312,7 @@ class FeedPush:
         variants = state.setdefault("variants", {})
         for product, fingerprint in batch:
             pushed[product["id"]] = fingerprint
-            variants[product["id"]] = [[v["id"], v["title"]] for v in product["variants"]]
+            variants[product["id"]] = variant_titles(product)
         run = t.cast(dict[str, t.Any], state["run"])
         run["sent"] = [*run.get("sent", []), *(product["id"] for product, _ in batch)]
         state["pushed"] = pushed

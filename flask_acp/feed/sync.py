@@ -35,12 +35,13 @@ from ..products import FEED_PRODUCTS_EVENT
 from ..store.base import Outbox
 from ..store.base import OutboxEntry
 from ..versions.v2026_04_17.feed import render_product
-from ..versions.v2026_04_17.feed import render_withdrawn
 from ..webhooks.outbox import SendResult
 from .client import FeedApiError
 from .client import FeedClient
 from .export import digest
 from .push import FeedState
+from .push import variant_titles
+from .push import withdrawal
 
 log = logging.getLogger("flask_acp.feed")
 
@@ -137,7 +138,7 @@ class FeedSender:
             pushed, variants = dict(state.get("pushed") or {}), dict(state.get("variants") or {})
             for product in sent:
                 pushed[product["id"]] = digest(product)
-                variants[product["id"]] = [[v["id"], v["title"]] for v in product["variants"]]
+                variants[product["id"]] = variant_titles(product)
             return {**state, "pushed": pushed, "variants": variants}
 
         try:
@@ -153,8 +154,7 @@ class FeedSender:
         state = self.state.agent(agent)
         if state.get("pushed_to") != feed_id or product_id not in (state.get("pushed") or {}):
             return None
-        known = (state.get("variants") or {}).get(product_id) or []
-        return render_withdrawn(product_id, [(v, title) for v, title in known])
+        return withdrawal(state, product_id)
 
     def _client(self, name: str, url: str, token: str | None) -> FeedClient:
         """One client per agent and thread (a ``requests.Session`` is not shared between threads)."""
