@@ -9,6 +9,7 @@ WooCommerce and the Feed API are HTTP servers on loopback.
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import copy
 import io
 import json
@@ -440,15 +441,25 @@ def test_an_event_for_an_agent_without_a_feed_yet_is_skipped(
         state.adapter.close()
 
 
-def test_a_woocommerce_product_webhook_patches_just_that_product(
-        tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService) -> None:
+@contextlib.contextmanager
+def woo_pushed(tmp_path: pathlib.Path, woo: FakeWooCommerce,
+               feed_service: FakeFeedService) -> cabc.Iterator[tuple[Flask, str, int]]:
+    """An app on the fake WooCommerce whose catalog was pushed once to a new
+    feed: the app, the feed id, and the number of PATCHes so far."""
     app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_WEBHOOK_DELIVERY_THREAD=False,
                     **woo.config())
-    state = app.extensions["acp"]
     try:
         assert push(app).exit_code == 0
         (feed_id,) = feed_service.feeds
-        before = len(feed_service.patches())
+        yield app, feed_id, len(feed_service.patches())
+    finally:
+        app.extensions["acp"].adapter.close()
+
+
+def test_a_woocommerce_product_webhook_patches_just_that_product(
+        tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService) -> None:
+    with woo_pushed(tmp_path, woo, feed_service) as (app, feed_id, before):
+        state = app.extensions["acp"]
         with serve_app(app) as url:
             woo.add_webhook(f"{url}/webhooks/woocommerce", topic="product.updated")
             woo.update_product(22, stock_quantity=4)  # a variation: its parent is patched
@@ -461,8 +472,6 @@ def test_a_woocommerce_product_webhook_patches_just_that_product(
         assert products["10"]["title"] == "Wool Beanie"
         large = products["20"]["variants"][1]
         assert (large["id"], large["availability"]) == ("22", {"available": True, "status": "in_stock"})
-    finally:
-        state.adapter.close()
 
 
 class _Terminal(io.StringIO):
@@ -641,13 +650,8 @@ def test_a_change_whose_webhook_never_arrived_is_sent_by_the_next_push(
 
 def test_a_woocommerce_deleted_product_is_withdrawn_by_its_webhook(
         tmp_path: pathlib.Path, woo: FakeWooCommerce, feed_service: FakeFeedService) -> None:
-    app = build_app(tmp_path, ACP_AGENTS=agents(feed_service.url), ACP_WEBHOOK_DELIVERY_THREAD=False,
-                    **woo.config())
-    state = app.extensions["acp"]
-    try:
-        assert push(app).exit_code == 0
-        (feed_id,) = feed_service.feeds
-        before = len(feed_service.patches())
+    with woo_pushed(tmp_path, woo, feed_service) as (app, feed_id, before):
+        state = app.extensions["acp"]
         with serve_app(app) as url:
             woo.add_webhook(f"{url}/webhooks/woocommerce", topic="product.deleted")
             woo.delete_product(10)
@@ -657,8 +661,6 @@ def test_a_woocommerce_deleted_product_is_withdrawn_by_its_webhook(
         assert feed_service.patches()[before:] == [["10"]]
         (variant,) = feed_service.products(feed_id)["10"]["variants"]
         assert (variant["id"], variant["availability"]) == ("10", DISCONTINUED)
-    finally:
-        state.adapter.close()
 
 
 def test_a_woocommerce_product_deleted_again_after_a_restore_is_withdrawn_again(

@@ -223,6 +223,20 @@ def _frozen_completion(agent: Agent, sid: str, token: str) -> tuple[threading.Th
     return thread, result
 
 
+def _paid_by_another_while_frozen(tmp_path: pathlib.Path, agent: Agent, processor: t.Any,
+                                           token: str) -> tuple[str, threading.Thread, list[t.Any]]:
+    """A ready session whose completion with ``token`` freezes inside the
+    processor call past its lease, while another completion (``spt_other``)
+    takes over and pays; the frozen one is still held (``processor.hold_charge``)."""
+    sid = agent.ready_session()["id"]
+    processor.hold_charge = threading.Event()
+    thread, result = _frozen_completion(agent, sid, token)
+    assert processor.charge_entered.wait(10)
+    expire_lock(tmp_path / "acp.sqlite3", sid)
+    assert agent.complete(sid, "spt_other").get_json()["status"] == "completed"
+    return sid, thread, result
+
+
 def test_worker_frozen_before_charging_does_not_charge(tmp_path: pathlib.Path,
                                                        processor: FaultyProcessor) -> None:
     """Frozen between recording the attempt and charging, longer than the lease:
@@ -262,12 +276,7 @@ def test_charge_that_lands_after_the_lock_was_lost_is_given_back(tmp_path: pathl
     charge is refunded at once: the buyer pays once."""
     app = make_app(tmp_path, processor, ACP_PAYMENT_RECONCILE_WINDOW=0)
     agent = Agent(app.test_client())
-    sid = agent.ready_session()["id"]
-    processor.hold_charge = threading.Event()
-    thread, result = _frozen_completion(agent, sid, "spt_frozen_in_call")
-    assert processor.charge_entered.wait(10)
-    expire_lock(tmp_path / "acp.sqlite3", sid)
-    assert agent.complete(sid, "spt_other").get_json()["status"] == "completed"
+    sid, thread, result = _paid_by_another_while_frozen(tmp_path, agent, processor, "spt_frozen_in_call")
 
     processor.hold_charge.set()
     thread.join(30)
@@ -613,12 +622,7 @@ def test_a_decline_that_lands_after_the_lock_was_lost_touches_no_stock(tmp_path:
     app = make_app(tmp_path, processor, ACP_PAYMENT_RECONCILE_WINDOW=0)
     adapter = adapter_of(app)
     agent = Agent(app.test_client())
-    sid = agent.ready_session()["id"]
-    processor.hold_charge = threading.Event()
-    thread, result = _frozen_completion(agent, sid, "spt_decline_frozen")
-    assert processor.charge_entered.wait(10)
-    expire_lock(tmp_path / "acp.sqlite3", sid)
-    assert agent.complete(sid, "spt_other").get_json()["status"] == "completed"
+    sid, thread, result = _paid_by_another_while_frozen(tmp_path, agent, processor, "spt_decline_frozen")
     held = adapter.ledger.held_counts()
     calls: list[str] = []
     quote = adapter.quote
